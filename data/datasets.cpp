@@ -1,0 +1,215 @@
+// Implements the dataset readers (see dataset.h): IDX through zlib (gzread reads gzipped and
+// plain files alike), CIFAR binary records, the synthetic generator and the defaults.
+#include <zlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <random>
+
+#include "core/error.h"
+#include "data/dataset.h"
+
+namespace vitslim::data {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr int kIdxUbyte = 0x08;
+constexpr int64_t kCifarSide = 32;
+constexpr int64_t kCifarChannels = 3;
+constexpr int64_t kCifarImageBytes = kCifarChannels * kCifarSide * kCifarSide;
+constexpr int kCifar10Batches = 5;
+
+uint32_t big_endian(const uint8_t* b) {
+  return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
+}
+
+// First of `names` that exists in dir.
+std::string find_file(const std::string& dir, const std::vector<std::string>& names) {
+  for (const auto& n : names) {
+    fs::path p = fs::path(dir) / n;
+    if (fs::exists(p)) return p.string();
+  }
+  throw Error(cat("dataset ", dir, ": none of ", names.front(), (names.size() > 1 ? " (or .gz)" : ""), " found"));
+}
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+ArrayDataset::ArrayDataset(std::string name, int64_t channels, int64_t height, int64_t width, int64_t num_classes,
+                           std::vector<uint8_t> pixels, std::vector<int64_t> labels)
+    : name_(std::move(name)), c_(channels), h_(height), w_(width), classes_(num_classes),
+      pixels_(std::move(pixels)), labels_(std::move(labels)) {}
+
+int64_t ArrayDataset::read(int64_t index, uint8_t* pixels) const {
+  if (index < 0 || index >= size()) throw Error(cat(name_, ": image index ", index, " out of range"));
+  const int64_t n = image_bytes();
+  std::copy_n(pixels_.begin() + index * n, n, pixels);
+  return labels_[static_cast<size_t>(index)];
+}
+
+IdxArray read_idx(const std::string& path, int expected_dims) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) throw Error(cat("IDX file ", path, ": cannot open"));
+  struct Closer {
+    gzFile f;
+    ~Closer() { gzclose(f); }
+  } closer{f};
+  auto read_exact = [&](void* dst, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+      int got = gzread(f, static_cast<char*>(dst) + done, static_cast<unsigned>(std::min<size_t>(n - done, 1u << 30)));
+      if (got <= 0) {
+        int errnum = 0;
+        const char* msg = gzerror(f, &errnum);
+        throw Error(cat("IDX file ", path, ": truncated or corrupt (", errnum ? msg : "unexpected end of data", ")"));
+      }
+      done += static_cast<size_t>(got);
+    }
+  };
+  uint8_t magic[4];
+  read_exact(magic, 4);
+  if (magic[0] != 0 || magic[1] != 0 || magic[2] != kIdxUbyte || magic[3] != expected_dims) {
+    throw Error(cat("IDX file ", path, ": bad magic 0x", std::hex, big_endian(magic), ", expected 0x",
+                    (kIdxUbyte << 8) | expected_dims, " (unsigned bytes, ", std::dec, expected_dims, " dims)"));
+  }
+  IdxArray out;
+  uint64_t total = 1;
+  for (int d = 0; d < expected_dims; ++d) {
+    uint8_t b[4];
+    read_exact(b, 4);
+    out.dims.push_back(big_endian(b));
+    total *= big_endian(b);
+  }
+  if (total == 0) throw Error(cat("IDX file ", path, ": holds no data"));
+  out.data.resize(total);
+  read_exact(out.data.data(), total);
+  uint8_t extra;
+  if (gzread(f, &extra, 1) > 0) throw Error(cat("IDX file ", path, ": longer than its header says"));
+  return out;
+}
+
+std::unique_ptr<Dataset> read_fashion_mnist(const std::string& dir, const std::string& split) {
+  if (!fs::is_directory(dir)) throw Error(cat("--data-path ", dir, ": not a directory"));
+  const std::string prefix = split == "train" ? "train" : "t10k";
+  auto images = read_idx(find_file(dir, {prefix + "-images-idx3-ubyte", prefix + "-images-idx3-ubyte.gz"}), 3);
+  std::string label_path = find_file(dir, {prefix + "-labels-idx1-ubyte", prefix + "-labels-idx1-ubyte.gz"});
+  auto labels = read_idx(label_path, 1);
+  if (labels.dims[0] != images.dims[0]) {
+    throw Error(cat("Fashion-MNIST ", dir, ": ", images.dims[0], " images but ", labels.dims[0], " labels"));
+  }
+  std::vector<int64_t> y(labels.data.begin(), labels.data.end());
+  for (int64_t v : y) {
+    if (v >= 10) throw Error(cat("Fashion-MNIST labels ", label_path, ": label ", v, " is not in 0..9"));
+  }
+  return std::make_unique<ArrayDataset>("fashion-mnist " + split, 1, images.dims[1], images.dims[2], 10,
+                                        std::move(images.data), std::move(y));
+}
+
+std::unique_ptr<Dataset> read_cifar(const std::string& dir, int classes, const std::string& split) {
+  if (!fs::is_directory(dir)) throw Error(cat("--data-path ", dir, ": not a directory"));
+  std::vector<std::string> files;
+  if (classes == 10) {
+    if (split == "train") {
+      for (int b = 1; b <= kCifar10Batches; ++b) files.push_back(cat("data_batch_", b, ".bin"));
+    } else {
+      files.push_back("test_batch.bin");
+    }
+  } else {
+    files.push_back(split == "train" ? "train.bin" : "test.bin");
+  }
+  const int64_t label_bytes = classes == 10 ? 1 : 2;  // CIFAR-100: coarse, fine
+  const int64_t record = label_bytes + kCifarImageBytes;
+  std::vector<uint8_t> pixels;
+  std::vector<int64_t> labels;
+  for (const auto& name : files) {
+    std::string path = (fs::path(dir) / name).string();
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) throw Error(cat("CIFAR-", classes, " file ", path, ": cannot open"));
+    const int64_t bytes = in.tellg();
+    if (bytes <= 0 || bytes % record != 0) {
+      throw Error(cat("CIFAR-", classes, " file ", path, ": size ", bytes, " is not a multiple of the ", record,
+                      "-byte record (wrong file or truncated)"));
+    }
+    in.seekg(0);
+    std::vector<uint8_t> raw(static_cast<size_t>(bytes));
+    in.read(reinterpret_cast<char*>(raw.data()), bytes);
+    for (int64_t r = 0; r < bytes / record; ++r) {
+      const uint8_t* rec = raw.data() + r * record;
+      int64_t label = rec[label_bytes - 1];
+      if (label >= classes) throw Error(cat("CIFAR-", classes, " file ", path, ": record ", r, " has label ", label));
+      labels.push_back(label);
+      pixels.insert(pixels.end(), rec + label_bytes, rec + record);
+    }
+  }
+  return std::make_unique<ArrayDataset>(cat("cifar", classes, " ", split), kCifarChannels, kCifarSide, kCifarSide,
+                                        classes, std::move(pixels), std::move(labels));
+}
+
+std::unique_ptr<Dataset> make_synthetic(int64_t size, int64_t channels, int64_t image_size, int64_t num_classes,
+                                        uint64_t seed) {
+  const int64_t n = channels * image_size * image_size;
+  std::vector<uint8_t> pixels(static_cast<size_t>(size * n));
+  std::vector<int64_t> labels(static_cast<size_t>(size));
+  for (int64_t i = 0; i < size; ++i) {
+    uint64_t state = splitmix64(seed ^ splitmix64(static_cast<uint64_t>(i)));
+    labels[static_cast<size_t>(i)] = static_cast<int64_t>(state % static_cast<uint64_t>(num_classes));
+    for (int64_t k = 0; k < n; ++k) {
+      state = splitmix64(state);
+      pixels[static_cast<size_t>(i * n + k)] = static_cast<uint8_t>(state >> 56);
+    }
+  }
+  return std::make_unique<ArrayDataset>("synthetic", channels, image_size, image_size, num_classes,
+                                        std::move(pixels), std::move(labels));
+}
+
+std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& model, uint64_t seed) {
+  if (c.dataset == "synthetic") {
+    return make_synthetic(c.calib_images, model.in_chans, model.img_size, model.num_classes, seed);
+  }
+  std::string path = c.path;
+  if (path.empty()) {
+    if (c.dataset != "fashion-mnist") throw Error(cat("--data-path is required for --data-set ", c.dataset));
+    path = kFashionMnistDefaultPath;
+  }
+  if (!fs::exists(path)) throw Error(cat("--data-path ", path, ": does not exist"));
+  if (c.dataset == "fashion-mnist") return read_fashion_mnist(path, c.split);
+  return read_cifar(path, c.dataset == "cifar10" ? 10 : 100, c.split);
+}
+
+std::vector<double> default_mean(const std::string& dataset) {
+  if (dataset == "fashion-mnist") return {0.2860};
+  if (dataset == "cifar10") return {0.4914, 0.4822, 0.4465};
+  if (dataset == "cifar100") return {0.5071, 0.4865, 0.4409};
+  return {0.5};
+}
+
+std::vector<double> default_std(const std::string& dataset) {
+  if (dataset == "fashion-mnist") return {0.3530};
+  if (dataset == "cifar10") return {0.2470, 0.2435, 0.2616};
+  if (dataset == "cifar100") return {0.2673, 0.2564, 0.2762};
+  return {0.5};
+}
+
+std::vector<int64_t> calibration_indices(int64_t size, int64_t count, uint64_t seed) {
+  if (count > size) throw Error(cat("--calib-images ", count, " is more than the ", size, " images the data has"));
+  std::vector<int64_t> all(static_cast<size_t>(size));
+  std::iota(all.begin(), all.end(), 0);
+  std::mt19937_64 rng(seed);
+  // Partial Fisher-Yates: the first `count` entries are a uniform random subset.
+  for (int64_t i = 0; i < count; ++i) {
+    std::uniform_int_distribution<int64_t> pick(i, size - 1);
+    std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(pick(rng))]);
+  }
+  all.resize(static_cast<size_t>(count));
+  return all;
+}
+
+}  // namespace vitslim::data

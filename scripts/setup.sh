@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# scripts/setup.sh: idempotent set-up of everything vitslim needs, then a Release build.
+#   - Debian packages: compiler, CMake, Open MPI, Boost.Program_options, HDF5, nlohmann-json,
+#     GoogleTest, zlib, dataset-fashion-mnist (skipped when already installed)
+#   - a project virtual environment (.venv) from the `python3` on PATH with the pinned PyTorch
+#     wheel (its LibTorch is what the C++ code links), NCCL headers/library (nvidia-nccl wheel),
+#     and the Python tools the scripts use (timm, safetensors, h5py, matplotlib)
+#   - configure + build (build/, Release, -j$(nproc))
+# Environment knobs:
+#   VITSLIM_TORCH_PREFIX=/path/to/libtorch   link an existing LibTorch instead of the wheel's
+#   VITSLIM_BUILD_DIR=build                  build directory
+#   VITSLIM_CMAKE_ARGS="..."                 extra CMake arguments (e.g. -DVITSLIM_NCCL=OFF)
+#   VITSLIM_SKIP_APT=1                       do not touch Debian packages
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+BUILD_DIR="${VITSLIM_BUILD_DIR:-$ROOT/build}"
+TORCH_VERSION="2.13.0"      # CPU build; LibTorch comes from this wheel
+TIMM_VERSION="1.0.31"
+NCCL_WHEEL="nvidia-nccl-cu13==2.30.7"
+APT_PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
+  libboost-program-options-dev libhdf5-dev hdf5-tools libgtest-dev libgmock-dev
+  nlohmann-json3-dev zlib1g-dev dataset-fashion-mnist)
+PY_PACKAGES=(numpy safetensors h5py matplotlib pyyaml huggingface_hub pillow)
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if [[ "${VITSLIM_SKIP_APT:-0}" != 1 ]]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    log "Debian packages present"
+  fi
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating virtual environment $VENV"
+  python3 -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+pip_q() { "$PY" -m pip install -q "$@" 2>&1 | grep -v -E '^WARNING: Location' || true; }
+if ! "$PY" -c "import torch,sys; sys.exit(0 if torch.__version__.startswith('$TORCH_VERSION') else 1)" 2>/dev/null; then
+  log "installing torch==$TORCH_VERSION"
+  pip_q "torch==$TORCH_VERSION"
+fi
+if ! "$PY" -c "import safetensors, h5py, matplotlib, numpy, yaml, huggingface_hub, PIL" 2>/dev/null; then
+  log "installing Python tools: ${PY_PACKAGES[*]}"
+  pip_q "${PY_PACKAGES[@]}"
+fi
+# timm's model code needs torch only; its torchvision dependency has no build matching the CPU
+# torch, so timm is installed without dependencies (scripts/timm_compat.py covers the import).
+if ! "$PY" -c "import importlib.metadata as m,sys; sys.exit(0 if m.version('timm')=='$TIMM_VERSION' else 1)" 2>/dev/null; then
+  log "installing timm==$TIMM_VERSION (no deps)"
+  pip_q --no-deps "timm==$TIMM_VERSION"
+fi
+if ! "$PY" -c "import nvidia.nccl" 2>/dev/null; then
+  log "installing $NCCL_WHEEL (NCCL headers and library for the NCCL code path)"
+  pip_q --no-deps "$NCCL_WHEEL" || log "NCCL wheel unavailable; the NCCL code path will be off"
+fi
+"$PY" -c "import torch; assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__"
+
+TORCH_PREFIX="${VITSLIM_TORCH_PREFIX:-$("$PY" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')}"
+log "LibTorch from $TORCH_PREFIX"
+mkdir -p "$BUILD_DIR"
+# shellcheck disable=SC2086
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DVITSLIM_PYTHON="$PY" ${VITSLIM_CMAKE_ARGS:-} >"$BUILD_DIR/configure.log" 2>&1 \
+  || { cat "$BUILD_DIR/configure.log"; exit 1; }
+grep -E '^-- vitslim' "$BUILD_DIR/configure.log" || true
+JOBS="${VITSLIM_JOBS:-$(nproc)}"
+log "building with -j$JOBS"
+cmake --build "$BUILD_DIR" -j"$JOBS"
+log "done: $BUILD_DIR/vitslim"

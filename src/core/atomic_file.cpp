@@ -1,0 +1,73 @@
+// Implements atomic output files (see atomic_file.h) with POSIX fsync/rename.
+#include "core/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.h"
+
+namespace vitslim {
+namespace fs = std::filesystem;
+
+namespace {
+void fsync_path(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) throw Error(cat(path, ": cannot open for fsync: ", std::strerror(errno)));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0 && !directory) throw Error(cat(path, ": fsync failed: ", std::strerror(errno)));
+}
+}  // namespace
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), partial_(path_ + ".partial") {
+  check_writable_output(path_, "output");
+}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_) ::unlink(partial_.c_str());
+}
+
+void AtomicFile::commit() {
+  fsync_path(partial_, false);
+  if (std::rename(partial_.c_str(), path_.c_str()) != 0) {
+    throw Error(cat(path_, ": cannot rename ", partial_, " into place: ", std::strerror(errno)));
+  }
+  committed_ = true;
+  fs::path dir = fs::absolute(path_).parent_path();
+  fsync_path(dir.string(), true);
+}
+
+void write_bytes_atomic(const std::string& path, const void* data, size_t size) {
+  AtomicFile file(path);
+  std::FILE* f = std::fopen(file.partial_path().c_str(), "wb");
+  if (!f) throw Error(cat(path, ": cannot write: ", std::strerror(errno)));
+  size_t written = size ? std::fwrite(data, 1, size, f) : 0;
+  bool ok = written == size && std::fflush(f) == 0;
+  std::fclose(f);
+  if (!ok) throw Error(cat(path, ": write failed (disk full?)"));
+  file.commit();
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  write_bytes_atomic(path, content.data(), content.size());
+}
+
+void check_writable_output(const std::string& path, const std::string& what) {
+  if (path.empty()) throw Error(cat(what, ": empty output path"));
+  fs::path dir = fs::absolute(path).parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    throw Error(cat(what, " ", path, ": directory ", dir.string(), " does not exist"));
+  }
+  if (::access(dir.c_str(), W_OK) != 0) {
+    throw Error(cat(what, " ", path, ": directory ", dir.string(), " is not writable"));
+  }
+  if (fs::is_directory(path, ec)) throw Error(cat(what, " ", path, ": is a directory"));
+}
+
+}  // namespace vitslim

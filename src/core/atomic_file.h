@@ -1,0 +1,37 @@
+// Atomic output files: content is written to "<path>.partial", fsync'ed and renamed over <path>
+// only on commit(), so a reader never sees a half-written file and a failed job leaves no
+// output. An uncommitted AtomicFile removes its partial file when destroyed.
+#pragma once
+
+#include <string>
+
+namespace vitslim {
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  // Where to write until commit().
+  const std::string& partial_path() const { return partial_; }
+  const std::string& path() const { return path_; }
+  // fsync the partial file, rename it to path(), fsync the directory.
+  void commit();
+
+ private:
+  std::string path_;
+  std::string partial_;
+  bool committed_ = false;
+};
+
+// Writes text to path atomically.
+void write_file_atomic(const std::string& path, const std::string& content);
+// Same for binary content.
+void write_bytes_atomic(const std::string& path, const void* data, size_t size);
+
+// Fails with a clear error when the directory of path does not exist or is not writable.
+void check_writable_output(const std::string& path, const std::string& what);
+
+}  // namespace vitslim

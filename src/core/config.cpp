@@ -1,0 +1,185 @@
+// Implements validation and INI rendering of the configuration tree (see config.h).
+#include "core/config.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace vitslim {
+
+bool ModelShape::operator==(const ModelShape& o) const {
+  return img_size == o.img_size && patch_size == o.patch_size && in_chans == o.in_chans &&
+         embed_dim == o.embed_dim && depth == o.depth && num_heads == o.num_heads &&
+         mlp_ratio == o.mlp_ratio && num_classes == o.num_classes;
+}
+
+std::string ModelShape::describe() const {
+  return cat("img ", img_size, ", patch ", patch_size, ", in_chans ", in_chans, ", dim ", embed_dim,
+             ", depth ", depth, ", heads ", num_heads, ", mlp_ratio ", mlp_ratio, ", classes ",
+             num_classes);
+}
+
+namespace {
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> parts;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ',')) {
+    size_t b = item.find_first_not_of(" \t");
+    size_t e = item.find_last_not_of(" \t");
+    parts.push_back(b == std::string::npos ? "" : item.substr(b, e - b + 1));
+  }
+  return parts;
+}
+
+void require_positive(std::optional<int64_t> v, const char* flag) {
+  if (v && *v <= 0) throw Error(cat("--", flag, " must be positive, got ", *v));
+}
+
+template <typename T>
+std::string join(const std::vector<T>& v) {
+  std::ostringstream out;
+  for (size_t i = 0; i < v.size(); ++i) out << (i ? "," : "") << v[i];
+  return out.str();
+}
+
+}  // namespace
+
+std::vector<double> parse_double_list(const std::string& text, const std::string& what) {
+  std::vector<double> values;
+  if (text.empty()) return values;
+  for (const auto& part : split_commas(text)) {
+    char* end = nullptr;
+    double v = std::strtod(part.c_str(), &end);
+    if (part.empty() || *end != '\0' || !std::isfinite(v)) {
+      throw Error(cat(what, ": '", part, "' is not a finite number (in '", text, "')"));
+    }
+    values.push_back(v);
+  }
+  return values;
+}
+
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what) {
+  std::vector<int64_t> values;
+  if (text.empty()) return values;
+  for (const auto& part : split_commas(text)) {
+    char* end = nullptr;
+    long long v = std::strtoll(part.c_str(), &end, 10);
+    if (part.empty() || *end != '\0') {
+      throw Error(cat(what, ": '", part, "' is not an integer (in '", text, "')"));
+    }
+    values.push_back(v);
+  }
+  return values;
+}
+
+void validate(const Config& c) {
+  const ModelRequest& m = c.model;
+  require_positive(m.img_size, "img-size");
+  require_positive(m.patch_size, "patch-size");
+  require_positive(m.in_chans, "in-chans");
+  require_positive(m.embed_dim, "embed-dim");
+  require_positive(m.depth, "depth");
+  require_positive(m.num_heads, "num-heads");
+  require_positive(m.num_classes, "num-classes");
+  if (m.mlp_ratio && !(*m.mlp_ratio > 0)) throw Error("--mlp-ratio must be positive");
+  if (m.img_size && m.patch_size && *m.img_size % *m.patch_size != 0) {
+    throw Error(cat("--img-size ", *m.img_size, " is not a multiple of --patch-size ", *m.patch_size));
+  }
+  if (m.embed_dim && m.num_heads && *m.embed_dim % *m.num_heads != 0) {
+    throw Error(cat("--embed-dim ", *m.embed_dim, " is not divisible by --num-heads ", *m.num_heads));
+  }
+  if (!(m.drop_path >= 0 && m.drop_path < 1)) throw Error("--drop-path must be in [0, 1)");
+  std::set<int64_t> seen;
+  for (int64_t l : m.removed_layers) {
+    if (l < 0) throw Error(cat("--remove-layers: negative block index ", l));
+    if (m.depth && l >= *m.depth) {
+      throw Error(cat("--remove-layers: block ", l, " does not exist (depth ", *m.depth, ")"));
+    }
+    if (!seen.insert(l).second) throw Error(cat("--remove-layers: block ", l, " given twice"));
+  }
+
+  const DataConfig& d = c.data;
+  static const std::set<std::string> kDatasets = {"fashion-mnist", "cifar10", "cifar100", "synthetic"};
+  if (!kDatasets.count(d.dataset)) {
+    throw Error(cat("--data-set: unknown dataset '", d.dataset,
+                    "' (expected fashion-mnist, cifar10, cifar100 or synthetic)"));
+  }
+  if (d.split != "train" && d.split != "test") {
+    throw Error(cat("--data-split must be train or test, got '", d.split, "'"));
+  }
+  if (d.calib_images <= 0) throw Error("--calib-images must be positive");
+  if (d.batch_size <= 0) throw Error("--batch-size must be positive");
+  if (d.mean.size() != d.std.size() && !d.mean.empty() && !d.std.empty()) {
+    throw Error(cat("--mean has ", d.mean.size(), " values but --std has ", d.std.size()));
+  }
+  for (double s : d.std) {
+    if (!(s > 0)) throw Error(cat("--std values must be positive, got ", s));
+  }
+
+  if (c.runtime.threads < 0) throw Error("--threads must be >= 0 (0: all cores)");
+
+  if (c.job == "entropy") {
+    if (c.entropy.out.empty()) throw Error("--out: an output trace path is required");
+    if (c.entropy.trace_points <= 0) throw Error("--trace-points must be positive");
+  } else if (c.job == "convert") {
+    if (m.weights.empty()) throw Error("convert: --weights is required");
+    if (c.convert.out.empty()) throw Error("convert: --out is required");
+  } else if (c.job == "bench") {
+    if (c.bench.batch_size <= 0 || c.bench.iters <= 0 || c.bench.warmup < 0) {
+      throw Error("bench: --batch-size and --iters must be positive, --warmup >= 0");
+    }
+  }
+}
+
+std::string config_to_ini(const Config& c) {
+  std::ostringstream o;
+  auto opt = [&](const char* key, const auto& v) {
+    if (v) o << key << " = " << *v << "\n";
+  };
+  o << "# vitslim " << c.job << " configuration (resolved)\n";
+  o << "[model]\n";
+  if (!c.model.preset.empty()) o << "model = " << c.model.preset << "\n";
+  opt("img-size", c.model.img_size);
+  opt("patch-size", c.model.patch_size);
+  opt("in-chans", c.model.in_chans);
+  opt("embed-dim", c.model.embed_dim);
+  opt("depth", c.model.depth);
+  opt("num-heads", c.model.num_heads);
+  opt("mlp-ratio", c.model.mlp_ratio);
+  opt("num-classes", c.model.num_classes);
+  o << "drop-path = " << c.model.drop_path << "\n";
+  if (!c.model.weights.empty()) o << "weights = " << c.model.weights << "\n";
+  o << "reset-head = " << (c.model.reset_head ? "true" : "false") << "\n";
+  if (!c.model.removed_layers.empty()) o << "remove-layers = " << join(c.model.removed_layers) << "\n";
+  if (c.job == "entropy") {
+    o << "[data]\n";
+    o << "data-set = " << c.data.dataset << "\n";
+    if (!c.data.path.empty()) o << "data-path = " << c.data.path << "\n";
+    o << "data-split = " << c.data.split << "\n";
+    o << "calib-images = " << c.data.calib_images << "\n";
+    o << "batch-size = " << c.data.batch_size << "\n";
+    if (!c.data.mean.empty()) o << "mean = " << join(c.data.mean) << "\n";
+    if (!c.data.std.empty()) o << "std = " << join(c.data.std) << "\n";
+    o << "[entropy]\n";
+    o << "out = " << c.entropy.out << "\n";
+    if (!c.entropy.json.empty()) o << "json = " << c.entropy.json << "\n";
+    o << "trace-points = " << c.entropy.trace_points << "\n";
+  } else if (c.job == "convert") {
+    o << "[convert]\nout = " << c.convert.out << "\n";
+  } else if (c.job == "bench") {
+    o << "[bench]\nbatch-size = " << c.bench.batch_size << "\nwarmup = " << c.bench.warmup
+      << "\niters = " << c.bench.iters << "\n";
+    if (!c.bench.json.empty()) o << "json = " << c.bench.json << "\n";
+  }
+  o << "[runtime]\n";
+  o << "threads = " << c.runtime.threads << "\n";
+  o << "seed = " << c.runtime.seed << "\n";
+  return o.str();
+}
+
+}  // namespace vitslim

@@ -1,0 +1,95 @@
+// The configuration tree of vitslim: one struct per option group, filled once by parse_options()
+// (core/options.h) from the command line and an optional INI file, checked once by validate(),
+// then passed down as typed parts. No torch here: every stage can include it cheaply.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vitslim {
+
+// Shape of a VisionTransformer, fully resolved (method.md section 1).
+struct ModelShape {
+  int64_t img_size = 224;
+  int64_t patch_size = 16;
+  int64_t in_chans = 3;
+  int64_t embed_dim = 192;
+  int64_t depth = 12;
+  int64_t num_heads = 3;
+  double mlp_ratio = 4.0;
+  int64_t num_classes = 1000;
+
+  int64_t grid() const { return img_size / patch_size; }
+  int64_t num_tokens() const { return grid() * grid() + 1; }  // patches + CLS
+  bool operator==(const ModelShape& o) const;
+  std::string describe() const;
+};
+
+// What the user asked for: a preset and/or explicit fields; unset fields come from the preset,
+// then from the weights file, then from defaults (see model/resolve.h).
+struct ModelRequest {
+  std::string preset;  // empty: none
+  std::optional<int64_t> img_size, patch_size, in_chans, embed_dim, depth, num_heads, num_classes;
+  std::optional<double> mlp_ratio;
+  double drop_path = 0.0;
+  std::string weights;         // .pth / .safetensors; empty: seeded random initialisation
+  bool reset_head = false;     // re-initialise the head when the class count differs
+  std::vector<int64_t> removed_layers;  // blocks whose attention is removed (x -> 2x)
+};
+
+struct DataConfig {
+  std::string dataset = "fashion-mnist";  // fashion-mnist | cifar10 | cifar100 | synthetic
+  std::string path;                       // empty: dataset default (see data/dataset.h)
+  std::string split = "train";            // train | test
+  int64_t calib_images = 1024;
+  int64_t batch_size = 64;
+  std::vector<double> mean;  // per channel, after scaling pixels to [0,1]; empty: dataset default
+  std::vector<double> std;
+};
+
+struct RuntimeConfig {
+  int threads = 0;  // 0: all available cores (divided among ranks on one node)
+  uint64_t seed = 0;
+  bool quiet = false;
+};
+
+struct EntropyConfig {
+  std::string out = "entropy.h5";  // HDF5 trace
+  std::string json;                // optional JSON summary
+  int64_t trace_points = 10;       // running estimates written while the job runs
+};
+
+struct ConvertConfig {
+  std::string out;  // .safetensors
+};
+
+struct BenchConfig {
+  int64_t batch_size = 32;
+  int64_t warmup = 3;
+  int64_t iters = 10;
+  std::string json;
+};
+
+struct Config {
+  std::string job;
+  ModelRequest model;
+  DataConfig data;
+  RuntimeConfig runtime;
+  EntropyConfig entropy;
+  ConvertConfig convert;
+  BenchConfig bench;
+};
+
+// Every cross-field check in one place; throws vitslim::Error naming the flag.
+void validate(const Config& config);
+
+// The resolved configuration as INI text (what --dump-config prints and traces store).
+std::string config_to_ini(const Config& config);
+
+// Comma-separated list parsing shared by flags and INI values; `what` names the flag.
+std::vector<double> parse_double_list(const std::string& text, const std::string& what);
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what);
+
+}  // namespace vitslim

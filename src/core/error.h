@@ -1,0 +1,25 @@
+// Error type of vitslim: every failure the library detects is thrown as vitslim::Error with a
+// message that names the input (file, flag, rank) and what was wrong. Only executables catch.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace vitslim {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+// Builds a message from streamable parts: throw Error(cat("file ", path, ": bad magic ", m)).
+template <typename... Parts>
+std::string cat(Parts&&... parts) {
+  std::ostringstream out;
+  (out << ... << std::forward<Parts>(parts));
+  return out.str();
+}
+
+}  // namespace vitslim

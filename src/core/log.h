@@ -1,0 +1,14 @@
+// Logging for vitslim: informational lines go to stderr on rank 0 only (set_log_rank), warnings
+// from every rank carry the rank when the job has more than one. Results go to stdout or files.
+#pragma once
+
+#include <string>
+
+namespace vitslim {
+
+void set_log_rank(int rank, int world_size);
+void set_log_quiet(bool quiet);
+void log_info(const std::string& line);
+void log_warn(const std::string& line);
+
+}  // namespace vitslim

@@ -1,0 +1,197 @@
+// Implements option parsing (see options.h): per-job option groups, `--config FILE` INI files
+// (sections are for readability; keys are the long flag names, command line wins), and the
+// translation into the typed Config tree.
+#include "core/options.h"
+
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace vitslim {
+namespace po = boost::program_options;
+
+const std::vector<std::pair<std::string, std::string>>& job_list() {
+  static const std::vector<std::pair<std::string, std::string>> kJobs = {
+      {"entropy", "per-block entropy of attention and MLP branches over calibration images"},
+      {"convert", "import a .pth/.safetensors checkpoint and export timm-named .safetensors"},
+      {"bench", "forward throughput (images/s) of a model on random input"},
+  };
+  return kJobs;
+}
+
+namespace {
+
+struct Raw {
+  std::string remove_layers, mean, std_;
+};
+
+po::options_description model_options(Config& c, Raw& raw) {
+  po::options_description o("Model (a preset, explicit flags, or both; weights fill the rest)");
+  o.add_options()
+      ("model", po::value(&c.model.preset),
+       "preset: deit_tiny, deit_small, deit_base (patch16_224), vit_fmnist, vit_test")
+      ("img-size", po::value<int64_t>(), "input resolution (pixels)")
+      ("patch-size", po::value<int64_t>(), "patch size (pixels)")
+      ("in-chans", po::value<int64_t>(), "input channels")
+      ("embed-dim", po::value<int64_t>(), "embedding width C")
+      ("depth", po::value<int64_t>(), "number of blocks")
+      ("num-heads", po::value<int64_t>(), "attention heads")
+      ("mlp-ratio", po::value<double>(), "MLP hidden width / C")
+      ("num-classes", po::value<int64_t>(), "classes of the head")
+      ("drop-path", po::value(&c.model.drop_path)->default_value(0.0), "stochastic depth rate")
+      ("weights", po::value(&c.model.weights),
+       ".pth (torch.save zip, {'model': ...} or flat) or .safetensors; none: seeded random init")
+      ("reset-head", po::value(&c.model.reset_head)->implicit_value(true)->default_value(false),
+       "re-initialise the head when the weights have another class count")
+      ("remove-layers", po::value(&raw.remove_layers),
+       "comma-separated blocks whose attention is removed (x -> 2x)");
+  return o;
+}
+
+po::options_description data_options(Config& c, Raw& raw) {
+  po::options_description o("Data");
+  o.add_options()
+      ("data-set", po::value(&c.data.dataset)->default_value(c.data.dataset),
+       "fashion-mnist | cifar10 | cifar100 | synthetic")
+      ("data-path", po::value(&c.data.path),
+       "dataset folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist)")
+      ("data-split", po::value(&c.data.split)->default_value(c.data.split), "train | test")
+      ("calib-images", po::value(&c.data.calib_images)->default_value(c.data.calib_images),
+       "calibration images (a seeded random subset of the split)")
+      ("batch-size", po::value(&c.data.batch_size)->default_value(c.data.batch_size),
+       "images per forward pass")
+      ("mean", po::value(&raw.mean), "per-channel mean after scaling to [0,1] (default: dataset's)")
+      ("std", po::value(&raw.std_), "per-channel std after scaling to [0,1] (default: dataset's)");
+  return o;
+}
+
+po::options_description runtime_options(Config& c) {
+  po::options_description o("Runtime");
+  o.add_options()
+      ("threads", po::value(&c.runtime.threads)->default_value(0),
+       "compute threads per process (0: all cores, shared among the ranks of a node)")
+      ("seed", po::value(&c.runtime.seed)->default_value(0), "seed of initialisation and sampling")
+      ("quiet", po::value(&c.runtime.quiet)->implicit_value(true)->default_value(false),
+       "no progress lines")
+      ("config", po::value<std::string>(), "INI file with any of these options (flags win)")
+      ("dump-config", "print the resolved configuration as INI and exit")
+      ("help,h", "this help");
+  return o;
+}
+
+po::options_description job_options(const std::string& job, Config& c, Raw& raw) {
+  po::options_description all;
+  all.add(model_options(c, raw));
+  if (job == "entropy") {
+    all.add(data_options(c, raw));
+    po::options_description o("Entropy output");
+    o.add_options()
+        ("out", po::value(&c.entropy.out)->default_value(c.entropy.out), "HDF5 trace")
+        ("json", po::value(&c.entropy.json), "JSON summary")
+        ("trace-points", po::value(&c.entropy.trace_points)->default_value(c.entropy.trace_points),
+         "running estimates appended to the trace while the job runs");
+    all.add(o);
+  } else if (job == "convert") {
+    po::options_description o("Convert output");
+    o.add_options()("out", po::value(&c.convert.out), ".safetensors file (timm key names)");
+    all.add(o);
+  } else if (job == "bench") {
+    po::options_description o("Benchmark");
+    o.add_options()
+        ("batch-size", po::value(&c.bench.batch_size)->default_value(c.bench.batch_size), "batch")
+        ("warmup", po::value(&c.bench.warmup)->default_value(c.bench.warmup), "untimed iterations")
+        ("iters", po::value(&c.bench.iters)->default_value(c.bench.iters), "timed iterations")
+        ("json", po::value(&c.bench.json), "write the result as JSON");
+    all.add(o);
+  }
+  all.add(runtime_options(c));
+  return all;
+}
+
+// INI: `key = value` lines, `[section]` headers and `#`/`;` comments; returns `--key=value` args.
+std::vector<std::string> read_ini(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(cat("--config ", path, ": cannot open file"));
+  std::vector<std::string> args;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    size_t b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#' || line[b] == ';' || line[b] == '[') continue;
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) {
+      throw Error(cat("--config ", path, ":", number, ": expected 'key = value', got '", line, "'"));
+    }
+    auto trim = [](std::string s) {
+      size_t s0 = s.find_first_not_of(" \t\r");
+      size_t s1 = s.find_last_not_of(" \t\r");
+      return s0 == std::string::npos ? std::string() : s.substr(s0, s1 - s0 + 1);
+    };
+    std::string key = trim(line.substr(0, eq));
+    std::string value = trim(line.substr(eq + 1));
+    if (key == "config") throw Error(cat("--config ", path, ":", number, ": nested config files"));
+    args.push_back("--" + key + "=" + value);
+  }
+  return args;
+}
+
+template <typename T>
+void take(const po::variables_map& vm, const char* name, std::optional<T>& field) {
+  if (vm.count(name)) field = vm[name].as<T>();
+}
+
+}  // namespace
+
+ParsedCommand parse_options(int argc, const char* const argv[]) {
+  ParsedCommand result;
+  if (argc < 2) throw Error("no job given; run `vitslim --help` for the list of jobs");
+  std::string job = argv[1];
+  bool known = false;
+  for (const auto& [name, _] : job_list()) known |= name == job;
+  if (!known) throw Error(cat("unknown job '", job, "'; run `vitslim --help` for the list of jobs"));
+
+  Config& c = result.config;
+  c.job = job;
+  Raw raw;
+  po::options_description options = job_options(job, c, raw);
+  po::variables_map vm;
+  try {
+    std::vector<std::string> args(argv + 2, argv + argc);
+    po::store(po::command_line_parser(args).options(options).run(), vm);
+    if (vm.count("config")) {
+      std::string path = vm["config"].as<std::string>();
+      po::store(po::command_line_parser(read_ini(path)).options(options).run(), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw Error(cat("vitslim ", job, ": ", e.what()));
+  }
+  if (vm.count("help")) {
+    std::ostringstream text;
+    text << "usage: vitslim " << job << " [options]\n\n" << options;
+    result.help = true;
+    result.help_text = text.str();
+    return result;
+  }
+  result.dump_config = vm.count("dump-config") > 0;
+
+  ModelRequest& m = c.model;
+  take(vm, "img-size", m.img_size);
+  take(vm, "patch-size", m.patch_size);
+  take(vm, "in-chans", m.in_chans);
+  take(vm, "embed-dim", m.embed_dim);
+  take(vm, "depth", m.depth);
+  take(vm, "num-heads", m.num_heads);
+  take(vm, "mlp-ratio", m.mlp_ratio);
+  take(vm, "num-classes", m.num_classes);
+  m.removed_layers = parse_int_list(raw.remove_layers, "--remove-layers");
+  c.data.mean = parse_double_list(raw.mean, "--mean");
+  c.data.std = parse_double_list(raw.std_, "--std");
+  validate(c);
+  return result;
+}
+
+}  // namespace vitslim

@@ -1,0 +1,42 @@
+// RAII MPI session. MPI is initialised only when the process was started by an MPI launcher
+// (mpirun/mpiexec, srun --mpi=pmix), detected from the launcher's environment; a plain process
+// runs as rank 0 of 1 without touching MPI. Local rank/size come from MPI_Comm_split_type
+// (shared memory) so threads can be shared among the ranks of a node.
+#pragma once
+
+#include <vector>
+
+namespace vitslim::dist {
+
+// True when an MPI launcher started this process (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_SIZE).
+bool launched_by_mpi();
+
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+
+  bool active() const { return active_; }
+  int rank() const { return rank_; }
+  int world_size() const { return world_size_; }
+  int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
+
+  // Every rank sends `local` (same length everywhere); root receives world_size * n values in
+  // rank order, the others an empty vector.
+  std::vector<double> gather(const std::vector<double>& local, int root = 0) const;
+  // Sum of an integer over ranks, on every rank.
+  long long allreduce_sum(long long value) const;
+  void barrier() const;
+  // Ends every rank of the job (after a fatal error on this one).
+  [[noreturn]] void abort(int code) const;
+
+ private:
+  bool active_ = false;
+  int rank_ = 0, world_size_ = 1, local_rank_ = 0, local_size_ = 1;
+  void* local_comm_ = nullptr;  // MPI_Comm, freed in the destructor
+};
+
+}  // namespace vitslim::dist

@@ -1,0 +1,91 @@
+// The `vitslim` executable: parse -> validate -> run -> report. It is the only place that
+// catches errors: one line naming the bad input on stderr, a non-zero exit, and under MPI an
+// abort of every rank so that no rank is left waiting.
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/options.h"
+#include "core/threads.h"
+#include "core/version.h"
+#include "dist/mpi_session.h"
+#include "dist/nccl_info.h"
+#include "entropy/entropy_job.h"
+#include "model/model_jobs.h"
+
+namespace {
+
+constexpr int kExitBadInput = 2;
+
+// One line: LibTorch errors carry backtraces and call sites after the first line.
+std::string first_line(const char* what) {
+  std::string text(what);
+  return text.substr(0, text.find('\n'));
+}
+
+void print_usage() {
+  std::printf("vitslim %s: remove attention layers from Vision Transformers (NOSE + dilution)\n\n", vitslim::kVersion);
+  std::printf("usage: vitslim <job> [options]     vitslim <job> --help\n\njobs:\n");
+  for (const auto& [name, what] : vitslim::job_list()) std::printf("  %-9s %s\n", name.c_str(), what.c_str());
+  std::printf("\ncommon: --config FILE (INI), --dump-config, --threads N, --seed N\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    print_usage();
+    return argc < 2 ? kExitBadInput : 0;
+  }
+  if (std::string(argv[1]) == "--version") {
+    std::printf("vitslim %s (%s)\n", vitslim::kVersion, vitslim::dist::nccl_description().c_str());
+    return 0;
+  }
+  vitslim::ParsedCommand command;
+  try {
+    command = vitslim::parse_options(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vitslim: error: %s\n", e.what());
+    return kExitBadInput;
+  }
+  if (command.help) {
+    std::printf("%s", command.help_text.c_str());
+    return 0;
+  }
+  if (command.dump_config) {
+    std::printf("%s", vitslim::config_to_ini(command.config).c_str());
+    return 0;
+  }
+
+  std::unique_ptr<vitslim::dist::MpiSession> mpi;
+  try {
+    mpi = std::make_unique<vitslim::dist::MpiSession>(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vitslim: error: %s\n", e.what());
+    return 1;
+  }
+  try {
+    const vitslim::Config& config = command.config;
+    vitslim::set_log_rank(mpi->rank(), mpi->world_size());
+    vitslim::set_log_quiet(config.runtime.quiet);
+    int threads = vitslim::configure_threads(config.runtime.threads, mpi->local_size());
+    vitslim::log_info(vitslim::cat("vitslim ", vitslim::kVersion, " ", config.job, ": ", threads,
+                                   " threads per process, ", mpi->world_size(), " process(es)"));
+    if (config.job == "entropy") return vitslim::entropy::run_entropy_job(config, *mpi);
+    if (config.job == "convert") return vitslim::model::run_convert_job(config);
+    if (config.job == "bench") return vitslim::model::run_bench_job(config);
+    throw vitslim::Error("job '" + config.job + "' is not implemented");
+  } catch (const std::exception& e) {
+    if (mpi->world_size() > 1) {
+      std::fprintf(stderr, "vitslim: error (rank %d): %s\n", mpi->rank(), first_line(e.what()).c_str());
+      std::fflush(stderr);
+      mpi->abort(1);
+    }
+    std::fprintf(stderr, "vitslim: error: %s\n", first_line(e.what()).c_str());
+    return 1;
+  }
+}

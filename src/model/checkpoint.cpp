@@ -1,0 +1,205 @@
+// Implements checkpoint adaptation, strict loading and export (see checkpoint.h).
+#include "model/checkpoint.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/log.h"
+
+namespace vitslim::model {
+namespace {
+
+constexpr size_t kMaxListed = 8;  // keys listed per category in a mismatch error
+
+std::string join_limited(const std::vector<std::string>& names) {
+  std::ostringstream out;
+  for (size_t i = 0; i < names.size() && i < kMaxListed; ++i) out << (i ? ", " : "") << names[i];
+  if (names.size() > kMaxListed) out << ", ... (" << names.size() << " in all)";
+  return out.str();
+}
+
+std::optional<int64_t> integer_sqrt(int64_t n) {
+  auto r = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
+  if (r * r == n) return r;
+  return std::nullopt;
+}
+
+// [1, 1 + g0*g0, C] -> [1, 1 + g1*g1, C], bicubic on the patch grid (timm resample_abs_pos_embed).
+torch::Tensor resample_pos_embed(const torch::Tensor& pos, int64_t grid, const std::string& file) {
+  const int64_t C = pos.size(2);
+  auto old_grid = integer_sqrt(pos.size(1) - 1);
+  if (!old_grid) throw Error(cat("weights ", file, ": pos_embed has ", pos.size(1), " tokens, not 1 + a square grid"));
+  auto cls = pos.narrow(1, 0, 1);                                                          // [1, 1, C]
+  auto grid_tokens = pos.narrow(1, 1, pos.size(1) - 1).to(torch::kFloat);
+  grid_tokens = grid_tokens.reshape({1, *old_grid, *old_grid, C}).permute({0, 3, 1, 2});  // [1, C, g0, g0]
+  grid_tokens = torch::nn::functional::interpolate(
+      grid_tokens, torch::nn::functional::InterpolateFuncOptions()
+                       .size(std::vector<int64_t>{grid, grid})
+                       .mode(torch::kBicubic)
+                       .align_corners(false));
+  grid_tokens = grid_tokens.permute({0, 2, 3, 1}).reshape({1, grid * grid, C});  // [1, g1*g1, C]
+  return torch::cat({cls.to(torch::kFloat), grid_tokens}, 1);
+}
+
+std::string join_ints(const std::vector<int64_t>& v) {
+  std::ostringstream out;
+  for (size_t i = 0; i < v.size(); ++i) out << (i ? "," : "") << v[i];
+  return out.str();
+}
+
+}  // namespace
+
+ShapeFromWeights shape_from_weights(const StateDict& w) {
+  ShapeFromWeights s;
+  s.file = w.file;
+  if (const auto* t = w.find("patch_embed.proj.weight"); t && t->dim() == 4) {
+    s.embed_dim = t->size(0);
+    s.in_chans = t->size(1);
+    s.patch_size = t->size(3);
+  }
+  if (const auto* t = w.find("head.weight"); t && t->dim() == 2) s.num_classes = t->size(0);
+  if (const auto* t = w.find("pos_embed"); t && t->dim() == 3 && s.patch_size) {
+    if (auto g = integer_sqrt(t->size(1) - 1)) s.img_size = *g * *s.patch_size;
+  }
+  std::regex block_key(R"(blocks\.(\d+)\..*)");
+  int64_t depth = -1;
+  for (const auto& [name, t] : w.tensors) {
+    std::smatch m;
+    if (std::regex_match(name, m, block_key)) depth = std::max<int64_t>(depth, std::stoll(m[1]) + 1);
+  }
+  if (depth > 0) s.depth = depth;
+  if (const auto* t = w.find("blocks.0.mlp.fc1.weight"); t && t->dim() == 2 && s.embed_dim) {
+    s.mlp_ratio = static_cast<double>(t->size(0)) / static_cast<double>(*s.embed_dim);
+  }
+  auto meta_int = [&](const char* key) -> std::optional<int64_t> {
+    auto it = w.metadata.find(key);
+    if (it == w.metadata.end()) return std::nullopt;
+    try {
+      return std::stoll(it->second);
+    } catch (const std::exception&) {
+      throw Error(cat("weights ", w.file, ": metadata ", key, " = '", it->second, "' is not an integer"));
+    }
+  };
+  s.num_heads = meta_int(kMetaNumHeads);
+  if (auto img = meta_int(kMetaImgSize)) s.img_size = img;
+  return s;
+}
+
+std::vector<int64_t> removed_layers_from_metadata(const StateDict& w) {
+  auto it = w.metadata.find(kMetaRemovedLayers);
+  if (it == w.metadata.end()) return {};
+  return parse_int_list(it->second, cat("weights ", w.file, ": metadata ", kMetaRemovedLayers));
+}
+
+void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions& options) {
+  const ModelShape& shape = model->shape();
+  const std::string& file = weights.file;
+  // Attention of removed blocks no longer exists in the model: a full checkpoint's weights for
+  // it are dropped (this is the merge step of method.md section 4).
+  std::set<std::string> params;
+  for (const auto& p : model->named_parameters()) params.insert(p.key());
+  for (int64_t b : model->removed_blocks()) {
+    for (const char* part : {"norm1.", "attn."}) {
+      std::string prefix = cat("blocks.", b, ".", part);
+      std::vector<std::string> drop;
+      for (const auto& [name, t] : weights.tensors) {
+        if (name.rfind(prefix, 0) == 0) drop.push_back(name);
+      }
+      for (const auto& name : drop) weights.erase(name);
+    }
+  }
+  if (const auto* pos = weights.find("pos_embed");
+      pos && pos->dim() == 3 && pos->size(1) != shape.num_tokens() && pos->size(2) == shape.embed_dim) {
+    log_info(cat("interpolating pos_embed of ", file, " from ", pos->size(1), " to ", shape.num_tokens(), " tokens"));
+    auto resized = resample_pos_embed(*pos, shape.grid(), file);
+    weights.erase("pos_embed");
+    weights.tensors.emplace_back("pos_embed", resized);
+  }
+  if (const auto* head = weights.find("head.weight"); options.reset_head && head && head->dim() == 2 &&
+                                                   head->size(0) != shape.num_classes) {
+    log_info(cat("re-initialising the head: ", file, " has ", head->size(0), " classes, the model ", shape.num_classes));
+    weights.erase("head.weight");
+    weights.erase("head.bias");
+    params.erase("head.weight");
+    params.erase("head.bias");
+  }
+
+  std::vector<std::string> missing, unexpected, misshaped;
+  for (const auto& [name, t] : weights.tensors) {
+    if (!params.count(name)) unexpected.push_back(name);
+  }
+  torch::NoGradGuard no_grad;
+  auto named = model->named_parameters();
+  for (const auto& name : params) {
+    const at::Tensor* src = weights.find(name);
+    if (!src) {
+      missing.push_back(name);
+      continue;
+    }
+    at::Tensor& dst = named[name];
+    if (src->sizes() != dst.sizes()) {
+      misshaped.push_back(cat(name, " ", src->sizes(), " vs model ", dst.sizes()));
+      continue;
+    }
+    if (!src->is_floating_point()) {
+      misshaped.push_back(cat(name, " has dtype ", src->scalar_type()));
+      continue;
+    }
+  }
+  if (!missing.empty() || !unexpected.empty() || !misshaped.empty()) {
+    std::ostringstream msg;
+    msg << "weights " << file << " do not match the model (" << shape.describe() << "):";
+    if (!missing.empty()) msg << " missing [" << join_limited(missing) << "];";
+    if (!unexpected.empty()) msg << " unexpected [" << join_limited(unexpected) << "];";
+    if (!misshaped.empty()) msg << " wrong shape [" << join_limited(misshaped) << "];";
+    throw Error(msg.str());
+  }
+  for (const auto& name : params) {
+    const at::Tensor* src = weights.find(name);
+    if (!torch::isfinite(*src).all().item<bool>()) throw Error(cat("weights ", file, ": ", name, " has NaN or Inf values"));
+    named[name].copy_(*src);
+  }
+}
+
+void export_safetensors(VisionTransformer& model, const std::string& path) {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().to(torch::kFloat));
+  std::map<std::string, std::string> meta = {
+      {"format", "pt"},
+      {kMetaRemovedLayers, join_ints(model->removed_blocks())},
+      {kMetaNumHeads, std::to_string(model->shape().num_heads)},
+      {kMetaImgSize, std::to_string(model->shape().img_size)},
+  };
+  write_safetensors(path, tensors, meta);
+}
+
+VisionTransformer build_model(const ModelRequest& request, uint64_t seed) {
+  std::optional<StateDict> weights;
+  std::optional<ShapeFromWeights> from_weights;
+  ModelRequest r = request;
+  if (!r.weights.empty()) {
+    weights = read_weights(r.weights);
+    from_weights = shape_from_weights(*weights);
+    auto recorded = removed_layers_from_metadata(*weights);
+    std::set<int64_t> all(r.removed_layers.begin(), r.removed_layers.end());
+    all.insert(recorded.begin(), recorded.end());
+    r.removed_layers.assign(all.begin(), all.end());
+  }
+  ModelShape shape = resolve_shape(r, from_weights);
+  torch::manual_seed(seed);
+  VisionTransformer model(shape, r.drop_path);
+  for (int64_t b : r.removed_layers) model->set_mode(b, AttentionMode::Removed);
+  if (weights) {
+    LoadOptions options;
+    options.reset_head = r.reset_head;
+    load_weights(model, std::move(*weights), options);
+  }
+  return model;
+}
+
+}  // namespace vitslim::model

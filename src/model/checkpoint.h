@@ -1,0 +1,40 @@
+// Mapping between weight files and a VisionTransformer: infers the shape a state dict
+// determines, adapts a checkpoint to the model (pos_embed interpolation for another image size,
+// head re-initialisation for another class count, dropped attention of removed blocks), loads it
+// strictly (one error listing missing, unexpected and mis-shaped keys), and exports .safetensors
+// with timm key names and metadata naming the removed attention layers.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/presets.h"
+#include "model/vit.h"
+#include "model/weights.h"
+
+namespace vitslim::model {
+
+// Metadata keys vitslim writes into .safetensors files.
+inline constexpr const char* kMetaRemovedLayers = "vitslim.removed_layers";  // "0,1,3"
+inline constexpr const char* kMetaNumHeads = "vitslim.num_heads";
+inline constexpr const char* kMetaImgSize = "vitslim.img_size";
+
+ShapeFromWeights shape_from_weights(const StateDict& weights);
+// Removed layers recorded in the file's metadata (empty if none).
+std::vector<int64_t> removed_layers_from_metadata(const StateDict& weights);
+
+struct LoadOptions {
+  bool reset_head = false;  // keep the model's fresh head when the class count differs
+};
+
+// Adapts and copies `weights` into `model`; throws Error naming weights.file on any mismatch.
+void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions& options = {});
+
+// All parameters with timm names (float32, contiguous) + metadata, written atomically.
+void export_safetensors(VisionTransformer& model, const std::string& path);
+
+// Builds a model for `shape`, applies removed layers, seeds init with `seed`, loads weights if
+// `request.weights` is set. The one entry point jobs use.
+VisionTransformer build_model(const ModelRequest& request, uint64_t seed);
+
+}  // namespace vitslim::model

@@ -1,0 +1,165 @@
+// Implements .safetensors reading and writing, StateDict helpers and format dispatch
+// (see weights.h). Format: u64 little-endian header length, JSON header
+// {name: {dtype, shape, data_offsets}, "__metadata__": {str: str}}, then the raw data.
+#include <ATen/ATen.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "model/weights.h"
+
+namespace vitslim::model {
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // the format's own limit
+constexpr size_t kHeaderAlign = 8;
+
+const std::map<std::string, c10::ScalarType>& dtypes() {
+  static const std::map<std::string, c10::ScalarType> kTypes = {
+      {"F64", c10::kDouble}, {"F32", c10::kFloat}, {"F16", c10::kHalf}, {"BF16", c10::kBFloat16},
+      {"I64", c10::kLong},   {"I32", c10::kInt},   {"I16", c10::kShort}, {"I8", c10::kChar},
+      {"U8", c10::kByte},    {"BOOL", c10::kBool},
+  };
+  return kTypes;
+}
+
+std::string dtype_name(c10::ScalarType t) {
+  for (const auto& [name, type] : dtypes()) {
+    if (type == t) return name;
+  }
+  throw Error(cat("safetensors: dtype ", c10::toString(t), " cannot be stored"));
+}
+
+}  // namespace
+
+const at::Tensor* StateDict::find(const std::string& name) const {
+  for (const auto& [k, v] : tensors) {
+    if (k == name) return &v;
+  }
+  return nullptr;
+}
+
+void StateDict::erase(const std::string& name) {
+  for (auto it = tensors.begin(); it != tensors.end(); ++it) {
+    if (it->first == name) {
+      tensors.erase(it);
+      return;
+    }
+  }
+}
+
+StateDict read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw Error(cat("weights ", path, ": cannot open file"));
+  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  auto bad = [&](const std::string& what) { return Error(cat("weights ", path, ": corrupt safetensors file: ", what)); };
+  uint64_t header_size = 0;
+  if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_size), 8)) throw bad("shorter than its header");
+  if (header_size > kMaxHeaderBytes || header_size > file_size - 8) throw bad("header length out of range");
+  std::string header(header_size, '\0');
+  if (!in.read(header.data(), static_cast<std::streamsize>(header_size))) throw bad("truncated header");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(header);
+  } catch (const nlohmann::json::exception& e) {
+    throw bad(cat("header is not JSON (", e.what(), ")"));
+  }
+  if (!j.is_object()) throw bad("header is not a JSON object");
+  const uint64_t data_size = file_size - 8 - header_size;
+  std::vector<char> data(data_size);
+  if (data_size && !in.read(data.data(), static_cast<std::streamsize>(data_size))) throw bad("truncated data");
+
+  StateDict sd;
+  sd.file = path;
+  std::vector<std::pair<uint64_t, std::string>> order;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      if (!it.value().is_object()) throw bad("__metadata__ is not an object");
+      for (auto m = it.value().begin(); m != it.value().end(); ++m) {
+        if (!m.value().is_string()) throw bad(cat("metadata '", m.key(), "' is not a string"));
+        sd.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    const auto& info = it.value();
+    try {
+      auto dt = dtypes().find(info.at("dtype").get<std::string>());
+      if (dt == dtypes().end()) throw bad(cat("tensor '", it.key(), "' has unsupported dtype ", info.at("dtype")));
+      std::vector<int64_t> shape = info.at("shape").get<std::vector<int64_t>>();
+      auto offsets = info.at("data_offsets").get<std::vector<uint64_t>>();
+      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size) {
+        throw bad(cat("tensor '", it.key(), "' has data offsets outside the file"));
+      }
+      uint64_t numel = 1;
+      for (int64_t d : shape) {
+        if (d < 0) throw bad(cat("tensor '", it.key(), "' has a negative dimension"));
+        numel *= static_cast<uint64_t>(d);
+      }
+      if (numel * c10::elementSize(dt->second) != offsets[1] - offsets[0]) {
+        throw bad(cat("tensor '", it.key(), "' byte size does not match its shape"));
+      }
+      auto t = at::empty(shape, at::TensorOptions().dtype(dt->second));
+      if (numel) std::memcpy(t.data_ptr(), data.data() + offsets[0], offsets[1] - offsets[0]);
+      order.emplace_back(offsets[0], it.key());
+      sd.tensors.emplace_back(it.key(), t);
+    } catch (const nlohmann::json::exception& e) {
+      throw bad(cat("entry '", it.key(), "' is malformed (", e.what(), ")"));
+    }
+  }
+  // Keep file order (the JSON object is sorted by name).
+  std::map<std::string, uint64_t> position;
+  for (const auto& [offset, name] : order) position[name] = offset;
+  std::stable_sort(sd.tensors.begin(), sd.tensors.end(),
+                   [&](const auto& a, const auto& b) { return position[a.first] < position[b.first]; });
+  return sd;
+}
+
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::vector<at::Tensor> contiguous;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    if (header.contains(name)) throw Error(cat("safetensors ", path, ": duplicate tensor name '", name, "'"));
+    auto c = t.detach().to(at::kCPU).contiguous();
+    const uint64_t bytes = static_cast<uint64_t>(c.numel()) * c.element_size();
+    header[name] = {{"dtype", dtype_name(c.scalar_type())},
+                    {"shape", c.sizes().vec()},
+                    {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+    contiguous.push_back(c);
+  }
+  std::string text = header.dump();
+  text.append((kHeaderAlign - text.size() % kHeaderAlign) % kHeaderAlign, ' ');
+  std::string blob(8 + text.size() + offset, '\0');
+  uint64_t header_size = text.size();
+  std::memcpy(blob.data(), &header_size, 8);
+  std::memcpy(blob.data() + 8, text.data(), text.size());
+  char* data = blob.data() + 8 + text.size();
+  for (const auto& c : contiguous) {
+    const size_t bytes = static_cast<size_t>(c.numel()) * c.element_size();
+    if (bytes) std::memcpy(data, c.data_ptr(), bytes);
+    data += bytes;
+  }
+  write_bytes_atomic(path, blob.data(), blob.size());
+}
+
+StateDict read_weights(const std::string& path) {
+  std::ifstream probe(path, std::ios::binary);
+  if (!probe) throw Error(cat("weights ", path, ": cannot open file (missing or unreadable)"));
+  char magic[4] = {0, 0, 0, 0};
+  probe.read(magic, 4);
+  if (probe.gcount() == 4 && (std::memcmp(magic, "PK\x03\x04", 4) == 0 || static_cast<unsigned char>(magic[0]) == 0x80)) {
+    return read_pth(path);
+  }
+  if (probe.gcount() < 4) throw Error(cat("weights ", path, ": file is empty or truncated"));
+  return read_safetensors(path);
+}
+
+}  // namespace vitslim::model

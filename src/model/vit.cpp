@@ -1,0 +1,214 @@
+// Implements the VisionTransformer and its blocks with per-block attention modes (see vit.h).
+#include "model/vit.h"
+
+#include <ATen/ops/scaled_dot_product_attention.h>
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace vitslim::model {
+namespace {
+
+constexpr double kLayerNormEps = 1e-6;
+constexpr double kInitStd = 0.02;
+constexpr double kClsInitStd = 1e-6;
+constexpr double kTruncBound = 2.0;  // timm truncates at +-2 (absolute, not in std units)
+
+// Truncated normal by inverse CDF, as torch.nn.init.trunc_normal_.
+void trunc_normal_(torch::Tensor t, double std) {
+  torch::NoGradGuard no_grad;
+  auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
+  double lo = cdf(-kTruncBound / std), hi = cdf(kTruncBound / std);
+  t.uniform_(2 * lo - 1, 2 * hi - 1);
+  t.erfinv_();
+  t.mul_(std * std::sqrt(2.0));
+  t.clamp_(-kTruncBound, kTruncBound);
+}
+
+void init_linear(torch::nn::Linear& linear) {
+  trunc_normal_(linear->weight, kInitStd);
+  torch::NoGradGuard no_grad;
+  linear->bias.zero_();
+}
+
+torch::nn::LayerNorm layer_norm(int64_t dim) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(kLayerNormEps));
+}
+
+}  // namespace
+
+const char* to_string(AttentionMode mode) {
+  switch (mode) {
+    case AttentionMode::Full: return "full";
+    case AttentionMode::Diluting: return "diluting";
+    case AttentionMode::Skipped: return "skipped";
+    case AttentionMode::Removed: return "removed";
+  }
+  return "?";
+}
+
+PatchEmbedImpl::PatchEmbedImpl(int64_t in_chans, int64_t embed_dim, int64_t patch_size) {
+  proj = register_module(
+      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, embed_dim, patch_size).stride(patch_size)));
+}
+
+torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& images) {
+  return proj(images).flatten(2).transpose(1, 2);  // [B, C, g, g] -> [B, g*g, C]
+}
+
+AttentionImpl::AttentionImpl(int64_t dim, int64_t heads) : num_heads(heads) {
+  qkv = register_module("qkv", torch::nn::Linear(dim, 3 * dim));
+  proj = register_module("proj", torch::nn::Linear(dim, dim));
+  init_linear(qkv);
+  init_linear(proj);
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
+  auto parts = qkv(x).reshape({B, N, 3, num_heads, C / num_heads}).permute({2, 0, 3, 1, 4});  // [3, B, H, N, D]
+  auto out = at::scaled_dot_product_attention(parts[0], parts[1], parts[2]);  // [B, H, N, D], scale D^-0.5
+  return proj(out.transpose(1, 2).reshape({B, N, C}));                        // [B, N, C]
+}
+
+MlpImpl::MlpImpl(int64_t dim, int64_t hidden) {
+  fc1 = register_module("fc1", torch::nn::Linear(dim, hidden));
+  fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
+  init_linear(fc1);
+  init_linear(fc2);
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return fc2(torch::gelu(fc1(x)));  // exact (erf) GELU, [B, N, 4C] inside
+}
+
+BlockImpl::BlockImpl(int64_t dim, int64_t num_heads, double mlp_ratio, double drop_path)
+    : drop_path_(drop_path) {
+  norm1 = register_module("norm1", layer_norm(dim));
+  attn = register_module("attn", Attention(dim, num_heads));
+  norm2 = register_module("norm2", layer_norm(dim));
+  mlp = register_module("mlp", Mlp(dim, static_cast<int64_t>(dim * mlp_ratio)));
+}
+
+void BlockImpl::set_mode(AttentionMode mode, double lambda) {
+  if (!(lambda >= 0.0 && lambda <= 1.0)) throw Error(cat("dilution lambda must be in [0, 1], got ", lambda));
+  if (mode_ == AttentionMode::Removed && mode != AttentionMode::Removed) {
+    throw Error(cat("a block whose attention was removed cannot become ", to_string(mode)));
+  }
+  if (mode == AttentionMode::Removed && mode_ != AttentionMode::Removed) {
+    unregister_module("norm1");
+    unregister_module("attn");
+    norm1 = nullptr;
+    attn = nullptr;
+  }
+  mode_ = mode;
+  lambda_ = mode == AttentionMode::Diluting ? lambda : 1.0;
+}
+
+void BlockImpl::set_taps(bool on) {
+  taps_ = on;
+  attn_tap_ = torch::Tensor();
+  mlp_tap_ = torch::Tensor();
+}
+
+torch::Tensor BlockImpl::drop_path(const torch::Tensor& branch) const {
+  if (!is_training() || drop_path_ == 0.0) return branch;
+  const double keep = 1.0 - drop_path_;
+  auto mask = torch::empty({branch.size(0), 1, 1}, branch.options()).bernoulli_(keep);  // per sample
+  return branch * mask / keep;
+}
+
+torch::Tensor BlockImpl::forward(torch::Tensor x) {
+  switch (mode_) {
+    case AttentionMode::Full:
+    case AttentionMode::Diluting: {
+      auto a = attn(norm1(x));  // [B, N, C]
+      if (taps_) attn_tap_ = a;
+      x = mode_ == AttentionMode::Full ? x + drop_path(a) : (2.0 - lambda_) * x + lambda_ * drop_path(a);
+      break;
+    }
+    case AttentionMode::Skipped:
+      if (taps_) attn_tap_ = torch::Tensor();
+      break;
+    case AttentionMode::Removed:
+      if (taps_) attn_tap_ = torch::Tensor();
+      x = 2.0 * x;
+      break;
+  }
+  auto m = mlp(norm2(x));  // [B, N, C]
+  if (taps_) mlp_tap_ = m;
+  return x + drop_path(m);
+}
+
+VisionTransformerImpl::VisionTransformerImpl(const ModelShape& shape, double drop_path_rate)
+    : shape_(shape) {
+  const int64_t C = shape.embed_dim;
+  patch_embed = register_module("patch_embed", PatchEmbed(shape.in_chans, C, shape.patch_size));
+  cls_token = register_parameter("cls_token", torch::zeros({1, 1, C}));
+  pos_embed = register_parameter("pos_embed", torch::zeros({1, shape.num_tokens(), C}));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < shape.depth; ++i) {
+    // Stochastic depth grows linearly over depth, 0 at the first block (timm).
+    double rate = shape.depth > 1 ? drop_path_rate * static_cast<double>(i) / (shape.depth - 1) : 0.0;
+    Block blk(C, shape.num_heads, shape.mlp_ratio, rate);
+    blocks->push_back(blk);
+    block_refs_.push_back(blk);
+  }
+  norm = register_module("norm", layer_norm(C));
+  head = register_module("head", torch::nn::Linear(C, shape.num_classes));
+  init_linear(head);
+  trunc_normal_(pos_embed, kInitStd);
+  torch::NoGradGuard no_grad;
+  cls_token.normal_(0.0, kClsInitStd);
+}
+
+Block& VisionTransformerImpl::block(int64_t i) {
+  if (i < 0 || i >= shape_.depth) throw Error(cat("block index ", i, " out of range (depth ", shape_.depth, ")"));
+  return block_refs_[static_cast<size_t>(i)];
+}
+
+void VisionTransformerImpl::set_mode(int64_t i, AttentionMode mode, double lambda) {
+  block(i)->set_mode(mode, lambda);
+}
+
+void VisionTransformerImpl::set_taps(bool on) {
+  for (auto& blk : block_refs_) blk->set_taps(on);
+}
+
+std::vector<int64_t> VisionTransformerImpl::removed_blocks() const {
+  std::vector<int64_t> removed;
+  for (size_t i = 0; i < block_refs_.size(); ++i) {
+    if (block_refs_[i]->mode() == AttentionMode::Removed) removed.push_back(static_cast<int64_t>(i));
+  }
+  return removed;
+}
+
+std::vector<std::string> VisionTransformerImpl::no_weight_decay_names() const {
+  std::vector<std::string> names;
+  for (const auto& p : named_parameters()) {
+    if (p.value().dim() <= 1 || p.key() == "pos_embed" || p.key() == "cls_token") names.push_back(p.key());
+  }
+  return names;
+}
+
+torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& images) {
+  if (images.dim() != 4 || images.size(1) != shape_.in_chans || images.size(2) != shape_.img_size ||
+      images.size(3) != shape_.img_size) {
+    throw Error(cat("model input has shape ", images.sizes(), ", expected [B, ", shape_.in_chans, ", ",
+                    shape_.img_size, ", ", shape_.img_size, "]"));
+  }
+  auto x = patch_embed(images);  // [B, N, C]
+  x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;  // [B, N+1, C]
+  for (auto& blk : block_refs_) x = blk(x);
+  return norm(x);
+}
+
+torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& features) {
+  return head(features.select(1, 0));  // CLS token [B, C] -> [B, K]
+}
+
+torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
+  return forward_head(forward_features(images));
+}
+
+}  // namespace vitslim::model

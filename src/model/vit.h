@@ -1,0 +1,112 @@
+// The VisionTransformer of vitslim (DeiT/timm semantics, method.md section 1), one class
+// configured by a ModelShape. Every block carries an attention mode settable at run time:
+//   Full      x = x + DropPath(Attn(LN1 x))                       (ordinary block)
+//   Diluting  x = (2 - lambda) x + lambda DropPath(Attn(LN1 x))   (dilution learning, section 4)
+//   Skipped   x = x                                                (NOSE measurement, section 3)
+//   Removed   x = 2 x; the block owns no norm1/attn parameters and computes no attention
+// followed in every mode by x = x + DropPath(MLP(LN2 x)).
+// Parameter names equal timm's (blocks.{i}.attn.qkv.weight, ...), so state dicts map 1:1.
+// Optional taps keep each block's attention-branch and MLP-branch outputs (before scaling and
+// drop-path) of the last forward; when off they cost one branch per block.
+#pragma once
+
+#include <torch/nn.h>
+
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+
+namespace vitslim::model {
+
+enum class AttentionMode { Full, Diluting, Skipped, Removed };
+const char* to_string(AttentionMode mode);
+
+class PatchEmbedImpl : public torch::nn::Module {
+ public:
+  PatchEmbedImpl(int64_t in_chans, int64_t embed_dim, int64_t patch_size);
+  torch::Tensor forward(const torch::Tensor& images);  // [B, Cin, H, W] -> [B, N, C]
+  torch::nn::Conv2d proj{nullptr};
+};
+TORCH_MODULE(PatchEmbed);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(int64_t dim, int64_t num_heads);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, N, C] -> [B, N, C]
+  int64_t num_heads;
+  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  MlpImpl(int64_t dim, int64_t hidden);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, N, C] -> [B, N, C]
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+class BlockImpl : public torch::nn::Module {
+ public:
+  // drop_path: stochastic-depth rate of this block (training only).
+  BlockImpl(int64_t dim, int64_t num_heads, double mlp_ratio, double drop_path);
+  torch::Tensor forward(torch::Tensor x);  // [B, N, C] -> [B, N, C]
+
+  // lambda is used by Diluting only and must lie in [0, 1]. Removed is final: the attention
+  // parameters are unregistered and cannot come back.
+  void set_mode(AttentionMode mode, double lambda = 1.0);
+  AttentionMode mode() const { return mode_; }
+  double lambda() const { return lambda_; }
+
+  void set_taps(bool on);
+  const torch::Tensor& attn_tap() const { return attn_tap_; }  // [B, N, C], undefined if none
+  const torch::Tensor& mlp_tap() const { return mlp_tap_; }    // [B, N, C]
+
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  Attention attn{nullptr};
+  Mlp mlp{nullptr};
+
+ private:
+  torch::Tensor drop_path(const torch::Tensor& branch) const;
+  AttentionMode mode_ = AttentionMode::Full;
+  double lambda_ = 1.0;
+  double drop_path_;
+  bool taps_ = false;
+  torch::Tensor attn_tap_, mlp_tap_;
+};
+TORCH_MODULE(Block);
+
+class VisionTransformerImpl : public torch::nn::Module {
+ public:
+  // Initialises like timm: truncated normal (std 0.02) for linear weights and pos_embed, zero
+  // biases, cls_token ~ N(0, 1e-6), LayerNorm (1, 0). Call torch::manual_seed first.
+  explicit VisionTransformerImpl(const ModelShape& shape, double drop_path_rate = 0.0);
+
+  torch::Tensor forward(const torch::Tensor& images);           // [B, Cin, H, W] -> [B, K]
+  torch::Tensor forward_features(const torch::Tensor& images);  // -> [B, N+1, C] after norm
+  torch::Tensor forward_head(const torch::Tensor& features);    // [B, N+1, C] -> [B, K]
+
+  const ModelShape& shape() const { return shape_; }
+  int64_t depth() const { return shape_.depth; }
+  Block& block(int64_t i);
+  void set_mode(int64_t block, AttentionMode mode, double lambda = 1.0);
+  void set_taps(bool on);
+  std::vector<int64_t> removed_blocks() const;
+
+  // Parameters that get no weight decay (1-D tensors, pos_embed, cls_token), timm's convention.
+  std::vector<std::string> no_weight_decay_names() const;
+
+  PatchEmbed patch_embed{nullptr};
+  torch::Tensor cls_token, pos_embed;  // [1, 1, C], [1, N+1, C]
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::LayerNorm norm{nullptr};
+  torch::nn::Linear head{nullptr};
+
+ private:
+  ModelShape shape_;
+  std::vector<Block> block_refs_;
+};
+TORCH_MODULE(VisionTransformer);
+
+}  // namespace vitslim::model

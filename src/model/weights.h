@@ -1,0 +1,33 @@
+// Weight files: reading official DeiT/timm checkpoints (.pth written by torch.save in its zip
+// format, top level {"model": state_dict} or a flat state dict; .safetensors) into named tensors,
+// and writing .safetensors with timm key names and string metadata. The format is recognised
+// by content, not by extension. Every defect is an Error naming the file.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace vitslim::model {
+
+struct StateDict {
+  std::string file;                                     // where it came from (for messages)
+  std::vector<std::pair<std::string, at::Tensor>> tensors;  // in file order
+  std::map<std::string, std::string> metadata;          // safetensors __metadata__
+
+  const at::Tensor* find(const std::string& name) const;
+  void erase(const std::string& name);
+};
+
+StateDict read_weights(const std::string& path);
+StateDict read_pth(const std::string& path);
+StateDict read_safetensors(const std::string& path);
+
+// Writes atomically (temporary file, fsync, rename). Tensors are stored contiguous, in their dtype.
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata);
+
+}  // namespace vitslim::model
