@@ -52,6 +52,16 @@ std::string join_ints(const std::vector<int64_t>& v) {
   return out.str();
 }
 
+// Drops `prefix` from every key when all keys carry it.
+void strip_common_prefix(StateDict& w, const std::string& prefix) {
+  if (w.tensors.empty()) return;
+  for (const auto& entry : w.tensors) {
+    if (entry.first.rfind(prefix, 0) != 0) return;
+  }
+  for (auto& entry : w.tensors) entry.first = entry.first.substr(prefix.size());
+  log_info(cat("weights ", w.file, ": stripped the '", prefix, "' prefix of every key"));
+}
+
 }  // namespace
 
 ShapeFromWeights shape_from_weights(const StateDict& w) {
@@ -184,6 +194,15 @@ VisionTransformer build_model(const ModelRequest& request, uint64_t seed) {
   ModelRequest r = request;
   if (!r.weights.empty()) {
     weights = read_weights(r.weights);
+    strip_common_prefix(*weights, "module.");  // saved from a DistributedDataParallel wrapper
+    if (!weights->find("patch_embed.proj.weight")) {
+      std::vector<std::string> first;
+      for (const auto& entry : weights->tensors) {
+        if (first.size() < kMaxListed) first.push_back(entry.first);
+      }
+      throw Error(cat("weights ", r.weights, ": no 'patch_embed.proj.weight'; not a timm/DeiT ViT state dict? ",
+                      "first keys: ", join_limited(first)));
+    }
     from_weights = shape_from_weights(*weights);
     auto recorded = removed_layers_from_metadata(*weights);
     std::set<int64_t> all(r.removed_layers.begin(), r.removed_layers.end());

@@ -95,8 +95,8 @@ StateDict read_pth(const std::string& path) {
   sd.file = path;
   for (const auto& [k, v] : dict->dict) {
     if (v->kind != Kind::Tensor) {
-      throw Error(cat("weights ", path, ": entry '", k->s, "' is a ", v->kind_name(),
-                      (v->kind == Kind::Opaque ? " (" + v->s + ")" : std::string()), ", not a tensor"));
+      throw Error(cat("weights ", path, ": entry '", k->s, "' is not a tensor but ", v->kind_name(),
+                      (v->kind == Kind::Opaque ? " (" + v->s + ", refused)" : std::string())));
     }
     sd.tensors.emplace_back(k->s, v->tensor);
   }

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Checkpoints the C++ tests read, written with torch.save exactly as users' files are:
+good variants of the golden weights (wrapped, flat OrderedDict, fp16, shared-storage views,
+pickle protocol 4, extra non-tensor entries), broken ones (truncated, legacy format, renamed keys,
+wrong shapes, a pickle that would run a shell command if executed), and timm's full-size
+deit_tiny / deit_base state dicts (random weights, no download) with their logits for 2 images.
+Usage: make_test_checkpoints.py --fixture tests/fixtures --out DIR [--no-base]
+"""
+import argparse
+import collections
+import os
+import sys
+
+import torch
+from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timm_compat import timm  # noqa: E402
+
+PWNED_MARKER = "vitslim_pickle_executed"
+
+
+class RunsCommand:
+    """Pickles into os.system(...): a reader that executes pickles would create the marker."""
+
+    def __init__(self, marker_path):
+        self.marker_path = marker_path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker_path}",))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--fixture", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--no-base", action="store_true", help="skip the 346 MB deit_base file")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    out = lambda name: os.path.join(args.out, name)  # noqa: E731
+    sd = collections.OrderedDict(load_file(os.path.join(args.fixture, "golden_vit_test.safetensors")).items())
+
+    torch.save({"model": sd, "epoch": 7, "args": __import__("argparse").Namespace(lr=5e-4), "note": "x"},
+               out("golden_wrapped.pth"))
+    torch.save(sd, out("golden_flat.pth"))
+    torch.save(collections.OrderedDict((k, v.half()) for k, v in sd.items()), out("golden_fp16.pth"))
+    torch.save(sd, out("golden_proto4.pth"), pickle_protocol=4)
+    # Views sharing one storage: qkv and proj weights of block 0 cut out of one buffer.
+    shared = dict(sd)
+    q, p = sd["blocks.0.attn.qkv.weight"], sd["blocks.0.attn.proj.weight"]
+    buf = torch.cat([q.flatten(), p.flatten(), torch.zeros(5)])
+    shared["blocks.0.attn.qkv.weight"] = buf[: q.numel()].view_as(q)
+    shared["blocks.0.attn.proj.weight"] = buf[q.numel(): q.numel() + p.numel()].view_as(p)
+    torch.save({"state_dict": shared}, out("golden_views.pth"))
+    # Transposed (non-contiguous) tensor saved as such.
+    strided = dict(sd)
+    strided["head.weight"] = sd["head.weight"].t().contiguous().t()
+    torch.save(strided, out("golden_strided.pth"))
+
+    marker = out(PWNED_MARKER)
+    torch.save({"model": sd, "payload": RunsCommand(marker)}, out("golden_with_payload.pth"))
+    torch.save({"model": {**sd, "blocks.0.attn.qkv.weight": RunsCommand(marker)}}, out("payload_in_state.pth"))
+    torch.save({"model": {"head.weight": sd["head.weight"]}}, out("single_entry.pth"))
+    torch.save(collections.OrderedDict(("module." + k, v) for k, v in sd.items()), out("golden_ddp.pth"))
+    renamed = collections.OrderedDict(sd)
+    renamed["blocks.3.mlp.fc3.weight"] = renamed.pop("blocks.3.mlp.fc2.weight")
+    del renamed["norm.bias"]
+    torch.save(renamed, out("wrong_keys.pth"))
+    bad_shape = dict(sd)
+    bad_shape["blocks.1.mlp.fc1.weight"] = torch.zeros(50, 24)
+    torch.save(bad_shape, out("wrong_shape.pth"))
+    nan = dict(sd)
+    nan["blocks.2.mlp.fc2.bias"] = torch.full_like(sd["blocks.2.mlp.fc2.bias"], float("nan"))
+    torch.save(nan, out("nan_values.pth"))
+    torch.save(sd, out("legacy.pth"), _use_new_zipfile_serialization=False)
+    with open(out("golden_flat.pth"), "rb") as f:
+        blob = f.read()
+    with open(out("truncated.pth"), "wb") as f:
+        f.write(blob[: len(blob) // 2])
+    st = open(os.path.join(args.fixture, "golden_vit_test.safetensors"), "rb").read()
+    with open(out("truncated.safetensors"), "wb") as f:
+        f.write(st[: len(st) // 2])
+    with open(out("garbage.bin"), "wb") as f:
+        f.write(b"this is not a checkpoint\n" * 10)
+
+    names = ["deit_tiny_patch16_224"] + ([] if args.no_base else ["deit_base_patch16_224"])
+    for name in names:
+        torch.manual_seed(0)
+        model = timm.create_model(name, pretrained=False).eval()
+        torch.manual_seed(1)
+        images = torch.randn(2, 3, 224, 224)
+        with torch.no_grad():
+            logits = model(images)
+        short = name.split("_patch")[0]
+        torch.save({"model": model.state_dict()}, out(f"{short}.pth"))
+        if short == "deit_tiny":
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out(f"{short}.safetensors"))
+        save_file({"input": images, "logits": logits}, out(f"{short}_expected.safetensors"))
+    print(f"test checkpoints written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

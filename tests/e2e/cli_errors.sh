@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Every bad input gives exactly one error line naming the input, a non-zero exit, and no output
+# file (not even a partial one). Env from ctest: VITSLIM_BIN, VITSLIM_TEST_DATA, VITSLIM_FIXTURES.
+set -u
+BIN="$VITSLIM_BIN"
+DATA="$VITSLIM_TEST_DATA"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+failures=0
+checks=0
+
+expect_error() {  # name, expected substring, command...
+  local name="$1" want="$2"
+  shift 2
+  local out="$WORK/out"
+  rm -rf "$out"
+  mkdir -p "$out"
+  local rc=0
+  (cd "$out" && "$@" >"$WORK/stdout" 2>"$WORK/stderr") || rc=$?
+  local lines
+  lines=$(grep -vc '^\[vitslim\]' "$WORK/stderr")
+  checks=$((checks + 1))
+  if [[ $rc -eq 0 ]]; then
+    echo "FAIL $name: exit 0"; failures=$((failures + 1)); return
+  fi
+  if [[ $lines -ne 1 ]] || ! grep -q '^vitslim: error: ' "$WORK/stderr"; then
+    echo "FAIL $name: expected one error line, got:"; cat "$WORK/stderr"; failures=$((failures + 1)); return
+  fi
+  if ! grep -qF -- "$want" "$WORK/stderr"; then
+    echo "FAIL $name: error lacks '$want':"; cat "$WORK/stderr"; failures=$((failures + 1)); return
+  fi
+  if [[ -n "$(ls -A "$out")" ]]; then
+    echo "FAIL $name: left files: $(ls -A "$out")"; failures=$((failures + 1)); return
+  fi
+  echo "ok   $name: $(grep '^vitslim: error' "$WORK/stderr")"
+}
+
+# A folder with a broken IDX file (bad magic) and one with too few bytes.
+mkdir -p "$WORK/badmagic" "$WORK/empty" "$WORK/cifar"
+printf '\x00\x00\x08\x01\x00\x00\x00\x01\x00' | gzip >"$WORK/badmagic/train-images-idx3-ubyte.gz"
+cp /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz "$WORK/badmagic/"
+head -c 3000 /dev/urandom >"$WORK/cifar/train.bin"
+
+E=(entropy --out trace.h5 --json summary.json --calib-images 64)
+expect_error missing-weights "weights /nonexistent.pth: cannot open" "$BIN" "${E[@]}" --weights /nonexistent.pth
+expect_error truncated-pth "truncated.pth: corrupt or truncated" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/truncated.pth" --data-set synthetic
+expect_error wrong-keys "unexpected [blocks.3.mlp.fc3.weight]" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/wrong_keys.pth" --data-set synthetic
+expect_error wrong-shapes "wrong shape [blocks.1.mlp.fc1.weight" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/wrong_shape.pth" --data-set synthetic
+expect_error preset-vs-weights "(preset deit_tiny) but weights" "$BIN" "${E[@]}" --model deit_tiny --weights "$VITSLIM_FIXTURES/golden_vit_test.safetensors"
+expect_error bad-idx-magic "bad magic" "$BIN" "${E[@]}" --data-path "$WORK/badmagic"
+expect_error empty-data-dir "train-images-idx3-ubyte" "$BIN" "${E[@]}" --data-path "$WORK/empty"
+expect_error missing-data-path "--data-path /no/such/dir: does not exist" "$BIN" "${E[@]}" --data-path /no/such/dir
+expect_error cifar-wrong-size "not a multiple of the 3074-byte record" "$BIN" "${E[@]}" --data-set cifar100 --data-path "$WORK/cifar"
+expect_error too-many-calib "--calib-images 20000 is more than the 10000 images" "$BIN" entropy --out t.h5 --data-split test --calib-images 20000
+expect_error unknown-flag "unrecognised option '--bogus'" "$BIN" entropy --bogus 1
+expect_error unknown-job "unknown job 'trian'" "$BIN" trian
+expect_error bad-number "--calib-images" "$BIN" entropy --calib-images many
+expect_error bad-mean "--mean: 'x' is not a finite number" "$BIN" entropy --mean 0.1,x
+expect_error mean-channels "--mean/--std have 2 values" "$BIN" "${E[@]}" --mean 0.1,0.2 --std 0.3,0.3
+expect_error out-dir-missing "directory" "$BIN" entropy --out /no/such/dir/t.h5 --calib-images 8
+expect_error remove-too-deep "--remove-layers: block 7 does not exist" "$BIN" "${E[@]}" --model vit_fmnist --remove-layers 7
+expect_error nan-weights "has NaN or Inf" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/nan_values.pth" --data-set synthetic
+expect_error convert-no-out "--out is required" "$BIN" convert --weights "$DATA/golden_flat.pth"
+
+# Help and version succeed.
+"$BIN" --help >/dev/null && "$BIN" entropy --help | grep -q -- '--calib-images' && "$BIN" --version | grep -q vitslim \
+  || { echo "FAIL help/version"; failures=$((failures + 1)); }
+echo "$((checks - failures + 1)) passed, $failures failed"
+[[ $failures -eq 0 ]]
