@@ -71,6 +71,16 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   return proj(out.transpose(1, 2).reshape({B, N, C}));                        // [B, N, C]
 }
 
+torch::Tensor AttentionImpl::forward_cls(const torch::Tensor& x) {
+  const int64_t B = x.size(0), N = x.size(1), C = x.size(2), D = C / num_heads;
+  auto w = qkv->weight, b = qkv->bias;  // [3C, C], [3C]: rows q | k | v
+  auto q = torch::nn::functional::linear(x.narrow(1, 0, 1), w.narrow(0, 0, C), b.narrow(0, 0, C));  // [B, 1, C]
+  auto kv = torch::nn::functional::linear(x, w.narrow(0, C, 2 * C), b.narrow(0, C, 2 * C));        // [B, N, 2C]
+  kv = kv.reshape({B, N, 2, num_heads, D}).permute({2, 0, 3, 1, 4});                              // [2, B, H, N, D]
+  auto out = at::scaled_dot_product_attention(q.reshape({B, 1, num_heads, D}).transpose(1, 2), kv[0], kv[1]);
+  return proj(out.transpose(1, 2).reshape({B, 1, C}));  // [B, 1, C]
+}
+
 MlpImpl::MlpImpl(int64_t dim, int64_t hidden) {
   fc1 = register_module("fc1", torch::nn::Linear(dim, hidden));
   fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
@@ -140,6 +150,19 @@ torch::Tensor BlockImpl::forward(torch::Tensor x) {
   return x + drop_path(m);
 }
 
+torch::Tensor BlockImpl::forward_cls(const torch::Tensor& x) {
+  auto cls = x.narrow(1, 0, 1);  // [B, 1, C]
+  switch (mode_) {
+    case AttentionMode::Full: cls = cls + drop_path(attn->forward_cls(norm1(x))); break;
+    case AttentionMode::Diluting:
+      cls = (2.0 - lambda_) * cls + lambda_ * drop_path(attn->forward_cls(norm1(x)));
+      break;
+    case AttentionMode::Skipped: break;
+    case AttentionMode::Removed: cls = 2.0 * cls; break;
+  }
+  return cls + drop_path(mlp(norm2(cls)));
+}
+
 VisionTransformerImpl::VisionTransformerImpl(const ModelShape& shape, double drop_path_rate)
     : shape_(shape) {
   const int64_t C = shape.embed_dim;
@@ -191,12 +214,16 @@ std::vector<std::string> VisionTransformerImpl::no_weight_decay_names() const {
   return names;
 }
 
-torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& images) {
+void VisionTransformerImpl::check_input(const torch::Tensor& images) const {
   if (images.dim() != 4 || images.size(1) != shape_.in_chans || images.size(2) != shape_.img_size ||
       images.size(3) != shape_.img_size) {
     throw Error(cat("model input has shape ", images.sizes(), ", expected [B, ", shape_.in_chans, ", ",
                     shape_.img_size, ", ", shape_.img_size, "]"));
   }
+}
+
+torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& images) {
+  check_input(images);
   auto x = patch_embed(images);  // [B, N, C]
   x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;  // [B, N+1, C]
   for (auto& blk : block_refs_) x = blk(x);
@@ -208,7 +235,13 @@ torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& features)
 }
 
 torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
-  return forward_head(forward_features(images));
+  if (is_training() || block_refs_.back()->taps_on()) return forward_head(forward_features(images));
+  check_input(images);
+  auto x = patch_embed(images);                                               // [B, N, C]
+  x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;  // [B, N+1, C]
+  for (size_t i = 0; i + 1 < block_refs_.size(); ++i) x = block_refs_[i](x);
+  x = block_refs_.back()->forward_cls(x);  // [B, 1, C]
+  return head(norm(x).select(1, 0));       // [B, K]
 }
 
 }  // namespace vitslim::model

@@ -89,6 +89,17 @@ TEST(VisionTransformer, ModeSemantics) {
   EXPECT_GT((skipped->forward(x) - full).abs().max().item<double>(), 1e-4);
 }
 
+TEST(VisionTransformer, ClsOnlyLastBlockIsExact) {
+  torch::NoGradGuard no_grad;
+  for (auto mode : {AttentionMode::Full, AttentionMode::Diluting, AttentionMode::Skipped, AttentionMode::Removed}) {
+    auto model = test_model();
+    model->set_mode(3, mode, 0.4);
+    auto fast = model->forward(images());
+    auto all_rows = model->forward_head(model->forward_features(images()));
+    EXPECT_LT((fast - all_rows).abs().max().item<double>(), 1e-5) << m::to_string(mode);
+  }
+}
+
 TEST(VisionTransformer, ModeErrors) {
   auto model = test_model();
   EXPECT_THROW(model->set_mode(0, AttentionMode::Diluting, 1.5), vitslim::Error);
