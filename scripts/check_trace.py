@@ -110,7 +110,7 @@ def main():
                             errors.append(f"{a.json} vs {a.compare}: block {b} {key} {x[key]} != {y[key]}")
                 if not close(summary["head"]["entropy"], other["head"]["entropy"]):
                     errors.append("head entropy differs between runs")
-                print(f"{a.json} equals {a.compare} (rel tol {REL_TOL}) over {len(x)} blocks")
+                print(f"{a.json} equals {a.compare} (rel tol {REL_TOL}) over {len(summary['blocks'])} blocks")
         print(f"{a.trace}: {rows} rows, {int(images[-1]) if rows else 0} images, complete={complete}")
     for e in errors:
         print("FAIL:", e)

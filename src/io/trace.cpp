@@ -85,10 +85,16 @@ struct TraceFile::Impl {
   std::unordered_map<std::string, H5Handle> arrays;
   bool swmr = false;
 
-  H5Handle link_properties() {
+  // A float64 dataset (intermediate groups created) with its description attribute.
+  H5Handle create_dataset(const std::string& path, const std::string& name, hid_t space, hid_t dcpl,
+                          const std::string& description) {
     H5Handle lcpl(checked(H5Pcreate(H5P_LINK_CREATE), "H5Pcreate"), H5Pclose);
     checked_status(H5Pset_create_intermediate_group(lcpl.get(), 1), "H5Pset_create_intermediate_group");
-    return lcpl;
+    H5Handle ds(checked(H5Dcreate2(file.get(), name.c_str(), H5T_NATIVE_DOUBLE, space, lcpl.get(), dcpl, H5P_DEFAULT),
+                        cat("trace ", path, ": cannot create dataset ", name)),
+                H5Dclose);
+    write_string_attribute(ds.get(), "description", description, cat("trace ", path, " ", name));
+    return ds;
   }
 };
 
@@ -118,13 +124,7 @@ void TraceFile::create_series(const std::string& name, int64_t width, const std:
   H5Handle space(checked(H5Screate_simple(rank, dims, max_dims), "H5Screate_simple"), H5Sclose);
   H5Handle dcpl(checked(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"), H5Pclose);
   checked_status(H5Pset_chunk(dcpl.get(), rank, chunk), "H5Pset_chunk");
-  H5Handle lcpl = impl_->link_properties();
-  H5Handle ds(checked(H5Dcreate2(impl_->file.get(), name.c_str(), H5T_NATIVE_DOUBLE, space.get(), lcpl.get(),
-                                 dcpl.get(), H5P_DEFAULT),
-                      cat("trace ", path_, ": cannot create dataset ", name)),
-              H5Dclose);
-  write_string_attribute(ds.get(), "description", description, cat("trace ", path_, " ", name));
-  impl_->series[name] = Impl::Series{std::move(ds), width, 0};
+  impl_->series[name] = Impl::Series{impl_->create_dataset(path_, name, space.get(), dcpl.get(), description), width, 0};
 }
 
 void TraceFile::create_array(const std::string& name, const std::vector<int64_t>& dims,
@@ -135,13 +135,7 @@ void TraceFile::create_array(const std::string& name, const std::vector<int64_t>
   H5Handle dcpl(checked(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"), H5Pclose);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   checked_status(H5Pset_fill_value(dcpl.get(), H5T_NATIVE_DOUBLE, &nan), "H5Pset_fill_value");
-  H5Handle lcpl = impl_->link_properties();
-  H5Handle ds(checked(H5Dcreate2(impl_->file.get(), name.c_str(), H5T_NATIVE_DOUBLE, space.get(), lcpl.get(),
-                                 dcpl.get(), H5P_DEFAULT),
-                      cat("trace ", path_, ": cannot create dataset ", name)),
-              H5Dclose);
-  write_string_attribute(ds.get(), "description", description, cat("trace ", path_, " ", name));
-  impl_->arrays[name] = std::move(ds);
+  impl_->arrays[name] = impl_->create_dataset(path_, name, space.get(), dcpl.get(), description);
 }
 
 void TraceFile::set_attribute(const std::string& object, const std::string& key, const std::string& value) {

@@ -1,0 +1,81 @@
+// Tests the restricted pickle reader on hand-written opcode streams: the values it builds, and
+// that anything outside a checkpoint's vocabulary (INST/OBJ opcodes, truncation, bad memo or
+// stack use) is refused with an error naming the source and byte offset.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "core/error.h"
+#include "model/pickle.h"
+
+namespace m = vitslim::model;
+using Kind = m::PickleNode::Kind;
+
+namespace {
+
+// A byte string from a literal, embedded NULs included.
+template <size_t N>
+std::string B(const char (&text)[N]) {
+  return std::string(text, N - 1);
+}
+
+m::PickleValue run(const std::string& bytes) {
+  m::StorageReader no_storages = [](const std::string& key) -> std::pair<const uint8_t*, size_t> {
+    throw vitslim::Error("unexpected storage " + key);
+  };
+  return m::unpickle(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), no_storages, "test.pkl");
+}
+
+std::string error_of(const std::string& bytes) {
+  try {
+    run(bytes);
+  } catch (const vitslim::Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST(Pickle, BuildsContainersAndScalars) {
+  // {"a": [1, -2, 3.5, True, None], "b": ("x",)} as protocol 2 with memo use.
+  std::string p = B("\x80\x02}q\x00(X\x01\x00\x00\x00" "aq\x01]q\x02(K\x01J\xfe\xff\xff\xff") +
+                  B("G\x40\x0c\x00\x00\x00\x00\x00\x00") + B("\x88N") + B("eX\x01\x00\x00\x00" "b") +
+                  B("X\x01\x00\x00\x00" "x\x85u.");
+  auto v = run(p);
+  ASSERT_EQ(v->kind, Kind::Dict);
+  ASSERT_EQ(v->dict.size(), 2u);
+  EXPECT_EQ(v->dict[0].first->s, "a");
+  const auto& list = v->dict[0].second->items;
+  ASSERT_EQ(list.size(), 5u);
+  EXPECT_EQ(list[0]->i, 1);
+  EXPECT_EQ(list[1]->i, -2);
+  EXPECT_DOUBLE_EQ(list[2]->f, 3.5);
+  EXPECT_TRUE(list[3]->b);
+  EXPECT_EQ(list[4]->kind, Kind::None);
+  EXPECT_EQ(v->dict[1].second->kind, Kind::Tuple);
+  EXPECT_EQ(v->dict[1].second->items[0]->s, "x");
+}
+
+TEST(Pickle, UnknownGlobalsBecomeOpaqueNeverCalled) {
+  // os.system("touch x") via GLOBAL + REDUCE: an Opaque value, nothing runs.
+  std::string p = B("\x80\x02") + "cposix\nsystem\n" + B("X\x07\x00\x00\x00" "touch x\x85R.");
+  auto v = run(p);
+  EXPECT_EQ(v->kind, Kind::Opaque);
+  EXPECT_EQ(v->s, "posix.system");
+}
+
+TEST(Pickle, RefusesWhatCheckpointsDoNotContain) {
+  auto expect = [](const std::string& bytes, const std::string& part) {
+    std::string e = error_of(bytes);
+    EXPECT_NE(e.find(part), std::string::npos) << "'" << e << "' lacks '" << part << "'";
+    EXPECT_NE(e.find("test.pkl"), std::string::npos) << e;
+  };
+  expect(B("(i__builtin__\neval\n."), "opcode 0x69 is not allowed");
+  expect(B("\x80\x02(o."), "opcode 0x6f is not allowed");
+  expect(B("\x80\x02X\x10\x00\x00\x00" "abc"), "truncated");
+  expect(B("\x80\x02h\x05."), "memo entry 5 missing");
+  expect(B("\x80\x02s."), "stack underflow");
+  expect(B("\x80\x02K\x01K\x02."), "not balanced");
+  expect(B("\x80\x02"), "unexpected end");
+}
