@@ -16,6 +16,7 @@
 #include "dist/nccl_info.h"
 #include "entropy/entropy_job.h"
 #include "model/model_jobs.h"
+#include "model/presets.h"
 
 namespace {
 
@@ -57,6 +58,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command.dump_config) {
+    try {
+      vitslim::model::fill_from_preset(command.config.model);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "vitslim: error: %s\n", e.what());
+      return kExitBadInput;
+    }
     std::printf("%s", vitslim::config_to_ini(command.config).c_str());
     return 0;
   }

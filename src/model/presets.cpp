@@ -58,6 +58,19 @@ ModelShape preset(const std::string& name) {
   return presets().at(key);
 }
 
+void fill_from_preset(ModelRequest& r) {
+  if (r.preset.empty()) return;
+  const ModelShape s = preset(r.preset);
+  if (!r.img_size) r.img_size = s.img_size;
+  if (!r.patch_size) r.patch_size = s.patch_size;
+  if (!r.in_chans) r.in_chans = s.in_chans;
+  if (!r.embed_dim) r.embed_dim = s.embed_dim;
+  if (!r.depth) r.depth = s.depth;
+  if (!r.num_heads) r.num_heads = s.num_heads;
+  if (!r.mlp_ratio) r.mlp_ratio = s.mlp_ratio;
+  if (!r.num_classes) r.num_classes = s.num_classes;
+}
+
 ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWeights>& w) {
   std::optional<ModelShape> base;
   if (!r.preset.empty()) base = preset(r.preset);

@@ -15,6 +15,9 @@ std::vector<std::string> preset_names();
 // Throws vitslim::Error for an unknown name.
 ModelShape preset(const std::string& name);
 
+// Writes the preset's values into every shape field the request leaves unset (for --dump-config).
+void fill_from_preset(ModelRequest& request);
+
 // What a weights file says about the shape; fields it cannot determine stay empty.
 struct ShapeFromWeights {
   std::string file;
