@@ -126,6 +126,28 @@ void validate(const Config& c) {
   if (c.job == "entropy") {
     if (c.entropy.out.empty()) throw Error("--out: an output trace path is required");
     if (c.entropy.trace_points <= 0) throw Error("--trace-points must be positive");
+  } else if (c.job == "search") {
+    const SearchConfig& s = c.search;
+    if (s.out.empty()) throw Error("--out: an output file is required");
+    if (s.ratios.empty()) throw Error("--ratios: at least one ratio is required");
+    for (double r : s.ratios) {
+      if (!(r > 0.0 && r < 1.0)) throw Error(cat("--ratios: ", r, " is not in (0, 1)"));
+    }
+    if (s.beam < 1) throw Error("--beam must be at least 1");
+    if (s.exhaustive && s.beam != 1) throw Error("--exhaustive and --beam exclude each other");
+    if (s.estimator != "logits" && s.estimator != "cls") {
+      throw Error(cat("--estimator must be logits or cls, got '", s.estimator, "'"));
+    }
+    if (s.cache_mb < 0) throw Error("--cache-mb must be >= 0");
+    std::set<int64_t> unique;
+    for (int64_t l : s.layers) {
+      if (l < 0) throw Error(cat("--layers: negative block index ", l));
+      if (!unique.insert(l).second) throw Error(cat("--layers: block ", l, " given twice"));
+    }
+    if (c.data.calib_images < c.data.batch_size) {
+      throw Error(cat("--calib-images ", c.data.calib_images, " is smaller than one batch (--batch-size ",
+                      c.data.batch_size, ")"));
+    }
   } else if (c.job == "convert") {
     if (m.weights.empty()) throw Error("convert: --weights is required");
     if (c.convert.out.empty()) throw Error("convert: --out is required");
@@ -156,7 +178,7 @@ std::string config_to_ini(const Config& c) {
   if (!c.model.weights.empty()) o << "weights = " << c.model.weights << "\n";
   o << "reset-head = " << (c.model.reset_head ? "true" : "false") << "\n";
   if (!c.model.removed_layers.empty()) o << "remove-layers = " << join(c.model.removed_layers) << "\n";
-  if (c.job == "entropy") {
+  if (c.job == "entropy" || c.job == "search") {
     o << "[data]\n";
     o << "data-set = " << c.data.dataset << "\n";
     if (!c.data.path.empty()) o << "data-path = " << c.data.path << "\n";
@@ -165,10 +187,23 @@ std::string config_to_ini(const Config& c) {
     o << "batch-size = " << c.data.batch_size << "\n";
     if (!c.data.mean.empty()) o << "mean = " << join(c.data.mean) << "\n";
     if (!c.data.std.empty()) o << "std = " << join(c.data.std) << "\n";
+  }
+  if (c.job == "entropy") {
     o << "[entropy]\n";
     o << "out = " << c.entropy.out << "\n";
     if (!c.entropy.json.empty()) o << "json = " << c.entropy.json << "\n";
     o << "trace-points = " << c.entropy.trace_points << "\n";
+  } else if (c.job == "search") {
+    const SearchConfig& s = c.search;
+    o << "[search]\n";
+    o << "ratios = " << join(s.ratios) << "\n";
+    o << "beam = " << s.beam << "\n";
+    o << "exhaustive = " << (s.exhaustive ? "true" : "false") << "\n";
+    if (!s.layers.empty()) o << "layers = " << join(s.layers) << "\n";
+    o << "estimator = " << s.estimator << "\n";
+    o << "cache-mb = " << s.cache_mb << "\n";
+    o << "out = " << s.out << "\n";
+    if (!s.json.empty()) o << "json = " << s.json << "\n";
   } else if (c.job == "convert") {
     o << "[convert]\nout = " << c.convert.out << "\n";
   } else if (c.job == "bench") {

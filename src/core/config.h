@@ -61,6 +61,17 @@ struct EntropyConfig {
   int64_t trace_points = 10;       // running estimates written while the job runs
 };
 
+struct SearchConfig {
+  std::vector<double> ratios = {0.25, 0.5};  // removal ratios of depth, each in (0, 1)
+  int64_t beam = 1;                          // sets kept per step (1: greedy)
+  bool exhaustive = false;                   // every subset of the requested sizes
+  std::vector<int64_t> layers;               // candidate blocks (empty: all)
+  std::string estimator = "logits";          // logits | cls
+  int64_t cache_mb = 1024;                   // prefix-cache budget per process (0: no cache)
+  std::string out = "search.h5";
+  std::string json;
+};
+
 struct ConvertConfig {
   std::string out;  // .safetensors
 };
@@ -78,6 +89,7 @@ struct Config {
   DataConfig data;
   RuntimeConfig runtime;
   EntropyConfig entropy;
+  SearchConfig search;
   ConvertConfig convert;
   BenchConfig bench;
 };

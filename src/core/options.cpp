@@ -15,6 +15,7 @@ namespace po = boost::program_options;
 const std::vector<std::pair<std::string, std::string>>& job_list() {
   static const std::vector<std::pair<std::string, std::string>> kJobs = {
       {"entropy", "per-block entropy of attention and MLP branches over calibration images"},
+      {"search", "NOSE: choose attention layers to remove by transfer entropy, over MPI ranks"},
       {"convert", "import a .pth/.safetensors checkpoint and export timm-named .safetensors"},
       {"bench", "forward throughput (images/s) of a model on random input"},
   };
@@ -24,7 +25,7 @@ const std::vector<std::pair<std::string, std::string>>& job_list() {
 namespace {
 
 struct Raw {
-  std::string remove_layers, mean, std_;
+  std::string remove_layers, mean, std_, ratios = "0.25,0.5", layers;
 };
 
 po::options_description model_options(Config& c, Raw& raw) {
@@ -92,6 +93,24 @@ po::options_description job_options(const std::string& job, Config& c, Raw& raw)
         ("json", po::value(&c.entropy.json), "JSON summary")
         ("trace-points", po::value(&c.entropy.trace_points)->default_value(c.entropy.trace_points),
          "running estimates appended to the trace while the job runs");
+    all.add(o);
+  } else if (job == "search") {
+    all.add(data_options(c, raw));
+    po::options_description o("Search (NOSE)");
+    o.add_options()
+        ("ratios", po::value(&raw.ratios)->default_value(raw.ratios),
+         "removal ratios of depth; layers = round(ratio x depth), e.g. 0.4 of 12 -> 5")
+        ("beam", po::value(&c.search.beam)->default_value(c.search.beam), "sets kept per step (1: greedy)")
+        ("exhaustive", po::value(&c.search.exhaustive)->implicit_value(true)->default_value(false),
+         "score every subset of each requested size (small depths)")
+        ("layers", po::value(&raw.layers), "candidate blocks, comma-separated (default: all)")
+        ("estimator", po::value(&c.search.estimator)->default_value(c.search.estimator),
+         "head output G: logits, or cls (final-norm CLS feature)")
+        ("cache-mb", po::value(&c.search.cache_mb)->default_value(c.search.cache_mb),
+         "prefix-cache budget per process in MiB (0: recompute everything)")
+        ("out", po::value(&c.search.out)->default_value(c.search.out),
+         "HDF5 result file; an unfinished one (<out>.partial) is resumed")
+        ("json", po::value(&c.search.json), "JSON result (feeds vitslim train)");
     all.add(o);
   } else if (job == "convert") {
     po::options_description o("Convert output");
@@ -189,6 +208,8 @@ ParsedCommand parse_options(int argc, const char* const argv[]) {
   take(vm, "num-classes", m.num_classes);
   m.removed_layers = parse_int_list(raw.remove_layers, "--remove-layers");
   c.data.mean = parse_double_list(raw.mean, "--mean");
+  c.search.ratios = parse_double_list(raw.ratios, "--ratios");
+  c.search.layers = parse_int_list(raw.layers, "--layers");
   c.data.std = parse_double_list(raw.std_, "--std");
   validate(c);
   return result;

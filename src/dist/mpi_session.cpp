@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <list>
 #include <string>
 
 #include "core/error.h"
@@ -27,6 +28,10 @@ void check(int rc, const char* call, int rank) {
 
 }  // namespace
 
+struct MpiSession::PendingSends {
+  std::list<std::pair<std::vector<double>, MPI_Request>> items;
+};
+
 bool launched_by_mpi() {
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS"}) {
     if (std::getenv(var)) return true;
@@ -34,7 +39,7 @@ bool launched_by_mpi() {
   return false;
 }
 
-MpiSession::MpiSession(int* argc, char*** argv) {
+MpiSession::MpiSession(int* argc, char*** argv) : sends_(std::make_unique<PendingSends>()) {
   if (!launched_by_mpi()) return;
   int initialized = 0;
   MPI_Initialized(&initialized);
@@ -54,6 +59,7 @@ MpiSession::MpiSession(int* argc, char*** argv) {
 
 MpiSession::~MpiSession() {
   if (!active_) return;
+  for (auto& item : sends_->items) MPI_Wait(&item.second, MPI_STATUS_IGNORE);
   if (local_comm_) {
     auto* local = static_cast<MPI_Comm*>(local_comm_);
     MPI_Comm_free(local);
@@ -82,6 +88,97 @@ long long MpiSession::allreduce_sum(long long value) const {
 
 void MpiSession::barrier() const {
   if (active_) VITSLIM_MPI(MPI_Barrier(MPI_COMM_WORLD));
+}
+
+std::vector<int64_t> MpiSession::broadcast(std::vector<int64_t> values, int root) const {
+  if (!active_) return values;
+  long long n = static_cast<long long>(values.size());
+  VITSLIM_MPI(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, MPI_COMM_WORLD));
+  values.resize(static_cast<size_t>(n));
+  if (n) VITSLIM_MPI(MPI_Bcast(values.data(), static_cast<int>(n), MPI_INT64_T, root, MPI_COMM_WORLD));
+  return values;
+}
+
+void MpiSession::isend(std::vector<double> values, int dest, int tag) const {
+  if (!active_) throw Error("isend without MPI");
+  sends_->items.emplace_back(std::move(values), MPI_REQUEST_NULL);
+  auto& item = sends_->items.back();
+  VITSLIM_MPI(MPI_Isend(item.first.data(), static_cast<int>(item.first.size()), MPI_DOUBLE, dest, tag,
+                        MPI_COMM_WORLD, &item.second));
+  // Drop buffers whose sends completed.
+  for (auto it = sends_->items.begin(); it != sends_->items.end();) {
+    int done = 0;
+    VITSLIM_MPI(MPI_Test(&it->second, &done, MPI_STATUS_IGNORE));
+    it = done ? sends_->items.erase(it) : std::next(it);
+  }
+}
+
+void MpiSession::wait_sends() const {
+  for (auto& item : sends_->items) VITSLIM_MPI(MPI_Wait(&item.second, MPI_STATUS_IGNORE));
+  sends_->items.clear();
+}
+
+int MpiSession::receive(std::vector<double>& values, int tag, bool block) const {
+  if (!active_) return -1;
+  MPI_Status status;
+  int flag = 1;
+  if (block) {
+    VITSLIM_MPI(MPI_Probe(MPI_ANY_SOURCE, tag, MPI_COMM_WORLD, &status));
+  } else {
+    VITSLIM_MPI(MPI_Iprobe(MPI_ANY_SOURCE, tag, MPI_COMM_WORLD, &flag, &status));
+  }
+  if (!flag) return -1;
+  int count = 0;
+  VITSLIM_MPI(MPI_Get_count(&status, MPI_DOUBLE, &count));
+  values.resize(static_cast<size_t>(count));
+  VITSLIM_MPI(MPI_Recv(values.data(), count, MPI_DOUBLE, status.MPI_SOURCE, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+  return status.MPI_SOURCE;
+}
+
+WorkCounter::WorkCounter(const MpiSession& mpi) : mpi_(mpi) {
+  if (!mpi_.active()) return;
+  const int rank_ = mpi_.rank();
+  auto* win = new MPI_Win;
+  const MPI_Aint bytes = mpi_.rank() == 0 ? sizeof(int64_t) : 0;
+  VITSLIM_MPI(MPI_Win_allocate(bytes, sizeof(int64_t), MPI_INFO_NULL, MPI_COMM_WORLD, &base_, win));
+  window_ = win;
+  if (mpi_.rank() == 0) *base_ = 0;
+  VITSLIM_MPI(MPI_Win_lock_all(0, *win));
+  mpi_.barrier();
+}
+
+WorkCounter::~WorkCounter() {
+  if (!window_) return;
+  auto* win = static_cast<MPI_Win*>(window_);
+  MPI_Win_unlock_all(*win);
+  MPI_Win_free(win);
+  delete win;
+}
+
+int64_t WorkCounter::next() {
+  if (!window_) return local_++;
+  const int rank_ = mpi_.rank();
+  auto* win = static_cast<MPI_Win*>(window_);
+  int64_t one = 1, previous = 0;
+  VITSLIM_MPI(MPI_Fetch_and_op(&one, &previous, MPI_INT64_T, 0, 0, MPI_SUM, *win));
+  VITSLIM_MPI(MPI_Win_flush(0, *win));
+  return previous;
+}
+
+void WorkCounter::reset() {
+  if (!window_) {
+    local_ = 0;
+    return;
+  }
+  const int rank_ = mpi_.rank();
+  auto* win = static_cast<MPI_Win*>(window_);
+  mpi_.barrier();  // everybody is done with the previous round
+  if (rank_ == 0) {
+    int64_t zero = 0;
+    VITSLIM_MPI(MPI_Accumulate(&zero, 1, MPI_INT64_T, 0, 0, 1, MPI_INT64_T, MPI_REPLACE, *win));
+    VITSLIM_MPI(MPI_Win_flush(0, *win));
+  }
+  mpi_.barrier();
 }
 
 void MpiSession::abort(int code) const {

@@ -4,6 +4,8 @@
 // (shared memory) so threads can be shared among the ranks of a node.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace vitslim::dist {
@@ -30,6 +32,14 @@ class MpiSession {
   // Sum of an integer over ranks, on every rank.
   long long allreduce_sum(long long value) const;
   void barrier() const;
+  // Root's vector on every rank (sizes may differ before the call).
+  std::vector<int64_t> broadcast(std::vector<int64_t> values, int root = 0) const;
+  // Non-blocking send; the buffer is kept until wait_sends() or the destructor.
+  void isend(std::vector<double> values, int dest, int tag) const;
+  void wait_sends() const;
+  // Receives one message with `tag` from any rank into `values`; returns its source, or -1
+  // when `block` is false and nothing is waiting.
+  int receive(std::vector<double>& values, int tag, bool block) const;
   // Ends every rank of the job (after a fatal error on this one).
   [[noreturn]] void abort(int code) const;
 
@@ -37,6 +47,26 @@ class MpiSession {
   bool active_ = false;
   int rank_ = 0, world_size_ = 1, local_rank_ = 0, local_size_ = 1;
   void* local_comm_ = nullptr;  // MPI_Comm, freed in the destructor
+  struct PendingSends;
+  std::unique_ptr<PendingSends> sends_;
+};
+
+// A job-wide counter for dynamic work distribution: next() returns 0, 1, 2, ... across all ranks
+// (MPI_Fetch_and_op on a window at rank 0), so fast ranks take more items. reset() is collective.
+class WorkCounter {
+ public:
+  explicit WorkCounter(const MpiSession& mpi);
+  ~WorkCounter();
+  WorkCounter(const WorkCounter&) = delete;
+  WorkCounter& operator=(const WorkCounter&) = delete;
+  int64_t next();
+  void reset();
+
+ private:
+  const MpiSession& mpi_;
+  int64_t local_ = 0;   // single process
+  void* window_ = nullptr;  // MPI_Win
+  int64_t* base_ = nullptr;
 };
 
 }  // namespace vitslim::dist

@@ -22,7 +22,6 @@
 namespace vitslim::entropy {
 namespace {
 
-constexpr const char* kDefaultPreset = "vit_fmnist";
 constexpr const char* kEstimator =
     "sum over channels of ln(sigma_c), sigma_c the population standard deviation over all rows "
     "(rows = images x tokens for branches, images for the head), natural log; *_gaussian adds "
@@ -61,10 +60,6 @@ struct BranchStats {
   }
 };
 
-bool shape_flags_given(const ModelRequest& m) {
-  return m.img_size || m.patch_size || m.in_chans || m.embed_dim || m.depth || m.num_heads || m.num_classes;
-}
-
 nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
 
 std::vector<double> sigmas(const ChannelStats& s) {
@@ -85,9 +80,8 @@ std::string now_iso() {
 int run_entropy_job(const Config& config, const dist::MpiSession& mpi) {
   const auto started = std::chrono::steady_clock::now();
   Config c = config;
-  if (c.model.preset.empty() && c.model.weights.empty() && !shape_flags_given(c.model)) {
-    c.model.preset = kDefaultPreset;
-    log_info(cat("no model given: preset ", kDefaultPreset, " with seeded random weights (seed ", c.runtime.seed, ")"));
+  if (model::use_default_preset(c.model)) {
+    log_info(cat("no model given: preset ", c.model.preset, " with seeded random weights (seed ", c.runtime.seed, ")"));
   }
   // Inputs first: weights, data, options. Nothing is written before all of them are good.
   model::VisionTransformer model = model::build_model(c.model, c.runtime.seed);

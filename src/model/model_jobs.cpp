@@ -30,7 +30,7 @@ int run_convert_job(const Config& c) {
 
 int run_bench_job(const Config& config) {
   Config c = config;
-  if (c.model.preset.empty() && c.model.weights.empty()) c.model.preset = "deit_tiny";
+  model::use_default_preset(c.model, "deit_tiny");
   if (!c.bench.json.empty()) check_writable_output(c.bench.json, "--json");
   VisionTransformer model = build_model(c.model, c.runtime.seed);
   model->eval();

@@ -58,6 +58,15 @@ ModelShape preset(const std::string& name) {
   return presets().at(key);
 }
 
+bool use_default_preset(ModelRequest& r, const std::string& name) {
+  if (!r.preset.empty() || !r.weights.empty() || r.img_size || r.patch_size || r.in_chans || r.embed_dim || r.depth ||
+      r.num_heads || r.num_classes) {
+    return false;
+  }
+  r.preset = name;
+  return true;
+}
+
 void fill_from_preset(ModelRequest& r) {
   if (r.preset.empty()) return;
   const ModelShape s = preset(r.preset);

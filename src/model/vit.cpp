@@ -222,12 +222,24 @@ void VisionTransformerImpl::check_input(const torch::Tensor& images) const {
   }
 }
 
-torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& images) {
+torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& images) {
   check_input(images);
-  auto x = patch_embed(images);  // [B, N, C]
-  x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;  // [B, N+1, C]
-  for (auto& blk : block_refs_) x = blk(x);
-  return norm(x);
+  auto x = patch_embed(images);                                                 // [B, N, C]
+  return torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;  // [B, N+1, C]
+}
+
+torch::Tensor VisionTransformerImpl::run_blocks(torch::Tensor x, int64_t from, int64_t to) {
+  if (from < 0 || to > shape_.depth || from > to) throw Error(cat("run_blocks: bad range [", from, ", ", to, ")"));
+  for (int64_t b = from; b < to; ++b) x = block_refs_[static_cast<size_t>(b)](x);
+  return x;
+}
+
+torch::Tensor VisionTransformerImpl::cls_feature(const torch::Tensor& x) {
+  return norm(x.narrow(1, 0, 1)).select(1, 0);  // LayerNorm is per token: norm(x)[:, 0] = norm(x[:, 0])
+}
+
+torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& images) {
+  return norm(run_blocks(embed(images), 0, shape_.depth));
 }
 
 torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& features) {
@@ -236,11 +248,8 @@ torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& features)
 
 torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
   if (is_training() || block_refs_.back()->taps_on()) return forward_head(forward_features(images));
-  check_input(images);
-  auto x = patch_embed(images);                                               // [B, N, C]
-  x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;  // [B, N+1, C]
-  for (size_t i = 0; i + 1 < block_refs_.size(); ++i) x = block_refs_[i](x);
-  x = block_refs_.back()->forward_cls(x);  // [B, 1, C]
+  auto x = run_blocks(embed(images), 0, shape_.depth - 1);  // [B, N+1, C]
+  x = block_refs_.back()->forward_cls(x);                    // [B, 1, C]
   return head(norm(x).select(1, 0));       // [B, K]
 }
 

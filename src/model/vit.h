@@ -94,6 +94,11 @@ class VisionTransformerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& images);
   torch::Tensor forward_features(const torch::Tensor& images);  // -> [B, N+1, C] after norm
   torch::Tensor forward_head(const torch::Tensor& features);    // [B, N+1, C] -> [B, K]
+  // Pieces of forward_features for callers that restart from a block boundary (NOSE's prefix
+  // cache): embed = patches + CLS + pos_embed; run_blocks applies blocks [from, to).
+  torch::Tensor embed(const torch::Tensor& images);                  // -> [B, N+1, C]
+  torch::Tensor run_blocks(torch::Tensor x, int64_t from, int64_t to);  // [B, N+1, C] -> same
+  torch::Tensor cls_feature(const torch::Tensor& x);                 // final norm, CLS: [B, N+1, C] -> [B, C]
 
   const ModelShape& shape() const { return shape_; }
   int64_t depth() const { return shape_.depth; }

@@ -1,0 +1,52 @@
+// Scores NOSE candidate sets on one calibration shard: the head estimator's channel statistics
+// with the set's attention layers skipped (identity residual). A prefix cache keeps, per shard,
+// the input of every block for the set a candidate extends (its base); a candidate that differs
+// from its base first at block d runs only blocks d..L-1 from the cached input of block d. The
+// cache has a byte budget; a shard that does not fit is computed from the images (same numbers:
+// the same operations on the same inputs). Every block run is counted.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+
+#include "entropy/channel_stats.h"
+#include "model/vit.h"
+#include "search/nose.h"
+
+namespace vitslim::search {
+
+enum class Estimator { Logits, ClsFeature };
+Estimator parse_estimator(const std::string& name);
+
+class PrefixScorer {
+ public:
+  PrefixScorer(model::VisionTransformer model, Estimator estimator, int64_t cache_bytes);
+
+  // Statistics of the estimator over `images` ([B, Cin, H, W], shard `shard`) with `set` skipped;
+  // `base` must be a subset of `set` (its activations are reused).
+  entropy::ChannelStats evaluate(int64_t shard, const at::Tensor& images, const LayerSet& set, const LayerSet& base);
+
+  int64_t block_forwards() const { return block_forwards_; }  // block runs, each over one shard
+  int64_t channels() const;
+
+ private:
+  struct Entry {
+    LayerSet base;
+    std::vector<at::Tensor> inputs;  // inputs[b]: input of block b; inputs[L]: after the last block
+  };
+  void set_modes(const LayerSet& skipped);
+  entropy::ChannelStats stats_of(const at::Tensor& tokens);  // [B, N+1, C] after the last block
+  at::Tensor run(at::Tensor x, int64_t from, int64_t to);
+  Entry* entry_for(int64_t shard, const at::Tensor& images, const LayerSet& base);
+
+  model::VisionTransformer model_;
+  Estimator estimator_;
+  int64_t cache_bytes_;
+  int64_t used_bytes_ = 0;
+  int64_t block_forwards_ = 0;
+  std::map<int64_t, Entry> cache_;
+};
+
+}  // namespace vitslim::search

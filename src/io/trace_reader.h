@@ -1,0 +1,30 @@
+// Reading vitslim HDF5 traces back (resuming a search from its own file). Opens in SWMR-read
+// mode, which also reads a file whose writer was killed (its "open for write" flag is set).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vitslim::io {
+
+class TraceReader {
+ public:
+  explicit TraceReader(const std::string& path);  // throws Error when not an HDF5 file
+  ~TraceReader();
+  TraceReader(const TraceReader&) = delete;
+  TraceReader& operator=(const TraceReader&) = delete;
+
+  bool has(const std::string& object) const;
+  // String attribute of an object ("/" for the root); empty when absent.
+  std::string attribute(const std::string& object, const std::string& key) const;
+  // Whole float64 dataset, row-major; dims receives its shape.
+  std::vector<double> read(const std::string& dataset, std::vector<int64_t>* dims = nullptr) const;
+
+ private:
+  std::string path_;
+  int64_t file_ = -1;  // hid_t
+};
+
+}  // namespace vitslim::io
