@@ -267,9 +267,20 @@ std::vector<Scored> Search::round(int64_t step, const std::vector<Evaluation>& e
     work_shards.push_back(shard);
   }
 
-  dist::WorkCounter counter(mpi_);
+  // A rank first takes the shards it held last round (their prefix caches are its own), then
+  // helps with the others from the far end; every shard is scored by exactly one rank.
+  const int64_t n = static_cast<int64_t>(work_shards.size());
+  std::vector<int64_t> order;
+  for (int64_t t = 0; t < n; ++t) {
+    if (work_shards[static_cast<size_t>(t)] % mpi_.world_size() == mpi_.rank()) order.push_back(t);
+  }
+  for (int64_t t = n - 1; t >= 0; --t) {
+    if (work_shards[static_cast<size_t>(t)] % mpi_.world_size() != mpi_.rank()) order.push_back(t);
+  }
+  dist::WorkClaims claims(mpi_, n);
   std::vector<double> message;
-  for (int64_t t = counter.next(); t < static_cast<int64_t>(work_shards.size()); t = counter.next()) {
+  for (int64_t t : order) {
+    if (!claims.claim(t)) continue;
     const int64_t shard = work_shards[static_cast<size_t>(t)];
     at::Tensor images = shard_images(shard);
     for (size_t e : work[shard]) {

@@ -5,6 +5,7 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <list>
 #include <string>
@@ -135,50 +136,43 @@ int MpiSession::receive(std::vector<double>& values, int tag, bool block) const 
   return status.MPI_SOURCE;
 }
 
-WorkCounter::WorkCounter(const MpiSession& mpi) : mpi_(mpi) {
-  if (!mpi_.active()) return;
-  const int rank_ = mpi_.rank();
-  auto* win = new MPI_Win;
-  const MPI_Aint bytes = mpi_.rank() == 0 ? sizeof(int64_t) : 0;
-  VITSLIM_MPI(MPI_Win_allocate(bytes, sizeof(int64_t), MPI_INFO_NULL, MPI_COMM_WORLD, &base_, win));
-  window_ = win;
-  if (mpi_.rank() == 0) *base_ = 0;
-  VITSLIM_MPI(MPI_Win_lock_all(0, *win));
-  mpi_.barrier();
-}
-
-WorkCounter::~WorkCounter() {
-  if (!window_) return;
-  auto* win = static_cast<MPI_Win*>(window_);
-  MPI_Win_unlock_all(*win);
-  MPI_Win_free(win);
-  delete win;
-}
-
-int64_t WorkCounter::next() {
-  if (!window_) return local_++;
-  const int rank_ = mpi_.rank();
-  auto* win = static_cast<MPI_Win*>(window_);
-  int64_t one = 1, previous = 0;
-  VITSLIM_MPI(MPI_Fetch_and_op(&one, &previous, MPI_INT64_T, 0, 0, MPI_SUM, *win));
-  VITSLIM_MPI(MPI_Win_flush(0, *win));
-  return previous;
-}
-
-void WorkCounter::reset() {
-  if (!window_) {
-    local_ = 0;
+WorkClaims::WorkClaims(const MpiSession& mpi, int64_t items) : mpi_(mpi) {
+  if (!mpi_.active()) {
+    local_.assign(static_cast<size_t>(items), 0);
     return;
   }
   const int rank_ = mpi_.rank();
-  auto* win = static_cast<MPI_Win*>(window_);
-  mpi_.barrier();  // everybody is done with the previous round
-  if (rank_ == 0) {
-    int64_t zero = 0;
-    VITSLIM_MPI(MPI_Accumulate(&zero, 1, MPI_INT64_T, 0, 0, 1, MPI_INT64_T, MPI_REPLACE, *win));
-    VITSLIM_MPI(MPI_Win_flush(0, *win));
-  }
+  auto* win = new MPI_Win;
+  const MPI_Aint bytes = rank_ == 0 ? static_cast<MPI_Aint>(std::max<int64_t>(items, 1) * sizeof(int64_t)) : 0;
+  VITSLIM_MPI(MPI_Win_allocate(bytes, sizeof(int64_t), MPI_INFO_NULL, MPI_COMM_WORLD, &base_, win));
+  window_ = win;
+  if (rank_ == 0) std::fill(base_, base_ + std::max<int64_t>(items, 1), 0);
   mpi_.barrier();
+  VITSLIM_MPI(MPI_Win_lock_all(0, *win));
+}
+
+WorkClaims::~WorkClaims() {
+  if (!window_) return;
+  auto* win = static_cast<MPI_Win*>(window_);
+  MPI_Win_unlock_all(*win);
+  MPI_Win_free(win);  // collective: every rank has finished claiming
+  delete win;
+}
+
+bool WorkClaims::claim(int64_t item) {
+  if (!window_) {
+    if (local_[static_cast<size_t>(item)]) return false;
+    local_[static_cast<size_t>(item)] = 1;
+    return true;
+  }
+  const int rank_ = mpi_.rank();
+  auto* win = static_cast<MPI_Win*>(window_);
+  // Fetch-and-add: the first rank sees 0 (Open MPI 4.1's emulated compare-and-swap over shared
+  // memory crashes; fetch-and-op is reliable there).
+  int64_t one = 1, previous = -1;
+  VITSLIM_MPI(MPI_Fetch_and_op(&one, &previous, MPI_INT64_T, 0, item, MPI_SUM, *win));
+  VITSLIM_MPI(MPI_Win_flush(0, *win));
+  return previous == 0;
 }
 
 void MpiSession::abort(int code) const {

@@ -51,21 +51,22 @@ class MpiSession {
   std::unique_ptr<PendingSends> sends_;
 };
 
-// A job-wide counter for dynamic work distribution: next() returns 0, 1, 2, ... across all ranks
-// (MPI_Fetch_and_op on a window at rank 0), so fast ranks take more items. reset() is collective.
-class WorkCounter {
+// Claims on n work items shared by every rank, for dynamic distribution with affinity: each
+// rank walks its own preferred order and claim(i) succeeds for exactly one rank per item
+// (an atomic fetch-and-add on per-item flags in a window at rank 0), so idle ranks take what slow ones have
+// not reached. Construction and destruction are collective.
+class WorkClaims {
  public:
-  explicit WorkCounter(const MpiSession& mpi);
-  ~WorkCounter();
-  WorkCounter(const WorkCounter&) = delete;
-  WorkCounter& operator=(const WorkCounter&) = delete;
-  int64_t next();
-  void reset();
+  WorkClaims(const MpiSession& mpi, int64_t items);
+  ~WorkClaims();
+  WorkClaims(const WorkClaims&) = delete;
+  WorkClaims& operator=(const WorkClaims&) = delete;
+  bool claim(int64_t item);
 
  private:
   const MpiSession& mpi_;
-  int64_t local_ = 0;   // single process
-  void* window_ = nullptr;  // MPI_Win
+  std::vector<int64_t> local_;  // single process
+  void* window_ = nullptr;      // MPI_Win
   int64_t* base_ = nullptr;
 };
 
