@@ -42,6 +42,10 @@ entropy::ChannelStats PrefixScorer::stats_of(const at::Tensor& tokens) {
   return stats;
 }
 
+int64_t PrefixScorer::boundary_bytes(const at::Tensor& x) const {
+  return x.numel() * static_cast<int64_t>(x.element_size());
+}
+
 PrefixScorer::Entry* PrefixScorer::entry_for(int64_t shard, const at::Tensor& images, const LayerSet& base) {
   const int64_t L = model_->depth();
   auto it = cache_.find(shard);
@@ -51,16 +55,30 @@ PrefixScorer::Entry* PrefixScorer::entry_for(int64_t shard, const at::Tensor& im
                           static_cast<int64_t>(sizeof(float));
     if (used_bytes_ + bytes > cache_bytes_) return nullptr;
     used_bytes_ += bytes;
-    it = cache_.emplace(shard, Entry{base, std::vector<at::Tensor>(static_cast<size_t>(L + 1))}).first;
+    Entry fresh;
+    fresh.base = base;
+    fresh.inputs.resize(static_cast<size_t>(L + 1));
+    it = cache_.emplace(shard, std::move(fresh)).first;
     it->second.inputs[0] = model_->embed(images);
   } else if (it->second.base == base) {
     return &it->second;
   } else {
     // inputs[b] depends on the modes of blocks < b only: valid up to the first differing block.
-    const LayerSet& old = it->second.base;
+    Entry& entry = it->second;
+    const LayerSet& old = entry.base;
     LayerSet diff;
     std::set_symmetric_difference(old.begin(), old.end(), base.begin(), base.end(), std::back_inserter(diff));
     start = diff.front();
+    auto kept = entry.candidates.find(mask_of(base));
+    if (std::includes(base.begin(), base.end(), old.begin(), old.end()) && kept != entry.candidates.end()) {
+      // The new base was scored as a candidate of the old one: its activations are all here.
+      auto& [from, tensors] = kept->second;
+      for (size_t i = 0; i < tensors.size(); ++i) entry.inputs[static_cast<size_t>(from) + 1 + i] = tensors[i];
+      start = L;
+    }
+    used_bytes_ -= entry.candidate_bytes;
+    entry.candidates.clear();
+    entry.candidate_bytes = 0;
   }
   Entry& entry = it->second;
   entry.base = base;
@@ -87,7 +105,20 @@ entropy::ChannelStats PrefixScorer::evaluate(int64_t shard, const at::Tensor& im
   std::set_difference(set.begin(), set.end(), base.begin(), base.end(), std::back_inserter(added));
   if (added.empty()) return stats_of(entry->inputs[static_cast<size_t>(L)]);
   const int64_t d = added.front();
-  return stats_of(run(entry->inputs[static_cast<size_t>(d)], d, L));
+  at::Tensor x = entry->inputs[static_cast<size_t>(d)];
+  const int64_t keep_bytes = (L - d) * boundary_bytes(x);
+  const bool keep = used_bytes_ + keep_bytes <= cache_bytes_;
+  std::vector<at::Tensor> outputs;
+  for (int64_t b = d; b < L; ++b) {
+    x = run(x, b, b + 1);
+    if (keep) outputs.push_back(x);
+  }
+  if (keep) {
+    used_bytes_ += keep_bytes;
+    entry->candidate_bytes += keep_bytes;
+    entry->candidates[mask_of(set)] = {d, std::move(outputs)};
+  }
+  return stats_of(x);
 }
 
 }  // namespace vitslim::search

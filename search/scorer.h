@@ -2,7 +2,8 @@
 // with the set's attention layers skipped (identity residual). A prefix cache keeps, per shard,
 // the input of every block for the set a candidate extends (its base); a candidate that differs
 // from its base first at block d runs only blocks d..L-1 from the cached input of block d. The
-// cache has a byte budget; a shard that does not fit is computed from the images (same numbers:
+// activations a candidate computes are kept too while the budget allows, so when it becomes the
+// next step's base nothing is recomputed. The cache has a byte budget; a shard that does not fit is computed from the images (same numbers:
 // the same operations on the same inputs). Every block run is counted.
 #pragma once
 
@@ -35,11 +36,15 @@ class PrefixScorer {
   struct Entry {
     LayerSet base;
     std::vector<at::Tensor> inputs;  // inputs[b]: input of block b; inputs[L]: after the last block
+    // Per scored candidate (layer mask): its block inputs from its first differing block d + 1 on.
+    std::map<uint64_t, std::pair<int64_t, std::vector<at::Tensor>>> candidates;
+    int64_t candidate_bytes = 0;
   };
   void set_modes(const LayerSet& skipped);
   entropy::ChannelStats stats_of(const at::Tensor& tokens);  // [B, N+1, C] after the last block
   at::Tensor run(at::Tensor x, int64_t from, int64_t to);
   Entry* entry_for(int64_t shard, const at::Tensor& images, const LayerSet& base);
+  int64_t boundary_bytes(const at::Tensor& x) const;
 
   model::VisionTransformer model_;
   Estimator estimator_;
