@@ -185,6 +185,8 @@ class Search {
   // Scores `evals` over every shard; on rank 0 returns them with entropy and TE, elsewhere empty.
   std::vector<Scored> round(int64_t step, const std::vector<Evaluation>& evals);
   void handle(int64_t step, const std::vector<Evaluation>& evals, const std::vector<double>& message);
+  // Merges evaluation e's shards (all present) and records its score.
+  void finish(int64_t step, const std::vector<Evaluation>& evals, size_t e);
   at::Tensor shard_images(int64_t shard);
 
   const Config& c_;
@@ -218,12 +220,15 @@ void Search::handle(int64_t step, const std::vector<Evaluation>& evals, const st
   std::vector<double> stats(message.begin() + kMessageHeader, message.end());
   ledger_->add({mask_of(evals[e].set), s}, stats);
   partial_[e][static_cast<size_t>(s)] = std::move(stats);
-  if (--missing_[e] > 0) return;
+  if (--missing_[e] == 0) finish(step, evals, e);
+}
+
+void Search::finish(int64_t step, const std::vector<Evaluation>& evals, size_t e) {
   ChannelStats merged(channels_);  // shard order: the same numbers for any number of ranks
   for (const auto& part : partial_[e]) merged.merge(ChannelStats::deserialize(part.data(), channels_));
   Scored scored{evals[e].set, merged.entropy(), 0.0};
-  scored.te = evals[e].set.empty() ? 0.0 : full_entropy_ - scored.entropy;
   if (evals[e].set.empty()) full_entropy_ = scored.entropy;
+  scored.te = evals[e].set.empty() ? 0.0 : full_entropy_ - scored.entropy;
   results_[e] = scored;
   ledger_->add_candidate(step, scored);
 }
@@ -245,15 +250,7 @@ std::vector<Scored> Search::round(int64_t step, const std::vector<Evaluation>& e
       for (int64_t s = 0; s < shards_; ++s) {
         if (const auto* stats = ledger_->find({mask_of(evals[e].set), s})) {
           partial_[e][static_cast<size_t>(s)] = *stats;
-          if (--missing_[e] == 0) {
-            ChannelStats merged(channels_);
-            for (const auto& part : partial_[e]) merged.merge(ChannelStats::deserialize(part.data(), channels_));
-            Scored scored{evals[e].set, merged.entropy(), 0.0};
-            if (evals[e].set.empty()) full_entropy_ = scored.entropy;
-            scored.te = evals[e].set.empty() ? 0.0 : full_entropy_ - scored.entropy;
-            results_[e] = scored;
-            ledger_->add_candidate(step, scored);
-          }
+          if (--missing_[e] == 0) finish(step, evals, e);
         }
       }
     }
@@ -365,9 +362,7 @@ int Search::run() {
     ledger_->open();
   }
 
-  // Step 0: the full model.
-  auto full = round(0, {Evaluation{{}, {}}});
-  std::vector<double> full_bcast;
+  round(0, {Evaluation{{}, {}}});  // step 0: the full model
   nlohmann::json steps = nlohmann::json::array();
   std::map<int64_t, Scored> chosen;  // count -> best set
   std::vector<LayerSet> beams = {{}};
@@ -450,7 +445,6 @@ int Search::run() {
         {"trace", c.search.out}};
     write_file_atomic(c.search.json, j.dump(2) + "\n");
   }
-  (void)full;
   return 0;
 }
 

@@ -4,7 +4,9 @@
 #include "core/options.h"
 
 #include <boost/program_options.hpp>
+#include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
@@ -47,7 +49,7 @@ po::options_description model_options(Config& c, Raw& raw) {
       ("reset-head", po::value(&c.model.reset_head)->implicit_value(true)->default_value(false),
        "re-initialise the head when the weights have another class count")
       ("remove-layers", po::value(&raw.remove_layers),
-       "comma-separated blocks whose attention is removed (x -> 2x)");
+       "blocks whose attention is removed (x -> 2x): 0,1,3 or SEARCH.json@RATIO (a search result)");
   return o;
 }
 
@@ -157,6 +159,31 @@ std::vector<std::string> read_ini(const std::string& path) {
   return args;
 }
 
+// --remove-layers FILE@RATIO: the layers `vitslim search --json FILE` selected for RATIO.
+std::vector<int64_t> layers_from_search(const std::string& spec) {
+  const size_t at = spec.rfind('@');
+  const std::string path = spec.substr(0, at);
+  const double ratio = parse_double_list(spec.substr(at + 1), "--remove-layers FILE@RATIO").at(0);
+  std::ifstream in(path);
+  if (!in) throw Error(cat("--remove-layers ", path, ": cannot open search result"));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat("--remove-layers ", path, ": not JSON (", e.what(), ")"));
+  }
+  if (!j.is_object() || j.value("job", "") != "search" || !j.contains("selections")) {
+    throw Error(cat("--remove-layers ", path, ": not a `vitslim search --json` result"));
+  }
+  std::string known;
+  for (const auto& sel : j["selections"]) {
+    const double r = sel.at("ratio").get<double>();
+    if (std::fabs(r - ratio) < 1e-9) return sel.at("layers").get<std::vector<int64_t>>();
+    known += cat(known.empty() ? "" : ", ", r);
+  }
+  throw Error(cat("--remove-layers ", path, ": no selection for ratio ", ratio, " (has ", known, ")"));
+}
+
 template <typename T>
 void take(const po::variables_map& vm, const char* name, std::optional<T>& field) {
   if (vm.count(name)) field = vm[name].as<T>();
@@ -206,7 +233,9 @@ ParsedCommand parse_options(int argc, const char* const argv[]) {
   take(vm, "num-heads", m.num_heads);
   take(vm, "mlp-ratio", m.mlp_ratio);
   take(vm, "num-classes", m.num_classes);
-  m.removed_layers = parse_int_list(raw.remove_layers, "--remove-layers");
+  m.removed_layers = raw.remove_layers.find('@') != std::string::npos
+                         ? layers_from_search(raw.remove_layers)
+                         : parse_int_list(raw.remove_layers, "--remove-layers");
   c.data.mean = parse_double_list(raw.mean, "--mean");
   c.search.ratios = parse_double_list(raw.ratios, "--ratios");
   c.search.layers = parse_int_list(raw.layers, "--layers");

@@ -27,6 +27,19 @@ passed=$((passed + 1))
 "$BIN" "${S[@]}" --exhaustive --out exhaustive.h5 --json exhaustive.json
 "$PY" "$CMP" cached.json exhaustive.json --exhaustive-not-worse && passed=$((passed + 1))
 
+# A search result selects the layers to remove in other jobs: FILE@RATIO.
+"$BIN" entropy --calib-images 64 --remove-layers cached.json@0.5 --out sel.h5 --json sel.json --quiet >/dev/null
+"$PY" - <<'PYEOF'
+import json
+want = [s for s in json.load(open("cached.json"))["selections"] if s["ratio"] == 0.5][0]["layers"]
+got = json.load(open("sel.json"))["model"]["removed_layers"]
+assert got == want, (got, want)
+print(f"--remove-layers cached.json@0.5 removed {got}")
+PYEOF
+passed=$((passed + 1))
+if "$BIN" entropy --remove-layers cached.json@0.3 --out x.h5 2>err.txt; then echo "FAIL: unknown ratio accepted"; exit 1; fi
+grep -qF "no selection for ratio 0.3 (has 0.25, 0.5)" err.txt && passed=$((passed + 1))
+
 # Kill -9 once items are in the file, then resume with the same command.
 R=(search --calib-images 3072 --batch-size 32 --ratios 0.5 --threads 1 --quiet)
 "$BIN" "${R[@]}" --out full.h5 --json full.json
