@@ -318,15 +318,20 @@ int Search::run() {
   depth_ = shape.depth;
   if (depth_ > kMaxDepth) throw Error(cat("search supports models of up to ", kMaxDepth, " blocks"));
   const Estimator estimator = parse_estimator(c.search.estimator);
+  // Candidates: every block whose attention still exists (a compact model's removed blocks are
+  // not candidates), or --layers.
+  const auto removed = (*model_)->removed_blocks();
   LayerSet allowed = c.search.layers;
   if (allowed.empty()) {
-    for (int64_t b = 0; b < depth_; ++b) allowed.push_back(b);
+    for (int64_t b = 0; b < depth_; ++b) {
+      if (!std::binary_search(removed.begin(), removed.end(), b)) allowed.push_back(b);
+    }
   }
   std::sort(allowed.begin(), allowed.end());
   for (int64_t b : allowed) {
     if (b >= depth_) throw Error(cat("--layers: block ", b, " does not exist (depth ", depth_, ")"));
   }
-  for (int64_t b : (*model_)->removed_blocks()) {
+  for (int64_t b : removed) {
     if (std::binary_search(allowed.begin(), allowed.end(), b)) {
       throw Error(cat("--layers: block ", b, "'s attention is already removed in the weights; exclude it"));
     }
