@@ -16,6 +16,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kIdxUbyte = 0x08;
+constexpr uint64_t kIdxMaxBytes = uint64_t{16} << 30;  // far above any IDX data set
 constexpr int64_t kCifarSide = 32;
 constexpr int64_t kCifarChannels = 3;
 constexpr int64_t kCifarImageBytes = kCifarChannels * kCifarSide * kCifarSide;
@@ -86,7 +87,9 @@ IdxArray read_idx(const std::string& path, int expected_dims) {
     uint8_t b[4];
     read_exact(b, 4);
     out.dims.push_back(big_endian(b));
-    total *= big_endian(b);
+    if (__builtin_mul_overflow(total, uint64_t{big_endian(b)}, &total) || total > kIdxMaxBytes) {
+      throw Error(cat("IDX file ", path, ": header declares an implausible size (corrupt header?)"));
+    }
   }
   if (total == 0) throw Error(cat("IDX file ", path, ": holds no data"));
   out.data.resize(total);

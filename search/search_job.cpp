@@ -78,8 +78,9 @@ struct ItemKey {
 // Rank 0's view: everything scored so far, the output file, candidate bookkeeping.
 class Ledger {
  public:
-  Ledger(const Config& c, const std::string& print, int64_t depth, int64_t channels, Clock::time_point start)
-      : c_(c), fingerprint_(print), depth_(depth), channels_(channels), start_(start) {}
+  Ledger(const Config& c, const std::string& print, int64_t depth, int64_t channels, int64_t shards,
+         Clock::time_point start)
+      : c_(c), fingerprint_(print), depth_(depth), channels_(channels), shards_(shards), start_(start) {}
 
   // Loads the items of an earlier run of the same search, then opens the new output.
   void open() {
@@ -88,19 +89,23 @@ class Ledger {
     if (fs::exists(resume)) {
       source = resume;
     } else if (fs::exists(partial)) {
-      fs::rename(partial, resume);  // kept until the new file holds everything it had
-      source = resume;
+      source = partial;
     } else if (fs::exists(out)) {
       source = out;
     }
-    if (!source.empty()) load(source);
+    if (!source.empty()) load(source);  // checked before anything is moved
+    if (source == partial) {
+      fs::rename(partial, resume);  // kept until the new file holds everything it had
+      source = resume;
+    }
     trace_ = std::make_unique<io::TraceFile>(
         out, std::map<std::string, std::string>{{"program", "vitslim"},
                                                 {"version", kVersion},
                                                 {"schema", kSchema},
                                                 {"job", "search"},
                                                 {"config", config_to_ini(c_)},
-                                                {"fingerprint", fingerprint_}});
+                                                {"fingerprint", fingerprint_}},
+        /*keep_partial_on_error=*/true);
     const int64_t width = ChannelStats::serialized_size(channels_);
     trace_->create_series("/search/item_keys", 2, "scored items: [layer mask, shard]");
     trace_->create_series("/search/item_stats", width, "per item: [count, mean[K], M2[K]] of the head output");
@@ -126,6 +131,7 @@ class Ledger {
   }
   void add(const ItemKey& key, std::vector<double> stats) {
     append_item(key, stats);
+    trace_->flush();  // a kill loses at most the item being scored
     items_[key] = std::move(stats);
   }
   void add_candidate(int64_t step, const Scored& s) {
@@ -153,22 +159,37 @@ class Ledger {
     auto keys = reader.read("/search/item_keys", &kd);
     auto stats = reader.read("/search/item_stats", &sd);
     const int64_t width = ChannelStats::serialized_size(channels_);
-    if (kd.size() != 2 || sd.size() != 2 || sd[1] != width || sd[0] < kd[0]) {
+    if (kd.size() != 2 || sd.size() != 2 || kd[1] != 2 || sd[1] != width) {
       throw Error(cat(path, ": search items are malformed"));
     }
-    for (int64_t i = 0; i < kd[0]; ++i) {
-      ItemKey key{static_cast<uint64_t>(keys[2 * i]), static_cast<int64_t>(keys[2 * i + 1])};
+    // A kill can leave the two series at different lengths, or a row extended but not written
+    // (fill value 0): only rows whose image count equals their shard's size are taken.
+    const int64_t rows = std::min(kd[0], sd[0]);
+    int64_t dropped = 0;
+    for (int64_t i = 0; i < rows; ++i) {
+      const double shard = keys[2 * i + 1], count = stats[static_cast<size_t>(i * width)];
+      if (!(shard >= 0 && shard < static_cast<double>(shards_)) || count != shard_size(static_cast<int64_t>(shard))) {
+        ++dropped;
+        continue;
+      }
+      ItemKey key{static_cast<uint64_t>(keys[2 * i]), static_cast<int64_t>(shard)};
       items_[key] = std::vector<double>(stats.begin() + i * width, stats.begin() + (i + 1) * width);
     }
+    if (dropped) log_warn(cat(path, ": ", dropped, " incomplete item rows ignored (they will be scored again)"));
   }
   void append_item(const ItemKey& key, const std::vector<double>& stats) {
     trace_->append("/search/item_keys", {static_cast<double>(key.mask), static_cast<double>(key.shard)});
     trace_->append("/search/item_stats", stats);
   }
 
+  double shard_size(int64_t shard) const {
+    const int64_t bs = c_.data.batch_size;
+    return static_cast<double>(std::min(bs, c_.data.calib_images - shard * bs));
+  }
+
   const Config& c_;
   std::string fingerprint_;
-  int64_t depth_, channels_;
+  int64_t depth_, channels_, shards_;
   Clock::time_point start_;
   std::map<ItemKey, std::vector<double>> items_;
   std::unique_ptr<io::TraceFile> trace_;
@@ -354,6 +375,19 @@ int Search::run() {
   mean_ = c.data.mean.empty() ? data::default_mean(c.data.dataset) : c.data.mean;
   std_ = c.data.std.empty() ? data::default_std(c.data.dataset) : c.data.std;
   if (mean_.size() != std_.size()) throw Error("--mean and --std must have the same number of values");
+  if (mean_.size() != 1 && static_cast<int64_t>(mean_.size()) != dataset_->channels()) {
+    throw Error(cat("--mean/--std have ", mean_.size(), " values; ", dataset_->name(), " has ", dataset_->channels(),
+                    " channels"));
+  }
+  if (c.search.exhaustive) {
+    for (int64_t k : counts) {
+      if (binomial(static_cast<int64_t>(allowed.size()), k) > static_cast<uint64_t>(kExhaustiveLimit)) {
+        throw Error(cat("--exhaustive: ", binomial(static_cast<int64_t>(allowed.size()), k), " sets of ", k,
+                        " out of ", allowed.size(), " layers exceed the limit of ", kExhaustiveLimit,
+                        "; use the greedy or beam search"));
+      }
+    }
+  }
   shards_ = (static_cast<int64_t>(calib_.size()) + c.data.batch_size - 1) / c.data.batch_size;
   if (!c.search.json.empty()) check_writable_output(c.search.json, "--json");
   scorer_ = std::make_unique<PrefixScorer>(*model_, estimator, c.search.cache_mb * kBytesPerMiB);
@@ -363,11 +397,15 @@ int Search::run() {
                ", estimator ", c.search.estimator, ", ", allowed.size(), " candidate layers ", to_string(allowed), ", ",
                calib_.size(), " calibration images in ", shards_, " shards, ", mpi_.world_size(), " rank(s)"));
   if (mpi_.rank() == 0) {
-    ledger_ = std::make_unique<Ledger>(c, fingerprint(*model_, c), depth_, channels_, start_);
+    ledger_ = std::make_unique<Ledger>(c, fingerprint(*model_, c), depth_, channels_, shards_, start_);
     ledger_->open();
   }
 
   round(0, {Evaluation{{}, {}}});  // step 0: the full model
+  if (mpi_.rank() == 0 && !std::isfinite(full_entropy_)) {
+    throw Error(cat("H(G | full model) is not finite (", full_entropy_, "): the head output has channels that are ",
+                    "constant over the calibration set; TE cannot rank candidates"));
+  }
   nlohmann::json steps = nlohmann::json::array();
   std::map<int64_t, Scored> chosen;  // count -> best set
   std::vector<LayerSet> beams = {{}};

@@ -24,12 +24,13 @@ void fsync_path(const std::string& path, bool directory) {
 }
 }  // namespace
 
-AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), partial_(path_ + ".partial") {
+AtomicFile::AtomicFile(std::string path, bool keep_partial_on_error)
+    : path_(std::move(path)), partial_(path_ + ".partial"), keep_partial_(keep_partial_on_error) {
   check_writable_output(path_, "output");
 }
 
 AtomicFile::~AtomicFile() {
-  if (!committed_) ::unlink(partial_.c_str());
+  if (!committed_ && !keep_partial_) ::unlink(partial_.c_str());
 }
 
 void AtomicFile::commit() {

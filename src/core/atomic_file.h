@@ -9,7 +9,8 @@ namespace vitslim {
 
 class AtomicFile {
  public:
-  explicit AtomicFile(std::string path);
+  // keep_partial_on_error: an uncommitted partial file is left in place (resumable work).
+  explicit AtomicFile(std::string path, bool keep_partial_on_error = false);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -24,6 +25,7 @@ class AtomicFile {
   std::string path_;
   std::string partial_;
   bool committed_ = false;
+  bool keep_partial_;
 };
 
 // Writes text to path atomically.

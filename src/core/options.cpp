@@ -163,7 +163,9 @@ std::vector<std::string> read_ini(const std::string& path) {
 std::vector<int64_t> layers_from_search(const std::string& spec) {
   const size_t at = spec.rfind('@');
   const std::string path = spec.substr(0, at);
-  const double ratio = parse_double_list(spec.substr(at + 1), "--remove-layers FILE@RATIO").at(0);
+  const auto ratios = parse_double_list(spec.substr(at + 1), "--remove-layers FILE@RATIO");
+  if (ratios.size() != 1) throw Error(cat("--remove-layers ", spec, ": expected FILE@RATIO, e.g. search.json@0.5"));
+  const double ratio = ratios[0];
   std::ifstream in(path);
   if (!in) throw Error(cat("--remove-layers ", path, ": cannot open search result"));
   nlohmann::json j;
@@ -176,10 +178,14 @@ std::vector<int64_t> layers_from_search(const std::string& spec) {
     throw Error(cat("--remove-layers ", path, ": not a `vitslim search --json` result"));
   }
   std::string known;
-  for (const auto& sel : j["selections"]) {
-    const double r = sel.at("ratio").get<double>();
-    if (std::fabs(r - ratio) < 1e-9) return sel.at("layers").get<std::vector<int64_t>>();
-    known += cat(known.empty() ? "" : ", ", r);
+  try {
+    for (const auto& sel : j["selections"]) {
+      const double r = sel.at("ratio").get<double>();
+      if (std::fabs(r - ratio) < 1e-9) return sel.at("layers").get<std::vector<int64_t>>();
+      known += cat(known.empty() ? "" : ", ", r);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat("--remove-layers ", path, ": malformed selections (", e.what(), ")"));
   }
   throw Error(cat("--remove-layers ", path, ": no selection for ratio ", ratio, " (has ", known, ")"));
 }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <exception>
 #include <list>
 #include <string>
 
@@ -153,6 +154,9 @@ WorkClaims::WorkClaims(const MpiSession& mpi, int64_t items) : mpi_(mpi) {
 
 WorkClaims::~WorkClaims() {
   if (!window_) return;
+  // Unwinding from an error: freeing the window is collective and other ranks may never get
+  // here; the executable aborts the job instead.
+  if (std::uncaught_exceptions() > 0) return;
   auto* win = static_cast<MPI_Win*>(window_);
   MPI_Win_unlock_all(*win);
   MPI_Win_free(win);  // collective: every rank has finished claiming

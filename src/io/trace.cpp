@@ -98,10 +98,11 @@ struct TraceFile::Impl {
   }
 };
 
-TraceFile::TraceFile(const std::string& path, const std::map<std::string, std::string>& root_attributes)
+TraceFile::TraceFile(const std::string& path, const std::map<std::string, std::string>& root_attributes,
+                     bool keep_partial_on_error)
     : impl_(std::make_unique<Impl>()), path_(path) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors are reported by us, with context
-  impl_->atomic = std::make_unique<AtomicFile>(path);
+  impl_->atomic = std::make_unique<AtomicFile>(path, keep_partial_on_error);
   impl_->partial = impl_->atomic->partial_path();
   H5Handle fapl(checked(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate"), H5Pclose);
   checked_status(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), "H5Pset_libver_bounds");

@@ -17,7 +17,9 @@ namespace vitslim::io {
 class TraceFile {
  public:
   // Creates <path>.partial with root attributes (program, version, job, config, created).
-  TraceFile(const std::string& path, const std::map<std::string, std::string>& root_attributes);
+  // keep_partial_on_error: a trace that is not committed stays as <path>.partial (resumable).
+  TraceFile(const std::string& path, const std::map<std::string, std::string>& root_attributes,
+            bool keep_partial_on_error = false);
   ~TraceFile();
   TraceFile(const TraceFile&) = delete;
   TraceFile& operator=(const TraceFile&) = delete;

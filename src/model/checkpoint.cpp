@@ -80,7 +80,11 @@ ShapeFromWeights shape_from_weights(const StateDict& w) {
   int64_t depth = -1;
   for (const auto& [name, t] : w.tensors) {
     std::smatch m;
-    if (std::regex_match(name, m, block_key)) depth = std::max<int64_t>(depth, std::stoll(m[1]) + 1);
+    if (std::regex_match(name, m, block_key)) {
+      constexpr std::ptrdiff_t kMaxDigits = 6;  // block indices beyond 999999 are not a ViT
+      if (m[1].length() > kMaxDigits) throw Error(cat("weights ", w.file, ": key '", name, "' has an absurd block index"));
+      depth = std::max<int64_t>(depth, std::stoll(m[1]) + 1);
+    }
   }
   if (depth > 0) s.depth = depth;
   if (const auto* t = w.find("blocks.0.mlp.fc1.weight"); t && t->dim() == 2 && s.embed_dim) {

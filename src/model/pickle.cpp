@@ -16,6 +16,8 @@ namespace {
 
 using Kind = PickleNode::Kind;
 
+constexpr int kMaxNesting = 256;  // checkpoints nest a few levels; deeper is an attack
+
 PickleValue make(Kind kind) {
   auto v = std::make_shared<PickleNode>();
   v->kind = kind;
@@ -108,6 +110,12 @@ class Machine {
     if (it == memo_.end()) fail(cat("memo entry ", index, " missing"));
     return it->second;
   }
+  // Containers record how deeply they nest, so that a crafted file cannot build a chain whose
+  // destruction would overflow the stack.
+  void nest(PickleValue& container, const PickleValue& child) {
+    container->depth = std::max(container->depth, child->depth + 1);
+    if (container->depth > kMaxNesting) fail(cat("containers nested deeper than ", kMaxNesting));
+  }
   void set_items(PickleValue& target, const std::vector<PickleValue>& kv) {
     if (target->kind == Kind::Opaque) return;  // e.g. state of an ignored object
     if (target->kind != Kind::Dict) fail(cat("SETITEM on a ", target->kind_name()));
@@ -123,12 +131,15 @@ class Machine {
         }
       }
       if (!replaced) target->dict.emplace_back(kv[j], kv[j + 1]);
+      nest(target, kv[j]);
+      nest(target, kv[j + 1]);
     }
   }
   void append_items(PickleValue& target, const std::vector<PickleValue>& values) {
     if (target->kind == Kind::Opaque) return;
     if (target->kind != Kind::List) fail(cat("APPEND on a ", target->kind_name()));
     target->items.insert(target->items.end(), values.begin(), values.end());
+    for (const auto& v : values) nest(target, v);
   }
   PickleValue persistent_load(const PickleValue& pid);
   PickleValue reduce(const PickleValue& callable, const PickleValue& args);
@@ -186,16 +197,23 @@ PickleValue Machine::rebuild_tensor(const std::vector<PickleValue>& args) {
   const auto dtype = static_cast<c10::ScalarType>(storage->storage_dtype);
   const int64_t numel = storage->storage_numel;
   if (offset < 0 || numel < 0) fail("negative storage offset or size");
-  int64_t extent = offset + 1;  // last element touched + 1
-  bool empty = false;
+  // Overflow-checked: extent = offset + 1 + sum (size - 1) * stride; elements = prod sizes.
+  int64_t extent = 0, elements = 1;
+  bool empty = false, overflow = __builtin_add_overflow(offset, 1, &extent);
   for (size_t d = 0; d < sizes.size(); ++d) {
     if (sizes[d] < 0 || strides[d] < 0) fail("negative tensor size or stride");
     if (sizes[d] == 0) empty = true;
-    extent += (sizes[d] - 1) * strides[d];
+    int64_t span = 0;
+    overflow |= __builtin_mul_overflow(std::max<int64_t>(sizes[d] - 1, 0), strides[d], &span);
+    overflow |= __builtin_add_overflow(extent, span, &extent);
+    overflow |= __builtin_mul_overflow(elements, sizes[d], &elements);
   }
+  if (overflow) fail("tensor size overflows");
+  if (!empty && elements > numel) fail(cat("tensor of ", elements, " elements is larger than its storage ", storage->s));
   auto [bytes, nbytes] = storages_(storage->s);
   const size_t element = c10::elementSize(dtype);
-  if (nbytes != static_cast<size_t>(numel) * element) {
+  size_t expected_bytes = 0;
+  if (__builtin_mul_overflow(static_cast<size_t>(numel), element, &expected_bytes) || nbytes != expected_bytes) {
     fail(cat("storage ", storage->s, " has ", nbytes, " bytes, expected ", numel, " x ", element));
   }
   auto result = make(Kind::Tensor);
@@ -311,6 +329,7 @@ PickleValue Machine::run() {
           stack_.push_back(d);
         } else {
           auto v = make(op == 't' ? Kind::Tuple : Kind::List);
+          for (const auto& item : items) nest(v, item);
           v->items = std::move(items);
           stack_.push_back(v);
         }
@@ -320,7 +339,10 @@ PickleValue Machine::run() {
         const size_t n = op - 0x84;
         auto v = make(Kind::Tuple);
         v->items.resize(n);
-        for (size_t k = n; k-- > 0;) v->items[k] = pop();
+        for (size_t k = n; k-- > 0;) {
+          v->items[k] = pop();
+          nest(v, v->items[k]);
+        }
         stack_.push_back(v);
         break;
       }

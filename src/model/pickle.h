@@ -31,6 +31,7 @@ struct PickleNode {
   at::Tensor tensor;                                 // Tensor
   int64_t storage_dtype = -1;                        // Storage: c10::ScalarType as int
   int64_t storage_numel = 0;
+  int depth = 0;  // nesting depth of containers (bounded by the reader)
 
   const char* kind_name() const;
 };

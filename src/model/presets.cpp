@@ -130,6 +130,14 @@ ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWei
   }
   s.mlp_ratio = ratio ? *ratio : (w && w->mlp_ratio ? *w->mlp_ratio : 4.0);
 
+  constexpr int64_t kMaxDepth = 1024;
+  for (auto [name, v] : {std::pair<const char*, int64_t>{"img-size", s.img_size}, {"patch-size", s.patch_size},
+                         {"in-chans", s.in_chans}, {"embed-dim", s.embed_dim}, {"depth", s.depth},
+                         {"num-heads", s.num_heads}, {"num-classes", s.num_classes}}) {
+    if (v <= 0) throw Error(cat("--", name, " resolved to ", v, w ? cat(" from weights ", w->file) : "", "; must be positive"));
+  }
+  if (s.depth > kMaxDepth) throw Error(cat("depth ", s.depth, w ? cat(" (weights ", w->file, ")") : "", " exceeds ", kMaxDepth));
+  if (!(s.mlp_ratio > 0)) throw Error(cat("mlp ratio ", s.mlp_ratio, " must be positive"));
   if (s.img_size % s.patch_size != 0) {
     throw Error(cat("image size ", s.img_size, " is not a multiple of patch size ", s.patch_size));
   }

@@ -95,12 +95,13 @@ StateDict read_safetensors(const std::string& path) {
       if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size) {
         throw bad(cat("tensor '", it.key(), "' has data offsets outside the file"));
       }
-      uint64_t numel = 1;
+      uint64_t numel = 1, nbytes = 0;
       for (int64_t d : shape) {
         if (d < 0) throw bad(cat("tensor '", it.key(), "' has a negative dimension"));
-        numel *= static_cast<uint64_t>(d);
+        if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel)) throw bad(cat("tensor '", it.key(), "' is too large"));
       }
-      if (numel * c10::elementSize(dt->second) != offsets[1] - offsets[0]) {
+      if (__builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(dt->second)), &nbytes) ||
+          nbytes != offsets[1] - offsets[0]) {
         throw bad(cat("tensor '", it.key(), "' byte size does not match its shape"));
       }
       auto t = at::empty(shape, at::TensorOptions().dtype(dt->second));

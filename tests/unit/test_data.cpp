@@ -89,6 +89,8 @@ TEST(FashionMnist, BadMagicTruncationAndMismatch) {
   EXPECT_NE(error_of([&] { data::read_fashion_mnist(dir.path(), "train"); }).find("4 images but 3 labels"),
             std::string::npos);
   EXPECT_NE(error_of([&] { data::read_fashion_mnist(dir.path(), "test"); }).find("t10k-images"), std::string::npos);
+  write_gz(dir.file("train-images-idx3-ubyte.gz"), idx_bytes(3, {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}, {}));
+  EXPECT_NE(error_of([&] { data::read_fashion_mnist(dir.path(), "train"); }).find("implausible"), std::string::npos);
   EXPECT_NE(error_of([&] { data::read_fashion_mnist(dir.file("nope"), "train"); }).find("not a directory"),
             std::string::npos);
 }

@@ -78,4 +78,5 @@ TEST(Pickle, RefusesWhatCheckpointsDoNotContain) {
   expect(B("\x80\x02s."), "stack underflow");
   expect(B("\x80\x02K\x01K\x02."), "not balanced");
   expect(B("\x80\x02"), "unexpected end");
+  expect(B("\x80\x02N") + std::string(1000, '\x85') + ".", "nested deeper than");
 }

@@ -136,4 +136,18 @@ TEST(Weights, SafetensorsWriterIsReadableAndTyped) {
   EXPECT_EQ(sd.find("c")->sizes(), (std::vector<int64_t>{0, 4}));
   EXPECT_EQ(sd.metadata.at("k"), "v");
   EXPECT_THROW(m::write_safetensors(dir.file("missing/x.safetensors"), tensors, {}), vitslim::Error);
+  // A header whose shape product wraps around 64 bits is refused, not allocated.
+  std::string header = R"({"x":{"dtype":"U8","shape":[7,7905747460161236407],"data_offsets":[0,1]}})";
+  header.append((8 - header.size() % 8) % 8, ' ');
+  uint64_t n = header.size();
+  std::ofstream out(dir.file("wrap.safetensors"), std::ios::binary);
+  out.write(reinterpret_cast<const char*>(&n), 8);
+  out << header << 'z';
+  out.close();
+  try {
+    m::read_safetensors(dir.file("wrap.safetensors"));
+    FAIL() << "overflowing shape accepted";
+  } catch (const vitslim::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("too large"), std::string::npos) << e.what();
+  }
 }
