@@ -155,6 +155,10 @@ void validate(const Config& c) {
     if (c.bench.batch_size <= 0 || c.bench.iters <= 0 || c.bench.warmup < 0) {
       throw Error("bench: --batch-size and --iters must be positive, --warmup >= 0");
     }
+    if (c.bench.device != "cpu" && c.bench.device != "cuda") {
+      throw Error(cat("--device must be cpu or cuda, got '", c.bench.device, "'"));
+    }
+    if (c.bench.bf16 && c.bench.device != "cuda") throw Error("--bf16 needs --device cuda");
   }
 }
 
@@ -208,7 +212,8 @@ std::string config_to_ini(const Config& c) {
     o << "[convert]\nout = " << c.convert.out << "\n";
   } else if (c.job == "bench") {
     o << "[bench]\nbatch-size = " << c.bench.batch_size << "\nwarmup = " << c.bench.warmup
-      << "\niters = " << c.bench.iters << "\n";
+      << "\niters = " << c.bench.iters << "\ndevice = " << c.bench.device << "\nbf16 = "
+      << (c.bench.bf16 ? "true" : "false") << "\ntrain = " << (c.bench.train ? "true" : "false") << "\n";
     if (!c.bench.json.empty()) o << "json = " << c.bench.json << "\n";
   }
   o << "[runtime]\n";

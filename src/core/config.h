@@ -78,8 +78,11 @@ struct ConvertConfig {
 
 struct BenchConfig {
   int64_t batch_size = 32;
-  int64_t warmup = 3;
-  int64_t iters = 10;
+  int64_t warmup = 2;
+  int64_t iters = 5;
+  std::string device = "cpu";  // cpu | cuda
+  bool bf16 = false;           // bf16 autocast (CUDA)
+  bool train = true;           // also time a training step (forward + backward)
   std::string json;
 };
 

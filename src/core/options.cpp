@@ -19,7 +19,7 @@ const std::vector<std::pair<std::string, std::string>>& job_list() {
       {"entropy", "per-block entropy of attention and MLP branches over calibration images"},
       {"search", "NOSE: choose attention layers to remove by transfer entropy, over MPI ranks"},
       {"convert", "import a .pth/.safetensors checkpoint and export timm-named .safetensors"},
-      {"bench", "forward throughput (images/s) of a model on random input"},
+      {"bench", "full vs attention-removed model: parameters, multiply-adds, images/s, peak memory"},
   };
   return kJobs;
 }
@@ -123,7 +123,11 @@ po::options_description job_options(const std::string& job, Config& c, Raw& raw)
     o.add_options()
         ("batch-size", po::value(&c.bench.batch_size)->default_value(c.bench.batch_size), "batch")
         ("warmup", po::value(&c.bench.warmup)->default_value(c.bench.warmup), "untimed iterations")
-        ("iters", po::value(&c.bench.iters)->default_value(c.bench.iters), "timed iterations")
+        ("iters", po::value(&c.bench.iters)->default_value(c.bench.iters), "timed iterations (median reported)")
+        ("device", po::value(&c.bench.device)->default_value(c.bench.device), "cpu | cuda")
+        ("bf16", po::value(&c.bench.bf16)->implicit_value(true)->default_value(false), "bf16 autocast (CUDA)")
+        ("train", po::value(&c.bench.train)->implicit_value(true)->default_value(true),
+         "also time a training step (forward + backward); --train=false to skip")
         ("json", po::value(&c.bench.json), "write the result as JSON");
     all.add(o);
   }

@@ -60,6 +60,8 @@ expect_error mean-channels "--mean/--std have 2 values" "$BIN" "${E[@]}" --mean 
 expect_error out-dir-missing "directory" "$BIN" entropy --out /no/such/dir/t.h5 --calib-images 8
 expect_error remove-too-deep "--remove-layers: block 7 does not exist" "$BIN" "${E[@]}" --model vit_fmnist --remove-layers 7
 expect_error nan-weights "has NaN or Inf" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/nan_values.pth" --data-set synthetic
+expect_error bench-no-cuda "--device cuda: no CUDA device" "$BIN" bench --model vit_test --device cuda
+expect_error bench-bf16-cpu "--bf16 needs --device cuda" "$BIN" bench --model vit_test --bf16
 expect_error convert-no-out "--out is required" "$BIN" convert --weights "$DATA/golden_flat.pth"
 
 # Help and version succeed.

@@ -1,0 +1,15 @@
+// Peak CPU tensor memory: an allocator that wraps LibTorch's default CPU allocator and counts the
+// bytes of live tensors, so a benchmark can report the peak of one phase. Memory that libraries
+// allocate on their own (oneDNN scratch space) is not seen.
+#pragma once
+
+#include <cstdint>
+
+namespace vitslim {
+
+void install_cpu_memory_tracker();  // idempotent; affects tensors allocated from then on
+int64_t cpu_tensor_bytes();         // live now
+int64_t cpu_tensor_peak_bytes();    // highest since the last reset
+void reset_cpu_tensor_peak();       // peak := live now
+
+}  // namespace vitslim
