@@ -73,6 +73,12 @@ std::unique_ptr<Dataset> open_dataset(const DataConfig& config, const ModelShape
 std::vector<double> default_mean(const std::string& dataset);
 std::vector<double> default_std(const std::string& dataset);
 
+struct Normalisation {
+  std::vector<double> mean, std;
+};
+// --mean/--std, or the dataset's defaults; checked against the images' channels (1 or C values).
+Normalisation normalisation(const DataConfig& config, const Dataset& dataset);
+
 // A seeded random choice of `count` distinct indices out of `size`, in a fixed order that does
 // not depend on how the work is later split among ranks.
 std::vector<int64_t> calibration_indices(int64_t size, int64_t count, uint64_t seed);

@@ -201,6 +201,16 @@ std::vector<double> default_std(const std::string& dataset) {
   return {0.5};
 }
 
+Normalisation normalisation(const DataConfig& c, const Dataset& dataset) {
+  Normalisation n{c.mean.empty() ? default_mean(c.dataset) : c.mean, c.std.empty() ? default_std(c.dataset) : c.std};
+  if (n.mean.size() != n.std.size()) throw Error("--mean and --std must have the same number of values");
+  if (n.mean.size() != 1 && static_cast<int64_t>(n.mean.size()) != dataset.channels()) {
+    throw Error(cat("--mean/--std have ", n.mean.size(), " values; ", dataset.name(), " has ", dataset.channels(),
+                    " channels"));
+  }
+  return n;
+}
+
 std::vector<int64_t> calibration_indices(int64_t size, int64_t count, uint64_t seed) {
   if (count > size) throw Error(cat("--calib-images ", count, " is more than the ", size, " images the data has"));
   std::vector<int64_t> all(static_cast<size_t>(size));

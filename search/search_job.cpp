@@ -330,9 +330,7 @@ std::vector<Scored> Search::round(int64_t step, const std::vector<Evaluation>& e
 
 int Search::run() {
   Config c = c_;
-  if (model::use_default_preset(c.model)) {
-    log_info(cat("no model given: preset ", c.model.preset, " with seeded random weights (seed ", c.runtime.seed, ")"));
-  }
+  model::use_default_preset(c.model);
   model_ = model::build_model(c.model, c.runtime.seed);
   (*model_)->eval();
   const ModelShape& shape = (*model_)->shape();
@@ -372,13 +370,9 @@ int Search::run() {
 
   dataset_ = data::open_dataset(c.data, shape, c.runtime.seed);
   calib_ = data::calibration_indices(dataset_->size(), c.data.calib_images, c.runtime.seed);
-  mean_ = c.data.mean.empty() ? data::default_mean(c.data.dataset) : c.data.mean;
-  std_ = c.data.std.empty() ? data::default_std(c.data.dataset) : c.data.std;
-  if (mean_.size() != std_.size()) throw Error("--mean and --std must have the same number of values");
-  if (mean_.size() != 1 && static_cast<int64_t>(mean_.size()) != dataset_->channels()) {
-    throw Error(cat("--mean/--std have ", mean_.size(), " values; ", dataset_->name(), " has ", dataset_->channels(),
-                    " channels"));
-  }
+  const data::Normalisation norm = data::normalisation(c.data, *dataset_);
+  mean_ = norm.mean;
+  std_ = norm.std;
   if (c.search.exhaustive) {
     for (int64_t k : counts) {
       if (binomial(static_cast<int64_t>(allowed.size()), k) > static_cast<uint64_t>(kExhaustiveLimit)) {

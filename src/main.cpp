@@ -18,6 +18,7 @@
 #include "model/model_jobs.h"
 #include "model/presets.h"
 #include "search/search_job.h"
+#include "train/eval_job.h"
 
 namespace {
 
@@ -85,6 +86,7 @@ int main(int argc, char** argv) {
                                    " threads per process, ", mpi->world_size(), " process(es)"));
     if (config.job == "entropy") return vitslim::entropy::run_entropy_job(config, *mpi);
     if (config.job == "search") return vitslim::search::run_search_job(config, *mpi);
+    if (config.job == "eval") return vitslim::train::run_eval_job(config, *mpi);
     if (config.job == "convert") return vitslim::model::run_convert_job(config);
     if (config.job == "bench") return vitslim::model::run_bench_job(config);
     throw vitslim::Error("job '" + config.job + "' is not implemented");

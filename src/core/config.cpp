@@ -148,6 +148,8 @@ void validate(const Config& c) {
       throw Error(cat("--calib-images ", c.data.calib_images, " is smaller than one batch (--batch-size ",
                       c.data.batch_size, ")"));
     }
+  } else if (c.job == "eval") {
+    if (c.eval.images < 0) throw Error("--eval-images must be >= 0 (0: all)");
   } else if (c.job == "convert") {
     if (m.weights.empty()) throw Error("convert: --weights is required");
     if (c.convert.out.empty()) throw Error("convert: --out is required");
@@ -182,7 +184,7 @@ std::string config_to_ini(const Config& c) {
   if (!c.model.weights.empty()) o << "weights = " << c.model.weights << "\n";
   o << "reset-head = " << (c.model.reset_head ? "true" : "false") << "\n";
   if (!c.model.removed_layers.empty()) o << "remove-layers = " << join(c.model.removed_layers) << "\n";
-  if (c.job == "entropy" || c.job == "search") {
+  if (c.job == "entropy" || c.job == "search" || c.job == "eval") {
     o << "[data]\n";
     o << "data-set = " << c.data.dataset << "\n";
     if (!c.data.path.empty()) o << "data-path = " << c.data.path << "\n";
@@ -208,6 +210,9 @@ std::string config_to_ini(const Config& c) {
     o << "cache-mb = " << s.cache_mb << "\n";
     o << "out = " << s.out << "\n";
     if (!s.json.empty()) o << "json = " << s.json << "\n";
+  } else if (c.job == "eval") {
+    o << "[eval]\neval-images = " << c.eval.images << "\n";
+    if (!c.eval.json.empty()) o << "json = " << c.eval.json << "\n";
   } else if (c.job == "convert") {
     o << "[convert]\nout = " << c.convert.out << "\n";
   } else if (c.job == "bench") {

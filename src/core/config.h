@@ -72,6 +72,11 @@ struct SearchConfig {
   std::string json;
 };
 
+struct EvalConfig {
+  int64_t images = 0;  // first N images of the split (0: all)
+  std::string json;
+};
+
 struct ConvertConfig {
   std::string out;  // .safetensors
 };
@@ -93,6 +98,7 @@ struct Config {
   RuntimeConfig runtime;
   EntropyConfig entropy;
   SearchConfig search;
+  EvalConfig eval;
   ConvertConfig convert;
   BenchConfig bench;
 };

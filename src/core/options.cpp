@@ -18,6 +18,7 @@ const std::vector<std::pair<std::string, std::string>>& job_list() {
   static const std::vector<std::pair<std::string, std::string>> kJobs = {
       {"entropy", "per-block entropy of attention and MLP branches over calibration images"},
       {"search", "NOSE: choose attention layers to remove by transfer entropy, over MPI ranks"},
+      {"eval", "top-1/top-5 accuracy on a data split, sharded over MPI ranks"},
       {"convert", "import a .pth/.safetensors checkpoint and export timm-named .safetensors"},
       {"bench", "full vs attention-removed model: parameters, multiply-adds, images/s, peak memory"},
   };
@@ -113,6 +114,14 @@ po::options_description job_options(const std::string& job, Config& c, Raw& raw)
         ("out", po::value(&c.search.out)->default_value(c.search.out),
          "HDF5 result file; an unfinished one (<out>.partial) is resumed")
         ("json", po::value(&c.search.json), "JSON result (feeds vitslim train)");
+    all.add(o);
+  } else if (job == "eval") {
+    c.data.split = "test";
+    all.add(data_options(c, raw));
+    po::options_description o("Evaluation");
+    o.add_options()
+        ("eval-images", po::value(&c.eval.images)->default_value(c.eval.images), "first N images of the split (0: all)")
+        ("json", po::value(&c.eval.json), "JSON result");
     all.add(o);
   } else if (job == "convert") {
     po::options_description o("Convert output");

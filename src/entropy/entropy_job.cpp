@@ -80,22 +80,14 @@ std::string now_iso() {
 int run_entropy_job(const Config& config, const dist::MpiSession& mpi) {
   const auto started = std::chrono::steady_clock::now();
   Config c = config;
-  if (model::use_default_preset(c.model)) {
-    log_info(cat("no model given: preset ", c.model.preset, " with seeded random weights (seed ", c.runtime.seed, ")"));
-  }
+  model::use_default_preset(c.model);
   // Inputs first: weights, data, options. Nothing is written before all of them are good.
   model::VisionTransformer model = model::build_model(c.model, c.runtime.seed);
   model->eval();
   const ModelShape& shape = model->shape();
   auto dataset = data::open_dataset(c.data, shape, c.runtime.seed);
   const auto indices = data::calibration_indices(dataset->size(), c.data.calib_images, c.runtime.seed);
-  std::vector<double> mean = c.data.mean.empty() ? data::default_mean(c.data.dataset) : c.data.mean;
-  std::vector<double> stdev = c.data.std.empty() ? data::default_std(c.data.dataset) : c.data.std;
-  if (mean.size() != stdev.size()) throw Error("--mean and --std must have the same number of values");
-  if (mean.size() != 1 && static_cast<int64_t>(mean.size()) != dataset->channels()) {
-    throw Error(cat("--mean/--std have ", mean.size(), " values; ", dataset->name(), " has ", dataset->channels(),
-                    " channels"));
-  }
+  const auto [mean, stdev] = data::normalisation(c.data, *dataset);
   if (!c.entropy.json.empty()) check_writable_output(c.entropy.json, "--json");
   log_info(cat("model: ", shape.describe(), "; data: ", dataset->name(), " (", dataset->size(), " images, ",
                dataset->channels(), "x", dataset->height(), "x", dataset->width(), "); calibration images: ",

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/log.h"
 
 namespace vitslim::model {
 namespace {
@@ -64,6 +65,7 @@ bool use_default_preset(ModelRequest& r, const std::string& name) {
     return false;
   }
   r.preset = name;
+  log_info(cat("no model given: preset ", name, " with seeded random weights (--seed)"));
   return true;
 }
 

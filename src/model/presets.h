@@ -17,7 +17,7 @@ ModelShape preset(const std::string& name);
 
 // Jobs that run without any model option use the small Fashion-MNIST ViT.
 inline constexpr const char* kDefaultPreset = "vit_fmnist";
-// Sets request.preset = name when no preset, weights or shape flag is given; true if it did.
+// Sets request.preset = name (and says so) when no preset, weights or shape flag is given.
 bool use_default_preset(ModelRequest& request, const std::string& name = kDefaultPreset);
 
 // Writes the preset's values into every shape field the request leaves unset (for --dump-config).

@@ -1,0 +1,100 @@
+// Implements evaluation and the eval job (see eval_job.h).
+#include "train/eval_job.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/version.h"
+#include "data/batch.h"
+#include "model/checkpoint.h"
+#include "model/presets.h"
+
+namespace vitslim::train {
+namespace {
+constexpr int64_t kTopK = 5;
+}  // namespace
+
+EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& dataset, const std::vector<int64_t>& indices,
+                    const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size) {
+  model->eval();
+  c10::InferenceMode inference;
+  EvalCounts counts;
+  const int64_t k = std::min<int64_t>(kTopK, model->shape().num_classes);
+  for (size_t lo = 0; lo < indices.size(); lo += static_cast<size_t>(batch_size)) {
+    const size_t hi = std::min(indices.size(), lo + static_cast<size_t>(batch_size));
+    std::vector<int64_t> chunk(indices.begin() + static_cast<std::ptrdiff_t>(lo),
+                               indices.begin() + static_cast<std::ptrdiff_t>(hi));
+    auto batch = data::load_batch(dataset, chunk, mean, std, model->shape());
+    auto logits = model->forward(batch.images);                   // [B, K]
+    auto top = std::get<1>(logits.topk(k, 1));                     // [B, k]
+    auto hit = top.eq(batch.labels.unsqueeze(1));                  // [B, k]
+    counts.top1 += hit.select(1, 0).sum().item<int64_t>();
+    counts.top5 += hit.any(1).sum().item<int64_t>();
+    counts.loss_sum += torch::nn::functional::cross_entropy(
+                           logits, batch.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                           .item<double>();
+    counts.images += static_cast<int64_t>(chunk.size());
+  }
+  return counts;
+}
+
+int run_eval_job(const Config& config, const dist::MpiSession& mpi) {
+  const auto started = std::chrono::steady_clock::now();
+  Config c = config;
+  model::use_default_preset(c.model);
+  model::VisionTransformer model = model::build_model(c.model, c.runtime.seed);
+  const ModelShape& shape = model->shape();
+  auto dataset = data::open_dataset(c.data, shape, c.runtime.seed);
+  if (dataset->num_classes() != shape.num_classes) {
+    throw Error(cat("the model has ", shape.num_classes, " classes but ", dataset->name(), " has ",
+                    dataset->num_classes(), "; use --num-classes ", dataset->num_classes(),
+                    " --reset-head to attach a new head"));
+  }
+  const int64_t total = c.eval.images > 0 ? c.eval.images : dataset->size();
+  if (total > dataset->size()) {
+    throw Error(cat("--eval-images ", total, " is more than the ", dataset->size(), " images of ", dataset->name()));
+  }
+  const auto [mean, stdev] = data::normalisation(c.data, *dataset);
+  if (!c.eval.json.empty()) check_writable_output(c.eval.json, "--json");
+  // The first `total` images in dataset order; rank r takes a contiguous shard.
+  const int64_t begin = total * mpi.rank() / mpi.world_size(), end = total * (mpi.rank() + 1) / mpi.world_size();
+  std::vector<int64_t> mine;
+  for (int64_t i = begin; i < end; ++i) mine.push_back(i);
+  log_info(cat("eval: ", shape.describe(), ", removed attention ", model->removed_blocks().size(), " blocks; ",
+               dataset->name(), ", ", total, " images over ", mpi.world_size(), " rank(s)"));
+  EvalCounts local = evaluate(model, *dataset, mine, mean, stdev, c.data.batch_size);
+  EvalCounts all;
+  all.images = mpi.allreduce_sum(local.images);
+  all.top1 = mpi.allreduce_sum(local.top1);
+  all.top5 = mpi.allreduce_sum(local.top5);
+  const auto loss_parts = mpi.gather({local.loss_sum});
+  if (mpi.rank() != 0) return 0;
+  for (double part : loss_parts) all.loss_sum += part;  // rank order: the same sum for a given rank count
+
+  const double top1 = 100.0 * static_cast<double>(all.top1) / static_cast<double>(all.images);
+  const double top5 = 100.0 * static_cast<double>(all.top5) / static_cast<double>(all.images);
+  const double loss = all.loss_sum / static_cast<double>(all.images);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf("eval %s: top-1 %.2f%% (%lld/%lld), top-%lld %.2f%%, loss %.4f (%.1f s)\n", dataset->name().c_str(), top1,
+              static_cast<long long>(all.top1), static_cast<long long>(all.images),
+              static_cast<long long>(std::min<int64_t>(kTopK, shape.num_classes)), top5, loss, seconds);
+  if (!c.eval.json.empty()) {
+    nlohmann::json j = {{"program", "vitslim"}, {"version", kVersion}, {"job", "eval"},
+                        {"model", {{"shape", shape.describe()}, {"weights", c.model.weights},
+                                   {"removed_layers", model->removed_blocks()}}},
+                        {"data", {{"data_set", c.data.dataset}, {"split", c.data.split}, {"mean", mean}, {"std", stdev}}},
+                        {"images", all.images}, {"top1_correct", all.top1}, {"top5_correct", all.top5},
+                        {"top1", top1}, {"top5", top5}, {"loss", loss}, {"world_size", mpi.world_size()},
+                        {"seconds", seconds}};
+    write_file_atomic(c.eval.json, j.dump(2) + "\n");
+  }
+  return 0;
+}
+
+}  // namespace vitslim::train

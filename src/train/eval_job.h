@@ -1,0 +1,29 @@
+// `vitslim eval`: top-1 / top-5 accuracy and mean cross-entropy of a model on a data split,
+// each MPI rank taking a contiguous shard; integer counts are summed, so totals are identical
+// for any number of ranks.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/config.h"
+#include "data/dataset.h"
+#include "dist/mpi_session.h"
+#include "model/vit.h"
+
+namespace vitslim::train {
+
+struct EvalCounts {
+  int64_t images = 0;
+  int64_t top1 = 0;
+  int64_t top5 = 0;
+  double loss_sum = 0;  // sum of per-image cross-entropy
+};
+
+// Evaluates `indices` of `dataset` in batches (eval mode, inference, the model's current modes).
+EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& dataset, const std::vector<int64_t>& indices,
+                    const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size);
+
+int run_eval_job(const Config& config, const dist::MpiSession& mpi);
+
+}  // namespace vitslim::train

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# vitslim eval on Debian's Fashion-MNIST test split: counts are sane, a compact export (attention
+# removed) evaluates, 2 ranks give exactly the 1-rank totals, and a class mismatch is refused.
+set -euo pipefail
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+BIN="$VITSLIM_BIN"
+PY="$VITSLIM_PYTHON"
+E=(eval --eval-images 2000 --batch-size 100 --threads 1 --quiet)
+"$BIN" "${E[@]}" --json one.json
+"$MPIEXEC" -np 2 "$BIN" "${E[@]}" --json two.json
+# A compact model: export a random vit_fmnist with blocks 1 and 3 removed, then evaluate the file.
+"$BIN" search --calib-images 64 --ratios 0.3 --threads 1 --quiet --out s.h5 --json s.json >/dev/null
+"$BIN" eval --remove-layers s.json@0.3 --eval-images 500 --threads 1 --quiet --json pruned.json
+"$PY" - <<'PYEOF'
+import json
+one, two, pruned = (json.load(open(f)) for f in ("one.json", "two.json", "pruned.json"))
+assert one["images"] == 2000 and two["world_size"] == 2
+for key in ("images", "top1_correct", "top5_correct"):
+    assert one[key] == two[key], (key, one[key], two[key])
+assert 0 <= one["top1_correct"] <= one["top5_correct"] <= one["images"]
+assert len(pruned["model"]["removed_layers"]) == 2 and pruned["images"] == 500
+print(f"eval: 1 rank == 2 ranks: top-1 {one['top1']:.2f}%, top-5 {one['top5']:.2f}% (random weights); "
+      f"pruned model {pruned['model']['removed_layers']} evaluates")
+PYEOF
+if "$BIN" eval --model deit_tiny --eval-images 10 --out x 2>err.txt; then echo "FAIL: unknown flag accepted"; exit 1; fi
+if "$BIN" eval --model vit_test --data-set cifar10 --data-path /nonexistent 2>err.txt; then exit 1; fi
+grep -q "does not exist" err.txt
+if "$BIN" eval --model vit_test --img-size 28 --patch-size 4 --in-chans 1 --num-classes 5 --eval-images 10 2>err.txt; then
+  echo "FAIL: class mismatch accepted"; exit 1
+fi
+grep -q "the model has 5 classes but fashion-mnist test has 10" err.txt
+echo "eval e2e: 3 passed, 0 failed"
