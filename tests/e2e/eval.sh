@@ -1,16 +1,11 @@
 #!/usr/bin/env bash
 # vitslim eval on Debian's Fashion-MNIST test split: counts are sane, a compact export (attention
 # removed) evaluates, 2 ranks give exactly the 1-rank totals, and a class mismatch is refused.
-set -euo pipefail
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-BIN="$VITSLIM_BIN"
-PY="$VITSLIM_PYTHON"
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 E=(eval --eval-images 2000 --batch-size 100 --threads 1 --quiet)
 "$BIN" "${E[@]}" --json one.json
 "$MPIEXEC" -np 2 "$BIN" "${E[@]}" --json two.json
-# A compact model: export a random vit_fmnist with blocks 1 and 3 removed, then evaluate the file.
+# A pruned model: the layers a search selected for ratio 0.3 are removed, then it is evaluated.
 "$BIN" search --calib-images 64 --ratios 0.3 --threads 1 --quiet --out s.h5 --json s.json >/dev/null
 "$BIN" eval --remove-layers s.json@0.3 --eval-images 500 --threads 1 --quiet --json pruned.json
 "$PY" - <<'PYEOF'

@@ -2,12 +2,7 @@
 # vitslim search end to end on Debian's Fashion-MNIST: the prefix cache changes no score, the
 # exhaustive search is never worse than greedy, a search killed with -9 resumes from its file
 # without re-scoring finished items and ends as an uninterrupted run, and bad input is refused.
-set -euo pipefail
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-BIN="$VITSLIM_BIN"
-PY="$VITSLIM_PYTHON"
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 CMP="$VITSLIM_SCRIPTS/compare_search.py"
 S=(search --calib-images 256 --batch-size 32 --ratios 0.25,0.5 --threads 1 --quiet)
 passed=0
