@@ -263,15 +263,11 @@ std::vector<Scored> Search::round(int64_t step, const std::vector<Evaluation>& e
     results_.assign(evals.size(), Scored{});
     for (size_t e = 0; e < evals.size(); ++e) {
       for (int64_t s = 0; s < shards_; ++s) {
-        if (!ledger_->find({mask_of(evals[e].set), s})) pending.push_back(static_cast<int64_t>(e) * shards_ + s);
-      }
-    }
-    // Items found in the file count as received now.
-    for (size_t e = 0; e < evals.size(); ++e) {
-      for (int64_t s = 0; s < shards_; ++s) {
         if (const auto* stats = ledger_->find({mask_of(evals[e].set), s})) {
-          partial_[e][static_cast<size_t>(s)] = *stats;
+          partial_[e][static_cast<size_t>(s)] = *stats;  // found in the file: received now
           if (--missing_[e] == 0) finish(step, evals, e);
+        } else {
+          pending.push_back(static_cast<int64_t>(e) * shards_ + s);
         }
       }
     }

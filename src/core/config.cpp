@@ -49,6 +49,9 @@ std::string join(const std::vector<T>& v) {
 
 }  // namespace
 
+std::string join_list(const std::vector<int64_t>& values) { return join(values); }
+std::string join_list(const std::vector<double>& values) { return join(values); }
+
 std::vector<double> parse_double_list(const std::string& text, const std::string& what) {
   std::vector<double> values;
   if (text.empty()) return values;

@@ -112,5 +112,8 @@ std::string config_to_ini(const Config& config);
 // Comma-separated list parsing shared by flags and INI values; `what` names the flag.
 std::vector<double> parse_double_list(const std::string& text, const std::string& what);
 std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what);
+// The inverse: "0,1,3" (what flags, INI files and file metadata use).
+std::string join_list(const std::vector<int64_t>& values);
+std::string join_list(const std::vector<double>& values);
 
 }  // namespace vitslim

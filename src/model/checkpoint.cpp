@@ -46,12 +46,6 @@ torch::Tensor resample_pos_embed(const torch::Tensor& pos, int64_t grid, const s
   return torch::cat({cls.to(torch::kFloat), grid_tokens}, 1);
 }
 
-std::string join_ints(const std::vector<int64_t>& v) {
-  std::ostringstream out;
-  for (size_t i = 0; i < v.size(); ++i) out << (i ? "," : "") << v[i];
-  return out.str();
-}
-
 // Drops `prefix` from every key when all keys carry it.
 void strip_common_prefix(StateDict& w, const std::string& prefix) {
   if (w.tensors.empty()) return;
@@ -185,7 +179,7 @@ void export_safetensors(VisionTransformer& model, const std::string& path) {
   for (const auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().to(torch::kFloat));
   std::map<std::string, std::string> meta = {
       {"format", "pt"},
-      {kMetaRemovedLayers, join_ints(model->removed_blocks())},
+      {kMetaRemovedLayers, join_list(model->removed_blocks())},
       {kMetaNumHeads, std::to_string(model->shape().num_heads)},
       {kMetaImgSize, std::to_string(model->shape().img_size)},
   };

@@ -22,13 +22,6 @@
 #include "model/flops.h"
 
 namespace vitslim::model {
-namespace {
-std::string join_ints(const std::vector<int64_t>& v) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
-  return out;
-}
-}  // namespace
 
 int run_convert_job(const Config& c) {
   check_writable_output(c.convert.out, "--out");
@@ -138,7 +131,7 @@ int run_bench_job(const Config& config) {
   for (size_t m = 0; m < models.size(); ++m) costs.push_back(analytic_cost(shape, m == 0 ? std::vector<int64_t>{} : removed));
   const char* names[] = {"full", "pruned"};
   std::printf("bench: %s, removed attention %s, batch %lld, %s%s, %d threads, median of %lld after %lld warm-up\n\n",
-              shape.describe().c_str(), removed.empty() ? "none" : cat("{", join_ints(removed), "}").c_str(),
+              shape.describe().c_str(), removed.empty() ? "none" : cat("{", join_list(removed), "}").c_str(),
               static_cast<long long>(b.batch_size), b.device.c_str(), b.bf16 ? " bf16" : "", at::get_num_threads(),
               static_cast<long long>(b.iters), static_cast<long long>(b.warmup));
   std::printf("| model | params (M) | MACs/img (G) | infer img/s | infer peak MiB |%s\n",
