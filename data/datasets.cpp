@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "data/sampler.h"
 #include "data/dataset.h"
 
 namespace vitslim::data {
@@ -33,13 +34,6 @@ std::string find_file(const std::string& dir, const std::vector<std::string>& na
     if (fs::exists(p)) return p.string();
   }
   throw Error(cat("dataset ", dir, ": none of ", names.front(), (names.size() > 1 ? " (or .gz)" : ""), " found"));
-}
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
 }
 
 }  // namespace
@@ -213,16 +207,7 @@ Normalisation normalisation(const DataConfig& c, const Dataset& dataset) {
 
 std::vector<int64_t> calibration_indices(int64_t size, int64_t count, uint64_t seed) {
   if (count > size) throw Error(cat("--calib-images ", count, " is more than the ", size, " images the data has"));
-  std::vector<int64_t> all(static_cast<size_t>(size));
-  std::iota(all.begin(), all.end(), 0);
-  std::mt19937_64 rng(seed);
-  // Partial Fisher-Yates: the first `count` entries are a uniform random subset.
-  for (int64_t i = 0; i < count; ++i) {
-    std::uniform_int_distribution<int64_t> pick(i, size - 1);
-    std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(pick(rng))]);
-  }
-  all.resize(static_cast<size_t>(count));
-  return all;
+  return shuffled_prefix(size, count, seed);
 }
 
 }  // namespace vitslim::data

@@ -19,6 +19,7 @@
 #include "model/presets.h"
 #include "search/search_job.h"
 #include "train/eval_job.h"
+#include "train/trainer.h"
 
 namespace {
 
@@ -89,7 +90,12 @@ int main(int argc, char** argv) {
     if (config.job == "eval") return vitslim::train::run_eval_job(config, *mpi);
     if (config.job == "convert") return vitslim::model::run_convert_job(config);
     if (config.job == "bench") return vitslim::model::run_bench_job(config);
+    if (config.job == "train") return vitslim::train::run_train_job(config, *mpi);
     throw vitslim::Error("job '" + config.job + "' is not implemented");
+  } catch (const vitslim::CollectiveError& e) {
+    // Every rank stopped here together: report once, finalize MPI normally.
+    if (mpi->rank() == 0) std::fprintf(stderr, "vitslim: error: %s\n", first_line(e.what()).c_str());
+    return 1;
   } catch (const std::exception& e) {
     if (mpi->world_size() > 1) {
       std::fprintf(stderr, "vitslim: error (rank %d): %s\n", mpi->rank(), first_line(e.what()).c_str());

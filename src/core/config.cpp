@@ -47,6 +47,51 @@ std::string join(const std::vector<T>& v) {
   return out.str();
 }
 
+void validate_train(const TrainConfig& t) {
+  auto positive = [](double v, const char* flag) {
+    if (!(v > 0) || !std::isfinite(v)) throw Error(cat("--", flag, " must be positive, got ", v));
+  };
+  auto non_negative = [](double v, const char* flag) {
+    if (!(v >= 0) || !std::isfinite(v)) throw Error(cat("--", flag, " must be >= 0, got ", v));
+  };
+  auto probability = [](double v, const char* flag) {
+    if (!(v >= 0 && v <= 1)) throw Error(cat("--", flag, " must be in [0, 1], got ", v));
+  };
+  positive(static_cast<double>(t.epochs), "epochs");
+  if (t.decay_epochs) positive(*t.decay_epochs, "decay-epochs");
+  non_negative(static_cast<double>(t.steps_per_epoch), "steps-per-epoch");
+  positive(t.lr, "lr");
+  non_negative(t.warmup_lr, "warmup-lr");
+  non_negative(t.min_lr, "min-lr");
+  non_negative(t.warmup_epochs, "warmup-epochs");
+  if (t.warmup_epochs >= static_cast<double>(t.epochs)) {
+    throw Error(cat("--warmup-epochs ", t.warmup_epochs, " must be shorter than --epochs ", t.epochs));
+  }
+  non_negative(t.weight_decay, "weight-decay");
+  if (!(t.beta1 >= 0 && t.beta1 < 1)) throw Error("--beta1 must be in [0, 1)");
+  if (!(t.beta2 >= 0 && t.beta2 < 1)) throw Error("--beta2 must be in [0, 1)");
+  positive(t.eps, "opt-eps");
+  non_negative(t.clip_grad, "clip-grad");
+  positive(static_cast<double>(t.accum_steps), "accum-steps");
+  if (!(t.ema_decay >= 0 && t.ema_decay < 1)) throw Error("--model-ema must be in [0, 1) (0: off)");
+  if (!(t.smoothing >= 0 && t.smoothing < 1)) throw Error("--smoothing must be in [0, 1)");
+  non_negative(t.mixup, "mixup");
+  non_negative(t.cutmix, "cutmix");
+  probability(t.mixup_prob, "mixup-prob");
+  probability(t.mixup_switch_prob, "mixup-switch-prob");
+  positive(static_cast<double>(t.repeated_aug), "repeated-aug");
+  non_negative(static_cast<double>(t.eval_images), "eval-images");
+  non_negative(static_cast<double>(t.entropy_images), "entropy-images");
+  if (t.out_dir.empty()) throw Error("--out-dir is required");
+  non_negative(static_cast<double>(t.checkpoint_steps), "checkpoint-steps");
+  positive(static_cast<double>(t.keep_last), "keep-last");
+  positive(static_cast<double>(t.bucket_mb), "bucket-mb");
+  positive(t.first_bucket_mb, "first-bucket-mb");
+  if (t.device != "cpu" && t.device != "cuda") throw Error(cat("--device must be cpu or cuda, got '", t.device, "'"));
+  if (t.bf16 && t.device != "cuda") throw Error("--bf16 needs --device cuda");
+  positive(static_cast<double>(t.log_every), "log-every");
+}
+
 }  // namespace
 
 std::string join_list(const std::vector<int64_t>& values) { return join(values); }
@@ -98,7 +143,7 @@ void validate(const Config& c) {
   }
   if (!(m.drop_path >= 0 && m.drop_path < 1)) throw Error("--drop-path must be in [0, 1)");
   std::set<int64_t> seen;
-  for (int64_t l : m.removed_layers) {
+  for (int64_t l : c.job == "train" ? c.train.dilute_layers : m.removed_layers) {
     if (l < 0) throw Error(cat("--remove-layers: negative block index ", l));
     if (m.depth && l >= *m.depth) {
       throw Error(cat("--remove-layers: block ", l, " does not exist (depth ", *m.depth, ")"));
@@ -164,6 +209,8 @@ void validate(const Config& c) {
       throw Error(cat("--device must be cpu or cuda, got '", c.bench.device, "'"));
     }
     if (c.bench.bf16 && c.bench.device != "cuda") throw Error("--bf16 needs --device cuda");
+  } else if (c.job == "train") {
+    validate_train(c.train);
   }
 }
 
@@ -187,7 +234,7 @@ std::string config_to_ini(const Config& c) {
   if (!c.model.weights.empty()) o << "weights = " << c.model.weights << "\n";
   o << "reset-head = " << (c.model.reset_head ? "true" : "false") << "\n";
   if (!c.model.removed_layers.empty()) o << "remove-layers = " << join(c.model.removed_layers) << "\n";
-  if (c.job == "entropy" || c.job == "search" || c.job == "eval") {
+  if (c.job == "entropy" || c.job == "search" || c.job == "eval" || c.job == "train") {
     o << "[data]\n";
     o << "data-set = " << c.data.dataset << "\n";
     if (!c.data.path.empty()) o << "data-path = " << c.data.path << "\n";
@@ -223,6 +270,24 @@ std::string config_to_ini(const Config& c) {
       << "\niters = " << c.bench.iters << "\ndevice = " << c.bench.device << "\nbf16 = "
       << (c.bench.bf16 ? "true" : "false") << "\ntrain = " << (c.bench.train ? "true" : "false") << "\n";
     if (!c.bench.json.empty()) o << "json = " << c.bench.json << "\n";
+  } else if (c.job == "train") {
+    const TrainConfig& t = c.train;
+    const auto b = [](bool v) { return v ? "true" : "false"; };
+    o << "[train]\n";
+    if (!t.dilute_layers.empty()) o << "remove-layers = " << join(t.dilute_layers) << "\n";
+    o << "epochs = " << t.epochs << "\ndecay-epochs = " << t.resolved_decay_epochs()
+      << "\nlambda-per-step = " << b(t.lambda_per_step) << "\nsteps-per-epoch = " << t.steps_per_epoch
+      << "\nlr = " << t.lr << "\nwarmup-lr = " << t.warmup_lr << "\nmin-lr = " << t.min_lr
+      << "\nwarmup-epochs = " << t.warmup_epochs << "\nweight-decay = " << t.weight_decay << "\nbeta1 = " << t.beta1
+      << "\nbeta2 = " << t.beta2 << "\nopt-eps = " << t.eps << "\nclip-grad = " << t.clip_grad
+      << "\naccum-steps = " << t.accum_steps << "\nmodel-ema = " << t.ema_decay << "\nsmoothing = " << t.smoothing
+      << "\nmixup = " << t.mixup << "\ncutmix = " << t.cutmix << "\nmixup-prob = " << t.mixup_prob
+      << "\nmixup-switch-prob = " << t.mixup_switch_prob << "\nrepeated-aug = " << t.repeated_aug
+      << "\ndrop-last = " << b(t.drop_last) << "\neval-images = " << t.eval_images
+      << "\nentropy-images = " << t.entropy_images << "\nout-dir = " << t.out_dir
+      << "\ncheckpoint-steps = " << t.checkpoint_steps << "\nkeep-last = " << t.keep_last
+      << "\nbucket-mb = " << t.bucket_mb << "\nfirst-bucket-mb = " << t.first_bucket_mb << "\ndevice = " << t.device
+      << "\nbf16 = " << b(t.bf16) << "\nlog-every = " << t.log_every << "\n";
   }
   o << "[runtime]\n";
   o << "threads = " << c.runtime.threads << "\n";

@@ -91,6 +91,42 @@ struct BenchConfig {
   std::string json;
 };
 
+// Fine-tuning with dilution learning (method.md sections 4-5). Defaults are the DeiT recipe;
+// `data.batch_size` is the per-rank batch, so the global batch is batch x ranks x accum_steps.
+struct TrainConfig {
+  std::vector<int64_t> dilute_layers;  // blocks whose attention dilutes into identity and is removed
+  int64_t epochs = 30;
+  std::optional<double> decay_epochs;  // lambda = max(0, 1 - epoch / decay_epochs); default 0.75 x epochs
+  bool lambda_per_step = false;        // interpolate lambda per step instead of per epoch
+  int64_t steps_per_epoch = 0;         // 0: one pass over the training split
+  double lr = 5e-4;                    // per 512 images of global batch (scaled linearly)
+  double warmup_lr = 1e-6;
+  double min_lr = 1e-5;
+  double warmup_epochs = 5;
+  double weight_decay = 0.05;  // not on 1-D parameters, pos_embed, cls_token
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double clip_grad = 0;        // global L2 norm; 0: off
+  int64_t accum_steps = 1;     // micro-batches per optimizer step
+  double ema_decay = 0;        // model EMA (0: off; DeiT: 0.99996)
+  double smoothing = 0.1;      // label smoothing
+  double mixup = 0.8, cutmix = 1.0, mixup_prob = 1.0, mixup_switch_prob = 0.5;
+  int64_t repeated_aug = 1;    // DeiT's repeated augmentation (3 for ImageNet)
+  bool drop_last = true;
+  int64_t eval_images = 0;     // first N test images per evaluation (0: all)
+  int64_t entropy_images = 256;  // calibration images for the per-epoch entropy trace (0: off)
+  std::string out_dir = "runs/train";
+  int64_t checkpoint_steps = 0;  // also checkpoint every N optimizer steps (0: epoch ends only)
+  int64_t keep_last = 3;         // rolling checkpoints kept
+  bool resume = false;           // continue from the latest checkpoint in out_dir
+  int64_t bucket_mb = 25;        // gradient all-reduce bucket size
+  double first_bucket_mb = 1;    // smaller first bucket: the first all-reduce starts early
+  std::string device = "cpu";    // cpu | cuda
+  bool bf16 = false;             // bf16 autocast (CUDA)
+  int64_t log_every = 50;        // plain progress line every N steps when stderr is not a terminal
+
+  double resolved_decay_epochs() const { return decay_epochs ? *decay_epochs : 0.75 * static_cast<double>(epochs); }
+};
+
 struct Config {
   std::string job;
   ModelRequest model;
@@ -101,6 +137,7 @@ struct Config {
   EvalConfig eval;
   ConvertConfig convert;
   BenchConfig bench;
+  TrainConfig train;
 };
 
 // Every cross-field check in one place; throws vitslim::Error naming the flag.

@@ -14,6 +14,13 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+// An error that every MPI rank detected together (a collective decision, e.g. a non-finite loss
+// on some rank): executables report it once and exit without aborting the job.
+class CollectiveError : public Error {
+ public:
+  explicit CollectiveError(const std::string& what) : Error(what) {}
+};
+
 // Builds a message from streamable parts: throw Error(cat("file ", path, ": bad magic ", m)).
 template <typename... Parts>
 std::string cat(Parts&&... parts) {

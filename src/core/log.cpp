@@ -2,6 +2,7 @@
 #include "core/log.h"
 
 #include <cstdio>
+#include <ctime>
 
 namespace vitslim {
 namespace {
@@ -30,6 +31,15 @@ void log_warn(const std::string& line) {
     std::fprintf(stderr, "[vitslim] warning: %s\n", line.c_str());
   }
   std::fflush(stderr);
+}
+
+std::string utc_timestamp() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::tm parts{};
+  gmtime_r(&t, &parts);
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return buf;
 }
 
 }  // namespace vitslim

@@ -10,5 +10,7 @@ void set_log_rank(int rank, int world_size);
 void set_log_quiet(bool quiet);
 void log_info(const std::string& line);
 void log_warn(const std::string& line);
+// Now as ISO 8601 UTC, e.g. 2026-11-24T10:08:00Z (trace and summary timestamps).
+std::string utc_timestamp();
 
 }  // namespace vitslim

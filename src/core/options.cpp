@@ -21,6 +21,7 @@ const std::vector<std::pair<std::string, std::string>>& job_list() {
       {"eval", "top-1/top-5 accuracy on a data split, sharded over MPI ranks"},
       {"convert", "import a .pth/.safetensors checkpoint and export timm-named .safetensors"},
       {"bench", "full vs attention-removed model: parameters, multiply-adds, images/s, peak memory"},
+      {"train", "fine-tune data-parallel while chosen attention layers dilute into identity, then export"},
   };
   return kJobs;
 }
@@ -29,6 +30,7 @@ namespace {
 
 struct Raw {
   std::string remove_layers, mean, std_, ratios = "0.25,0.5", layers;
+  std::optional<double> decay_epochs;
 };
 
 po::options_description model_options(Config& c, Raw& raw) {
@@ -82,6 +84,59 @@ po::options_description runtime_options(Config& c) {
       ("config", po::value<std::string>(), "INI file with any of these options (flags win)")
       ("dump-config", "print the resolved configuration as INI and exit")
       ("help,h", "this help");
+  return o;
+}
+
+po::options_description train_options(Config& c, Raw& raw) {
+  TrainConfig& t = c.train;
+  po::options_description o("Training (DeiT recipe; --remove-layers names the blocks that dilute)");
+  auto flag = [](bool& field) { return po::value(&field)->implicit_value(true)->default_value(field); };
+  o.add_options()
+      ("epochs", po::value(&t.epochs)->default_value(t.epochs), "training epochs")
+      ("decay-epochs", po::value<double>()->notifier([&raw](double v) { raw.decay_epochs = v; }),
+       "lambda = max(0, 1 - epoch / decay-epochs) (default 0.75 x epochs; paper 299 of 400)")
+      ("lambda-per-step", flag(t.lambda_per_step), "interpolate lambda per step instead of per epoch")
+      ("steps-per-epoch", po::value(&t.steps_per_epoch)->default_value(t.steps_per_epoch),
+       "optimizer steps per epoch (0: one pass over the split)")
+      ("lr", po::value(&t.lr)->default_value(t.lr, "5e-4"), "learning rate per 512 images of global batch")
+      ("warmup-lr", po::value(&t.warmup_lr)->default_value(t.warmup_lr, "1e-6"), "learning rate at step 0")
+      ("min-lr", po::value(&t.min_lr)->default_value(t.min_lr, "1e-5"), "floor of the cosine schedule")
+      ("warmup-epochs", po::value(&t.warmup_epochs)->default_value(t.warmup_epochs), "linear warm-up length")
+      ("weight-decay", po::value(&t.weight_decay)->default_value(t.weight_decay),
+       "AdamW decoupled decay (none on 1-D parameters, pos_embed, cls_token)")
+      ("beta1", po::value(&t.beta1)->default_value(t.beta1), "AdamW beta1")
+      ("beta2", po::value(&t.beta2)->default_value(t.beta2), "AdamW beta2")
+      ("opt-eps", po::value(&t.eps)->default_value(t.eps, "1e-8"), "AdamW epsilon")
+      ("clip-grad", po::value(&t.clip_grad)->default_value(t.clip_grad), "clip the global gradient norm (0: off)")
+      ("accum-steps", po::value(&t.accum_steps)->default_value(t.accum_steps), "micro-batches per optimizer step")
+      ("model-ema", po::value(&t.ema_decay)->default_value(t.ema_decay),
+       "EMA decay of the weights (0: off; DeiT 0.99996)")
+      ("smoothing", po::value(&t.smoothing)->default_value(t.smoothing), "label smoothing")
+      ("mixup", po::value(&t.mixup)->default_value(t.mixup), "mixup alpha (0: off)")
+      ("cutmix", po::value(&t.cutmix)->default_value(t.cutmix), "cutmix alpha (0: off)")
+      ("mixup-prob", po::value(&t.mixup_prob)->default_value(t.mixup_prob), "probability of mixing a batch")
+      ("mixup-switch-prob", po::value(&t.mixup_switch_prob)->default_value(t.mixup_switch_prob),
+       "probability of cutmix instead of mixup when both are on")
+      ("repeated-aug", po::value(&t.repeated_aug)->default_value(t.repeated_aug),
+       "repeated augmentation: each image this many times per epoch, on different ranks (DeiT: 3)")
+      ("drop-last", flag(t.drop_last), "drop the last incomplete global batch of an epoch")
+      ("eval-images", po::value(&t.eval_images)->default_value(t.eval_images),
+       "test images per evaluation (0: all)")
+      ("entropy-images", po::value(&t.entropy_images)->default_value(t.entropy_images),
+       "calibration images of the per-epoch entropy trace (0: off)")
+      ("out-dir", po::value(&t.out_dir)->default_value(t.out_dir),
+       "checkpoints, train.h5, train.json, best.safetensors and final.safetensors")
+      ("checkpoint-steps", po::value(&t.checkpoint_steps)->default_value(t.checkpoint_steps),
+       "also checkpoint every N optimizer steps (0: at epoch ends only)")
+      ("keep-last", po::value(&t.keep_last)->default_value(t.keep_last), "rolling checkpoints kept")
+      ("resume", flag(t.resume), "continue from the latest checkpoint in --out-dir")
+      ("bucket-mb", po::value(&t.bucket_mb)->default_value(t.bucket_mb), "gradient all-reduce bucket size (MiB)")
+      ("first-bucket-mb", po::value(&t.first_bucket_mb)->default_value(t.first_bucket_mb),
+       "size of the first bucket (MiB), so the first all-reduce starts early in backward")
+      ("device", po::value(&t.device)->default_value(t.device), "cpu | cuda (one GPU per rank)")
+      ("bf16", flag(t.bf16), "bf16 autocast (CUDA)")
+      ("log-every", po::value(&t.log_every)->default_value(t.log_every),
+       "progress line every N steps when stderr is not a terminal");
   return o;
 }
 
@@ -139,6 +194,9 @@ po::options_description job_options(const std::string& job, Config& c, Raw& raw)
          "also time a training step (forward + backward); --train=false to skip")
         ("json", po::value(&c.bench.json), "write the result as JSON");
     all.add(o);
+  } else if (job == "train") {
+    all.add(data_options(c, raw));
+    all.add(train_options(c, raw));
   }
   all.add(runtime_options(c));
   return all;
@@ -252,9 +310,10 @@ ParsedCommand parse_options(int argc, const char* const argv[]) {
   take(vm, "num-heads", m.num_heads);
   take(vm, "mlp-ratio", m.mlp_ratio);
   take(vm, "num-classes", m.num_classes);
-  m.removed_layers = raw.remove_layers.find('@') != std::string::npos
-                         ? layers_from_search(raw.remove_layers)
-                         : parse_int_list(raw.remove_layers, "--remove-layers");
+  auto& layers = job == "train" ? c.train.dilute_layers : m.removed_layers;
+  layers = raw.remove_layers.find('@') != std::string::npos ? layers_from_search(raw.remove_layers)
+                                                             : parse_int_list(raw.remove_layers, "--remove-layers");
+  c.train.decay_epochs = raw.decay_epochs;
   c.data.mean = parse_double_list(raw.mean, "--mean");
   c.search.ratios = parse_double_list(raw.ratios, "--ratios");
   c.search.layers = parse_int_list(raw.layers, "--layers");

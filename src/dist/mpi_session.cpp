@@ -14,9 +14,8 @@
 #include "core/error.h"
 
 namespace vitslim::dist {
-namespace {
 
-void check(int rc, const char* call, int rank) {
+void check_mpi_call(int rc, const char* call, int rank) {
   if (rc == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
@@ -26,9 +25,7 @@ void check(int rc, const char* call, int rank) {
   throw Error(cat(call, " failed on ", host, " rank ", rank, ": ", std::string(text, static_cast<size_t>(len))));
 }
 
-#define VITSLIM_MPI(call) check((call), #call, rank_)
-
-}  // namespace
+#define VITSLIM_MPI(call) check_mpi_call((call), #call, rank_)
 
 struct MpiSession::PendingSends {
   std::list<std::pair<std::vector<double>, MPI_Request>> items;
@@ -47,7 +44,7 @@ MpiSession::MpiSession(int* argc, char*** argv) : sends_(std::make_unique<Pendin
   MPI_Initialized(&initialized);
   if (!initialized) {
     int provided = 0;
-    VITSLIM_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    VITSLIM_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided));
   }
   active_ = true;
   VITSLIM_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));

@@ -10,6 +10,9 @@
 
 namespace vitslim::dist {
 
+// Throws Error naming the MPI call, host and rank when rc is not MPI_SUCCESS.
+void check_mpi_call(int rc, const char* call, int rank);
+
 // True when an MPI launcher started this process (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_SIZE).
 bool launched_by_mpi();
 

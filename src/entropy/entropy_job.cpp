@@ -68,14 +68,38 @@ std::vector<double> sigmas(const ChannelStats& s) {
   return v;
 }
 
-std::string now_iso() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 }  // namespace
+
+BranchEntropies branch_entropies(model::VisionTransformer& model, const data::Dataset& dataset,
+                                 const std::vector<int64_t>& indices, const std::vector<double>& mean,
+                                 const std::vector<double>& std, int64_t batch_size) {
+  const ModelShape& shape = model->shape();
+  BranchStats stats(shape.depth, shape.embed_dim, shape.num_classes);
+  model->eval();
+  model->set_taps(true);
+  {
+    c10::InferenceMode inference;
+    for (size_t lo = 0; lo < indices.size(); lo += static_cast<size_t>(batch_size)) {
+      const size_t hi = std::min(indices.size(), lo + static_cast<size_t>(batch_size));
+      std::vector<int64_t> chunk(indices.begin() + static_cast<std::ptrdiff_t>(lo),
+                                 indices.begin() + static_cast<std::ptrdiff_t>(hi));
+      auto batch = data::load_batch(dataset, chunk, mean, std, shape);
+      model->forward(batch.images);
+      for (int64_t b = 0; b < shape.depth; ++b) {
+        const auto& blk = model->block(b);
+        if (blk->attn_tap().defined()) stats.attn[b].add(blk->attn_tap().reshape({-1, shape.embed_dim}));  // [B*(N+1), C]
+        stats.mlp[b].add(blk->mlp_tap().reshape({-1, shape.embed_dim}));
+      }
+    }
+  }
+  model->set_taps(false);
+  BranchEntropies out;
+  for (int64_t b = 0; b < shape.depth; ++b) {
+    out.attn.push_back(stats.attn[b].count() ? stats.attn[b].entropy() : std::nan(""));
+    out.mlp.push_back(stats.mlp[b].entropy());
+  }
+  return out;
+}
 
 int run_entropy_job(const Config& config, const dist::MpiSession& mpi) {
   const auto started = std::chrono::steady_clock::now();
@@ -101,7 +125,7 @@ int run_entropy_job(const Config& config, const dist::MpiSession& mpi) {
                                                           {"version", kVersion},
                                                           {"schema", "vitslim-trace/1"},
                                                           {"job", "entropy"},
-                                                          {"created", now_iso()},
+                                                          {"created", utc_timestamp()},
                                                           {"config", config_to_ini(c)},
                                                           {"model_shape", shape.describe()}});
     trace->create_series("/entropy/images", 0, "calibration images merged into each row");

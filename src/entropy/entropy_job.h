@@ -3,12 +3,27 @@
 // exactly, written to an HDF5 trace (docs/hdf5-schema.md) and an optional JSON summary.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "core/config.h"
+#include "data/dataset.h"
 #include "dist/mpi_session.h"
+#include "model/vit.h"
 
 namespace vitslim::entropy {
 
 // Returns the process exit code (0). Throws vitslim::Error on bad input.
 int run_entropy_job(const Config& config, const dist::MpiSession& mpi);
+
+// Entropy of every block's attention (NaN for removed attention) and MLP branch over `indices`
+// of `dataset` in this process alone (the trainer's per-epoch trace). Leaves the model in eval
+// mode with taps off.
+struct BranchEntropies {
+  std::vector<double> attn, mlp;  // [depth]
+};
+BranchEntropies branch_entropies(model::VisionTransformer& model, const data::Dataset& dataset,
+                                 const std::vector<int64_t>& indices, const std::vector<double>& mean,
+                                 const std::vector<double>& std, int64_t batch_size);
 
 }  // namespace vitslim::entropy

@@ -44,6 +44,31 @@ EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& datase
   return counts;
 }
 
+void check_class_count(const ModelShape& shape, const data::Dataset& dataset) {
+  if (dataset.num_classes() != shape.num_classes) {
+    throw Error(cat("the model has ", shape.num_classes, " classes but ", dataset.name(), " has ",
+                    dataset.num_classes(), "; use --num-classes ", dataset.num_classes(),
+                    " --reset-head to attach a new head"));
+  }
+}
+
+EvalCounts evaluate_sharded(model::VisionTransformer& model, const data::Dataset& dataset, int64_t total,
+                            const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size,
+                            const dist::MpiSession& mpi) {
+  // The first `total` images in dataset order; rank r takes a contiguous shard.
+  const int64_t begin = total * mpi.rank() / mpi.world_size(), end = total * (mpi.rank() + 1) / mpi.world_size();
+  std::vector<int64_t> mine;
+  for (int64_t i = begin; i < end; ++i) mine.push_back(i);
+  EvalCounts local = evaluate(model, dataset, mine, mean, std, batch_size);
+  EvalCounts all;
+  all.images = mpi.allreduce_sum(local.images);
+  all.top1 = mpi.allreduce_sum(local.top1);
+  all.top5 = mpi.allreduce_sum(local.top5);
+  const auto loss_parts = mpi.gather({local.loss_sum});
+  for (double part : loss_parts) all.loss_sum += part;  // rank order: the same sum for a given rank count
+  return all;
+}
+
 int run_eval_job(const Config& config, const dist::MpiSession& mpi) {
   const auto started = std::chrono::steady_clock::now();
   Config c = config;
@@ -51,31 +76,17 @@ int run_eval_job(const Config& config, const dist::MpiSession& mpi) {
   model::VisionTransformer model = model::build_model(c.model, c.runtime.seed);
   const ModelShape& shape = model->shape();
   auto dataset = data::open_dataset(c.data, shape, c.runtime.seed);
-  if (dataset->num_classes() != shape.num_classes) {
-    throw Error(cat("the model has ", shape.num_classes, " classes but ", dataset->name(), " has ",
-                    dataset->num_classes(), "; use --num-classes ", dataset->num_classes(),
-                    " --reset-head to attach a new head"));
-  }
+  check_class_count(shape, *dataset);
   const int64_t total = c.eval.images > 0 ? c.eval.images : dataset->size();
   if (total > dataset->size()) {
     throw Error(cat("--eval-images ", total, " is more than the ", dataset->size(), " images of ", dataset->name()));
   }
   const auto [mean, stdev] = data::normalisation(c.data, *dataset);
   if (!c.eval.json.empty()) check_writable_output(c.eval.json, "--json");
-  // The first `total` images in dataset order; rank r takes a contiguous shard.
-  const int64_t begin = total * mpi.rank() / mpi.world_size(), end = total * (mpi.rank() + 1) / mpi.world_size();
-  std::vector<int64_t> mine;
-  for (int64_t i = begin; i < end; ++i) mine.push_back(i);
   log_info(cat("eval: ", shape.describe(), ", removed attention ", model->removed_blocks().size(), " blocks; ",
                dataset->name(), ", ", total, " images over ", mpi.world_size(), " rank(s)"));
-  EvalCounts local = evaluate(model, *dataset, mine, mean, stdev, c.data.batch_size);
-  EvalCounts all;
-  all.images = mpi.allreduce_sum(local.images);
-  all.top1 = mpi.allreduce_sum(local.top1);
-  all.top5 = mpi.allreduce_sum(local.top5);
-  const auto loss_parts = mpi.gather({local.loss_sum});
+  const EvalCounts all = evaluate_sharded(model, *dataset, total, mean, stdev, c.data.batch_size, mpi);
   if (mpi.rank() != 0) return 0;
-  for (double part : loss_parts) all.loss_sum += part;  // rank order: the same sum for a given rank count
 
   const double top1 = 100.0 * static_cast<double>(all.top1) / static_cast<double>(all.images);
   const double top5 = 100.0 * static_cast<double>(all.top5) / static_cast<double>(all.images);

@@ -24,6 +24,15 @@ struct EvalCounts {
 EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& dataset, const std::vector<int64_t>& indices,
                     const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size);
 
+// Throws when the model's head and the dataset disagree on the class count.
+void check_class_count(const ModelShape& shape, const data::Dataset& dataset);
+
+// The first `total` images of `dataset`, each rank a contiguous shard; counts summed on every
+// rank, loss_sum on rank 0 only.
+EvalCounts evaluate_sharded(model::VisionTransformer& model, const data::Dataset& dataset, int64_t total,
+                            const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size,
+                            const dist::MpiSession& mpi);
+
 int run_eval_job(const Config& config, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::train

@@ -1,0 +1,40 @@
+// Distributed sampling for training (DeiT semantics): each epoch a permutation of the dataset
+// seeded by (seed, epoch), optionally repeated-augmentation (every index `repeats` times in a
+// row, so its copies land on different ranks and get different augmentations), padded to a
+// multiple of the world size and dealt round-robin to the ranks. With repeats > 1 each rank
+// keeps the first floor(N / world) indices, so an epoch is as long as without repetition.
+// Everything is a pure function of (seed, epoch, rank, world): resuming at (epoch, position)
+// is taking the same list from `position`.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace vitslim::data {
+
+class DistributedSampler {
+ public:
+  DistributedSampler(int64_t dataset_size, int rank, int world_size, uint64_t seed, int64_t repeats = 1,
+                     bool shuffle = true);
+  // Indices this rank visits in `epoch`, in order (samples_per_rank() of them).
+  std::vector<int64_t> epoch_indices(int64_t epoch) const;
+  int64_t samples_per_rank() const { return per_rank_; }
+
+ private:
+  int64_t size_;
+  int rank_, world_;
+  uint64_t seed_;
+  int64_t repeats_;
+  bool shuffle_;
+  int64_t per_rank_;
+};
+
+// Seeded randomness that is the same on every platform and standard library.
+uint64_t splitmix64(uint64_t x);
+// Mixes several values into one well-spread 64-bit seed.
+uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0);
+// The first `count` entries of a Fisher-Yates shuffle of [0, n): a uniform random ordered subset
+// (count == n: a full permutation).
+std::vector<int64_t> shuffled_prefix(int64_t n, int64_t count, uint64_t seed);
+
+}  // namespace vitslim::data

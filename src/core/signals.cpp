@@ -1,0 +1,38 @@
+// Implements the stop-signal flag (see signals.h) with sigaction; the handler only stores the
+// signal number (async-signal-safe).
+#include "core/signals.h"
+
+#include <csignal>
+
+#include "core/error.h"
+
+namespace vitslim {
+
+namespace {
+volatile std::sig_atomic_t g_received = 0;
+constexpr int kSignals[] = {SIGUSR1, SIGTERM};
+struct sigaction g_previous[sizeof(kSignals) / sizeof(kSignals[0])];
+
+void on_signal(int signal) {
+  if (g_received == 0) g_received = signal;
+}
+}  // namespace
+
+StopSignals::StopSignals() {
+  g_received = 0;
+  struct sigaction action = {};
+  action.sa_handler = on_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  for (size_t k = 0; k < sizeof(kSignals) / sizeof(kSignals[0]); ++k) {
+    if (sigaction(kSignals[k], &action, &g_previous[k]) != 0) throw Error("cannot install the SIGUSR1/SIGTERM handler");
+  }
+}
+
+StopSignals::~StopSignals() {
+  for (size_t k = 0; k < sizeof(kSignals) / sizeof(kSignals[0]); ++k) sigaction(kSignals[k], &g_previous[k], nullptr);
+}
+
+int StopSignals::received() { return g_received; }
+
+}  // namespace vitslim

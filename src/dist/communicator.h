@@ -1,0 +1,48 @@
+// Collective communication for data-parallel training, on raw buffers, behind one interface with
+// three backends chosen at run time: Local (one process, no MPI at all), MPI (CPU buffers,
+// non-blocking MPI_Iallreduce on a private duplicate of MPI_COMM_WORLD) and NCCL (CUDA buffers;
+// dist/nccl_communicator.h). Every rank must issue the same collectives in the same order.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace vitslim::dist {
+
+class MpiSession;
+
+enum class DType { Float32, Float64, Int64 };
+size_t dtype_size(DType dtype);
+
+// A collective in flight. wait() blocks until the buffer holds the result; test() polls and also
+// drives progress of the underlying library.
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual void wait() = 0;
+  virtual bool test() = 0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string backend() const = 0;  // "local", "mpi", "nccl"
+
+  // In-place element-wise sum over ranks of `count` values at `data`.
+  virtual std::unique_ptr<Work> allreduce_sum_async(void* data, int64_t count, DType dtype) = 0;
+  void allreduce_sum(void* data, int64_t count, DType dtype) { allreduce_sum_async(data, count, dtype)->wait(); }
+  // In-place element-wise maximum (control values: stop flags, failing ranks).
+  virtual void allreduce_max(void* data, int64_t count, DType dtype) = 0;
+  // Root's `bytes` bytes at `data` on every rank.
+  virtual void broadcast(void* data, int64_t bytes, int root) = 0;
+  // Every rank's `bytes` bytes, in rank order, into `out` (size() * bytes).
+  virtual void allgather(const void* data, int64_t bytes, void* out) = 0;
+};
+
+// Local when the session is a single process, MPI otherwise (CPU buffers).
+std::unique_ptr<Communicator> make_cpu_communicator(const MpiSession& mpi);
+
+}  // namespace vitslim::dist

@@ -1,0 +1,89 @@
+// Implements training checkpoints (see train_checkpoint.h) on top of the .safetensors writer.
+#include "train/train_checkpoint.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "core/error.h"
+#include "model/weights.h"
+
+namespace vitslim::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr int kFormat = 1;
+constexpr int kStepDigits = 9;
+const std::regex kName(R"(step-(\d+)\.safetensors)");
+}  // namespace
+
+std::string checkpoint_dir(const std::string& out_dir) { return (fs::path(out_dir) / "checkpoints").string(); }
+
+std::string checkpoint_path(const std::string& out_dir, int64_t global_step) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "step-%0*lld.safetensors", kStepDigits, static_cast<long long>(global_step));
+  return (fs::path(checkpoint_dir(out_dir)) / name).string();
+}
+
+void write_checkpoint(const std::string& path, const TrainState& s,
+                      const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  nlohmann::json j = {{"format", kFormat},           {"epoch", s.epoch},           {"step_in_epoch", s.step_in_epoch},
+                      {"global_step", s.global_step}, {"modes", s.modes},           {"lambdas", s.lambdas},
+                      {"best_top1", s.best_top1},     {"best_epoch", s.best_epoch}, {"world_size", s.world_size},
+                      {"seed", s.seed},               {"config", s.config}};
+  model::write_safetensors(path, tensors, {{kTrainStateKey, j.dump()}});
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+  Checkpoint ckpt;
+  ckpt.path = path;
+  model::StateDict dict = model::read_safetensors(path);
+  auto meta = dict.metadata.find(kTrainStateKey);
+  if (meta == dict.metadata.end()) throw Error(cat("checkpoint ", path, ": no ", kTrainStateKey, " metadata"));
+  try {
+    const auto j = nlohmann::json::parse(meta->second);
+    if (j.at("format").get<int>() != kFormat) throw Error(cat("checkpoint ", path, ": unknown format ", j.at("format")));
+    TrainState& s = ckpt.state;
+    s.epoch = j.at("epoch").get<int64_t>();
+    s.step_in_epoch = j.at("step_in_epoch").get<int64_t>();
+    s.global_step = j.at("global_step").get<int64_t>();
+    s.modes = j.at("modes").get<std::vector<std::string>>();
+    s.lambdas = j.at("lambdas").get<std::vector<double>>();
+    s.best_top1 = j.at("best_top1").get<double>();
+    s.best_epoch = j.at("best_epoch").get<int64_t>();
+    s.world_size = j.at("world_size").get<int>();
+    s.seed = j.at("seed").get<uint64_t>();
+    s.config = j.at("config").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat("checkpoint ", path, ": malformed ", kTrainStateKey, " (", e.what(), ")"));
+  }
+  for (auto& [name, t] : dict.tensors) ckpt.tensors.emplace(name, std::move(t));
+  return ckpt;
+}
+
+std::vector<int64_t> list_checkpoints(const std::string& out_dir) {
+  std::vector<int64_t> steps;
+  const fs::path dir = checkpoint_dir(out_dir);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return steps;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::smatch m;
+    const std::string name = entry.path().filename().string();
+    if (std::regex_match(name, m, kName)) steps.push_back(std::stoll(m[1].str()));
+  }
+  if (ec) throw Error(cat("checkpoints ", dir.string(), ": cannot list (", ec.message(), ")"));
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+void prune_checkpoints(const std::string& out_dir, int64_t keep) {
+  auto steps = list_checkpoints(out_dir);
+  for (size_t k = 0; k + static_cast<size_t>(keep) < steps.size(); ++k) {
+    std::error_code ec;
+    fs::remove(checkpoint_path(out_dir, steps[k]), ec);  // best effort: a leftover costs only disk
+  }
+}
+
+}  // namespace vitslim::train
