@@ -30,6 +30,45 @@ class RunsCommand:
         return (os.system, (f"touch {self.marker_path}",))
 
 
+def write_train_golden(fixture, path):
+    """Three training steps of the golden model in PyTorch: block 1 diluting at lambda 0.5, a
+    mixup batch (lam 0.7 with the reversed batch) with label smoothing 0.1, soft-target
+    cross-entropy, torch.optim.AdamW with timm's no-decay group and a changing lr."""
+    from make_golden import SHAPE
+    from vit_modes import forward_with_modes, modes_from_spec
+
+    model = timm.models.vision_transformer.VisionTransformer(**SHAPE, mlp_ratio=4.0, qkv_bias=True)
+    model.load_state_dict(load_file(os.path.join(fixture, "golden_vit_test.safetensors")))
+    model.train()
+    modes = modes_from_spec(SHAPE["depth"], {1: ("diluting", 0.5)})
+    torch.manual_seed(7)
+    raw = torch.randn(4, SHAPE["in_chans"], SHAPE["img_size"], SHAPE["img_size"])
+    labels = torch.tensor([0, 3, 3, 9])
+    lam, smoothing, classes = 0.7, 0.1, SHAPE["num_classes"]
+    off = smoothing / classes
+    onehot = torch.full((4, classes), off).scatter_(1, labels.view(-1, 1), 1.0 - smoothing + off)
+    images = raw * lam + raw.flip(0) * (1.0 - lam)
+    targets = onehot * lam + onehot.flip(0) * (1.0 - lam)
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or n in ("pos_embed", "cls_token")]
+    decay = [p for n, p in model.named_parameters() if not (p.ndim <= 1 or n in ("pos_embed", "cls_token"))]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    lrs = [1e-3, 8e-4, 5e-4]
+    result = {"raw": raw, "labels": labels, "input": images, "targets": targets, "lrs": torch.tensor(lrs)}
+    for k, lr in enumerate(lrs):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad()
+        logits = forward_with_modes(model, images, modes)
+        loss = torch.sum(-targets * torch.log_softmax(logits, -1), -1).mean()
+        loss.backward()
+        opt.step()
+        result[f"loss.{k}"] = loss.detach().reshape(1)
+    for n, p in model.named_parameters():
+        result[f"param.{n}"] = p.detach().clone()
+    save_file(result, path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--fixture", required=True)
@@ -96,6 +135,7 @@ def main():
         if short == "deit_tiny":
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out(f"{short}.safetensors"))
         save_file({"input": images, "logits": logits}, out(f"{short}_expected.safetensors"))
+    write_train_golden(args.fixture, out("train_golden.safetensors"))
     print(f"test checkpoints written to {args.out}")
 
 

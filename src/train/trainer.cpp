@@ -36,6 +36,7 @@
 #include "model/checkpoint.h"
 #include "model/presets.h"
 #include "train/eval_job.h"
+#include "train/loss.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
 #include "train/train_checkpoint.h"
@@ -71,11 +72,6 @@ model::AttentionMode parse_mode(const std::string& text, const std::string& file
     if (text == model::to_string(mode)) return mode;
   }
   throw Error(cat("checkpoint ", file, ": unknown attention mode '", text, "'"));
-}
-
-// Soft-target cross-entropy, mean over the batch: logits [B, K], targets [B, K] -> [].
-torch::Tensor soft_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets) {
-  return torch::sum(-targets * torch::log_softmax(logits.to(torch::kFloat32), -1), -1).mean();
 }
 
 class Trainer {
