@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 namespace vitslim {
 namespace {
@@ -57,5 +59,20 @@ void install_cpu_memory_tracker() {
 int64_t cpu_tensor_bytes() { return g_live.load(); }
 int64_t cpu_tensor_peak_bytes() { return g_peak.load(); }
 void reset_cpu_tensor_peak() { g_peak = g_live.load(); }
+
+namespace {
+double status_mib(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const std::string prefix = std::string(key) + ":";
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) == 0) return std::stod(line.substr(prefix.size())) / 1024.0;  // "  1234 kB"
+  }
+  return -1;
+}
+}  // namespace
+
+double resident_mib() { return status_mib("VmRSS"); }
+double peak_resident_mib() { return status_mib("VmHWM"); }
 
 }  // namespace vitslim

@@ -12,4 +12,9 @@ int64_t cpu_tensor_bytes();         // live now
 int64_t cpu_tensor_peak_bytes();    // highest since the last reset
 void reset_cpu_tensor_peak();       // peak := live now
 
+// Resident set size of this process now and its high-water mark (VmRSS / VmHWM of
+// /proc/self/status) in MiB; -1 where unavailable.
+double resident_mib();
+double peak_resident_mib();
+
 }  // namespace vitslim

@@ -27,7 +27,7 @@ struct GradientReducer::Bucket {
 
 GradientReducer::GradientReducer(std::vector<std::pair<std::string, at::Tensor>> params, Communicator& comm,
                                  int64_t bucket_bytes, int64_t first_bucket_bytes)
-    : comm_(comm) {
+    : comm_(comm), scale_(torch::scalar_tensor(1.0 / comm.size())) {
   if (params.empty()) throw Error("gradient reducer: no parameters");
   // Reverse registration order approximates the order in which backward produces gradients.
   std::vector<std::vector<size_t>> groups(1);
@@ -90,12 +90,13 @@ void GradientReducer::on_grad(size_t s, const at::Tensor& grad) {
   if (!sync_) return;
   Slot& slot = *slots_[s];
   torch::NoGradGuard no_grad;
-  // The hook runs before the gradient is accumulated into .grad: add what earlier micro-steps left.
+  // The hook runs before the gradient is accumulated into .grad: add what earlier micro-steps
+  // left. Scaling by 1/world here makes the sum over ranks the mean without another pass.
   const at::Tensor& earlier = slot.param.grad();
   if (earlier.defined()) {
-    torch::add_out(slot.view, earlier, grad);
+    torch::add_out(slot.view, earlier, grad).mul_(scale_);
   } else {
-    slot.view.copy_(grad);
+    torch::mul_out(slot.view, grad, scale_);
   }
   if (!slot.ready) {
     slot.ready = true;
@@ -126,7 +127,7 @@ void GradientReducer::finish() {
       if (slot.ready) continue;  // no gradient this step (unused parameter): contributes zeros
       const at::Tensor& earlier = slot.param.grad();
       if (earlier.defined()) {
-        slot.view.copy_(earlier);
+        torch::mul_out(slot.view, earlier, scale_);
       } else {
         slot.view.zero_();
       }
@@ -138,11 +139,7 @@ void GradientReducer::finish() {
   const auto started = std::chrono::steady_clock::now();
   for (auto& bucket : buckets_) bucket->work->wait();
   stats_.wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const double scale = 1.0 / comm_.size();
-  for (auto& bucket : buckets_) {
-    bucket->flat.mul_(scale);
-    bucket->work.reset();
-  }
+  for (auto& bucket : buckets_) bucket->work.reset();
   for (auto& slot : slots_) slot->param.mutable_grad() = slot->view;
   sync_ = false;
 }

@@ -4,8 +4,8 @@
 // on every parameter copies its gradient into its bucket; when a bucket is complete, and every
 // earlier bucket has been launched (all ranks must issue collectives in the same order), its
 // all-reduce starts asynchronously. finish() launches what is left (parameters that got no
-// gradient contribute zeros), waits, divides by the world size and points each parameter's .grad
-// at its averaged slice of the bucket.
+// gradient contribute zeros), waits and points each parameter's .grad at its slice of the bucket,
+// which holds the mean over ranks (gradients are scaled by 1 / world size as they are copied in).
 // Gradient accumulation: micro-steps begun with begin(false) only accumulate locally; the
 // micro-step begun with begin(true) reduces the accumulated sum.
 #pragma once
@@ -56,6 +56,7 @@ class GradientReducer {
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<std::unique_ptr<Bucket>> buckets_;
   Communicator& comm_;
+  at::Tensor scale_;  // 1 / world size (float32 scalar)
   bool sync_ = false;
   size_t next_launch_ = 0;
   ReducerStats stats_;

@@ -247,7 +247,9 @@ torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& features)
 }
 
 torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
-  if (is_training() || block_refs_.back()->taps_on()) return forward_head(forward_features(images));
+  // Only the CLS row of the last block reaches the head, in training too (the other rows get no
+  // gradient), so computing it alone is exact: ~7% fewer multiply-adds for DeiT-Ti.
+  if (block_refs_.back()->taps_on()) return forward_head(forward_features(images));
   auto x = run_blocks(embed(images), 0, shape_.depth - 1);  // [B, N+1, C]
   x = block_refs_.back()->forward_cls(x);                    // [B, 1, C]
   return head(norm(x).select(1, 0));       // [B, K]

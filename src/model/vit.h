@@ -89,8 +89,8 @@ class VisionTransformerImpl : public torch::nn::Module {
   // biases, cls_token ~ N(0, 1e-6), LayerNorm (1, 0). Call torch::manual_seed first.
   explicit VisionTransformerImpl(const ModelShape& shape, double drop_path_rate = 0.0);
 
-  // [B, Cin, H, W] -> [B, K]. At inference without taps the last block computes the CLS row only
-  // (same result, about 7% fewer multiply-adds for DeiT-Ti).
+  // [B, Cin, H, W] -> [B, K]. Without taps the last block computes the CLS row only, in training
+  // and inference (same logits and gradients, about 7% fewer multiply-adds for DeiT-Ti).
   torch::Tensor forward(const torch::Tensor& images);
   torch::Tensor forward_features(const torch::Tensor& images);  // -> [B, N+1, C] after norm
   torch::Tensor forward_head(const torch::Tensor& features);    // [B, N+1, C] -> [B, K]

@@ -19,6 +19,7 @@
 #include <set>
 
 #include "core/atomic_file.h"
+#include "core/cpu_memory.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -118,6 +119,7 @@ class Trainer {
   std::vector<int64_t> entropy_indices_;
   double last_loss_ = 0, last_top1_ = -1;
   int stop_signal_ = 0;
+  double rss_start_mib_ = -1;  // resident memory when the first step starts
   Clock::time_point started_ = Clock::now();
 };
 
@@ -593,6 +595,8 @@ void Trainer::write_summary(bool finished) {
                       {"best_top1", state_.best_top1},
                       {"best_epoch", state_.best_epoch},
                       {"seconds", std::chrono::duration<double>(Clock::now() - started_).count()},
+                      {"rss_start_mib", rss_start_mib_},
+                      {"rss_peak_mib", peak_resident_mib()},
                       {"checkpoint", state_.global_step > 0 ? checkpoint_path(t_.out_dir, state_.global_step) : ""}};
   write_file_atomic((fs::path(t_.out_dir) / "train.json").string(), j.dump(2) + "\n");
 }
@@ -607,6 +611,7 @@ int Trainer::run() {
   mpi_.barrier();
   resume_or_start();
   StopSignals signals;
+  rss_start_mib_ = resident_mib();
   while (state_.epoch < t_.epochs) {
     const int64_t epoch = state_.epoch;
     apply_lambda(current_lambda(epoch));
