@@ -128,9 +128,6 @@ void Trainer::setup() {
   if (t_.device == "cuda") {
     if (!torch::cuda::is_available()) throw Error("--device cuda: no CUDA device is available to this build of LibTorch");
     device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(mpi_.local_rank() % torch::cuda::device_count()));
-    if (mpi_.world_size() > 1) {
-      throw Error("--device cuda with several ranks needs the NCCL communicator, not available in this build");
-    }
   }
   model_ = model::build_model(c_.model, c_.runtime.seed);
   const ModelShape& shape = model_->shape();
@@ -200,7 +197,7 @@ void Trainer::setup() {
   adam.eps = t_.eps;
   const auto no_decay = model_->no_weight_decay_names();
   optimizer_ = std::make_unique<AdamW>(adam, std::set<std::string>(no_decay.begin(), no_decay.end()));
-  comm_ = dist::make_cpu_communicator(mpi_);
+  comm_ = dist::make_communicator(mpi_, t_.device, device_.is_cuda() ? device_.index() : 0);
   model_->to(device_);
   progress_ = std::make_unique<ProgressLine>(mpi_.rank() == 0 && !c_.runtime.quiet, t_.log_every);
 
@@ -320,9 +317,9 @@ void Trainer::resume_or_start() {
   // Every rank starts from rank 0's weights.
   torch::NoGradGuard no_grad;
   for (auto& [name, p] : params_) {
-    auto host = p.detach().to(torch::kCPU).contiguous();
-    comm_->broadcast(host.data_ptr(), host.numel() * static_cast<int64_t>(host.element_size()), 0);
-    p.copy_(host);
+    auto buffer = p.detach().contiguous();  // parameters are contiguous: in place
+    comm_->broadcast(buffer.data_ptr(), buffer.numel() * static_cast<int64_t>(buffer.element_size()), 0);
+    if (buffer.data_ptr() != p.data_ptr()) p.copy_(buffer);
   }
   if (t_.ema_decay > 0) {
     for (auto& [name, p] : params_) {
@@ -444,8 +441,13 @@ bool Trainer::train_step(const std::vector<int64_t>& order, int64_t epoch) {
   const double loss = loss_sum / static_cast<double>(t_.accum_steps);
 
   // Collective decision: any rank's stop signal or non-finite loss stops every rank here.
-  int64_t control[2] = {StopSignals::received(), std::isfinite(loss) ? 0 : mpi_.rank() + 1};
-  comm_->allreduce_max(control, 2, dist::DType::Int64);
+  auto flags = torch::tensor({static_cast<int64_t>(StopSignals::received()),
+                              static_cast<int64_t>(std::isfinite(loss) ? 0 : mpi_.rank() + 1)},
+                             torch::kInt64)
+                   .to(device_);
+  comm_->allreduce_max(flags.data_ptr(), 2, dist::DType::Int64);
+  flags = flags.cpu();
+  const int64_t control[2] = {flags[0].item<int64_t>(), flags[1].item<int64_t>()};
   if (control[1] != 0) {
     const auto kept = mpi_.rank() == 0 ? list_checkpoints(t_.out_dir) : std::vector<int64_t>{};
     throw CollectiveError(cat("non-finite loss at epoch ", epoch, ", global step ", state_.global_step, " on rank ",

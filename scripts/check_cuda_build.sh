@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# scripts/check_cuda_build.sh: builds vitslim once against the CUDA build of PyTorch (torch
+# 2.14.1, CUDA 13) and NCCL, so the GPU code paths (the trainer on CUDA, the NCCL communicator,
+# vitslim_nccl_check) are compiled and linked even on machines without a GPU. Nothing CUDA runs.
+# The CUDA torch and its nvidia-* libraries come from the local package indexes pip is
+# configured with (pip config: global.extra-index-url), never from the network; torch is
+# installed without its cuda-bindings dependency (Python-only, not needed to link C++).
+# The environment and build live in build-cuda/ (ignored by git).
+# Usage: scripts/check_cuda_build.sh     (VITSLIM_CUDA_TORCH=2.14.1 by default)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$ROOT/build-cuda"
+VENV="$OUT/venv"
+TORCH_VERSION="${VITSLIM_CUDA_TORCH:-2.14.1}"
+JOBS="${VITSLIM_JOBS:-2}"
+log() { echo "[check_cuda_build] $*"; }
+
+# Local indexes only: pip's configured extra indexes replace PyPI for this install.
+read -r -a INDEXES <<<"$(python3 -m pip config get global.extra-index-url 2>/dev/null || true)"
+if [[ ${#INDEXES[@]} -eq 0 ]]; then
+  log "SKIP: pip has no local package index configured (global.extra-index-url); cannot get torch $TORCH_VERSION offline"
+  exit 0
+fi
+PIP_LOCAL=(--index-url "${INDEXES[0]}")
+for extra in "${INDEXES[@]:1}"; do PIP_LOCAL+=(--extra-index-url "$extra"); done
+
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+  log "creating $VENV with torch $TORCH_VERSION (CUDA) from ${INDEXES[*]}"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  P=("$VENV/bin/pip" install -q --disable-pip-version-check "${PIP_LOCAL[@]}")
+  "${P[@]}" filelock typing-extensions setuptools sympy networkx jinja2 fsspec numpy \
+    'cuda-toolkit[cublas,cudart,cufft,cufile,cupti,curand,cusolver,cusparse,nvjitlink,nvrtc,nvtx]' \
+    nvidia-cudnn-cu13 nvidia-cusparselt-cu13 nvidia-nccl-cu13 nvidia-nvshmem-cu13
+  "${P[@]}" --no-deps "torch==$TORCH_VERSION"
+fi
+PREFIX="$("$VENV/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
+log "torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>/dev/null)"
+
+cmake -S "$ROOT" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" \
+  -DPython3_EXECUTABLE="$VENV/bin/python" -DVITSLIM_PYTHON="$VENV/bin/python" -DVITSLIM_NCCL=ON \
+  -DVITSLIM_BUILD_TESTS=ON -DVITSLIM_WERROR=ON | grep -E "vitslim dependency|Error|error" || true
+grep -q "VITSLIM_TORCH_CUDA" "$OUT/build/CMakeCache.txt" 2>/dev/null || true
+cmake --build "$OUT/build" -j"$JOBS" --target vitslim vitslim_nccl_check
+"$OUT/build/vitslim" --version
+"$OUT/build/vitslim_nccl_check" || true  # prints SKIP without a GPU
+log "ok: vitslim and vitslim_nccl_check built against torch $TORCH_VERSION with CUDA and NCCL"
