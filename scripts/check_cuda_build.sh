@@ -37,10 +37,23 @@ fi
 PREFIX="$("$VENV/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
 log "torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>/dev/null)"
 
+# The CUDA toolkit (nvcc) of the machine; the CUDA libraries torch links come from its wheels.
+NVCC="$(command -v nvcc || true)"
+[[ -n "$NVCC" ]] || { log "FAIL: nvcc not found (the CUDA toolkit is needed to configure a CUDA LibTorch)"; exit 1; }
+CUDA_ROOT=""
+for candidate in "${CUDA_HOME:-}" "${CUDA_PATH:-}" "$(dirname "$(dirname "$(readlink -f "$NVCC")")")" /usr/local/cuda; do
+  if [[ -n "$candidate" && -f "$candidate/include/cuda_runtime.h" ]]; then CUDA_ROOT="$candidate"; break; fi
+done
+[[ -n "$CUDA_ROOT" ]] || { log "FAIL: no CUDA toolkit with include/cuda_runtime.h (set CUDA_HOME)"; exit 1; }
+WHEELS="$("$VENV/bin/python" -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))')/nvidia"
+rm -f "$OUT/build/CMakeCache.txt"
 cmake -S "$ROOT" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" \
-  -DPython3_EXECUTABLE="$VENV/bin/python" -DVITSLIM_PYTHON="$VENV/bin/python" -DVITSLIM_NCCL=ON \
-  -DVITSLIM_BUILD_TESTS=ON -DVITSLIM_WERROR=ON | grep -E "vitslim dependency|Error|error" || true
-grep -q "VITSLIM_TORCH_CUDA" "$OUT/build/CMakeCache.txt" 2>/dev/null || true
+  -DVITSLIM_PYTHON="$VENV/bin/python" -DVITSLIM_NCCL=ON -DNCCL_ROOT="$WHEELS/nccl" -DVITSLIM_WERROR=ON \
+  -DCUDA_TOOLKIT_ROOT_DIR="$CUDA_ROOT" -DCMAKE_CUDA_COMPILER="$CUDA_ROOT/bin/nvcc" \
+  -DCUDA_NVRTC_LIB="$(ls "$WHEELS"/cu*/lib/libnvrtc.so.* | head -n 1)" >"$OUT/cmake.log" 2>&1 ||
+  { tail -n 30 "$OUT/cmake.log"; log "FAIL: CMake configure against the CUDA LibTorch"; exit 1; }
+grep "vitslim dependency" "$OUT/cmake.log"
+grep -q "vitslim dependency Torch: .*CUDA ON" "$OUT/cmake.log" || { log "FAIL: LibTorch was not seen as a CUDA build"; exit 1; }
 cmake --build "$OUT/build" -j"$JOBS" --target vitslim vitslim_nccl_check
 "$OUT/build/vitslim" --version
 "$OUT/build/vitslim_nccl_check" || true  # prints SKIP without a GPU
