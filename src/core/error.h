@@ -29,4 +29,12 @@ std::string cat(Parts&&... parts) {
   return out.str();
 }
 
+// A number with a fixed count of significant digits for messages: fmt(0.8562593, 3) = "0.856".
+inline std::string fmt(double value, int digits = 4) {
+  std::ostringstream out;
+  out.precision(digits);
+  out << value;
+  return out.str();
+}
+
 }  // namespace vitslim

@@ -202,10 +202,14 @@ void Trainer::setup() {
   progress_ = std::make_unique<ProgressLine>(mpi_.rank() == 0 && !c_.runtime.quiet, t_.log_every);
 
   log_info(cat("train: ", shape.describe(), "; diluting blocks ", join_list(t_.dilute_layers), " (lambda 0 at epoch ",
-               lambda_.decay_epochs, ")"));
+               fmt(lambda_.decay_epochs), ")"));
+  if (!t_.dilute_layers.empty() && lambda_.at(t_.epochs - 1, t_.epochs * steps_per_epoch_ - 1) > 0) {
+    log_warn(cat("--decay-epochs ", fmt(lambda_.decay_epochs), " is not reached within --epochs ", t_.epochs,
+                 ": the diluted blocks keep their attention and no epoch qualifies for best.safetensors"));
+  }
   log_info(cat("train: ", train_set_->name(), " ", train_set_->size(), " images, ", mpi_.world_size(), " rank(s) x ",
                micro_batch_, " x ", t_.accum_steps, " accumulation = global batch ", global_batch_, ", ", steps_per_epoch_,
-               " steps/epoch x ", t_.epochs, " epochs, peak lr ", lr_.peak, ", backend ", comm_->backend()));
+               " steps/epoch x ", t_.epochs, " epochs, peak lr ", fmt(lr_.peak, 3), ", backend ", comm_->backend()));
 }
 
 bool Trainer::all_removed() {
@@ -480,7 +484,7 @@ bool Trainer::train_step(const std::vector<int64_t>& order, int64_t epoch) {
     trace_->flush();
   }
   progress_->update(cat("epoch ", epoch + 1, "/", t_.epochs), state_.step_in_epoch, steps_per_epoch_,
-                    cat("loss ", loss, " lr ", lr, " ", static_cast<int64_t>(rate), " img/s"));
+                    cat("loss ", fmt(loss), " lr ", fmt(lr, 3), " ", static_cast<int64_t>(rate), " img/s"));
 
   if (t_.checkpoint_steps > 0 && state_.global_step % t_.checkpoint_steps == 0 &&
       state_.step_in_epoch < steps_per_epoch_) {
@@ -528,9 +532,9 @@ void Trainer::end_epoch(int64_t epoch, double train_loss, double seconds, int64_
       state_.best_epoch = epoch;
       export_model("best.safetensors", false);
     }
-    log_info(cat("epoch ", epoch + 1, "/", t_.epochs, ": train loss ", train_loss, ", top-1 ", top1, "%, top-5 ", top5,
-                 "%, eval loss ", eval_loss, ", lambda ", min_lambda, best ? " (best)" : eligible ? "" : " (not final)",
-                 ", ", seconds, " s"));
+    log_info(cat("epoch ", epoch + 1, "/", t_.epochs, ": train loss ", fmt(train_loss), ", top-1 ", fmt(top1), "%, top-5 ",
+                 fmt(top5), "%, eval loss ", fmt(eval_loss), ", lambda ", fmt(min_lambda, 3),
+                 best ? " (best)" : eligible ? "" : " (not final)", ", ", fmt(seconds, 3), " s"));
   }
   save_checkpoint();
 }
@@ -640,9 +644,10 @@ int Trainer::run() {
     if (t_.ema_decay > 0) export_model("final-ema.safetensors", true);
     trace_->commit();
     write_summary(true);
+    const auto removed = model_->removed_blocks();
     log_info(cat("done: ", (fs::path(t_.out_dir) / "final.safetensors").string(), " (attention removed in blocks ",
-                 join_list(model_->removed_blocks()), ")",
-                 state_.best_epoch >= 0 ? cat("; best top-1 ", state_.best_top1, "% at epoch ", state_.best_epoch + 1)
+                 removed.empty() ? std::string("none") : join_list(removed), ")",
+                 state_.best_epoch >= 0 ? cat("; best top-1 ", fmt(state_.best_top1), "% at epoch ", state_.best_epoch + 1)
                                         : std::string("; no epoch ran with every diluted block removed")));
   }
   return 0;

@@ -5,9 +5,9 @@
 # loss stops with the step named and the last checkpoint kept; bad input is refused cleanly.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 CMP="$VITSLIM_SCRIPTS/compare_weights.py"
-# Mixup, cutmix and drop-path on: resuming must reproduce every random draw too.
+# Mixup, cutmix, drop-path and EMA on: resuming must reproduce every random draw and the EMA too.
 T=(train --remove-layers 1,3 --epochs 4 --decay-epochs 2 --warmup-epochs 1 --steps-per-epoch 30 --batch-size 32
-   --drop-path 0.1 --eval-images 1000 --entropy-images 64 --checkpoint-steps 5 --keep-last 2 --threads 1 --quiet)
+   --drop-path 0.1 --model-ema 0.99 --eval-images 1000 --entropy-images 64 --checkpoint-steps 5 --keep-last 2 --threads 1 --quiet)
 passed=0
 fail() { echo "FAIL: $*"; exit 1; }
 
@@ -18,7 +18,9 @@ from safetensors import safe_open
 j = json.load(open("full/train.json"))
 assert j["finished"] and j["removed_layers"] == [1, 3] and j["global_step"] == 120, j
 assert j["best_epoch"] >= 1, "best must come from an epoch at lambda 0 (epochs 3-4 here)"
-with safe_open("full/final.safetensors", "np") as f:
+with safe_open("full/final.safetensors", "np") as f, safe_open("full/final-ema.safetensors", "np") as e:
+    assert sorted(e.keys()) == sorted(f.keys())
+    assert any(not np.array_equal(e.get_tensor(k), f.get_tensor(k)) for k in f.keys()), "EMA equals the weights"
     assert f.metadata()["vitslim.removed_layers"] == "1,3"
     assert not any(k.startswith(("blocks.1.attn", "blocks.3.attn")) for k in f.keys())
 with h5py.File("full/train.h5", "r") as f:
@@ -47,6 +49,7 @@ test ! -e killed/final.safetensors || { echo "FAIL: the run finished before the 
 echo "killed after $(ls killed/checkpoints)"
 "$BIN" "${T[@]}" --out-dir killed --resume
 "$PY" "$CMP" full/final.safetensors killed/final.safetensors --traces full/train.h5 killed/train.h5
+"$PY" "$CMP" full/final-ema.safetensors killed/final-ema.safetensors
 passed=$((passed + 1))
 
 # SIGTERM: checkpoint at the next step boundary, exit 0; the resumed run ends identical.
