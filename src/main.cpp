@@ -19,17 +19,12 @@
 #include "model/presets.h"
 #include "search/search_job.h"
 #include "train/eval_job.h"
+#include "train/merge_job.h"
 #include "train/trainer.h"
 
 namespace {
 
 constexpr int kExitBadInput = 2;
-
-// One line: LibTorch errors carry backtraces and call sites after the first line.
-std::string first_line(const char* what) {
-  std::string text(what);
-  return text.substr(0, text.find('\n'));
-}
 
 void print_usage() {
   std::printf("vitslim %s: remove attention layers from Vision Transformers (NOSE + dilution)\n\n", vitslim::kVersion);
@@ -91,18 +86,15 @@ int main(int argc, char** argv) {
     if (config.job == "convert") return vitslim::model::run_convert_job(config);
     if (config.job == "bench") return vitslim::model::run_bench_job(config);
     if (config.job == "train") return vitslim::train::run_train_job(config, *mpi);
+    if (config.job == "merge") return vitslim::train::run_merge_job(config, *mpi);
     throw vitslim::Error("job '" + config.job + "' is not implemented");
   } catch (const vitslim::CollectiveError& e) {
     // Every rank stopped here together: report once, finalize MPI normally.
-    if (mpi->rank() == 0) std::fprintf(stderr, "vitslim: error: %s\n", first_line(e.what()).c_str());
+    if (mpi->rank() == 0) std::fprintf(stderr, "vitslim: error: %s\n", vitslim::first_line(e.what()).c_str());
     return 1;
   } catch (const std::exception& e) {
-    if (mpi->world_size() > 1) {
-      std::fprintf(stderr, "vitslim: error (rank %d): %s\n", mpi->rank(), first_line(e.what()).c_str());
-      std::fflush(stderr);
-      mpi->abort(1);
-    }
-    std::fprintf(stderr, "vitslim: error: %s\n", first_line(e.what()).c_str());
+    if (mpi->world_size() > 1) mpi->abort_with_error(e.what());
+    std::fprintf(stderr, "vitslim: error: %s\n", vitslim::first_line(e.what()).c_str());
     return 1;
   }
 }

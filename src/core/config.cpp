@@ -211,6 +211,11 @@ void validate(const Config& c) {
     if (c.bench.bf16 && c.bench.device != "cuda") throw Error("--bf16 needs --device cuda");
   } else if (c.job == "train") {
     validate_train(c.train);
+  } else if (c.job == "merge") {
+    if (c.merge.checkpoint.empty()) throw Error("merge: --checkpoint is required");
+    if (c.merge.out.empty()) throw Error("merge: --out is required");
+    if (c.merge.check_images <= 0) throw Error("--check-images must be positive");
+    if (!m.removed_layers.empty()) throw Error("merge: the checkpoint says which layers go; --remove-layers is not used");
   }
 }
 
@@ -288,6 +293,12 @@ std::string config_to_ini(const Config& c) {
       << "\ncheckpoint-steps = " << t.checkpoint_steps << "\nkeep-last = " << t.keep_last
       << "\nbucket-mb = " << t.bucket_mb << "\nfirst-bucket-mb = " << t.first_bucket_mb << "\ndevice = " << t.device
       << "\nbf16 = " << b(t.bf16) << "\nlog-every = " << t.log_every << "\n";
+  }
+  if (c.job == "merge") {
+    o << "[merge]\ncheckpoint = " << c.merge.checkpoint << "\nout = " << c.merge.out
+      << "\nfold-residual = " << (c.merge.fold_residual ? "true" : "false") << "\ncheck-images = " << c.merge.check_images
+      << "\n";
+    if (!c.merge.json.empty()) o << "json = " << c.merge.json << "\n";
   }
   o << "[runtime]\n";
   o << "threads = " << c.runtime.threads << "\n";

@@ -127,6 +127,15 @@ struct TrainConfig {
   double resolved_decay_epochs() const { return decay_epochs ? *decay_epochs : 0.75 * static_cast<double>(epochs); }
 };
 
+// Turning a trainer checkpoint whose diluted blocks reached lambda 0 into the compact model.
+struct MergeConfig {
+  std::string checkpoint;       // <out-dir>/checkpoints/step-N.safetensors
+  std::string out;              // compact .safetensors
+  bool fold_residual = false;   // fold the 2x factors into the weights (model/merge.h)
+  int64_t check_images = 8;     // random inputs of the equivalence check
+  std::string json;
+};
+
 struct Config {
   std::string job;
   ModelRequest model;
@@ -138,6 +147,7 @@ struct Config {
   ConvertConfig convert;
   BenchConfig bench;
   TrainConfig train;
+  MergeConfig merge;
 };
 
 // Every cross-field check in one place; throws vitslim::Error naming the flag.

@@ -29,6 +29,9 @@ std::string cat(Parts&&... parts) {
   return out.str();
 }
 
+// The first line of a message (LibTorch errors carry backtraces and call sites after it).
+inline std::string first_line(const std::string& what) { return what.substr(0, what.find('\n')); }
+
 // A number with a fixed count of significant digits for messages: fmt(0.8562593, 3) = "0.856".
 inline std::string fmt(double value, int digits = 4) {
   std::ostringstream out;

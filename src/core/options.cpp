@@ -22,6 +22,7 @@ const std::vector<std::pair<std::string, std::string>>& job_list() {
       {"convert", "import a .pth/.safetensors checkpoint and export timm-named .safetensors"},
       {"bench", "full vs attention-removed model: parameters, multiply-adds, images/s, peak memory"},
       {"train", "fine-tune data-parallel while chosen attention layers dilute into identity, then export"},
+      {"merge", "turn a training checkpoint at lambda 0 into the compact model (checked), optionally folded"},
   };
   return kJobs;
 }
@@ -197,6 +198,17 @@ po::options_description job_options(const std::string& job, Config& c, Raw& raw)
   } else if (job == "train") {
     all.add(data_options(c, raw));
     all.add(train_options(c, raw));
+  } else if (job == "merge") {
+    po::options_description o("Merge");
+    o.add_options()
+        ("checkpoint", po::value(&c.merge.checkpoint), "training checkpoint (<out-dir>/checkpoints/step-N.safetensors)")
+        ("out", po::value(&c.merge.out), "compact model (.safetensors)")
+        ("fold-residual", po::value(&c.merge.fold_residual)->implicit_value(true)->default_value(false),
+         "fold the 2x residual factors into the weights: removed blocks become plain MLP blocks")
+        ("check-images", po::value(&c.merge.check_images)->default_value(c.merge.check_images),
+         "random inputs on which the compact model must reproduce the checkpoint's logits")
+        ("json", po::value(&c.merge.json), "JSON summary");
+    all.add(o);
   }
   all.add(runtime_options(c));
   return all;

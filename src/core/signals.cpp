@@ -1,7 +1,8 @@
 // Implements the stop-signal flag (see signals.h) with sigaction; the handler only stores the
-// signal number (async-signal-safe).
+// signal number in a lock-free atomic (async-signal-safe).
 #include "core/signals.h"
 
+#include <atomic>
 #include <csignal>
 
 #include "core/error.h"
@@ -9,17 +10,20 @@
 namespace vitslim {
 
 namespace {
-volatile std::sig_atomic_t g_received = 0;
+// Lock-free atomic: the handler may run on any thread (MPI, OpenMP) while the main thread polls.
+std::atomic<int> g_received{0};
+static_assert(std::atomic<int>::is_always_lock_free, "the signal flag must be lock-free");
 constexpr int kSignals[] = {SIGUSR1, SIGTERM};
 struct sigaction g_previous[sizeof(kSignals) / sizeof(kSignals[0])];
 
 void on_signal(int signal) {
-  if (g_received == 0) g_received = signal;
+  int none = 0;
+  g_received.compare_exchange_strong(none, signal);
 }
 }  // namespace
 
 StopSignals::StopSignals() {
-  g_received = 0;
+  g_received.store(0);
   struct sigaction action = {};
   action.sa_handler = on_signal;
   sigemptyset(&action.sa_mask);
@@ -33,6 +37,6 @@ StopSignals::~StopSignals() {
   for (size_t k = 0; k < sizeof(kSignals) / sizeof(kSignals[0]); ++k) sigaction(kSignals[k], &g_previous[k], nullptr);
 }
 
-int StopSignals::received() { return g_received; }
+int StopSignals::received() { return g_received.load(); }
 
 }  // namespace vitslim

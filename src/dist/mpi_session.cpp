@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <list>
@@ -174,6 +175,12 @@ bool WorkClaims::claim(int64_t item) {
   VITSLIM_MPI(MPI_Fetch_and_op(&one, &previous, MPI_INT64_T, 0, item, MPI_SUM, *win));
   VITSLIM_MPI(MPI_Win_flush(0, *win));
   return previous == 0;
+}
+
+void MpiSession::abort_with_error(const std::string& what) const {
+  std::fprintf(stderr, "vitslim: error (rank %d): %s\n", rank_, first_line(what).c_str());
+  std::fflush(stderr);
+  abort(1);
 }
 
 void MpiSession::abort(int code) const {

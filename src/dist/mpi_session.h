@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace vitslim::dist {
@@ -45,6 +46,9 @@ class MpiSession {
   int receive(std::vector<double>& values, int tag, bool block) const;
   // Ends every rank of the job (after a fatal error on this one).
   [[noreturn]] void abort(int code) const;
+  // Prints "vitslim: error (rank R): <first line of what>" and ends every rank with exit code 1.
+  // Jobs holding collective resources (NCCL, progress threads) call it before unwinding them.
+  [[noreturn]] void abort_with_error(const std::string& what) const;
 
  private:
   bool active_ = false;

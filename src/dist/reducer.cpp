@@ -138,7 +138,8 @@ void GradientReducer::finish() {
   launch_ready();
   const auto started = std::chrono::steady_clock::now();
   for (auto& bucket : buckets_) bucket->work->wait();
-  stats_.wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  stats_.last_wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  stats_.wait_seconds += stats_.last_wait_seconds;
   for (auto& bucket : buckets_) bucket->work.reset();
   for (auto& slot : slots_) slot->param.mutable_grad() = slot->view;
   sync_ = false;

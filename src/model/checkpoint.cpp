@@ -174,49 +174,73 @@ void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions
   }
 }
 
-void export_safetensors(VisionTransformer& model, const std::string& path) {
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (const auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().to(torch::kFloat));
+std::map<std::string, std::string> model_metadata(VisionTransformer& model) {
   std::map<std::string, std::string> meta = {
       {"format", "pt"},
       {kMetaRemovedLayers, join_list(model->removed_blocks())},
       {kMetaNumHeads, std::to_string(model->shape().num_heads)},
       {kMetaImgSize, std::to_string(model->shape().img_size)},
   };
-  write_safetensors(path, tensors, meta);
+  if (model->residual_folded()) meta[kMetaResidualFolded] = "1";
+  return meta;
 }
 
-VisionTransformer build_model(const ModelRequest& request, uint64_t seed) {
-  std::optional<StateDict> weights;
+void export_safetensors(VisionTransformer& model, const std::string& path) {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().to(torch::kFloat));
+  write_safetensors(path, tensors, model_metadata(model));
+}
+
+namespace {
+
+VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optional<StateDict> weights) {
   std::optional<ShapeFromWeights> from_weights;
   ModelRequest r = request;
-  if (!r.weights.empty()) {
-    weights = read_weights(r.weights);
+  bool folded = false;
+  if (weights) {
     strip_common_prefix(*weights, "module.");  // saved from a DistributedDataParallel wrapper
     if (!weights->find("patch_embed.proj.weight")) {
       std::vector<std::string> first;
       for (const auto& entry : weights->tensors) {
         if (first.size() < kMaxListed) first.push_back(entry.first);
       }
-      throw Error(cat("weights ", r.weights, ": no 'patch_embed.proj.weight'; not a timm/DeiT ViT state dict? ",
+      throw Error(cat("weights ", weights->file, ": no 'patch_embed.proj.weight'; not a timm/DeiT ViT state dict? ",
                       "first keys: ", join_limited(first)));
     }
     from_weights = shape_from_weights(*weights);
     auto recorded = removed_layers_from_metadata(*weights);
+    auto f = weights->metadata.find(kMetaResidualFolded);
+    folded = f != weights->metadata.end() && f->second == "1";
     std::set<int64_t> all(r.removed_layers.begin(), r.removed_layers.end());
     all.insert(recorded.begin(), recorded.end());
+    if (folded && all.size() != recorded.size()) {
+      throw Error(cat("weights ", weights->file, ": the residual factors are folded into the weights; ",
+                      "--remove-layers cannot remove more attention layers from this model"));
+    }
     r.removed_layers.assign(all.begin(), all.end());
   }
   ModelShape shape = resolve_shape(r, from_weights);
   torch::manual_seed(seed);
   VisionTransformer model(shape, r.drop_path);
   for (int64_t b : r.removed_layers) model->set_mode(b, AttentionMode::Removed);
+  model->set_residual_folded(folded);
   if (weights) {
     LoadOptions options;
     options.reset_head = r.reset_head;
     load_weights(model, std::move(*weights), options);
   }
   return model;
+}
+
+}  // namespace
+
+VisionTransformer build_model(const ModelRequest& request, uint64_t seed) {
+  if (request.weights.empty()) return build(request, seed, std::nullopt);
+  return build(request, seed, read_weights(request.weights));
+}
+
+VisionTransformer build_model(const ModelRequest& request, uint64_t seed, StateDict weights) {
+  return build(request, seed, std::move(weights));
 }
 
 }  // namespace vitslim::model

@@ -5,6 +5,7 @@
 // with timm key names and metadata naming the removed attention layers.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@ namespace vitslim::model {
 inline constexpr const char* kMetaRemovedLayers = "vitslim.removed_layers";  // "0,1,3"
 inline constexpr const char* kMetaNumHeads = "vitslim.num_heads";
 inline constexpr const char* kMetaImgSize = "vitslim.img_size";
+inline constexpr const char* kMetaResidualFolded = "vitslim.residual_folded";  // "1": removed blocks are x -> x
 
 ShapeFromWeights shape_from_weights(const StateDict& weights);
 // Removed layers recorded in the file's metadata (empty if none).
@@ -30,11 +32,16 @@ struct LoadOptions {
 // Adapts and copies `weights` into `model`; throws Error naming weights.file on any mismatch.
 void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions& options = {});
 
-// All parameters with timm names (float32, contiguous) + metadata, written atomically.
+// The metadata that makes a weights file self-describing: removed layers, heads, image size,
+// whether the residual factors are folded.
+std::map<std::string, std::string> model_metadata(VisionTransformer& model);
+// All parameters with timm names (float32, contiguous) + model_metadata, written atomically.
 void export_safetensors(VisionTransformer& model, const std::string& path);
 
 // Builds a model for `shape`, applies removed layers, seeds init with `seed`, loads weights if
 // `request.weights` is set. The one entry point jobs use.
 VisionTransformer build_model(const ModelRequest& request, uint64_t seed);
+// The same from weights already in memory (request.weights is ignored; weights.file names them).
+VisionTransformer build_model(const ModelRequest& request, uint64_t seed, StateDict weights);
 
 }  // namespace vitslim::model

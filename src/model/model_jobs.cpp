@@ -4,7 +4,6 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
-#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 
 #include <algorithm>
@@ -18,6 +17,7 @@
 #include "core/log.h"
 #include "core/version.h"
 #include "core/cpu_memory.h"
+#include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/flops.h"
 
@@ -54,16 +54,17 @@ double step_ms(VisionTransformer& model, const torch::Tensor& images, const torc
   if (cuda) torch::cuda::synchronize();
   const auto t0 = std::chrono::steady_clock::now();
   if (train) {
-    at::autocast::set_autocast_enabled(at::kCUDA, cuda && b.bf16);
-    auto loss = torch::nn::functional::cross_entropy(model->forward(images).to(torch::kFloat), labels);
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    torch::Tensor loss;
+    {
+      CudaBf16Autocast autocast(cuda && b.bf16);
+      loss = torch::nn::functional::cross_entropy(model->forward(images).to(torch::kFloat), labels);
+    }
     loss.backward();
     for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
   } else {
     c10::InferenceMode inference;
-    at::autocast::set_autocast_enabled(at::kCUDA, cuda && b.bf16);
+    CudaBf16Autocast autocast(cuda && b.bf16);
     auto out = model->forward(images);
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
   }
   if (cuda) torch::cuda::synchronize();
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -142,7 +142,7 @@ torch::Tensor BlockImpl::forward(torch::Tensor x) {
       break;
     case AttentionMode::Removed:
       if (taps_) attn_tap_ = torch::Tensor();
-      x = 2.0 * x;
+      if (removed_factor_ != 1.0) x = removed_factor_ * x;
       break;
   }
   auto m = mlp(norm2(x));  // [B, N, C]
@@ -158,7 +158,9 @@ torch::Tensor BlockImpl::forward_cls(const torch::Tensor& x) {
       cls = (2.0 - lambda_) * cls + lambda_ * drop_path(attn->forward_cls(norm1(x)));
       break;
     case AttentionMode::Skipped: break;
-    case AttentionMode::Removed: cls = 2.0 * cls; break;
+    case AttentionMode::Removed:
+      if (removed_factor_ != 1.0) cls = removed_factor_ * cls;
+      break;
   }
   return cls + drop_path(mlp(norm2(cls)));
 }
@@ -196,6 +198,24 @@ void VisionTransformerImpl::set_mode(int64_t i, AttentionMode mode, double lambd
 
 void VisionTransformerImpl::set_taps(bool on) {
   for (auto& blk : block_refs_) blk->set_taps(on);
+}
+
+void VisionTransformerImpl::set_residual_folded(bool folded) {
+  residual_folded_ = folded;
+  // Folded, the stream entering a LayerNorm is s = 2^(removed blocks still ahead) times the
+  // original; eps * s^2 makes LN(s x) equal LN(x) exactly (model/merge.h).
+  int64_t ahead = 0;  // removed blocks with index > b
+  for (int64_t b = shape_.depth - 1; b >= 0; --b) {
+    Block& blk = block_refs_[static_cast<size_t>(b)];
+    blk->set_removed_factor(folded ? 1.0 : 2.0);
+    const double after = folded ? std::ldexp(1.0, static_cast<int>(ahead)) : 1.0;
+    blk->norm2->options.eps(kLayerNormEps * after * after);
+    if (blk->mode() == AttentionMode::Removed) {
+      ++ahead;
+    } else {
+      blk->norm1->options.eps(kLayerNormEps * after * after);
+    }
+  }
 }
 
 std::vector<int64_t> VisionTransformerImpl::removed_blocks() const {

@@ -4,6 +4,7 @@
 //   Diluting  x = (2 - lambda) x + lambda DropPath(Attn(LN1 x))   (dilution learning, section 4)
 //   Skipped   x = x                                                (NOSE measurement, section 3)
 //   Removed   x = 2 x; the block owns no norm1/attn parameters and computes no attention
+//             (x = x in a model whose 2x factors were folded into its weights, model/merge.h)
 // followed in every mode by x = x + DropPath(MLP(LN2 x)).
 // Parameter names equal timm's (blocks.{i}.attn.qkv.weight, ...), so state dicts map 1:1.
 // Optional taps keep each block's attention-branch and MLP-branch outputs (before scaling and
@@ -64,6 +65,10 @@ class BlockImpl : public torch::nn::Module {
   AttentionMode mode() const { return mode_; }
   double lambda() const { return lambda_; }
 
+  // Factor a Removed block applies to the residual stream: 2, or 1 once folded (model/merge.h).
+  void set_removed_factor(double factor) { removed_factor_ = factor; }
+  double removed_factor() const { return removed_factor_; }
+
   void set_taps(bool on);
   bool taps_on() const { return taps_; }
   const torch::Tensor& attn_tap() const { return attn_tap_; }  // [B, N, C], undefined if none
@@ -77,6 +82,7 @@ class BlockImpl : public torch::nn::Module {
   torch::Tensor drop_path(const torch::Tensor& branch) const;
   AttentionMode mode_ = AttentionMode::Full;
   double lambda_ = 1.0;
+  double removed_factor_ = 2.0;
   double drop_path_;
   bool taps_ = false;
   torch::Tensor attn_tap_, mlp_tap_;
@@ -106,6 +112,10 @@ class VisionTransformerImpl : public torch::nn::Module {
   void set_mode(int64_t block, AttentionMode mode, double lambda = 1.0);
   void set_taps(bool on);
   std::vector<int64_t> removed_blocks() const;
+  // True once the 2x factors of Removed blocks live in the weights (model/merge.h): Removed blocks
+  // then leave the residual stream as it is.
+  void set_residual_folded(bool folded);
+  bool residual_folded() const { return residual_folded_; }
 
   // Parameters that get no weight decay (1-D tensors, pos_embed, cls_token), timm's convention.
   std::vector<std::string> no_weight_decay_names() const;
@@ -120,6 +130,7 @@ class VisionTransformerImpl : public torch::nn::Module {
   void check_input(const torch::Tensor& images) const;
   ModelShape shape_;
   std::vector<Block> block_refs_;
+  bool residual_folded_ = false;
 };
 TORCH_MODULE(VisionTransformer);
 

@@ -70,21 +70,23 @@ void AdamW::retain(const std::set<std::string>& names) {
   }
 }
 
-double clip_grad_norm(const std::vector<std::pair<std::string, at::Tensor>>& params, double max_norm) {
+double grad_norm(const std::vector<std::pair<std::string, at::Tensor>>& params) {
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> norms;
   for (const auto& [name, p] : params) {
     if (p.grad().defined()) norms.push_back(p.grad().norm(2));
   }
   if (norms.empty()) return 0.0;
-  const double total = torch::stack(norms).norm(2).item<double>();
-  if (max_norm > 0 && total > max_norm) {
-    const double coef = max_norm / (total + kClipEps);
-    for (const auto& [name, p] : params) {
-      if (p.grad().defined()) p.grad().mul_(coef);
-    }
+  return torch::stack(norms).norm(2).item<double>();
+}
+
+void clip_grad_norm(const std::vector<std::pair<std::string, at::Tensor>>& params, double max_norm, double norm) {
+  if (!(max_norm > 0 && norm > max_norm)) return;
+  torch::NoGradGuard no_grad;
+  const double coef = max_norm / (norm + kClipEps);
+  for (const auto& [name, p] : params) {
+    if (p.grad().defined()) p.grad().mul_(coef);
   }
-  return total;
 }
 
 }  // namespace vitslim::train

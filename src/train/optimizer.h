@@ -45,8 +45,10 @@ class AdamW {
   int64_t steps_ = 0;
 };
 
-// The L2 norm over all gradients; when above max_norm (> 0), every gradient is scaled by
-// max_norm / (norm + 1e-6) (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.
-double clip_grad_norm(const std::vector<std::pair<std::string, at::Tensor>>& params, double max_norm);
+// The L2 norm over all gradients (NaN/Inf when any gradient is).
+double grad_norm(const std::vector<std::pair<std::string, at::Tensor>>& params);
+// When `norm` (grad_norm of params) is above max_norm (> 0), scales every gradient by
+// max_norm / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_ does.
+void clip_grad_norm(const std::vector<std::pair<std::string, at::Tensor>>& params, double max_norm, double norm);
 
 }  // namespace vitslim::train

@@ -28,12 +28,16 @@ std::string checkpoint_path(const std::string& out_dir, int64_t global_step) {
 }
 
 void write_checkpoint(const std::string& path, const TrainState& s,
-                      const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+                      const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                      std::map<std::string, std::string> model_metadata) {
   nlohmann::json j = {{"format", kFormat},           {"epoch", s.epoch},           {"step_in_epoch", s.step_in_epoch},
                       {"global_step", s.global_step}, {"modes", s.modes},           {"lambdas", s.lambdas},
                       {"best_top1", s.best_top1},     {"best_epoch", s.best_epoch}, {"world_size", s.world_size},
-                      {"seed", s.seed},               {"config", s.config}};
-  model::write_safetensors(path, tensors, {{kTrainStateKey, j.dump()}});
+                      {"seed", s.seed},               {"config", s.config},         {"epoch_loss_sum", s.epoch_loss_sum},
+                      {"epoch_images", s.epoch_images}, {"epoch_seconds", s.epoch_seconds},
+                      {"dilute_layers", s.dilute_layers}, {"global_batch", s.global_batch}};
+  model_metadata[kTrainStateKey] = j.dump();
+  model::write_safetensors(path, tensors, model_metadata);
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
@@ -56,10 +60,17 @@ Checkpoint read_checkpoint(const std::string& path) {
     s.world_size = j.at("world_size").get<int>();
     s.seed = j.at("seed").get<uint64_t>();
     s.config = j.at("config").get<std::string>();
+    s.epoch_loss_sum = j.at("epoch_loss_sum").get<double>();
+    s.epoch_images = j.at("epoch_images").get<int64_t>();
+    s.epoch_seconds = j.at("epoch_seconds").get<double>();
+    s.dilute_layers = j.at("dilute_layers").get<std::vector<int64_t>>();
+    s.global_batch = j.at("global_batch").get<int64_t>();
+    if (s.modes.size() != s.lambdas.size()) throw Error(cat("checkpoint ", path, ": modes and lambdas differ in length"));
   } catch (const nlohmann::json::exception& e) {
     throw Error(cat("checkpoint ", path, ": malformed ", kTrainStateKey, " (", e.what(), ")"));
   }
   for (auto& [name, t] : dict.tensors) ckpt.tensors.emplace(name, std::move(t));
+  ckpt.metadata = std::move(dict.metadata);
   return ckpt;
 }
 

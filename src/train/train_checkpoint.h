@@ -5,7 +5,7 @@
 //   ema/<name>                   model EMA (when on)
 // and the metadata key "vitslim.train_state": JSON with epoch, step in epoch, global step,
 // per-block attention mode and lambda, best accuracy so far, world size, seed and the resolved
-// configuration. Every random draw of training is a function of (seed, rank, step), so no
+// configuration, next to the model description (vitslim.num_heads, ...). Every random draw of training is a function of (seed, rank, step), so no
 // generator state needs saving. Files are named step-<global step>.safetensors; the last K are kept.
 #pragma once
 
@@ -27,6 +27,11 @@ struct TrainState {
   std::vector<double> lambdas;     // per block
   double best_top1 = -1;      // best top-1 among epochs with every diluted block at lambda 0
   int64_t best_epoch = -1;
+  double epoch_loss_sum = 0;    // this epoch so far: summed step losses, images, seconds
+  int64_t epoch_images = 0;
+  double epoch_seconds = 0;
+  std::vector<int64_t> dilute_layers;  // what the run dilutes
+  int64_t global_batch = 0;
   int world_size = 1;
   uint64_t seed = 0;
   std::string config;  // resolved INI of the run that wrote it
@@ -36,6 +41,7 @@ struct Checkpoint {
   std::string path;
   TrainState state;
   std::map<std::string, at::Tensor> tensors;  // by full key (model/..., optim/..., ema/...)
+  std::map<std::string, std::string> metadata;  // the file's metadata (model description too)
 };
 
 inline constexpr const char* kModelPrefix = "model/";
@@ -46,8 +52,11 @@ inline constexpr const char* kTrainStateKey = "vitslim.train_state";
 std::string checkpoint_dir(const std::string& out_dir);
 std::string checkpoint_path(const std::string& out_dir, int64_t global_step);
 
+// model_metadata: the model description (model::model_metadata) stored beside the state, so a
+// checkpoint alone rebuilds its model.
 void write_checkpoint(const std::string& path, const TrainState& state,
-                      const std::vector<std::pair<std::string, at::Tensor>>& tensors);
+                      const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                      std::map<std::string, std::string> model_metadata = {});
 Checkpoint read_checkpoint(const std::string& path);
 // Steps of the checkpoints in <out-dir>/checkpoints, ascending.
 std::vector<int64_t> list_checkpoints(const std::string& out_dir);

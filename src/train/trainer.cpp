@@ -3,7 +3,6 @@
 // AdamW, EMA), the per-epoch evaluation and entropy trace, checkpoints and exports.
 #include "train/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -34,6 +33,7 @@
 #include "entropy/entropy_job.h"
 #include "io/trace.h"
 #include "io/trace_reader.h"
+#include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/presets.h"
 #include "train/eval_job.h"
@@ -83,6 +83,9 @@ class Trainer {
  private:
   void setup();
   void resume_or_start();
+  int64_t choose_checkpoint();
+  void check_resume_settings(const Checkpoint& ckpt);
+  int run_steps();
   void apply_lambda(double lambda);
   void rebuild_parameters();
   void open_trace(int64_t resume_step);
@@ -173,10 +176,10 @@ void Trainer::setup() {
   steps_per_epoch_ = t_.steps_per_epoch > 0 ? t_.steps_per_epoch : full;
   global_batch_ = per_step * mpi_.world_size();
 
-  // DeiT scales every learning rate of the schedule with the global batch.
+  // DeiT scales the peak learning rate with the global batch; warm-up start and floor are absolute.
   lr_.peak = scaled_lr(t_.lr, global_batch_);
-  lr_.warmup_lr = scaled_lr(t_.warmup_lr, global_batch_);
-  lr_.min_lr = scaled_lr(t_.min_lr, global_batch_);
+  lr_.warmup_lr = t_.warmup_lr;
+  lr_.min_lr = t_.min_lr;
   lr_.warmup_steps = static_cast<int64_t>(std::llround(t_.warmup_epochs * static_cast<double>(steps_per_epoch_)));
   lr_.total_steps = t_.epochs * steps_per_epoch_;
   lambda_.decay_epochs = t_.resolved_decay_epochs();
@@ -252,28 +255,63 @@ void Trainer::rebuild_parameters() {
   }
 }
 
-void Trainer::resume_or_start() {
-  const auto steps = mpi_.rank() == 0 ? list_checkpoints(t_.out_dir) : std::vector<int64_t>{};
+// Rank 0 picks the newest checkpoint that reads back (-1: none). Newer unreadable files are set
+// aside as <file>.unreadable so that pruning never mistakes them for the newest.
+int64_t Trainer::choose_checkpoint() {
+  const auto steps = list_checkpoints(t_.out_dir);
   if (!t_.resume && !steps.empty()) {
     throw Error(cat("--out-dir ", t_.out_dir, " already holds checkpoints (", checkpoint_path(t_.out_dir, steps.back()),
                     "); pass --resume to continue that run or choose another --out-dir"));
   }
-  // Rank 0 picks the newest checkpoint that reads back; every rank then loads the same file.
-  int64_t chosen = -1;
-  if (mpi_.rank() == 0) {
-    for (auto it = steps.rbegin(); it != steps.rend() && chosen < 0; ++it) {
-      try {
-        read_checkpoint(checkpoint_path(t_.out_dir, *it));
-        chosen = *it;
-      } catch (const Error& e) {
-        log_warn(cat("skipping unreadable checkpoint: ", e.what()));
-      }
+  std::string first_problem;
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    const std::string path = checkpoint_path(t_.out_dir, *it);
+    try {
+      read_checkpoint(path);
+      return *it;
+    } catch (const Error& e) {
+      if (first_problem.empty()) first_problem = e.what();
+      log_warn(cat("setting aside unreadable checkpoint (", e.what(), ") as ", path, ".unreadable"));
+      std::error_code ec;
+      fs::rename(path, path + ".unreadable", ec);
     }
   }
-  chosen = mpi_.broadcast({chosen}).at(0);
+  if (!steps.empty()) {
+    throw Error(cat("--resume: none of the ", steps.size(), " checkpoints in ", checkpoint_dir(t_.out_dir),
+                    " reads back (", first_problem, "); they were renamed *.unreadable"));
+  }
+  return -1;
+}
+
+// Resuming with other settings than the run that wrote the checkpoint would silently train
+// something else: the dilution set, seed and global batch must match; other changes are named.
+void Trainer::check_resume_settings(const Checkpoint& ckpt) {
+  const TrainState& s = ckpt.state;
+  if (s.dilute_layers != t_.dilute_layers) {
+    throw Error(cat("checkpoint ", ckpt.path, " dilutes blocks ", join_list(s.dilute_layers), ", not --remove-layers ",
+                    join_list(t_.dilute_layers), "; resume with the same selection"));
+  }
+  if (s.seed != c_.runtime.seed) {
+    throw Error(cat("checkpoint ", ckpt.path, " was trained with --seed ", s.seed, ", not ", c_.runtime.seed));
+  }
+  if (s.global_batch != global_batch_) {
+    throw Error(cat("checkpoint ", ckpt.path, " was trained with a global batch of ", s.global_batch, ", not ",
+                    global_batch_, " (batch x ranks x accum-steps); the schedule would change"));
+  }
+  if (s.world_size != mpi_.world_size()) {
+    log_warn(cat("checkpoint ", ckpt.path, " was written by ", s.world_size, " rank(s), resuming on ",
+                 mpi_.world_size(), ": the data order differs from an uninterrupted run"));
+  }
+  if (s.config != state_.config) log_warn(cat("resuming with settings that differ from ", ckpt.path, "'s"));
+}
+
+void Trainer::resume_or_start() {
+  const int64_t chosen = mpi_.broadcast({mpi_.rank() == 0 ? choose_checkpoint() : -1}).at(0);
   state_.world_size = mpi_.world_size();
   state_.seed = c_.runtime.seed;
   state_.config = config_to_ini(c_);
+  state_.dilute_layers = t_.dilute_layers;
+  state_.global_batch = global_batch_;
   if (chosen < 0) {
     if (t_.resume) log_info(cat("--resume: no checkpoint in ", checkpoint_dir(t_.out_dir), ", starting from scratch"));
     apply_lambda(current_lambda(0));
@@ -284,10 +322,7 @@ void Trainer::resume_or_start() {
     if (static_cast<int64_t>(s.modes.size()) != depth) {
       throw Error(cat("checkpoint ", ckpt.path, ": ", s.modes.size(), " blocks, the model has ", depth));
     }
-    if (s.world_size != mpi_.world_size()) {
-      log_warn(cat("checkpoint ", ckpt.path, " was written by ", s.world_size, " rank(s), resuming on ",
-                   mpi_.world_size(), ": the data order differs from an uninterrupted run"));
-    }
+    check_resume_settings(ckpt);
     for (int64_t b = 0; b < depth; ++b) {
       const auto mode = parse_mode(s.modes[static_cast<size_t>(b)], ckpt.path);
       if (mode != model_->block(b)->mode()) model_->set_mode(b, mode, s.lambdas[static_cast<size_t>(b)]);
@@ -297,6 +332,9 @@ void Trainer::resume_or_start() {
     state_.global_step = s.global_step;
     state_.best_top1 = s.best_top1;
     state_.best_epoch = s.best_epoch;
+    state_.epoch_loss_sum = s.epoch_loss_sum;
+    state_.epoch_images = s.epoch_images;
+    state_.epoch_seconds = s.epoch_seconds;
     rebuild_parameters();
     torch::NoGradGuard no_grad;
     std::map<std::string, torch::Tensor> optim;
@@ -431,11 +469,11 @@ bool Trainer::train_step(const std::vector<int64_t>& order, int64_t epoch) {
     data_seconds += std::chrono::duration<double>(Clock::now() - data_start).count();
 
     torch::manual_seed(data::mix_seed(c_.runtime.seed ^ kSaltTorch, static_cast<uint64_t>(mpi_.rank()), stream));
-    const bool autocast = device_.is_cuda() && t_.bf16;
-    at::autocast::set_autocast_enabled(at::kCUDA, autocast);
-    auto logits = model_->forward(images_dev);  // [B, K]
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    auto loss = soft_cross_entropy(logits, targets);
+    torch::Tensor loss;
+    {
+      model::CudaBf16Autocast autocast(device_.is_cuda() && t_.bf16);
+      loss = soft_cross_entropy(model_->forward(images_dev), targets);  // logits [B, K] -> []
+    }
     loss_sum += loss.item<double>();
     images += static_cast<int64_t>(chunk.size());
     if (reducer_) reducer_->begin(m + 1 == t_.accum_steps);
@@ -443,23 +481,26 @@ bool Trainer::train_step(const std::vector<int64_t>& order, int64_t epoch) {
   }
   if (reducer_) reducer_->finish();
   const double loss = loss_sum / static_cast<double>(t_.accum_steps);
+  const double norm = grad_norm(params_);  // of the averaged gradients: the same on every rank
 
-  // Collective decision: any rank's stop signal or non-finite loss stops every rank here.
+  // Collective decision: any rank's stop signal, non-finite loss or gradient stops every rank here.
   auto flags = torch::tensor({static_cast<int64_t>(StopSignals::received()),
-                              static_cast<int64_t>(std::isfinite(loss) ? 0 : mpi_.rank() + 1)},
+                              static_cast<int64_t>(std::isfinite(loss) ? 0 : mpi_.rank() + 1),
+                              static_cast<int64_t>(std::isfinite(norm) ? 0 : mpi_.rank() + 1)},
                              torch::kInt64)
                    .to(device_);
-  comm_->allreduce_max(flags.data_ptr(), 2, dist::DType::Int64);
+  comm_->allreduce_max(flags.data_ptr(), 3, dist::DType::Int64);
   flags = flags.cpu();
-  const int64_t control[2] = {flags[0].item<int64_t>(), flags[1].item<int64_t>()};
-  if (control[1] != 0) {
+  const int64_t control[3] = {flags[0].item<int64_t>(), flags[1].item<int64_t>(), flags[2].item<int64_t>()};
+  if (control[1] != 0 || control[2] != 0) {
     const auto kept = mpi_.rank() == 0 ? list_checkpoints(t_.out_dir) : std::vector<int64_t>{};
-    throw CollectiveError(cat("non-finite loss at epoch ", epoch, ", global step ", state_.global_step, " on rank ",
-                              control[1] - 1, "; the weights were not updated",
+    throw CollectiveError(cat(control[1] != 0 ? "non-finite loss" : "non-finite gradients", " at epoch ", epoch,
+                              ", global step ", state_.global_step, " on rank ",
+                              (control[1] != 0 ? control[1] : control[2]) - 1, "; the weights were not updated",
                               kept.empty() ? std::string("; no checkpoint was written yet")
                                            : cat("; last good checkpoint ", checkpoint_path(t_.out_dir, kept.back()))));
   }
-  const double grad_norm = clip_grad_norm(params_, t_.clip_grad);
+  clip_grad_norm(params_, t_.clip_grad, norm);
   optimizer_->step(params_, lr);
   if (t_.ema_decay > 0) {
     torch::NoGradGuard no_grad;
@@ -468,8 +509,11 @@ bool Trainer::train_step(const std::vector<int64_t>& order, int64_t epoch) {
   ++state_.global_step;
   ++state_.step_in_epoch;
   last_loss_ = loss;
+  state_.epoch_loss_sum += loss;
+  state_.epoch_images += images * mpi_.world_size();
 
   const double seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
+  state_.epoch_seconds += seconds;
   const double rate = static_cast<double>(images * mpi_.world_size()) / seconds;
   if (trace_) {
     std::vector<double> lambdas;
@@ -477,9 +521,9 @@ bool Trainer::train_step(const std::vector<int64_t>& order, int64_t epoch) {
       const auto& block = model_->block(b);
       lambdas.push_back(block->mode() == model::AttentionMode::Removed ? 0.0 : block->lambda());
     }
-    const double wait = reducer_ ? reducer_->stats().wait_seconds : 0.0;
+    const double wait = reducer_ ? reducer_->stats().last_wait_seconds : 0.0;
     trace_->append("/train/step", {static_cast<double>(state_.global_step), static_cast<double>(epoch), loss, lr,
-                                   grad_norm, rate, data_seconds, wait});
+                                   norm, rate, data_seconds, wait});
     trace_->append("/train/step_lambda", lambdas);
     trace_->flush();
   }
@@ -513,6 +557,9 @@ void Trainer::end_epoch(int64_t epoch, double train_loss, double seconds, int64_
   for (int64_t b : t_.dilute_layers) min_lambda = std::min(min_lambda, lambdas[static_cast<size_t>(b)]);
   ++state_.epoch;
   state_.step_in_epoch = 0;
+  state_.epoch_loss_sum = 0;
+  state_.epoch_images = 0;
+  state_.epoch_seconds = 0;
   if (mpi_.rank() == 0) {
     if (t_.entropy_images > 0) {
       const auto h = entropy::branch_entropies(model_, *train_set_, entropy_indices_, norm_.mean, norm_.std, micro_batch_);
@@ -556,7 +603,7 @@ void Trainer::save_checkpoint() {
     state_.lambdas.push_back(model_->block(b)->lambda());
   }
   const std::string path = checkpoint_path(t_.out_dir, state_.global_step);
-  write_checkpoint(path, state_, tensors_for_checkpoint());
+  write_checkpoint(path, state_, tensors_for_checkpoint(), model::model_metadata(model_));
   prune_checkpoints(t_.out_dir, t_.keep_last);
   write_summary(false);
 }
@@ -607,7 +654,20 @@ void Trainer::write_summary(bool finished) {
   write_file_atomic((fs::path(t_.out_dir) / "train.json").string(), j.dump(2) + "\n");
 }
 
+// Errors on one rank end every rank here, before the communicator and reducer unwind: their
+// teardown could wait on collectives the other ranks will never join.
 int Trainer::run() {
+  try {
+    return run_steps();
+  } catch (const CollectiveError&) {
+    throw;  // every rank stops here together
+  } catch (const std::exception& e) {
+    if (mpi_.world_size() > 1) mpi_.abort_with_error(e.what());
+    throw;
+  }
+}
+
+int Trainer::run_steps() {
   setup();
   if (mpi_.rank() == 0) {
     std::error_code ec;
@@ -622,9 +682,6 @@ int Trainer::run() {
     const int64_t epoch = state_.epoch;
     apply_lambda(current_lambda(epoch));
     const auto order = sampler_->epoch_indices(epoch);
-    const auto epoch_start = Clock::now();
-    double loss_sum = 0;
-    const int64_t first = state_.step_in_epoch;
     while (state_.step_in_epoch < steps_per_epoch_) {
       if (!train_step(order, epoch)) {
         progress_->finish();
@@ -633,11 +690,10 @@ int Trainer::run() {
                      " written; resume with --resume"));
         return 0;
       }
-      loss_sum += last_loss_;
     }
-    const int64_t steps = steps_per_epoch_ - first;
-    end_epoch(epoch, loss_sum / static_cast<double>(std::max<int64_t>(1, steps)),
-              std::chrono::duration<double>(Clock::now() - epoch_start).count(), steps * global_batch_);
+    // The epoch's sums live in the state, so a resumed epoch reports the whole epoch.
+    end_epoch(epoch, state_.epoch_loss_sum / static_cast<double>(steps_per_epoch_), state_.epoch_seconds,
+              state_.epoch_images);
   }
   if (mpi_.rank() == 0) {
     export_model("final.safetensors", false);

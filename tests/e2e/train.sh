@@ -52,6 +52,22 @@ echo "killed after $(ls killed/checkpoints)"
 "$PY" "$CMP" full/final-ema.safetensors killed/final-ema.safetensors
 passed=$((passed + 1))
 
+# The newest checkpoint damaged (a disk fault after the fact): resume sets it aside, continues
+# from the one before and still ends identical.
+newest=$(ls killed/checkpoints/step-*.safetensors | tail -n 1)
+head -c 1000 "$newest" >cut && mv cut "$newest"
+"$BIN" "${T[@]}" --out-dir killed --resume 2>err.txt
+grep -q "setting aside unreadable checkpoint" err.txt && test -e "$newest.unreadable" || { cat err.txt; fail "damaged checkpoint"; }
+"$PY" "$CMP" full/final.safetensors killed/final.safetensors
+passed=$((passed + 1))
+
+# Resuming with another seed or selection is refused: it would train something else.
+out=$("$BIN" "${T[@]}" --out-dir killed --resume --seed 7 2>&1) && fail "resume with another seed accepted"
+grep -q "was trained with --seed 0, not 7" <<<"$out" || fail "seed: $out"
+out=$("$BIN" "${T[@]/#1,3/1}" --out-dir killed --resume 2>&1) && fail "resume with another selection accepted"
+grep -q "dilutes blocks 1,3, not --remove-layers 1" <<<"$out" || fail "selection: $out"
+passed=$((passed + 1))
+
 # SIGTERM: checkpoint at the next step boundary, exit 0; the resumed run ends identical.
 "$BIN" "${T[@]}" --out-dir term &
 pid=$!
@@ -100,5 +116,5 @@ bad "--steps-per-epoch 5000 is more than the 1875 steps" --steps-per-epoch 5000 
 bad "--device cuda" --device cuda
 bad "--mixup-prob must be in" --mixup-prob 2
 bad "weights nowhere.pth" --weights nowhere.pth
-[[ $passed -eq 13 ]] || fail "$passed of 13 checks ran"
+[[ $passed -eq 15 ]] || fail "$passed of 15 checks ran"
 echo "train e2e: $passed checks passed"

@@ -1,0 +1,49 @@
+// Implements the residual-factor folding (see merge.h).
+#include "model/merge.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace vitslim::model {
+
+bool fold_residual(VisionTransformer& model) {
+  if (model->residual_folded()) throw Error("the residual factors of this model are already folded");
+  const int64_t depth = model->depth();
+  std::vector<int64_t> removed_after(static_cast<size_t>(depth + 1), 0);  // removed blocks with index >= b
+  for (int64_t b = depth - 1; b >= 0; --b) {
+    const auto mode = model->block(b)->mode();
+    if (mode == AttentionMode::Diluting) {
+      throw Error(cat("block ", b, " is diluting (lambda ", model->block(b)->lambda(),
+                      "): only full and removed blocks can be folded"));
+    }
+    removed_after[static_cast<size_t>(b)] =
+        removed_after[static_cast<size_t>(b + 1)] + (mode == AttentionMode::Removed ? 1 : 0);
+  }
+  const int64_t total = removed_after[0];
+  if (total == 0) return false;
+  torch::NoGradGuard no_grad;
+  const double embed_scale = std::ldexp(1.0, static_cast<int>(total));
+  model->patch_embed->proj->weight.mul_(embed_scale);
+  model->patch_embed->proj->bias.mul_(embed_scale);
+  model->cls_token.mul_(embed_scale);
+  model->pos_embed.mul_(embed_scale);
+  for (int64_t b = 0; b < depth; ++b) {
+    auto& block = model->block(b);
+    // Doublings still ahead after this block's own (a removed block's doubling precedes its MLP).
+    const double s = std::ldexp(1.0, static_cast<int>(removed_after[static_cast<size_t>(b + 1)]));
+    if (s == 1.0) continue;
+    if (block->mode() == AttentionMode::Full) {
+      block->attn->proj->weight.mul_(s);
+      block->attn->proj->bias.mul_(s);
+    }
+    block->mlp->fc2->weight.mul_(s);
+    block->mlp->fc2->bias.mul_(s);
+  }
+  model->set_residual_folded(true);
+  return true;
+}
+
+}  // namespace vitslim::model
