@@ -17,6 +17,7 @@
 #include "entropy/entropy_job.h"
 #include "model/model_jobs.h"
 #include "model/presets.h"
+#include "pipeline/pipeline_job.h"
 #include "search/search_job.h"
 #include "train/eval_job.h"
 #include "train/merge_job.h"
@@ -87,6 +88,7 @@ int main(int argc, char** argv) {
     if (config.job == "bench") return vitslim::model::run_bench_job(config);
     if (config.job == "train") return vitslim::train::run_train_job(config, *mpi);
     if (config.job == "merge") return vitslim::train::run_merge_job(config, *mpi);
+    if (config.job == "pipeline") return vitslim::pipeline::run_pipeline_job(config, *mpi);
     throw vitslim::Error("job '" + config.job + "' is not implemented");
   } catch (const vitslim::CollectiveError& e) {
     // Every rank stopped here together: report once, finalize MPI normally.

@@ -211,6 +211,23 @@ void validate(const Config& c) {
     if (c.bench.bf16 && c.bench.device != "cuda") throw Error("--bf16 needs --device cuda");
   } else if (c.job == "train") {
     validate_train(c.train);
+  } else if (c.job == "pipeline") {
+    const PipelineConfig& p = c.pipeline;
+    if (p.out_dir.empty()) throw Error("--out-dir is required");
+    if (p.pretrain_epochs <= 0 || p.finetune_epochs <= 0) throw Error("--pretrain-epochs and --finetune-epochs must be positive");
+    if (!(p.decay_epochs > 0 && p.decay_epochs < static_cast<double>(p.finetune_epochs))) {
+      throw Error(cat("--decay-epochs ", p.decay_epochs, " must be in (0, --finetune-epochs ", p.finetune_epochs,
+                      "): the removed blocks need training after lambda reaches 0"));
+    }
+    if (p.ratios.empty()) throw Error("--ratios: at least one ratio is required");
+    for (double r : p.ratios) {
+      if (!(r > 0.0 && r < 1.0)) throw Error(cat("--ratios: ", r, " is not in (0, 1)"));
+    }
+    if (!(p.pretrain_lr > 0 && p.finetune_lr > 0)) throw Error("--pretrain-lr and --finetune-lr must be positive");
+    if (p.eval_images < 0) throw Error("--eval-images must be >= 0 (0: all)");
+    if (p.steps_per_epoch < 0) throw Error("--steps-per-epoch must be >= 0 (0: one pass)");
+    if (p.bench_iters <= 0) throw Error("--bench-iters must be positive");
+    if (!m.removed_layers.empty()) throw Error("pipeline: the search chooses the layers; --remove-layers is not used");
   } else if (c.job == "merge") {
     if (c.merge.checkpoint.empty()) throw Error("merge: --checkpoint is required");
     if (c.merge.out.empty()) throw Error("merge: --out is required");
@@ -239,7 +256,7 @@ std::string config_to_ini(const Config& c) {
   if (!c.model.weights.empty()) o << "weights = " << c.model.weights << "\n";
   o << "reset-head = " << (c.model.reset_head ? "true" : "false") << "\n";
   if (!c.model.removed_layers.empty()) o << "remove-layers = " << join(c.model.removed_layers) << "\n";
-  if (c.job == "entropy" || c.job == "search" || c.job == "eval" || c.job == "train") {
+  if (c.job == "entropy" || c.job == "search" || c.job == "eval" || c.job == "train" || c.job == "pipeline") {
     o << "[data]\n";
     o << "data-set = " << c.data.dataset << "\n";
     if (!c.data.path.empty()) o << "data-path = " << c.data.path << "\n";
@@ -293,6 +310,17 @@ std::string config_to_ini(const Config& c) {
       << "\ncheckpoint-steps = " << t.checkpoint_steps << "\nkeep-last = " << t.keep_last
       << "\nbucket-mb = " << t.bucket_mb << "\nfirst-bucket-mb = " << t.first_bucket_mb << "\ndevice = " << t.device
       << "\nbf16 = " << b(t.bf16) << "\nlog-every = " << t.log_every << "\n";
+  }
+  if (c.job == "pipeline") {
+    const PipelineConfig& p = c.pipeline;
+    o << "[pipeline]\nout-dir = " << p.out_dir << "\n";
+    if (!p.weights.empty()) o << "pretrained = " << p.weights << "\n";
+    o << "pretrain-epochs = " << p.pretrain_epochs << "\nfinetune-epochs = " << p.finetune_epochs
+      << "\ndecay-epochs = " << p.decay_epochs << "\nratios = " << join(p.ratios)
+      << "\nablation = " << (p.ablation ? "true" : "false") << "\npretrain-lr = " << p.pretrain_lr
+      << "\nfinetune-lr = " << p.finetune_lr << "\nsteps-per-epoch = " << p.steps_per_epoch
+      << "\neval-images = " << p.eval_images
+      << "\nbench-iters = " << p.bench_iters << "\n";
   }
   if (c.job == "merge") {
     o << "[merge]\ncheckpoint = " << c.merge.checkpoint << "\nout = " << c.merge.out

@@ -136,6 +136,23 @@ struct MergeConfig {
   std::string json;
 };
 
+// The whole method on one dataset (default Fashion-MNIST): pretrain, entropy, NOSE search, dilution
+// fine-tuning per ratio plus ablations, merge, evaluation, benchmark, report. Resumable by stage.
+struct PipelineConfig {
+  std::string out_dir = "runs/pipeline";
+  std::string weights;                       // start from these weights instead of pretraining
+  int64_t pretrain_epochs = 3;
+  int64_t finetune_epochs = 2;
+  double decay_epochs = 1.0;                 // lambda 1 -> 0 per step over this many fine-tuning epochs
+  std::vector<double> ratios = {0.25, 0.5};  // NOSE removal ratios, each fine-tuned
+  bool ablation = true;                      // random and first-k choices at the largest ratio
+  double pretrain_lr = 4e-3;                 // per 512 images
+  double finetune_lr = 2e-3;
+  int64_t steps_per_epoch = 0;               // optimizer steps per epoch (0: one pass)
+  int64_t eval_images = 0;                   // test images per evaluation (0: all)
+  int64_t bench_iters = 10;
+};
+
 struct Config {
   std::string job;
   ModelRequest model;
@@ -148,6 +165,7 @@ struct Config {
   BenchConfig bench;
   TrainConfig train;
   MergeConfig merge;
+  PipelineConfig pipeline;
 };
 
 // Every cross-field check in one place; throws vitslim::Error naming the flag.

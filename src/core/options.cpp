@@ -23,6 +23,7 @@ const std::vector<std::pair<std::string, std::string>>& job_list() {
       {"bench", "full vs attention-removed model: parameters, multiply-adds, images/s, peak memory"},
       {"train", "fine-tune data-parallel while chosen attention layers dilute into identity, then export"},
       {"merge", "turn a training checkpoint at lambda 0 into the compact model (checked), optionally folded"},
+      {"pipeline", "the whole method end to end: pretrain, entropy, search, dilute, merge, evaluate, report"},
   };
   return kJobs;
 }
@@ -30,7 +31,7 @@ const std::vector<std::pair<std::string, std::string>>& job_list() {
 namespace {
 
 struct Raw {
-  std::string remove_layers, mean, std_, ratios = "0.25,0.5", layers;
+  std::string remove_layers, mean, std_, ratios = "0.25,0.5", layers, pipeline_ratios = "0.25,0.5";
   std::optional<double> decay_epochs;
 };
 
@@ -198,6 +199,28 @@ po::options_description job_options(const std::string& job, Config& c, Raw& raw)
   } else if (job == "train") {
     all.add(data_options(c, raw));
     all.add(train_options(c, raw));
+  } else if (job == "pipeline") {
+    all.add(data_options(c, raw));
+    PipelineConfig& p = c.pipeline;
+    po::options_description o("Pipeline (every stage resumes from its files in --out-dir)");
+    o.add_options()
+        ("out-dir", po::value(&p.out_dir)->default_value(p.out_dir), "all stages' outputs and report.md / report.json")
+        ("pretrained", po::value(&p.weights), "start from these weights instead of pretraining")
+        ("pretrain-epochs", po::value(&p.pretrain_epochs)->default_value(p.pretrain_epochs), "pretraining from scratch")
+        ("finetune-epochs", po::value(&p.finetune_epochs)->default_value(p.finetune_epochs),
+         "dilution fine-tuning per run (the unpruned baseline gets the same)")
+        ("decay-epochs", po::value(&p.decay_epochs)->default_value(p.decay_epochs),
+         "lambda goes 1 -> 0 per step over this many fine-tuning epochs")
+        ("ratios", po::value(&raw.pipeline_ratios)->default_value(raw.pipeline_ratios), "NOSE removal ratios")
+        ("ablation", po::value(&p.ablation)->implicit_value(true)->default_value(true),
+         "also fine-tune a random and a first-k choice at the largest ratio")
+        ("pretrain-lr", po::value(&p.pretrain_lr)->default_value(p.pretrain_lr, "4e-3"), "per 512 images")
+        ("finetune-lr", po::value(&p.finetune_lr)->default_value(p.finetune_lr, "2e-3"), "per 512 images")
+        ("steps-per-epoch", po::value(&p.steps_per_epoch)->default_value(p.steps_per_epoch),
+         "optimizer steps per training epoch (0: one pass over the split)")
+        ("eval-images", po::value(&p.eval_images)->default_value(p.eval_images), "test images per evaluation (0: all)")
+        ("bench-iters", po::value(&p.bench_iters)->default_value(p.bench_iters), "timed iterations of the benchmark");
+    all.add(o);
   } else if (job == "merge") {
     po::options_description o("Merge");
     o.add_options()
@@ -243,6 +266,13 @@ std::vector<std::string> read_ini(const std::string& path) {
 }
 
 // --remove-layers FILE@RATIO: the layers `vitslim search --json FILE` selected for RATIO.
+template <typename T>
+void take(const po::variables_map& vm, const char* name, std::optional<T>& field) {
+  if (vm.count(name)) field = vm[name].as<T>();
+}
+
+}  // namespace
+
 std::vector<int64_t> layers_from_search(const std::string& spec) {
   const size_t at = spec.rfind('@');
   const std::string path = spec.substr(0, at);
@@ -272,13 +302,6 @@ std::vector<int64_t> layers_from_search(const std::string& spec) {
   }
   throw Error(cat("--remove-layers ", path, ": no selection for ratio ", ratio, " (has ", known, ")"));
 }
-
-template <typename T>
-void take(const po::variables_map& vm, const char* name, std::optional<T>& field) {
-  if (vm.count(name)) field = vm[name].as<T>();
-}
-
-}  // namespace
 
 ParsedCommand parse_options(int argc, const char* const argv[]) {
   ParsedCommand result;
@@ -326,6 +349,7 @@ ParsedCommand parse_options(int argc, const char* const argv[]) {
   layers = raw.remove_layers.find('@') != std::string::npos ? layers_from_search(raw.remove_layers)
                                                              : parse_int_list(raw.remove_layers, "--remove-layers");
   c.train.decay_epochs = raw.decay_epochs;
+  c.pipeline.ratios = parse_double_list(raw.pipeline_ratios, "--ratios");
   c.data.mean = parse_double_list(raw.mean, "--mean");
   c.search.ratios = parse_double_list(raw.ratios, "--ratios");
   c.search.layers = parse_int_list(raw.layers, "--layers");

@@ -2,6 +2,7 @@
 // options.cpp). parse_options() returns a validated Config or a request to print help/config.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ struct ParsedCommand {
 
 // The jobs this build provides, in the order `vitslim --help` lists them.
 const std::vector<std::pair<std::string, std::string>>& job_list();
+
+// "FILE@RATIO": the layers a `vitslim search --json` result selected for RATIO.
+std::vector<int64_t> layers_from_search(const std::string& spec);
 
 // argv[1] is the job name. Throws vitslim::Error with one line naming the bad flag or file.
 ParsedCommand parse_options(int argc, const char* const argv[]);
