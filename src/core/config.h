@@ -143,11 +143,11 @@ struct PipelineConfig {
   std::string weights;                       // start from these weights instead of pretraining
   int64_t pretrain_epochs = 3;
   int64_t finetune_epochs = 2;
-  double decay_epochs = 1.0;                 // lambda 1 -> 0 per step over this many fine-tuning epochs
+  double decay_epochs = 0.5;                 // lambda 1 -> 0 per step over this many fine-tuning epochs
   std::vector<double> ratios = {0.25, 0.5};  // NOSE removal ratios, each fine-tuned
   bool ablation = true;                      // random and first-k choices at the largest ratio
-  double pretrain_lr = 4e-3;                 // per 512 images
-  double finetune_lr = 2e-3;
+  double pretrain_lr = 8e-3;                 // per 512 images
+  double finetune_lr = 4e-3;
   int64_t steps_per_epoch = 0;               // optimizer steps per epoch (0: one pass)
   int64_t eval_images = 0;                   // test images per evaluation (0: all)
   int64_t bench_iters = 10;

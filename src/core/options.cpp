@@ -214,8 +214,8 @@ po::options_description job_options(const std::string& job, Config& c, Raw& raw)
         ("ratios", po::value(&raw.pipeline_ratios)->default_value(raw.pipeline_ratios), "NOSE removal ratios")
         ("ablation", po::value(&p.ablation)->implicit_value(true)->default_value(true),
          "also fine-tune a random and a first-k choice at the largest ratio")
-        ("pretrain-lr", po::value(&p.pretrain_lr)->default_value(p.pretrain_lr, "4e-3"), "per 512 images")
-        ("finetune-lr", po::value(&p.finetune_lr)->default_value(p.finetune_lr, "2e-3"), "per 512 images")
+        ("pretrain-lr", po::value(&p.pretrain_lr)->default_value(p.pretrain_lr, "8e-3"), "per 512 images")
+        ("finetune-lr", po::value(&p.finetune_lr)->default_value(p.finetune_lr, "4e-3"), "per 512 images")
         ("steps-per-epoch", po::value(&p.steps_per_epoch)->default_value(p.steps_per_epoch),
          "optimizer steps per training epoch (0: one pass over the split)")
         ("eval-images", po::value(&p.eval_images)->default_value(p.eval_images), "test images per evaluation (0: all)")

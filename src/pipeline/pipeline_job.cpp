@@ -43,6 +43,12 @@ constexpr int64_t kEntropyTraceImages = 256;
 constexpr int64_t kBenchBatch = 256;
 constexpr double kGoalPoints = 0.5;  // issue goal: half the attention removed within 0.5 top-1 points
 
+// Thrown when a training stage stopped on SIGUSR1/SIGTERM: the pipeline ends here (exit 0) and the
+// same command resumes it.
+struct StoppedBySignal {
+  std::string stage;
+};
+
 // One fine-tuning run of the comparison.
 struct Run {
   std::string name;            // unpruned, nose-0.5, random-0.5, first-0.5, ...
@@ -148,6 +154,7 @@ void Pipeline::pretrain() {
     validate(c);
     train::run_train_job(c, mpi_);
   });
+  if (!training_finished(dir)) throw StoppedBySignal{"pretrain"};
 }
 
 void Pipeline::analyse() {
@@ -205,6 +212,7 @@ void Pipeline::finetune(const Run& run) {
     validate(c);
     train::run_train_job(c, mpi_);
   });
+  if (!training_finished(dir)) throw StoppedBySignal{"finetune " + run.name};
   if (run.layers.empty()) {
     evaluate(run.name, (fs::path(dir) / "final.safetensors").string());
     return;
@@ -356,7 +364,12 @@ int Pipeline::run() {
 
 int run_pipeline_job(const Config& config, const dist::MpiSession& mpi) {
   Pipeline pipeline(config, mpi);
-  return pipeline.run();
+  try {
+    return pipeline.run();
+  } catch (const StoppedBySignal& stop) {
+    log_info(cat("pipeline: stopped by a signal during ", stop.stage, "; run the same command to resume"));
+    return 0;
+  }
 }
 
 }  // namespace vitslim::pipeline

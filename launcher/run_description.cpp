@@ -1,0 +1,149 @@
+// Implements reading and validating run descriptions (see run_description.h).
+#include "run_description.h"
+
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace vitslim::launch {
+
+namespace {
+
+const std::set<std::string> kJobs = {"entropy", "search", "train", "merge", "eval", "pipeline"};
+const std::set<std::string> kOutputKeys = {"out-dir", "out", "json", "config", "checkpoint"};
+// Values that go into #SBATCH lines unquoted: a conservative character set, so no value can
+// end the directive or reach a shell.
+const std::regex kSlurmValue(R"([A-Za-z0-9_.:,+\-=/]*)");
+const std::regex kOptionKey(R"([a-z][a-z0-9-]*)");
+const std::regex kRatio(R"(0?\.[0-9]+)");
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return "";
+  const size_t e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+int64_t positive(const std::string& value, const std::string& where) {
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != value.size() || v <= 0) throw Error(cat(where, ": '", value, "' is not a positive integer"));
+  return v;
+}
+
+std::string slurm_value(const std::string& value, const std::string& where) {
+  if (!std::regex_match(value, kSlurmValue)) {
+    throw Error(cat(where, ": '", value, "' has characters a Slurm directive cannot carry safely"));
+  }
+  return value;
+}
+
+}  // namespace
+
+RunDescription read_run_description(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(cat("run description ", path, ": cannot open"));
+  RunDescription d;
+  d.file = path;
+  std::string section, line;
+  int number = 0;
+  std::set<std::string> seen;
+  while (std::getline(in, line)) {
+    ++number;
+    const std::string where = cat(path, ":", number);
+    const std::string text = trim(line);
+    if (text.empty() || text[0] == '#' || text[0] == ';') continue;
+    if (text.front() == '[') {
+      if (text.back() != ']') throw Error(cat(where, ": malformed section header '", text, "'"));
+      section = trim(text.substr(1, text.size() - 2));
+      if (section != "launch" && section != "sweep" && !kJobs.count(section)) {
+        throw Error(cat(where, ": unknown section [", section, "] (expected [launch], [sweep] or a job: ",
+                        "[entropy], [search], [train], [merge], [eval], [pipeline])"));
+      }
+      continue;
+    }
+    if (section.empty()) throw Error(cat(where, ": a key before any [section]"));
+    const size_t eq = text.find('=');
+    const std::string key = trim(eq == std::string::npos ? text : text.substr(0, eq));
+    const std::string value = eq == std::string::npos ? "" : trim(text.substr(eq + 1));
+    const std::string at = cat(where, ": ", key);
+    if (kJobs.count(section)) {
+      if (!std::regex_match(key, kOptionKey)) throw Error(cat(where, ": '", key, "' is not an option name"));
+      if (kOutputKeys.count(key)) {
+        throw Error(cat(at, ": output paths are set by the launcher (output_dir in [launch]); remove it"));
+      }
+      d.options[section].emplace_back(key, value);
+      continue;
+    }
+    if (!seen.insert(section + "." + key).second) throw Error(cat(at, ": given twice"));
+    if (section == "sweep") {
+      if (key == "ratios") {
+        std::string item;
+        std::istringstream list(value);
+        while (std::getline(list, item, ',')) {
+          item = trim(item);
+          if (!std::regex_match(item, kRatio)) throw Error(cat(at, ": '", item, "' is not a ratio like 0.25"));
+          d.ratios.push_back(item);
+        }
+      } else if (key == "search") {
+        d.search = value;
+      } else {
+        throw Error(cat(at, ": unknown key in [sweep] (ratios, search)"));
+      }
+      continue;
+    }
+    if (key == "job") d.job = value;
+    else if (key == "mode") d.mode = value;
+    else if (key == "name") d.name = slurm_value(value, at);
+    else if (key == "nodes") d.nodes = positive(value, at);
+    else if (key == "tasks_per_node") d.tasks_per_node = positive(value, at);
+    else if (key == "gpus_per_node") d.gpus_per_node = value == "0" ? 0 : positive(value, at);
+    else if (key == "cpus_per_task") d.cpus_per_task = positive(value, at);
+    else if (key == "time") d.time = slurm_value(value, at);
+    else if (key == "partition") d.partition = slurm_value(value, at);
+    else if (key == "account") d.account = slurm_value(value, at);
+    else if (key == "qos") d.qos = slurm_value(value, at);
+    else if (key == "output_dir") d.output_dir = value;
+    else if (key == "signal_seconds") d.signal_seconds = positive(value, at);
+    else if (key == "binary") d.binary = value;
+    else if (key == "mpiexec") d.mpiexec = value;
+    else throw Error(cat(at, ": unknown key in [launch]"));
+  }
+  if (!kJobs.count(d.job) && d.job != "chain") {
+    throw Error(cat(path, ": job '", d.job, "' is not one of entropy, search, train, merge, eval, pipeline, chain"));
+  }
+  slurm_value(d.output_dir, cat(path, ": output_dir"));
+  if (d.mode != "local" && d.mode != "sbatch") throw Error(cat(path, ": mode must be local or sbatch, got '", d.mode, "'"));
+  if (d.output_dir.empty()) throw Error(cat(path, ": output_dir is empty"));
+  if (d.name.empty()) throw Error(cat(path, ": name is empty"));
+  if (d.job == "chain" && !d.sweep()) throw Error(cat(path, ": job = chain needs [sweep] ratios"));
+  if (d.job == "chain" && d.mode != "sbatch") throw Error(cat(path, ": job = chain submits dependent Slurm jobs; mode = sbatch"));
+  if (d.sweep()) {
+    if (d.job != "train" && d.job != "chain") throw Error(cat(path, ": a [sweep] over ratios runs train or chain, not ", d.job));
+    if (d.job == "train" && d.search.empty()) {
+      throw Error(cat(path, ": [sweep] ratios need search = <vitslim search --json result>"));
+    }
+    for (const auto& [key, value] : d.options_of("train")) {
+      if (key == "remove-layers") throw Error(cat(path, ": [sweep] sets --remove-layers per task; remove it from [train]"));
+    }
+  }
+  if (d.mode == "local" && d.nodes > 1) throw Error(cat(path, ": mode = local runs on this machine; nodes must be 1"));
+  return d;
+}
+
+const std::vector<std::pair<std::string, std::string>>& RunDescription::options_of(const std::string& job) const {
+  static const std::vector<std::pair<std::string, std::string>> kNone;
+  auto it = options.find(job);
+  return it == options.end() ? kNone : it->second;
+}
+
+}  // namespace vitslim::launch

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# vitslim-launch on a real Slurm: starts munged, slurmctld -D and slurmd -D (Debian's slurm-wlm,
+# a slurm.conf in a temporary directory, no systemd), submits a 2-task Fashion-MNIST training job
+# through vitslim-launch (srun --mpi=pmix), requeues it mid-run with `scontrol requeue`, and checks
+# that it resumed from its checkpoint and finished with the weights of an uninterrupted 2-rank run.
+# Every daemon it started is stopped by PID on exit.
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+fail() {
+  echo "FAIL: $*"
+  for f in "$WORK"/slurm/*.log "$WORK"/out/*.out; do [[ -f "$f" ]] && { echo "== $f"; tail -n 25 "$f"; }; done
+  exit 1
+}
+for tool in munged slurmctld slurmd sbatch scontrol squeue; do
+  command -v "$tool" >/dev/null || fail "$tool not installed (scripts/setup.sh installs slurm-wlm and munge)"
+done
+LAUNCH="$(dirname "$BIN")/vitslim-launch"
+S="$WORK/slurm"
+mkdir -p "$S/state" "$S/spool"
+HOST=$(hostname -s)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  sleep 1
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# munge with its own key and socket, so nothing of the machine's setup is touched.
+dd if=/dev/urandom of="$S/munge.key" bs=1024 count=1 status=none
+chmod 400 "$S/munge.key"
+munged --foreground --force --key-file="$S/munge.key" --socket="$S/munge.sock" --pid-file="$S/munged.pid" \
+  --log-file="$S/munged.log" --seed-file="$S/munge.seed" &
+PIDS+=($!)
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+cat >"$S/slurm.conf" <<EOF
+ClusterName=vitslimtest
+SlurmctldHost=$HOST
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort=$(free_port)
+SlurmdPort=$(free_port)
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$S/munge.sock
+StateSaveLocation=$S/state
+SlurmdSpoolDir=$S/spool
+SlurmctldPidFile=$S/slurmctld.pid
+SlurmdPidFile=$S/slurmd.pid
+SlurmctldLogFile=$S/slurmctld.log
+SlurmdLogFile=$S/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+JobRequeue=1
+KillWait=30
+NodeName=$HOST CPUs=2 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+EOF
+export SLURM_CONF="$S/slurm.conf"
+sleep 1
+slurmctld -D -f "$SLURM_CONF" >/dev/null 2>&1 &
+PIDS+=($!)
+slurmd -D -f "$SLURM_CONF" >/dev/null 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 60); do
+  sinfo -h -o %t 2>/dev/null | grep -q idle && break
+  sleep 0.5
+done
+sinfo -h -o %t | grep -q idle || fail "the Slurm node did not become idle"
+echo "ok   Slurm up: $(sinfo -h -o '%P %t %c CPUs')"
+
+TRAIN="epochs = 2
+steps-per-epoch = 40
+decay-epochs = 1
+remove-layers = 1,3
+batch-size = 16
+checkpoint-steps = 4
+eval-images = 200
+entropy-images = 0
+threads = 1
+quiet ="
+cat >run.ini <<EOF
+[launch]
+job = train
+mode = sbatch
+name = requeue-test
+nodes = 1
+tasks_per_node = 2
+cpus_per_task = 1
+output_dir = $WORK/out
+binary = $BIN
+
+[train]
+$TRAIN
+EOF
+"$LAUNCH" run.ini >submit.txt || fail "vitslim-launch: $(cat submit.txt)"
+JOB=$(awk '/submitted/ {print $4}' submit.txt)
+echo "ok   submitted job $JOB"
+for _ in $(seq 1 600); do
+  compgen -G "$WORK/out/checkpoints/step-*.safetensors" >/dev/null && break
+  sleep 0.1
+done
+compgen -G "$WORK/out/checkpoints/step-*.safetensors" >/dev/null || fail "no checkpoint appeared"
+scontrol requeue "$JOB" || fail "scontrol requeue"
+echo "ok   requeued job $JOB after $(ls "$WORK/out/checkpoints")"
+state=""
+for _ in $(seq 1 900); do
+  state=$(sacct -n -X -j "$JOB" -o State 2>/dev/null | head -n 1 | tr -d ' ' || true)
+  [[ -z "$state" ]] && state=$(scontrol show job "$JOB" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
+  [[ "$state" == COMPLETED || "$state" == FAILED || "$state" == CANCELLED* ]] && break
+  sleep 0.2
+done
+[[ "$state" == COMPLETED ]] || fail "job ended $state"
+LOG=$(ls "$WORK"/out/*.out)
+grep -q "restart 1" "$LOG" || fail "the job did not restart"
+grep -q "resumed from" "$LOG" || { cat "$LOG"; fail "the restarted job did not resume from a checkpoint"; }
+echo "ok   job restarted and resumed: $(grep -m1 'resumed from' "$LOG")"
+
+# The same training uninterrupted, 2 ranks under mpiexec: identical weights.
+# shellcheck disable=SC2046
+"$MPIEXEC" -np 2 "$BIN" train $(sed -e 's/ = */=/' -e 's/^/--/' -e 's/=$//' <<<"$TRAIN") --out-dir ref
+"$PY" "$VITSLIM_SCRIPTS/compare_weights.py" ref/final.safetensors "$WORK/out/final.safetensors"
+echo "slurm requeue: ok"
