@@ -99,6 +99,7 @@ class Pipeline {
   void evaluate(const std::string& name, const std::string& weights);
   void bench(const Run& run);
   void report(const std::vector<Run>& runs);
+  void check_settings();
 
   Config base_;
   const PipelineConfig& p_;
@@ -342,12 +343,35 @@ void Pipeline::report(const std::vector<Run>& runs) {
   std::printf("%s", md.str().c_str());
 }
 
+// Stages are reused by their files, so a rerun must ask for the same thing: the resolved settings
+// are kept in pipeline.ini and a different request is refused rather than mixed with old results.
+void Pipeline::check_settings() {
+  if (mpi_.rank() != 0) return;
+  const std::string file = path("pipeline.ini");
+  Config mine = base_;
+  mine.runtime.threads = 0;  // how fast, not what: may differ between runs
+  mine.runtime.quiet = false;
+  const std::string settings = config_to_ini(mine);
+  if (fs::exists(file)) {
+    std::ifstream in(file);
+    std::stringstream old;
+    old << in.rdbuf();
+    if (old.str() != settings) {
+      throw Error(cat("--out-dir ", p_.out_dir, " holds a pipeline run with other settings (", file,
+                      "); rerun with the same settings to resume it, or choose another --out-dir"));
+    }
+    return;
+  }
+  write_file_atomic(file, settings);
+}
+
 int Pipeline::run() {
   if (mpi_.rank() == 0) {
     std::error_code ec;
     fs::create_directories(p_.out_dir, ec);
     if (ec) throw Error(cat("--out-dir ", p_.out_dir, ": cannot create (", ec.message(), ")"));
   }
+  check_settings();
   mpi_.barrier();
   pretrain();
   if (p_.weights.empty()) evaluate("pretrained", pretrained_);

@@ -77,13 +77,13 @@ echo "ok   Slurm up: $(sinfo -h -o '%P %t %c CPUs')"
 TRAIN="epochs = 2
 steps-per-epoch = 40
 decay-epochs = 1
+warmup-epochs = 0.5
 remove-layers = 1,3
 batch-size = 16
 checkpoint-steps = 4
 eval-images = 200
 entropy-images = 0
-threads = 1
-quiet ="
+threads = 1"
 cat >run.ini <<EOF
 [launch]
 job = train
@@ -108,8 +108,14 @@ done
 compgen -G "$WORK/out/checkpoints/step-*.safetensors" >/dev/null || fail "no checkpoint appeared"
 scontrol requeue "$JOB" || fail "scontrol requeue"
 echo "ok   requeued job $JOB after $(ls "$WORK/out/checkpoints")"
+# A requeued job waits for a begin time in the future; make it eligible now.
+for _ in $(seq 1 100); do
+  scontrol show job "$JOB" | grep -q 'JobState=PENDING' && break
+  sleep 0.2
+done
+scontrol update JobId="$JOB" StartTime=now || true
 state=""
-for _ in $(seq 1 900); do
+for _ in $(seq 1 1500); do
   state=$(sacct -n -X -j "$JOB" -o State 2>/dev/null | head -n 1 | tr -d ' ' || true)
   [[ -z "$state" ]] && state=$(scontrol show job "$JOB" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
   [[ "$state" == COMPLETED || "$state" == FAILED || "$state" == CANCELLED* ]] && break
