@@ -14,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -97,6 +98,8 @@ class Trainer {
   Named tensors_for_checkpoint();
   double current_lambda(int64_t epoch) const { return lambda_.at(epoch, state_.global_step); }
   bool all_removed();
+  std::vector<double> block_lambdas();  // per block: 1 full, lambda diluting, 0 removed
+  std::optional<Checkpoint> chosen_;     // rank 0: the checkpoint choose_checkpoint() read
 
   Config c_;
   const TrainConfig& t_;
@@ -215,6 +218,15 @@ void Trainer::setup() {
                " steps/epoch x ", t_.epochs, " epochs, peak lr ", fmt(lr_.peak, 3), ", backend ", comm_->backend()));
 }
 
+std::vector<double> Trainer::block_lambdas() {
+  std::vector<double> lambdas;
+  for (int64_t b = 0; b < model_->depth(); ++b) {
+    const auto& block = model_->block(b);
+    lambdas.push_back(block->mode() == model::AttentionMode::Removed ? 0.0 : block->lambda());
+  }
+  return lambdas;
+}
+
 bool Trainer::all_removed() {
   for (int64_t b : t_.dilute_layers) {
     if (model_->block(b)->mode() != model::AttentionMode::Removed) return false;
@@ -267,7 +279,7 @@ int64_t Trainer::choose_checkpoint() {
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
     const std::string path = checkpoint_path(t_.out_dir, *it);
     try {
-      read_checkpoint(path);
+      chosen_ = read_checkpoint(path);  // kept: resume_or_start() uses it instead of reading again
       return *it;
     } catch (const Error& e) {
       if (first_problem.empty()) first_problem = e.what();
@@ -316,7 +328,8 @@ void Trainer::resume_or_start() {
     if (t_.resume) log_info(cat("--resume: no checkpoint in ", checkpoint_dir(t_.out_dir), ", starting from scratch"));
     apply_lambda(current_lambda(0));
   } else {
-    Checkpoint ckpt = read_checkpoint(checkpoint_path(t_.out_dir, chosen));
+    Checkpoint ckpt = chosen_ ? std::move(*chosen_) : read_checkpoint(checkpoint_path(t_.out_dir, chosen));
+    chosen_.reset();
     const TrainState& s = ckpt.state;
     const int64_t depth = model_->depth();
     if (static_cast<int64_t>(s.modes.size()) != depth) {
@@ -516,15 +529,10 @@ bool Trainer::train_step(const std::vector<int64_t>& order, int64_t epoch) {
   state_.epoch_seconds += seconds;
   const double rate = static_cast<double>(images * mpi_.world_size()) / seconds;
   if (trace_) {
-    std::vector<double> lambdas;
-    for (int64_t b = 0; b < model_->depth(); ++b) {
-      const auto& block = model_->block(b);
-      lambdas.push_back(block->mode() == model::AttentionMode::Removed ? 0.0 : block->lambda());
-    }
     const double wait = reducer_ ? reducer_->stats().last_wait_seconds : 0.0;
     trace_->append("/train/step", {static_cast<double>(state_.global_step), static_cast<double>(epoch), loss, lr,
                                    norm, rate, data_seconds, wait});
-    trace_->append("/train/step_lambda", lambdas);
+    trace_->append("/train/step_lambda", block_lambdas());
     trace_->flush();
   }
   progress_->update(cat("epoch ", epoch + 1, "/", t_.epochs), state_.step_in_epoch, steps_per_epoch_,
@@ -548,12 +556,8 @@ void Trainer::end_epoch(int64_t epoch, double train_loss, double seconds, int64_
   const double top5 = 100.0 * static_cast<double>(counts.top5) / static_cast<double>(counts.images);
   const double eval_loss = counts.loss_sum / static_cast<double>(counts.images);
   last_top1_ = top1;
-  std::vector<double> lambdas;
+  const std::vector<double> lambdas = block_lambdas();
   double min_lambda = 1.0;
-  for (int64_t b = 0; b < model_->depth(); ++b) {
-    const auto& block = model_->block(b);
-    lambdas.push_back(block->mode() == model::AttentionMode::Removed ? 0.0 : block->lambda());
-  }
   for (int64_t b : t_.dilute_layers) min_lambda = std::min(min_lambda, lambdas[static_cast<size_t>(b)]);
   ++state_.epoch;
   state_.step_in_epoch = 0;
