@@ -1,14 +1,46 @@
 // Implements batch preparation (see batch.h).
 #include "data/batch.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include "core/error.h"
 
 namespace vitslim::data {
+namespace {
+
+// Per-image eval transform of a variable-size dataset into [B, C, S, S].
+Batch load_folder_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
+                        const std::vector<double>& std, const ModelShape& shape) {
+  const int64_t B = static_cast<int64_t>(indices.size()), S = shape.img_size, C = shape.in_chans;
+  TransformSettings s;
+  s.size = S;
+  s.channels = C;
+  s.mean = mean;
+  s.std = std;
+  s.crop_pct = dataset.eval_options().crop_pct;
+  s.filter = dataset.eval_options().filter;
+  s.max_dct_shrink = dataset.eval_options().max_dct_shrink;
+  const Normaliser norm(mean, std, C);
+  auto images = torch::empty({B, C, S, S}, torch::kFloat);
+  auto labels = torch::empty({B}, torch::kLong);
+  float* out = images.data_ptr<float>();
+  int64_t* lab = labels.data_ptr<int64_t>();
+  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      lab[b] = dataset.with_image(indices[static_cast<size_t>(b)], [&](const SourceImage& source) {
+        eval_transform(source, s, norm, out + b * C * S * S);
+      });
+    }
+  });
+  return {images, labels};
+}
+
+}  // namespace
 
 Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
                  const std::vector<double>& std, const ModelShape& shape) {
+  if (!dataset.fixed_size()) return load_folder_batch(dataset, indices, mean, std, shape);
   const int64_t B = static_cast<int64_t>(indices.size());
   const int64_t C = dataset.channels(), H = dataset.height(), W = dataset.width();
   auto pixels = torch::empty({B, C, H, W}, torch::kUInt8);
@@ -40,6 +72,45 @@ Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, co
                               .align_corners(false));
   }
   return {x.contiguous(), labels};
+}
+
+TransformSettings train_settings(const DataConfig& c, const std::vector<double>& mean, const std::vector<double>& std,
+                                 const ModelShape& shape) {
+  TransformSettings s;
+  s.size = shape.img_size;
+  s.channels = shape.in_chans;
+  s.filter = parse_filter(c.interpolation);
+  s.mean = mean;
+  s.std = std;
+  s.scale_min = c.scale[0];
+  s.scale_max = c.scale[1];
+  s.ratio_min = c.ratio[0];
+  s.ratio_max = c.ratio[1];
+  s.hflip = c.hflip;
+  s.rand_augment_on = c.auto_augment != "none";
+  if (s.rand_augment_on) s.rand_augment = parse_rand_augment(c.auto_augment);
+  s.erase_prob = c.reprob;
+  s.crop_pct = c.crop_pct;
+  s.max_dct_shrink = c.dct_scaling ? kMaxJpegShrink : 1;
+  return s;
+}
+
+Batch load_train_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<uint64_t>& seeds,
+                       const TransformSettings& s, bool pinned) {
+  if (seeds.size() != indices.size()) throw Error("load_train_batch: one seed per image is needed");
+  const int64_t B = static_cast<int64_t>(indices.size()), S = s.size, C = s.channels;
+  const Normaliser norm(s.mean, s.std, C);
+  auto images = torch::empty({B, C, S, S}, torch::TensorOptions(torch::kFloat).pinned_memory(pinned));
+  auto labels = torch::empty({B}, torch::TensorOptions(torch::kLong).pinned_memory(pinned));
+  float* out = images.data_ptr<float>();
+  int64_t* lab = labels.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    lab[b] = dataset.with_image(indices[static_cast<size_t>(b)], [&](const SourceImage& source) {
+      Rng rng(seeds[static_cast<size_t>(b)]);  // a substitute image gets the same stream
+      train_transform(source, s, norm, rng, out + b * C * S * S);
+    });
+  }
+  return {images, labels};
 }
 
 }  // namespace vitslim::data

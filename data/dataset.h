@@ -1,20 +1,42 @@
-// Datasets vitslim reads at native resolution: Fashion-MNIST IDX files (gzipped as Debian's
-// dataset-fashion-mnist ships them, or plain), CIFAR-10/100 binary, and a deterministic
-// synthetic set for tests and benchmarks without data. Images are uint8 HWC-free planes
-// [C, H, W]; labels are class indices. Wrong sizes, magic numbers or missing files are Errors
-// naming the file. (ImageNet folders, augmentation and the threaded loader: data pipeline issue.)
+// Datasets vitslim reads: Fashion-MNIST IDX files (gzipped as Debian's dataset-fashion-mnist
+// ships them, or plain), CIFAR-10/100 binary, a deterministic synthetic set for tests and
+// benchmarks without data (all in memory at native resolution, uint8 planes [C, H, W]), and image
+// folders (ImageNet's train/<wnid>/*.JPEG layout or any class-per-folder tree, decoded per image,
+// see data/folder.h). Every image is also reachable as a SourceImage for the per-image transforms.
+// Wrong sizes, magic numbers or missing files are Errors naming the file; unreadable images go
+// through the --bad-images policy (skip: counted warning and the next image; fail: an Error).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
+#include "data/codec.h"
+#include "data/resample.h"
 
 namespace vitslim::data {
 
 inline constexpr const char* kFashionMnistDefaultPath = "/usr/share/datasets/fashion-mnist";
+
+// Unreadable images met while loading, shared by the loader threads: each file is named in a
+// warning the first time (up to kNamedBadImages names), all are counted.
+class BadImageLog {
+ public:
+  static constexpr int64_t kNamedBadImages = 20;
+  void record(const std::string& message);
+  int64_t count() const;
+  // One warning line with the count, when there was any.
+  void summarise(const std::string& dataset) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::set<std::string> seen_;
+};
 
 class Dataset {
  public:
@@ -22,12 +44,39 @@ class Dataset {
   virtual std::string name() const = 0;
   virtual int64_t size() const = 0;
   virtual int64_t channels() const = 0;
+  // Image size; 0 when images differ in size (image folders: only per-image transforms apply).
   virtual int64_t height() const = 0;
   virtual int64_t width() const = 0;
   virtual int64_t num_classes() const = 0;
-  // Copies image `index` ([C, H, W] uint8) to `pixels` and returns its label.
+  bool fixed_size() const { return height() > 0 && width() > 0; }
+  // Copies image `index` ([C, H, W] uint8) to `pixels` and returns its label (fixed-size only).
   virtual int64_t read(int64_t index, uint8_t* pixels) const = 0;
+  virtual int64_t label(int64_t index) const = 0;
+  // Image `index` for the per-image transforms (a file is read, not yet decoded).
+  virtual SourceImage source(int64_t index) const;
   int64_t image_bytes() const { return channels() * height() * width(); }
+
+  // Calls use(source(i)) for i = index and, under --bad-images skip, the following images when
+  // one is unreadable (BadImage from source() or from use); returns the label of the image used.
+  // Under fail, or when every candidate is unreadable, throws an Error naming the file.
+  int64_t with_image(int64_t index, const std::function<void(const SourceImage&)>& use) const;
+  void set_skip_bad_images(bool skip) { skip_bad_ = skip; }
+  BadImageLog& bad_images() const { return bad_images_; }
+
+  // How variable-size images become evaluation inputs (--crop-pct, --interpolation,
+  // --jpeg-dct-scaling); open_dataset sets them from the config.
+  struct EvalOptions {
+    double crop_pct = 0.875;
+    Filter filter = Filter::Bicubic;
+    int max_dct_shrink = 8;
+  };
+  void set_eval_options(const EvalOptions& options) { eval_options_ = options; }
+  const EvalOptions& eval_options() const { return eval_options_; }
+
+ private:
+  bool skip_bad_ = true;
+  EvalOptions eval_options_;
+  mutable BadImageLog bad_images_;
 };
 
 // In-memory dataset of equally sized uint8 images (what every reader here produces).
@@ -42,6 +91,7 @@ class ArrayDataset : public Dataset {
   int64_t width() const override { return w_; }
   int64_t num_classes() const override { return classes_; }
   int64_t read(int64_t index, uint8_t* pixels) const override;
+  int64_t label(int64_t index) const override;
 
  private:
   std::string name_;
@@ -60,7 +110,9 @@ struct IdxArray {
 IdxArray read_idx(const std::string& path, int expected_dims);
 
 // CIFAR-10: data_batch_{1..5}.bin / test_batch.bin; CIFAR-100: train.bin / test.bin (fine labels).
-std::unique_ptr<Dataset> read_cifar(const std::string& dir, int classes, const std::string& split);
+// With skip_bad, a missing file or a trailing partial record is a warning (the rest is used).
+std::unique_ptr<Dataset> read_cifar(const std::string& dir, int classes, const std::string& split,
+                                    bool skip_bad = false);
 
 // Deterministic pseudo-random images and labels from (seed, index).
 std::unique_ptr<Dataset> make_synthetic(int64_t size, int64_t channels, int64_t image_size, int64_t num_classes,

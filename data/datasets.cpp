@@ -1,5 +1,6 @@
 // Implements the dataset readers (see dataset.h): IDX through zlib (gzread reads gzipped and
-// plain files alike), CIFAR binary records, the synthetic generator and the defaults.
+// plain files alike), CIFAR binary records, the synthetic generator, the bad-image policy and the
+// defaults. Image folders are in folder.cpp.
 #include <zlib.h>
 
 #include <algorithm>
@@ -9,8 +10,10 @@
 #include <random>
 
 #include "core/error.h"
-#include "data/sampler.h"
+#include "core/log.h"
 #include "data/dataset.h"
+#include "data/folder.h"
+#include "data/sampler.h"
 
 namespace vitslim::data {
 namespace fs = std::filesystem;
@@ -48,6 +51,63 @@ int64_t ArrayDataset::read(int64_t index, uint8_t* pixels) const {
   const int64_t n = image_bytes();
   std::copy_n(pixels_.begin() + index * n, n, pixels);
   return labels_[static_cast<size_t>(index)];
+}
+
+int64_t ArrayDataset::label(int64_t index) const {
+  if (index < 0 || index >= size()) throw Error(cat(name_, ": image index ", index, " out of range"));
+  return labels_[static_cast<size_t>(index)];
+}
+
+SourceImage Dataset::source(int64_t index) const {
+  const int64_t C = channels(), H = height(), W = width();
+  std::vector<uint8_t> planes(static_cast<size_t>(C * H * W));
+  read(index, planes.data());
+  Image image(W, H, C);  // [C, H, W] -> [H, W, C]
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t i = 0; i < H * W; ++i) image.pixels[static_cast<size_t>(i * C + c)] = planes[static_cast<size_t>(c * H * W + i)];
+  }
+  return SourceImage::from_pixels(std::move(image), cat(name(), " image ", index));
+}
+
+int64_t Dataset::with_image(int64_t index, const std::function<void(const SourceImage&)>& use) const {
+  constexpr int64_t kMaxSubstitutes = 64;  // consecutive unreadable images before giving up
+  const int64_t n = size();
+  for (int64_t k = 0; k < std::min(n, kMaxSubstitutes); ++k) {
+    const int64_t i = (index + k) % n;
+    try {
+      use(source(i));
+      return label(i);
+    } catch (const BadImage& e) {
+      if (!skip_bad_) throw Error(cat(e.what(), " (--bad-images fail)"));
+      bad_images_.record(e.what());
+    }
+  }
+  throw Error(cat(name(), ": ", std::min(n, kMaxSubstitutes), " consecutive unreadable images from index ", index,
+                  " (see the warnings); is this a folder of images?"));
+}
+
+void BadImageLog::record(const std::string& message) {
+  bool named = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!seen_.insert(message).second) return;
+    named = static_cast<int64_t>(seen_.size()) <= kNamedBadImages;
+  }
+  if (named) log_warn(cat("skipping unreadable image: ", message));
+}
+
+int64_t BadImageLog::count() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(seen_.size());
+}
+
+void BadImageLog::summarise(const std::string& dataset) const {
+  const int64_t n = count();
+  if (n > 0) {
+    log_warn(cat(dataset, ": skipped ", n, " unreadable image(s)",
+                 n > kNamedBadImages ? cat(" (the first ", kNamedBadImages, " are named above)") : std::string(),
+                 "; each was replaced by the next readable image"));
+  }
 }
 
 IdxArray read_idx(const std::string& path, int expected_dims) {
@@ -110,7 +170,7 @@ std::unique_ptr<Dataset> read_fashion_mnist(const std::string& dir, const std::s
                                         std::move(images.data), std::move(y));
 }
 
-std::unique_ptr<Dataset> read_cifar(const std::string& dir, int classes, const std::string& split) {
+std::unique_ptr<Dataset> read_cifar(const std::string& dir, int classes, const std::string& split, bool skip_bad) {
   if (!fs::is_directory(dir)) throw Error(cat("--data-path ", dir, ": not a directory"));
   std::vector<std::string> files;
   if (classes == 10) {
@@ -129,11 +189,17 @@ std::unique_ptr<Dataset> read_cifar(const std::string& dir, int classes, const s
   for (const auto& name : files) {
     std::string path = (fs::path(dir) / name).string();
     std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) throw Error(cat("CIFAR-", classes, " file ", path, ": cannot open"));
+    if (!in) {
+      if (!skip_bad) throw Error(cat("CIFAR-", classes, " file ", path, ": cannot open"));
+      log_warn(cat("CIFAR-", classes, " file ", path, ": cannot open; skipped (--bad-images skip)"));
+      continue;
+    }
     const int64_t bytes = in.tellg();
     if (bytes <= 0 || bytes % record != 0) {
-      throw Error(cat("CIFAR-", classes, " file ", path, ": size ", bytes, " is not a multiple of the ", record,
-                      "-byte record (wrong file or truncated)"));
+      const std::string problem = cat("CIFAR-", classes, " file ", path, ": size ", bytes, " is not a multiple of the ",
+                                      record, "-byte record (wrong file or truncated)");
+      if (!skip_bad || bytes < record) throw Error(problem);
+      log_warn(cat(problem, "; using its ", bytes / record, " whole records (--bad-images skip)"));
     }
     in.seekg(0);
     std::vector<uint8_t> raw(static_cast<size_t>(bytes));
@@ -146,6 +212,7 @@ std::unique_ptr<Dataset> read_cifar(const std::string& dir, int classes, const s
       pixels.insert(pixels.end(), rec + label_bytes, rec + record);
     }
   }
+  if (labels.empty()) throw Error(cat("CIFAR-", classes, " ", dir, ": no readable ", split, " file"));
   return std::make_unique<ArrayDataset>(cat("cifar", classes, " ", split), kCifarChannels, kCifarSide, kCifarSide,
                                         classes, std::move(pixels), std::move(labels));
 }
@@ -177,14 +244,25 @@ std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& mod
     path = kFashionMnistDefaultPath;
   }
   if (!fs::exists(path)) throw Error(cat("--data-path ", path, ": does not exist"));
-  if (c.dataset == "fashion-mnist") return read_fashion_mnist(path, c.split);
-  return read_cifar(path, c.dataset == "cifar10" ? 10 : 100, c.split);
+  const bool skip = c.bad_images == "skip";
+  std::unique_ptr<Dataset> d;
+  if (c.dataset == "fashion-mnist") {
+    d = read_fashion_mnist(path, c.split);
+  } else if (c.image_folder()) {
+    d = read_image_folder(path, c.dataset == "imagenet", c.split, c.class_index, skip);
+  } else {
+    d = read_cifar(path, c.dataset == "cifar10" ? 10 : 100, c.split, skip);
+  }
+  d->set_skip_bad_images(skip);
+  d->set_eval_options({c.crop_pct, parse_filter(c.interpolation), c.dct_scaling ? kMaxJpegShrink : 1});
+  return d;
 }
 
 std::vector<double> default_mean(const std::string& dataset) {
   if (dataset == "fashion-mnist") return {0.2860};
   if (dataset == "cifar10") return {0.4914, 0.4822, 0.4465};
   if (dataset == "cifar100") return {0.5071, 0.4865, 0.4409};
+  if (dataset == "imagenet" || dataset == "folder") return {0.485, 0.456, 0.406};
   return {0.5};
 }
 
@@ -192,6 +270,7 @@ std::vector<double> default_std(const std::string& dataset) {
   if (dataset == "fashion-mnist") return {0.3530};
   if (dataset == "cifar10") return {0.2470, 0.2435, 0.2616};
   if (dataset == "cifar100") return {0.2673, 0.2564, 0.2762};
+  if (dataset == "imagenet" || dataset == "folder") return {0.229, 0.224, 0.225};
   return {0.5};
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/setup.sh: idempotent set-up of everything vitslim needs, then a Release build.
 #   - Debian packages: compiler, CMake, Open MPI, Boost.Program_options, HDF5, nlohmann-json,
-#     GoogleTest, zlib, dataset-fashion-mnist, slurm-wlm + munge (the Slurm test; skipped when
+#     GoogleTest, zlib, libjpeg-turbo, libpng, dataset-fashion-mnist, mate-backgrounds (real
+#     photos for the JPEG tests and bench-data), slurm-wlm + munge (the Slurm test; skipped when
 #     already installed)
 #   - a project virtual environment (.venv) from the `python3` on PATH with the pinned PyTorch
 #     wheel (its LibTorch is what the C++ code links), NCCL headers/library (nvidia-nccl wheel),
@@ -22,7 +23,8 @@ TIMM_VERSION="1.0.31"
 NCCL_WHEEL="nvidia-nccl-cu13==2.30.7"
 APT_PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libboost-program-options-dev libhdf5-dev hdf5-tools libgtest-dev libgmock-dev
-  nlohmann-json3-dev zlib1g-dev dataset-fashion-mnist slurm-wlm munge)
+  nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist mate-backgrounds
+  slurm-wlm munge)
 PY_PACKAGES=(numpy safetensors h5py matplotlib pyyaml huggingface_hub pillow)
 
 log() { printf '[setup] %s\n' "$*"; }

@@ -12,6 +12,7 @@
 #include "core/options.h"
 #include "core/threads.h"
 #include "core/version.h"
+#include "data/bench_data_job.h"
 #include "dist/mpi_session.h"
 #include "dist/nccl_info.h"
 #include "entropy/entropy_job.h"
@@ -86,6 +87,7 @@ int main(int argc, char** argv) {
     if (config.job == "eval") return vitslim::train::run_eval_job(config, *mpi);
     if (config.job == "convert") return vitslim::model::run_convert_job(config);
     if (config.job == "bench") return vitslim::model::run_bench_job(config);
+    if (config.job == "bench-data") return vitslim::data::run_bench_data_job(config);
     if (config.job == "train") return vitslim::train::run_train_job(config, *mpi);
     if (config.job == "merge") return vitslim::train::run_merge_job(config, *mpi);
     if (config.job == "pipeline") return vitslim::pipeline::run_pipeline_job(config, *mpi);

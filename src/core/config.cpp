@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "data/augment.h"
 
 namespace vitslim {
 
@@ -152,11 +153,34 @@ void validate(const Config& c) {
   }
 
   const DataConfig& d = c.data;
-  static const std::set<std::string> kDatasets = {"fashion-mnist", "cifar10", "cifar100", "synthetic"};
+  static const std::set<std::string> kDatasets = {"fashion-mnist", "cifar10", "cifar100", "imagenet", "folder",
+                                                   "synthetic"};
   if (!kDatasets.count(d.dataset)) {
     throw Error(cat("--data-set: unknown dataset '", d.dataset,
-                    "' (expected fashion-mnist, cifar10, cifar100 or synthetic)"));
+                    "' (expected fashion-mnist, cifar10, cifar100, imagenet, folder or synthetic)"));
   }
+  if (d.bad_images != "skip" && d.bad_images != "fail") {
+    throw Error(cat("--bad-images must be skip or fail, got '", d.bad_images, "'"));
+  }
+  if (d.augment != "auto" && d.augment != "deit" && d.augment != "none") {
+    throw Error(cat("--aug must be deit, none or auto, got '", d.augment, "'"));
+  }
+  if (!d.class_index.empty() && !d.image_folder()) throw Error("--class-index applies to --data-set imagenet or folder");
+  if (!(d.reprob >= 0 && d.reprob <= 1)) throw Error(cat("--reprob must be in [0, 1], got ", d.reprob));
+  if (!(d.hflip >= 0 && d.hflip <= 1)) throw Error(cat("--hflip must be in [0, 1], got ", d.hflip));
+  if (d.scale.size() != 2 || !(d.scale[0] > 0 && d.scale[0] <= d.scale[1] && d.scale[1] <= 1)) {
+    throw Error("--scale must be two values 0 < lo <= hi <= 1 (e.g. 0.08,1)");
+  }
+  if (d.ratio.size() != 2 || !(d.ratio[0] > 0 && d.ratio[0] <= d.ratio[1])) {
+    throw Error("--ratio must be two values 0 < lo <= hi (e.g. 0.75,1.3333)");
+  }
+  if (!(d.crop_pct > 0 && d.crop_pct <= 1)) throw Error(cat("--crop-pct must be in (0, 1], got ", d.crop_pct));
+  if (d.interpolation != "bicubic" && d.interpolation != "bilinear") {
+    throw Error(cat("--interpolation must be bicubic or bilinear, got '", d.interpolation, "'"));
+  }
+  if (d.auto_augment != "none") data::parse_rand_augment(d.auto_augment);  // throws naming --aa
+  if (d.workers < 0) throw Error("--workers must be >= 0 (0: load in the training thread)");
+  if (d.prefetch < 1) throw Error("--prefetch must be at least 1");
   if (d.split != "train" && d.split != "test") {
     throw Error(cat("--data-split must be train or test, got '", d.split, "'"));
   }
@@ -209,6 +233,9 @@ void validate(const Config& c) {
       throw Error(cat("--device must be cpu or cuda, got '", c.bench.device, "'"));
     }
     if (c.bench.bf16 && c.bench.device != "cuda") throw Error("--bf16 needs --device cuda");
+  } else if (c.job == "bench-data") {
+    if (c.data.path.empty()) throw Error("bench-data: --data-path (a folder of JPEG/PNG images) is required");
+    if (c.bench_data.images <= 0 || c.bench_data.rounds <= 0) throw Error("bench-data: --images and --rounds must be positive");
   } else if (c.job == "train") {
     validate_train(c.train);
   } else if (c.job == "pipeline") {
@@ -256,7 +283,8 @@ std::string config_to_ini(const Config& c) {
   if (!c.model.weights.empty()) o << "weights = " << c.model.weights << "\n";
   o << "reset-head = " << (c.model.reset_head ? "true" : "false") << "\n";
   if (!c.model.removed_layers.empty()) o << "remove-layers = " << join(c.model.removed_layers) << "\n";
-  if (c.job == "entropy" || c.job == "search" || c.job == "eval" || c.job == "train" || c.job == "pipeline") {
+  if (c.job == "entropy" || c.job == "search" || c.job == "eval" || c.job == "train" || c.job == "pipeline" ||
+      c.job == "bench-data") {
     o << "[data]\n";
     o << "data-set = " << c.data.dataset << "\n";
     if (!c.data.path.empty()) o << "data-path = " << c.data.path << "\n";
@@ -265,6 +293,15 @@ std::string config_to_ini(const Config& c) {
     o << "batch-size = " << c.data.batch_size << "\n";
     if (!c.data.mean.empty()) o << "mean = " << join(c.data.mean) << "\n";
     if (!c.data.std.empty()) o << "std = " << join(c.data.std) << "\n";
+    const DataConfig& d = c.data;
+    if (!d.class_index.empty()) o << "class-index = " << d.class_index << "\n";
+    o << "bad-images = " << d.bad_images << "\ncrop-pct = " << d.crop_pct << "\ninterpolation = " << d.interpolation
+      << "\njpeg-dct-scaling = " << (d.dct_scaling ? "true" : "false") << "\n";
+    if (c.job == "train" || c.job == "pipeline" || c.job == "bench-data") {
+      o << "aug = " << d.augment << "\naa = " << d.auto_augment << "\nreprob = " << d.reprob << "\nhflip = " << d.hflip
+        << "\nscale = " << join(d.scale) << "\nratio = " << join(d.ratio) << "\nworkers = " << d.workers
+        << "\nprefetch = " << d.prefetch << "\n";
+    }
   }
   if (c.job == "entropy") {
     o << "[entropy]\n";
@@ -292,6 +329,9 @@ std::string config_to_ini(const Config& c) {
       << "\niters = " << c.bench.iters << "\ndevice = " << c.bench.device << "\nbf16 = "
       << (c.bench.bf16 ? "true" : "false") << "\ntrain = " << (c.bench.train ? "true" : "false") << "\n";
     if (!c.bench.json.empty()) o << "json = " << c.bench.json << "\n";
+  } else if (c.job == "bench-data") {
+    o << "[bench-data]\nimages = " << c.bench_data.images << "\nrounds = " << c.bench_data.rounds << "\n";
+    if (!c.bench_data.json.empty()) o << "json = " << c.bench_data.json << "\n";
   } else if (c.job == "train") {
     const TrainConfig& t = c.train;
     const auto b = [](bool v) { return v ? "true" : "false"; };

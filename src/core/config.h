@@ -40,13 +40,29 @@ struct ModelRequest {
 };
 
 struct DataConfig {
-  std::string dataset = "fashion-mnist";  // fashion-mnist | cifar10 | cifar100 | synthetic
+  std::string dataset = "fashion-mnist";  // fashion-mnist | cifar10 | cifar100 | imagenet | folder | synthetic
   std::string path;                       // empty: dataset default (see data/dataset.h)
-  std::string split = "train";            // train | test
+  std::string split = "train";            // train | test (imagenet: val)
   int64_t calib_images = 1024;
   int64_t batch_size = 64;
   std::vector<double> mean;  // per channel, after scaling pixels to [0,1]; empty: dataset default
   std::vector<double> std;
+  // Image folders (imagenet, folder) and the per-image transforms (data/transforms.h).
+  std::string class_index;           // optional file naming the classes in label order
+  std::string bad_images = "skip";   // skip | fail: unreadable images, empty class folders, short files
+  std::string augment = "auto";      // train transform: deit | none | auto (deit for image folders)
+  std::string auto_augment = "rand-m9-mstd0.5-inc1";  // timm RandAugment string, or none
+  double reprob = 0.25;              // random erasing probability (pixel mode)
+  double hflip = 0.5;
+  std::vector<double> scale = {0.08, 1.0};             // RandomResizedCrop area range
+  std::vector<double> ratio = {3.0 / 4.0, 4.0 / 3.0};  // RandomResizedCrop aspect range
+  double crop_pct = 0.875;           // eval: resize to size / crop_pct, centre crop
+  std::string interpolation = "bicubic";
+  bool dct_scaling = true;           // JPEG DCT-domain downscaling of large crops
+  int64_t workers = 4;               // training loader threads per rank
+  int64_t prefetch = 2;              // batches prepared ahead per worker
+  bool image_folder() const { return dataset == "imagenet" || dataset == "folder"; }
+  bool train_augment() const { return augment == "deit" || (augment == "auto" && image_folder()); }
 };
 
 struct RuntimeConfig {
@@ -74,6 +90,12 @@ struct SearchConfig {
 
 struct EvalConfig {
   int64_t images = 0;  // first N images of the split (0: all)
+  std::string json;
+};
+
+struct BenchDataConfig {
+  int64_t images = 256;  // images per timed round
+  int64_t rounds = 3;
   std::string json;
 };
 
@@ -163,6 +185,7 @@ struct Config {
   EvalConfig eval;
   ConvertConfig convert;
   BenchConfig bench;
+  BenchDataConfig bench_data;
   TrainConfig train;
   MergeConfig merge;
   PipelineConfig pipeline;

@@ -23,6 +23,7 @@ const std::vector<std::pair<std::string, std::string>>& job_list() {
       {"bench", "full vs attention-removed model: parameters, multiply-adds, images/s, peak memory"},
       {"train", "fine-tune data-parallel while chosen attention layers dilute into identity, then export"},
       {"merge", "turn a training checkpoint at lambda 0 into the compact model (checked), optionally folded"},
+      {"bench-data", "input pipeline speed: JPEG decode, DeiT train/eval transforms, threaded loader (images/s)"},
       {"pipeline", "the whole method end to end: pretrain, entropy, search, dilute, merge, evaluate, report"},
   };
   return kJobs;
@@ -32,6 +33,7 @@ namespace {
 
 struct Raw {
   std::string remove_layers, mean, std_, ratios = "0.25,0.5", layers, pipeline_ratios = "0.25,0.5";
+  std::string scale = "0.08,1", ratio = "0.75,1.3333333333333333";
   std::optional<double> decay_epochs;
 };
 
@@ -71,7 +73,35 @@ po::options_description data_options(Config& c, Raw& raw) {
       ("batch-size", po::value(&c.data.batch_size)->default_value(c.data.batch_size),
        "images per forward pass")
       ("mean", po::value(&raw.mean), "per-channel mean after scaling to [0,1] (default: dataset's)")
-      ("std", po::value(&raw.std_), "per-channel std after scaling to [0,1] (default: dataset's)");
+      ("std", po::value(&raw.std_), "per-channel std after scaling to [0,1] (default: dataset's)")
+      ("class-index", po::value(&c.data.class_index),
+       "imagenet/folder: file naming the classes in label order (one folder name per line, or JSON "
+       "{\"0\": [\"n01440764\", ...]}); default: sorted folder names")
+      ("bad-images", po::value(&c.data.bad_images)->default_value(c.data.bad_images),
+       "unreadable images, empty class folders, short CIFAR files: skip (counted warning) | fail")
+      ("crop-pct", po::value(&c.data.crop_pct)->default_value(c.data.crop_pct),
+       "image folders, evaluation: resize the shorter side to size / crop-pct, then centre crop")
+      ("interpolation", po::value(&c.data.interpolation)->default_value(c.data.interpolation),
+       "image folders: bicubic | bilinear (PIL's, antialiased)")
+      ("jpeg-dct-scaling", po::value(&c.data.dct_scaling)->implicit_value(true)->default_value(c.data.dct_scaling),
+       "decode large JPEG crops at 1/2, 1/4 or 1/8 in the DCT domain when still >= the model's size");
+  return o;
+}
+
+po::options_description augment_options(Config& c, Raw& raw) {
+  DataConfig& d = c.data;
+  po::options_description o("Training images (per-image DeiT augmentation, threaded loader)");
+  o.add_options()
+      ("aug", po::value(&d.augment)->default_value(d.augment),
+       "deit: RandomResizedCrop + flip + RandAugment + random erasing | none | auto (deit for image folders)")
+      ("aa", po::value(&d.auto_augment)->default_value(d.auto_augment), "RandAugment config (timm syntax) or none")
+      ("reprob", po::value(&d.reprob)->default_value(d.reprob), "random erasing probability (per-pixel values)")
+      ("hflip", po::value(&d.hflip)->default_value(d.hflip), "horizontal flip probability")
+      ("scale", po::value(&raw.scale)->default_value(raw.scale), "RandomResizedCrop area range")
+      ("ratio", po::value(&raw.ratio)->default_value(raw.ratio), "RandomResizedCrop aspect-ratio range")
+      ("workers", po::value(&d.workers)->default_value(d.workers),
+       "loader threads per rank (0: load in the training thread)")
+      ("prefetch", po::value(&d.prefetch)->default_value(d.prefetch), "batches prepared ahead per loader thread");
   return o;
 }
 
@@ -198,9 +228,20 @@ po::options_description job_options(const std::string& job, Config& c, Raw& raw)
     all.add(o);
   } else if (job == "train") {
     all.add(data_options(c, raw));
+    all.add(augment_options(c, raw));
     all.add(train_options(c, raw));
+  } else if (job == "bench-data") {
+    all.add(data_options(c, raw));
+    all.add(augment_options(c, raw));
+    po::options_description o("Data benchmark (images/s per thread: decode, train and eval transforms, loader)");
+    o.add_options()
+        ("images", po::value(&c.bench_data.images)->default_value(c.bench_data.images), "images timed per round")
+        ("rounds", po::value(&c.bench_data.rounds)->default_value(c.bench_data.rounds), "rounds (best reported)")
+        ("json", po::value(&c.bench_data.json), "write the result as JSON");
+    all.add(o);
   } else if (job == "pipeline") {
     all.add(data_options(c, raw));
+    all.add(augment_options(c, raw));
     PipelineConfig& p = c.pipeline;
     po::options_description o("Pipeline (every stage resumes from its files in --out-dir)");
     o.add_options()
@@ -354,6 +395,8 @@ ParsedCommand parse_options(int argc, const char* const argv[]) {
   c.search.ratios = parse_double_list(raw.ratios, "--ratios");
   c.search.layers = parse_int_list(raw.layers, "--layers");
   c.data.std = parse_double_list(raw.std_, "--std");
+  c.data.scale = parse_double_list(raw.scale, "--scale");
+  c.data.ratio = parse_double_list(raw.ratio, "--ratio");
   validate(c);
   return result;
 }

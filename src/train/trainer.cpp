@@ -27,6 +27,7 @@
 #include "core/version.h"
 #include "data/batch.h"
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "data/mixup.h"
 #include "data/sampler.h"
 #include "dist/communicator.h"
@@ -55,6 +56,7 @@ constexpr int64_t kMiB = 1 << 20;
 // Salts that separate the random streams drawn from (seed, rank, step).
 constexpr uint64_t kSaltTorch = 0x746f726368ULL;  // drop-path (LibTorch's generator)
 constexpr uint64_t kSaltMix = 0x6d69787570ULL;    // mixup / cutmix decisions
+constexpr uint64_t kSaltAugment = 0x617567ULL;     // per-image augmentation streams
 constexpr uint64_t kEntropySeedSalt = 0x656e74ULL;
 // Step trace columns (docs/hdf5-schema.md).
 const std::vector<std::string> kStepColumns = {"global_step", "epoch", "loss", "lr", "grad_norm", "images_per_s",
@@ -90,7 +92,8 @@ class Trainer {
   void apply_lambda(double lambda);
   void rebuild_parameters();
   void open_trace(int64_t resume_step);
-  bool train_step(const std::vector<int64_t>& order, int64_t epoch);
+  bool train_step(int64_t epoch);
+  void start_loader(const std::vector<int64_t>& order, int64_t epoch);
   void end_epoch(int64_t epoch, double train_loss, double seconds, int64_t images);
   void save_checkpoint();
   void export_model(const std::string& name, bool ema);
@@ -109,6 +112,9 @@ class Trainer {
   model::VisionTransformer model_{nullptr};
   std::unique_ptr<data::Dataset> train_set_, eval_set_;
   data::Normalisation norm_;
+  bool augment_ = false;
+  data::TransformSettings augment_settings_;
+  std::unique_ptr<data::Loader> loader_;
   std::unique_ptr<data::DistributedSampler> sampler_;
   data::MixupOptions mixup_;
   std::unique_ptr<AdamW> optimizer_;
@@ -152,6 +158,8 @@ void Trainer::setup() {
   eval_set_ = data::open_dataset(eval_data, shape, c_.runtime.seed);
   check_class_count(shape, *train_set_);
   norm_ = data::normalisation(c_.data, *train_set_);
+  augment_ = c_.data.train_augment();
+  if (augment_) augment_settings_ = data::train_settings(c_.data, norm_.mean, norm_.std, shape);
   eval_images_ = t_.eval_images > 0 ? t_.eval_images : eval_set_->size();
   if (eval_images_ > eval_set_->size()) {
     throw Error(cat("--eval-images ", eval_images_, " is more than the ", eval_set_->size(), " test images"));
@@ -456,7 +464,37 @@ void Trainer::open_trace(int64_t resume_step) {
 }
 
 // One optimizer step (accum_steps micro-batches). Returns false when the run must stop here.
-bool Trainer::train_step(const std::vector<int64_t>& order, int64_t epoch) {
+// The epoch's micro-batches from where the run stands, built ahead by the loader threads. Micro-batch
+// b holds order[b * B, (b + 1) * B) (wrapping; an empty tail takes the first index, so every rank
+// runs the same number of steps). Image i of it is sample number (b * B + i) * world + rank of the
+// epoch, which seeds its augmentation: the same for any worker count and on resume.
+void Trainer::start_loader(const std::vector<int64_t>& order, int64_t epoch) {
+  loader_.reset();
+  const int64_t first = state_.step_in_epoch * t_.accum_steps;
+  const int64_t count = steps_per_epoch_ * t_.accum_steps - first;
+  const int64_t B = micro_batch_, n = static_cast<int64_t>(order.size());
+  const uint64_t seed = c_.runtime.seed ^ kSaltAugment;
+  const int rank = mpi_.rank(), world = mpi_.world_size();
+  const bool pinned = device_.is_cuda();
+  auto make = [this, order, epoch, B, n, seed, rank, world, pinned](int64_t b) {
+    const int64_t lo = b * B, hi = std::min<int64_t>(lo + B, n);
+    std::vector<int64_t> chunk;
+    std::vector<uint64_t> seeds;
+    for (int64_t i = lo; i < hi; ++i) {
+      chunk.push_back(order[static_cast<size_t>(i % n)]);
+      seeds.push_back(data::mix_seed(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(i * world + rank)));
+    }
+    if (chunk.empty()) {
+      chunk.push_back(order.front());
+      seeds.push_back(data::mix_seed(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(rank)));
+    }
+    if (augment_) return data::load_train_batch(*train_set_, chunk, seeds, augment_settings_, pinned);
+    return data::load_batch(*train_set_, chunk, norm_.mean, norm_.std, model_->shape());
+  };
+  loader_ = std::make_unique<data::Loader>(first, count, make, c_.data.workers, c_.data.prefetch);
+}
+
+bool Trainer::train_step(int64_t epoch) {
   const auto step_start = Clock::now();
   double data_seconds = 0;
   const double lr = lr_.at(state_.global_step);
@@ -467,18 +505,13 @@ bool Trainer::train_step(const std::vector<int64_t>& order, int64_t epoch) {
   int64_t images = 0;
   for (int64_t m = 0; m < t_.accum_steps; ++m) {
     const auto data_start = Clock::now();
-    const int64_t lo = (state_.step_in_epoch * t_.accum_steps + m) * micro_batch_;
-    const int64_t hi = std::min<int64_t>(lo + micro_batch_, static_cast<int64_t>(order.size()));
-    std::vector<int64_t> chunk;
-    for (int64_t i = lo; i < hi; ++i) chunk.push_back(order[static_cast<size_t>(i % static_cast<int64_t>(order.size()))]);
-    if (chunk.empty()) chunk.push_back(order.front());  // padding keeps the step count equal on every rank
-    auto batch = data::load_batch(*train_set_, chunk, norm_.mean, norm_.std, model_->shape());
+    auto batch = loader_->next();
     const uint64_t stream = static_cast<uint64_t>(state_.global_step * t_.accum_steps + m);
     const auto mix = data::draw_mix(mixup_, batch.images.size(2), batch.images.size(3),
                                     data::mix_seed(c_.runtime.seed ^ kSaltMix, static_cast<uint64_t>(mpi_.rank()), stream));
     auto targets = data::apply_mix(batch.images, batch.labels, mix, mixup_);  // [B, K]
-    auto images_dev = batch.images.to(device_);
-    targets = targets.to(device_);
+    auto images_dev = batch.images.to(device_, /*non_blocking=*/true);
+    targets = targets.to(device_, /*non_blocking=*/true);
     data_seconds += std::chrono::duration<double>(Clock::now() - data_start).count();
 
     torch::manual_seed(data::mix_seed(c_.runtime.seed ^ kSaltTorch, static_cast<uint64_t>(mpi_.rank()), stream));
@@ -488,7 +521,7 @@ bool Trainer::train_step(const std::vector<int64_t>& order, int64_t epoch) {
       loss = soft_cross_entropy(model_->forward(images_dev), targets);  // logits [B, K] -> []
     }
     loss_sum += loss.item<double>();
-    images += static_cast<int64_t>(chunk.size());
+    images += batch.labels.size(0);
     if (reducer_) reducer_->begin(m + 1 == t_.accum_steps);
     (loss / static_cast<double>(t_.accum_steps)).backward();
   }
@@ -685,9 +718,9 @@ int Trainer::run_steps() {
   while (state_.epoch < t_.epochs) {
     const int64_t epoch = state_.epoch;
     apply_lambda(current_lambda(epoch));
-    const auto order = sampler_->epoch_indices(epoch);
+    start_loader(sampler_->epoch_indices(epoch), epoch);
     while (state_.step_in_epoch < steps_per_epoch_) {
-      if (!train_step(order, epoch)) {
+      if (!train_step(epoch)) {
         progress_->finish();
         save_checkpoint();
         log_info(cat("signal ", stop_signal_, ": checkpoint ", checkpoint_path(t_.out_dir, state_.global_step),
@@ -695,10 +728,13 @@ int Trainer::run_steps() {
         return 0;
       }
     }
+    loader_.reset();
     // The epoch's sums live in the state, so a resumed epoch reports the whole epoch.
     end_epoch(epoch, state_.epoch_loss_sum / static_cast<double>(steps_per_epoch_), state_.epoch_seconds,
               state_.epoch_images);
   }
+  train_set_->bad_images().summarise(train_set_->name());
+  eval_set_->bad_images().summarise(eval_set_->name());
   if (mpi_.rank() == 0) {
     export_model("final.safetensors", false);
     if (t_.ema_decay > 0) export_model("final-ema.safetensors", true);

@@ -1,0 +1,414 @@
+// Implements the RandAugment ops with PIL's arithmetic (see augment.h): the affine sampler
+// follows PIL's Geometry.c (pixel-centre mapping, edge handling, truncation to 8 bits), the
+// enhancers PIL's ImagingBlend (float alpha, truncation), the sharpness degenerate PIL's 3x3
+// SMOOTH filter (float, +0.5 bias, border pixels kept), grey conversion PIL's L24 luma.
+#include "data/augment.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <regex>
+
+#include "core/error.h"
+
+namespace vitslim::data {
+namespace {
+
+constexpr double kLevelDenominator = 10.0;  // timm's _LEVEL_DENOM
+constexpr double kRotateMaxDegrees = 30.0;
+constexpr double kShearMax = 0.3;
+constexpr double kTranslateMaxFraction = 0.45;
+constexpr double kEnhanceRange = 0.9;       // increasing: 1 +- 0.9 level
+constexpr double kEnhanceMin = 0.1;
+constexpr int kPosterizeBitsRange = 4;
+constexpr int kSolarizeAddMax = 110;
+constexpr double kUniformMagnitudeStd = 100;  // mstd above this: uniform magnitude
+constexpr float kSmoothCentre = 5.0f / 13.0f, kSmoothSide = 1.0f / 13.0f;
+
+uint8_t luma(const uint8_t* p) { return static_cast<uint8_t>((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16); }
+
+// PIL's ImagingBlend(degenerate, image, alpha) into `image`.
+void blend_into(const std::vector<uint8_t>& degenerate, Image& image, double factor) {
+  const float alpha = static_cast<float>(factor);
+  if (alpha == 0.0f) {
+    image.pixels = degenerate;
+    return;
+  }
+  if (alpha == 1.0f) return;
+  uint8_t* out = image.pixels.data();
+  const size_t n = image.pixels.size();
+  if (alpha >= 0 && alpha <= 1.0f) {
+    for (size_t i = 0; i < n; ++i) {
+      const int a = degenerate[i], b = out[i];
+      out[i] = static_cast<uint8_t>(a + alpha * (b - a));
+    }
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      const int a = degenerate[i], b = out[i];
+      const float t = static_cast<float>(a + alpha * (b - a));
+      out[i] = t <= 0.0f ? 0 : t >= 255.0f ? 255 : static_cast<uint8_t>(t);
+    }
+  }
+}
+
+std::array<int64_t, 256> histogram(const Image& image, int64_t channel) {
+  std::array<int64_t, 256> h{};
+  const size_t c = static_cast<size_t>(image.channels);
+  for (size_t i = static_cast<size_t>(channel); i < image.pixels.size(); i += c) ++h[image.pixels[i]];
+  return h;
+}
+
+void apply_channel_luts(Image& image, const std::vector<std::array<uint8_t, 256>>& luts) {
+  const size_t c = static_cast<size_t>(image.channels);
+  for (size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = luts[i % c][image.pixels[i]];
+}
+
+inline int clip_index(int64_t v, int64_t size) { return static_cast<int>(v < 0 ? 0 : v < size ? v : size - 1); }
+inline int floor_int(double v) { return v < 0.0 ? static_cast<int>(std::floor(v)) : static_cast<int>(v); }
+
+double cubic(double v1, double v2, double v3, double v4, double d) {
+  const double p1 = v2;
+  const double p2 = -v1 + v3;
+  const double p3 = 2 * (v1 - v2) + v3 - v4;
+  const double p4 = -v1 + v2 - v3 + v4;
+  return p1 + d * (p2 + d * (p3 + d * p4));
+}
+
+uint8_t to_u8_clamped(double v) { return v <= 0.0 ? 0 : v >= 255.0 ? 255 : static_cast<uint8_t>(v); }
+
+// PIL's bicubic_filter8/32RGB at (xin, yin); false outside the image.
+bool sample_bicubic(const Image& im, double xin, double yin, uint8_t* out) {
+  if (xin < 0.0 || xin >= im.width || yin < 0.0 || yin >= im.height) return false;
+  xin -= 0.5;
+  yin -= 0.5;
+  int x = floor_int(xin), y = floor_int(yin);
+  const double dx = xin - x, dy = yin - y;
+  --x;
+  --y;
+  const int64_t C = im.channels;
+  const int64_t xs[4] = {clip_index(x, im.width) * C, clip_index(x + 1, im.width) * C, clip_index(x + 2, im.width) * C,
+                         clip_index(x + 3, im.width) * C};
+  for (int64_t b = 0; b < C; ++b) {
+    auto row_value = [&](const uint8_t* in) { return cubic(in[xs[0] + b], in[xs[1] + b], in[xs[2] + b], in[xs[3] + b], dx); };
+    double v[4];
+    v[0] = row_value(im.row(clip_index(y, im.height)));
+    for (int r = 1; r < 4; ++r) v[r] = (y + r >= 0 && y + r < im.height) ? row_value(im.row(y + r)) : v[r - 1];
+    out[b] = to_u8_clamped(cubic(v[0], v[1], v[2], v[3], dy));
+  }
+  return true;
+}
+
+// PIL's bilinear_filter8/32RGB.
+bool sample_bilinear(const Image& im, double xin, double yin, uint8_t* out) {
+  if (xin < 0.0 || xin >= im.width || yin < 0.0 || yin >= im.height) return false;
+  xin -= 0.5;
+  yin -= 0.5;
+  const int x = floor_int(xin), y = floor_int(yin);
+  const double dx = xin - x, dy = yin - y;
+  const int64_t C = im.channels;
+  const int64_t x0 = clip_index(x, im.width) * C, x1 = clip_index(x + 1, im.width) * C;
+  for (int64_t b = 0; b < C; ++b) {
+    const uint8_t* in = im.row(clip_index(y, im.height));
+    double v1 = in[x0 + b] + (in[x1 + b] - in[x0 + b]) * dx;
+    double v2 = v1;
+    if (y + 1 >= 0 && y + 1 < im.height) {
+      in = im.row(y + 1);
+      v2 = in[x0 + b] + (in[x1 + b] - in[x0 + b]) * dx;
+    }
+    out[b] = static_cast<uint8_t>(v1 + (v2 - v1) * dy);
+  }
+  return true;
+}
+
+// A level fn's random sign (timm's _randomly_negate: negative when random() > 0.5).
+double randomly_negate(double v, Rng& rng) { return rng.uniform() > 0.5 ? -v : v; }
+
+// Python's round(x, 15) for the rotation matrix entries.
+double round15(double v) { return std::nearbyint(v * 1e15) / 1e15; }
+
+}  // namespace
+
+RandAugmentConfig parse_rand_augment(const std::string& text) {
+  RandAugmentConfig c;
+  c.text = text;
+  auto fail = [&](const std::string& why) {
+    return Error(cat("--aa ", text, ": ", why, " (expected e.g. rand-m9-mstd0.5-inc1)"));
+  };
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    size_t dash = text.find('-', start);
+    parts.push_back(text.substr(start, dash == std::string::npos ? std::string::npos : dash - start));
+    if (dash == std::string::npos) break;
+    start = dash + 1;
+  }
+  if (parts.empty() || parts[0] != "rand") throw fail("only RandAugment ('rand-...') is supported");
+  static const std::regex kSection(R"(([a-z]+)([0-9.]+|inf))");
+  for (size_t i = 1; i < parts.size(); ++i) {
+    std::smatch m;
+    if (!std::regex_match(parts[i], m, kSection)) throw fail(cat("cannot read section '", parts[i], "'"));
+    const std::string key = m[1], value = m[2];
+    const double v = value == "inf" ? std::numeric_limits<double>::infinity() : std::stod(value);
+    if (key == "m") {
+      c.magnitude = v;
+    } else if (key == "n") {
+      c.num_ops = static_cast<int64_t>(v);
+    } else if (key == "mstd") {
+      c.magnitude_std = v > kUniformMagnitudeStd ? std::numeric_limits<double>::infinity() : v;
+    } else if (key == "mmax") {
+      c.magnitude_max = v;
+    } else if (key == "inc") {
+      c.increasing = v != 0;
+    } else if (key == "p") {
+      c.prob = v;
+    } else {
+      throw fail(cat("unknown section '", key, "'"));
+    }
+  }
+  if (c.num_ops < 0 || c.prob < 0 || c.prob > 1 || c.magnitude < 0 || c.magnitude_max <= 0) {
+    throw fail("values out of range");
+  }
+  return c;
+}
+
+const char* augment_op_name(AugmentOp op) {
+  static const char* kNames[kAugmentOps] = {"AutoContrast", "Equalize", "Invert", "Rotate", "Posterize",
+                                            "Solarize", "SolarizeAdd", "Color", "Contrast", "Brightness",
+                                            "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"};
+  return kNames[static_cast<int>(op)];
+}
+
+Image affine(const Image& im, const std::array<double, 6>& a, Filter filter, const std::array<uint8_t, 3>& fill) {
+  Image out(im.width, im.height, im.channels);
+  auto sample = filter == Filter::Bicubic ? sample_bicubic : sample_bilinear;
+  const int64_t C = im.channels;
+  for (int64_t y = 0; y < im.height; ++y) {
+    uint8_t* o = out.row(y);
+    const double yc = y + 0.5;
+    for (int64_t x = 0; x < im.width; ++x) {
+      const double xc = x + 0.5;
+      const double xin = a[0] * xc + a[1] * yc + a[2];
+      const double yin = a[3] * xc + a[4] * yc + a[5];
+      if (!sample(im, xin, yin, o + x * C)) {
+        for (int64_t b = 0; b < C; ++b) o[x * C + b] = fill[static_cast<size_t>(C == 1 ? 0 : b)];
+      }
+    }
+  }
+  return out;
+}
+
+Image rotate(const Image& im, double degrees, Filter filter, const std::array<uint8_t, 3>& fill) {
+  degrees = std::fmod(degrees, 360.0);  // Python's angle % 360.0
+  if (degrees < 0) degrees += 360.0;
+  if (degrees == 0) return im;
+  const double angle = -(degrees * (M_PI / 180.0));  // -math.radians(degrees)
+  std::array<double, 6> m = {round15(std::cos(angle)), round15(std::sin(angle)), 0.0,
+                             round15(-std::sin(angle)), round15(std::cos(angle)), 0.0};
+  const double cx = im.width / 2.0, cy = im.height / 2.0;
+  m[2] = m[0] * -cx + m[1] * -cy + m[2] + cx;
+  m[5] = m[3] * -cx + m[4] * -cy + m[5] + cy;
+  return affine(im, m, filter, fill);
+}
+
+void apply_lut(Image& image, const std::array<uint8_t, 256>& lut) {
+  for (auto& p : image.pixels) p = lut[p];
+}
+
+void autocontrast(Image& image) {
+  std::vector<std::array<uint8_t, 256>> luts(static_cast<size_t>(image.channels));
+  for (int64_t c = 0; c < image.channels; ++c) {
+    const auto h = histogram(image, c);
+    int lo = 0, hi = 255;
+    while (lo < 256 && h[static_cast<size_t>(lo)] == 0) ++lo;
+    while (hi >= 0 && h[static_cast<size_t>(hi)] == 0) --hi;
+    auto& lut = luts[static_cast<size_t>(c)];
+    if (hi <= lo) {
+      for (int i = 0; i < 256; ++i) lut[static_cast<size_t>(i)] = static_cast<uint8_t>(i);
+    } else {
+      const double scale = 255.0 / (hi - lo);
+      const double offset = -lo * scale;
+      for (int i = 0; i < 256; ++i) {
+        const int v = static_cast<int>(i * scale + offset);
+        lut[static_cast<size_t>(i)] = static_cast<uint8_t>(std::clamp(v, 0, 255));
+      }
+    }
+  }
+  apply_channel_luts(image, luts);
+}
+
+void equalize(Image& image) {
+  std::vector<std::array<uint8_t, 256>> luts(static_cast<size_t>(image.channels));
+  for (int64_t c = 0; c < image.channels; ++c) {
+    const auto h = histogram(image, c);
+    auto& lut = luts[static_cast<size_t>(c)];
+    int64_t nonzero = 0, total = 0, last = 0;
+    for (int64_t v : h) {
+      if (v) {
+        ++nonzero;
+        total += v;
+        last = v;
+      }
+    }
+    const int64_t step = nonzero <= 1 ? 0 : (total - last) / 255;
+    if (step == 0) {
+      for (int i = 0; i < 256; ++i) lut[static_cast<size_t>(i)] = static_cast<uint8_t>(i);
+      continue;
+    }
+    int64_t n = step / 2;
+    for (int i = 0; i < 256; ++i) {
+      lut[static_cast<size_t>(i)] = static_cast<uint8_t>(std::min<int64_t>(n / step, 255));
+      n += h[static_cast<size_t>(i)];
+    }
+  }
+  apply_channel_luts(image, luts);
+}
+
+void posterize(Image& image, int bits) {
+  const int mask = bits >= 8 ? 0xFF : bits <= 0 ? 0 : (~((1 << (8 - bits)) - 1)) & 0xFF;
+  std::array<uint8_t, 256> lut;
+  for (int i = 0; i < 256; ++i) lut[static_cast<size_t>(i)] = static_cast<uint8_t>(i & mask);
+  apply_lut(image, lut);
+}
+
+void solarize(Image& image, int threshold) {
+  std::array<uint8_t, 256> lut;
+  for (int i = 0; i < 256; ++i) lut[static_cast<size_t>(i)] = static_cast<uint8_t>(i < threshold ? i : 255 - i);
+  apply_lut(image, lut);
+}
+
+void solarize_add(Image& image, int add, int threshold) {
+  std::array<uint8_t, 256> lut;
+  for (int i = 0; i < 256; ++i) lut[static_cast<size_t>(i)] = static_cast<uint8_t>(i < threshold ? std::min(255, i + add) : i);
+  apply_lut(image, lut);
+}
+
+void enhance_color(Image& image, double factor) {
+  if (image.channels != 3) return;  // PIL: the L -> L degenerate is the image itself
+  std::vector<uint8_t> grey(image.pixels.size());
+  for (size_t i = 0; i < grey.size(); i += 3) grey[i] = grey[i + 1] = grey[i + 2] = luma(&image.pixels[i]);
+  blend_into(grey, image, factor);
+}
+
+void enhance_contrast(Image& image, double factor) {
+  std::array<int64_t, 256> h{};
+  const int64_t n = image.width * image.height;
+  if (image.channels == 3) {
+    for (size_t i = 0; i < image.pixels.size(); i += 3) ++h[luma(&image.pixels[i])];
+  } else {
+    h = histogram(image, 0);
+  }
+  double sum = 0;
+  for (int i = 0; i < 256; ++i) sum += static_cast<double>(i) * static_cast<double>(h[static_cast<size_t>(i)]);
+  const uint8_t mean = static_cast<uint8_t>(static_cast<int>(sum / static_cast<double>(n) + 0.5));
+  blend_into(std::vector<uint8_t>(image.pixels.size(), mean), image, factor);
+}
+
+void enhance_brightness(Image& image, double factor) {
+  blend_into(std::vector<uint8_t>(image.pixels.size(), 0), image, factor);
+}
+
+void enhance_sharpness(Image& image, double factor) {
+  std::vector<uint8_t> smooth = image.pixels;  // border rows and columns stay as they are
+  const int64_t C = image.channels, W = image.width;
+  const float k[3] = {kSmoothSide, kSmoothSide, kSmoothSide};
+  const float kc[3] = {kSmoothSide, kSmoothCentre, kSmoothSide};
+  for (int64_t y = 1; y + 1 < image.height; ++y) {
+    const uint8_t* below = image.row(y + 1);
+    const uint8_t* mid = image.row(y);
+    const uint8_t* above = image.row(y - 1);
+    uint8_t* out = smooth.data() + y * W * C;
+    for (int64_t x = 1; x + 1 < W; ++x) {
+      for (int64_t b = 0; b < C; ++b) {
+        const int64_t i = x * C + b;
+        float ss = 0.5f;
+        ss += static_cast<float>(below[i - C]) * k[0] + static_cast<float>(below[i]) * k[1] +
+              static_cast<float>(below[i + C]) * k[2];
+        ss += static_cast<float>(mid[i - C]) * kc[0] + static_cast<float>(mid[i]) * kc[1] +
+              static_cast<float>(mid[i + C]) * kc[2];
+        ss += static_cast<float>(above[i - C]) * k[0] + static_cast<float>(above[i]) * k[1] +
+              static_cast<float>(above[i + C]) * k[2];
+        ss = ss < 0.0f ? 0.0f : ss;
+        ss = ss > 255.0f ? 255.0f : ss;
+        out[i] = static_cast<uint8_t>(ss);
+      }
+    }
+  }
+  blend_into(smooth, image, factor);
+}
+
+void flip_horizontal(Image& image) {
+  const int64_t C = image.channels, W = image.width;
+  for (int64_t y = 0; y < image.height; ++y) {
+    uint8_t* r = image.row(y);
+    for (int64_t x = 0; x < W / 2; ++x) {
+      for (int64_t b = 0; b < C; ++b) std::swap(r[x * C + b], r[(W - 1 - x) * C + b]);
+    }
+  }
+}
+
+void apply_augment_op(Image& image, AugmentOp op, double level, bool increasing, const AugmentContext& ctx, Rng& rng) {
+  const double l = level / kLevelDenominator;
+  auto enhance_factor = [&]() {
+    return increasing ? std::max(kEnhanceMin, 1.0 + randomly_negate(l * kEnhanceRange, rng)) : l * 1.8 + kEnhanceMin;
+  };
+  switch (op) {
+    case AugmentOp::AutoContrast: autocontrast(image); break;
+    case AugmentOp::Equalize: equalize(image); break;
+    case AugmentOp::Invert: {
+      std::array<uint8_t, 256> lut;
+      for (int i = 0; i < 256; ++i) lut[static_cast<size_t>(i)] = static_cast<uint8_t>(255 - i);
+      apply_lut(image, lut);
+      break;
+    }
+    case AugmentOp::Rotate:
+      image = rotate(image, randomly_negate(l * kRotateMaxDegrees, rng), ctx.filter, ctx.fill);
+      break;
+    case AugmentOp::Posterize: {
+      const int keep = static_cast<int>(l * kPosterizeBitsRange);
+      const int bits = increasing ? kPosterizeBitsRange - keep : keep;
+      if (bits < 8) posterize(image, bits);
+      break;
+    }
+    case AugmentOp::Solarize: {
+      const int t = std::min(256, static_cast<int>(l * 256));
+      solarize(image, increasing ? 256 - t : t);
+      break;
+    }
+    case AugmentOp::SolarizeAdd: solarize_add(image, std::min(128, static_cast<int>(l * kSolarizeAddMax))); break;
+    case AugmentOp::Color: enhance_color(image, enhance_factor()); break;
+    case AugmentOp::Contrast: enhance_contrast(image, enhance_factor()); break;
+    case AugmentOp::Brightness: enhance_brightness(image, enhance_factor()); break;
+    case AugmentOp::Sharpness: enhance_sharpness(image, enhance_factor()); break;
+    case AugmentOp::ShearX:
+      image = affine(image, {1, randomly_negate(l * kShearMax, rng), 0, 0, 1, 0}, ctx.filter, ctx.fill);
+      break;
+    case AugmentOp::ShearY:
+      image = affine(image, {1, 0, 0, randomly_negate(l * kShearMax, rng), 1, 0}, ctx.filter, ctx.fill);
+      break;
+    case AugmentOp::TranslateXRel:
+      image = affine(image, {1, 0, randomly_negate(l * kTranslateMaxFraction, rng) * image.width, 0, 1, 0}, ctx.filter,
+                     ctx.fill);
+      break;
+    case AugmentOp::TranslateYRel:
+      image = affine(image, {1, 0, 0, 0, 1, randomly_negate(l * kTranslateMaxFraction, rng) * image.height},
+                     ctx.filter, ctx.fill);
+      break;
+  }
+}
+
+void rand_augment(Image& image, const RandAugmentConfig& c, const AugmentContext& ctx, Rng& rng) {
+  for (int64_t i = 0; i < c.num_ops; ++i) {
+    const auto op = static_cast<AugmentOp>(rng.randint(0, kAugmentOps - 1));
+    if (c.prob < 1.0 && rng.uniform() > c.prob) continue;
+    double magnitude = c.magnitude;
+    if (std::isinf(c.magnitude_std)) {
+      magnitude = rng.uniform(0, magnitude);
+    } else if (c.magnitude_std > 0) {
+      magnitude = rng.normal(magnitude, c.magnitude_std);
+    }
+    magnitude = std::clamp(magnitude, 0.0, c.magnitude_max);
+    apply_augment_op(image, op, magnitude, c.increasing, ctx, rng);
+  }
+}
+
+}  // namespace vitslim::data

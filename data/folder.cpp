@@ -1,0 +1,192 @@
+// Implements image-folder datasets (see folder.h): a directory scan with error codes (an
+// unreadable directory is a reported problem, never an exception from std::filesystem), file
+// names kept per class, images read from disk when loaded.
+#include "data/folder.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/log.h"
+
+namespace vitslim::data {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr int64_t kFolderChannels = 3;
+constexpr int64_t kImageNetClasses = 1000;
+
+bool is_image_name(const std::string& name) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  for (const char* ext : {".jpg", ".jpeg", ".png"}) {
+    const std::string e(ext);
+    if (lower.size() > e.size() && lower.compare(lower.size() - e.size(), e.size(), e) == 0) return true;
+  }
+  return false;
+}
+
+class FolderDataset : public Dataset {
+ public:
+  FolderDataset(std::string name, std::string root, std::vector<std::string> classes)
+      : name_(std::move(name)), root_(std::move(root)), classes_(std::move(classes)) {}
+  std::string name() const override { return name_; }
+  int64_t size() const override { return static_cast<int64_t>(files_.size()); }
+  int64_t channels() const override { return kFolderChannels; }
+  int64_t height() const override { return 0; }
+  int64_t width() const override { return 0; }
+  int64_t num_classes() const override { return static_cast<int64_t>(classes_.size()); }
+  int64_t read(int64_t, uint8_t*) const override {
+    throw Error(cat(name_, ": images differ in size; they are read through the per-image transforms"));
+  }
+  int64_t label(int64_t index) const override { return labels_.at(static_cast<size_t>(index)); }
+  SourceImage source(int64_t index) const override {
+    const auto i = static_cast<size_t>(index);
+    return SourceImage::from_file((fs::path(root_) / classes_[static_cast<size_t>(labels_.at(i))] / files_[i]).string());
+  }
+  void add(int64_t label, std::string file) {
+    labels_.push_back(static_cast<int32_t>(label));
+    files_.push_back(std::move(file));
+  }
+
+ private:
+  std::string name_, root_;
+  std::vector<std::string> classes_;
+  std::vector<int32_t> labels_;
+  std::vector<std::string> files_;  // file name inside its class folder
+};
+
+// Sorted entry names of `dir` that satisfy `keep`; false (with `error`) when it cannot be listed.
+bool list_dir(const fs::path& dir, bool directories, std::vector<std::string>& names, std::string& error,
+              int64_t* ignored = nullptr) {
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    const bool is_dir = it->is_directory(type_ec);
+    const std::string name = it->path().filename().string();
+    if (directories) {
+      if (is_dir) names.push_back(name);
+    } else if (!is_dir && is_image_name(name)) {
+      names.push_back(name);
+    } else if (ignored) {
+      ++*ignored;
+    }
+  }
+  if (ec) {
+    error = cat(dir.string(), ": cannot list (", ec.message(), ")");
+    return false;
+  }
+  std::sort(names.begin(), names.end());
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> read_class_index(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(cat("--class-index ", path, ": cannot open"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> classes;
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && text[first] == '{') {
+    try {
+      const auto j = nlohmann::json::parse(text);
+      classes.resize(j.size());
+      for (const auto& [key, value] : j.items()) {
+        const size_t k = std::stoul(key);
+        if (k >= classes.size()) throw Error(cat("index ", key, " is not in 0..", classes.size() - 1));
+        classes[k] = value.is_array() ? value.at(0).get<std::string>() : value.get<std::string>();
+      }
+    } catch (const std::exception& e) {
+      throw Error(cat("--class-index ", path, ": malformed JSON class index (", e.what(), ")"));
+    }
+  } else {
+    std::istringstream lines(text);
+    std::string line;
+    while (std::getline(lines, line)) {
+      const auto a = line.find_first_not_of(" \t\r");
+      if (a == std::string::npos || line[a] == '#') continue;
+      const auto b = line.find_last_not_of(" \t\r");
+      classes.push_back(line.substr(a, b - a + 1));
+    }
+  }
+  std::set<std::string> unique;
+  for (const auto& c : classes) {
+    if (c.empty()) throw Error(cat("--class-index ", path, ": an empty class name"));
+    if (!unique.insert(c).second) throw Error(cat("--class-index ", path, ": class ", c, " listed twice"));
+  }
+  if (classes.empty()) throw Error(cat("--class-index ", path, ": names no class"));
+  return classes;
+}
+
+std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagenet, const std::string& split,
+                                           const std::string& class_index, bool skip_bad) {
+  if (!fs::is_directory(root)) throw Error(cat("--data-path ", root, ": not a directory"));
+  fs::path dir = root;
+  const std::vector<std::string> split_dirs =
+      split == "train" ? std::vector<std::string>{"train"} : std::vector<std::string>{"val", "test"};
+  bool found = false;
+  for (const auto& s : split_dirs) {
+    if (fs::is_directory(fs::path(root) / s)) {
+      dir = fs::path(root) / s;
+      found = true;
+      break;
+    }
+  }
+  if (imagenet && !found) {
+    throw Error(cat("--data-path ", root, ": no ", split_dirs.front(), "/ folder (ImageNet layout: ", root,
+                    "/train/<wnid>/*.JPEG and ", root, "/val/<wnid>/*.JPEG)"));
+  }
+  auto problem = [&](const std::string& what) {
+    if (!skip_bad) throw Error(cat(what, " (--bad-images fail)"));
+    log_warn(cat(what, "; skipped (--bad-images skip)"));
+  };
+
+  std::vector<std::string> classes;
+  std::string error;
+  if (!class_index.empty()) {
+    classes = read_class_index(class_index);
+    std::vector<std::string> present;
+    if (!list_dir(dir, true, present, error)) throw Error(cat("--data-path ", error));
+    const std::set<std::string> known(classes.begin(), classes.end());
+    for (const auto& p : present) {
+      if (!known.count(p)) problem(cat(dir.string(), "/", p, ": class folder not in --class-index ", class_index));
+    }
+  } else if (!list_dir(dir, true, classes, error)) {
+    throw Error(cat("--data-path ", error));
+  }
+  if (classes.empty()) throw Error(cat("--data-path ", dir.string(), ": no class folders"));
+
+  const std::string name = cat(imagenet ? "imagenet " : "folder ", split);
+  auto data = std::make_unique<FolderDataset>(name, dir.string(), classes);
+  int64_t ignored = 0;
+  for (size_t k = 0; k < classes.size(); ++k) {
+    std::vector<std::string> files;
+    const fs::path class_dir = dir / classes[k];
+    if (!fs::is_directory(class_dir)) {
+      problem(cat(class_dir.string(), ": class folder missing"));
+      continue;
+    }
+    if (!list_dir(class_dir, false, files, error, &ignored)) {
+      problem(error);
+      continue;
+    }
+    if (files.empty()) problem(cat(class_dir.string(), ": empty class folder (no .jpg/.jpeg/.png files)"));
+    for (auto& f : files) data->add(static_cast<int64_t>(k), std::move(f));
+  }
+  if (ignored > 0) log_warn(cat(dir.string(), ": ignored ", ignored, " entries that are not .jpg/.jpeg/.png files"));
+  if (data->size() == 0) throw Error(cat("--data-path ", dir.string(), ": no images (.jpg/.jpeg/.png) in its class folders"));
+  if (imagenet && static_cast<int64_t>(classes.size()) != kImageNetClasses) {
+    log_warn(cat(dir.string(), ": ", classes.size(), " classes, ImageNet-1k has ", kImageNetClasses));
+  }
+  return data;
+}
+
+}  // namespace vitslim::data

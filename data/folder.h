@@ -1,0 +1,26 @@
+// Image-folder datasets: one folder per class holding .jpg/.jpeg/.png files (any case), the
+// layout of ImageNet-1k (`<root>/train/<wnid>/*.JPEG`, `<root>/val/<wnid>/*.JPEG`) and of
+// torchvision's ImageFolder. Classes are the sorted folder names, or the order of a class index
+// file. Files are listed at open time (sorted, so indices are stable) and decoded per image when
+// loaded. Empty class folders and unreadable directories follow --bad-images (skip: a warning
+// naming them, the class keeps its label; fail: an Error).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+
+namespace vitslim::data {
+
+// `imagenet`: <root>/train or <root>/val (split test) must exist. Otherwise <root>/<train|val|test>
+// when present, else <root> itself holds the class folders.
+std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagenet, const std::string& split,
+                                           const std::string& class_index, bool skip_bad);
+
+// A class index file: one class folder name per line (blank lines and #-comments skipped), or
+// JSON mapping "0".."K-1" to [folder, description] (Keras's imagenet_class_index.json) or to a name.
+std::vector<std::string> read_class_index(const std::string& path);
+
+}  // namespace vitslim::data

@@ -1,0 +1,39 @@
+// The per-sample random stream of the augmentations: a counter-based generator seeded from
+// (seed, epoch, sample position), so every draw is the same on every platform, whatever thread
+// or worker count produces the sample. Uniform, integer and normal draws are written out here
+// (not <random>'s distributions, whose algorithms differ between standard libraries).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "data/sampler.h"
+
+namespace vitslim::data {
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next() { return state_ = splitmix64(state_); }
+  // Uniform in [0, 1) with 53 random bits.
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+  // Uniform integer in [lo, hi] (both included, like Python's random.randint).
+  int64_t randint(int64_t lo, int64_t hi) {
+    const uint64_t span = static_cast<uint64_t>(hi - lo) + 1;
+    return lo + static_cast<int64_t>(next() % span);
+  }
+  bool bernoulli(double p) { return uniform() < p; }
+  // Standard normal (Box-Muller; the second value is not kept, so draws stay one per call).
+  double normal() {
+    const double u1 = 1.0 - uniform();  // (0, 1]
+    const double u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+  }
+  double normal(double mean, double stddev) { return mean + stddev * normal(); }
+
+ private:
+  uint64_t state_;
+};
+
+}  // namespace vitslim::data
