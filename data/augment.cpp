@@ -27,46 +27,70 @@ constexpr float kSmoothCentre = 5.0f / 13.0f, kSmoothSide = 1.0f / 13.0f;
 
 uint8_t luma(const uint8_t* p) { return static_cast<uint8_t>((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16); }
 
-// PIL's ImagingBlend(degenerate, image, alpha) into `image`.
-void blend_into(const std::vector<uint8_t>& degenerate, Image& image, double factor) {
+// Byte loops compiled for AVX2 and the baseline, picked at load time.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VITSLIM_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define VITSLIM_HOT
+#endif
+
+// PIL's ImagingBlend(degenerate, image, alpha) into `image`; `degenerate` is a buffer or, when
+// null, the constant `level` everywhere (the same arithmetic without the buffer).
+VITSLIM_HOT void blend_into(const uint8_t* degenerate, int level, Image& image, double factor) {
   const float alpha = static_cast<float>(factor);
-  if (alpha == 0.0f) {
-    image.pixels = degenerate;
-    return;
-  }
-  if (alpha == 1.0f) return;
   uint8_t* out = image.pixels.data();
   const size_t n = image.pixels.size();
+  if (alpha == 1.0f) return;
+  if (alpha == 0.0f) {
+    for (size_t i = 0; i < n; ++i) out[i] = degenerate ? degenerate[i] : static_cast<uint8_t>(level);
+    return;
+  }
   if (alpha >= 0 && alpha <= 1.0f) {
     for (size_t i = 0; i < n; ++i) {
-      const int a = degenerate[i], b = out[i];
-      out[i] = static_cast<uint8_t>(a + alpha * (b - a));
+      const int a = degenerate ? degenerate[i] : level, b = out[i];
+      out[i] = static_cast<uint8_t>(static_cast<int>(a + alpha * (b - a)));
     }
   } else {
     for (size_t i = 0; i < n; ++i) {
-      const int a = degenerate[i], b = out[i];
-      const float t = static_cast<float>(a + alpha * (b - a));
-      out[i] = t <= 0.0f ? 0 : t >= 255.0f ? 255 : static_cast<uint8_t>(t);
+      const int a = degenerate ? degenerate[i] : level, b = out[i];
+      float t = a + alpha * (b - a);
+      t = t <= 0.0f ? 0.0f : t;
+      t = t >= 255.0f ? 255.0f : t;
+      out[i] = static_cast<uint8_t>(static_cast<int>(t));
     }
   }
 }
 
 std::array<int64_t, 256> histogram(const Image& image, int64_t channel) {
   std::array<int64_t, 256> h{};
-  const size_t c = static_cast<size_t>(image.channels);
-  for (size_t i = static_cast<size_t>(channel); i < image.pixels.size(); i += c) ++h[image.pixels[i]];
+  const int64_t c = image.channels, n = image.width * image.height;
+  const uint8_t* p = image.pixels.data() + channel;
+  for (int64_t i = 0; i < n; ++i) ++h[p[i * c]];
   return h;
 }
 
 void apply_channel_luts(Image& image, const std::vector<std::array<uint8_t, 256>>& luts) {
-  const size_t c = static_cast<size_t>(image.channels);
-  for (size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = luts[i % c][image.pixels[i]];
+  const int64_t c = image.channels, n = image.width * image.height;
+  uint8_t* p = image.pixels.data();
+  if (c == 3) {
+    const auto &l0 = luts[0], &l1 = luts[1], &l2 = luts[2];
+    for (int64_t i = 0; i < n; ++i, p += 3) {
+      p[0] = l0[p[0]];
+      p[1] = l1[p[1]];
+      p[2] = l2[p[2]];
+    }
+  } else {
+    for (int64_t i = 0; i < n * c; ++i) p[i] = luts[static_cast<size_t>(i % c)][p[i]];
+  }
 }
 
 inline int clip_index(int64_t v, int64_t size) { return static_cast<int>(v < 0 ? 0 : v < size ? v : size - 1); }
 inline int floor_int(double v) { return v < 0.0 ? static_cast<int>(std::floor(v)) : static_cast<int>(v); }
 
-double cubic(double v1, double v2, double v3, double v4, double d) {
+#define VITSLIM_INLINE inline __attribute__((always_inline))
+
+// PIL Geometry.c's BICUBIC(v, v1, v2, v3, v4, d).
+VITSLIM_INLINE double cubic(double v1, double v2, double v3, double v4, double d) {
   const double p1 = v2;
   const double p2 = -v1 + v3;
   const double p3 = 2 * (v1 - v2) + v3 - v4;
@@ -74,10 +98,18 @@ double cubic(double v1, double v2, double v3, double v4, double d) {
   return p1 + d * (p2 + d * (p3 + d * p4));
 }
 
-uint8_t to_u8_clamped(double v) { return v <= 0.0 ? 0 : v >= 255.0 ? 255 : static_cast<uint8_t>(v); }
+VITSLIM_INLINE uint8_t to_u8_clamped(double v) { return v <= 0.0 ? 0 : v >= 255.0 ? 255 : static_cast<uint8_t>(v); }
 
-// PIL's bicubic_filter8/32RGB at (xin, yin); false outside the image.
-bool sample_bicubic(const Image& im, double xin, double yin, uint8_t* out) {
+// One row's value of channel b at the sample position (BICUBIC over x; with dx = 0 it is the
+// second tap exactly, so the products are skipped).
+VITSLIM_INLINE double row_value(const uint8_t* in, const int64_t* xs, int64_t b, double dx) {
+  if (dx == 0) return in[xs[1] + b];
+  return cubic(in[xs[0] + b], in[xs[1] + b], in[xs[2] + b], in[xs[3] + b], dx);
+}
+
+// PIL's bicubic_filter8/32RGB at (xin, yin); false outside the image. With dy = 0 the result is
+// the second row exactly (translations and shears along x), so the other rows are skipped.
+VITSLIM_INLINE bool sample_bicubic(const Image& im, double xin, double yin, uint8_t* out) {
   if (xin < 0.0 || xin >= im.width || yin < 0.0 || yin >= im.height) return false;
   xin -= 0.5;
   yin -= 0.5;
@@ -88,18 +120,28 @@ bool sample_bicubic(const Image& im, double xin, double yin, uint8_t* out) {
   const int64_t C = im.channels;
   const int64_t xs[4] = {clip_index(x, im.width) * C, clip_index(x + 1, im.width) * C, clip_index(x + 2, im.width) * C,
                          clip_index(x + 3, im.width) * C};
+  if (dy == 0 && y + 1 >= 0 && y + 1 < im.height) {
+    const uint8_t* in = im.row(y + 1);
+    for (int64_t b = 0; b < C; ++b) out[b] = to_u8_clamped(row_value(in, xs, b, dx));
+    return true;
+  }
+  const uint8_t* rows[4];
+  bool valid[4];
+  for (int k = 0; k < 4; ++k) {
+    valid[k] = k == 0 || (y + k >= 0 && y + k < im.height);
+    rows[k] = valid[k] ? im.row(k == 0 ? clip_index(y, im.height) : y + k) : nullptr;
+  }
   for (int64_t b = 0; b < C; ++b) {
-    auto row_value = [&](const uint8_t* in) { return cubic(in[xs[0] + b], in[xs[1] + b], in[xs[2] + b], in[xs[3] + b], dx); };
     double v[4];
-    v[0] = row_value(im.row(clip_index(y, im.height)));
-    for (int r = 1; r < 4; ++r) v[r] = (y + r >= 0 && y + r < im.height) ? row_value(im.row(y + r)) : v[r - 1];
+    v[0] = row_value(rows[0], xs, b, dx);
+    for (int k = 1; k < 4; ++k) v[k] = valid[k] ? row_value(rows[k], xs, b, dx) : v[k - 1];
     out[b] = to_u8_clamped(cubic(v[0], v[1], v[2], v[3], dy));
   }
   return true;
 }
 
 // PIL's bilinear_filter8/32RGB.
-bool sample_bilinear(const Image& im, double xin, double yin, uint8_t* out) {
+VITSLIM_INLINE bool sample_bilinear(const Image& im, double xin, double yin, uint8_t* out) {
   if (xin < 0.0 || xin >= im.width || yin < 0.0 || yin >= im.height) return false;
   xin -= 0.5;
   yin -= 0.5;
@@ -178,9 +220,12 @@ const char* augment_op_name(AugmentOp op) {
   return kNames[static_cast<int>(op)];
 }
 
-Image affine(const Image& im, const std::array<double, 6>& a, Filter filter, const std::array<uint8_t, 3>& fill) {
-  Image out(im.width, im.height, im.channels);
-  auto sample = filter == Filter::Bicubic ? sample_bicubic : sample_bilinear;
+namespace {
+
+// The warp loop with `sample` inlined.
+template <bool (*sample)(const Image&, double, double, uint8_t*)>
+void warp(const Image& im, const std::array<double, 6>& a, const std::array<uint8_t, 3>& fill,
+                           Image& out) {
   const int64_t C = im.channels;
   for (int64_t y = 0; y < im.height; ++y) {
     uint8_t* o = out.row(y);
@@ -193,6 +238,71 @@ Image affine(const Image& im, const std::array<double, 6>& a, Filter filter, con
         for (int64_t b = 0; b < C; ++b) o[x * C + b] = fill[static_cast<size_t>(C == 1 ? 0 : b)];
       }
     }
+  }
+}
+
+// Bicubic warps that move pixels along rows only (shear x, translate x: y maps to itself, so
+// dy = 0 and only the row's own cubic counts) or along columns only (dx = 0: only the column
+// cubic counts). Same arithmetic as sample_bicubic, without the work that cannot change the result.
+VITSLIM_HOT void warp_rows_bicubic(const Image& im, const std::array<double, 6>& a, const std::array<uint8_t, 3>& fill, Image& out) {
+  const int64_t C = im.channels, W = im.width;
+  for (int64_t y = 0; y < im.height; ++y) {
+    const uint8_t* in = im.row(y);
+    uint8_t* o = out.row(y);
+    const double yc = y + 0.5;
+    for (int64_t x = 0; x < W; ++x) {
+      const double xin = a[0] * (x + 0.5) + a[1] * yc + a[2];
+      uint8_t* px = o + x * C;
+      if (xin < 0.0 || xin >= W) {
+        for (int64_t b = 0; b < C; ++b) px[b] = fill[static_cast<size_t>(C == 1 ? 0 : b)];
+        continue;
+      }
+      const double xs = xin - 0.5;
+      const int xi = floor_int(xs);
+      const double dx = xs - xi;
+      const int64_t x0 = clip_index(xi - 1, W) * C, x1 = clip_index(xi, W) * C, x2 = clip_index(xi + 1, W) * C,
+                    x3 = clip_index(xi + 2, W) * C;
+      for (int64_t b = 0; b < C; ++b) px[b] = to_u8_clamped(cubic(in[x0 + b], in[x1 + b], in[x2 + b], in[x3 + b], dx));
+    }
+  }
+}
+
+VITSLIM_HOT void warp_columns_bicubic(const Image& im, const std::array<double, 6>& a, const std::array<uint8_t, 3>& fill,
+                          Image& out) {
+  const int64_t C = im.channels, H = im.height;
+  for (int64_t y = 0; y < H; ++y) {
+    uint8_t* o = out.row(y);
+    const double yc = y + 0.5;
+    for (int64_t x = 0; x < im.width; ++x) {
+      const double yin = a[3] * (x + 0.5) + a[4] * yc + a[5];
+      uint8_t* px = o + x * C;
+      if (yin < 0.0 || yin >= H) {
+        for (int64_t b = 0; b < C; ++b) px[b] = fill[static_cast<size_t>(C == 1 ? 0 : b)];
+        continue;
+      }
+      const double ys = yin - 0.5;
+      const int yi = floor_int(ys) - 1;
+      const double dy = ys - (yi + 1);
+      const uint8_t* r[4];
+      r[0] = im.row(clip_index(yi, H)) + x * C;
+      for (int k = 1; k < 4; ++k) r[k] = (yi + k >= 0 && yi + k < H) ? im.row(yi + k) + x * C : r[k - 1];
+      for (int64_t b = 0; b < C; ++b) px[b] = to_u8_clamped(cubic(r[0][b], r[1][b], r[2][b], r[3][b], dy));
+    }
+  }
+}
+
+}  // namespace
+
+Image affine(const Image& im, const std::array<double, 6>& a, Filter filter, const std::array<uint8_t, 3>& fill) {
+  Image out(im.width, im.height, im.channels);
+  if (filter == Filter::Bicubic && a[3] == 0 && a[4] == 1 && a[5] == 0) {
+    warp_rows_bicubic(im, a, fill, out);
+  } else if (filter == Filter::Bicubic && a[0] == 1 && a[1] == 0 && a[2] == 0) {
+    warp_columns_bicubic(im, a, fill, out);
+  } else if (filter == Filter::Bicubic) {
+    warp<sample_bicubic>(im, a, fill, out);
+  } else {
+    warp<sample_bilinear>(im, a, fill, out);
   }
   return out;
 }
@@ -284,9 +394,9 @@ void solarize_add(Image& image, int add, int threshold) {
 
 void enhance_color(Image& image, double factor) {
   if (image.channels != 3) return;  // PIL: the L -> L degenerate is the image itself
-  std::vector<uint8_t> grey(image.pixels.size());
+  Pixels grey(image.pixels.size());
   for (size_t i = 0; i < grey.size(); i += 3) grey[i] = grey[i + 1] = grey[i + 2] = luma(&image.pixels[i]);
-  blend_into(grey, image, factor);
+  blend_into(grey.data(), 0, image, factor);
 }
 
 void enhance_contrast(Image& image, double factor) {
@@ -300,40 +410,36 @@ void enhance_contrast(Image& image, double factor) {
   double sum = 0;
   for (int i = 0; i < 256; ++i) sum += static_cast<double>(i) * static_cast<double>(h[static_cast<size_t>(i)]);
   const uint8_t mean = static_cast<uint8_t>(static_cast<int>(sum / static_cast<double>(n) + 0.5));
-  blend_into(std::vector<uint8_t>(image.pixels.size(), mean), image, factor);
+  blend_into(nullptr, mean, image, factor);
 }
 
 void enhance_brightness(Image& image, double factor) {
-  blend_into(std::vector<uint8_t>(image.pixels.size(), 0), image, factor);
+  blend_into(nullptr, 0, image, factor);
 }
 
-void enhance_sharpness(Image& image, double factor) {
-  std::vector<uint8_t> smooth = image.pixels;  // border rows and columns stay as they are
+VITSLIM_HOT void enhance_sharpness(Image& image, double factor) {
+  Pixels smooth = image.pixels;  // border rows and columns stay as they are
   const int64_t C = image.channels, W = image.width;
-  const float k[3] = {kSmoothSide, kSmoothSide, kSmoothSide};
-  const float kc[3] = {kSmoothSide, kSmoothCentre, kSmoothSide};
   for (int64_t y = 1; y + 1 < image.height; ++y) {
-    const uint8_t* below = image.row(y + 1);
-    const uint8_t* mid = image.row(y);
-    const uint8_t* above = image.row(y - 1);
-    uint8_t* out = smooth.data() + y * W * C;
-    for (int64_t x = 1; x + 1 < W; ++x) {
-      for (int64_t b = 0; b < C; ++b) {
-        const int64_t i = x * C + b;
-        float ss = 0.5f;
-        ss += static_cast<float>(below[i - C]) * k[0] + static_cast<float>(below[i]) * k[1] +
-              static_cast<float>(below[i + C]) * k[2];
-        ss += static_cast<float>(mid[i - C]) * kc[0] + static_cast<float>(mid[i]) * kc[1] +
-              static_cast<float>(mid[i + C]) * kc[2];
-        ss += static_cast<float>(above[i - C]) * k[0] + static_cast<float>(above[i]) * k[1] +
-              static_cast<float>(above[i + C]) * k[2];
-        ss = ss < 0.0f ? 0.0f : ss;
-        ss = ss > 255.0f ? 255.0f : ss;
-        out[i] = static_cast<uint8_t>(ss);
-      }
+    const uint8_t* __restrict below = image.row(y + 1);
+    const uint8_t* __restrict mid = image.row(y);
+    const uint8_t* __restrict above = image.row(y - 1);
+    uint8_t* __restrict out = smooth.data() + y * W * C;
+    // PIL's ImagingFilter3x3 order: +0.5, then the row below, this row, the row above.
+    for (int64_t i = C; i < (W - 1) * C; ++i) {
+      float ss = 0.5f;
+      ss += static_cast<float>(below[i - C]) * kSmoothSide + static_cast<float>(below[i]) * kSmoothSide +
+            static_cast<float>(below[i + C]) * kSmoothSide;
+      ss += static_cast<float>(mid[i - C]) * kSmoothSide + static_cast<float>(mid[i]) * kSmoothCentre +
+            static_cast<float>(mid[i + C]) * kSmoothSide;
+      ss += static_cast<float>(above[i - C]) * kSmoothSide + static_cast<float>(above[i]) * kSmoothSide +
+            static_cast<float>(above[i + C]) * kSmoothSide;
+      ss = ss < 0.0f ? 0.0f : ss;
+      ss = ss > 255.0f ? 255.0f : ss;
+      out[i] = static_cast<uint8_t>(ss);
     }
   }
-  blend_into(smooth, image, factor);
+  blend_into(smooth.data(), 0, image, factor);
 }
 
 void flip_horizontal(Image& image) {

@@ -4,13 +4,37 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 namespace vitslim::data {
 
+// Leaves new elements uninitialised (every image buffer is fully written before it is read), so
+// allocating an image does not cost a memset.
+template <class T>
+struct UninitialisedAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitialisedAllocator<U>;
+  };
+  UninitialisedAllocator() = default;
+  template <class U>
+  UninitialisedAllocator(const UninitialisedAllocator<U>&) {}
+  template <class U>
+  void construct(U* p) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+using Pixels = std::vector<uint8_t, UninitialisedAllocator<uint8_t>>;
+
 struct Image {
   int64_t width = 0, height = 0, channels = 0;
-  std::vector<uint8_t> pixels;  // [height, width, channels]
+  Pixels pixels;  // [height, width, channels]
 
   Image() = default;
   Image(int64_t w, int64_t h, int64_t c) : width(w), height(h), channels(c), pixels(static_cast<size_t>(w * h * c)) {}

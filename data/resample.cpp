@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -72,28 +73,52 @@ Coefficients coefficients(int64_t in_size, float in0, float in1, int64_t out_siz
 
 inline uint8_t clip8(int32_t ss) { return static_cast<uint8_t>(std::clamp(ss >> kPrecisionBits, 0, 255)); }
 
-// Horizontal pass over input rows [y0, y1) for output columns [ox0, ox1).
-template <int C>
-void horizontal(const Image& src, int64_t y0, int64_t y1, const Coefficients& c, int64_t ox0, int64_t ox1, Image& dst) {
+// The hot loops are compiled twice, for AVX2 and for the baseline, and picked at load time.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VITSLIM_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define VITSLIM_HOT
+#endif
+
+// Horizontal pass over input rows [y0, y1) for output columns [ox0, ox1) (grey images).
+void horizontal_grey(const Image& src, int64_t y0, int64_t y1, const Coefficients& c, int64_t ox0, int64_t ox1,
+                     Image& dst) {
   for (int64_t y = y0; y < y1; ++y) {
     const uint8_t* in = src.row(y);
     uint8_t* out = dst.row(y - y0);
     for (int64_t xx = ox0; xx < ox1; ++xx) {
       const int32_t* k = &c.k[static_cast<size_t>(xx * c.taps)];
-      const uint8_t* p = in + c.first[static_cast<size_t>(xx)] * C;
-      const int64_t n = c.count[static_cast<size_t>(xx)];
-      int32_t ss[C];
-      for (int ch = 0; ch < C; ++ch) ss[ch] = kHalf;
-      for (int64_t x = 0; x < n; ++x) {
-        for (int ch = 0; ch < C; ++ch) ss[ch] += p[x * C + ch] * k[x];
+      const uint8_t* p = in + c.first[static_cast<size_t>(xx)];
+      int32_t ss = kHalf;
+      for (int64_t x = 0; x < c.count[static_cast<size_t>(xx)]; ++x) ss += p[x] * k[x];
+      out[xx - ox0] = clip8(ss);
+    }
+  }
+}
+
+// Pixel transpose of rows [y0, y1) of an RGB image: dst(x, y - y0) = src(y, x); cache-blocked.
+void transpose_rgb(const Image& src, int64_t y0, int64_t y1, Image& dst) {
+  constexpr int64_t kBlock = 32;
+  const int64_t dst_stride = dst.row_bytes();
+  for (int64_t by = y0; by < y1; by += kBlock) {
+    for (int64_t bx = 0; bx < src.width; bx += kBlock) {
+      const int64_t ey = std::min(by + kBlock, y1), ex = std::min(bx + kBlock, src.width);
+      for (int64_t y = by; y < ey; ++y) {
+        const uint8_t* in = src.row(y) + bx * 3;
+        uint8_t* out = dst.pixels.data() + bx * dst_stride + (y - y0) * 3;
+        for (int64_t x = bx; x < ex; ++x, in += 3, out += dst_stride) {
+          out[0] = in[0];
+          out[1] = in[1];
+          out[2] = in[2];
+        }
       }
-      for (int ch = 0; ch < C; ++ch) out[(xx - ox0) * C + ch] = clip8(ss[ch]);
     }
   }
 }
 
 // Vertical pass: output rows [oy0, oy1); `src` row 0 is input row `row_offset`.
-void vertical(const Image& src, int64_t row_offset, const Coefficients& c, int64_t oy0, int64_t oy1, Image& dst) {
+VITSLIM_HOT void vertical(const Image& src, int64_t row_offset, const Coefficients& c, int64_t oy0, int64_t oy1,
+                          Image& dst) {
   const int64_t n = src.row_bytes();
   std::vector<int32_t> acc(static_cast<size_t>(n));
   for (int64_t yy = oy0; yy < oy1; ++yy) {
@@ -140,12 +165,16 @@ Image resample(const Image& src, const Box& box, int64_t out_w, int64_t out_h, F
   Image rows(window.w, row1 - row0, src.channels);
   if (need_h) {
     Coefficients ch = coefficients(src.width, bx0, bx1, out_w, filter);
-    if (src.channels == 3) {
-      horizontal<3>(src, row0, row1, ch, window.x, window.x + window.w, rows);
-    } else if (src.channels == 1) {
-      horizontal<1>(src, row0, row1, ch, window.x, window.x + window.w, rows);
+    if (src.channels != 1 && src.channels != 3) throw Error(cat("resample: ", src.channels, " channels (1 or 3)"));
+    if (src.channels == 1) {
+      horizontal_grey(src, row0, row1, ch, window.x, window.x + window.w, rows);
     } else {
-      throw Error(cat("resample: ", src.channels, " channels (1 or 3 supported)"));
+      // Colour rows filter fastest as columns: transpose, run the vectorised column pass, transpose back.
+      Image columns(row1 - row0, src.width, src.channels);
+      transpose_rgb(src, row0, row1, columns);
+      Image filtered(row1 - row0, window.w, src.channels);
+      vertical(columns, 0, ch, window.x, window.x + window.w, filtered);
+      transpose_rgb(filtered, 0, filtered.height, rows);
     }
   } else {
     for (int64_t y = row0; y < row1; ++y) {

@@ -97,10 +97,24 @@ void random_erase(float* image, int64_t channels, int64_t height, int64_t width,
     const int64_t w = round_half_even(std::sqrt(target_area / aspect));
     if (w < width && h < height) {
       const int64_t top = rng.randint(0, height - h), left = rng.randint(0, width - w);
+      // N(0, 1) values, two per Box-Muller draw (in float: they are noise, not a reproduced stream).
+      float spare = 0;
+      bool have_spare = false;
       for (int64_t c = 0; c < channels; ++c) {
         for (int64_t y = top; y < top + h; ++y) {
           float* row = image + (c * height + y) * width;
-          for (int64_t x = left; x < left + w; ++x) row[x] = static_cast<float>(rng.normal());
+          for (int64_t x = left; x < left + w; ++x) {
+            if (have_spare) {
+              row[x] = spare;
+              have_spare = false;
+              continue;
+            }
+            const float radius = std::sqrt(-2.0f * std::log(static_cast<float>(1.0 - rng.uniform())));
+            const float angle = static_cast<float>(2.0 * M_PI * rng.uniform());
+            row[x] = radius * std::cos(angle);
+            spare = radius * std::sin(angle);
+            have_spare = true;
+          }
         }
       }
       return;

@@ -7,6 +7,7 @@
 #include <exception>
 #include <string>
 
+#include "core/cpu_memory.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/options.h"
@@ -38,6 +39,7 @@ void print_usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  vitslim::tune_malloc_for_images();
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     print_usage();
     return argc < 2 ? kExitBadInput : 0;

@@ -1,6 +1,8 @@
 // Implements the counting CPU allocator (see cpu_memory.h).
 #include "core/cpu_memory.h"
 
+#include <malloc.h>
+
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 
@@ -74,5 +76,14 @@ double status_mib(const char* key) {
 
 double resident_mib() { return status_mib("VmRSS"); }
 double peak_resident_mib() { return status_mib("VmHWM"); }
+
+void tune_malloc_for_images() {
+#if defined(__GLIBC__)
+  constexpr int kMmapThreshold = 32 << 20;
+  constexpr int kTrimThreshold = 128 << 20;
+  mallopt(M_MMAP_THRESHOLD, kMmapThreshold);
+  mallopt(M_TRIM_THRESHOLD, kTrimThreshold);
+#endif
+}
 
 }  // namespace vitslim
