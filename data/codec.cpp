@@ -22,6 +22,7 @@ namespace {
 
 constexpr uint8_t kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
 constexpr size_t kPngHeaderBytes = 24;  // signature + IHDR length/type + width + height
+constexpr int64_t kEdgeContext = 32;     // pixels decoded beyond a region's sides (>= one iMCU, 4:1:1 too)
 
 uint32_t big_endian32(const uint8_t* b) {
   return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
@@ -68,7 +69,7 @@ uint8_t cmyk_channel(uint8_t raw_c, uint8_t raw_k) {
 struct JpegError {
   jpeg_error_mgr mgr;
   std::jmp_buf jump;
-  bool truncated = false;
+  bool damaged = false;
   char message[JMSG_LENGTH_MAX] = {0};
 };
 
@@ -78,9 +79,27 @@ void jpeg_error_exit(j_common_ptr cinfo) {
   std::longjmp(err->jump, 1);
 }
 
+// Warnings that mean the entropy-coded data is damaged (PIL refuses such files); others, like
+// extraneous bytes before a marker, are common in ImageNet and harmless.
 void jpeg_emit_message(j_common_ptr cinfo, int level) {
   auto* err = reinterpret_cast<JpegError*>(cinfo->err);
-  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) err->truncated = true;
+  if (level >= 0) return;
+  const int code = cinfo->err->msg_code;
+  if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE ||
+      code == JWRN_MUST_RESYNC) {
+    if (!err->damaged) (*cinfo->err->format_message)(cinfo, err->message);
+    err->damaged = true;
+  }
+}
+
+// A complete JPEG ends with the end-of-image marker, possibly followed by a little padding.
+bool has_end_marker(const std::vector<uint8_t>& b) {
+  constexpr size_t kTrailingSlack = 1024;
+  const size_t from = b.size() > kTrailingSlack ? b.size() - kTrailingSlack : 2;
+  for (size_t i = b.size() - 1; i > from; --i) {
+    if (b[i] == 0xD9 && b[i - 1] == 0xFF) return true;
+  }
+  return false;
 }
 
 // Everything one JPEG decode touches, constructed before setjmp.
@@ -149,9 +168,12 @@ Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name, in
   job.cinfo.scale_denom = static_cast<unsigned>(shrink);
   jpeg_start_decompress(&job.cinfo);
   const int64_t out_w = job.cinfo.output_width, out_h = job.cinfo.output_height;
-  const int64_t x1 = std::min(sx1, out_w), y1 = std::min(sy1, out_h);
-  JDIMENSION xoff = static_cast<JDIMENSION>(sx0), cw = static_cast<JDIMENSION>(x1 - sx0);
-  if (sx0 > 0 || x1 < out_w) jpeg_crop_scanline(&job.cinfo, &xoff, &cw);
+  const int64_t y1 = std::min(sy1, out_h);
+  // Fancy (smoothed) chroma upsampling reads one chroma sample beyond each pixel pair: decode an
+  // iMCU more on both sides, so the region's edge pixels equal those of a full decode.
+  const int64_t x0 = std::max<int64_t>(0, sx0 - kEdgeContext), x1 = std::min(sx1 + kEdgeContext, out_w);
+  JDIMENSION xoff = static_cast<JDIMENSION>(x0), cw = static_cast<JDIMENSION>(x1 - x0);
+  if (x0 > 0 || x1 < out_w) jpeg_crop_scanline(&job.cinfo, &xoff, &cw);
   x_offset = xoff;
   const int64_t width = job.cinfo.output_width;  // after the crop: cw
   out = Image(width, y1 - sy0, channels);
@@ -164,7 +186,7 @@ Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name, in
     }
     if (components != channels) copy_converted(job.row.data(), out.row(y), width, components, channels);
   }
-  if (job.err.truncated) throw BadImage(cat("image ", name, ": truncated JPEG (premature end of file)"));
+  if (job.err.damaged) throw BadImage(cat("image ", name, ": corrupt JPEG data (", job.err.message, ")"));
   jpeg_abort_decompress(&job.cinfo);
   return std::move(out);
 }
@@ -221,6 +243,7 @@ SourceImage SourceImage::from_bytes(std::vector<uint8_t> bytes, std::string name
   if (is_jpeg(bytes)) {
     s.format_ = Format::Jpeg;
     if (!jpeg_size(bytes, s.width_, s.height_)) throw BadImage(cat("image ", s.name_, ": JPEG without a frame header"));
+    if (!has_end_marker(bytes)) throw BadImage(cat("image ", s.name_, ": truncated JPEG (no end-of-image marker)"));
   } else if (is_png(bytes)) {
     s.format_ = Format::Png;
     if (bytes.size() < kPngHeaderBytes) throw BadImage(cat("image ", s.name_, ": truncated PNG header"));

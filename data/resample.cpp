@@ -136,6 +136,37 @@ VITSLIM_HOT void vertical(const Image& src, int64_t row_offset, const Coefficien
   }
 }
 
+
+// Output range [o0, o1) of one axis and the input range [i0, i1) its taps read.
+struct Span {
+  int64_t o0, o1, i0, i1;
+};
+Span span(const Coefficients& c, int64_t o0, int64_t o1) {
+  Span s{o0, o1, c.first[static_cast<size_t>(o0)], 0};
+  for (int64_t o = o0; o < o1; ++o) s.i1 = std::max(s.i1, c.first[static_cast<size_t>(o)] + c.count[static_cast<size_t>(o)]);
+  return s;
+}
+
+// Horizontal pass of rows [y0, y1) of `src` (whose column 0 is input column `col_offset`) for
+// output columns [ox0, ox1).
+Image horizontal_pass(const Image& src, int64_t y0, int64_t y1, const Coefficients& ch, int64_t col_offset, int64_t ox0,
+                      int64_t ox1) {
+  Image rows(ox1 - ox0, y1 - y0, src.channels);
+  if (src.channels == 1) {
+    Coefficients shifted = ch;
+    for (auto& f : shifted.first) f -= col_offset;
+    horizontal_grey(src, y0, y1, shifted, ox0, ox1, rows);
+  } else {
+    // Colour rows filter fastest as columns: transpose, run the vectorised column pass, transpose back.
+    Image columns(y1 - y0, src.width, src.channels);
+    transpose_rgb(src, y0, y1, columns);
+    Image filtered(y1 - y0, ox1 - ox0, src.channels);
+    vertical(columns, col_offset, ch, ox0, ox1, filtered);
+    transpose_rgb(filtered, 0, filtered.height, rows);
+  }
+  return rows;
+}
+
 }  // namespace
 
 Image resample(const Image& src, const Box& box, int64_t out_w, int64_t out_h, Filter filter, Region window) {
@@ -145,46 +176,45 @@ Image resample(const Image& src, const Box& box, int64_t out_w, int64_t out_h, F
     throw Error(cat("resample: bad output ", out_w, "x", out_h, " window ", window.x, ",", window.y, " ", window.w, "x",
                     window.h));
   }
+  if (src.channels != 1 && src.channels != 3) throw Error(cat("resample: ", src.channels, " channels (1 or 3)"));
   // PIL passes the box as C floats.
   const float bx0 = static_cast<float>(box.x0), bx1 = static_cast<float>(box.x1);
   const float by0 = static_cast<float>(box.y0), by1 = static_cast<float>(box.y1);
   const bool need_h = out_w != src.width || bx0 != 0 || bx1 != out_w;
   const bool need_v = out_h != src.height || by0 != 0 || by1 != out_h;
-
-  // Input rows the vertical pass reads for the window's rows.
-  Coefficients cv;
-  int64_t row0 = window.y, row1 = window.y + window.h;
-  if (need_v) {
-    cv = coefficients(src.height, by0, by1, out_h, filter);
-    row0 = cv.first[static_cast<size_t>(window.y)];
-    row1 = 0;
-    for (int64_t yy = window.y; yy < window.y + window.h; ++yy) {
-      row1 = std::max(row1, cv.first[static_cast<size_t>(yy)] + cv.count[static_cast<size_t>(yy)]);
-    }
+  const int64_t C = src.channels;
+  if (!need_h && !need_v) {
+    Image out(window.w, window.h, C);
+    for (int64_t y = 0; y < window.h; ++y) std::copy_n(src.row(window.y + y) + window.x * C, out.row_bytes(), out.row(y));
+    return out;
   }
-  Image rows(window.w, row1 - row0, src.channels);
-  if (need_h) {
-    Coefficients ch = coefficients(src.width, bx0, bx1, out_w, filter);
-    if (src.channels != 1 && src.channels != 3) throw Error(cat("resample: ", src.channels, " channels (1 or 3)"));
-    if (src.channels == 1) {
-      horizontal_grey(src, row0, row1, ch, window.x, window.x + window.w, rows);
-    } else {
-      // Colour rows filter fastest as columns: transpose, run the vectorised column pass, transpose back.
-      Image columns(row1 - row0, src.width, src.channels);
-      transpose_rgb(src, row0, row1, columns);
-      Image filtered(row1 - row0, window.w, src.channels);
-      vertical(columns, 0, ch, window.x, window.x + window.w, filtered);
-      transpose_rgb(filtered, 0, filtered.height, rows);
+  const Coefficients ch = need_h ? coefficients(src.width, bx0, bx1, out_w, filter) : Coefficients{};
+  const Coefficients cv = need_v ? coefficients(src.height, by0, by1, out_h, filter) : Coefficients{};
+  if (!need_v) return horizontal_pass(src, window.y, window.y + window.h, ch, 0, window.x, window.x + window.w);
+  const Span rows = span(cv, window.y, window.y + window.h);
+  // Pillow 13 runs the vertical pass first when it shrinks and the horizontal one enlarges
+  // (observed on its output; Pillow <= 12 and Pillow-SIMD always go horizontal first). The order
+  // changes the 8-bit rounding in between, so it is followed here.
+  const bool vertical_first = need_h && (by1 - by0) > out_h && (bx1 - bx0) < out_w;
+  if (!vertical_first) {
+    Image temp = need_h ? horizontal_pass(src, rows.i0, rows.i1, ch, 0, window.x, window.x + window.w)
+                        : Image(window.w, rows.i1 - rows.i0, C);
+    if (!need_h) {
+      for (int64_t y = rows.i0; y < rows.i1; ++y) {
+        std::copy_n(src.row(y) + window.x * C, temp.row_bytes(), temp.row(y - rows.i0));
+      }
     }
-  } else {
-    for (int64_t y = row0; y < row1; ++y) {
-      std::copy_n(src.row(y) + window.x * src.channels, rows.row_bytes(), rows.row(y - row0));
-    }
+    Image out(window.w, window.h, C);
+    vertical(temp, rows.i0, cv, window.y, window.y + window.h, out);
+    return out;
   }
-  if (!need_v) return rows;
-  Image out(window.w, window.h, src.channels);
-  vertical(rows, row0, cv, window.y, window.y + window.h, out);
-  return out;
+  // Vertical first over the columns the window's horizontal taps read.
+  const Span cols = span(ch, window.x, window.x + window.w);
+  Image strip(cols.i1 - cols.i0, rows.i1 - rows.i0, C);
+  for (int64_t y = rows.i0; y < rows.i1; ++y) std::copy_n(src.row(y) + cols.i0 * C, strip.row_bytes(), strip.row(y - rows.i0));
+  Image temp(strip.width, window.h, C);
+  vertical(strip, rows.i0, cv, window.y, window.y + window.h, temp);
+  return horizontal_pass(temp, 0, temp.height, ch, cols.i0, window.x, window.x + window.w);
 }
 
 Filter parse_filter(const std::string& name) {

@@ -25,7 +25,7 @@ APT_PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libboost-program-options-dev libhdf5-dev hdf5-tools libgtest-dev libgmock-dev
   nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist mate-backgrounds
   slurm-wlm munge)
-PY_PACKAGES=(numpy safetensors h5py matplotlib pyyaml huggingface_hub pillow)
+PY_PACKAGES=(numpy safetensors h5py matplotlib pyyaml huggingface_hub "pillow==13.0.0")
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -54,7 +54,7 @@ if ! "$PY" -c "import torch,sys; sys.exit(0 if torch.__version__.startswith('$TO
   log "installing torch==$TORCH_VERSION"
   pip_q "torch==$TORCH_VERSION"
 fi
-if ! "$PY" -c "import safetensors, h5py, matplotlib, numpy, yaml, huggingface_hub, PIL" 2>/dev/null; then
+if ! "$PY" -c "import safetensors, h5py, matplotlib, numpy, yaml, huggingface_hub, PIL, sys; sys.exit(PIL.__version__ != '13.0.0')" 2>/dev/null; then
   log "installing Python tools: ${PY_PACKAGES[*]}"
   pip_q "${PY_PACKAGES[@]}"
 fi
