@@ -20,7 +20,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int64_t kFolderChannels = 3;
-constexpr int64_t kImageNetClasses = 1000;
 
 bool is_image_name(const std::string& name) {
   std::string lower = name;
@@ -72,7 +71,8 @@ bool list_dir(const fs::path& dir, bool directories, std::vector<std::string>& n
     const bool is_dir = it->is_directory(type_ec);
     const std::string name = it->path().filename().string();
     if (directories) {
-      if (is_dir) names.push_back(name);
+      // A symlink that does not resolve is still a class folder (one that cannot be read).
+      if (is_dir || it->is_symlink(type_ec)) names.push_back(name);
     } else if (!is_dir && is_image_name(name)) {
       names.push_back(name);
     } else if (ignored) {
@@ -164,14 +164,14 @@ std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagene
   }
   if (classes.empty()) throw Error(cat("--data-path ", dir.string(), ": no class folders"));
 
-  const std::string name = cat(imagenet ? "imagenet " : "folder ", split);
+  const std::string name = cat(imagenet ? "imagenet " : "folder ", found ? dir.filename().string() : split);
   auto data = std::make_unique<FolderDataset>(name, dir.string(), classes);
   int64_t ignored = 0;
   for (size_t k = 0; k < classes.size(); ++k) {
     std::vector<std::string> files;
     const fs::path class_dir = dir / classes[k];
     if (!fs::is_directory(class_dir)) {
-      problem(cat(class_dir.string(), ": class folder missing"));
+      problem(cat(class_dir.string(), ": class folder missing or unreadable"));
       continue;
     }
     if (!list_dir(class_dir, false, files, error, &ignored)) {
@@ -183,9 +183,6 @@ std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagene
   }
   if (ignored > 0) log_warn(cat(dir.string(), ": ignored ", ignored, " entries that are not .jpg/.jpeg/.png files"));
   if (data->size() == 0) throw Error(cat("--data-path ", dir.string(), ": no images (.jpg/.jpeg/.png) in its class folders"));
-  if (imagenet && static_cast<int64_t>(classes.size()) != kImageNetClasses) {
-    log_warn(cat(dir.string(), ": ", classes.size(), " classes, ImageNet-1k has ", kImageNetClasses));
-  }
   return data;
 }
 
