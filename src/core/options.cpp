@@ -174,7 +174,7 @@ po::options_description train_options(Config& c, Raw& raw) {
 
 po::options_description job_options(const std::string& job, Config& c, Raw& raw) {
   po::options_description all;
-  all.add(model_options(c, raw));
+  if (job != "bench-data") all.add(model_options(c, raw));
   if (job == "entropy") {
     all.add(data_options(c, raw));
     po::options_description o("Entropy output");
@@ -235,6 +235,7 @@ po::options_description job_options(const std::string& job, Config& c, Raw& raw)
     all.add(augment_options(c, raw));
     po::options_description o("Data benchmark (images/s per thread: decode, train and eval transforms, loader)");
     o.add_options()
+        ("img-size", po::value<int64_t>(), "output side of the transforms (default 224)")
         ("images", po::value(&c.bench_data.images)->default_value(c.bench_data.images), "images timed per round")
         ("rounds", po::value(&c.bench_data.rounds)->default_value(c.bench_data.rounds), "rounds (best reported)")
         ("json", po::value(&c.bench_data.json), "write the result as JSON");
