@@ -64,9 +64,10 @@ po::options_description data_options(Config& c, Raw& raw) {
   po::options_description o("Data");
   o.add_options()
       ("data-set", po::value(&c.data.dataset)->default_value(c.data.dataset),
-       "fashion-mnist | cifar10 | cifar100 | synthetic")
+       "fashion-mnist | cifar10 | cifar100 | imagenet | folder | synthetic")
       ("data-path", po::value(&c.data.path),
-       "dataset folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist)")
+       "dataset folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist; imagenet: the folder "
+       "holding train/ and val/)")
       ("data-split", po::value(&c.data.split)->default_value(c.data.split), "train | test")
       ("calib-images", po::value(&c.data.calib_images)->default_value(c.data.calib_images),
        "calibration images (a seeded random subset of the split)")
