@@ -1,6 +1,7 @@
 // Implements the PIL-compatible resampler (see resample.h). Coefficients follow PIL's
-// precompute_coeffs / normalize_coeffs_8bpc; the passes keep its order and rounding. The
-// vertical pass runs over whole rows so the compiler vectorises the multiply-accumulate.
+// precompute_coeffs / normalize_coeffs_8bpc; the passes keep Pillow 13's order and rounding. The
+// column pass is an AVX2 kernel (picked at run time, with a portable fallback); colour rows are
+// filtered as columns of a transposed copy.
 #include "data/resample.h"
 
 #include <algorithm>
@@ -75,13 +76,6 @@ Coefficients coefficients(int64_t in_size, float in0, float in1, int64_t out_siz
 }
 
 inline uint8_t clip8(int32_t ss) { return static_cast<uint8_t>(std::clamp(ss >> kPrecisionBits, 0, 255)); }
-
-// The hot loops are compiled twice, for AVX2 and for the baseline, and picked at load time.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VITSLIM_HOT __attribute__((target_clones("avx2", "default")))
-#else
-#define VITSLIM_HOT
-#endif
 
 // Horizontal pass over input rows [y0, y1) for output columns [ox0, ox1) (grey images).
 void horizontal_grey(const Image& src, int64_t y0, int64_t y1, const Coefficients& c, int64_t ox0, int64_t ox1,

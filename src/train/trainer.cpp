@@ -463,7 +463,6 @@ void Trainer::open_trace(int64_t resume_step) {
   trace_->flush();
 }
 
-// One optimizer step (accum_steps micro-batches). Returns false when the run must stop here.
 // The epoch's micro-batches from where the run stands, built ahead by the loader threads. Micro-batch
 // b holds order[b * B, (b + 1) * B) (wrapping; an empty tail takes the first index, so every rank
 // runs the same number of steps). Image i of it is sample number (b * B + i) * world + rank of the
@@ -476,7 +475,8 @@ void Trainer::start_loader(const std::vector<int64_t>& order, int64_t epoch) {
   const uint64_t seed = c_.runtime.seed ^ kSaltAugment;
   const int rank = mpi_.rank(), world = mpi_.world_size();
   const bool pinned = device_.is_cuda();
-  auto make = [this, order, epoch, B, n, seed, rank, world, pinned](int64_t b) {
+  const ModelShape shape = model_->shape();  // a copy: the workers never touch the model
+  auto make = [this, order, epoch, B, n, seed, rank, world, pinned, shape](int64_t b) {
     const int64_t lo = b * B, hi = std::min<int64_t>(lo + B, n);
     std::vector<int64_t> chunk;
     std::vector<uint64_t> seeds;
@@ -489,11 +489,12 @@ void Trainer::start_loader(const std::vector<int64_t>& order, int64_t epoch) {
       seeds.push_back(data::mix_seed(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(rank)));
     }
     if (augment_) return data::load_train_batch(*train_set_, chunk, seeds, augment_settings_, pinned);
-    return data::load_batch(*train_set_, chunk, norm_.mean, norm_.std, model_->shape());
+    return data::load_batch(*train_set_, chunk, norm_.mean, norm_.std, shape);
   };
   loader_ = std::make_unique<data::Loader>(first, count, make, c_.data.workers, c_.data.prefetch);
 }
 
+// One optimizer step (accum_steps micro-batches). Returns false when the run must stop here.
 bool Trainer::train_step(int64_t epoch) {
   const auto step_start = Clock::now();
   double data_seconds = 0;

@@ -47,7 +47,8 @@ for _ in $(seq 1 100); do
   scontrol show job "$JOB" | grep -q 'JobState=PENDING' && break
   sleep 0.2
 done
-scontrol update JobId="$JOB" StartTime=now || true
+sleep 1  # slurmd refuses a credential issued in the second its predecessor was revoked
+scontrol update JobId="$JOB" StartTime=now+2 || true
 state=""
 for _ in $(seq 1 1500); do
   state=$(sacct -n -X -j "$JOB" -o State 2>/dev/null | head -n 1 | tr -d ' ' || true)

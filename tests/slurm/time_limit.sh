@@ -35,10 +35,19 @@ EOF
 JOB=$(awk '/submitted/ {print $4}' submit.txt)
 echo "ok   submitted job $JOB (time limit 2 min, USR1 90 s before)"
 state=""
+released=0
 for _ in $(seq 1 1800); do
-  state=$(scontrol show job "$JOB" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2 || true)
+  info=$(scontrol show job "$JOB" 2>/dev/null || true)
+  state=$(grep -o 'JobState=[A-Z_]*' <<<"$info" | cut -d= -f2 || true)
+  restarts=$(grep -o 'Restarts=[0-9]*' <<<"$info" | cut -d= -f2 || true)
   case "$state" in
-    PENDING) scontrol update JobId="$JOB" StartTime=now 2>/dev/null || true ;;  # requeued: eligible now
+    PENDING)
+      # A requeued job gets a begin time minutes ahead; make it eligible in 2 s, once per requeue.
+      # Not at once: slurmd refuses a credential issued in the second its predecessor was revoked.
+      if [[ "${restarts:-0}" -gt "$released" ]]; then
+        scontrol update JobId="$JOB" StartTime=now+2 2>/dev/null || true
+        released=$restarts
+      fi ;;
     COMPLETED | FAILED | TIMEOUT | CANCELLED* | NODE_FAIL | OUT_OF_MEMORY) break ;;
   esac
   sleep 0.5
