@@ -165,6 +165,11 @@ VITSLIM_INLINE bool sample_bilinear(const Image& im, double xin, double yin, uin
   return true;
 }
 
+// The fill colour into one pixel (grey images take the first value).
+inline void put_fill(uint8_t* px, int64_t channels, const std::array<uint8_t, 3>& fill) {
+  for (int64_t b = 0; b < channels; ++b) px[b] = fill[static_cast<size_t>(channels == 1 ? 0 : b)];
+}
+
 // A level fn's random sign (timm's _randomly_negate: negative when random() > 0.5).
 double randomly_negate(double v, Rng& rng) { return rng.uniform() > 0.5 ? -v : v; }
 
@@ -238,7 +243,7 @@ void warp(const Image& im, const std::array<double, 6>& a, const std::array<uint
       const double xin = a[0] * xc + a[1] * yc + a[2];
       const double yin = a[3] * xc + a[4] * yc + a[5];
       if (!sample(im, xin, yin, o + x * C)) {
-        for (int64_t b = 0; b < C; ++b) o[x * C + b] = fill[static_cast<size_t>(C == 1 ? 0 : b)];
+        put_fill(o + x * C, C, fill);
       }
     }
   }
@@ -257,7 +262,7 @@ VITSLIM_HOT void warp_rows_bicubic(const Image& im, const std::array<double, 6>&
       const double xin = a[0] * (x + 0.5) + a[1] * yc + a[2];
       uint8_t* px = o + x * C;
       if (xin < 0.0 || xin >= W) {
-        for (int64_t b = 0; b < C; ++b) px[b] = fill[static_cast<size_t>(C == 1 ? 0 : b)];
+        put_fill(px, C, fill);
         continue;
       }
       const double xs = xin - 0.5;
@@ -280,7 +285,7 @@ VITSLIM_HOT void warp_columns_bicubic(const Image& im, const std::array<double, 
       const double yin = a[3] * (x + 0.5) + a[4] * yc + a[5];
       uint8_t* px = o + x * C;
       if (yin < 0.0 || yin >= H) {
-        for (int64_t b = 0; b < C; ++b) px[b] = fill[static_cast<size_t>(C == 1 ? 0 : b)];
+        put_fill(px, C, fill);
         continue;
       }
       const double ys = yin - 0.5;
@@ -353,7 +358,7 @@ VITSLIM_AVX2 void warp_bicubic_rgb_avx2(const Image& im, const std::array<double
           const double xcl = x + l + 0.5;
           uint8_t* px = o + (x + l) * 3;
           if (!sample_bicubic(im, a[0] * xcl + a[1] * yc + a[2], a[3] * xcl + a[4] * yc + a[5], px)) {
-            px[0] = fill[0], px[1] = fill[1], px[2] = fill[2];
+            put_fill(px, 3, fill);
           }
         }
         continue;
@@ -428,7 +433,7 @@ VITSLIM_AVX2 void warp_bicubic_rgb_avx2(const Image& im, const std::array<double
       const double xcl = x + 0.5;
       uint8_t* px = o + x * 3;
       if (!sample_bicubic(im, a[0] * xcl + a[1] * yc + a[2], a[3] * xcl + a[4] * yc + a[5], px)) {
-        px[0] = fill[0], px[1] = fill[1], px[2] = fill[2];
+        put_fill(px, 3, fill);
       }
     }
   }

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "data/batch.h"
+#include "data/folder.h"
 #include "data/loader.h"
 #include "data/sampler.h"
 
@@ -27,10 +28,7 @@ std::vector<std::string> image_files(const std::string& root) {
   std::vector<std::string> files;
   std::error_code ec;
   for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
-    if (!it->is_regular_file()) continue;
-    std::string ext = it->path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
-    if (ext == ".jpg" || ext == ".jpeg" || ext == ".png") files.push_back(it->path().string());
+    if (it->is_regular_file() && is_image_name(it->path().filename().string())) files.push_back(it->path().string());
   }
   if (ec) throw Error(cat("--data-path ", root, ": cannot list (", ec.message(), ")"));
   std::sort(files.begin(), files.end());

@@ -21,16 +21,6 @@ namespace {
 
 constexpr int64_t kFolderChannels = 3;
 
-bool is_image_name(const std::string& name) {
-  std::string lower = name;
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
-  for (const char* ext : {".jpg", ".jpeg", ".png"}) {
-    const std::string e(ext);
-    if (lower.size() > e.size() && lower.compare(lower.size() - e.size(), e.size(), e) == 0) return true;
-  }
-  return false;
-}
-
 class FolderDataset : public Dataset {
  public:
   FolderDataset(std::string name, std::string root, std::vector<std::string> classes)
@@ -88,6 +78,16 @@ bool list_dir(const fs::path& dir, bool directories, std::vector<std::string>& n
 }
 
 }  // namespace
+
+bool is_image_name(const std::string& name) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  for (const char* ext : {".jpg", ".jpeg", ".png"}) {
+    const std::string e(ext);
+    if (lower.size() > e.size() && lower.compare(lower.size() - e.size(), e.size(), e) == 0) return true;
+  }
+  return false;
+}
 
 std::vector<std::string> read_class_index(const std::string& path) {
   std::ifstream in(path);

@@ -19,6 +19,9 @@ namespace vitslim::data {
 std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagenet, const std::string& split,
                                            const std::string& class_index, bool skip_bad);
 
+// Whether a file name is an image the folder datasets read: .jpg, .jpeg or .png, any case.
+bool is_image_name(const std::string& name);
+
 // A class index file: one class folder name per line (blank lines and #-comments skipped), or
 // JSON mapping "0".."K-1" to [folder, description] (Keras's imagenet_class_index.json) or to a name.
 std::vector<std::string> read_class_index(const std::string& path);
