@@ -79,7 +79,7 @@ TransformSettings train_settings(const DataConfig& c, const std::vector<double>&
   TransformSettings s;
   s.size = shape.img_size;
   s.channels = shape.in_chans;
-  s.filter = parse_filter(c.interpolation);
+  s.filter = c.interpolation;
   s.mean = mean;
   s.std = std;
   s.scale_min = c.scale[0];

@@ -14,7 +14,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/config.h"
+#include "core/shape.h"
+#include "data/settings.h"
 #include "data/dataset.h"
 #include "data/transforms.h"
 

@@ -49,25 +49,25 @@ double best_rate(int64_t rounds, int64_t count, const std::function<void(int64_t
 
 }  // namespace
 
-int run_bench_data_job(const Config& c) {
-  const std::vector<std::string> all = image_files(c.data.path);
-  if (all.empty()) throw Error(cat("--data-path ", c.data.path, ": no .jpg/.jpeg/.png files"));
-  const int64_t count = std::min<int64_t>(c.bench_data.images, static_cast<int64_t>(all.size()));
+void run_bench_data(const DataConfig& data, const BenchDataConfig& bench, std::optional<int64_t> img_size) {
+  const std::vector<std::string> all = image_files(data.path);
+  if (all.empty()) throw Error(cat("--data-path ", data.path, ": no .jpg/.jpeg/.png files"));
+  const int64_t count = std::min<int64_t>(bench.images, static_cast<int64_t>(all.size()));
   const std::vector<std::string> files(all.begin(), all.begin() + count);
   ModelShape shape;
-  shape.img_size = c.model.img_size.value_or(kDefaultSize);
+  shape.img_size = img_size.value_or(kDefaultSize);
   shape.in_chans = 3;
-  const std::vector<double> mean = c.data.mean.empty() ? default_mean("imagenet") : c.data.mean;
-  const std::vector<double> stdev = c.data.std.empty() ? default_std("imagenet") : c.data.std;
-  TransformSettings train = train_settings(c.data, mean, stdev, shape);
+  const std::vector<double> mean = data.mean.empty() ? default_mean("imagenet") : data.mean;
+  const std::vector<double> stdev = data.std.empty() ? default_std("imagenet") : data.std;
+  TransformSettings train = train_settings(data, mean, stdev, shape);
   TransformSettings eval = train;
   const Normaliser norm(mean, stdev, shape.in_chans);
   std::vector<float> out(static_cast<size_t>(shape.in_chans * shape.img_size * shape.img_size));
   for (const auto& f : files) SourceImage::from_file(f).decode_all(3);  // every file must decode; warms the cache
-  log_info(cat("bench-data: ", count, " images from ", c.data.path, ", output ", shape.img_size, "x", shape.img_size,
-               ", ", c.bench_data.rounds, " rounds (best reported), one thread"));
+  log_info(cat("bench-data: ", count, " images from ", data.path, ", output ", shape.img_size, "x", shape.img_size,
+               ", ", bench.rounds, " rounds (best reported), one thread"));
 
-  const int64_t rounds = c.bench_data.rounds;
+  const int64_t rounds = bench.rounds;
   const double decode = best_rate(rounds, count, [&](int64_t i) {
     SourceImage::from_file(files[static_cast<size_t>(i)]).decode_all(3);
   });
@@ -96,7 +96,7 @@ int run_bench_data_job(const Config& c) {
    private:
     const std::vector<std::string>& f_;
   } dataset(files);
-  const int64_t B = std::min(c.data.batch_size, count);
+  const int64_t B = std::min(data.batch_size, count);
   const int64_t batches = std::max<int64_t>(1, rounds * count / B);
   auto make = [&](int64_t b) {
     std::vector<int64_t> idx;
@@ -110,7 +110,7 @@ int run_bench_data_job(const Config& c) {
   const auto start = std::chrono::steady_clock::now();
   double waited = 0;
   {
-    Loader loader(0, batches, make, c.data.workers, c.data.prefetch);
+    Loader loader(0, batches, make, data.workers, data.prefetch);
     for (int64_t b = 0; b < batches; ++b) {
       loader.next();
       waited += loader.last_wait_seconds();
@@ -125,24 +125,23 @@ int run_bench_data_job(const Config& c) {
   std::printf("  decode (read + full decode), 1 thread   %8.1f images/s\n", decode);
   std::printf("  train transform (DeiT), 1 thread        %8.1f images/s\n", train_rate);
   std::printf("  eval transform, 1 thread                %8.1f images/s\n", eval_rate);
-  std::printf("  loader, %lld worker(s), batch %lld        %8.1f images/s\n", static_cast<long long>(c.data.workers),
+  std::printf("  loader, %lld worker(s), batch %lld        %8.1f images/s\n", static_cast<long long>(data.workers),
               static_cast<long long>(B), loader_rate);
-  if (!c.bench_data.json.empty()) {
+  if (!bench.json.empty()) {
     nlohmann::json j = {{"images", count},
                         {"img_size", shape.img_size},
                         {"rounds", rounds},
                         {"decode_per_s", decode},
                         {"train_per_s", train_rate},
                         {"eval_per_s", eval_rate},
-                        {"loader_workers", c.data.workers},
+                        {"loader_workers", data.workers},
                         {"loader_batch", B},
                         {"loader_per_s", loader_rate},
                         {"loader_wait_s", waited},
-                        {"dct_scaling", c.data.dct_scaling},
-                        {"aa", c.data.auto_augment}};
-    write_file_atomic(c.bench_data.json, j.dump(2) + "\n");
+                        {"dct_scaling", data.dct_scaling},
+                        {"aa", data.auto_augment}};
+    write_file_atomic(bench.json, j.dump(2) + "\n");
   }
-  return 0;
 }
 
 }  // namespace vitslim::data

@@ -4,10 +4,14 @@
 // writes --json; scripts/bench_data.py puts the numbers beside timm/torchvision on Pillow-SIMD.
 #pragma once
 
-#include "core/config.h"
+#include <cstdint>
+#include <optional>
+
+#include "data/settings.h"
 
 namespace vitslim::data {
 
-int run_bench_data_job(const Config& config);
+// `img_size`: output side of the transforms (unset: 224).
+void run_bench_data(const DataConfig& data, const BenchDataConfig& bench, std::optional<int64_t> img_size);
 
 }  // namespace vitslim::data

@@ -15,7 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
+#include "core/shape.h"
+#include "data/settings.h"
 #include "data/codec.h"
 #include "data/resample.h"
 

@@ -244,7 +244,7 @@ std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& mod
     path = kFashionMnistDefaultPath;
   }
   if (!fs::exists(path)) throw Error(cat("--data-path ", path, ": does not exist"));
-  const bool skip = c.bad_images == "skip";
+  const bool skip = c.bad_images == BadImages::Skip;
   std::unique_ptr<Dataset> d;
   if (c.dataset == "fashion-mnist") {
     d = read_fashion_mnist(path, c.split);
@@ -254,7 +254,7 @@ std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& mod
     d = read_cifar(path, c.dataset == "cifar10" ? 10 : 100, c.split, skip);
   }
   d->set_skip_bad_images(skip);
-  d->set_eval_options({c.crop_pct, parse_filter(c.interpolation), c.dct_scaling ? kMaxJpegShrink : 1});
+  d->set_eval_options({c.crop_pct, c.interpolation, c.dct_scaling ? kMaxJpegShrink : 1});
   return d;
 }
 

@@ -272,10 +272,4 @@ Image resample(const Image& src, const Box& box, int64_t out_w, int64_t out_h, F
   return horizontal_pass(temp, 0, temp.height, ch, cols.i0, window.x, window.x + window.w);
 }
 
-Filter parse_filter(const std::string& name) {
-  if (name == "bicubic") return Filter::Bicubic;
-  if (name == "bilinear") return Filter::Bilinear;
-  throw Error(cat("--interpolation ", name, ": expected bicubic or bilinear"));
-}
-
 }  // namespace vitslim::data

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/options.h"
 #include "data/image.h"
 
 namespace vitslim::data {
@@ -20,7 +21,7 @@ enum class Filter { Bilinear, Bicubic };
 // produced pixel is exactly the one the full resize would have). An empty window means all.
 Image resample(const Image& src, const Box& box, int64_t out_w, int64_t out_h, Filter filter, Region window = {});
 
-// Parses "bicubic" / "bilinear" (the --interpolation values).
-Filter parse_filter(const std::string& name);
+// The --interpolation names.
+inline const EnumNames<Filter> kFilterNames = {{Filter::Bicubic, "bicubic"}, {Filter::Bilinear, "bilinear"}};
 
 }  // namespace vitslim::data

@@ -8,12 +8,27 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "jobs/job.h"
 
 namespace vitslim::launch {
 
 namespace {
 
-const std::set<std::string> kJobs = {"entropy", "search", "train", "merge", "eval", "pipeline"};
+// The jobs a run description can launch: those whose registry entry names their output flags.
+bool launchable(const std::string& name) {
+  for (const Job& job : jobs()) {
+    if (job.name == name) return !job.launch_outputs.empty();
+  }
+  return false;
+}
+std::string launchable_list() {
+  std::string out;
+  for (const Job& job : jobs()) {
+    if (!job.launch_outputs.empty()) out += (out.empty() ? "" : ", ") + job.name;
+  }
+  return out;
+}
+
 const std::set<std::string> kOutputKeys = {"out-dir", "out", "json", "config", "checkpoint"};
 // Values that go into #SBATCH lines unquoted: a conservative character set, so no value can
 // end the directive or reach a shell.
@@ -65,9 +80,9 @@ RunDescription read_run_description(const std::string& path) {
     if (text.front() == '[') {
       if (text.back() != ']') throw Error(cat(where, ": malformed section header '", text, "'"));
       section = trim(text.substr(1, text.size() - 2));
-      if (section != "launch" && section != "sweep" && !kJobs.count(section)) {
+      if (section != "launch" && section != "sweep" && !launchable(section)) {
         throw Error(cat(where, ": unknown section [", section, "] (expected [launch], [sweep] or a job: ",
-                        "[entropy], [search], [train], [merge], [eval], [pipeline])"));
+                        launchable_list(), ")"));
       }
       continue;
     }
@@ -76,7 +91,7 @@ RunDescription read_run_description(const std::string& path) {
     const std::string key = trim(eq == std::string::npos ? text : text.substr(0, eq));
     const std::string value = eq == std::string::npos ? "" : trim(text.substr(eq + 1));
     const std::string at = cat(where, ": ", key);
-    if (kJobs.count(section)) {
+    if (launchable(section)) {
       if (!std::regex_match(key, kOptionKey)) throw Error(cat(where, ": '", key, "' is not an option name"));
       if (kOutputKeys.count(key)) {
         throw Error(cat(at, ": output paths are set by the launcher (output_dir in [launch]); remove it"));
@@ -118,8 +133,8 @@ RunDescription read_run_description(const std::string& path) {
     else if (key == "mpiexec") d.mpiexec = value;
     else throw Error(cat(at, ": unknown key in [launch]"));
   }
-  if (!kJobs.count(d.job) && d.job != "chain") {
-    throw Error(cat(path, ": job '", d.job, "' is not one of entropy, search, train, merge, eval, pipeline, chain"));
+  if (!launchable(d.job) && d.job != "chain") {
+    throw Error(cat(path, ": job '", d.job, "' is not one of ", launchable_list(), ", chain"));
   }
   slurm_value(d.output_dir, cat(path, ": output_dir"));
   if (d.mode != "local" && d.mode != "sbatch") throw Error(cat(path, ": mode must be local or sbatch, got '", d.mode, "'"));

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "jobs/job.h"
 
 namespace vitslim::launch {
 
@@ -56,12 +57,12 @@ std::string shell_quote(const std::string& value) {
 
 std::string job_arguments(const RunDescription& d, const std::string& job, const std::string& out) {
   std::string args = shell_quote(job) + option_words(d.options_of(job));
-  if (job == "train") args += " --out-dir=" + out + " --resume";
-  else if (job == "pipeline") args += " --out-dir=" + out;
-  else if (job == "search" || job == "entropy") args += " --out=" + out + "/" + job + ".h5 --json=" + out + "/" + job + ".json";
-  else if (job == "eval") args += " --json=" + out + "/eval.json";
-  else if (job == "merge") args += " --out=" + out + "/compact.safetensors --json=" + out + "/merge.json";
-  return args;
+  // The job's own output flags from the registry, with {out} replaced by the output directory.
+  std::string outputs = find_job(job).launch_outputs;
+  for (size_t at = outputs.find("{out}"); at != std::string::npos; at = outputs.find("{out}", at + out.size())) {
+    outputs.replace(at, 5, out);
+  }
+  return outputs.empty() ? args : args + " " + outputs;
 }
 
 std::string local_command(const RunDescription& d) {

@@ -41,10 +41,16 @@ def bench_timm(model, batch, warmup, iters):
 def bench_vitslim(binary, args, threads):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
+        # Inference only (--train=false): the training step is not compared here.
         subprocess.run([binary, "bench", "--model", args.model, "--batch-size", str(args.batch_size),
                         "--warmup", str(args.warmup), "--iters", str(args.iters), "--threads", str(threads),
-                        "--json", out, "--quiet"], check=True, stdout=subprocess.DEVNULL)
-        return json.load(open(out))["median_ms"]
+                        "--train=false", "--json", out, "--quiet"], check=True, stdout=subprocess.DEVNULL)
+        with open(out) as f:
+            result = json.load(f)
+        # bench --json: one row per model in "models" (only "full" here: no --remove-layers), each
+        # with "inference" and (unless --train=false) "train_step" timings.
+        full = next(row for row in result["models"] if row["model"] == "full")
+        return full["inference"]["median_ms"]
 
 
 def main():

@@ -24,7 +24,7 @@ NCCL_WHEEL="nvidia-nccl-cu13==2.30.7"
 APT_PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libboost-program-options-dev libhdf5-dev hdf5-tools libgtest-dev libgmock-dev
   nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist mate-backgrounds
-  slurm-wlm munge)
+  slurm-wlm munge clang-format)
 PY_PACKAGES=(numpy safetensors h5py matplotlib pyyaml huggingface_hub "pillow==13.0.0")
 
 log() { printf '[setup] %s\n' "$*"; }

@@ -9,12 +9,6 @@
 
 namespace vitslim::search {
 
-Estimator parse_estimator(const std::string& name) {
-  if (name == "logits") return Estimator::Logits;
-  if (name == "cls") return Estimator::ClsFeature;
-  throw Error(cat("--estimator must be logits or cls, got '", name, "'"));
-}
-
 PrefixScorer::PrefixScorer(model::VisionTransformer model, Estimator estimator, int64_t cache_bytes)
     : model_(std::move(model)), estimator_(estimator), cache_bytes_(cache_bytes) {}
 

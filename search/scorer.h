@@ -15,11 +15,9 @@
 #include "entropy/channel_stats.h"
 #include "model/vit.h"
 #include "search/nose.h"
+#include "search/settings.h"
 
 namespace vitslim::search {
-
-enum class Estimator { Logits, ClsFeature };
-Estimator parse_estimator(const std::string& name);
 
 class PrefixScorer {
  public:

@@ -48,7 +48,7 @@ std::string hex(uint64_t v) {
 
 // What the scores depend on: weights, shape, calibration data and estimator (not the ratios or
 // the search method, so a finished file serves another ratio or beam width too).
-std::string fingerprint(model::VisionTransformer& model, const Config& c) {
+std::string fingerprint(model::VisionTransformer& model, const SearchInputs& c) {
   uint64_t h = 1469598103934665603ULL;  // FNV-1a
   auto mix = [&](const void* data, size_t n) {
     const auto* p = static_cast<const uint8_t*>(data);
@@ -61,7 +61,7 @@ std::string fingerprint(model::VisionTransformer& model, const Config& c) {
   }
   std::ostringstream what;
   what << model->shape().describe() << "|" << c.data.dataset << "|" << c.data.path << "|" << c.data.split << "|"
-       << c.data.calib_images << "|" << c.data.batch_size << "|" << c.runtime.seed << "|" << c.search.estimator;
+       << c.data.calib_images << "|" << c.data.batch_size << "|" << c.runtime.seed << "|" << to_string(c.search.estimator);
   for (double v : c.data.mean) what << "|m" << v;
   for (double v : c.data.std) what << "|s" << v;
   const std::string text = what.str();
@@ -78,7 +78,7 @@ struct ItemKey {
 // Rank 0's view: everything scored so far, the output file, candidate bookkeeping.
 class Ledger {
  public:
-  Ledger(const Config& c, const std::string& print, int64_t depth, int64_t channels, int64_t shards,
+  Ledger(const SearchInputs& c, const std::string& print, int64_t depth, int64_t channels, int64_t shards,
          Clock::time_point start)
       : c_(c), fingerprint_(print), depth_(depth), channels_(channels), shards_(shards), start_(start) {}
 
@@ -103,7 +103,7 @@ class Ledger {
                                                 {"version", kVersion},
                                                 {"schema", kSchema},
                                                 {"job", "search"},
-                                                {"config", config_to_ini(c_)},
+                                                {"config", c_.config_ini},
                                                 {"fingerprint", fingerprint_}},
         /*keep_partial_on_error=*/true);
     const int64_t width = ChannelStats::serialized_size(channels_);
@@ -115,7 +115,7 @@ class Ledger {
                          "per requested ratio: [ratio, count, layer mask, entropy, TE]");
     trace_->create_array("/search/full_entropy", {1}, "H(G | full model)");
     trace_->create_array("/search/complete", {1}, "1 when the search finished");
-    trace_->set_attribute("/search", "estimator", c_.search.estimator);
+    trace_->set_attribute("/search", "estimator", to_string(c_.search.estimator));
     trace_->set_attribute("/search", "depth", std::to_string(depth_));
     trace_->start_swmr();
     for (const auto& [key, stats] : items_) append_item(key, stats);
@@ -187,7 +187,7 @@ class Ledger {
     return static_cast<double>(std::min(bs, c_.data.calib_images - shard * bs));
   }
 
-  const Config& c_;
+  const SearchInputs& c_;
   std::string fingerprint_;
   int64_t depth_, channels_, shards_;
   Clock::time_point start_;
@@ -198,7 +198,7 @@ class Ledger {
 
 class Search {
  public:
-  Search(const Config& c, const dist::MpiSession& mpi) : c_(c), mpi_(mpi), start_(Clock::now()) {}
+  Search(const SearchInputs& c, const dist::MpiSession& mpi) : c_(c), mpi_(mpi), start_(Clock::now()) {}
 
   int run();
 
@@ -210,7 +210,7 @@ class Search {
   void finish(int64_t step, const std::vector<Evaluation>& evals, size_t e);
   at::Tensor shard_images(int64_t shard);
 
-  const Config& c_;
+  const SearchInputs& c_;
   const dist::MpiSession& mpi_;
   Clock::time_point start_;
   std::optional<model::VisionTransformer> model_;
@@ -325,14 +325,14 @@ std::vector<Scored> Search::round(int64_t step, const std::vector<Evaluation>& e
 }
 
 int Search::run() {
-  Config c = c_;
+  SearchInputs c = c_;
   model::use_default_preset(c.model);
   model_ = model::build_model(c.model, c.runtime.seed);
   (*model_)->eval();
   const ModelShape& shape = (*model_)->shape();
   depth_ = shape.depth;
   if (depth_ > kMaxDepth) throw Error(cat("search supports models of up to ", kMaxDepth, " blocks"));
-  const Estimator estimator = parse_estimator(c.search.estimator);
+  const Estimator estimator = c.search.estimator;
   // Candidates: every block whose attention still exists (a compact model's removed blocks are
   // not candidates), or --layers.
   const auto removed = (*model_)->removed_blocks();
@@ -384,7 +384,7 @@ int Search::run() {
   channels_ = scorer_->channels();
   const std::string method = c.search.exhaustive ? "exhaustive" : c.search.beam > 1 ? "beam" : "greedy";
   log_info(cat("search: ", method, (c.search.beam > 1 ? cat(" (width ", c.search.beam, ")") : std::string()),
-               ", estimator ", c.search.estimator, ", ", allowed.size(), " candidate layers ", to_string(allowed), ", ",
+               ", estimator ", to_string(c.search.estimator), ", ", allowed.size(), " candidate layers ", to_string(allowed), ", ",
                calib_.size(), " calibration images in ", shards_, " shards, ", mpi_.world_size(), " rank(s)"));
   if (mpi_.rank() == 0) {
     ledger_ = std::make_unique<Ledger>(c, fingerprint(*model_, c), depth_, channels_, shards_, start_);
@@ -469,7 +469,7 @@ int Search::run() {
         {"model", {{"img_size", shape.img_size}, {"patch_size", shape.patch_size}, {"in_chans", shape.in_chans},
                    {"embed_dim", shape.embed_dim}, {"depth", depth_}, {"num_heads", shape.num_heads},
                    {"num_classes", shape.num_classes}, {"weights", c.model.weights}}},
-        {"method", method}, {"beam", c.search.beam}, {"estimator", c.search.estimator},
+        {"method", method}, {"beam", c.search.beam}, {"estimator", to_string(c.search.estimator)},
         {"candidate_layers", allowed}, {"calib_images", calib_.size()}, {"shards", shards_},
         {"world_size", mpi_.world_size()}, {"full_entropy", full_entropy_},
         {"selections", selections}, {"steps", steps},
@@ -483,9 +483,9 @@ int Search::run() {
 
 }  // namespace
 
-int run_search_job(const Config& config, const dist::MpiSession& mpi) {
-  Search search(config, mpi);
-  return search.run();
+void run_search(const SearchInputs& inputs, const dist::MpiSession& mpi) {
+  Search search(inputs, mpi);
+  search.run();
 }
 
 }  // namespace vitslim::search

@@ -5,11 +5,26 @@
 // every scored item and candidate appended to an HDF5 file that a killed search resumes from.
 #pragma once
 
-#include "core/config.h"
+#include <string>
+
+#include "core/runtime.h"
+#include "data/settings.h"
 #include "dist/mpi_session.h"
+#include "model/request.h"
+#include "search/settings.h"
 
 namespace vitslim::search {
 
-int run_search_job(const Config& config, const dist::MpiSession& mpi);
+// The parts of the configuration a search uses; `config_ini` is recorded in the result file.
+struct SearchInputs {
+  ModelRequest model;
+  DataConfig data;
+  SearchConfig search;
+  RuntimeConfig runtime;
+  std::string config_ini;
+};
+
+// Runs the search and writes its files (rank 0); throws vitslim::Error on bad input.
+void run_search(const SearchInputs& inputs, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::search

@@ -10,20 +10,12 @@
 #include "core/cpu_memory.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "core/options.h"
 #include "core/threads.h"
 #include "core/version.h"
-#include "data/bench_data_job.h"
 #include "dist/mpi_session.h"
 #include "dist/nccl_info.h"
-#include "entropy/entropy_job.h"
-#include "model/model_jobs.h"
+#include "jobs/job.h"
 #include "model/presets.h"
-#include "pipeline/pipeline_job.h"
-#include "search/search_job.h"
-#include "train/eval_job.h"
-#include "train/merge_job.h"
-#include "train/trainer.h"
 
 namespace {
 
@@ -32,7 +24,7 @@ constexpr int kExitBadInput = 2;
 void print_usage() {
   std::printf("vitslim %s: remove attention layers from Vision Transformers (NOSE + dilution)\n\n", vitslim::kVersion);
   std::printf("usage: vitslim <job> [options]     vitslim <job> --help\n\njobs:\n");
-  for (const auto& [name, what] : vitslim::job_list()) std::printf("  %-9s %s\n", name.c_str(), what.c_str());
+  for (const auto& job : vitslim::jobs()) std::printf("  %-10s %s\n", job.name.c_str(), job.summary.c_str());
   std::printf("\ncommon: --config FILE (INI), --dump-config, --threads N, --seed N\n");
 }
 
@@ -84,16 +76,10 @@ int main(int argc, char** argv) {
     int threads = vitslim::configure_threads(config.runtime.threads, mpi->local_size());
     vitslim::log_info(vitslim::cat("vitslim ", vitslim::kVersion, " ", config.job, ": ", threads,
                                    " threads per process, ", mpi->world_size(), " process(es)"));
-    if (config.job == "entropy") return vitslim::entropy::run_entropy_job(config, *mpi);
-    if (config.job == "search") return vitslim::search::run_search_job(config, *mpi);
-    if (config.job == "eval") return vitslim::train::run_eval_job(config, *mpi);
-    if (config.job == "convert") return vitslim::model::run_convert_job(config);
-    if (config.job == "bench") return vitslim::model::run_bench_job(config);
-    if (config.job == "bench-data") return vitslim::data::run_bench_data_job(config);
-    if (config.job == "train") return vitslim::train::run_train_job(config, *mpi);
-    if (config.job == "merge") return vitslim::train::run_merge_job(config, *mpi);
-    if (config.job == "pipeline") return vitslim::pipeline::run_pipeline_job(config, *mpi);
-    throw vitslim::Error("job '" + config.job + "' is not implemented");
+    const vitslim::JobResult result = vitslim::find_job(config.job).run(config, *mpi);
+    // A signal-stopped run exits 0 too (Slurm requeues it), but says that it is unfinished.
+    if (result.stopped_by_signal) vitslim::log_info(config.job + ": stopped by a signal; rerun the same command to resume");
+    return 0;
   } catch (const vitslim::CollectiveError& e) {
     // Every rank stopped here together: report once, finalize MPI normally.
     if (mpi->rank() == 0) std::fprintf(stderr, "vitslim: error: %s\n", vitslim::first_line(e.what()).c_str());

@@ -1,29 +1,148 @@
-// Command-line and INI parsing for `vitslim <job> [options]` (Boost.Program_options lives only in
-// options.cpp). parse_options() returns a validated Config or a request to print help/config.
+// Declared options: each option is declared once, next to the settings field it fills, with its
+// flag, help, range or choices; the field's value at declaration is the default. From these
+// declarations come the Boost.Program_options description (--help), the parsing of command-line
+// and INI values, the range checks and the INI dump (--dump-config), so that no option is listed
+// twice. Enums declare a name table once (EnumNames) that gives both parse and to_string.
+// Boost lives only in options.cpp: this header is cheap to include from every layer.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "core/config.h"
+#include "core/error.h"
 
 namespace vitslim {
 
-struct ParsedCommand {
-  Config config;
-  bool help = false;         // --help: print `help_text` and exit 0
-  bool dump_config = false;  // --dump-config: print config_to_ini(config) and exit 0
+// The accepted interval of a numeric option (each element of a list option).
+struct Range {
+  double lo = -std::numeric_limits<double>::infinity();
+  double hi = std::numeric_limits<double>::infinity();
+  bool lo_open = false, hi_open = false;
+  bool contains(double v) const;
+  std::string describe() const;  // "must be positive", "must be in [0, 1)", ...
+};
+inline Range any_value() { return {}; }
+inline Range positive() { return {0, Range().hi, true, false}; }
+inline Range at_least(double lo) { return {lo, Range().hi, false, false}; }
+inline Range closed(double lo, double hi) { return {lo, hi, false, false}; }
+inline Range half_open(double lo, double hi) { return {lo, hi, false, true}; }  // [lo, hi)
+inline Range open(double lo, double hi) { return {lo, hi, true, true}; }         // (lo, hi)
+
+// Name table of an enum: one entry per value, in the order help lists them.
+template <typename E>
+using EnumNames = std::vector<std::pair<E, const char*>>;
+
+template <typename E>
+std::string enum_choices(const EnumNames<E>& names) {
+  std::string out;
+  for (const auto& [value, name] : names) out += (out.empty() ? "" : " | ") + std::string(name);
+  return out;
+}
+template <typename E>
+E parse_enum(const EnumNames<E>& names, const std::string& text, const std::string& what) {
+  for (const auto& [value, name] : names) {
+    if (text == name) return value;
+  }
+  throw Error(cat(what, " must be one of ", enum_choices(names), ", got '", text, "'"));
+}
+template <typename E>
+const char* enum_name(const EnumNames<E>& names, E value) {
+  for (const auto& [v, name] : names) {
+    if (v == value) return name;
+  }
+  return "?";
+}
+
+// Value texts shared by parsing and dumping (doubles in the shortest form that reads back
+// exactly; lists comma-separated). `what` names the flag in errors.
+std::string format_double(double value);
+double parse_double(const std::string& text, const std::string& what);
+int64_t parse_int(const std::string& text, const std::string& what);
+bool parse_bool(const std::string& text, const std::string& what);
+std::vector<double> parse_double_list(const std::string& text, const std::string& what);
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what);
+std::string join_list(const std::vector<int64_t>& values);
+std::string join_list(const std::vector<double>& values);
+
+// One declared option.
+struct Option {
+  std::string flag;   // long name without "--"; also the INI key
+  std::string help;
+  std::string section;  // INI section name (for readability; keys alone identify options)
+  std::string group;    // the help section title it is listed under
+  bool is_switch = false;  // boolean: `--flag` alone means true
+  std::function<void(const std::string&)> parse;      // reads a value into the field (throws Error)
+  std::function<std::optional<std::string>()> text;   // the field as INI text; nullopt: unset
+  std::function<std::vector<std::string>()> samples;  // other valid-looking values (round-trip tests)
+};
+
+// The options of one job, in declaration order, grouped under section titles.
+class Options {
+ public:
+  // Following declarations are listed under this title in --help and under [section] in the INI dump.
+  void group(const std::string& section, const std::string& title);
+
+  void add(const std::string& flag, int64_t& field, const std::string& help, Range range = {});
+  void add(const std::string& flag, int& field, const std::string& help, Range range = {});
+  void add(const std::string& flag, uint64_t& field, const std::string& help);
+  void add(const std::string& flag, double& field, const std::string& help, Range range = {});
+  void add(const std::string& flag, std::optional<int64_t>& field, const std::string& help, Range range = {});
+  void add(const std::string& flag, std::optional<double>& field, const std::string& help, Range range = {});
+  void add(const std::string& flag, std::string& field, const std::string& help);
+  void add(const std::string& flag, std::vector<double>& field, const std::string& help, Range range = {});
+  void add(const std::string& flag, std::vector<int64_t>& field, const std::string& help, Range range = {});
+  // A boolean switch: `--flag`, `--flag=true|false`, INI `flag = true|false`.
+  void add_switch(const std::string& flag, bool& field, const std::string& help);
+  // A string from a fixed set of choices.
+  void add_choice(const std::string& flag, std::string& field, const std::string& help,
+                  const std::vector<std::string>& choices);
+  template <typename E>
+  void add_enum(const std::string& flag, E& field, const std::string& help, const EnumNames<E>& names);
+  // Anything else: the caller says how to read and write the field.
+  void add_custom(Option option);
+
+  const std::vector<Option>& all() const { return options_; }
+  const Option* find(const std::string& flag) const;
+
+ private:
+  std::string section_ = "options", group_ = "Options";
+  std::vector<Option> options_;
+};
+
+template <typename E>
+void Options::add_enum(const std::string& flag, E& field, const std::string& help, const EnumNames<E>& names) {
+  Option o;
+  o.flag = flag;
+  o.help = help + " (" + enum_choices(names) + "; default " + enum_name(names, field) + ")";
+  o.parse = [&field, names, flag](const std::string& v) { field = parse_enum(names, v, "--" + flag); };
+  o.text = [&field, names]() { return std::optional<std::string>(enum_name(names, field)); };
+  o.samples = [names]() {
+    std::vector<std::string> out;
+    for (const auto& [value, name] : names) out.emplace_back(name);
+    return out;
+  };
+  add_custom(std::move(o));
+}
+
+// Result of reading a job's options: what the user asked the executable to do.
+struct OptionRequest {
+  bool help = false;         // --help: print help_text
+  bool dump_config = false;  // --dump-config: print the resolved configuration
   std::string help_text;
 };
 
-// The jobs this build provides, in the order `vitslim --help` lists them.
-const std::vector<std::pair<std::string, std::string>>& job_list();
+// Parses `args` (argv after the job name; `--config FILE` adds an INI file whose keys are flag
+// names, command line wins) into the declared fields, checking each value's range. Throws Error
+// with one line naming the flag or file. Adds --config, --dump-config and --help itself.
+OptionRequest parse_declared(const std::string& job, const Options& options, const std::vector<std::string>& args);
 
-// "FILE@RATIO": the layers a `vitslim search --json` result selected for RATIO.
-std::vector<int64_t> layers_from_search(const std::string& spec);
-
-// argv[1] is the job name. Throws vitslim::Error with one line naming the bad flag or file.
-ParsedCommand parse_options(int argc, const char* const argv[]);
+// The declared fields as INI text: `# title` comments per group, `flag = value` lines; values
+// that need it are double-quoted with \" and \\ escapes, so the text reads back exactly.
+std::string options_to_ini(const std::string& job, const Options& options);
 
 }  // namespace vitslim

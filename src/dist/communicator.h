@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "core/runtime.h"
+
 namespace vitslim::dist {
 
 class MpiSession;
@@ -47,6 +49,6 @@ std::unique_ptr<Communicator> make_cpu_communicator(const MpiSession& mpi);
 // For training on `device` ("cpu", or "cuda" with this rank's GPU `cuda_index`): the CPU
 // communicator, or NCCL on LibTorch's current CUDA stream when several ranks use GPUs. Throws
 // when this build has no NCCL or no CUDA LibTorch.
-std::unique_ptr<Communicator> make_communicator(const MpiSession& mpi, const std::string& device, int cuda_index);
+std::unique_ptr<Communicator> make_communicator(const MpiSession& mpi, Device device, int cuda_index);
 
 }  // namespace vitslim::dist

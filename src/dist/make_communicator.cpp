@@ -12,8 +12,8 @@
 
 namespace vitslim::dist {
 
-std::unique_ptr<Communicator> make_communicator(const MpiSession& mpi, const std::string& device, int cuda_index) {
-  if (device != "cuda" || mpi.world_size() == 1) return make_cpu_communicator(mpi);
+std::unique_ptr<Communicator> make_communicator(const MpiSession& mpi, Device device, int cuda_index) {
+  if (device != Device::Cuda || mpi.world_size() == 1) return make_cpu_communicator(mpi);
 #if defined(VITSLIM_TORCH_CUDA) && defined(VITSLIM_HAVE_NCCL)
   auto stream = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(cuda_index)).stream();
   return std::make_unique<NcclCommunicator>(mpi, cuda_index, static_cast<void*>(stream));

@@ -101,18 +101,18 @@ BranchEntropies branch_entropies(model::VisionTransformer& model, const data::Da
   return out;
 }
 
-int run_entropy_job(const Config& config, const dist::MpiSession& mpi) {
+void run_entropy(ModelRequest model_request, const DataConfig& data, const EntropyConfig& out,
+                 const RuntimeConfig& runtime, const std::string& config_ini, const dist::MpiSession& mpi) {
   const auto started = std::chrono::steady_clock::now();
-  Config c = config;
-  model::use_default_preset(c.model);
+  model::use_default_preset(model_request);
   // Inputs first: weights, data, options. Nothing is written before all of them are good.
-  model::VisionTransformer model = model::build_model(c.model, c.runtime.seed);
+  model::VisionTransformer model = model::build_model(model_request, runtime.seed);
   model->eval();
   const ModelShape& shape = model->shape();
-  auto dataset = data::open_dataset(c.data, shape, c.runtime.seed);
-  const auto indices = data::calibration_indices(dataset->size(), c.data.calib_images, c.runtime.seed);
-  const auto [mean, stdev] = data::normalisation(c.data, *dataset);
-  if (!c.entropy.json.empty()) check_writable_output(c.entropy.json, "--json");
+  auto dataset = data::open_dataset(data, shape, runtime.seed);
+  const auto indices = data::calibration_indices(dataset->size(), data.calib_images, runtime.seed);
+  const auto [mean, stdev] = data::normalisation(data, *dataset);
+  if (!out.json.empty()) check_writable_output(out.json, "--json");
   log_info(cat("model: ", shape.describe(), "; data: ", dataset->name(), " (", dataset->size(), " images, ",
                dataset->channels(), "x", dataset->height(), "x", dataset->width(), "); calibration images: ",
                indices.size(), "; ranks: ", mpi.world_size()));
@@ -121,12 +121,12 @@ int run_entropy_job(const Config& config, const dist::MpiSession& mpi) {
   std::unique_ptr<io::TraceFile> trace;
   if (mpi.rank() == 0) {
     trace = std::make_unique<io::TraceFile>(
-        c.entropy.out, std::map<std::string, std::string>{{"program", "vitslim"},
+        out.out, std::map<std::string, std::string>{{"program", "vitslim"},
                                                           {"version", kVersion},
                                                           {"schema", "vitslim-trace/1"},
                                                           {"job", "entropy"},
                                                           {"created", utc_timestamp()},
-                                                          {"config", config_to_ini(c)},
+                                                          {"config", config_ini},
                                                           {"model_shape", shape.describe()}});
     trace->create_series("/entropy/images", 0, "calibration images merged into each row");
     trace->create_series("/entropy/attn", depth, "running entropy of each block's attention branch [row, block]");
@@ -152,9 +152,9 @@ int run_entropy_job(const Config& config, const dist::MpiSession& mpi) {
   // This rank's contiguous shard of the calibration list.
   const int64_t n = static_cast<int64_t>(indices.size());
   const int64_t begin = n * mpi.rank() / mpi.world_size(), end = n * (mpi.rank() + 1) / mpi.world_size();
-  const int64_t bs = c.data.batch_size;
+  const int64_t bs = data.batch_size;
   const int64_t batches = (end - begin + bs - 1) / bs;
-  const int64_t points = c.entropy.trace_points;
+  const int64_t points = out.trace_points;
 
   BranchStats local(depth, dim, classes);
   BranchStats merged(depth, dim, classes);
@@ -201,7 +201,7 @@ int run_entropy_job(const Config& config, const dist::MpiSession& mpi) {
     log_info(cat("entropy: ", rows, "/", n, " images"));
   }
   model->set_taps(false);
-  if (mpi.rank() != 0) return 0;
+  if (mpi.rank() != 0) return;
 
   std::vector<double> attn_sigma, mlp_sigma, attn_g, mlp_g;
   nlohmann::json blocks = nlohmann::json::array();
@@ -238,18 +238,18 @@ int run_entropy_job(const Config& config, const dist::MpiSession& mpi) {
       {"model", {{"img_size", shape.img_size}, {"patch_size", shape.patch_size}, {"in_chans", shape.in_chans},
                  {"embed_dim", dim}, {"depth", depth}, {"num_heads", shape.num_heads},
                  {"mlp_ratio", shape.mlp_ratio}, {"num_classes", classes},
-                 {"weights", c.model.weights}, {"removed_layers", model->removed_blocks()}}},
-      {"data", {{"data_set", c.data.dataset}, {"split", c.data.split}, {"mean", mean}, {"std", stdev}}},
+                 {"weights", model_request.weights}, {"removed_layers", model->removed_blocks()}}},
+      {"data", {{"data_set", data.dataset}, {"split", data.split}, {"mean", mean}, {"std", stdev}}},
       {"calib_images", n},
       {"world_size", mpi.world_size()},
-      {"seed", c.runtime.seed},
+      {"seed", runtime.seed},
       {"blocks", blocks},
       {"head", {{"entropy", finite_or_null(merged.head.entropy())},
                 {"gaussian", finite_or_null(merged.head.gaussian_entropy())}}},
-      {"trace", c.entropy.out},
+      {"trace", out.out},
       {"seconds", seconds},
   };
-  if (!c.entropy.json.empty()) write_file_atomic(c.entropy.json, summary.dump(2) + "\n");
+  if (!out.json.empty()) write_file_atomic(out.json, summary.dump(2) + "\n");
 
   std::printf("block  mode      H(attn)      H(mlp)     [sum_c ln sigma_c over %lld images]\n",
               static_cast<long long>(n));
@@ -257,9 +257,8 @@ int run_entropy_job(const Config& config, const dist::MpiSession& mpi) {
     std::printf("%5lld  %-8s %10.3f  %10.3f\n", static_cast<long long>(b), model::to_string(model->block(b)->mode()),
                 merged.attn[b].entropy(), merged.mlp[b].entropy());
   }
-  std::printf("head logits: %.4f\ntrace: %s%s%s (%.1f s)\n", merged.head.entropy(), c.entropy.out.c_str(),
-              c.entropy.json.empty() ? "" : ", summary: ", c.entropy.json.c_str(), seconds);
-  return 0;
+  std::printf("head logits: %.4f\ntrace: %s%s%s (%.1f s)\n", merged.head.entropy(), out.out.c_str(),
+              out.json.empty() ? "" : ", summary: ", out.json.c_str(), seconds);
 }
 
 }  // namespace vitslim::entropy

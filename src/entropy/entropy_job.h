@@ -6,15 +6,22 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/config.h"
+#include <string>
+
+#include "core/runtime.h"
+#include "data/settings.h"
+#include "entropy/settings.h"
+#include "model/request.h"
 #include "data/dataset.h"
 #include "dist/mpi_session.h"
 #include "model/vit.h"
 
 namespace vitslim::entropy {
 
-// Returns the process exit code (0). Throws vitslim::Error on bad input.
-int run_entropy_job(const Config& config, const dist::MpiSession& mpi);
+// Measures and writes the trace (and JSON) named by `out`; `config_ini` is recorded in the trace.
+// Throws vitslim::Error on bad input, before anything is written.
+void run_entropy(ModelRequest model_request, const DataConfig& data, const EntropyConfig& out,
+                 const RuntimeConfig& runtime, const std::string& config_ini, const dist::MpiSession& mpi);
 
 // Entropy of every block's attention (NaN for removed attention) and MLP branch over `indices`
 // of `dataset` in this process alone (the trainer's per-epoch trace). Leaves the model in eval

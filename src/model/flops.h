@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/config.h"
+#include "core/shape.h"
 
 namespace vitslim::model {
 

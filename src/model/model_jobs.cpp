@@ -23,15 +23,14 @@
 
 namespace vitslim::model {
 
-int run_convert_job(const Config& c) {
-  check_writable_output(c.convert.out, "--out");
-  VisionTransformer model = build_model(c.model, c.runtime.seed);
-  export_safetensors(model, c.convert.out);
+void run_convert(const ModelRequest& request, const ConvertConfig& convert, const RuntimeConfig& runtime) {
+  check_writable_output(convert.out, "--out");
+  VisionTransformer model = build_model(request, runtime.seed);
+  export_safetensors(model, convert.out);
   int64_t params = 0;
   for (const auto& p : model->parameters()) params += p.numel();
-  std::printf("wrote %s: %s, %lld parameters, removed attention: %zu blocks\n", c.convert.out.c_str(),
+  std::printf("wrote %s: %s, %lld parameters, removed attention: %zu blocks\n", convert.out.c_str(),
               model->shape().describe().c_str(), static_cast<long long>(params), model->removed_blocks().size());
-  return 0;
 }
 
 namespace {
@@ -50,7 +49,7 @@ double median(std::vector<double> v) {
 // One timed step: inference forward, or forward + backward for training.
 double step_ms(VisionTransformer& model, const torch::Tensor& images, const torch::Tensor& labels, bool train,
                const BenchConfig& b) {
-  const bool cuda = b.device == "cuda";
+  const bool cuda = b.device == Device::Cuda;
   if (cuda) torch::cuda::synchronize();
   const auto t0 = std::chrono::steady_clock::now();
   if (train) {
@@ -99,27 +98,25 @@ std::string mib(int64_t bytes) { return cat(std::fixed, std::setprecision(0), st
 
 }  // namespace
 
-int run_bench_job(const Config& config) {
-  Config c = config;
-  const BenchConfig& b = c.bench;
-  use_default_preset(c.model, "deit_tiny");
+void run_bench(ModelRequest request, const BenchConfig& b, const RuntimeConfig& runtime) {
+  use_default_preset(request, "deit_tiny");
   if (!b.json.empty()) check_writable_output(b.json, "--json");
-  if (b.device == "cuda" && !torch::cuda::is_available()) {
+  if (b.device == Device::Cuda && !torch::cuda::is_available()) {
     throw Error("--device cuda: no CUDA device is available to this build of LibTorch");
   }
   install_cpu_memory_tracker();
   // The shape (and removed layers) come from the request; speed does not depend on the values,
   // so both models are freshly initialised: the full one and the attention-removed one.
-  VisionTransformer reference = build_model(c.model, c.runtime.seed);
+  VisionTransformer reference = build_model(request, runtime.seed);
   const ModelShape shape = reference->shape();
   const std::vector<int64_t> removed = reference->removed_blocks();
-  torch::manual_seed(c.runtime.seed);
+  torch::manual_seed(runtime.seed);
   std::vector<VisionTransformer> models = {VisionTransformer(shape)};
   if (!removed.empty()) {
     models.emplace_back(shape);
     for (int64_t l : removed) models.back()->set_mode(l, AttentionMode::Removed);
   }
-  const torch::Device device(b.device == "cuda" ? torch::kCUDA : torch::kCPU);
+  const torch::Device device(b.device == Device::Cuda ? torch::kCUDA : torch::kCPU);
   for (auto& m : models) m->to(device);
   auto images = torch::randn({b.batch_size, shape.in_chans, shape.img_size, shape.img_size}, device);  // [B, C, H, W]
   auto labels = torch::randint(shape.num_classes, {b.batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device));
@@ -133,7 +130,7 @@ int run_bench_job(const Config& config) {
   const char* names[] = {"full", "pruned"};
   std::printf("bench: %s, removed attention %s, batch %lld, %s%s, %d threads, median of %lld after %lld warm-up\n\n",
               shape.describe().c_str(), removed.empty() ? "none" : cat("{", join_list(removed), "}").c_str(),
-              static_cast<long long>(b.batch_size), b.device.c_str(), b.bf16 ? " bf16" : "", at::get_num_threads(),
+              static_cast<long long>(b.batch_size), to_string(b.device), b.bf16 ? " bf16" : "", at::get_num_threads(),
               static_cast<long long>(b.iters), static_cast<long long>(b.warmup));
   std::printf("| model | params (M) | MACs/img (G) | infer img/s | infer peak MiB |%s\n",
               b.train ? " train img/s | train peak MiB |" : "");
@@ -171,13 +168,12 @@ int run_bench_job(const Config& config) {
   }
   if (!b.json.empty()) {
     nlohmann::json j = {{"program", "vitslim"}, {"version", kVersion}, {"job", "bench"}, {"shape", shape.describe()},
-                        {"removed_layers", removed}, {"batch_size", b.batch_size}, {"device", b.device},
+                        {"removed_layers", removed}, {"batch_size", b.batch_size}, {"device", to_string(b.device)},
                         {"bf16", b.bf16}, {"threads", at::get_num_threads()}, {"iters", b.iters},
                         {"warmup", b.warmup}, {"models", rows}, {"ratios", ratios},
                         {"memory_note", "CPU: tensor memory above the resting level through LibTorch's allocator"}};
     write_file_atomic(b.json, j.dump(2) + "\n");
   }
-  return 0;
 }
 
 }  // namespace vitslim::model

@@ -2,11 +2,13 @@
 // (forward images/s of a model on random input, median over timed iterations).
 #pragma once
 
-#include "core/config.h"
+#include "core/runtime.h"
+#include "model/request.h"
+#include "model/settings.h"
 
 namespace vitslim::model {
 
-int run_convert_job(const Config& config);
-int run_bench_job(const Config& config);
+void run_convert(const ModelRequest& request, const ConvertConfig& convert, const RuntimeConfig& runtime);
+void run_bench(ModelRequest request, const BenchConfig& bench, const RuntimeConfig& runtime);
 
 }  // namespace vitslim::model

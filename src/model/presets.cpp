@@ -2,6 +2,7 @@
 #include "model/presets.h"
 
 #include <map>
+#include <set>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -153,3 +154,22 @@ ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWei
 }
 
 }  // namespace vitslim::model
+
+namespace vitslim {
+
+void ModelRequest::validate(const std::vector<int64_t>& layers) const {
+  if (img_size && patch_size && *img_size % *patch_size != 0) {
+    throw Error(cat("--img-size ", *img_size, " is not a multiple of --patch-size ", *patch_size));
+  }
+  if (embed_dim && num_heads && *embed_dim % *num_heads != 0) {
+    throw Error(cat("--embed-dim ", *embed_dim, " is not divisible by --num-heads ", *num_heads));
+  }
+  std::set<int64_t> seen;
+  for (int64_t l : layers) {
+    if (l < 0) throw Error(cat("--remove-layers: negative block index ", l));
+    if (depth && l >= *depth) throw Error(cat("--remove-layers: block ", l, " does not exist (depth ", *depth, ")"));
+    if (!seen.insert(l).second) throw Error(cat("--remove-layers: block ", l, " given twice"));
+  }
+}
+
+}  // namespace vitslim

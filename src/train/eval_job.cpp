@@ -69,24 +69,24 @@ EvalCounts evaluate_sharded(model::VisionTransformer& model, const data::Dataset
   return all;
 }
 
-int run_eval_job(const Config& config, const dist::MpiSession& mpi) {
+EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const EvalConfig& eval,
+                    const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
   const auto started = std::chrono::steady_clock::now();
-  Config c = config;
-  model::use_default_preset(c.model);
-  model::VisionTransformer model = model::build_model(c.model, c.runtime.seed);
+  model::use_default_preset(model_request);
+  model::VisionTransformer model = model::build_model(model_request, runtime.seed);
   const ModelShape& shape = model->shape();
-  auto dataset = data::open_dataset(c.data, shape, c.runtime.seed);
+  auto dataset = data::open_dataset(data, shape, runtime.seed);
   check_class_count(shape, *dataset);
-  const int64_t total = c.eval.images > 0 ? c.eval.images : dataset->size();
+  const int64_t total = eval.images > 0 ? eval.images : dataset->size();
   if (total > dataset->size()) {
     throw Error(cat("--eval-images ", total, " is more than the ", dataset->size(), " images of ", dataset->name()));
   }
-  const auto [mean, stdev] = data::normalisation(c.data, *dataset);
-  if (!c.eval.json.empty()) check_writable_output(c.eval.json, "--json");
+  const auto [mean, stdev] = data::normalisation(data, *dataset);
+  if (!eval.json.empty()) check_writable_output(eval.json, "--json");
   log_info(cat("eval: ", shape.describe(), ", removed attention ", model->removed_blocks().size(), " blocks; ",
                dataset->name(), ", ", total, " images over ", mpi.world_size(), " rank(s)"));
-  const EvalCounts all = evaluate_sharded(model, *dataset, total, mean, stdev, c.data.batch_size, mpi);
-  if (mpi.rank() != 0) return 0;
+  const EvalCounts all = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, mpi);
+  if (mpi.rank() != 0) return all;
 
   const double top1 = 100.0 * static_cast<double>(all.top1) / static_cast<double>(all.images);
   const double top5 = 100.0 * static_cast<double>(all.top5) / static_cast<double>(all.images);
@@ -95,17 +95,17 @@ int run_eval_job(const Config& config, const dist::MpiSession& mpi) {
   std::printf("eval %s: top-1 %.2f%% (%lld/%lld), top-%lld %.2f%%, loss %.4f (%.1f s)\n", dataset->name().c_str(), top1,
               static_cast<long long>(all.top1), static_cast<long long>(all.images),
               static_cast<long long>(std::min<int64_t>(kTopK, shape.num_classes)), top5, loss, seconds);
-  if (!c.eval.json.empty()) {
+  if (!eval.json.empty()) {
     nlohmann::json j = {{"program", "vitslim"}, {"version", kVersion}, {"job", "eval"},
-                        {"model", {{"shape", shape.describe()}, {"weights", c.model.weights},
+                        {"model", {{"shape", shape.describe()}, {"weights", model_request.weights},
                                    {"removed_layers", model->removed_blocks()}}},
-                        {"data", {{"data_set", c.data.dataset}, {"split", c.data.split}, {"mean", mean}, {"std", stdev}}},
+                        {"data", {{"data_set", data.dataset}, {"split", data.split}, {"mean", mean}, {"std", stdev}}},
                         {"images", all.images}, {"top1_correct", all.top1}, {"top5_correct", all.top5},
                         {"top1", top1}, {"top5", top5}, {"loss", loss}, {"world_size", mpi.world_size()},
                         {"seconds", seconds}};
-    write_file_atomic(c.eval.json, j.dump(2) + "\n");
+    write_file_atomic(eval.json, j.dump(2) + "\n");
   }
-  return 0;
+  return all;
 }
 
 }  // namespace vitslim::train

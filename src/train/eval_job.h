@@ -6,7 +6,11 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/config.h"
+#include "core/runtime.h"
+#include "core/shape.h"
+#include "data/settings.h"
+#include "model/request.h"
+#include "train/settings.h"
 #include "data/dataset.h"
 #include "dist/mpi_session.h"
 #include "model/vit.h"
@@ -33,6 +37,8 @@ EvalCounts evaluate_sharded(model::VisionTransformer& model, const data::Dataset
                             const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size,
                             const dist::MpiSession& mpi);
 
-int run_eval_job(const Config& config, const dist::MpiSession& mpi);
+// `vitslim eval`: evaluates the requested model on `data` and reports (stdout, eval.json).
+EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const EvalConfig& eval,
+                    const RuntimeConfig& runtime, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::train

@@ -66,16 +66,15 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a 
 
 }  // namespace
 
-int run_merge_job(const Config& config, const dist::MpiSession& mpi) {
-  const MergeConfig& m = config.merge;
-  if (mpi.rank() != 0) return 0;  // one process does it all
+void run_merge(const MergeConfig& m, const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
+  if (mpi.rank() != 0) return;  // one process does it all
   check_writable_output(m.out, "--out");
   if (!m.json.empty()) check_writable_output(m.json, "--json");
   const Checkpoint ck = read_checkpoint(m.checkpoint);
   const Selection sel = selected_blocks(ck);
   ModelRequest request;  // the shape comes from the checkpoint's tensors and metadata
-  auto reference = model::build_model(request, config.runtime.seed, model_weights(ck));
-  auto compact = model::build_model(request, config.runtime.seed, model_weights(ck));
+  auto reference = model::build_model(request, runtime.seed, model_weights(ck));
+  auto compact = model::build_model(request, runtime.seed, model_weights(ck));
   for (int64_t b : sel.diluting) {
     reference->set_mode(b, model::AttentionMode::Diluting, 0.0);
     compact->set_mode(b, model::AttentionMode::Removed);
@@ -86,7 +85,7 @@ int run_merge_job(const Config& config, const dist::MpiSession& mpi) {
   log_info(cat("merge: ", shape.describe(), "; attention removed in blocks ", join_list(compact->removed_blocks()),
                " (", sel.diluting.size(), " merged now at lambda 0, ", sel.removed.size(), " removed during training)"));
 
-  torch::manual_seed(config.runtime.seed);
+  torch::manual_seed(runtime.seed);
   auto images = torch::randn({m.check_images, shape.in_chans, shape.img_size, shape.img_size});  // [N, C, H, W]
   c10::InferenceMode inference;
   const auto want = reference->forward(images);  // [N, K]
@@ -123,7 +122,6 @@ int run_merge_job(const Config& config, const dist::MpiSession& mpi) {
                         {"check_images", m.check_images}};
     write_file_atomic(m.json, j.dump(2) + "\n");
   }
-  return 0;
 }
 
 }  // namespace vitslim::train

@@ -6,11 +6,12 @@
 // --fold-residual also folds the 2x factors into the weights (model/merge.h), checked the same way.
 #pragma once
 
-#include "core/config.h"
+#include "core/runtime.h"
+#include "train/settings.h"
 #include "dist/mpi_session.h"
 
 namespace vitslim::train {
 
-int run_merge_job(const Config& config, const dist::MpiSession& mpi);
+void run_merge(const MergeConfig& merge, const RuntimeConfig& runtime, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::train

@@ -80,15 +80,15 @@ model::AttentionMode parse_mode(const std::string& text, const std::string& file
 
 class Trainer {
  public:
-  Trainer(const Config& config, const dist::MpiSession& mpi) : c_(config), t_(config.train), mpi_(mpi) {}
-  int run();
+  Trainer(const TrainInputs& inputs, const dist::MpiSession& mpi) : c_(inputs), t_(c_.train), mpi_(mpi) {}
+  TrainResult run();
 
  private:
   void setup();
   void resume_or_start();
   int64_t choose_checkpoint();
   void check_resume_settings(const Checkpoint& ckpt);
-  int run_steps();
+  TrainResult run_steps();
   void apply_lambda(double lambda);
   void rebuild_parameters();
   void open_trace(int64_t resume_step);
@@ -104,7 +104,7 @@ class Trainer {
   std::vector<double> block_lambdas();  // per block: 1 full, lambda diluting, 0 removed
   std::optional<Checkpoint> chosen_;     // rank 0: the checkpoint choose_checkpoint() read
 
-  Config c_;
+  TrainInputs c_;
   const TrainConfig& t_;
   const dist::MpiSession& mpi_;
   std::unique_ptr<dist::Communicator> comm_;
@@ -137,7 +137,7 @@ class Trainer {
 
 void Trainer::setup() {
   model::use_default_preset(c_.model);
-  if (t_.device == "cuda") {
+  if (t_.device == Device::Cuda) {
     if (!torch::cuda::is_available()) throw Error("--device cuda: no CUDA device is available to this build of LibTorch");
     device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(mpi_.local_rank() % torch::cuda::device_count()));
   }
@@ -329,7 +329,7 @@ void Trainer::resume_or_start() {
   const int64_t chosen = mpi_.broadcast({mpi_.rank() == 0 ? choose_checkpoint() : -1}).at(0);
   state_.world_size = mpi_.world_size();
   state_.seed = c_.runtime.seed;
-  state_.config = config_to_ini(c_);
+  state_.config = c_.config_ini;
   state_.dilute_layers = t_.dilute_layers;
   state_.global_batch = global_batch_;
   if (chosen < 0) {
@@ -437,7 +437,7 @@ void Trainer::open_trace(int64_t resume_step) {
                                          {"schema", "vitslim-trace/1"},
                                          {"job", "train"},
                                          {"created", utc_timestamp()},
-                                         {"config", config_to_ini(c_)},
+                                         {"config", c_.config_ini},
                                          {"model_shape", model_->shape().describe()}},
       /*keep_partial_on_error=*/true);
   trace_->create_series("/train/step", static_cast<int64_t>(kStepColumns.size()), "one row per optimizer step");
@@ -694,7 +694,7 @@ void Trainer::write_summary(bool finished) {
 
 // Errors on one rank end every rank here, before the communicator and reducer unwind: their
 // teardown could wait on collectives the other ranks will never join.
-int Trainer::run() {
+TrainResult Trainer::run() {
   try {
     return run_steps();
   } catch (const CollectiveError&) {
@@ -705,7 +705,7 @@ int Trainer::run() {
   }
 }
 
-int Trainer::run_steps() {
+TrainResult Trainer::run_steps() {
   setup();
   if (mpi_.rank() == 0) {
     std::error_code ec;
@@ -726,7 +726,7 @@ int Trainer::run_steps() {
         save_checkpoint();
         log_info(cat("signal ", stop_signal_, ": checkpoint ", checkpoint_path(t_.out_dir, state_.global_step),
                      " written; resume with --resume"));
-        return 0;
+        return {false, stop_signal_, t_.out_dir, state_.best_top1};
       }
     }
     loader_.reset();
@@ -747,13 +747,13 @@ int Trainer::run_steps() {
                  state_.best_epoch >= 0 ? cat("; best top-1 ", fmt(state_.best_top1), "% at epoch ", state_.best_epoch + 1)
                                         : std::string("; no epoch ran with every diluted block removed")));
   }
-  return 0;
+  return {true, 0, t_.out_dir, state_.best_top1};
 }
 
 }  // namespace
 
-int run_train_job(const Config& config, const dist::MpiSession& mpi) {
-  Trainer trainer(config, mpi);
+TrainResult run_training(const TrainInputs& inputs, const dist::MpiSession& mpi) {
+  Trainer trainer(inputs, mpi);
   return trainer.run();
 }
 

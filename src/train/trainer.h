@@ -8,11 +8,34 @@
 // EMA is on) and train.json. SIGUSR1/SIGTERM: checkpoint at the next step and exit 0.
 #pragma once
 
-#include "core/config.h"
+#include <string>
+
+#include "core/runtime.h"
+#include "data/settings.h"
 #include "dist/mpi_session.h"
+#include "model/request.h"
+#include "train/settings.h"
 
 namespace vitslim::train {
 
-int run_train_job(const Config& config, const dist::MpiSession& mpi);
+// The parts of the configuration a training run uses; `config_ini` goes into checkpoints and traces.
+struct TrainInputs {
+  ModelRequest model;
+  DataConfig data;
+  TrainConfig train;
+  RuntimeConfig runtime;
+  std::string config_ini;
+};
+
+// How a run ended: every epoch done (final exports written), or stopped by SIGUSR1/SIGTERM after a
+// checkpoint (resume with --resume).
+struct TrainResult {
+  bool finished = false;
+  int stop_signal = 0;
+  std::string out_dir;
+  double best_top1 = -1;  // at lambda 0; -1: no such epoch
+};
+
+TrainResult run_training(const TrainInputs& inputs, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::train

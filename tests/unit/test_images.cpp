@@ -68,7 +68,7 @@ Image crop(const Image& src, int64_t x, int64_t y, int64_t w, int64_t h) {
   return out;
 }
 
-data::Filter filter_of(const std::string& name) { return data::parse_filter(name); }
+data::Filter filter_of(const std::string& name) { return vitslim::parse_enum(data::kFilterNames, name, "filter"); }
 
 }  // namespace
 

@@ -1,6 +1,9 @@
-// Implements the end-to-end pipeline (see pipeline_job.h) by composing the jobs in-process with
-// configurations derived from the pipeline's own, and writes the report.
-#include "pipeline/pipeline_job.h"
+// `vitslim pipeline`: the method end to end on one dataset (default Fashion-MNIST with the
+// vit_fmnist preset): pretrain from scratch (or --pretrained), entropy, NOSE search per ratio,
+// dilution fine-tuning per ratio plus the unpruned model and (at the largest ratio) a random and
+// a first-k choice with the same budget, merge, evaluation on the test split, benchmark, and a
+// report (report.md + report.json). It composes the other jobs in-process with configurations
+// derived from its own; each stage's files in --out-dir mark it done, so a rerun resumes.
 
 #include <algorithm>
 #include <chrono>
@@ -14,19 +17,16 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "core/options.h"
 #include "core/version.h"
 #include "data/sampler.h"
-#include "entropy/entropy_job.h"
-#include "model/model_jobs.h"
+#include "dist/mpi_session.h"
+#include "jobs/common.h"
+#include "jobs/job.h"
 #include "model/presets.h"
-#include "search/search_job.h"
-#include "train/eval_job.h"
-#include "train/merge_job.h"
+#include "search/result_file.h"
 #include "train/train_checkpoint.h"
-#include "train/trainer.h"
 
-namespace vitslim::pipeline {
+namespace vitslim {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -81,10 +81,10 @@ std::string ratio_name(double ratio) {
 
 class Pipeline {
  public:
-  Pipeline(const Config& config, const dist::MpiSession& mpi) : base_(config), p_(config.pipeline), mpi_(mpi) {
+  Pipeline(const Config& config, const dist::MpiSession& mpi) : base_(config), p_(base_.pipeline), mpi_(mpi) {
     model::use_default_preset(base_.model);
   }
-  int run();
+  void run();
 
  private:
   std::string path(const std::string& name) const { return (fs::path(p_.out_dir) / name).string(); }
@@ -92,6 +92,10 @@ class Pipeline {
   template <typename Stage>
   void stage(const std::string& name, bool done, Stage&& body);
   Config train_config(const std::string& dir, const std::string& weights, int64_t epochs, double lr) const;
+  // A stage's configuration: the pipeline's own with job = `job`.
+  Config stage_config(const std::string& job) const;
+  // Validates `c` as its job would and runs it: the stage's typed result.
+  JobResult run_job(const Config& c) const;
   void pretrain();
   void analyse();
   std::vector<Run> plan_runs();
@@ -123,9 +127,20 @@ void Pipeline::stage(const std::string& name, bool done, Stage&& body) {
   stages_[name] = std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-Config Pipeline::train_config(const std::string& dir, const std::string& weights, int64_t epochs, double lr) const {
+Config Pipeline::stage_config(const std::string& job) const {
   Config c = base_;
-  c.job = "train";
+  c.job = job;
+  return c;
+}
+
+JobResult Pipeline::run_job(const Config& c) const {
+  const Job& job = find_job(c.job);
+  job.validate(c);
+  return job.run(c, mpi_);
+}
+
+Config Pipeline::train_config(const std::string& dir, const std::string& weights, int64_t epochs, double lr) const {
+  Config c = stage_config("train");
   c.model.weights = weights;
   TrainConfig& t = c.train;
   t.epochs = epochs;
@@ -152,40 +167,34 @@ void Pipeline::pretrain() {
   stage("pretrain", training_finished(dir), [&] {
     Config c = train_config(dir, "", p_.pretrain_epochs, p_.pretrain_lr);
     c.train.warmup_epochs = kPretrainWarmupEpochs;
-    validate(c);
-    train::run_train_job(c, mpi_);
+    if (run_job(c).stopped_by_signal) throw StoppedBySignal{"pretrain"};
   });
-  if (!training_finished(dir)) throw StoppedBySignal{"pretrain"};
 }
 
 void Pipeline::analyse() {
   stage("entropy", fs::exists(path("entropy.json")), [&] {
-    Config c = base_;
-    c.job = "entropy";
+    Config c = stage_config("entropy");
     c.model.weights = pretrained_;
     c.data.calib_images = kCalibImages;
     c.entropy.out = path("entropy.h5");
     c.entropy.json = path("entropy.json");
-    validate(c);
-    entropy::run_entropy_job(c, mpi_);
+    run_job(c);
   });
   stage("search", fs::exists(path("search.json")), [&] {
-    Config c = base_;
-    c.job = "search";
+    Config c = stage_config("search");
     c.model.weights = pretrained_;
     c.data.calib_images = kCalibImages;
     c.search.ratios = p_.ratios;
     c.search.out = path("search.h5");
     c.search.json = path("search.json");
-    validate(c);
-    search::run_search_job(c, mpi_);
+    run_job(c);
   });
 }
 
 std::vector<Run> Pipeline::plan_runs() {
   std::vector<Run> runs = {{"unpruned", "none", 0.0, {}}};
   for (double r : p_.ratios) {
-    runs.push_back({"nose-" + ratio_name(r), "nose", r, layers_from_search(path("search.json") + "@" + ratio_name(r))});
+    runs.push_back({"nose-" + ratio_name(r), "nose", r, search::layers_from_search(path("search.json") + "@" + ratio_name(r))});
   }
   if (p_.ablation) {
     const double r = *std::max_element(p_.ratios.begin(), p_.ratios.end());
@@ -210,24 +219,20 @@ void Pipeline::finetune(const Run& run) {
     c.train.dilute_layers = run.layers;
     c.train.decay_epochs = p_.decay_epochs;
     c.train.lambda_per_step = true;
-    validate(c);
-    train::run_train_job(c, mpi_);
+    if (run_job(c).stopped_by_signal) throw StoppedBySignal{"finetune " + run.name};
   });
-  if (!training_finished(dir)) throw StoppedBySignal{"finetune " + run.name};
   if (run.layers.empty()) {
     evaluate(run.name, (fs::path(dir) / "final.safetensors").string());
     return;
   }
   const std::string compact = path("compact-" + run.name + ".safetensors");
   stage("merge " + run.name, fs::exists(compact), [&] {
-    Config c = base_;
-    c.job = "merge";
+    Config c = stage_config("merge");
     const auto steps = train::list_checkpoints(dir);
     if (steps.empty()) throw Error(cat("pipeline: ", dir, " has no checkpoint to merge"));
     c.merge.checkpoint = train::checkpoint_path(dir, steps.back());
     c.merge.out = compact;
-    validate(c);
-    train::run_merge_job(c, mpi_);
+    run_job(c);
   });
   evaluate(run.name, compact);
   bench(run);
@@ -236,14 +241,12 @@ void Pipeline::finetune(const Run& run) {
 void Pipeline::evaluate(const std::string& name, const std::string& weights) {
   const std::string out = path("eval-" + name + ".json");
   stage("eval " + name, fs::exists(out), [&] {
-    Config c = base_;
-    c.job = "eval";
+    Config c = stage_config("eval");
     c.model.weights = weights;
     c.data.split = "test";
     c.eval.images = p_.eval_images;
     c.eval.json = out;
-    validate(c);
-    train::run_eval_job(c, mpi_);
+    run_job(c);
   });
 }
 
@@ -251,15 +254,13 @@ void Pipeline::bench(const Run& run) {
   const std::string out = path("bench-" + run.name + ".json");
   stage("bench " + run.name, fs::exists(out), [&] {
     if (mpi_.rank() != 0) return;
-    Config c = base_;
-    c.job = "bench";
+    Config c = stage_config("bench");
     c.model.removed_layers = run.layers;
     c.bench.batch_size = kBenchBatch;
     c.bench.iters = p_.bench_iters;
     c.bench.train = false;  // inference speed is what the compact model is for
     c.bench.json = out;
-    validate(c);
-    model::run_bench_job(c);
+    run_job(c);
   });
 }
 
@@ -365,7 +366,7 @@ void Pipeline::check_settings() {
   write_file_atomic(file, settings);
 }
 
-int Pipeline::run() {
+void Pipeline::run() {
   if (mpi_.rank() == 0) {
     std::error_code ec;
     fs::create_directories(p_.out_dir, ec);
@@ -381,19 +382,50 @@ int Pipeline::run() {
   report(runs);
   log_info(cat("pipeline: done in ", fmt(std::chrono::duration<double>(Clock::now() - started_).count(), 4),
                " s; report in ", path("report.md")));
-  return 0;
+}
+
+void declare(Options& o, Config& c) {
+  c.model.declare(o);
+  declare_remove_layers(o, c.model.removed_layers, "not used: the search chooses the layers");
+  c.data.declare(o);
+  c.data.declare_augment(o);
+  c.pipeline.declare(o);
+  c.runtime.declare(o);
+}
+
+void validate(const Config& c) {
+  c.model.validate(c.model.removed_layers);
+  c.data.validate();
+  c.pipeline.validate();
+  if (!c.model.removed_layers.empty()) {
+    throw Error("pipeline: the search chooses the layers; --remove-layers is not used");
+  }
+}
+
+JobResult run(const Config& config, const dist::MpiSession& mpi) {
+  Pipeline pipeline(config, mpi);
+  try {
+    pipeline.run();
+    return {};
+  } catch (const StoppedBySignal& stop) {
+    log_info(cat("pipeline: stopped by a signal during ", stop.stage, "; run the same command to resume"));
+    JobResult stopped;
+    stopped.stopped_by_signal = true;
+    return stopped;
+  }
 }
 
 }  // namespace
 
-int run_pipeline_job(const Config& config, const dist::MpiSession& mpi) {
-  Pipeline pipeline(config, mpi);
-  try {
-    return pipeline.run();
-  } catch (const StoppedBySignal& stop) {
-    log_info(cat("pipeline: stopped by a signal during ", stop.stage, "; run the same command to resume"));
-    return 0;
-  }
+Job pipeline_job() {
+  Job job;
+  job.name = "pipeline";
+  job.summary = "the whole method end to end: pretrain, entropy, search, dilute, merge, evaluate, report";
+  job.declare = declare;
+  job.validate = validate;
+  job.run = run;
+  job.launch_outputs = "--out-dir={out}";
+  return job;
 }
 
-}  // namespace vitslim::pipeline
+}  // namespace vitslim

@@ -1,0 +1,100 @@
+// The data settings of every job that reads images, each field declared once with its option:
+// the dataset and split, calibration subset, normalisation, image-folder decoding, the bad-image
+// policy, and the per-image DeiT training transforms and loader threads. No torch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/options.h"
+#include "data/resample.h"
+
+namespace vitslim {
+
+enum class BadImages { Skip, Fail };
+inline const EnumNames<BadImages> kBadImagesNames = {{BadImages::Skip, "skip"}, {BadImages::Fail, "fail"}};
+enum class Augment { Auto, Deit, None };
+inline const EnumNames<Augment> kAugmentNames = {{Augment::Deit, "deit"}, {Augment::None, "none"}, {Augment::Auto, "auto"}};
+
+struct DataConfig {
+  std::string dataset = "fashion-mnist";  // one of kDatasets
+  std::string path;                       // empty: dataset default (see data/dataset.h)
+  std::string split = "train";            // train | test (imagenet: val)
+  int64_t calib_images = 1024;
+  int64_t batch_size = 64;
+  std::vector<double> mean;  // per channel, after scaling pixels to [0,1]; empty: dataset default
+  std::vector<double> std;
+  // Image folders (imagenet, folder) and the per-image transforms (data/transforms.h).
+  std::string class_index;  // optional file naming the classes in label order
+  BadImages bad_images = BadImages::Skip;
+  Augment augment = Augment::Auto;                    // train transform (auto: deit for image folders)
+  std::string auto_augment = "rand-m9-mstd0.5-inc1";  // timm RandAugment string, or none
+  double reprob = 0.25;                               // random erasing probability (pixel mode)
+  double hflip = 0.5;
+  std::vector<double> scale = {0.08, 1.0};             // RandomResizedCrop area range
+  std::vector<double> ratio = {3.0 / 4.0, 4.0 / 3.0};  // RandomResizedCrop aspect range
+  double crop_pct = 0.875;                             // eval: resize to size / crop_pct, centre crop
+  data::Filter interpolation = data::Filter::Bicubic;
+  bool dct_scaling = true;  // JPEG DCT-domain downscaling of large crops
+  int64_t workers = 4;      // training loader threads per rank
+  int64_t prefetch = 2;     // batches prepared ahead per worker
+
+  static const std::vector<std::string>& datasets();
+  bool image_folder() const { return dataset == "imagenet" || dataset == "folder"; }
+  bool train_augment() const { return augment == Augment::Deit || (augment == Augment::Auto && image_folder()); }
+
+  void declare(Options& o) {
+    o.group("data", "Data");
+    o.add_choice("data-set", dataset, "dataset", datasets());
+    o.add("data-path", path,
+          "dataset folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist; imagenet: the folder "
+          "holding train/ and val/)");
+    o.add_choice("data-split", split, "split", {"train", "test"});
+    o.add("calib-images", calib_images, "calibration images (a seeded random subset of the split)", positive());
+    o.add("batch-size", batch_size, "images per forward pass", positive());
+    o.add("mean", mean, "per-channel mean after scaling to [0,1] (default: dataset's)");
+    o.add("std", std, "per-channel std after scaling to [0,1] (default: dataset's)", positive());
+    o.add("class-index", class_index,
+          "imagenet/folder: file naming the classes in label order (one folder name per line, or JSON "
+          "{\"0\": [\"n01440764\", ...]}); default: sorted folder names");
+    o.add_enum("bad-images", bad_images,
+               "unreadable images, empty class folders, short CIFAR files: skip (counted warning) or fail",
+               kBadImagesNames);
+    o.add("crop-pct", crop_pct, "image folders, evaluation: resize the shorter side to size / crop-pct, then centre crop",
+          {0, 1, true, false});
+    o.add_enum("interpolation", interpolation, "image folders: PIL's antialiased filter", data::kFilterNames);
+    o.add_switch("jpeg-dct-scaling", dct_scaling,
+                 "decode large JPEG crops at 1/2, 1/4 or 1/8 in the DCT domain when still >= the model's size");
+  }
+  // The per-image training transforms and the loader (train, pipeline, bench-data).
+  void declare_augment(Options& o) {
+    o.group("augment", "Training images (per-image DeiT augmentation, threaded loader)");
+    o.add_enum("aug", augment, "deit: RandomResizedCrop + flip + RandAugment + random erasing; auto: deit for image folders",
+               kAugmentNames);
+    o.add("aa", auto_augment, "RandAugment config (timm syntax) or none");
+    o.add("reprob", reprob, "random erasing probability (per-pixel values)", closed(0, 1));
+    o.add("hflip", hflip, "horizontal flip probability", closed(0, 1));
+    o.add("scale", scale, "RandomResizedCrop area range lo,hi", {0, 1, true, false});
+    o.add("ratio", ratio, "RandomResizedCrop aspect-ratio range lo,hi", positive());
+    o.add("workers", workers, "loader threads per rank (0: load in the training thread)", at_least(0));
+    o.add("prefetch", prefetch, "batches prepared ahead per loader thread", at_least(1));
+  }
+  // Cross-field checks (throws Error naming the flag).
+  void validate() const;
+};
+
+struct BenchDataConfig {
+  int64_t images = 256;  // images per timed round
+  int64_t rounds = 3;
+  std::string json;
+
+  void declare(Options& o) {
+    o.group("bench-data", "Data benchmark (images/s per thread: decode, train and eval transforms, loader)");
+    o.add("images", images, "images timed per round", positive());
+    o.add("rounds", rounds, "rounds (best reported)", positive());
+    o.add("json", json, "write the result as JSON");
+  }
+};
+
+}  // namespace vitslim

@@ -1,0 +1,42 @@
+// Settings of the NOSE search (ratios, beam/exhaustive, candidates, estimator, prefix cache,
+// outputs), declared once with their options, and the head-output estimator enum.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/options.h"
+
+namespace vitslim {
+
+// What G, the head output whose entropy NOSE measures, is: the logits or the final-norm CLS feature.
+enum class Estimator { Logits, ClsFeature };
+inline const EnumNames<Estimator> kEstimatorNames = {{Estimator::Logits, "logits"}, {Estimator::ClsFeature, "cls"}};
+inline const char* to_string(Estimator e) { return enum_name(kEstimatorNames, e); }
+
+struct SearchConfig {
+  std::vector<double> ratios = {0.25, 0.5};  // removal ratios of depth, each in (0, 1)
+  int64_t beam = 1;                          // sets kept per step (1: greedy)
+  bool exhaustive = false;                   // every subset of the requested sizes
+  std::vector<int64_t> layers;               // candidate blocks (empty: all)
+  Estimator estimator = Estimator::Logits;
+  int64_t cache_mb = 1024;  // prefix-cache budget per process (0: no cache)
+  std::string out = "search.h5";
+  std::string json;
+
+  void declare(Options& o) {
+    o.group("search", "Search (NOSE)");
+    o.add("ratios", ratios, "removal ratios of depth; layers = round(ratio x depth), e.g. 0.4 of 12 -> 5", open(0, 1));
+    o.add("beam", beam, "sets kept per step (1: greedy)", at_least(1));
+    o.add_switch("exhaustive", exhaustive, "score every subset of each requested size (small depths)");
+    o.add("layers", layers, "candidate blocks, comma-separated (default: all)", at_least(0));
+    o.add_enum("estimator", estimator, "head output G: logits, or cls (final-norm CLS feature)", kEstimatorNames);
+    o.add("cache-mb", cache_mb, "prefix-cache budget per process in MiB (0: recompute everything)", at_least(0));
+    o.add("out", out, "HDF5 result file; an unfinished one (<out>.partial) is resumed");
+    o.add("json", json, "JSON result (feeds vitslim train)");
+  }
+  void validate() const;
+};
+
+}  // namespace vitslim

@@ -1,0 +1,29 @@
+// Runtime settings every job shares (threads, seed, quiet) and the compute device enum, each
+// declared once with its option.
+#pragma once
+
+#include <cstdint>
+
+#include "core/options.h"
+
+namespace vitslim {
+
+enum class Device { Cpu, Cuda };
+inline const EnumNames<Device> kDeviceNames = {{Device::Cpu, "cpu"}, {Device::Cuda, "cuda"}};
+inline const char* to_string(Device d) { return enum_name(kDeviceNames, d); }
+
+struct RuntimeConfig {
+  int threads = 0;  // 0: all available cores (divided among ranks on one node)
+  uint64_t seed = 0;
+  bool quiet = false;
+
+  void declare(Options& o) {
+    o.group("runtime", "Runtime");
+    o.add("threads", threads, "compute threads per process (0: all cores, shared among the ranks of a node)",
+          at_least(0));
+    o.add("seed", seed, "seed of initialisation and sampling");
+    o.add_switch("quiet", quiet, "no progress lines");
+  }
+};
+
+}  // namespace vitslim

@@ -1,0 +1,27 @@
+// Settings of the entropy measurement (outputs and trace points), declared once with their options.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/options.h"
+
+namespace vitslim {
+
+struct EntropyConfig {
+  std::string out = "entropy.h5";  // HDF5 trace
+  std::string json;                // optional JSON summary
+  int64_t trace_points = 10;       // running estimates written while the job runs
+
+  void declare(Options& o) {
+    o.group("entropy", "Entropy output");
+    o.add("out", out, "HDF5 trace");
+    o.add("json", json, "JSON summary");
+    o.add("trace-points", trace_points, "running estimates appended to the trace while the job runs", positive());
+  }
+  void validate() const {
+    if (out.empty()) throw Error("--out: an output trace path is required");
+  }
+};
+
+}  // namespace vitslim

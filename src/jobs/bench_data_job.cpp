@@ -1,0 +1,40 @@
+// `vitslim bench-data`: input pipeline speed (data/bench_data_job.h does the work).
+#include "data/bench_data_job.h"
+#include "jobs/common.h"
+#include "jobs/job.h"
+
+namespace vitslim {
+
+namespace {
+
+void declare(Options& o, Config& c) {
+  c.data.declare(o);
+  c.data.declare_augment(o);
+  c.bench_data.declare(o);
+  o.add("img-size", c.model.img_size, "output side of the transforms (default 224)", positive());
+  c.runtime.declare(o);
+}
+
+void validate(const Config& c) {
+  c.data.validate();
+  if (c.data.path.empty()) throw Error("bench-data: --data-path (a folder of JPEG/PNG images) is required");
+}
+
+JobResult run(const Config& c, const dist::MpiSession&) {
+  data::run_bench_data(c.data, c.bench_data, c.model.img_size);
+  return {};
+}
+
+}  // namespace
+
+Job bench_data_job() {
+  Job job;
+  job.name = "bench-data";
+  job.summary = "input pipeline speed: JPEG decode, DeiT train/eval transforms, threaded loader (images/s)";
+  job.declare = declare;
+  job.validate = validate;
+  job.run = run;
+  return job;
+}
+
+}  // namespace vitslim

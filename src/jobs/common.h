@@ -1,0 +1,17 @@
+// Option declarations several jobs share that reach into more than one layer.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/options.h"
+
+namespace vitslim {
+
+// --remove-layers: "0,1,3" or SEARCH.json@RATIO (the layers a search result selected), into
+// `layers` (removed blocks for most jobs, diluting blocks for train). The dump writes the list.
+inline constexpr const char* kRemoveLayersHelp =
+    "blocks whose attention is removed (x -> 2x): 0,1,3 or SEARCH.json@RATIO (a search result)";
+void declare_remove_layers(Options& options, std::vector<int64_t>& layers, const char* help);
+
+}  // namespace vitslim

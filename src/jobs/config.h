@@ -1,0 +1,35 @@
+// The configuration tree of one `vitslim` invocation: the typed parts of every layer, filled by
+// the job's declared options (jobs/job.h). Only the jobs layer sees the whole tree; each job
+// hands the lower layers just the parts they use.
+#pragma once
+
+#include <string>
+
+#include "core/runtime.h"
+#include "data/settings.h"
+#include "entropy/settings.h"
+#include "jobs/settings.h"
+#include "model/request.h"
+#include "model/settings.h"
+#include "search/settings.h"
+#include "train/settings.h"
+
+namespace vitslim {
+
+struct Config {
+  std::string job;
+  ModelRequest model;
+  DataConfig data;
+  RuntimeConfig runtime;
+  EntropyConfig entropy;
+  SearchConfig search;
+  EvalConfig eval;
+  ConvertConfig convert;
+  BenchConfig bench;
+  BenchDataConfig bench_data;
+  TrainConfig train;
+  MergeConfig merge;
+  PipelineConfig pipeline;
+};
+
+}  // namespace vitslim

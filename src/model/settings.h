@@ -1,0 +1,45 @@
+// Settings of the model-only jobs (convert, bench), each field declared once with its option.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/options.h"
+#include "core/runtime.h"
+
+namespace vitslim {
+
+struct ConvertConfig {
+  std::string out;  // .safetensors
+
+  void declare(Options& o) {
+    o.group("convert", "Convert output");
+    o.add("out", out, ".safetensors file (timm key names)");
+  }
+};
+
+struct BenchConfig {
+  int64_t batch_size = 32;
+  int64_t warmup = 2;
+  int64_t iters = 5;
+  Device device = Device::Cpu;
+  bool bf16 = false;  // bf16 autocast (CUDA)
+  bool train = true;  // also time a training step (forward + backward)
+  std::string json;
+
+  void declare(Options& o) {
+    o.group("bench", "Benchmark");
+    o.add("batch-size", batch_size, "batch", positive());
+    o.add("warmup", warmup, "untimed iterations", at_least(0));
+    o.add("iters", iters, "timed iterations (median reported)", positive());
+    o.add_enum("device", device, "where to run", kDeviceNames);
+    o.add_switch("bf16", bf16, "bf16 autocast (CUDA)");
+    o.add_switch("train", train, "also time a training step (forward + backward); --train=false to skip");
+    o.add("json", json, "write the result as JSON");
+  }
+  void validate() const {
+    if (bf16 && device != Device::Cuda) throw Error("--bf16 needs --device cuda");
+  }
+};
+
+}  // namespace vitslim

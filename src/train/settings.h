@@ -1,0 +1,132 @@
+// Settings of fine-tuning with dilution learning (docs/method.md sections 4-5), evaluation and
+// merging, each field declared once with its option. Defaults are the DeiT recipe; the data
+// part's batch_size is the per-rank batch, so the global batch is batch x ranks x accum_steps.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/options.h"
+#include "core/runtime.h"
+
+namespace vitslim {
+
+struct TrainConfig {
+  std::vector<int64_t> dilute_layers;  // blocks whose attention dilutes into identity and is removed
+  int64_t epochs = 30;
+  std::optional<double> decay_epochs;  // lambda = max(0, 1 - epoch / decay_epochs); default 0.75 x epochs
+  bool lambda_per_step = false;        // interpolate lambda per step instead of per epoch
+  int64_t steps_per_epoch = 0;         // 0: one pass over the training split
+  double lr = 5e-4;                    // per 512 images of global batch (scaled linearly)
+  double warmup_lr = 1e-6;
+  double min_lr = 1e-5;
+  double warmup_epochs = 5;
+  double weight_decay = 0.05;  // not on 1-D parameters, pos_embed, cls_token
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double clip_grad = 0;     // global L2 norm; 0: off
+  int64_t accum_steps = 1;  // micro-batches per optimizer step
+  double ema_decay = 0;     // model EMA (0: off; DeiT: 0.99996)
+  double smoothing = 0.1;   // label smoothing
+  double mixup = 0.8, cutmix = 1.0, mixup_prob = 1.0, mixup_switch_prob = 0.5;
+  int64_t repeated_aug = 1;  // DeiT's repeated augmentation (3 for ImageNet)
+  bool drop_last = true;
+  int64_t eval_images = 0;       // first N test images per evaluation (0: all)
+  int64_t entropy_images = 256;  // calibration images for the per-epoch entropy trace (0: off)
+  std::string out_dir = "runs/train";
+  int64_t checkpoint_steps = 0;  // also checkpoint every N optimizer steps (0: epoch ends only)
+  int64_t keep_last = 3;         // rolling checkpoints kept
+  bool resume = false;           // continue from the latest checkpoint in out_dir
+  int64_t bucket_mb = 25;        // gradient all-reduce bucket size
+  double first_bucket_mb = 1;    // smaller first bucket: the first all-reduce starts early
+  Device device = Device::Cpu;
+  bool bf16 = false;       // bf16 autocast (CUDA)
+  int64_t log_every = 50;  // plain progress line every N steps when stderr is not a terminal
+
+  double resolved_decay_epochs() const { return decay_epochs ? *decay_epochs : 0.75 * static_cast<double>(epochs); }
+
+  void declare(Options& o) {
+    o.group("train", "Training (DeiT recipe; --remove-layers names the blocks that dilute)");
+    o.add("epochs", epochs, "training epochs", positive());
+    o.add("decay-epochs", decay_epochs, "lambda = max(0, 1 - epoch / decay-epochs) (default 0.75 x epochs; paper 299 of 400)",
+          positive());
+    o.add_switch("lambda-per-step", lambda_per_step, "interpolate lambda per step instead of per epoch");
+    o.add("steps-per-epoch", steps_per_epoch, "optimizer steps per epoch (0: one pass over the split)", at_least(0));
+    o.add("lr", lr, "learning rate per 512 images of global batch", positive());
+    o.add("warmup-lr", warmup_lr, "learning rate at step 0", at_least(0));
+    o.add("min-lr", min_lr, "floor of the cosine schedule", at_least(0));
+    o.add("warmup-epochs", warmup_epochs, "linear warm-up length", at_least(0));
+    o.add("weight-decay", weight_decay, "AdamW decoupled decay (none on 1-D parameters, pos_embed, cls_token)", at_least(0));
+    o.add("beta1", beta1, "AdamW beta1", half_open(0, 1));
+    o.add("beta2", beta2, "AdamW beta2", half_open(0, 1));
+    o.add("opt-eps", eps, "AdamW epsilon", positive());
+    o.add("clip-grad", clip_grad, "clip the global gradient norm (0: off)", at_least(0));
+    o.add("accum-steps", accum_steps, "micro-batches per optimizer step", positive());
+    o.add("model-ema", ema_decay, "EMA decay of the weights (0: off; DeiT 0.99996)", half_open(0, 1));
+    o.add("smoothing", smoothing, "label smoothing", half_open(0, 1));
+    o.add("mixup", mixup, "mixup alpha (0: off)", at_least(0));
+    o.add("cutmix", cutmix, "cutmix alpha (0: off)", at_least(0));
+    o.add("mixup-prob", mixup_prob, "probability of mixing a batch", closed(0, 1));
+    o.add("mixup-switch-prob", mixup_switch_prob, "probability of cutmix instead of mixup when both are on", closed(0, 1));
+    o.add("repeated-aug", repeated_aug, "repeated augmentation: each image this many times per epoch, on different ranks (DeiT: 3)",
+          positive());
+    o.add_switch("drop-last", drop_last, "drop the last incomplete global batch of an epoch");
+    o.add("eval-images", eval_images, "test images per evaluation (0: all)", at_least(0));
+    o.add("entropy-images", entropy_images, "calibration images of the per-epoch entropy trace (0: off)", at_least(0));
+    o.add("out-dir", out_dir, "checkpoints, train.h5, train.json, best.safetensors and final.safetensors");
+    o.add("checkpoint-steps", checkpoint_steps, "also checkpoint every N optimizer steps (0: at epoch ends only)", at_least(0));
+    o.add("keep-last", keep_last, "rolling checkpoints kept", positive());
+    o.add_switch("resume", resume, "continue from the latest checkpoint in --out-dir");
+    o.add("bucket-mb", bucket_mb, "gradient all-reduce bucket size (MiB)", positive());
+    o.add("first-bucket-mb", first_bucket_mb, "size of the first bucket (MiB), so the first all-reduce starts early in backward",
+          positive());
+    o.add_enum("device", device, "one GPU per rank with cuda", kDeviceNames);
+    o.add_switch("bf16", bf16, "bf16 autocast (CUDA)");
+    o.add("log-every", log_every, "progress line every N steps when stderr is not a terminal", positive());
+  }
+  void validate() const {
+    if (warmup_epochs >= static_cast<double>(epochs)) {
+      throw Error(cat("--warmup-epochs ", warmup_epochs, " must be shorter than --epochs ", epochs));
+    }
+    if (out_dir.empty()) throw Error("--out-dir is required");
+    if (bf16 && device != Device::Cuda) throw Error("--bf16 needs --device cuda");
+  }
+};
+
+struct EvalConfig {
+  int64_t images = 0;  // first N images of the split (0: all)
+  std::string json;
+
+  void declare(Options& o) {
+    o.group("eval", "Evaluation");
+    o.add("eval-images", images, "first N images of the split (0: all)", at_least(0));
+    o.add("json", json, "JSON result");
+  }
+};
+
+// Turning a trainer checkpoint whose diluted blocks reached lambda 0 into the compact model.
+struct MergeConfig {
+  std::string checkpoint;      // <out-dir>/checkpoints/step-N.safetensors
+  std::string out;             // compact .safetensors
+  bool fold_residual = false;  // fold the 2x factors into the weights (model/merge.h)
+  int64_t check_images = 8;    // random inputs of the equivalence check
+  std::string json;
+
+  void declare(Options& o) {
+    o.group("merge", "Merge");
+    o.add("checkpoint", checkpoint, "training checkpoint (<out-dir>/checkpoints/step-N.safetensors)");
+    o.add("out", out, "compact model (.safetensors)");
+    o.add_switch("fold-residual", fold_residual,
+                 "fold the 2x residual factors into the weights: removed blocks become plain MLP blocks");
+    o.add("check-images", check_images, "random inputs on which the compact model must reproduce the checkpoint's logits",
+          positive());
+    o.add("json", json, "JSON summary");
+  }
+  void validate() const {
+    if (checkpoint.empty()) throw Error("merge: --checkpoint is required");
+    if (out.empty()) throw Error("merge: --out is required");
+  }
+};
+
+}  // namespace vitslim
