@@ -21,14 +21,16 @@ constexpr double kLevelDenominator = 10.0;  // timm's _LEVEL_DENOM
 constexpr double kRotateMaxDegrees = 30.0;
 constexpr double kShearMax = 0.3;
 constexpr double kTranslateMaxFraction = 0.45;
-constexpr double kEnhanceRange = 0.9;       // increasing: 1 +- 0.9 level
+constexpr double kEnhanceRange = 0.9;  // increasing: 1 +- 0.9 level
 constexpr double kEnhanceMin = 0.1;
 constexpr int kPosterizeBitsRange = 4;
 constexpr int kSolarizeAddMax = 110;
 constexpr double kUniformMagnitudeStd = 100;  // mstd above this: uniform magnitude
 constexpr float kSmoothCentre = 5.0f / 13.0f, kSmoothSide = 1.0f / 13.0f;
 
-uint8_t luma(const uint8_t* p) { return static_cast<uint8_t>((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16); }
+uint8_t luma(const uint8_t* p) {
+  return static_cast<uint8_t>((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16);
+}
 
 // Byte loops compiled for AVX2 and the baseline, picked at load time.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -222,9 +224,9 @@ RandAugmentConfig parse_rand_augment(const std::string& text) {
 }
 
 const char* augment_op_name(AugmentOp op) {
-  static const char* kNames[kAugmentOps] = {"AutoContrast", "Equalize", "Invert", "Rotate", "Posterize",
-                                            "Solarize", "SolarizeAdd", "Color", "Contrast", "Brightness",
-                                            "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"};
+  static const char* kNames[kAugmentOps] = {"AutoContrast", "Equalize",    "Invert", "Rotate",        "Posterize",
+                                            "Solarize",     "SolarizeAdd", "Color",  "Contrast",      "Brightness",
+                                            "Sharpness",    "ShearX",      "ShearY", "TranslateXRel", "TranslateYRel"};
   return kNames[static_cast<int>(op)];
 }
 
@@ -232,8 +234,7 @@ namespace {
 
 // The warp loop with `sample` inlined.
 template <bool (*sample)(const Image&, double, double, uint8_t*)>
-void warp(const Image& im, const std::array<double, 6>& a, const std::array<uint8_t, 3>& fill,
-                           Image& out) {
+void warp(const Image& im, const std::array<double, 6>& a, const std::array<uint8_t, 3>& fill, Image& out) {
   const int64_t C = im.channels;
   for (int64_t y = 0; y < im.height; ++y) {
     uint8_t* o = out.row(y);
@@ -252,7 +253,8 @@ void warp(const Image& im, const std::array<double, 6>& a, const std::array<uint
 // Bicubic warps that move pixels along rows only (shear x, translate x: y maps to itself, so
 // dy = 0 and only the row's own cubic counts) or along columns only (dx = 0: only the column
 // cubic counts). Same arithmetic as sample_bicubic, without the work that cannot change the result.
-VITSLIM_HOT void warp_rows_bicubic(const Image& im, const std::array<double, 6>& a, const std::array<uint8_t, 3>& fill, Image& out) {
+VITSLIM_HOT void warp_rows_bicubic(const Image& im, const std::array<double, 6>& a, const std::array<uint8_t, 3>& fill,
+                                   Image& out) {
   const int64_t C = im.channels, W = im.width;
   for (int64_t y = 0; y < im.height; ++y) {
     const uint8_t* in = im.row(y);
@@ -275,8 +277,8 @@ VITSLIM_HOT void warp_rows_bicubic(const Image& im, const std::array<double, 6>&
   }
 }
 
-VITSLIM_HOT void warp_columns_bicubic(const Image& im, const std::array<double, 6>& a, const std::array<uint8_t, 3>& fill,
-                          Image& out) {
+VITSLIM_HOT void warp_columns_bicubic(const Image& im, const std::array<double, 6>& a,
+                                      const std::array<uint8_t, 3>& fill, Image& out) {
   const int64_t C = im.channels, H = im.height;
   for (int64_t y = 0; y < H; ++y) {
     uint8_t* o = out.row(y);
@@ -308,7 +310,8 @@ VITSLIM_AVX2_INLINE __m256d cubic4(__m256d v1, __m256d v2, __m256d v3, __m256d v
   const __m256d p2 = _mm256_sub_pd(v3, v1);  // -v1 + v3
   const __m256d p3 = _mm256_sub_pd(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(2.0), _mm256_sub_pd(v1, v2)), v3), v4);
   const __m256d p4 = _mm256_add_pd(_mm256_sub_pd(_mm256_sub_pd(v2, v1), v3), v4);  // -v1 + v2 - v3 + v4
-  return _mm256_add_pd(v2, _mm256_mul_pd(d, _mm256_add_pd(p2, _mm256_mul_pd(d, _mm256_add_pd(p3, _mm256_mul_pd(d, p4))))));
+  return _mm256_add_pd(v2,
+                       _mm256_mul_pd(d, _mm256_add_pd(p2, _mm256_mul_pd(d, _mm256_add_pd(p3, _mm256_mul_pd(d, p4))))));
 }
 
 // Byte `b` of the pixels at offsets o[0..3] of four lanes, as doubles.
@@ -326,8 +329,8 @@ VITSLIM_AVX2_INLINE __m256d taps4(const int32_t* window, int m) {
 // sample_bicubic. `rows_only` (y maps to itself: dy = 0) and `columns_only` (dx = 0) evaluate only
 // the cubic that can change the result, as the scalar paths do; all paths give PIL's bytes.
 VITSLIM_AVX2 void warp_bicubic_rgb_avx2(const Image& im, const std::array<double, 6>& a,
-                                         const std::array<uint8_t, 3>& fill, bool rows_only, bool columns_only,
-                                         Image& out) {
+                                        const std::array<uint8_t, 3>& fill, bool rows_only, bool columns_only,
+                                        Image& out) {
   const int64_t W = im.width, H = im.height;
   const __m256d zero = _mm256_setzero_pd(), top = _mm256_set1_pd(255.0);
   for (int64_t y = 0; y < H; ++y) {
@@ -470,7 +473,7 @@ Image rotate(const Image& im, double degrees, Filter filter, const std::array<ui
   if (degrees < 0) degrees += 360.0;
   if (degrees == 0) return im;
   const double angle = -(degrees * (M_PI / 180.0));  // -math.radians(degrees)
-  std::array<double, 6> m = {round15(std::cos(angle)), round15(std::sin(angle)), 0.0,
+  std::array<double, 6> m = {round15(std::cos(angle)),  round15(std::sin(angle)), 0.0,
                              round15(-std::sin(angle)), round15(std::cos(angle)), 0.0};
   const double cx = im.width / 2.0, cy = im.height / 2.0;
   m[2] = m[0] * -cx + m[1] * -cy + m[2] + cx;
@@ -546,7 +549,8 @@ void solarize(Image& image, int threshold) {
 
 void solarize_add(Image& image, int add, int threshold) {
   std::array<uint8_t, 256> lut;
-  for (int i = 0; i < 256; ++i) lut[static_cast<size_t>(i)] = static_cast<uint8_t>(i < threshold ? std::min(255, i + add) : i);
+  for (int i = 0; i < 256; ++i)
+    lut[static_cast<size_t>(i)] = static_cast<uint8_t>(i < threshold ? std::min(255, i + add) : i);
   apply_lut(image, lut);
 }
 
@@ -571,9 +575,7 @@ void enhance_contrast(Image& image, double factor) {
   blend_into(nullptr, mean, image, factor);
 }
 
-void enhance_brightness(Image& image, double factor) {
-  blend_into(nullptr, 0, image, factor);
-}
+void enhance_brightness(Image& image, double factor) { blend_into(nullptr, 0, image, factor); }
 
 VITSLIM_HOT void enhance_sharpness(Image& image, double factor) {
   Pixels smooth = image.pixels;  // border rows and columns stay as they are
@@ -616,8 +618,12 @@ void apply_augment_op(Image& image, AugmentOp op, double level, bool increasing,
     return increasing ? std::max(kEnhanceMin, 1.0 + randomly_negate(l * kEnhanceRange, rng)) : l * 1.8 + kEnhanceMin;
   };
   switch (op) {
-    case AugmentOp::AutoContrast: autocontrast(image); break;
-    case AugmentOp::Equalize: equalize(image); break;
+    case AugmentOp::AutoContrast:
+      autocontrast(image);
+      break;
+    case AugmentOp::Equalize:
+      equalize(image);
+      break;
     case AugmentOp::Invert: {
       std::array<uint8_t, 256> lut;
       for (int i = 0; i < 256; ++i) lut[static_cast<size_t>(i)] = static_cast<uint8_t>(255 - i);
@@ -638,11 +644,21 @@ void apply_augment_op(Image& image, AugmentOp op, double level, bool increasing,
       solarize(image, increasing ? 256 - t : t);
       break;
     }
-    case AugmentOp::SolarizeAdd: solarize_add(image, std::min(128, static_cast<int>(l * kSolarizeAddMax))); break;
-    case AugmentOp::Color: enhance_color(image, enhance_factor()); break;
-    case AugmentOp::Contrast: enhance_contrast(image, enhance_factor()); break;
-    case AugmentOp::Brightness: enhance_brightness(image, enhance_factor()); break;
-    case AugmentOp::Sharpness: enhance_sharpness(image, enhance_factor()); break;
+    case AugmentOp::SolarizeAdd:
+      solarize_add(image, std::min(128, static_cast<int>(l * kSolarizeAddMax)));
+      break;
+    case AugmentOp::Color:
+      enhance_color(image, enhance_factor());
+      break;
+    case AugmentOp::Contrast:
+      enhance_contrast(image, enhance_factor());
+      break;
+    case AugmentOp::Brightness:
+      enhance_brightness(image, enhance_factor());
+      break;
+    case AugmentOp::Sharpness:
+      enhance_sharpness(image, enhance_factor());
+      break;
     case AugmentOp::ShearX:
       image = affine(image, {1, randomly_negate(l * kShearMax, rng), 0, 0, 1, 0}, ctx.filter, ctx.fill);
       break;
@@ -654,8 +670,8 @@ void apply_augment_op(Image& image, AugmentOp op, double level, bool increasing,
                      ctx.fill);
       break;
     case AugmentOp::TranslateYRel:
-      image = affine(image, {1, 0, 0, 0, 1, randomly_negate(l * kTranslateMaxFraction, rng) * image.height},
-                     ctx.filter, ctx.fill);
+      image = affine(image, {1, 0, 0, 0, 1, randomly_negate(l * kTranslateMaxFraction, rng) * image.height}, ctx.filter,
+                     ctx.fill);
       break;
   }
 }

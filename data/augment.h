@@ -30,8 +30,21 @@ struct RandAugmentConfig {
 RandAugmentConfig parse_rand_augment(const std::string& text);
 
 enum class AugmentOp {
-  AutoContrast, Equalize, Invert, Rotate, Posterize, Solarize, SolarizeAdd, Color, Contrast, Brightness,
-  Sharpness, ShearX, ShearY, TranslateXRel, TranslateYRel
+  AutoContrast,
+  Equalize,
+  Invert,
+  Rotate,
+  Posterize,
+  Solarize,
+  SolarizeAdd,
+  Color,
+  Contrast,
+  Brightness,
+  Sharpness,
+  ShearX,
+  ShearY,
+  TranslateXRel,
+  TranslateYRel
 };
 inline constexpr int kAugmentOps = 15;
 const char* augment_op_name(AugmentOp op);
@@ -53,7 +66,8 @@ void apply_augment_op(Image& image, AugmentOp op, double level, bool increasing,
 // --- PIL primitives (exposed for the golden tests) ---------------------------------------------
 // Image.transform(size, AFFINE, (a, b, c, d, e, f), resample, fillcolor): output (x, y) samples
 // the input at (a x' + b y' + c, d x' + e y' + f) with x' = x + 0.5, y' = y + 0.5.
-Image affine(const Image& image, const std::array<double, 6>& matrix, Filter filter, const std::array<uint8_t, 3>& fill);
+Image affine(const Image& image, const std::array<double, 6>& matrix, Filter filter,
+             const std::array<uint8_t, 3>& fill);
 // Image.rotate(degrees, resample, fillcolor) about the centre, same size.
 Image rotate(const Image& image, double degrees, Filter filter, const std::array<uint8_t, 3>& fill);
 void apply_lut(Image& image, const std::array<uint8_t, 256>& lut);

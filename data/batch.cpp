@@ -47,7 +47,8 @@ Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, co
   auto labels = torch::empty({B}, torch::kLong);
   uint8_t* dst = pixels.data_ptr<uint8_t>();
   int64_t* lab = labels.data_ptr<int64_t>();
-  for (int64_t b = 0; b < B; ++b) lab[b] = dataset.read(indices[static_cast<size_t>(b)], dst + b * dataset.image_bytes());
+  for (int64_t b = 0; b < B; ++b)
+    lab[b] = dataset.read(indices[static_cast<size_t>(b)], dst + b * dataset.image_bytes());
 
   if (mean.size() != 1 && static_cast<int64_t>(mean.size()) != C) {
     throw Error(cat("--mean/--std have ", mean.size(), " values but ", dataset.name(), " has ", C, " channels"));

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "core/shape.h"
-#include "data/settings.h"
 #include "data/dataset.h"
+#include "data/settings.h"
 #include "data/transforms.h"
 
 namespace vitslim::data {

@@ -68,9 +68,8 @@ void run_bench_data(const DataConfig& data, const BenchDataConfig& bench, std::o
                ", ", bench.rounds, " rounds (best reported), one thread"));
 
   const int64_t rounds = bench.rounds;
-  const double decode = best_rate(rounds, count, [&](int64_t i) {
-    SourceImage::from_file(files[static_cast<size_t>(i)]).decode_all(3);
-  });
+  const double decode =
+      best_rate(rounds, count, [&](int64_t i) { SourceImage::from_file(files[static_cast<size_t>(i)]).decode_all(3); });
   const double train_rate = best_rate(rounds, count, [&](int64_t i) {
     Rng rng(mix_seed(kBenchSeed, static_cast<uint64_t>(i)));
     train_transform(SourceImage::from_file(files[static_cast<size_t>(i)]), train, norm, rng, out.data());

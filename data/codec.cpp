@@ -22,7 +22,7 @@ namespace {
 
 constexpr uint8_t kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
 constexpr size_t kPngHeaderBytes = 24;  // signature + IHDR length/type + width + height
-constexpr int64_t kEdgeContext = 32;     // pixels decoded beyond a region's sides (>= one iMCU, 4:1:1 too)
+constexpr int64_t kEdgeContext = 32;    // pixels decoded beyond a region's sides (>= one iMCU, 4:1:1 too)
 
 uint32_t big_endian32(const uint8_t* b) {
   return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
@@ -85,8 +85,7 @@ void jpeg_emit_message(j_common_ptr cinfo, int level) {
   auto* err = reinterpret_cast<JpegError*>(cinfo->err);
   if (level >= 0) return;
   const int code = cinfo->err->msg_code;
-  if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE ||
-      code == JWRN_MUST_RESYNC) {
+  if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE || code == JWRN_MUST_RESYNC) {
     if (!err->damaged) (*cinfo->err->format_message)(cinfo, err->message);
     err->damaged = true;
   }
@@ -212,14 +211,16 @@ Image decode_png(const std::vector<uint8_t>& bytes, const std::string& name, int
   }
   Image out(png.width, png.height, channels);
   const int64_t n = out.width * out.height;
-  for (int64_t i = 0; i < n; ++i) std::copy_n(&buffer[static_cast<size_t>(i * stored)], channels, &out.pixels[static_cast<size_t>(i * channels)]);
+  for (int64_t i = 0; i < n; ++i)
+    std::copy_n(&buffer[static_cast<size_t>(i * stored)], channels, &out.pixels[static_cast<size_t>(i * channels)]);
   return out;
 }
 
 Image crop_pixels(const Image& src, int64_t x0, int64_t x1, int64_t y0, int64_t y1, int64_t channels) {
   Image out(x1 - x0, y1 - y0, channels);
   for (int64_t y = y0; y < y1; ++y) {
-    copy_converted(src.row(y) + x0 * src.channels, out.row(y - y0), out.width, static_cast<int>(src.channels), channels);
+    copy_converted(src.row(y) + x0 * src.channels, out.row(y - y0), out.width, static_cast<int>(src.channels),
+                   channels);
   }
   return out;
 }
@@ -273,7 +274,8 @@ SourceImage SourceImage::from_pixels(Image image, std::string name) {
 DecodedRegion SourceImage::decode(const Region& r, int64_t channels, int max_shrink, int64_t min_width,
                                   int64_t min_height) const {
   if (r.w <= 0 || r.h <= 0 || r.x < 0 || r.y < 0 || r.x + r.w > width_ || r.y + r.h > height_) {
-    throw Error(cat("image ", name_, ": region ", r.x, ",", r.y, " ", r.w, "x", r.h, " outside ", width_, "x", height_));
+    throw Error(
+        cat("image ", name_, ": region ", r.x, ",", r.y, " ", r.w, "x", r.h, " outside ", width_, "x", height_));
   }
   DecodedRegion out;
   if (format_ == Format::Pixels) {
@@ -283,7 +285,8 @@ DecodedRegion SourceImage::decode(const Region& r, int64_t channels, int max_shr
   }
   if (format_ == Format::Png) {
     Image all = decode_png(bytes_, name_, channels);
-    if (all.width != width_ || all.height != height_) throw BadImage(cat("image ", name_, ": PNG header/data size mismatch"));
+    if (all.width != width_ || all.height != height_)
+      throw BadImage(cat("image ", name_, ": PNG header/data size mismatch"));
     out.image = crop_pixels(all, r.x, r.x + r.w, r.y, r.y + r.h, channels);
     out.box = {0, 0, static_cast<double>(r.w), static_cast<double>(r.h)};
     return out;
@@ -319,8 +322,6 @@ DecodedRegion SourceImage::decode(const Region& r, int64_t channels, int max_shr
   return out;
 }
 
-Image SourceImage::decode_all(int64_t channels) const {
-  return decode({0, 0, width_, height_}, channels).image;
-}
+Image SourceImage::decode_all(int64_t channels) const { return decode({0, 0, width_, height_}, channels).image; }
 
 }  // namespace vitslim::data

@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "core/shape.h"
-#include "data/settings.h"
 #include "data/codec.h"
 #include "data/resample.h"
+#include "data/settings.h"
 
 namespace vitslim::data {
 

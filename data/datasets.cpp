@@ -43,8 +43,13 @@ std::string find_file(const std::string& dir, const std::vector<std::string>& na
 
 ArrayDataset::ArrayDataset(std::string name, int64_t channels, int64_t height, int64_t width, int64_t num_classes,
                            std::vector<uint8_t> pixels, std::vector<int64_t> labels)
-    : name_(std::move(name)), c_(channels), h_(height), w_(width), classes_(num_classes),
-      pixels_(std::move(pixels)), labels_(std::move(labels)) {}
+    : name_(std::move(name)),
+      c_(channels),
+      h_(height),
+      w_(width),
+      classes_(num_classes),
+      pixels_(std::move(pixels)),
+      labels_(std::move(labels)) {}
 
 int64_t ArrayDataset::read(int64_t index, uint8_t* pixels) const {
   if (index < 0 || index >= size()) throw Error(cat(name_, ": image index ", index, " out of range"));
@@ -64,7 +69,8 @@ SourceImage Dataset::source(int64_t index) const {
   read(index, planes.data());
   Image image(W, H, C);  // [C, H, W] -> [H, W, C]
   for (int64_t c = 0; c < C; ++c) {
-    for (int64_t i = 0; i < H * W; ++i) image.pixels[static_cast<size_t>(i * C + c)] = planes[static_cast<size_t>(c * H * W + i)];
+    for (int64_t i = 0; i < H * W; ++i)
+      image.pixels[static_cast<size_t>(i * C + c)] = planes[static_cast<size_t>(c * H * W + i)];
   }
   return SourceImage::from_pixels(std::move(image), cat(name(), " image ", index));
 }
@@ -230,8 +236,8 @@ std::unique_ptr<Dataset> make_synthetic(int64_t size, int64_t channels, int64_t 
       pixels[static_cast<size_t>(i * n + k)] = static_cast<uint8_t>(state >> 56);
     }
   }
-  return std::make_unique<ArrayDataset>("synthetic", channels, image_size, image_size, num_classes,
-                                        std::move(pixels), std::move(labels));
+  return std::make_unique<ArrayDataset>("synthetic", channels, image_size, image_size, num_classes, std::move(pixels),
+                                        std::move(labels));
 }
 
 std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& model, uint64_t seed) {

@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -37,7 +37,8 @@ class FolderDataset : public Dataset {
   int64_t label(int64_t index) const override { return labels_.at(static_cast<size_t>(index)); }
   SourceImage source(int64_t index) const override {
     const auto i = static_cast<size_t>(index);
-    return SourceImage::from_file((fs::path(root_) / classes_[static_cast<size_t>(labels_.at(i))] / files_[i]).string());
+    return SourceImage::from_file(
+        (fs::path(root_) / classes_[static_cast<size_t>(labels_.at(i))] / files_[i]).string());
   }
   void add(int64_t label, std::string file) {
     labels_.push_back(static_cast<int32_t>(label));
@@ -182,7 +183,8 @@ std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagene
     for (auto& f : files) data->add(static_cast<int64_t>(k), std::move(f));
   }
   if (ignored > 0) log_warn(cat(dir.string(), ": ignored ", ignored, " entries that are not .jpg/.jpeg/.png files"));
-  if (data->size() == 0) throw Error(cat("--data-path ", dir.string(), ": no images (.jpg/.jpeg/.png) in its class folders"));
+  if (data->size() == 0)
+    throw Error(cat("--data-path ", dir.string(), ": no images (.jpg/.jpeg/.png) in its class folders"));
   return data;
 }
 

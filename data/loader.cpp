@@ -9,7 +9,10 @@
 namespace vitslim::data {
 
 Loader::Loader(int64_t first, int64_t count, MakeBatch make, int64_t workers, int64_t prefetch)
-    : make_(std::move(make)), next_claim_(first), next_give_(first), end_(first + count),
+    : make_(std::move(make)),
+      next_claim_(first),
+      next_give_(first),
+      end_(first + count),
       window_(std::max<int64_t>(1, workers * prefetch)) {
   for (int64_t w = 0; w < workers; ++w) threads_.emplace_back([this] { work(); });
 }

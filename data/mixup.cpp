@@ -70,7 +70,8 @@ at::Tensor apply_mix(at::Tensor& images, const at::Tensor& labels, const MixDeci
   auto reversed = images.flip(0);  // [B, C, H, W], a copy
   if (mix.cutmix) {
     using torch::indexing::Slice;
-    const auto box = std::vector<at::indexing::TensorIndex>{Slice(), Slice(), Slice(mix.y0, mix.y1), Slice(mix.x0, mix.x1)};
+    const auto box =
+        std::vector<at::indexing::TensorIndex>{Slice(), Slice(), Slice(mix.y0, mix.y1), Slice(mix.x0, mix.x1)};
     images.index_put_(box, reversed.index(box));
   } else {
     images.mul_(mix.lam).add_(reversed, 1.0 - mix.lam);

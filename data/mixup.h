@@ -1,5 +1,5 @@
 // Batch-level mixup / cutmix with label smoothing, producing soft targets (timm's Mixup in
-// "batch" mode, method.md section 5): per batch, with probability `prob`, either mixup (blend
+// "batch" mode, docs/method.md section 5): per batch, with probability `prob`, either mixup (blend
 // with the reversed batch, lam ~ Beta(mixup, mixup)) or cutmix (a box of the reversed batch
 // pasted in, lam ~ Beta(cutmix, cutmix), then corrected to the box's true area); with both on,
 // cutmix is chosen with probability `switch_prob`. Targets: smoothed one-hot y (off = s / K,
@@ -33,8 +33,7 @@ struct MixDecision {
 MixDecision draw_mix(const MixupOptions& options, int64_t height, int64_t width, uint64_t seed);
 
 // Mixes images [B, C, H, W] in place and returns soft targets [B, K] (float32).
-at::Tensor apply_mix(at::Tensor& images, const at::Tensor& labels, const MixDecision& mix,
-                     const MixupOptions& options);
+at::Tensor apply_mix(at::Tensor& images, const at::Tensor& labels, const MixDecision& mix, const MixupOptions& options);
 
 // Smoothed one-hot targets [B, K] of labels [B].
 at::Tensor smooth_one_hot(const at::Tensor& labels, int64_t num_classes, double smoothing);

@@ -36,10 +36,10 @@ double bilinear_kernel(double x) {
 
 // Fixed-point taps of every output position along one axis.
 struct Coefficients {
-  int64_t taps = 0;               // stride of `k`
-  std::vector<int64_t> first;     // first input index per output
-  std::vector<int64_t> count;     // number of inputs per output
-  std::vector<int32_t> k;         // [out, taps]
+  int64_t taps = 0;            // stride of `k`
+  std::vector<int64_t> first;  // first input index per output
+  std::vector<int64_t> count;  // number of inputs per output
+  std::vector<int32_t> k;      // [out, taps]
 };
 
 Coefficients coefficients(int64_t in_size, float in0, float in1, int64_t out_size, Filter filter) {
@@ -198,7 +198,8 @@ struct Span {
 };
 Span span(const Coefficients& c, int64_t o0, int64_t o1) {
   Span s{o0, o1, c.first[static_cast<size_t>(o0)], 0};
-  for (int64_t o = o0; o < o1; ++o) s.i1 = std::max(s.i1, c.first[static_cast<size_t>(o)] + c.count[static_cast<size_t>(o)]);
+  for (int64_t o = o0; o < o1; ++o)
+    s.i1 = std::max(s.i1, c.first[static_cast<size_t>(o)] + c.count[static_cast<size_t>(o)]);
   return s;
 }
 
@@ -240,7 +241,8 @@ Image resample(const Image& src, const Box& box, int64_t out_w, int64_t out_h, F
   const int64_t C = src.channels;
   if (!need_h && !need_v) {
     Image out(window.w, window.h, C);
-    for (int64_t y = 0; y < window.h; ++y) std::copy_n(src.row(window.y + y) + window.x * C, out.row_bytes(), out.row(y));
+    for (int64_t y = 0; y < window.h; ++y)
+      std::copy_n(src.row(window.y + y) + window.x * C, out.row_bytes(), out.row(y));
     return out;
   }
   const Coefficients ch = need_h ? coefficients(src.width, bx0, bx1, out_w, filter) : Coefficients{};
@@ -266,7 +268,8 @@ Image resample(const Image& src, const Box& box, int64_t out_w, int64_t out_h, F
   // Vertical first over the columns the window's horizontal taps read.
   const Span cols = span(ch, window.x, window.x + window.w);
   Image strip(cols.i1 - cols.i0, rows.i1 - rows.i0, C);
-  for (int64_t y = rows.i0; y < rows.i1; ++y) std::copy_n(src.row(y) + cols.i0 * C, strip.row_bytes(), strip.row(y - rows.i0));
+  for (int64_t y = rows.i0; y < rows.i1; ++y)
+    std::copy_n(src.row(y) + cols.i0 * C, strip.row_bytes(), strip.row(y - rows.i0));
   Image temp(strip.width, window.h, C);
   vertical(strip, rows.i0, cv, window.y, window.y + window.h, temp);
   return horizontal_pass(temp, 0, temp.height, ch, cols.i0, window.x, window.x + window.w);

@@ -48,7 +48,8 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, int rank, int world
                                        bool shuffle)
     : size_(dataset_size), rank_(rank), world_(world_size), seed_(seed), repeats_(repeats), shuffle_(shuffle) {
   if (dataset_size <= 0) throw Error("sampler: the dataset is empty");
-  if (world_size <= 0 || rank < 0 || rank >= world_size) throw Error(cat("sampler: bad rank ", rank, " of ", world_size));
+  if (world_size <= 0 || rank < 0 || rank >= world_size)
+    throw Error(cat("sampler: bad rank ", rank, " of ", world_size));
   if (repeats <= 0) throw Error("sampler: repeats must be positive");
   // Without repetition: ceil(N / world) with padding (every sample seen); with it, as DeiT's
   // RASampler, floor(N / world) so an epoch costs what it would without repetition.

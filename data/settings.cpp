@@ -6,15 +6,17 @@
 namespace vitslim {
 
 const std::vector<std::string>& DataConfig::datasets() {
-  static const std::vector<std::string> kDatasets = {"fashion-mnist", "cifar10", "cifar100", "imagenet", "folder",
-                                                     "synthetic"};
+  static const std::vector<std::string> kDatasets = {"fashion-mnist", "cifar10", "cifar100",
+                                                     "imagenet",      "folder",  "synthetic"};
   return kDatasets;
 }
 
 void DataConfig::validate() const {
   if (!class_index.empty() && !image_folder()) throw Error("--class-index applies to --data-set imagenet or folder");
-  if (scale.size() != 2 || !(scale[0] <= scale[1])) throw Error("--scale must be two values 0 < lo <= hi <= 1 (e.g. 0.08,1)");
-  if (ratio.size() != 2 || !(ratio[0] <= ratio[1])) throw Error("--ratio must be two values 0 < lo <= hi (e.g. 0.75,1.3333)");
+  if (scale.size() != 2 || !(scale[0] <= scale[1]))
+    throw Error("--scale must be two values 0 < lo <= hi <= 1 (e.g. 0.08,1)");
+  if (ratio.size() != 2 || !(ratio[0] <= ratio[1]))
+    throw Error("--ratio must be two values 0 < lo <= hi (e.g. 0.75,1.3333)");
   if (auto_augment != "none") data::parse_rand_augment(auto_augment);  // throws naming --aa
   if (mean.size() != std.size() && !mean.empty() && !std.empty()) {
     throw Error(cat("--mean has ", mean.size(), " values but --std has ", std.size()));

@@ -15,7 +15,8 @@ namespace vitslim {
 enum class BadImages { Skip, Fail };
 inline const EnumNames<BadImages> kBadImagesNames = {{BadImages::Skip, "skip"}, {BadImages::Fail, "fail"}};
 enum class Augment { Auto, Deit, None };
-inline const EnumNames<Augment> kAugmentNames = {{Augment::Deit, "deit"}, {Augment::None, "none"}, {Augment::Auto, "auto"}};
+inline const EnumNames<Augment> kAugmentNames = {
+    {Augment::Deit, "deit"}, {Augment::None, "none"}, {Augment::Auto, "auto"}};
 
 struct DataConfig {
   std::string dataset = "fashion-mnist";  // one of kDatasets
@@ -61,7 +62,8 @@ struct DataConfig {
     o.add_enum("bad-images", bad_images,
                "unreadable images, empty class folders, short CIFAR files: skip (counted warning) or fail",
                kBadImagesNames);
-    o.add("crop-pct", crop_pct, "image folders, evaluation: resize the shorter side to size / crop-pct, then centre crop",
+    o.add("crop-pct", crop_pct,
+          "image folders, evaluation: resize the shorter side to size / crop-pct, then centre crop",
           {0, 1, true, false});
     o.add_enum("interpolation", interpolation, "image folders: PIL's antialiased filter", data::kFilterNames);
     o.add_switch("jpeg-dct-scaling", dct_scaling,
@@ -70,7 +72,8 @@ struct DataConfig {
   // The per-image training transforms and the loader (train, pipeline, bench-data).
   void declare_augment(Options& o) {
     o.group("augment", "Training images (per-image DeiT augmentation, threaded loader)");
-    o.add_enum("aug", augment, "deit: RandomResizedCrop + flip + RandAugment + random erasing; auto: deit for image folders",
+    o.add_enum("aug", augment,
+               "deit: RandomResizedCrop + flip + RandAugment + random erasing; auto: deit for image folders",
                kAugmentNames);
     o.add("aa", auto_augment, "RandAugment config (timm syntax) or none");
     o.add("reprob", reprob, "random erasing probability (per-pixel values)", closed(0, 1));

@@ -49,10 +49,12 @@ EvalGeometry eval_geometry(int64_t width, int64_t height, const TransformSetting
   EvalGeometry g;
   if (width <= height) {
     g.resized_w = resize;
-    g.resized_h = static_cast<int64_t>(static_cast<double>(resize) * static_cast<double>(height) / static_cast<double>(width));
+    g.resized_h =
+        static_cast<int64_t>(static_cast<double>(resize) * static_cast<double>(height) / static_cast<double>(width));
   } else {
     g.resized_h = resize;
-    g.resized_w = static_cast<int64_t>(static_cast<double>(resize) * static_cast<double>(width) / static_cast<double>(height));
+    g.resized_w =
+        static_cast<int64_t>(static_cast<double>(resize) * static_cast<double>(width) / static_cast<double>(height));
   }
   if (g.resized_w < s.size || g.resized_h < s.size) {
     throw Error(cat("--crop-pct ", s.crop_pct, " resizes below the ", s.size, "-pixel crop"));
@@ -71,7 +73,8 @@ Normaliser::Normaliser(const std::vector<double>& mean, const std::vector<double
   for (int64_t c = 0; c < channels; ++c) {
     const size_t k = mean.size() == 1 ? 0 : static_cast<size_t>(c);
     const float m = static_cast<float>(mean[k]), sd = static_cast<float>(std[k]);
-    for (int v = 0; v < 256; ++v) lut_[static_cast<size_t>(c)][static_cast<size_t>(v)] = (static_cast<float>(v) / 255.0f - m) / sd;
+    for (int v = 0; v < 256; ++v)
+      lut_[static_cast<size_t>(c)][static_cast<size_t>(v)] = (static_cast<float>(v) / 255.0f - m) / sd;
   }
 }
 
@@ -145,8 +148,8 @@ Image train_image(const SourceImage& source, const TransformSettings& s, Rng& rn
 
 Image eval_image(const SourceImage& source, const TransformSettings& s) {
   const EvalGeometry g = eval_geometry(source.width(), source.height(), s);
-  DecodedRegion all = source.decode({0, 0, source.width(), source.height()}, s.channels, s.max_dct_shrink,
-                                    g.resized_w, g.resized_h);
+  DecodedRegion all =
+      source.decode({0, 0, source.width(), source.height()}, s.channels, s.max_dct_shrink, g.resized_w, g.resized_h);
   return resample(all.image, all.box, g.resized_w, g.resized_h, s.filter, g.window);
 }
 

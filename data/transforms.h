@@ -1,4 +1,4 @@
-// The per-image transforms of the DeiT recipe (method.md section 5), as timm builds them with
+// The per-image transforms of the DeiT recipe (docs/method.md section 5), as timm builds them with
 // create_transform on PIL images:
 //   train: RandomResizedCrop(size, scale, ratio, bicubic) -> horizontal flip -> RandAugment ->
 //          ToTensor + Normalize -> RandomErasing (pixel mode, per-pixel N(0, 1) values)
@@ -19,8 +19,8 @@
 namespace vitslim::data {
 
 struct TransformSettings {
-  int64_t size = 224;      // output side
-  int64_t channels = 3;    // output channels (grey sources are replicated)
+  int64_t size = 224;    // output side
+  int64_t channels = 3;  // output channels (grey sources are replicated)
   Filter filter = Filter::Bicubic;
   std::vector<double> mean{0.485, 0.456, 0.406}, std{0.229, 0.224, 0.225};  // 1 or `channels` values
   // train

@@ -46,14 +46,19 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--dry-run") a.dry_run = true;
-    else if (arg == "--templates" && i + 1 < argc) a.templates = argv[++i];
+    if (arg == "--dry-run")
+      a.dry_run = true;
+    else if (arg == "--templates" && i + 1 < argc)
+      a.templates = argv[++i];
     else if (arg == "--help" || arg == "-h") {
       usage(stdout);
       std::exit(0);
-    } else if (!arg.empty() && arg[0] == '-') throw Error(vitslim::cat("unknown option '", arg, "'"));
-    else if (a.file.empty()) a.file = arg;
-    else throw Error("one run description only");
+    } else if (!arg.empty() && arg[0] == '-')
+      throw Error(vitslim::cat("unknown option '", arg, "'"));
+    else if (a.file.empty())
+      a.file = arg;
+    else
+      throw Error("one run description only");
   }
   if (a.file.empty()) throw Error("no run description given (vitslim-launch --help)");
   return a;

@@ -81,8 +81,8 @@ RunDescription read_run_description(const std::string& path) {
       if (text.back() != ']') throw Error(cat(where, ": malformed section header '", text, "'"));
       section = trim(text.substr(1, text.size() - 2));
       if (section != "launch" && section != "sweep" && !launchable(section)) {
-        throw Error(cat(where, ": unknown section [", section, "] (expected [launch], [sweep] or a job: ",
-                        launchable_list(), ")"));
+        throw Error(cat(where, ": unknown section [", section,
+                        "] (expected [launch], [sweep] or a job: ", launchable_list(), ")"));
       }
       continue;
     }
@@ -116,39 +116,59 @@ RunDescription read_run_description(const std::string& path) {
       }
       continue;
     }
-    if (key == "job") d.job = value;
-    else if (key == "mode") d.mode = value;
-    else if (key == "name") d.name = slurm_value(value, at);
-    else if (key == "nodes") d.nodes = positive(value, at);
-    else if (key == "tasks_per_node") d.tasks_per_node = positive(value, at);
-    else if (key == "gpus_per_node") d.gpus_per_node = value == "0" ? 0 : positive(value, at);
-    else if (key == "cpus_per_task") d.cpus_per_task = positive(value, at);
-    else if (key == "time") d.time = slurm_value(value, at);
-    else if (key == "partition") d.partition = slurm_value(value, at);
-    else if (key == "account") d.account = slurm_value(value, at);
-    else if (key == "qos") d.qos = slurm_value(value, at);
-    else if (key == "output_dir") d.output_dir = value;
-    else if (key == "signal_seconds") d.signal_seconds = positive(value, at);
-    else if (key == "binary") d.binary = value;
-    else if (key == "mpiexec") d.mpiexec = value;
-    else throw Error(cat(at, ": unknown key in [launch]"));
+    if (key == "job")
+      d.job = value;
+    else if (key == "mode")
+      d.mode = value;
+    else if (key == "name")
+      d.name = slurm_value(value, at);
+    else if (key == "nodes")
+      d.nodes = positive(value, at);
+    else if (key == "tasks_per_node")
+      d.tasks_per_node = positive(value, at);
+    else if (key == "gpus_per_node")
+      d.gpus_per_node = value == "0" ? 0 : positive(value, at);
+    else if (key == "cpus_per_task")
+      d.cpus_per_task = positive(value, at);
+    else if (key == "time")
+      d.time = slurm_value(value, at);
+    else if (key == "partition")
+      d.partition = slurm_value(value, at);
+    else if (key == "account")
+      d.account = slurm_value(value, at);
+    else if (key == "qos")
+      d.qos = slurm_value(value, at);
+    else if (key == "output_dir")
+      d.output_dir = value;
+    else if (key == "signal_seconds")
+      d.signal_seconds = positive(value, at);
+    else if (key == "binary")
+      d.binary = value;
+    else if (key == "mpiexec")
+      d.mpiexec = value;
+    else
+      throw Error(cat(at, ": unknown key in [launch]"));
   }
   if (!launchable(d.job) && d.job != "chain") {
     throw Error(cat(path, ": job '", d.job, "' is not one of ", launchable_list(), ", chain"));
   }
   slurm_value(d.output_dir, cat(path, ": output_dir"));
-  if (d.mode != "local" && d.mode != "sbatch") throw Error(cat(path, ": mode must be local or sbatch, got '", d.mode, "'"));
+  if (d.mode != "local" && d.mode != "sbatch")
+    throw Error(cat(path, ": mode must be local or sbatch, got '", d.mode, "'"));
   if (d.output_dir.empty()) throw Error(cat(path, ": output_dir is empty"));
   if (d.name.empty()) throw Error(cat(path, ": name is empty"));
   if (d.job == "chain" && !d.sweep()) throw Error(cat(path, ": job = chain needs [sweep] ratios"));
-  if (d.job == "chain" && d.mode != "sbatch") throw Error(cat(path, ": job = chain submits dependent Slurm jobs; mode = sbatch"));
+  if (d.job == "chain" && d.mode != "sbatch")
+    throw Error(cat(path, ": job = chain submits dependent Slurm jobs; mode = sbatch"));
   if (d.sweep()) {
-    if (d.job != "train" && d.job != "chain") throw Error(cat(path, ": a [sweep] over ratios runs train or chain, not ", d.job));
+    if (d.job != "train" && d.job != "chain")
+      throw Error(cat(path, ": a [sweep] over ratios runs train or chain, not ", d.job));
     if (d.job == "train" && d.search.empty()) {
       throw Error(cat(path, ": [sweep] ratios need search = <vitslim search --json result>"));
     }
     for (const auto& [key, value] : d.options_of("train")) {
-      if (key == "remove-layers") throw Error(cat(path, ": [sweep] sets --remove-layers per task; remove it from [train]"));
+      if (key == "remove-layers")
+        throw Error(cat(path, ": [sweep] sets --remove-layers per task; remove it from [train]"));
     }
   }
   if (d.mode == "local" && d.nodes > 1) throw Error(cat(path, ": mode = local runs on this machine; nodes must be 1"));

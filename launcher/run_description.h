@@ -35,8 +35,8 @@ struct RunDescription {
   std::string binary = "vitslim";
   std::string mpiexec = "mpirun";
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> options;  // by job, in file order
-  std::vector<std::string> ratios;  // [sweep]
-  std::string search;               // [sweep] search result file
+  std::vector<std::string> ratios;                                                  // [sweep]
+  std::string search;                                                               // [sweep] search result file
 
   int64_t tasks() const { return nodes * tasks_per_node; }
   const std::vector<std::pair<std::string, std::string>>& options_of(const std::string& job) const;

@@ -109,7 +109,8 @@ std::string render_sbatch(const RunDescription& d, const std::string& stage, con
   if (stage == "merge-eval") {
     // The newest checkpoint of this ratio's training run becomes the compact model, then evaluated.
     steps << "CKPT=$(ls \"$OUT\"/checkpoints/step-*.safetensors | tail -n 1)\n"
-          << "run_step srun --mpi=pmix --ntasks=1 " << shell_quote(d.binary) << " merge" << option_words(d.options_of("merge"))
+          << "run_step srun --mpi=pmix --ntasks=1 " << shell_quote(d.binary) << " merge"
+          << option_words(d.options_of("merge"))
           << " --checkpoint=\"$CKPT\" --out=\"$OUT\"/compact.safetensors --json=\"$OUT\"/merge.json || status=$?\n"
           << "[[ $status -eq 0 ]] && { " << srun << "eval" << option_words(d.options_of("eval"))
           << " --weights=\"$OUT\"/compact.safetensors --json=\"$OUT\"/eval.json || status=$?; }";
@@ -125,12 +126,13 @@ std::string render_sbatch(const RunDescription& d, const std::string& stage, con
   for (char& c : run_file) {
     if (c == '\n' || c == '\r') c = '?';
   }
-  std::map<std::string, std::string> values = {
-      {"RUN_FILE", run_file},           {"STAGE", stage},
-      {"NAME", d.name + (stage == d.job ? "" : "-" + stage)},
-      {"DIRECTIVES", directives(d, array)},
-      {"SIGNAL_SECONDS", std::to_string(d.signal_seconds)},
-      {"SETUP", setup.str()},         {"STEPS", steps.str()}};
+  std::map<std::string, std::string> values = {{"RUN_FILE", run_file},
+                                               {"STAGE", stage},
+                                               {"NAME", d.name + (stage == d.job ? "" : "-" + stage)},
+                                               {"DIRECTIVES", directives(d, array)},
+                                               {"SIGNAL_SECONDS", std::to_string(d.signal_seconds)},
+                                               {"SETUP", setup.str()},
+                                               {"STEPS", steps.str()}};
   return fill_template(template_text, values, "vitslim.sbatch.in");
 }
 

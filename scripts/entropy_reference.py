@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference entropies in PyTorch, for checking `vitslim entropy` (method.md section 2).
+"""Reference entropies in PyTorch, for checking `vitslim entropy` (docs/method.md section 2).
 
 Loads a vitslim/timm .safetensors export into timm's VisionTransformer, runs the given
 Fashion-MNIST IDX split (all images) through it with forward hooks on every block's attention

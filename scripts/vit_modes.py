@@ -1,5 +1,5 @@
 """Reference forward of a timm VisionTransformer with vitslim's per-block attention modes
-(method.md sections 1, 3, 4), used to make golden fixtures and by the compact-model loader.
+(docs/method.md sections 1, 3, 4), used to make golden fixtures and by the compact-model loader.
 
 modes: one (mode, lambda) per block, mode in full | diluting | skipped | removed.
 folded: the weights carry the residual factors (metadata vitslim.residual_folded = 1, written by

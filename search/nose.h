@@ -1,4 +1,4 @@
-// NOSE selection logic (method.md section 3), free of torch and MPI: how removal ratios become
+// NOSE selection logic (docs/method.md section 3), free of torch and MPI: how removal ratios become
 // layer counts, which candidate sets a greedy/beam step or an exhaustive search evaluates, and
 // how scored sets are ranked (smallest |TE|, ties broken by the lexicographically smaller set).
 // A layer set is a sorted vector of block indices.
@@ -17,7 +17,7 @@ int64_t layers_for_ratio(double ratio, int64_t depth);
 
 std::string to_string(const LayerSet& set);
 LayerSet with_layer(const LayerSet& set, int64_t layer);  // sorted insert
-uint64_t mask_of(const LayerSet& set);                     // bit b set for block b (depth <= 64)
+uint64_t mask_of(const LayerSet& set);                    // bit b set for block b (depth <= 64)
 LayerSet set_of_mask(uint64_t mask);
 
 // One set to score and the already-scored set whose cached activations it starts from.

@@ -30,7 +30,7 @@ at::Tensor PrefixScorer::run(at::Tensor x, int64_t from, int64_t to) {
 }
 
 entropy::ChannelStats PrefixScorer::stats_of(const at::Tensor& tokens) {
-  auto feature = model_->cls_feature(tokens);                                      // [B, C]
+  auto feature = model_->cls_feature(tokens);                                     // [B, C]
   auto rows = estimator_ == Estimator::Logits ? model_->head(feature) : feature;  // [B, K] or [B, C]
   entropy::ChannelStats stats(channels());
   stats.add(rows);
@@ -87,7 +87,7 @@ PrefixScorer::Entry* PrefixScorer::entry_for(int64_t shard, const at::Tensor& im
 }
 
 entropy::ChannelStats PrefixScorer::evaluate(int64_t shard, const at::Tensor& images, const LayerSet& set,
-                                            const LayerSet& base) {
+                                             const LayerSet& base) {
   c10::InferenceMode inference;
   const int64_t L = model_->depth();
   if (!std::includes(set.begin(), set.end(), base.begin(), base.end())) {

@@ -3,8 +3,8 @@
 // the input of every block for the set a candidate extends (its base); a candidate that differs
 // from its base first at block d runs only blocks d..L-1 from the cached input of block d. The
 // activations a candidate computes are kept too while the budget allows, so when it becomes the
-// next step's base nothing is recomputed. The cache has a byte budget; a shard that does not fit is computed from the images (same numbers:
-// the same operations on the same inputs). Every block run is counted.
+// next step's base nothing is recomputed. The cache has a byte budget; a shard that does not fit is computed from the
+// images (same numbers: the same operations on the same inputs). Every block run is counted.
 #pragma once
 
 #include <ATen/core/Tensor.h>

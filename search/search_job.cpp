@@ -61,7 +61,8 @@ std::string fingerprint(model::VisionTransformer& model, const SearchInputs& c) 
   }
   std::ostringstream what;
   what << model->shape().describe() << "|" << c.data.dataset << "|" << c.data.path << "|" << c.data.split << "|"
-       << c.data.calib_images << "|" << c.data.batch_size << "|" << c.runtime.seed << "|" << to_string(c.search.estimator);
+       << c.data.calib_images << "|" << c.data.batch_size << "|" << c.runtime.seed << "|"
+       << to_string(c.search.estimator);
   for (double v : c.data.mean) what << "|m" << v;
   for (double v : c.data.std) what << "|s" << v;
   const std::string text = what.str();
@@ -98,14 +99,14 @@ class Ledger {
       fs::rename(partial, resume);  // kept until the new file holds everything it had
       source = resume;
     }
-    trace_ = std::make_unique<io::TraceFile>(
-        out, std::map<std::string, std::string>{{"program", "vitslim"},
-                                                {"version", kVersion},
-                                                {"schema", kSchema},
-                                                {"job", "search"},
-                                                {"config", c_.config_ini},
-                                                {"fingerprint", fingerprint_}},
-        /*keep_partial_on_error=*/true);
+    trace_ = std::make_unique<io::TraceFile>(out,
+                                             std::map<std::string, std::string>{{"program", "vitslim"},
+                                                                                {"version", kVersion},
+                                                                                {"schema", kSchema},
+                                                                                {"job", "search"},
+                                                                                {"config", c_.config_ini},
+                                                                                {"fingerprint", fingerprint_}},
+                                             /*keep_partial_on_error=*/true);
     const int64_t width = ChannelStats::serialized_size(channels_);
     trace_->create_series("/search/item_keys", 2, "scored items: [layer mask, shard]");
     trace_->create_series("/search/item_stats", width, "per item: [count, mean[K], M2[K]] of the head output");
@@ -152,8 +153,9 @@ class Ledger {
                       schema.empty() ? "" : cat(" (schema '", schema, "')"), "; move it away or choose another --out"));
     }
     if (reader.attribute("/", "fingerprint") != fingerprint_) {
-      throw Error(cat("--out ", c_.search.out, ": existing file ", path,
-                      " comes from a search with other weights, data or estimator; move it away or choose another --out"));
+      throw Error(
+          cat("--out ", c_.search.out, ": existing file ", path,
+              " comes from a search with other weights, data or estimator; move it away or choose another --out"));
     }
     std::vector<int64_t> kd, sd;
     auto keys = reader.read("/search/item_keys", &kd);
@@ -372,8 +374,8 @@ int Search::run() {
   if (c.search.exhaustive) {
     for (int64_t k : counts) {
       if (binomial(static_cast<int64_t>(allowed.size()), k) > static_cast<uint64_t>(kExhaustiveLimit)) {
-        throw Error(cat("--exhaustive: ", binomial(static_cast<int64_t>(allowed.size()), k), " sets of ", k,
-                        " out of ", allowed.size(), " layers exceed the limit of ", kExhaustiveLimit,
+        throw Error(cat("--exhaustive: ", binomial(static_cast<int64_t>(allowed.size()), k), " sets of ", k, " out of ",
+                        allowed.size(), " layers exceed the limit of ", kExhaustiveLimit,
                         "; use the greedy or beam search"));
       }
     }
@@ -384,8 +386,9 @@ int Search::run() {
   channels_ = scorer_->channels();
   const std::string method = c.search.exhaustive ? "exhaustive" : c.search.beam > 1 ? "beam" : "greedy";
   log_info(cat("search: ", method, (c.search.beam > 1 ? cat(" (width ", c.search.beam, ")") : std::string()),
-               ", estimator ", to_string(c.search.estimator), ", ", allowed.size(), " candidate layers ", to_string(allowed), ", ",
-               calib_.size(), " calibration images in ", shards_, " shards, ", mpi_.world_size(), " rank(s)"));
+               ", estimator ", to_string(c.search.estimator), ", ", allowed.size(), " candidate layers ",
+               to_string(allowed), ", ", calib_.size(), " calibration images in ", shards_, " shards, ",
+               mpi_.world_size(), " rank(s)"));
   if (mpi_.rank() == 0) {
     ledger_ = std::make_unique<Ledger>(c, fingerprint(*model_, c), depth_, channels_, shards_, start_);
     ledger_->open();
@@ -450,8 +453,8 @@ int Search::run() {
     const Scored& s = chosen.at(counts[i]);
     selection.insert(selection.end(), {c.search.ratios[i], static_cast<double>(counts[i]),
                                        static_cast<double>(mask_of(s.set)), s.entropy, s.te});
-    selections.push_back({{"ratio", c.search.ratios[i]}, {"count", counts[i]}, {"layers", s.set},
-                          {"te", s.te}, {"entropy", s.entropy}});
+    selections.push_back(
+        {{"ratio", c.search.ratios[i]}, {"count", counts[i]}, {"layers", s.set}, {"te", s.te}, {"entropy", s.entropy}});
     std::printf("%5.3f  %6lld  %-18s %12.6f  %12.6f\n", c.search.ratios[i], static_cast<long long>(counts[i]),
                 to_string(s.set).c_str(), s.te, s.entropy);
   }
@@ -464,18 +467,35 @@ int Search::run() {
   trace.write("/search/complete", {1.0});
   trace.commit();
   if (!c.search.json.empty()) {
-    nlohmann::json j = {
-        {"program", "vitslim"}, {"version", kVersion}, {"job", "search"}, {"schema", kSchema},
-        {"model", {{"img_size", shape.img_size}, {"patch_size", shape.patch_size}, {"in_chans", shape.in_chans},
-                   {"embed_dim", shape.embed_dim}, {"depth", depth_}, {"num_heads", shape.num_heads},
-                   {"num_classes", shape.num_classes}, {"weights", c.model.weights}}},
-        {"method", method}, {"beam", c.search.beam}, {"estimator", to_string(c.search.estimator)},
-        {"candidate_layers", allowed}, {"calib_images", calib_.size()}, {"shards", shards_},
-        {"world_size", mpi_.world_size()}, {"full_entropy", full_entropy_},
-        {"selections", selections}, {"steps", steps},
-        {"block_forwards", forwards}, {"naive_block_forwards", naive},
-        {"items_scored", items}, {"items_resumed", ledger_->resumed()}, {"seconds", seconds},
-        {"trace", c.search.out}};
+    nlohmann::json j = {{"program", "vitslim"},
+                        {"version", kVersion},
+                        {"job", "search"},
+                        {"schema", kSchema},
+                        {"model",
+                         {{"img_size", shape.img_size},
+                          {"patch_size", shape.patch_size},
+                          {"in_chans", shape.in_chans},
+                          {"embed_dim", shape.embed_dim},
+                          {"depth", depth_},
+                          {"num_heads", shape.num_heads},
+                          {"num_classes", shape.num_classes},
+                          {"weights", c.model.weights}}},
+                        {"method", method},
+                        {"beam", c.search.beam},
+                        {"estimator", to_string(c.search.estimator)},
+                        {"candidate_layers", allowed},
+                        {"calib_images", calib_.size()},
+                        {"shards", shards_},
+                        {"world_size", mpi_.world_size()},
+                        {"full_entropy", full_entropy_},
+                        {"selections", selections},
+                        {"steps", steps},
+                        {"block_forwards", forwards},
+                        {"naive_block_forwards", naive},
+                        {"items_scored", items},
+                        {"items_resumed", ledger_->resumed()},
+                        {"seconds", seconds},
+                        {"trace", c.search.out}};
     write_file_atomic(c.search.json, j.dump(2) + "\n");
   }
   return 0;

@@ -1,4 +1,4 @@
-// `vitslim search`: the NOSE search coordinator (method.md section 3). Greedy (or beam, or
+// `vitslim search`: the NOSE search coordinator (docs/method.md section 3). Greedy (or beam, or
 // exhaustive) selection of the attention layers whose skipping changes the head's entropy least,
 // every (candidate set, calibration shard) scored by whichever rank takes the shard next from a
 // job-wide counter, statistics merged at rank 0 in shard order (identical for any rank count),

@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
                                    " threads per process, ", mpi->world_size(), " process(es)"));
     const vitslim::JobResult result = vitslim::find_job(config.job).run(config, *mpi);
     // A signal-stopped run exits 0 too (Slurm requeues it), but says that it is unfinished.
-    if (result.stopped_by_signal) vitslim::log_info(config.job + ": stopped by a signal; rerun the same command to resume");
+    if (result.stopped_by_signal)
+      vitslim::log_info(config.job + ": stopped by a signal; rerun the same command to resume");
     return 0;
   } catch (const vitslim::CollectiveError& e) {
     // Every rank stopped here together: report once, finalize MPI normally.

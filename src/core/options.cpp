@@ -51,8 +51,14 @@ std::optional<std::string> some(std::string text) { return std::optional<std::st
 
 // Samples for round-trip tests: values near the default that exercise exact printing.
 std::vector<std::string> number_samples(double value) {
-  return {format_double(std::nextafter(value, 1e300)), format_double(value + 1), format_double(value * 2 + 0.1),
-          format_double(std::nextafter(value, -1e300)), format_double(value - 1), "1", "0", "0.5"};
+  return {format_double(std::nextafter(value, 1e300)),
+          format_double(value + 1),
+          format_double(value * 2 + 0.1),
+          format_double(std::nextafter(value, -1e300)),
+          format_double(value - 1),
+          "1",
+          "0",
+          "0.5"};
 }
 std::vector<std::string> int_samples(int64_t value) {
   return {std::to_string(value + 1), std::to_string(value * 2 + 1), std::to_string(value - 1), "1", "2", "3"};
@@ -116,15 +122,17 @@ po::options_description describe(const Options& options) {
   po::options_description all;
   std::vector<std::pair<std::string, po::options_description>> groups;
   for (const Option& o : options.all()) {
-    if (groups.empty() || groups.back().first != o.group) groups.emplace_back(o.group, po::options_description(o.group));
+    if (groups.empty() || groups.back().first != o.group)
+      groups.emplace_back(o.group, po::options_description(o.group));
     auto* value = po::value<std::string>()->value_name(o.is_switch ? "true|false" : "arg");
     if (o.is_switch) value->implicit_value("true");
     groups.back().second.add_options()(o.flag.c_str(), value, o.help.c_str());
   }
   for (auto& [title, group] : groups) all.add(group);
   po::options_description common("Common");
-  common.add_options()("config", po::value<std::string>()->value_name("FILE"), "INI file with any of these options (flags win)")
-      ("dump-config", "print the resolved configuration as INI and exit")("help,h", "this help");
+  common.add_options()("config", po::value<std::string>()->value_name("FILE"),
+                       "INI file with any of these options (flags win)")(
+      "dump-config", "print the resolved configuration as INI and exit")("help,h", "this help");
   all.add(common);
   return all;
 }
@@ -141,7 +149,8 @@ bool Range::contains(double v) const {
 std::string Range::describe() const {
   const bool no_lo = std::isinf(lo), no_hi = std::isinf(hi);
   if (no_lo && no_hi) return "must be a finite number";
-  if (no_hi) return lo == 0 && lo_open ? "must be positive" : cat("must be ", lo_open ? "> " : ">= ", format_double(lo));
+  if (no_hi)
+    return lo == 0 && lo_open ? "must be positive" : cat("must be ", lo_open ? "> " : ">= ", format_double(lo));
   if (no_lo) return cat("must be ", hi_open ? "< " : "<= ", format_double(hi));
   return cat("must be in ", lo_open ? "(" : "[", format_double(lo), ", ", format_double(hi), hi_open ? ")" : "]");
 }

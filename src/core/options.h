@@ -31,7 +31,7 @@ inline Range positive() { return {0, Range().hi, true, false}; }
 inline Range at_least(double lo) { return {lo, Range().hi, false, false}; }
 inline Range closed(double lo, double hi) { return {lo, hi, false, false}; }
 inline Range half_open(double lo, double hi) { return {lo, hi, false, true}; }  // [lo, hi)
-inline Range open(double lo, double hi) { return {lo, hi, true, true}; }         // (lo, hi)
+inline Range open(double lo, double hi) { return {lo, hi, true, true}; }        // (lo, hi)
 
 // Name table of an enum: one entry per value, in the order help lists them.
 template <typename E>
@@ -71,11 +71,11 @@ std::string join_list(const std::vector<double>& values);
 
 // One declared option.
 struct Option {
-  std::string flag;   // long name without "--"; also the INI key
+  std::string flag;  // long name without "--"; also the INI key
   std::string help;
-  std::string section;  // INI section name (for readability; keys alone identify options)
-  std::string group;    // the help section title it is listed under
-  bool is_switch = false;  // boolean: `--flag` alone means true
+  std::string section;                                // INI section name (for readability; keys alone identify options)
+  std::string group;                                  // the help section title it is listed under
+  bool is_switch = false;                             // boolean: `--flag` alone means true
   std::function<void(const std::string&)> parse;      // reads a value into the field (throws Error)
   std::function<std::optional<std::string>()> text;   // the field as INI text; nullopt: unset
   std::function<std::vector<std::string>()> samples;  // other valid-looking values (round-trip tests)

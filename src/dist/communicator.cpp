@@ -17,9 +17,11 @@ namespace vitslim::dist {
 
 size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::Float32: return 4;
+    case DType::Float32:
+      return 4;
     case DType::Float64:
-    case DType::Int64: return 8;
+    case DType::Int64:
+      return 8;
   }
   return 0;
 }
@@ -48,9 +50,12 @@ class LocalCommunicator : public Communicator {
 
 MPI_Datatype mpi_type(DType dtype) {
   switch (dtype) {
-    case DType::Float32: return MPI_FLOAT;
-    case DType::Float64: return MPI_DOUBLE;
-    case DType::Int64: return MPI_INT64_T;
+    case DType::Float32:
+      return MPI_FLOAT;
+    case DType::Float64:
+      return MPI_DOUBLE;
+    case DType::Int64:
+      return MPI_INT64_T;
   }
   return MPI_DATATYPE_NULL;
 }
@@ -132,8 +137,9 @@ class MpiCommunicator : public Communicator {
   }
   void allreduce_max(void* data, int64_t count, DType dtype) override {
     drain();
-    check_mpi_call(MPI_Allreduce(MPI_IN_PLACE, data, checked_count(count, "all-reduce"), mpi_type(dtype), MPI_MAX, comm_),
-                   "MPI_Allreduce(max)", rank_);
+    check_mpi_call(
+        MPI_Allreduce(MPI_IN_PLACE, data, checked_count(count, "all-reduce"), mpi_type(dtype), MPI_MAX, comm_),
+        "MPI_Allreduce(max)", rank_);
   }
   void broadcast(void* data, int64_t bytes, int root) override {
     drain();

@@ -103,8 +103,8 @@ void MpiSession::isend(std::vector<double> values, int dest, int tag) const {
   if (!active_) throw Error("isend without MPI");
   sends_->items.emplace_back(std::move(values), MPI_REQUEST_NULL);
   auto& item = sends_->items.back();
-  VITSLIM_MPI(MPI_Isend(item.first.data(), static_cast<int>(item.first.size()), MPI_DOUBLE, dest, tag,
-                        MPI_COMM_WORLD, &item.second));
+  VITSLIM_MPI(MPI_Isend(item.first.data(), static_cast<int>(item.first.size()), MPI_DOUBLE, dest, tag, MPI_COMM_WORLD,
+                        &item.second));
   // Drop buffers whose sends completed.
   for (auto it = sends_->items.begin(); it != sends_->items.end();) {
     int done = 0;

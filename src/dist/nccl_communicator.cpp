@@ -110,8 +110,7 @@ size_t checked_count(int64_t count, const char* what, int rank) {
 // allreduce_sum_async's result: the completion event recorded on the communication stream.
 class NcclWork : public Work {
  public:
-  NcclWork(EventHandle done, cudaStream_t compute, int rank)
-      : done_(std::move(done)), compute_(compute), rank_(rank) {}
+  NcclWork(EventHandle done, cudaStream_t compute, int rank) : done_(std::move(done)), compute_(compute), rank_(rank) {}
 
   // Orders the compute stream after the collective; the host does not block.
   void wait() override { check_cuda(cudaStreamWaitEvent(compute_, done_.get(), 0), "cudaStreamWaitEvent", rank_); }
@@ -156,22 +155,22 @@ struct NcclCommunicator::State {
 };
 
 // Checks a call inside NcclCommunicator; a failure also marks the NCCL communicator for abort.
-#define VITSLIM_CUDA(call)                             \
-  do {                                                 \
-    cudaError_t rc_ = (call);                          \
-    if (rc_ != cudaSuccess) {                          \
-      state_->comm.mark_failed();                      \
-      check_cuda(rc_, #call, rank_);                   \
-    }                                                  \
+#define VITSLIM_CUDA(call)           \
+  do {                               \
+    cudaError_t rc_ = (call);        \
+    if (rc_ != cudaSuccess) {        \
+      state_->comm.mark_failed();    \
+      check_cuda(rc_, #call, rank_); \
+    }                                \
   } while (false)
 
-#define VITSLIM_NCCL(call)                             \
-  do {                                                 \
-    ncclResult_t rc_ = (call);                         \
-    if (rc_ != ncclSuccess) {                          \
-      state_->comm.mark_failed();                      \
+#define VITSLIM_NCCL(call)                               \
+  do {                                                   \
+    ncclResult_t rc_ = (call);                           \
+    if (rc_ != ncclSuccess) {                            \
+      state_->comm.mark_failed();                        \
       check_nccl(rc_, #call, rank_, state_->comm.get()); \
-    }                                                  \
+    }                                                    \
   } while (false)
 
 bool cuda_device_available() {
@@ -215,7 +214,8 @@ NcclCommunicator::NcclCommunicator(const MpiSession& mpi, int device, void* comp
       throw Error(cat("NCCL communicator: another rank failed to set up CUDA/NCCL (see its error); ", host_name(),
                       " rank ", rank_, " stops too"));
     }
-    check_mpi_call(MPI_Bcast(&id, static_cast<int>(sizeof(id)), MPI_BYTE, kRootRank, MPI_COMM_WORLD), "MPI_Bcast", rank_);
+    check_mpi_call(MPI_Bcast(&id, static_cast<int>(sizeof(id)), MPI_BYTE, kRootRank, MPI_COMM_WORLD), "MPI_Bcast",
+                   rank_);
   } else if (local_failure) {
     std::rethrow_exception(local_failure);
   }

@@ -24,10 +24,10 @@ namespace vitslim::dist {
 
 struct ReducerStats {
   int64_t buckets = 0;
-  int64_t bytes = 0;          // reduced per step
-  double wait_seconds = 0;    // time finish() spent waiting for communication, summed
+  int64_t bytes = 0;             // reduced per step
+  double wait_seconds = 0;       // time finish() spent waiting for communication, summed
   double last_wait_seconds = 0;  // the same for the latest finish()
-  int64_t overlapped = 0;     // buckets launched during backward, summed over steps
+  int64_t overlapped = 0;        // buckets launched during backward, summed over steps
 };
 
 class GradientReducer {

@@ -19,9 +19,9 @@ void ChannelStats::add(const at::Tensor& rows) {
   }
   const int64_t n = rows.size(0);
   if (n == 0) return;
-  auto x = rows.detach().to(at::kCPU, at::kDouble);       // [N, C]
-  auto batch_mean = x.mean(0);                            // [C]
-  auto batch_m2 = (x - batch_mean).square().sum(0);       // [C]
+  auto x = rows.detach().to(at::kCPU, at::kDouble);  // [N, C]
+  auto batch_mean = x.mean(0);                       // [C]
+  auto batch_m2 = (x - batch_mean).square().sum(0);  // [C]
   ChannelStats batch(channels());
   batch.count_ = n;
   const double* bm = batch_mean.contiguous().data_ptr<double>();

@@ -33,7 +33,8 @@ struct BranchStats {
   ChannelStats head;
 
   BranchStats(int64_t depth, int64_t dim, int64_t classes)
-      : attn(static_cast<size_t>(depth), ChannelStats(dim)), mlp(static_cast<size_t>(depth), ChannelStats(dim)),
+      : attn(static_cast<size_t>(depth), ChannelStats(dim)),
+        mlp(static_cast<size_t>(depth), ChannelStats(dim)),
         head(classes) {}
 
   std::vector<double> serialize() const {
@@ -87,7 +88,8 @@ BranchEntropies branch_entropies(model::VisionTransformer& model, const data::Da
       model->forward(batch.images);
       for (int64_t b = 0; b < shape.depth; ++b) {
         const auto& blk = model->block(b);
-        if (blk->attn_tap().defined()) stats.attn[b].add(blk->attn_tap().reshape({-1, shape.embed_dim}));  // [B*(N+1), C]
+        if (blk->attn_tap().defined())
+          stats.attn[b].add(blk->attn_tap().reshape({-1, shape.embed_dim}));  // [B*(N+1), C]
         stats.mlp[b].add(blk->mlp_tap().reshape({-1, shape.embed_dim}));
       }
     }
@@ -114,20 +116,20 @@ void run_entropy(ModelRequest model_request, const DataConfig& data, const Entro
   const auto [mean, stdev] = data::normalisation(data, *dataset);
   if (!out.json.empty()) check_writable_output(out.json, "--json");
   log_info(cat("model: ", shape.describe(), "; data: ", dataset->name(), " (", dataset->size(), " images, ",
-               dataset->channels(), "x", dataset->height(), "x", dataset->width(), "); calibration images: ",
-               indices.size(), "; ranks: ", mpi.world_size()));
+               dataset->channels(), "x", dataset->height(), "x", dataset->width(),
+               "); calibration images: ", indices.size(), "; ranks: ", mpi.world_size()));
 
   const int64_t depth = shape.depth, dim = shape.embed_dim, classes = shape.num_classes;
   std::unique_ptr<io::TraceFile> trace;
   if (mpi.rank() == 0) {
-    trace = std::make_unique<io::TraceFile>(
-        out.out, std::map<std::string, std::string>{{"program", "vitslim"},
-                                                          {"version", kVersion},
-                                                          {"schema", "vitslim-trace/1"},
-                                                          {"job", "entropy"},
-                                                          {"created", utc_timestamp()},
-                                                          {"config", config_ini},
-                                                          {"model_shape", shape.describe()}});
+    trace =
+        std::make_unique<io::TraceFile>(out.out, std::map<std::string, std::string>{{"program", "vitslim"},
+                                                                                    {"version", kVersion},
+                                                                                    {"schema", "vitslim-trace/1"},
+                                                                                    {"job", "entropy"},
+                                                                                    {"created", utc_timestamp()},
+                                                                                    {"config", config_ini},
+                                                                                    {"model_shape", shape.describe()}});
     trace->create_series("/entropy/images", 0, "calibration images merged into each row");
     trace->create_series("/entropy/attn", depth, "running entropy of each block's attention branch [row, block]");
     trace->create_series("/entropy/mlp", depth, "running entropy of each block's MLP branch [row, block]");
@@ -235,17 +237,25 @@ void run_entropy(ModelRequest model_request, const DataConfig& data, const Entro
       {"version", kVersion},
       {"job", "entropy"},
       {"estimator", kEstimator},
-      {"model", {{"img_size", shape.img_size}, {"patch_size", shape.patch_size}, {"in_chans", shape.in_chans},
-                 {"embed_dim", dim}, {"depth", depth}, {"num_heads", shape.num_heads},
-                 {"mlp_ratio", shape.mlp_ratio}, {"num_classes", classes},
-                 {"weights", model_request.weights}, {"removed_layers", model->removed_blocks()}}},
+      {"model",
+       {{"img_size", shape.img_size},
+        {"patch_size", shape.patch_size},
+        {"in_chans", shape.in_chans},
+        {"embed_dim", dim},
+        {"depth", depth},
+        {"num_heads", shape.num_heads},
+        {"mlp_ratio", shape.mlp_ratio},
+        {"num_classes", classes},
+        {"weights", model_request.weights},
+        {"removed_layers", model->removed_blocks()}}},
       {"data", {{"data_set", data.dataset}, {"split", data.split}, {"mean", mean}, {"std", stdev}}},
       {"calib_images", n},
       {"world_size", mpi.world_size()},
       {"seed", runtime.seed},
       {"blocks", blocks},
-      {"head", {{"entropy", finite_or_null(merged.head.entropy())},
-                {"gaussian", finite_or_null(merged.head.gaussian_entropy())}}},
+      {"head",
+       {{"entropy", finite_or_null(merged.head.entropy())},
+        {"gaussian", finite_or_null(merged.head.gaussian_entropy())}}},
       {"trace", out.out},
       {"seconds", seconds},
   };

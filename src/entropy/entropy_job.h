@@ -1,5 +1,5 @@
 // `vitslim entropy`: per-block entropy of the attention-branch and MLP-branch outputs and of the
-// head logits over a calibration set (method.md section 2), sharded over MPI ranks, merged
+// head logits over a calibration set (docs/method.md section 2), sharded over MPI ranks, merged
 // exactly, written to an HDF5 trace (docs/hdf5-schema.md) and an optional JSON summary.
 #pragma once
 
@@ -9,11 +9,11 @@
 #include <string>
 
 #include "core/runtime.h"
+#include "data/dataset.h"
 #include "data/settings.h"
+#include "dist/mpi_session.h"
 #include "entropy/settings.h"
 #include "model/request.h"
-#include "data/dataset.h"
-#include "dist/mpi_session.h"
 #include "model/vit.h"
 
 namespace vitslim::entropy {

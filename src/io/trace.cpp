@@ -125,14 +125,16 @@ void TraceFile::create_series(const std::string& name, int64_t width, const std:
   H5Handle space(checked(H5Screate_simple(rank, dims, max_dims), "H5Screate_simple"), H5Sclose);
   H5Handle dcpl(checked(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"), H5Pclose);
   checked_status(H5Pset_chunk(dcpl.get(), rank, chunk), "H5Pset_chunk");
-  impl_->series[name] = Impl::Series{impl_->create_dataset(path_, name, space.get(), dcpl.get(), description), width, 0};
+  impl_->series[name] =
+      Impl::Series{impl_->create_dataset(path_, name, space.get(), dcpl.get(), description), width, 0};
 }
 
 void TraceFile::create_array(const std::string& name, const std::vector<int64_t>& dims,
                              const std::string& description) {
   if (impl_->swmr) throw Error(cat("trace ", path_, ": array ", name, " created after start_swmr()"));
   std::vector<hsize_t> d(dims.begin(), dims.end());
-  H5Handle space(checked(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr), "H5Screate_simple"), H5Sclose);
+  H5Handle space(checked(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr), "H5Screate_simple"),
+                 H5Sclose);
   H5Handle dcpl(checked(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"), H5Pclose);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   checked_status(H5Pset_fill_value(dcpl.get(), H5T_NATIVE_DOUBLE, &nan), "H5Pset_fill_value");
@@ -141,9 +143,9 @@ void TraceFile::create_array(const std::string& name, const std::vector<int64_t>
 
 void TraceFile::set_attribute(const std::string& object, const std::string& key, const std::string& value) {
   if (impl_->swmr) throw Error(cat("trace ", path_, ": attribute ", key, " set after start_swmr()"));
-  H5Handle obj(checked(H5Oopen(impl_->file.get(), object.c_str(), H5P_DEFAULT),
-                       cat("trace ", path_, ": no object ", object)),
-               H5Oclose);
+  H5Handle obj(
+      checked(H5Oopen(impl_->file.get(), object.c_str(), H5P_DEFAULT), cat("trace ", path_, ": no object ", object)),
+      H5Oclose);
   write_string_attribute(obj.get(), key, value, cat("trace ", path_, " ", object));
 }
 
@@ -167,9 +169,9 @@ void TraceFile::append(const std::string& name, const std::vector<double>& row) 
   checked_status(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr),
                  "H5Sselect_hyperslab");
   H5Handle mem_space(checked(H5Screate_simple(rank, count, nullptr), "H5Screate_simple"), H5Sclose);
-  checked_status(H5Dwrite(s.dataset.get(), H5T_NATIVE_DOUBLE, mem_space.get(), file_space.get(), H5P_DEFAULT,
-                          row.data()),
-                 cat("trace ", path_, ": cannot write ", name));
+  checked_status(
+      H5Dwrite(s.dataset.get(), H5T_NATIVE_DOUBLE, mem_space.get(), file_space.get(), H5P_DEFAULT, row.data()),
+      cat("trace ", path_, ": cannot write ", name));
   s.rows += 1;
 }
 

@@ -1,7 +1,7 @@
 // `vitslim entropy`: per-block entropy of the attention and MLP branches and of the head over
 // calibration images (entropy/entropy_job.h does the work).
-#include "dist/mpi_session.h"
 #include "entropy/entropy_job.h"
+#include "dist/mpi_session.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
 

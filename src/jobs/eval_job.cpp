@@ -1,9 +1,9 @@
 // `vitslim eval`: top-1/top-5 accuracy and loss on a data split, sharded over MPI ranks
 // (train/eval_job.h does the work).
+#include "train/eval_job.h"
 #include "dist/mpi_session.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
-#include "train/eval_job.h"
 
 namespace vitslim {
 

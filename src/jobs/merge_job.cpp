@@ -1,9 +1,9 @@
 // `vitslim merge`: a training checkpoint at lambda 0 to the compact model, checked, optionally
 // folded (train/merge_job.h does the work).
+#include "train/merge_job.h"
 #include "dist/mpi_session.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
-#include "train/merge_job.h"
 
 namespace vitslim {
 

@@ -51,8 +51,8 @@ struct StoppedBySignal {
 
 // One fine-tuning run of the comparison.
 struct Run {
-  std::string name;            // unpruned, nose-0.5, random-0.5, first-0.5, ...
-  std::string choice;          // none | nose | random | first
+  std::string name;    // unpruned, nose-0.5, random-0.5, first-0.5, ...
+  std::string choice;  // none | nose | random | first
   double ratio = 0;
   std::vector<int64_t> layers;
 };
@@ -194,7 +194,8 @@ void Pipeline::analyse() {
 std::vector<Run> Pipeline::plan_runs() {
   std::vector<Run> runs = {{"unpruned", "none", 0.0, {}}};
   for (double r : p_.ratios) {
-    runs.push_back({"nose-" + ratio_name(r), "nose", r, search::layers_from_search(path("search.json") + "@" + ratio_name(r))});
+    runs.push_back(
+        {"nose-" + ratio_name(r), "nose", r, search::layers_from_search(path("search.json") + "@" + ratio_name(r))});
   }
   if (p_.ablation) {
     const double r = *std::max_element(p_.ratios.begin(), p_.ratios.end());
@@ -273,8 +274,8 @@ void Pipeline::report(const std::vector<Run>& runs) {
   const ModelShape shape = model::preset(base_.model.preset);
   md << "# vitslim pipeline report\n\n"
      << "Model `" << base_.model.preset << "` (" << shape.describe() << ") on " << base_.data.dataset << ", "
-     << mpi_.world_size() << " process(es). Produced by `vitslim pipeline` " << kVersion << " on "
-     << utc_timestamp() << ".\n\n";
+     << mpi_.world_size() << " process(es). Produced by `vitslim pipeline` " << kVersion << " on " << utc_timestamp()
+     << ".\n\n";
   if (p_.weights.empty()) {
     const json pre = read_json(path("eval-pretrained.json"));
     md << "Pretrained from scratch for " << p_.pretrain_epochs << " epochs: top-1 " << fmt(pre.at("top1").get<double>())
@@ -288,14 +289,9 @@ void Pipeline::report(const std::vector<Run>& runs) {
   for (const Run& run : runs) {
     const json ev = read_json(path("eval-" + run.name + ".json"));
     const double top1 = ev.at("top1").get<double>();
-    json row = {{"run", run.name},
-                {"choice", run.choice},
-                {"ratio", run.ratio},
-                {"removed_layers", run.layers},
-                {"top1", top1},
-                {"top5", ev.at("top5")},
-                {"loss", ev.at("loss")},
-                {"delta_points", top1 - base_top1}};
+    json row = {
+        {"run", run.name}, {"choice", run.choice},  {"ratio", run.ratio},    {"removed_layers", run.layers},
+        {"top1", top1},    {"top5", ev.at("top5")}, {"loss", ev.at("loss")}, {"delta_points", top1 - base_top1}};
     std::string params = "1.000x", macs = "1.000x", speed = "1.000x";
     if (!run.layers.empty()) {
       const json b = read_json(path("bench-" + run.name + ".json"));
@@ -315,7 +311,9 @@ void Pipeline::report(const std::vector<Run>& runs) {
   for (const json& row : rows) {
     if (row.at("choice") == "nose" && std::fabs(row.at("ratio").get<double>() - 0.5) < 1e-9) {
       const double delta = row.at("delta_points").get<double>();
-      goal = {{"run", row.at("run")}, {"delta_points", delta}, {"limit_points", -kGoalPoints},
+      goal = {{"run", row.at("run")},
+              {"delta_points", delta},
+              {"limit_points", -kGoalPoints},
               {"met", delta >= -kGoalPoints}};
       md << "\nHalf of the attention layers removed by NOSE: " << fmt(delta, 3) << " points against the unpruned "
          << "model (goal: no worse than -" << kGoalPoints << ") -> " << (delta >= -kGoalPoints ? "met" : "not met")
@@ -326,18 +324,25 @@ void Pipeline::report(const std::vector<Run>& runs) {
   md << "\nNOSE selections (transfer entropy to the logits; smaller |TE| = removable):\n\n"
      << "| ratio | layers | TE |\n|---|---|---|\n";
   for (const json& s : search.at("selections")) {
-    md << "| " << s.at("ratio").get<double>() << " | " << join_list(s.at("layers").get<std::vector<int64_t>>())
-       << " | " << fmt(s.at("te").get<double>()) << " |\n";
+    md << "| " << s.at("ratio").get<double>() << " | " << join_list(s.at("layers").get<std::vector<int64_t>>()) << " | "
+       << fmt(s.at("te").get<double>()) << " |\n";
   }
   md << "\nFigures (made from the HDF5 traces by `scripts/plot_pipeline.py " << p_.out_dir << "`):\n\n"
      << "![entropy per block](plots/entropy.png)\n\n![NOSE search](plots/search.png)\n\n"
      << "![dilution fine-tuning](plots/training.png)\n\n"
      << "Stage seconds (\"reused\": done by an earlier, interrupted run): `" << stages_.dump() << "`\n";
   const double seconds = std::chrono::duration<double>(Clock::now() - started_).count();
-  json j = {{"program", "vitslim"},     {"version", kVersion},    {"job", "pipeline"},
-            {"model", base_.model.preset}, {"data_set", base_.data.dataset},
-            {"pretrained", pretrained_},  {"runs", rows},           {"goal", goal},
-            {"selections", search.at("selections")}, {"stages", stages_}, {"seconds", seconds},
+  json j = {{"program", "vitslim"},
+            {"version", kVersion},
+            {"job", "pipeline"},
+            {"model", base_.model.preset},
+            {"data_set", base_.data.dataset},
+            {"pretrained", pretrained_},
+            {"runs", rows},
+            {"goal", goal},
+            {"selections", search.at("selections")},
+            {"stages", stages_},
+            {"seconds", seconds},
             {"config", config_to_ini(base_)}};
   write_file_atomic(path("report.json"), j.dump(2) + "\n");
   write_file_atomic(path("report.md"), md.str());

@@ -21,7 +21,7 @@ Job bench_data_job();
 Job pipeline_job();
 
 const std::vector<Job>& jobs() {
-  static const std::vector<Job> kJobs = {entropy_job(), search_job(), eval_job(),       convert_job(),  bench_job(),
+  static const std::vector<Job> kJobs = {entropy_job(), search_job(), eval_job(),       convert_job(), bench_job(),
                                          train_job(),   merge_job(),  bench_data_job(), pipeline_job()};
   return kJobs;
 }

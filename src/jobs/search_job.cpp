@@ -1,9 +1,9 @@
 // `vitslim search`: NOSE, which attention layers to remove by transfer entropy to the head,
 // scored over MPI ranks (search/search_job.h does the work).
+#include "search/search_job.h"
 #include "dist/mpi_session.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
-#include "search/search_job.h"
 
 namespace vitslim {
 

@@ -34,14 +34,13 @@ torch::Tensor resample_pos_embed(const torch::Tensor& pos, int64_t grid, const s
   const int64_t C = pos.size(2);
   auto old_grid = integer_sqrt(pos.size(1) - 1);
   if (!old_grid) throw Error(cat("weights ", file, ": pos_embed has ", pos.size(1), " tokens, not 1 + a square grid"));
-  auto cls = pos.narrow(1, 0, 1);                                                          // [1, 1, C]
+  auto cls = pos.narrow(1, 0, 1);  // [1, 1, C]
   auto grid_tokens = pos.narrow(1, 1, pos.size(1) - 1).to(torch::kFloat);
   grid_tokens = grid_tokens.reshape({1, *old_grid, *old_grid, C}).permute({0, 3, 1, 2});  // [1, C, g0, g0]
-  grid_tokens = torch::nn::functional::interpolate(
-      grid_tokens, torch::nn::functional::InterpolateFuncOptions()
-                       .size(std::vector<int64_t>{grid, grid})
-                       .mode(torch::kBicubic)
-                       .align_corners(false));
+  grid_tokens = torch::nn::functional::interpolate(grid_tokens, torch::nn::functional::InterpolateFuncOptions()
+                                                                    .size(std::vector<int64_t>{grid, grid})
+                                                                    .mode(torch::kBicubic)
+                                                                    .align_corners(false));
   grid_tokens = grid_tokens.permute({0, 2, 3, 1}).reshape({1, grid * grid, C});  // [1, g1*g1, C]
   return torch::cat({cls.to(torch::kFloat), grid_tokens}, 1);
 }
@@ -76,7 +75,8 @@ ShapeFromWeights shape_from_weights(const StateDict& w) {
     std::smatch m;
     if (std::regex_match(name, m, block_key)) {
       constexpr std::ptrdiff_t kMaxDigits = 6;  // block indices beyond 999999 are not a ViT
-      if (m[1].length() > kMaxDigits) throw Error(cat("weights ", w.file, ": key '", name, "' has an absurd block index"));
+      if (m[1].length() > kMaxDigits)
+        throw Error(cat("weights ", w.file, ": key '", name, "' has an absurd block index"));
       depth = std::max<int64_t>(depth, std::stoll(m[1]) + 1);
     }
   }
@@ -108,7 +108,7 @@ void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions
   const ModelShape& shape = model->shape();
   const std::string& file = weights.file;
   // Attention of removed blocks no longer exists in the model: a full checkpoint's weights for
-  // it are dropped (this is the merge step of method.md section 4).
+  // it are dropped (this is the merge step of docs/method.md section 4).
   std::set<std::string> params;
   for (const auto& p : model->named_parameters()) params.insert(p.key());
   for (int64_t b : model->removed_blocks()) {
@@ -128,9 +128,10 @@ void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions
     weights.erase("pos_embed");
     weights.tensors.emplace_back("pos_embed", resized);
   }
-  if (const auto* head = weights.find("head.weight"); options.reset_head && head && head->dim() == 2 &&
-                                                   head->size(0) != shape.num_classes) {
-    log_info(cat("re-initialising the head: ", file, " has ", head->size(0), " classes, the model ", shape.num_classes));
+  if (const auto* head = weights.find("head.weight");
+      options.reset_head && head && head->dim() == 2 && head->size(0) != shape.num_classes) {
+    log_info(
+        cat("re-initialising the head: ", file, " has ", head->size(0), " classes, the model ", shape.num_classes));
     weights.erase("head.weight");
     weights.erase("head.bias");
     params.erase("head.weight");
@@ -169,7 +170,8 @@ void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions
   }
   for (const auto& name : params) {
     const at::Tensor* src = weights.find(name);
-    if (!torch::isfinite(*src).all().item<bool>()) throw Error(cat("weights ", file, ": ", name, " has NaN or Inf values"));
+    if (!torch::isfinite(*src).all().item<bool>())
+      throw Error(cat("weights ", file, ": ", name, " has NaN or Inf values"));
     named[name].copy_(*src);
   }
 }

@@ -19,10 +19,10 @@ Cost analytic_cost(const ModelShape& s, const std::vector<int64_t>& removed) {
   c.macs = P * patch_in * C + kLayerNormOpsPerElement * N * C + C * s.num_classes;
   for (int64_t b = 0; b < s.depth; ++b) {
     const bool attention = std::find(removed.begin(), removed.end(), b) == removed.end();
-    c.params += ln_params + C * H + H + H * C + C;                        // norm2, fc1, fc2
-    c.macs += kLayerNormOpsPerElement * N * C + 2 * N * C * H;             // norm2, MLP
+    c.params += ln_params + C * H + H + H * C + C;              // norm2, fc1, fc2
+    c.macs += kLayerNormOpsPerElement * N * C + 2 * N * C * H;  // norm2, MLP
     if (attention) {
-      c.params += ln_params + C * 3 * C + 3 * C + C * C + C;               // norm1, qkv, proj
+      c.params += ln_params + C * 3 * C + 3 * C + C * C + C;  // norm1, qkv, proj
       c.macs += kLayerNormOpsPerElement * N * C + N * C * 3 * C + 2 * N * N * C + N * C * C;
     }
   }

@@ -1,4 +1,4 @@
-// Folding the residual factors of removed attention into the weights (method.md section 4).
+// Folding the residual factors of removed attention into the weights (docs/method.md section 4).
 // A Removed block doubles the residual stream (x -> 2x), so after k removed blocks the stream is
 // 2^k times what the block weights were trained around. Folding moves every factor to the front:
 // the embedding (patch projection, cls_token, pos_embed) is scaled by 2^K (K removed blocks) and

@@ -8,15 +8,15 @@
 
 #include <algorithm>
 #include <chrono>
-#include <iomanip>
 #include <cstdio>
+#include <iomanip>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "core/cpu_memory.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/version.h"
-#include "core/cpu_memory.h"
 #include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/flops.h"
@@ -75,7 +75,10 @@ std::vector<Timing> measure(std::vector<VisionTransformer>& models, const torch:
   std::vector<std::vector<double>> ms(models.size());
   std::vector<Timing> out(models.size());
   for (size_t m = 0; m < models.size(); ++m) {
-    if (train) models[m]->train(); else models[m]->eval();
+    if (train)
+      models[m]->train();
+    else
+      models[m]->eval();
   }
   for (int64_t round = 0; round < b.warmup + b.iters; ++round) {
     for (size_t m = 0; m < models.size(); ++m) {
@@ -119,14 +122,16 @@ void run_bench(ModelRequest request, const BenchConfig& b, const RuntimeConfig& 
   const torch::Device device(b.device == Device::Cuda ? torch::kCUDA : torch::kCPU);
   for (auto& m : models) m->to(device);
   auto images = torch::randn({b.batch_size, shape.in_chans, shape.img_size, shape.img_size}, device);  // [B, C, H, W]
-  auto labels = torch::randint(shape.num_classes, {b.batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  auto labels =
+      torch::randint(shape.num_classes, {b.batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device));
 
   auto inference = measure(models, images, labels, false, b);
   std::vector<Timing> training;
   if (b.train) training = measure(models, images, labels, true, b);
 
   std::vector<Cost> costs;
-  for (size_t m = 0; m < models.size(); ++m) costs.push_back(analytic_cost(shape, m == 0 ? std::vector<int64_t>{} : removed));
+  for (size_t m = 0; m < models.size(); ++m)
+    costs.push_back(analytic_cost(shape, m == 0 ? std::vector<int64_t>{} : removed));
   const char* names[] = {"full", "pruned"};
   std::printf("bench: %s, removed attention %s, batch %lld, %s%s, %d threads, median of %lld after %lld warm-up\n\n",
               shape.describe().c_str(), removed.empty() ? "none" : cat("{", join_list(removed), "}").c_str(),
@@ -139,16 +144,22 @@ void run_bench(ModelRequest request, const BenchConfig& b, const RuntimeConfig& 
   for (size_t m = 0; m < models.size(); ++m) {
     int64_t params = 0;
     for (const auto& p : models[m]->parameters()) params += p.numel();
-    if (params != costs[m].params) throw Error(cat("internal: analytic parameter count ", costs[m].params, " != ", params));
+    if (params != costs[m].params)
+      throw Error(cat("internal: analytic parameter count ", costs[m].params, " != ", params));
     std::printf("| %s | %.2f | %.2f | %.1f | %s |", names[m], params / 1e6, costs[m].macs / 1e9,
                 inference[m].images_per_s, mib(inference[m].peak_bytes).c_str());
     if (b.train) std::printf(" %.1f | %s |", training[m].images_per_s, mib(training[m].peak_bytes).c_str());
     std::printf("\n");
-    nlohmann::json row = {{"model", names[m]}, {"params", params}, {"macs_per_image", costs[m].macs},
-                          {"inference", {{"median_ms", inference[m].median_ms}, {"images_per_s", inference[m].images_per_s},
-                                         {"peak_bytes", inference[m].peak_bytes}}}};
+    nlohmann::json row = {{"model", names[m]},
+                          {"params", params},
+                          {"macs_per_image", costs[m].macs},
+                          {"inference",
+                           {{"median_ms", inference[m].median_ms},
+                            {"images_per_s", inference[m].images_per_s},
+                            {"peak_bytes", inference[m].peak_bytes}}}};
     if (b.train) {
-      row["train_step"] = {{"median_ms", training[m].median_ms}, {"images_per_s", training[m].images_per_s},
+      row["train_step"] = {{"median_ms", training[m].median_ms},
+                           {"images_per_s", training[m].images_per_s},
                            {"peak_bytes", training[m].peak_bytes}};
     }
     rows.push_back(row);
@@ -167,10 +178,19 @@ void run_bench(ModelRequest request, const BenchConfig& b, const RuntimeConfig& 
     std::printf("\n");
   }
   if (!b.json.empty()) {
-    nlohmann::json j = {{"program", "vitslim"}, {"version", kVersion}, {"job", "bench"}, {"shape", shape.describe()},
-                        {"removed_layers", removed}, {"batch_size", b.batch_size}, {"device", to_string(b.device)},
-                        {"bf16", b.bf16}, {"threads", at::get_num_threads()}, {"iters", b.iters},
-                        {"warmup", b.warmup}, {"models", rows}, {"ratios", ratios},
+    nlohmann::json j = {{"program", "vitslim"},
+                        {"version", kVersion},
+                        {"job", "bench"},
+                        {"shape", shape.describe()},
+                        {"removed_layers", removed},
+                        {"batch_size", b.batch_size},
+                        {"device", to_string(b.device)},
+                        {"bf16", b.bf16},
+                        {"threads", at::get_num_threads()},
+                        {"iters", b.iters},
+                        {"warmup", b.warmup},
+                        {"models", rows},
+                        {"ratios", ratios},
                         {"memory_note", "CPU: tensor memory above the resting level through LibTorch's allocator"}};
     write_file_atomic(b.json, j.dump(2) + "\n");
   }

@@ -39,11 +39,11 @@ PickleValue make_named(Kind kind, std::string name) {
 // Storage classes torch.save names, with their element type.
 const std::map<std::string, c10::ScalarType>& storage_types() {
   static const std::map<std::string, c10::ScalarType> kTypes = {
-      {"torch.FloatStorage", c10::kFloat},     {"torch.DoubleStorage", c10::kDouble},
-      {"torch.HalfStorage", c10::kHalf},       {"torch.BFloat16Storage", c10::kBFloat16},
-      {"torch.LongStorage", c10::kLong},       {"torch.IntStorage", c10::kInt},
-      {"torch.ShortStorage", c10::kShort},     {"torch.CharStorage", c10::kChar},
-      {"torch.ByteStorage", c10::kByte},       {"torch.BoolStorage", c10::kBool},
+      {"torch.FloatStorage", c10::kFloat}, {"torch.DoubleStorage", c10::kDouble},
+      {"torch.HalfStorage", c10::kHalf},   {"torch.BFloat16Storage", c10::kBFloat16},
+      {"torch.LongStorage", c10::kLong},   {"torch.IntStorage", c10::kInt},
+      {"torch.ShortStorage", c10::kShort}, {"torch.CharStorage", c10::kChar},
+      {"torch.ByteStorage", c10::kByte},   {"torch.BoolStorage", c10::kBool},
   };
   return kTypes;
 }
@@ -102,9 +102,7 @@ class Machine {
     stack_.resize(m);
     return items;
   }
-  void memo_put(uint64_t index) {
-    memo_[index] = top();
-  }
+  void memo_put(uint64_t index) { memo_[index] = top(); }
   PickleValue memo_get(uint64_t index) {
     auto it = memo_.find(index);
     if (it == memo_.end()) fail(cat("memo entry ", index, " missing"));
@@ -209,7 +207,8 @@ PickleValue Machine::rebuild_tensor(const std::vector<PickleValue>& args) {
     overflow |= __builtin_mul_overflow(elements, sizes[d], &elements);
   }
   if (overflow) fail("tensor size overflows");
-  if (!empty && elements > numel) fail(cat("tensor of ", elements, " elements is larger than its storage ", storage->s));
+  if (!empty && elements > numel)
+    fail(cat("tensor of ", elements, " elements is larger than its storage ", storage->s));
   auto [bytes, nbytes] = storages_(storage->s);
   const size_t element = c10::elementSize(dtype);
   size_t expected_bytes = 0;
@@ -256,27 +255,48 @@ PickleValue Machine::run() {
     offset_ = static_cast<size_t>(p_ - begin_);
     const uint8_t op = *take(1);
     switch (op) {
-      case 0x80: take(1); break;                      // PROTO
-      case 0x95: take(8); break;                      // FRAME (protocol 4+): length only
-      case '.': {                                     // STOP
+      case 0x80:
+        take(1);
+        break;  // PROTO
+      case 0x95:
+        take(8);
+        break;     // FRAME (protocol 4+): length only
+      case '.': {  // STOP
         if (stack_.size() != 1 || !marks_.empty()) fail("stack not balanced at STOP");
         return stack_.back();
       }
-      case '(': marks_.push_back(stack_.size()); break;  // MARK
-      case '0': pop(); break;                             // POP
-      case '1': pop_to_mark(); break;                     // POP_MARK
-      case '2': stack_.push_back(top()); break;           // DUP
-      case 'N': stack_.push_back(make(Kind::None)); break;
-      case 0x88: case 0x89: {                              // NEWTRUE / NEWFALSE
+      case '(':
+        marks_.push_back(stack_.size());
+        break;  // MARK
+      case '0':
+        pop();
+        break;  // POP
+      case '1':
+        pop_to_mark();
+        break;  // POP_MARK
+      case '2':
+        stack_.push_back(top());
+        break;  // DUP
+      case 'N':
+        stack_.push_back(make(Kind::None));
+        break;
+      case 0x88:
+      case 0x89: {  // NEWTRUE / NEWFALSE
         auto v = make(Kind::Bool);
         v->b = op == 0x88;
         stack_.push_back(v);
         break;
       }
-      case 'J': stack_.push_back(make_int(read_le<int32_t>())); break;   // BININT
-      case 'K': stack_.push_back(make_int(read_le<uint8_t>())); break;   // BININT1
-      case 'M': stack_.push_back(make_int(read_le<uint16_t>())); break;  // BININT2
-      case 0x8a: {                                                       // LONG1
+      case 'J':
+        stack_.push_back(make_int(read_le<int32_t>()));
+        break;  // BININT
+      case 'K':
+        stack_.push_back(make_int(read_le<uint8_t>()));
+        break;  // BININT1
+      case 'M':
+        stack_.push_back(make_int(read_le<uint16_t>()));
+        break;      // BININT2
+      case 0x8a: {  // LONG1
         const size_t n = read_le<uint8_t>();
         if (n > 8) fail("integer wider than 64 bits");
         const uint8_t* bytes = take(n);
@@ -286,7 +306,7 @@ PickleValue Machine::run() {
         stack_.push_back(make_int(static_cast<int64_t>(u)));
         break;
       }
-      case 'I': {                                                        // INT (text)
+      case 'I': {  // INT (text)
         std::string line = read_line();
         if (line == "00" || line == "01") {
           auto v = make(Kind::Bool);
@@ -300,7 +320,7 @@ PickleValue Machine::run() {
         }
         break;
       }
-      case 'G': {                                                        // BINFLOAT (big-endian)
+      case 'G': {  // BINFLOAT (big-endian)
         const uint8_t* b = take(8);
         uint64_t u = 0;
         for (int k = 0; k < 8; ++k) u = (u << 8) | b[k];
@@ -309,19 +329,45 @@ PickleValue Machine::run() {
         stack_.push_back(v);
         break;
       }
-      case 'X': stack_.push_back(make_named(Kind::String, read_string(read_le<uint32_t>()))); break;
-      case 0x8c: stack_.push_back(make_named(Kind::String, read_string(read_le<uint8_t>()))); break;
-      case 0x8d: stack_.push_back(make_named(Kind::String, read_string(read_le<uint64_t>()))); break;
-      case 'T': stack_.push_back(make_named(Kind::String, read_string(read_le<uint32_t>()))); break;
-      case 'U': stack_.push_back(make_named(Kind::String, read_string(read_le<uint8_t>()))); break;
-      case 'B': stack_.push_back(make_named(Kind::Bytes, read_string(read_le<uint32_t>()))); break;
-      case 'C': stack_.push_back(make_named(Kind::Bytes, read_string(read_le<uint8_t>()))); break;
-      case 0x8e: stack_.push_back(make_named(Kind::Bytes, read_string(read_le<uint64_t>()))); break;
-      case '}': stack_.push_back(make(Kind::Dict)); break;
-      case ']': stack_.push_back(make(Kind::List)); break;
-      case ')': stack_.push_back(make(Kind::Tuple)); break;
-      case 0x8f: stack_.push_back(make(Kind::Opaque)); break;  // EMPTY_SET
-      case 't': case 'l': case 'd': {                           // TUPLE / LIST / DICT from mark
+      case 'X':
+        stack_.push_back(make_named(Kind::String, read_string(read_le<uint32_t>())));
+        break;
+      case 0x8c:
+        stack_.push_back(make_named(Kind::String, read_string(read_le<uint8_t>())));
+        break;
+      case 0x8d:
+        stack_.push_back(make_named(Kind::String, read_string(read_le<uint64_t>())));
+        break;
+      case 'T':
+        stack_.push_back(make_named(Kind::String, read_string(read_le<uint32_t>())));
+        break;
+      case 'U':
+        stack_.push_back(make_named(Kind::String, read_string(read_le<uint8_t>())));
+        break;
+      case 'B':
+        stack_.push_back(make_named(Kind::Bytes, read_string(read_le<uint32_t>())));
+        break;
+      case 'C':
+        stack_.push_back(make_named(Kind::Bytes, read_string(read_le<uint8_t>())));
+        break;
+      case 0x8e:
+        stack_.push_back(make_named(Kind::Bytes, read_string(read_le<uint64_t>())));
+        break;
+      case '}':
+        stack_.push_back(make(Kind::Dict));
+        break;
+      case ']':
+        stack_.push_back(make(Kind::List));
+        break;
+      case ')':
+        stack_.push_back(make(Kind::Tuple));
+        break;
+      case 0x8f:
+        stack_.push_back(make(Kind::Opaque));
+        break;  // EMPTY_SET
+      case 't':
+      case 'l':
+      case 'd': {  // TUPLE / LIST / DICT from mark
         auto items = pop_to_mark();
         if (op == 'd') {
           auto d = make(Kind::Dict);
@@ -335,7 +381,9 @@ PickleValue Machine::run() {
         }
         break;
       }
-      case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
+      case 0x85:
+      case 0x86:
+      case 0x87: {  // TUPLE1..3
         const size_t n = op - 0x84;
         auto v = make(Kind::Tuple);
         v->items.resize(n);
@@ -346,43 +394,55 @@ PickleValue Machine::run() {
         stack_.push_back(v);
         break;
       }
-      case 'q': memo_put(read_le<uint8_t>()); break;   // BINPUT
-      case 'r': memo_put(read_le<uint32_t>()); break;  // LONG_BINPUT
-      case 0x94: memo_put(memo_.size()); break;        // MEMOIZE
-      case 'h': stack_.push_back(memo_get(read_le<uint8_t>())); break;   // BINGET
-      case 'j': stack_.push_back(memo_get(read_le<uint32_t>())); break;  // LONG_BINGET
-      case 'c': {                                                          // GLOBAL
+      case 'q':
+        memo_put(read_le<uint8_t>());
+        break;  // BINPUT
+      case 'r':
+        memo_put(read_le<uint32_t>());
+        break;  // LONG_BINPUT
+      case 0x94:
+        memo_put(memo_.size());
+        break;  // MEMOIZE
+      case 'h':
+        stack_.push_back(memo_get(read_le<uint8_t>()));
+        break;  // BINGET
+      case 'j':
+        stack_.push_back(memo_get(read_le<uint32_t>()));
+        break;     // LONG_BINGET
+      case 'c': {  // GLOBAL
         std::string module = read_line();
         std::string name = read_line();
         stack_.push_back(make_named(Kind::Global, module + "." + name));
         break;
       }
-      case 0x93: {                                                         // STACK_GLOBAL
+      case 0x93: {  // STACK_GLOBAL
         auto name = pop();
         auto module = pop();
         if (name->kind != Kind::String || module->kind != Kind::String) fail("STACK_GLOBAL needs strings");
         stack_.push_back(make_named(Kind::Global, module->s + "." + name->s));
         break;
       }
-      case 'Q': {                                                          // BINPERSID
+      case 'Q': {  // BINPERSID
         auto pid = pop();
         stack_.push_back(persistent_load(pid));
         break;
       }
-      case 'R': {                                                          // REDUCE
+      case 'R': {  // REDUCE
         auto args = pop();
         auto callable = pop();
         stack_.push_back(reduce(callable, args));
         break;
       }
-      case 0x81: {                                                         // NEWOBJ
+      case 0x81: {  // NEWOBJ
         pop();
         auto cls = pop();
         stack_.push_back(make_named(Kind::Opaque, cls->s));
         break;
       }
-      case 'b': pop(); break;  // BUILD: object state (OrderedDict._metadata, ...) is not needed
-      case 's': {              // SETITEM
+      case 'b':
+        pop();
+        break;     // BUILD: object state (OrderedDict._metadata, ...) is not needed
+      case 's': {  // SETITEM
         auto value = pop();
         auto key = pop();
         set_items(top(), {key, value});
@@ -413,19 +473,32 @@ PickleValue Machine::run() {
 
 const char* PickleNode::kind_name() const {
   switch (kind) {
-    case Kind::None: return "None";
-    case Kind::Bool: return "bool";
-    case Kind::Int: return "int";
-    case Kind::Float: return "float";
-    case Kind::String: return "str";
-    case Kind::Bytes: return "bytes";
-    case Kind::List: return "list";
-    case Kind::Tuple: return "tuple";
-    case Kind::Dict: return "dict";
-    case Kind::Tensor: return "tensor";
-    case Kind::Global: return "global";
-    case Kind::Storage: return "storage";
-    case Kind::Opaque: return "unsupported object";
+    case Kind::None:
+      return "None";
+    case Kind::Bool:
+      return "bool";
+    case Kind::Int:
+      return "int";
+    case Kind::Float:
+      return "float";
+    case Kind::String:
+      return "str";
+    case Kind::Bytes:
+      return "bytes";
+    case Kind::List:
+      return "list";
+    case Kind::Tuple:
+      return "tuple";
+    case Kind::Dict:
+      return "dict";
+    case Kind::Tensor:
+      return "tensor";
+    case Kind::Global:
+      return "global";
+    case Kind::Storage:
+      return "storage";
+    case Kind::Opaque:
+      return "unsupported object";
   }
   return "?";
 }

@@ -25,11 +25,11 @@ struct PickleNode {
   bool b = false;
   int64_t i = 0;
   double f = 0.0;
-  std::string s;                                     // String, Bytes, Global/Opaque name, Storage key
-  std::vector<PickleValue> items;                    // List, Tuple
+  std::string s;                                          // String, Bytes, Global/Opaque name, Storage key
+  std::vector<PickleValue> items;                         // List, Tuple
   std::vector<std::pair<PickleValue, PickleValue>> dict;  // Dict, in insertion order
-  at::Tensor tensor;                                 // Tensor
-  int64_t storage_dtype = -1;                        // Storage: c10::ScalarType as int
+  at::Tensor tensor;                                      // Tensor
+  int64_t storage_dtype = -1;                             // Storage: c10::ScalarType as int
   int64_t storage_numel = 0;
   int depth = 0;  // nesting depth of containers (bounded by the reader)
 

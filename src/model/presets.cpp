@@ -10,8 +10,7 @@
 namespace vitslim::model {
 namespace {
 
-ModelShape make(int64_t img, int64_t patch, int64_t chans, int64_t dim, int64_t depth,
-                int64_t heads, int64_t classes) {
+ModelShape make(int64_t img, int64_t patch, int64_t chans, int64_t dim, int64_t depth, int64_t heads, int64_t classes) {
   ModelShape s;
   s.img_size = img;
   s.patch_size = patch;
@@ -91,8 +90,8 @@ ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWei
                   std::optional<int64_t> from_weights, bool weights_may_differ) -> int64_t {
     std::optional<int64_t> v = given ? given : from_preset;
     if (v && from_weights && *v != *from_weights && !weights_may_differ) {
-      throw Error(cat("--", flag, " is ", *v, (given ? "" : cat(" (preset ", r.preset, ")")),
-                      " but weights ", w->file, " have ", *from_weights));
+      throw Error(cat("--", flag, " is ", *v, (given ? "" : cat(" (preset ", r.preset, ")")), " but weights ", w->file,
+                      " have ", *from_weights));
     }
     if (!v) v = from_weights;
     if (!v) {
@@ -111,18 +110,16 @@ ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWei
   };
 
   ModelShape s;
-  s.patch_size = pick("patch-size", r.patch_size, field(&ModelShape::patch_size),
-                      from_w(&ShapeFromWeights::patch_size), false);
-  s.in_chans = pick("in-chans", r.in_chans, field(&ModelShape::in_chans),
-                    from_w(&ShapeFromWeights::in_chans), false);
-  s.embed_dim = pick("embed-dim", r.embed_dim, field(&ModelShape::embed_dim),
-                     from_w(&ShapeFromWeights::embed_dim), false);
+  s.patch_size =
+      pick("patch-size", r.patch_size, field(&ModelShape::patch_size), from_w(&ShapeFromWeights::patch_size), false);
+  s.in_chans = pick("in-chans", r.in_chans, field(&ModelShape::in_chans), from_w(&ShapeFromWeights::in_chans), false);
+  s.embed_dim =
+      pick("embed-dim", r.embed_dim, field(&ModelShape::embed_dim), from_w(&ShapeFromWeights::embed_dim), false);
   s.depth = pick("depth", r.depth, field(&ModelShape::depth), from_w(&ShapeFromWeights::depth), false);
-  s.num_heads = pick("num-heads", r.num_heads, field(&ModelShape::num_heads),
-                     from_w(&ShapeFromWeights::num_heads), false);
+  s.num_heads =
+      pick("num-heads", r.num_heads, field(&ModelShape::num_heads), from_w(&ShapeFromWeights::num_heads), false);
   // pos_embed is interpolated to another resolution and the head can be re-initialised.
-  s.img_size = pick("img-size", r.img_size, field(&ModelShape::img_size),
-                    from_w(&ShapeFromWeights::img_size), true);
+  s.img_size = pick("img-size", r.img_size, field(&ModelShape::img_size), from_w(&ShapeFromWeights::img_size), true);
   s.num_classes = pick("num-classes", r.num_classes, field(&ModelShape::num_classes),
                        from_w(&ShapeFromWeights::num_classes), r.reset_head);
   std::optional<double> ratio = r.mlp_ratio ? r.mlp_ratio
@@ -134,12 +131,18 @@ ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWei
   s.mlp_ratio = ratio ? *ratio : (w && w->mlp_ratio ? *w->mlp_ratio : 4.0);
 
   constexpr int64_t kMaxDepth = 1024;
-  for (auto [name, v] : {std::pair<const char*, int64_t>{"img-size", s.img_size}, {"patch-size", s.patch_size},
-                         {"in-chans", s.in_chans}, {"embed-dim", s.embed_dim}, {"depth", s.depth},
-                         {"num-heads", s.num_heads}, {"num-classes", s.num_classes}}) {
-    if (v <= 0) throw Error(cat("--", name, " resolved to ", v, w ? cat(" from weights ", w->file) : "", "; must be positive"));
+  for (auto [name, v] : {std::pair<const char*, int64_t>{"img-size", s.img_size},
+                         {"patch-size", s.patch_size},
+                         {"in-chans", s.in_chans},
+                         {"embed-dim", s.embed_dim},
+                         {"depth", s.depth},
+                         {"num-heads", s.num_heads},
+                         {"num-classes", s.num_classes}}) {
+    if (v <= 0)
+      throw Error(cat("--", name, " resolved to ", v, w ? cat(" from weights ", w->file) : "", "; must be positive"));
   }
-  if (s.depth > kMaxDepth) throw Error(cat("depth ", s.depth, w ? cat(" (weights ", w->file, ")") : "", " exceeds ", kMaxDepth));
+  if (s.depth > kMaxDepth)
+    throw Error(cat("depth ", s.depth, w ? cat(" (weights ", w->file, ")") : "", " exceeds ", kMaxDepth));
   if (!(s.mlp_ratio > 0)) throw Error(cat("mlp ratio ", s.mlp_ratio, " must be positive"));
   if (s.img_size % s.patch_size != 0) {
     throw Error(cat("image size ", s.img_size, " is not a multiple of patch size ", s.patch_size));

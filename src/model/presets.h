@@ -1,4 +1,4 @@
-// Named model presets (DeiT sizes of method.md section 1 plus small configs for Fashion-MNIST
+// Named model presets (DeiT sizes of docs/method.md section 1 plus small configs for Fashion-MNIST
 // and tests) and the resolution of a ModelRequest into a ModelShape.
 #pragma once
 

@@ -20,9 +20,8 @@ constexpr size_t kHeaderAlign = 8;
 
 const std::map<std::string, c10::ScalarType>& dtypes() {
   static const std::map<std::string, c10::ScalarType> kTypes = {
-      {"F64", c10::kDouble}, {"F32", c10::kFloat}, {"F16", c10::kHalf}, {"BF16", c10::kBFloat16},
-      {"I64", c10::kLong},   {"I32", c10::kInt},   {"I16", c10::kShort}, {"I8", c10::kChar},
-      {"U8", c10::kByte},    {"BOOL", c10::kBool},
+      {"F64", c10::kDouble}, {"F32", c10::kFloat}, {"F16", c10::kHalf}, {"BF16", c10::kBFloat16}, {"I64", c10::kLong},
+      {"I32", c10::kInt},    {"I16", c10::kShort}, {"I8", c10::kChar},  {"U8", c10::kByte},       {"BOOL", c10::kBool},
   };
   return kTypes;
 }
@@ -57,7 +56,9 @@ StateDict read_safetensors(const std::string& path) {
   if (!in) throw Error(cat("weights ", path, ": cannot open file"));
   const uint64_t file_size = static_cast<uint64_t>(in.tellg());
   in.seekg(0);
-  auto bad = [&](const std::string& what) { return Error(cat("weights ", path, ": corrupt safetensors file: ", what)); };
+  auto bad = [&](const std::string& what) {
+    return Error(cat("weights ", path, ": corrupt safetensors file: ", what));
+  };
   uint64_t header_size = 0;
   if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_size), 8)) throw bad("shorter than its header");
   if (header_size > kMaxHeaderBytes || header_size > file_size - 8) throw bad("header length out of range");
@@ -98,7 +99,8 @@ StateDict read_safetensors(const std::string& path) {
       uint64_t numel = 1, nbytes = 0;
       for (int64_t d : shape) {
         if (d < 0) throw bad(cat("tensor '", it.key(), "' has a negative dimension"));
-        if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel)) throw bad(cat("tensor '", it.key(), "' is too large"));
+        if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel))
+          throw bad(cat("tensor '", it.key(), "' is too large"));
       }
       if (__builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(dt->second)), &nbytes) ||
           nbytes != offsets[1] - offsets[0]) {
@@ -130,9 +132,8 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     if (header.contains(name)) throw Error(cat("safetensors ", path, ": duplicate tensor name '", name, "'"));
     auto c = t.detach().to(at::kCPU).contiguous();
     const uint64_t bytes = static_cast<uint64_t>(c.numel()) * c.element_size();
-    header[name] = {{"dtype", dtype_name(c.scalar_type())},
-                    {"shape", c.sizes().vec()},
-                    {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", dtype_name(c.scalar_type())}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     contiguous.push_back(c);
   }
@@ -156,7 +157,8 @@ StateDict read_weights(const std::string& path) {
   if (!probe) throw Error(cat("weights ", path, ": cannot open file (missing or unreadable)"));
   char magic[4] = {0, 0, 0, 0};
   probe.read(magic, 4);
-  if (probe.gcount() == 4 && (std::memcmp(magic, "PK\x03\x04", 4) == 0 || static_cast<unsigned char>(magic[0]) == 0x80)) {
+  if (probe.gcount() == 4 &&
+      (std::memcmp(magic, "PK\x03\x04", 4) == 0 || static_cast<unsigned char>(magic[0]) == 0x80)) {
     return read_pth(path);
   }
   if (probe.gcount() < 4) throw Error(cat("weights ", path, ": file is empty or truncated"));

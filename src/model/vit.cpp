@@ -40,10 +40,14 @@ torch::nn::LayerNorm layer_norm(int64_t dim) {
 
 const char* to_string(AttentionMode mode) {
   switch (mode) {
-    case AttentionMode::Full: return "full";
-    case AttentionMode::Diluting: return "diluting";
-    case AttentionMode::Skipped: return "skipped";
-    case AttentionMode::Removed: return "removed";
+    case AttentionMode::Full:
+      return "full";
+    case AttentionMode::Diluting:
+      return "diluting";
+    case AttentionMode::Skipped:
+      return "skipped";
+    case AttentionMode::Removed:
+      return "removed";
   }
   return "?";
 }
@@ -75,8 +79,8 @@ torch::Tensor AttentionImpl::forward_cls(const torch::Tensor& x) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2), D = C / num_heads;
   auto w = qkv->weight, b = qkv->bias;  // [3C, C], [3C]: rows q | k | v
   auto q = torch::nn::functional::linear(x.narrow(1, 0, 1), w.narrow(0, 0, C), b.narrow(0, 0, C));  // [B, 1, C]
-  auto kv = torch::nn::functional::linear(x, w.narrow(0, C, 2 * C), b.narrow(0, C, 2 * C));        // [B, N, 2C]
-  kv = kv.reshape({B, N, 2, num_heads, D}).permute({2, 0, 3, 1, 4});                              // [2, B, H, N, D]
+  auto kv = torch::nn::functional::linear(x, w.narrow(0, C, 2 * C), b.narrow(0, C, 2 * C));         // [B, N, 2C]
+  kv = kv.reshape({B, N, 2, num_heads, D}).permute({2, 0, 3, 1, 4});                                // [2, B, H, N, D]
   auto out = at::scaled_dot_product_attention(q.reshape({B, 1, num_heads, D}).transpose(1, 2), kv[0], kv[1]);
   return proj(out.transpose(1, 2).reshape({B, 1, C}));  // [B, 1, C]
 }
@@ -92,8 +96,7 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   return fc2(torch::gelu(fc1(x)));  // exact (erf) GELU, [B, N, 4C] inside
 }
 
-BlockImpl::BlockImpl(int64_t dim, int64_t num_heads, double mlp_ratio, double drop_path)
-    : drop_path_(drop_path) {
+BlockImpl::BlockImpl(int64_t dim, int64_t num_heads, double mlp_ratio, double drop_path) : drop_path_(drop_path) {
   norm1 = register_module("norm1", layer_norm(dim));
   attn = register_module("attn", Attention(dim, num_heads));
   norm2 = register_module("norm2", layer_norm(dim));
@@ -153,11 +156,14 @@ torch::Tensor BlockImpl::forward(torch::Tensor x) {
 torch::Tensor BlockImpl::forward_cls(const torch::Tensor& x) {
   auto cls = x.narrow(1, 0, 1);  // [B, 1, C]
   switch (mode_) {
-    case AttentionMode::Full: cls = cls + drop_path(attn->forward_cls(norm1(x))); break;
+    case AttentionMode::Full:
+      cls = cls + drop_path(attn->forward_cls(norm1(x)));
+      break;
     case AttentionMode::Diluting:
       cls = (2.0 - lambda_) * cls + lambda_ * drop_path(attn->forward_cls(norm1(x)));
       break;
-    case AttentionMode::Skipped: break;
+    case AttentionMode::Skipped:
+      break;
     case AttentionMode::Removed:
       if (removed_factor_ != 1.0) cls = removed_factor_ * cls;
       break;
@@ -165,8 +171,7 @@ torch::Tensor BlockImpl::forward_cls(const torch::Tensor& x) {
   return cls + drop_path(mlp(norm2(cls)));
 }
 
-VisionTransformerImpl::VisionTransformerImpl(const ModelShape& shape, double drop_path_rate)
-    : shape_(shape) {
+VisionTransformerImpl::VisionTransformerImpl(const ModelShape& shape, double drop_path_rate) : shape_(shape) {
   const int64_t C = shape.embed_dim;
   patch_embed = register_module("patch_embed", PatchEmbed(shape.in_chans, C, shape.patch_size));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, C}));
@@ -192,9 +197,7 @@ Block& VisionTransformerImpl::block(int64_t i) {
   return block_refs_[static_cast<size_t>(i)];
 }
 
-void VisionTransformerImpl::set_mode(int64_t i, AttentionMode mode, double lambda) {
-  block(i)->set_mode(mode, lambda);
-}
+void VisionTransformerImpl::set_mode(int64_t i, AttentionMode mode, double lambda) { block(i)->set_mode(mode, lambda); }
 
 void VisionTransformerImpl::set_taps(bool on) {
   for (auto& blk : block_refs_) blk->set_taps(on);
@@ -237,14 +240,14 @@ std::vector<std::string> VisionTransformerImpl::no_weight_decay_names() const {
 void VisionTransformerImpl::check_input(const torch::Tensor& images) const {
   if (images.dim() != 4 || images.size(1) != shape_.in_chans || images.size(2) != shape_.img_size ||
       images.size(3) != shape_.img_size) {
-    throw Error(cat("model input has shape ", images.sizes(), ", expected [B, ", shape_.in_chans, ", ",
-                    shape_.img_size, ", ", shape_.img_size, "]"));
+    throw Error(cat("model input has shape ", images.sizes(), ", expected [B, ", shape_.in_chans, ", ", shape_.img_size,
+                    ", ", shape_.img_size, "]"));
   }
 }
 
 torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& images) {
   check_input(images);
-  auto x = patch_embed(images);                                                 // [B, N, C]
+  auto x = patch_embed(images);                                                  // [B, N, C]
   return torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;  // [B, N+1, C]
 }
 
@@ -271,8 +274,8 @@ torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
   // gradient), so computing it alone is exact: ~7% fewer multiply-adds for DeiT-Ti.
   if (block_refs_.back()->taps_on()) return forward_head(forward_features(images));
   auto x = run_blocks(embed(images), 0, shape_.depth - 1);  // [B, N+1, C]
-  x = block_refs_.back()->forward_cls(x);                    // [B, 1, C]
-  return head(norm(x).select(1, 0));       // [B, K]
+  x = block_refs_.back()->forward_cls(x);                   // [B, 1, C]
+  return head(norm(x).select(1, 0));                        // [B, K]
 }
 
 }  // namespace vitslim::model

@@ -1,4 +1,4 @@
-// The VisionTransformer of vitslim (DeiT/timm semantics, method.md section 1), one class
+// The VisionTransformer of vitslim (DeiT/timm semantics, docs/method.md section 1), one class
 // configured by a ModelShape. Every block carries an attention mode settable at run time:
 //   Full      x = x + DropPath(Attn(LN1 x))                       (ordinary block)
 //   Diluting  x = (2 - lambda) x + lambda DropPath(Attn(LN1 x))   (dilution learning, section 4)
@@ -102,9 +102,9 @@ class VisionTransformerImpl : public torch::nn::Module {
   torch::Tensor forward_head(const torch::Tensor& features);    // [B, N+1, C] -> [B, K]
   // Pieces of forward_features for callers that restart from a block boundary (NOSE's prefix
   // cache): embed = patches + CLS + pos_embed; run_blocks applies blocks [from, to).
-  torch::Tensor embed(const torch::Tensor& images);                  // -> [B, N+1, C]
+  torch::Tensor embed(const torch::Tensor& images);                     // -> [B, N+1, C]
   torch::Tensor run_blocks(torch::Tensor x, int64_t from, int64_t to);  // [B, N+1, C] -> same
-  torch::Tensor cls_feature(const torch::Tensor& x);                 // final norm, CLS: [B, N+1, C] -> [B, C]
+  torch::Tensor cls_feature(const torch::Tensor& x);                    // final norm, CLS: [B, N+1, C] -> [B, C]
 
   const ModelShape& shape() const { return shape_; }
   int64_t depth() const { return shape_.depth; }

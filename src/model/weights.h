@@ -14,9 +14,9 @@
 namespace vitslim::model {
 
 struct StateDict {
-  std::string file;                                     // where it came from (for messages)
+  std::string file;                                         // where it came from (for messages)
   std::vector<std::pair<std::string, at::Tensor>> tensors;  // in file order
-  std::map<std::string, std::string> metadata;          // safetensors __metadata__
+  std::map<std::string, std::string> metadata;              // safetensors __metadata__
 
   const at::Tensor* find(const std::string& name) const;
   void erase(const std::string& name);

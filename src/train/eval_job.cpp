@@ -31,14 +31,15 @@ EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& datase
     std::vector<int64_t> chunk(indices.begin() + static_cast<std::ptrdiff_t>(lo),
                                indices.begin() + static_cast<std::ptrdiff_t>(hi));
     auto batch = data::load_batch(dataset, chunk, mean, std, model->shape());
-    auto logits = model->forward(batch.images);                   // [B, K]
-    auto top = std::get<1>(logits.topk(k, 1));                     // [B, k]
-    auto hit = top.eq(batch.labels.unsqueeze(1));                  // [B, k]
+    auto logits = model->forward(batch.images);    // [B, K]
+    auto top = std::get<1>(logits.topk(k, 1));     // [B, k]
+    auto hit = top.eq(batch.labels.unsqueeze(1));  // [B, k]
     counts.top1 += hit.select(1, 0).sum().item<int64_t>();
     counts.top5 += hit.any(1).sum().item<int64_t>();
-    counts.loss_sum += torch::nn::functional::cross_entropy(
-                           logits, batch.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                           .item<double>();
+    counts.loss_sum +=
+        torch::nn::functional::cross_entropy(logits, batch.labels,
+                                             torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+            .item<double>();
     counts.images += static_cast<int64_t>(chunk.size());
   }
   return counts;
@@ -96,12 +97,21 @@ EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const Ev
               static_cast<long long>(all.top1), static_cast<long long>(all.images),
               static_cast<long long>(std::min<int64_t>(kTopK, shape.num_classes)), top5, loss, seconds);
   if (!eval.json.empty()) {
-    nlohmann::json j = {{"program", "vitslim"}, {"version", kVersion}, {"job", "eval"},
-                        {"model", {{"shape", shape.describe()}, {"weights", model_request.weights},
-                                   {"removed_layers", model->removed_blocks()}}},
+    nlohmann::json j = {{"program", "vitslim"},
+                        {"version", kVersion},
+                        {"job", "eval"},
+                        {"model",
+                         {{"shape", shape.describe()},
+                          {"weights", model_request.weights},
+                          {"removed_layers", model->removed_blocks()}}},
                         {"data", {{"data_set", data.dataset}, {"split", data.split}, {"mean", mean}, {"std", stdev}}},
-                        {"images", all.images}, {"top1_correct", all.top1}, {"top5_correct", all.top5},
-                        {"top1", top1}, {"top5", top5}, {"loss", loss}, {"world_size", mpi.world_size()},
+                        {"images", all.images},
+                        {"top1_correct", all.top1},
+                        {"top5_correct", all.top5},
+                        {"top1", top1},
+                        {"top5", top5},
+                        {"loss", loss},
+                        {"world_size", mpi.world_size()},
                         {"seconds", seconds}};
     write_file_atomic(eval.json, j.dump(2) + "\n");
   }

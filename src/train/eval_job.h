@@ -8,12 +8,12 @@
 
 #include "core/runtime.h"
 #include "core/shape.h"
-#include "data/settings.h"
-#include "model/request.h"
-#include "train/settings.h"
 #include "data/dataset.h"
+#include "data/settings.h"
 #include "dist/mpi_session.h"
+#include "model/request.h"
 #include "model/vit.h"
+#include "train/settings.h"
 
 namespace vitslim::train {
 

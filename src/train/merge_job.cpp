@@ -35,7 +35,8 @@ Selection selected_blocks(const Checkpoint& ck) {
     if (mode == "diluting") {
       if (lambda != 0.0) {
         throw Error(cat("checkpoint ", ck.path, ": block ", b, " is still diluting at lambda ", fmt(lambda),
-                        " (global step ", ck.state.global_step, "); merge needs every diluted block at lambda 0: train past ",
+                        " (global step ", ck.state.global_step,
+                        "); merge needs every diluted block at lambda 0: train past ",
                         "--decay-epochs and merge a later checkpoint"));
       }
       s.diluting.push_back(static_cast<int64_t>(b));
@@ -83,7 +84,8 @@ void run_merge(const MergeConfig& m, const RuntimeConfig& runtime, const dist::M
   compact->eval();
   const ModelShape& shape = compact->shape();
   log_info(cat("merge: ", shape.describe(), "; attention removed in blocks ", join_list(compact->removed_blocks()),
-               " (", sel.diluting.size(), " merged now at lambda 0, ", sel.removed.size(), " removed during training)"));
+               " (", sel.diluting.size(), " merged now at lambda 0, ", sel.removed.size(),
+               " removed during training)"));
 
   torch::manual_seed(runtime.seed);
   auto images = torch::randn({m.check_images, shape.in_chans, shape.img_size, shape.img_size});  // [N, C, H, W]
@@ -91,8 +93,8 @@ void run_merge(const MergeConfig& m, const RuntimeConfig& runtime, const dist::M
   const auto want = reference->forward(images);  // [N, K]
   const double diff = max_abs_diff(compact->forward(images), want);
   if (!(diff <= kExactTolerance)) {
-    throw Error(cat("merge: the compact model's logits differ from the checkpoint's by ", diff, " (> ",
-                    kExactTolerance, "); nothing written"));
+    throw Error(cat("merge: the compact model's logits differ from the checkpoint's by ", diff, " (> ", kExactTolerance,
+                    "); nothing written"));
   }
   double fold_diff = 0;
   bool folded = false;
@@ -113,12 +115,18 @@ void run_merge(const MergeConfig& m, const RuntimeConfig& runtime, const dist::M
               m.checkpoint.c_str(), m.out.c_str(), join_list(compact->removed_blocks()).c_str(), before / 1e6,
               params / 1e6, diff, folded ? cat(", folded (diff ", fmt(fold_diff, 3), ")").c_str() : "");
   if (!m.json.empty()) {
-    nlohmann::json j = {{"program", "vitslim"},   {"version", kVersion},
-                        {"job", "merge"},         {"checkpoint", m.checkpoint},
-                        {"out", m.out},           {"removed_layers", compact->removed_blocks()},
-                        {"merged_now", sel.diluting}, {"params_before", before},
-                        {"params_after", params}, {"max_abs_diff", diff},
-                        {"folded", folded},       {"fold_max_abs_diff", fold_diff},
+    nlohmann::json j = {{"program", "vitslim"},
+                        {"version", kVersion},
+                        {"job", "merge"},
+                        {"checkpoint", m.checkpoint},
+                        {"out", m.out},
+                        {"removed_layers", compact->removed_blocks()},
+                        {"merged_now", sel.diluting},
+                        {"params_before", before},
+                        {"params_after", params},
+                        {"max_abs_diff", diff},
+                        {"folded", folded},
+                        {"fold_max_abs_diff", fold_diff},
                         {"check_images", m.check_images}};
     write_file_atomic(m.json, j.dump(2) + "\n");
   }

@@ -7,8 +7,8 @@
 #pragma once
 
 #include "core/runtime.h"
-#include "train/settings.h"
 #include "dist/mpi_session.h"
+#include "train/settings.h"
 
 namespace vitslim::train {
 

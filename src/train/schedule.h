@@ -1,4 +1,4 @@
-// Per-step schedules of the fine-tuning recipe (method.md sections 4-5), pure functions of the
+// Per-step schedules of the fine-tuning recipe (docs/method.md sections 4-5), pure functions of the
 // step so that a resumed run reproduces them exactly:
 //  - learning rate: linear warm-up from warmup_lr to the peak, then cosine down to min_lr;
 //  - dilution lambda: max(0, 1 - epoch / decay_epochs) with the 0-based epoch (per epoch), or
@@ -10,7 +10,7 @@
 namespace vitslim::train {
 
 struct LrSchedule {
-  double peak = 5e-4;      // after scaling by the global batch
+  double peak = 5e-4;  // after scaling by the global batch
   double warmup_lr = 1e-6;
   double min_lr = 1e-5;
   int64_t warmup_steps = 0;

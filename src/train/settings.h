@@ -49,15 +49,16 @@ struct TrainConfig {
   void declare(Options& o) {
     o.group("train", "Training (DeiT recipe; --remove-layers names the blocks that dilute)");
     o.add("epochs", epochs, "training epochs", positive());
-    o.add("decay-epochs", decay_epochs, "lambda = max(0, 1 - epoch / decay-epochs) (default 0.75 x epochs; paper 299 of 400)",
-          positive());
+    o.add("decay-epochs", decay_epochs,
+          "lambda = max(0, 1 - epoch / decay-epochs) (default 0.75 x epochs; paper 299 of 400)", positive());
     o.add_switch("lambda-per-step", lambda_per_step, "interpolate lambda per step instead of per epoch");
     o.add("steps-per-epoch", steps_per_epoch, "optimizer steps per epoch (0: one pass over the split)", at_least(0));
     o.add("lr", lr, "learning rate per 512 images of global batch", positive());
     o.add("warmup-lr", warmup_lr, "learning rate at step 0", at_least(0));
     o.add("min-lr", min_lr, "floor of the cosine schedule", at_least(0));
     o.add("warmup-epochs", warmup_epochs, "linear warm-up length", at_least(0));
-    o.add("weight-decay", weight_decay, "AdamW decoupled decay (none on 1-D parameters, pos_embed, cls_token)", at_least(0));
+    o.add("weight-decay", weight_decay, "AdamW decoupled decay (none on 1-D parameters, pos_embed, cls_token)",
+          at_least(0));
     o.add("beta1", beta1, "AdamW beta1", half_open(0, 1));
     o.add("beta2", beta2, "AdamW beta2", half_open(0, 1));
     o.add("opt-eps", eps, "AdamW epsilon", positive());
@@ -68,19 +69,21 @@ struct TrainConfig {
     o.add("mixup", mixup, "mixup alpha (0: off)", at_least(0));
     o.add("cutmix", cutmix, "cutmix alpha (0: off)", at_least(0));
     o.add("mixup-prob", mixup_prob, "probability of mixing a batch", closed(0, 1));
-    o.add("mixup-switch-prob", mixup_switch_prob, "probability of cutmix instead of mixup when both are on", closed(0, 1));
-    o.add("repeated-aug", repeated_aug, "repeated augmentation: each image this many times per epoch, on different ranks (DeiT: 3)",
-          positive());
+    o.add("mixup-switch-prob", mixup_switch_prob, "probability of cutmix instead of mixup when both are on",
+          closed(0, 1));
+    o.add("repeated-aug", repeated_aug,
+          "repeated augmentation: each image this many times per epoch, on different ranks (DeiT: 3)", positive());
     o.add_switch("drop-last", drop_last, "drop the last incomplete global batch of an epoch");
     o.add("eval-images", eval_images, "test images per evaluation (0: all)", at_least(0));
     o.add("entropy-images", entropy_images, "calibration images of the per-epoch entropy trace (0: off)", at_least(0));
     o.add("out-dir", out_dir, "checkpoints, train.h5, train.json, best.safetensors and final.safetensors");
-    o.add("checkpoint-steps", checkpoint_steps, "also checkpoint every N optimizer steps (0: at epoch ends only)", at_least(0));
+    o.add("checkpoint-steps", checkpoint_steps, "also checkpoint every N optimizer steps (0: at epoch ends only)",
+          at_least(0));
     o.add("keep-last", keep_last, "rolling checkpoints kept", positive());
     o.add_switch("resume", resume, "continue from the latest checkpoint in --out-dir");
     o.add("bucket-mb", bucket_mb, "gradient all-reduce bucket size (MiB)", positive());
-    o.add("first-bucket-mb", first_bucket_mb, "size of the first bucket (MiB), so the first all-reduce starts early in backward",
-          positive());
+    o.add("first-bucket-mb", first_bucket_mb,
+          "size of the first bucket (MiB), so the first all-reduce starts early in backward", positive());
     o.add_enum("device", device, "one GPU per rank with cuda", kDeviceNames);
     o.add_switch("bf16", bf16, "bf16 autocast (CUDA)");
     o.add("log-every", log_every, "progress line every N steps when stderr is not a terminal", positive());
@@ -119,8 +122,8 @@ struct MergeConfig {
     o.add("out", out, "compact model (.safetensors)");
     o.add_switch("fold-residual", fold_residual,
                  "fold the 2x residual factors into the weights: removed blocks become plain MLP blocks");
-    o.add("check-images", check_images, "random inputs on which the compact model must reproduce the checkpoint's logits",
-          positive());
+    o.add("check-images", check_images,
+          "random inputs on which the compact model must reproduce the checkpoint's logits", positive());
     o.add("json", json, "JSON summary");
   }
   void validate() const {

@@ -30,12 +30,22 @@ std::string checkpoint_path(const std::string& out_dir, int64_t global_step) {
 void write_checkpoint(const std::string& path, const TrainState& s,
                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       std::map<std::string, std::string> model_metadata) {
-  nlohmann::json j = {{"format", kFormat},           {"epoch", s.epoch},           {"step_in_epoch", s.step_in_epoch},
-                      {"global_step", s.global_step}, {"modes", s.modes},           {"lambdas", s.lambdas},
-                      {"best_top1", s.best_top1},     {"best_epoch", s.best_epoch}, {"world_size", s.world_size},
-                      {"seed", s.seed},               {"config", s.config},         {"epoch_loss_sum", s.epoch_loss_sum},
-                      {"epoch_images", s.epoch_images}, {"epoch_seconds", s.epoch_seconds},
-                      {"dilute_layers", s.dilute_layers}, {"global_batch", s.global_batch}};
+  nlohmann::json j = {{"format", kFormat},
+                      {"epoch", s.epoch},
+                      {"step_in_epoch", s.step_in_epoch},
+                      {"global_step", s.global_step},
+                      {"modes", s.modes},
+                      {"lambdas", s.lambdas},
+                      {"best_top1", s.best_top1},
+                      {"best_epoch", s.best_epoch},
+                      {"world_size", s.world_size},
+                      {"seed", s.seed},
+                      {"config", s.config},
+                      {"epoch_loss_sum", s.epoch_loss_sum},
+                      {"epoch_images", s.epoch_images},
+                      {"epoch_seconds", s.epoch_seconds},
+                      {"dilute_layers", s.dilute_layers},
+                      {"global_batch", s.global_batch}};
   model_metadata[kTrainStateKey] = j.dump();
   model::write_safetensors(path, tensors, model_metadata);
 }
@@ -48,7 +58,8 @@ Checkpoint read_checkpoint(const std::string& path) {
   if (meta == dict.metadata.end()) throw Error(cat("checkpoint ", path, ": no ", kTrainStateKey, " metadata"));
   try {
     const auto j = nlohmann::json::parse(meta->second);
-    if (j.at("format").get<int>() != kFormat) throw Error(cat("checkpoint ", path, ": unknown format ", j.at("format")));
+    if (j.at("format").get<int>() != kFormat)
+      throw Error(cat("checkpoint ", path, ": unknown format ", j.at("format")));
     TrainState& s = ckpt.state;
     s.epoch = j.at("epoch").get<int64_t>();
     s.step_in_epoch = j.at("step_in_epoch").get<int64_t>();
@@ -65,7 +76,8 @@ Checkpoint read_checkpoint(const std::string& path) {
     s.epoch_seconds = j.at("epoch_seconds").get<double>();
     s.dilute_layers = j.at("dilute_layers").get<std::vector<int64_t>>();
     s.global_batch = j.at("global_batch").get<int64_t>();
-    if (s.modes.size() != s.lambdas.size()) throw Error(cat("checkpoint ", path, ": modes and lambdas differ in length"));
+    if (s.modes.size() != s.lambdas.size())
+      throw Error(cat("checkpoint ", path, ": modes and lambdas differ in length"));
   } catch (const nlohmann::json::exception& e) {
     throw Error(cat("checkpoint ", path, ": malformed ", kTrainStateKey, " (", e.what(), ")"));
   }

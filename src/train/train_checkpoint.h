@@ -5,8 +5,9 @@
 //   ema/<name>                   model EMA (when on)
 // and the metadata key "vitslim.train_state": JSON with epoch, step in epoch, global step,
 // per-block attention mode and lambda, best accuracy so far, world size, seed and the resolved
-// configuration, next to the model description (vitslim.num_heads, ...). Every random draw of training is a function of (seed, rank, step), so no
-// generator state needs saving. Files are named step-<global step>.safetensors; the last K are kept.
+// configuration, next to the model description (vitslim.num_heads, ...). Every random draw of training is a function of
+// (seed, rank, step), so no generator state needs saving. Files are named step-<global step>.safetensors; the last K
+// are kept.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -20,14 +21,14 @@
 namespace vitslim::train {
 
 struct TrainState {
-  int64_t epoch = 0;          // epoch to run next (or the one in progress)
-  int64_t step_in_epoch = 0;  // optimizer steps of `epoch` already done
-  int64_t global_step = 0;    // optimizer steps done in total
+  int64_t epoch = 0;               // epoch to run next (or the one in progress)
+  int64_t step_in_epoch = 0;       // optimizer steps of `epoch` already done
+  int64_t global_step = 0;         // optimizer steps done in total
   std::vector<std::string> modes;  // per block: Full, Diluting, Removed
   std::vector<double> lambdas;     // per block
-  double best_top1 = -1;      // best top-1 among epochs with every diluted block at lambda 0
+  double best_top1 = -1;           // best top-1 among epochs with every diluted block at lambda 0
   int64_t best_epoch = -1;
-  double epoch_loss_sum = 0;    // this epoch so far: summed step losses, images, seconds
+  double epoch_loss_sum = 0;  // this epoch so far: summed step losses, images, seconds
   int64_t epoch_images = 0;
   double epoch_seconds = 0;
   std::vector<int64_t> dilute_layers;  // what the run dilutes
@@ -40,7 +41,7 @@ struct TrainState {
 struct Checkpoint {
   std::string path;
   TrainState state;
-  std::map<std::string, at::Tensor> tensors;  // by full key (model/..., optim/..., ema/...)
+  std::map<std::string, at::Tensor> tensors;    // by full key (model/..., optim/..., ema/...)
   std::map<std::string, std::string> metadata;  // the file's metadata (model description too)
 };
 

@@ -14,8 +14,8 @@
 #include <limits>
 #include <map>
 #include <memory>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "core/atomic_file.h"
@@ -56,13 +56,13 @@ constexpr int64_t kMiB = 1 << 20;
 // Salts that separate the random streams drawn from (seed, rank, step).
 constexpr uint64_t kSaltTorch = 0x746f726368ULL;  // drop-path (LibTorch's generator)
 constexpr uint64_t kSaltMix = 0x6d69787570ULL;    // mixup / cutmix decisions
-constexpr uint64_t kSaltAugment = 0x617567ULL;     // per-image augmentation streams
+constexpr uint64_t kSaltAugment = 0x617567ULL;    // per-image augmentation streams
 constexpr uint64_t kEntropySeedSalt = 0x656e74ULL;
 // Step trace columns (docs/hdf5-schema.md).
-const std::vector<std::string> kStepColumns = {"global_step", "epoch", "loss", "lr", "grad_norm", "images_per_s",
-                                               "data_seconds", "comm_wait_seconds"};
-const std::vector<std::string> kEpochColumns = {"epoch", "train_loss", "top1", "top5", "eval_loss", "seconds",
-                                                "images"};
+const std::vector<std::string> kStepColumns = {"global_step", "epoch",        "loss",         "lr",
+                                               "grad_norm",   "images_per_s", "data_seconds", "comm_wait_seconds"};
+const std::vector<std::string> kEpochColumns = {"epoch",     "train_loss", "top1",  "top5",
+                                                "eval_loss", "seconds",    "images"};
 
 std::string join_names(const std::vector<std::string>& names) {
   std::string out;
@@ -102,7 +102,7 @@ class Trainer {
   double current_lambda(int64_t epoch) const { return lambda_.at(epoch, state_.global_step); }
   bool all_removed();
   std::vector<double> block_lambdas();  // per block: 1 full, lambda diluting, 0 removed
-  std::optional<Checkpoint> chosen_;     // rank 0: the checkpoint choose_checkpoint() read
+  std::optional<Checkpoint> chosen_;    // rank 0: the checkpoint choose_checkpoint() read
 
   TrainInputs c_;
   const TrainConfig& t_;
@@ -138,8 +138,10 @@ class Trainer {
 void Trainer::setup() {
   model::use_default_preset(c_.model);
   if (t_.device == Device::Cuda) {
-    if (!torch::cuda::is_available()) throw Error("--device cuda: no CUDA device is available to this build of LibTorch");
-    device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(mpi_.local_rank() % torch::cuda::device_count()));
+    if (!torch::cuda::is_available())
+      throw Error("--device cuda: no CUDA device is available to this build of LibTorch");
+    device_ =
+        torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(mpi_.local_rank() % torch::cuda::device_count()));
   }
   model_ = model::build_model(c_.model, c_.runtime.seed);
   const ModelShape& shape = model_->shape();
@@ -165,7 +167,8 @@ void Trainer::setup() {
     throw Error(cat("--eval-images ", eval_images_, " is more than the ", eval_set_->size(), " test images"));
   }
   if (t_.entropy_images > train_set_->size()) {
-    throw Error(cat("--entropy-images ", t_.entropy_images, " is more than the ", train_set_->size(), " training images"));
+    throw Error(
+        cat("--entropy-images ", t_.entropy_images, " is more than the ", train_set_->size(), " training images"));
   }
   entropy_indices_ = data::calibration_indices(train_set_->size(), t_.entropy_images,
                                                data::mix_seed(c_.runtime.seed, kEntropySeedSalt));
@@ -174,11 +177,12 @@ void Trainer::setup() {
                                                         c_.runtime.seed, t_.repeated_aug);
   micro_batch_ = c_.data.batch_size;
   const int64_t per_step = micro_batch_ * t_.accum_steps;
-  const int64_t full = t_.drop_last ? sampler_->samples_per_rank() / per_step
-                                    : (sampler_->samples_per_rank() + per_step - 1) / per_step;
+  const int64_t full =
+      t_.drop_last ? sampler_->samples_per_rank() / per_step : (sampler_->samples_per_rank() + per_step - 1) / per_step;
   if (full == 0) {
     throw Error(cat("--batch-size ", micro_batch_, " x --accum-steps ", t_.accum_steps, " is more than the ",
-                    sampler_->samples_per_rank(), " images each of the ", mpi_.world_size(), " rank(s) gets per epoch"));
+                    sampler_->samples_per_rank(), " images each of the ", mpi_.world_size(),
+                    " rank(s) gets per epoch"));
   }
   if (t_.steps_per_epoch > full) {
     throw Error(cat("--steps-per-epoch ", t_.steps_per_epoch, " is more than the ", full,
@@ -222,8 +226,9 @@ void Trainer::setup() {
                  ": the diluted blocks keep their attention and no epoch qualifies for best.safetensors"));
   }
   log_info(cat("train: ", train_set_->name(), " ", train_set_->size(), " images, ", mpi_.world_size(), " rank(s) x ",
-               micro_batch_, " x ", t_.accum_steps, " accumulation = global batch ", global_batch_, ", ", steps_per_epoch_,
-               " steps/epoch x ", t_.epochs, " epochs, peak lr ", fmt(lr_.peak, 3), ", backend ", comm_->backend()));
+               micro_batch_, " x ", t_.accum_steps, " accumulation = global batch ", global_batch_, ", ",
+               steps_per_epoch_, " steps/epoch x ", t_.epochs, " epochs, peak lr ", fmt(lr_.peak, 3), ", backend ",
+               comm_->backend()));
 }
 
 std::vector<double> Trainer::block_lambdas() {
@@ -363,14 +368,16 @@ void Trainer::resume_or_start() {
       auto it = ckpt.tensors.find(kModelPrefix + name);
       if (it == ckpt.tensors.end()) throw Error(cat("checkpoint ", ckpt.path, ": no tensor ", kModelPrefix, name));
       if (!it->second.sizes().equals(p.sizes())) {
-        throw Error(cat("checkpoint ", ckpt.path, ": ", name, " has shape ", it->second.sizes(), ", the model ", p.sizes()));
+        throw Error(
+            cat("checkpoint ", ckpt.path, ": ", name, " has shape ", it->second.sizes(), ", the model ", p.sizes()));
       }
       p.copy_(it->second);
       auto ema = ckpt.tensors.find(kEmaPrefix + name);
       if (t_.ema_decay > 0 && ema != ckpt.tensors.end()) ema_[name] = ema->second.to(device_);
     }
     for (auto& [key, tensor] : ckpt.tensors) {
-      if (key.rfind(kOptimPrefix, 0) == 0) optim.emplace(key.substr(std::string(kOptimPrefix).size()), tensor.to(device_));
+      if (key.rfind(kOptimPrefix, 0) == 0)
+        optim.emplace(key.substr(std::string(kOptimPrefix).size()), tensor.to(device_));
     }
     optimizer_->load_state(optim, s.global_step);
     log_info(cat("resumed from ", ckpt.path, ": epoch ", s.epoch, ", step ", s.step_in_epoch, "/", steps_per_epoch_,
@@ -430,21 +437,22 @@ void Trainer::open_trace(int64_t resume_step) {
       break;
     }
   }
-  trace_ = std::make_unique<io::TraceFile>(
-      path,
-      std::map<std::string, std::string>{{"program", "vitslim"},
-                                         {"version", kVersion},
-                                         {"schema", "vitslim-trace/1"},
-                                         {"job", "train"},
-                                         {"created", utc_timestamp()},
-                                         {"config", c_.config_ini},
-                                         {"model_shape", model_->shape().describe()}},
-      /*keep_partial_on_error=*/true);
+  trace_ =
+      std::make_unique<io::TraceFile>(path,
+                                      std::map<std::string, std::string>{{"program", "vitslim"},
+                                                                         {"version", kVersion},
+                                                                         {"schema", "vitslim-trace/1"},
+                                                                         {"job", "train"},
+                                                                         {"created", utc_timestamp()},
+                                                                         {"config", c_.config_ini},
+                                                                         {"model_shape", model_->shape().describe()}},
+                                      /*keep_partial_on_error=*/true);
   trace_->create_series("/train/step", static_cast<int64_t>(kStepColumns.size()), "one row per optimizer step");
   trace_->create_series("/train/step_lambda", depth, "lambda of every block at each step (1 full, 0 removed)");
   trace_->create_series("/train/epoch", static_cast<int64_t>(kEpochColumns.size()), "one row per epoch");
   trace_->create_series("/train/epoch_lambda", depth, "lambda of every block during each epoch's evaluation");
-  trace_->create_series("/train/entropy_attn", depth, "entropy of each attention branch after each epoch (NaN removed)");
+  trace_->create_series("/train/entropy_attn", depth,
+                        "entropy of each attention branch after each epoch (NaN removed)");
   trace_->create_series("/train/entropy_mlp", depth, "entropy of each MLP branch after each epoch");
   trace_->set_attribute("/train/step", "columns", join_names(kStepColumns));
   trace_->set_attribute("/train/epoch", "columns", join_names(kEpochColumns));
@@ -508,8 +516,9 @@ bool Trainer::train_step(int64_t epoch) {
     const auto data_start = Clock::now();
     auto batch = loader_->next();
     const uint64_t stream = static_cast<uint64_t>(state_.global_step * t_.accum_steps + m);
-    const auto mix = data::draw_mix(mixup_, batch.images.size(2), batch.images.size(3),
-                                    data::mix_seed(c_.runtime.seed ^ kSaltMix, static_cast<uint64_t>(mpi_.rank()), stream));
+    const auto mix =
+        data::draw_mix(mixup_, batch.images.size(2), batch.images.size(3),
+                       data::mix_seed(c_.runtime.seed ^ kSaltMix, static_cast<uint64_t>(mpi_.rank()), stream));
     auto targets = data::apply_mix(batch.images, batch.labels, mix, mixup_);  // [B, K]
     auto images_dev = batch.images.to(device_, /*non_blocking=*/true);
     targets = targets.to(device_, /*non_blocking=*/true);
@@ -564,8 +573,8 @@ bool Trainer::train_step(int64_t epoch) {
   const double rate = static_cast<double>(images * mpi_.world_size()) / seconds;
   if (trace_) {
     const double wait = reducer_ ? reducer_->stats().last_wait_seconds : 0.0;
-    trace_->append("/train/step", {static_cast<double>(state_.global_step), static_cast<double>(epoch), loss, lr,
-                                   norm, rate, data_seconds, wait});
+    trace_->append("/train/step", {static_cast<double>(state_.global_step), static_cast<double>(epoch), loss, lr, norm,
+                                   rate, data_seconds, wait});
     trace_->append("/train/step_lambda", block_lambdas());
     trace_->flush();
   }
@@ -600,7 +609,8 @@ void Trainer::end_epoch(int64_t epoch, double train_loss, double seconds, int64_
   state_.epoch_seconds = 0;
   if (mpi_.rank() == 0) {
     if (t_.entropy_images > 0) {
-      const auto h = entropy::branch_entropies(model_, *train_set_, entropy_indices_, norm_.mean, norm_.std, micro_batch_);
+      const auto h =
+          entropy::branch_entropies(model_, *train_set_, entropy_indices_, norm_.mean, norm_.std, micro_batch_);
       trace_->append("/train/entropy_attn", h.attn);
       trace_->append("/train/entropy_mlp", h.mlp);
     }
@@ -617,9 +627,12 @@ void Trainer::end_epoch(int64_t epoch, double train_loss, double seconds, int64_
       state_.best_epoch = epoch;
       export_model("best.safetensors", false);
     }
-    log_info(cat("epoch ", epoch + 1, "/", t_.epochs, ": train loss ", fmt(train_loss), ", top-1 ", fmt(top1), "%, top-5 ",
-                 fmt(top5), "%, eval loss ", fmt(eval_loss), ", lambda ", fmt(min_lambda, 3),
-                 best ? " (best)" : eligible ? "" : " (not final)", ", ", fmt(seconds, 3), " s"));
+    log_info(cat("epoch ", epoch + 1, "/", t_.epochs, ": train loss ", fmt(train_loss), ", top-1 ", fmt(top1),
+                 "%, top-5 ", fmt(top5), "%, eval loss ", fmt(eval_loss), ", lambda ", fmt(min_lambda, 3),
+                 best       ? " (best)"
+                 : eligible ? ""
+                            : " (not final)",
+                 ", ", fmt(seconds, 3), " s"));
   }
   save_checkpoint();
 }
@@ -744,8 +757,9 @@ TrainResult Trainer::run_steps() {
     const auto removed = model_->removed_blocks();
     log_info(cat("done: ", (fs::path(t_.out_dir) / "final.safetensors").string(), " (attention removed in blocks ",
                  removed.empty() ? std::string("none") : join_list(removed), ")",
-                 state_.best_epoch >= 0 ? cat("; best top-1 ", fmt(state_.best_top1), "% at epoch ", state_.best_epoch + 1)
-                                        : std::string("; no epoch ran with every diluted block removed")));
+                 state_.best_epoch >= 0
+                     ? cat("; best top-1 ", fmt(state_.best_top1), "% at epoch ", state_.best_epoch + 1)
+                     : std::string("; no epoch ran with every diluted block removed")));
   }
   return {true, 0, t_.out_dir, state_.best_top1};
 }

@@ -1,4 +1,4 @@
-// `vitslim train`: data-parallel fine-tuning with dilution learning (method.md sections 4-5).
+// `vitslim train`: data-parallel fine-tuning with dilution learning (docs/method.md sections 4-5).
 // The blocks named by --remove-layers dilute, x = (2 - lambda) x + lambda Attn(LN1 x), with
 // lambda going 1 -> 0 on its schedule; when it reaches 0 they switch to Removed (no attention
 // parameters or compute) for the rest of training. Each rank trains on its share of every global

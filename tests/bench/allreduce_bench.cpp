@@ -42,9 +42,12 @@ int main(int argc, char** argv) {
   int64_t iters = 20, bucket_mb = 25;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--model") model_name = argv[i + 1];
-    else if (flag == "--iters") iters = std::stoll(argv[i + 1]);
-    else if (flag == "--bucket-mb") bucket_mb = std::stoll(argv[i + 1]);
+    if (flag == "--model")
+      model_name = argv[i + 1];
+    else if (flag == "--iters")
+      iters = std::stoll(argv[i + 1]);
+    else if (flag == "--bucket-mb")
+      bucket_mb = std::stoll(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -138,7 +141,8 @@ int main(int argc, char** argv) {
       std::printf("| vitslim GradientReducer (hooks, %lld MiB buckets, average, .grad) | %.2f | %.2f |\n",
                   static_cast<long long>(bucket_mb), 1e3 * r, bus_gbs(bytes, r, n));
       std::printf("| raw MPI_Allreduce, one flat buffer | %.2f | %.2f |\n", 1e3 * m, bus_gbs(bytes, m, n));
-      std::printf("| raw MPI_Iallreduce + MPI_Wait, one flat buffer | %.2f | %.2f |\n", 1e3 * nb, bus_gbs(bytes, nb, n));
+      std::printf("| raw MPI_Iallreduce + MPI_Wait, one flat buffer | %.2f | %.2f |\n", 1e3 * nb,
+                  bus_gbs(bytes, nb, n));
       std::printf("reducer / raw bandwidth: %.2f\n", m / r);
     }
     return 0;

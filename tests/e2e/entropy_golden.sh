@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `vitslim entropy` against a PyTorch reference (scripts/entropy_reference.py): the same weights
 # (timm-format safetensors), all 10,000 Fashion-MNIST test images, the entropy of every attention
-# and MLP branch and of the logits over all rows at once (method.md section 2).
+# and MLP branch and of the logits over all rows at once (docs/method.md section 2).
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 REF="$VITSLIM_SCRIPTS/entropy_reference.py"
 FM=/usr/share/datasets/fashion-mnist

@@ -55,7 +55,9 @@ class DeviceBuffer {
   }
   T* get() const { return static_cast<T*>(data_.get()); }
   int64_t bytes() const { return count_ * static_cast<int64_t>(sizeof(T)); }
-  void upload(const std::vector<T>& host) { CHECK_CUDA(cudaMemcpy(get(), host.data(), bytes(), cudaMemcpyHostToDevice)); }
+  void upload(const std::vector<T>& host) {
+    CHECK_CUDA(cudaMemcpy(get(), host.data(), bytes(), cudaMemcpyHostToDevice));
+  }
   std::vector<T> download() const {
     std::vector<T> host(static_cast<size_t>(count_));
     CHECK_CUDA(cudaMemcpy(host.data(), get(), bytes(), cudaMemcpyDeviceToHost));
@@ -148,7 +150,8 @@ int run(const MpiSession& mpi) {
     double algbw = bytes / seconds / kBytesPerGigabyte;
     double busbw = algbw * 2.0 * (n - 1) / n;  // nccl-tests: allreduce moves 2(n-1)/n of the data
     std::printf("NCCL allreduce: %d rank(s), %lld floats (%.1f MiB), %.1f us, algbw %.2f GB/s, busbw %.2f GB/s\n", n,
-                static_cast<long long>(kElements), bytes / kBytesPerMebibyte, seconds * kMicrosecondsPerSecond, algbw, busbw);
+                static_cast<long long>(kElements), bytes / kBytesPerMebibyte, seconds * kMicrosecondsPerSecond, algbw,
+                busbw);
     std::printf("%s (%lld failing rank(s))\n", failing_ranks ? "FAIL" : "PASS", failing_ranks);
   }
   return failing_ranks ? 1 : 0;

@@ -56,7 +56,7 @@ TEST(ChannelStats, ShardMergeEqualsOnePass) {
 
 TEST(ChannelStats, PerBatchAveragingIsNotTheAnswer) {
   // Two batches with different means: the all-data sigma exceeds the per-batch ones.
-  auto lo = torch::randn({100, 1}) , hi = torch::randn({100, 1}) + 10;
+  auto lo = torch::randn({100, 1}), hi = torch::randn({100, 1}) + 10;
   ChannelStats all(1), first(1), second(1);
   all.add(torch::cat({lo, hi}));
   first.add(lo);

@@ -1,4 +1,4 @@
-// Tests the analytic cost model against the figures fvcore gives (method.md sections 1 and 6)
+// Tests the analytic cost model against the figures fvcore gives (docs/method.md sections 1 and 6)
 // and against the parameters the model really has.
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@ TEST(Flops, DeitFiguresAsFvcoreCountsThem) {
   EXPECT_EQ(base.params, 86567656);
   EXPECT_EQ(base.macs, 17582740224);  // 17.58 G
   const auto pruned = m::analytic_cost(m::preset("deit_base"), {0, 1, 3, 4, 6});
-  EXPECT_EQ(pruned.params, 74748136);  // 74.75 M
+  EXPECT_EQ(pruned.params, 74748136);   // 74.75 M
   EXPECT_EQ(pruned.macs, 14956998144);  // 14.96 G
   EXPECT_NEAR(m::analytic_cost(m::preset("deit_tiny"), {}).macs / 1e9, 1.26, 0.005);
   EXPECT_NEAR(m::analytic_cost(m::preset("deit_small"), {}).macs / 1e9, 4.61, 0.005);

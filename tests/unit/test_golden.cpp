@@ -29,7 +29,9 @@ const std::map<std::string, Case>& cases() {
       {"removed", {{{0, {AttentionMode::Removed, 0.0}}, {2, {AttentionMode::Removed, 0.0}}}}},
       {"skipped", {{{1, {AttentionMode::Skipped, 1.0}}, {3, {AttentionMode::Skipped, 1.0}}}}},
       {"mixed",
-       {{{0, {AttentionMode::Removed, 0.0}}, {1, {AttentionMode::Diluting, 0.25}}, {3, {AttentionMode::Skipped, 1.0}}}}},
+       {{{0, {AttentionMode::Removed, 0.0}},
+         {1, {AttentionMode::Diluting, 0.25}},
+         {3, {AttentionMode::Skipped, 1.0}}}}},
   };
   return kCases;
 }

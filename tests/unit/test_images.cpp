@@ -82,14 +82,14 @@ TEST(Images, DecodeMatchesPilForEveryKind) {
 }
 
 TEST(Images, RegionDecodeEqualsCropOfFullDecode) {
-  for (const char* name : {"baseline.jpg", "progressive.jpg", "q95_444.jpg", "grey.jpg", "cmyk.jpg", "odd.jpg",
-                           "png_named.JPEG"}) {
+  for (const char* name :
+       {"baseline.jpg", "progressive.jpg", "q95_444.jpg", "grey.jpg", "cmyk.jpg", "odd.jpg", "png_named.JPEG"}) {
     const auto src = data::SourceImage::from_file(dir() + "/" + name);
     const Image full = src.decode_all(3);
-    for (const data::Region r : {data::Region{0, 0, 17, 9}, data::Region{13, 7, 150, 101}, data::Region{1, 200, 77, 10}, data::Region{16, 32, 64, 48}, data::Region{32, 0, 33, 20},
-                                 data::Region{10, 20, 300, 150},
-                                 data::Region{src.width() - 31, src.height() - 29, 31, 29},
-                                 data::Region{0, 0, src.width(), src.height()}}) {
+    for (const data::Region r :
+         {data::Region{0, 0, 17, 9}, data::Region{13, 7, 150, 101}, data::Region{1, 200, 77, 10},
+          data::Region{16, 32, 64, 48}, data::Region{32, 0, 33, 20}, data::Region{10, 20, 300, 150},
+          data::Region{src.width() - 31, src.height() - 29, 31, 29}, data::Region{0, 0, src.width(), src.height()}}) {
       const auto region = src.decode(r, 3);
       EXPECT_EQ(region.box.x0, 0);
       EXPECT_EQ(region.box.x1, r.w);
@@ -147,24 +147,38 @@ namespace {
 Image apply_fixture_op(const Image& base, const std::string& op, const json& args, const std::array<uint8_t, 3>& fill) {
   Image img = base;
   const auto a = [&](size_t i) { return args[i].get<double>(); };
-  if (op == "AutoContrast") data::autocontrast(img);
-  else if (op == "Equalize") data::equalize(img);
+  if (op == "AutoContrast")
+    data::autocontrast(img);
+  else if (op == "Equalize")
+    data::equalize(img);
   else if (op == "Invert") {
     std::array<uint8_t, 256> lut;
     for (int i = 0; i < 256; ++i) lut[static_cast<size_t>(i)] = static_cast<uint8_t>(255 - i);
     data::apply_lut(img, lut);
-  } else if (op == "Rotate") img = data::rotate(img, a(0), data::Filter::Bicubic, fill);
-  else if (op == "Posterize") data::posterize(img, static_cast<int>(a(0)));
-  else if (op == "Solarize") data::solarize(img, static_cast<int>(a(0)));
-  else if (op == "SolarizeAdd") data::solarize_add(img, static_cast<int>(a(0)));
-  else if (op == "Color") data::enhance_color(img, a(0));
-  else if (op == "Contrast") data::enhance_contrast(img, a(0));
-  else if (op == "Brightness") data::enhance_brightness(img, a(0));
-  else if (op == "Sharpness") data::enhance_sharpness(img, a(0));
-  else if (op == "ShearX") img = data::affine(img, {1, a(0), 0, 0, 1, 0}, data::Filter::Bicubic, fill);
-  else if (op == "ShearY") img = data::affine(img, {1, 0, 0, a(0), 1, 0}, data::Filter::Bicubic, fill);
-  else if (op == "TranslateXRel") img = data::affine(img, {1, 0, a(0) * img.width, 0, 1, 0}, data::Filter::Bicubic, fill);
-  else if (op == "TranslateYRel") img = data::affine(img, {1, 0, 0, 0, 1, a(0) * img.height}, data::Filter::Bicubic, fill);
+  } else if (op == "Rotate")
+    img = data::rotate(img, a(0), data::Filter::Bicubic, fill);
+  else if (op == "Posterize")
+    data::posterize(img, static_cast<int>(a(0)));
+  else if (op == "Solarize")
+    data::solarize(img, static_cast<int>(a(0)));
+  else if (op == "SolarizeAdd")
+    data::solarize_add(img, static_cast<int>(a(0)));
+  else if (op == "Color")
+    data::enhance_color(img, a(0));
+  else if (op == "Contrast")
+    data::enhance_contrast(img, a(0));
+  else if (op == "Brightness")
+    data::enhance_brightness(img, a(0));
+  else if (op == "Sharpness")
+    data::enhance_sharpness(img, a(0));
+  else if (op == "ShearX")
+    img = data::affine(img, {1, a(0), 0, 0, 1, 0}, data::Filter::Bicubic, fill);
+  else if (op == "ShearY")
+    img = data::affine(img, {1, 0, 0, a(0), 1, 0}, data::Filter::Bicubic, fill);
+  else if (op == "TranslateXRel")
+    img = data::affine(img, {1, 0, a(0) * img.width, 0, 1, 0}, data::Filter::Bicubic, fill);
+  else if (op == "TranslateYRel")
+    img = data::affine(img, {1, 0, 0, 0, 1, a(0) * img.height}, data::Filter::Bicubic, fill);
   else if (op == "AffineBilinear" || op == "AffineBicubic") {
     img = data::affine(img, {a(0), a(1), a(2), a(3), a(4), a(5)},
                        op == "AffineBilinear" ? data::Filter::Bilinear : data::Filter::Bicubic, fill);
@@ -210,7 +224,8 @@ TEST(Images, RandomResizedCropFollowsTimmStatistics) {
     data::Rng rng(data::mix_seed(11, static_cast<uint64_t>(i)));
     const data::Region r = data::random_resized_crop(W, H, s, rng);
     ASSERT_TRUE(r.x >= 0 && r.y >= 0 && r.x + r.w <= W && r.y + r.h <= H && r.w > 0 && r.h > 0);
-    const double a = static_cast<double>(r.w * r.h) / static_cast<double>(W * H), l = std::log(static_cast<double>(r.w) / r.h);
+    const double a = static_cast<double>(r.w * r.h) / static_cast<double>(W * H),
+                 l = std::log(static_cast<double>(r.w) / r.h);
     area += a, area2 += a * a, lr += l, lr2 += l * l;
   }
   area /= n, lr /= n;
@@ -263,7 +278,8 @@ TEST(Images, DctShrinkStaysCloseToFullResolution) {
   const Image a = data::resample(exact.image, exact.box, 224, 224, data::Filter::Bicubic);
   const Image b = data::resample(shrunk.image, shrunk.box, 224, 224, data::Filter::Bicubic);
   double se = 0;
-  for (size_t i = 0; i < a.pixels.size(); ++i) se += std::pow(static_cast<double>(a.pixels[i]) - static_cast<double>(b.pixels[i]), 2);
+  for (size_t i = 0; i < a.pixels.size(); ++i)
+    se += std::pow(static_cast<double>(a.pixels[i]) - static_cast<double>(b.pixels[i]), 2);
   const double psnr = 10 * std::log10(255.0 * 255.0 / (se / static_cast<double>(a.pixels.size())));
   EXPECT_GT(psnr, 30.0) << "PSNR " << psnr;
 }
@@ -319,7 +335,13 @@ TEST(Loader, SameBatchesForAnyWorkerCountAndErrorsReachTheConsumer) {
   // Destroyed with batches pending and workers blocked on the window: must not hang.
   std::atomic<int> built{0};
   {
-    data::Loader pending(0, 1000, [&](int64_t b) { ++built; return make(b); }, 3, 2);
+    data::Loader pending(
+        0, 1000,
+        [&](int64_t b) {
+          ++built;
+          return make(b);
+        },
+        3, 2);
     pending.next();
   }
   EXPECT_LE(built.load(), 1 + 3 * 2 + 3);

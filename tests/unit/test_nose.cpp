@@ -8,7 +8,7 @@
 namespace s = vitslim::search;
 
 TEST(Nose, RatioToLayerCount) {
-  EXPECT_EQ(s::layers_for_ratio(0.4, 12), 5);   // the paper's "40%" of DeiT-B
+  EXPECT_EQ(s::layers_for_ratio(0.4, 12), 5);  // the paper's "40%" of DeiT-B
   EXPECT_EQ(s::layers_for_ratio(0.5, 12), 6);
   EXPECT_EQ(s::layers_for_ratio(0.25, 12), 3);  // Tiny/Small {0,2,4}
   EXPECT_EQ(s::layers_for_ratio(0.3, 12), 4);   // Tiny/Small {0,2,4,6}

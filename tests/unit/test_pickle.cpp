@@ -39,9 +39,13 @@ std::string error_of(const std::string& bytes) {
 
 TEST(Pickle, BuildsContainersAndScalars) {
   // {"a": [1, -2, 3.5, True, None], "b": ("x",)} as protocol 2 with memo use.
-  std::string p = B("\x80\x02}q\x00(X\x01\x00\x00\x00" "aq\x01]q\x02(K\x01J\xfe\xff\xff\xff") +
-                  B("G\x40\x0c\x00\x00\x00\x00\x00\x00") + B("\x88N") + B("eX\x01\x00\x00\x00" "b") +
-                  B("X\x01\x00\x00\x00" "x\x85u.");
+  std::string p = B("\x80\x02}q\x00(X\x01\x00\x00\x00"
+                    "aq\x01]q\x02(K\x01J\xfe\xff\xff\xff") +
+                  B("G\x40\x0c\x00\x00\x00\x00\x00\x00") + B("\x88N") +
+                  B("eX\x01\x00\x00\x00"
+                    "b") +
+                  B("X\x01\x00\x00\x00"
+                    "x\x85u.");
   auto v = run(p);
   ASSERT_EQ(v->kind, Kind::Dict);
   ASSERT_EQ(v->dict.size(), 2u);
@@ -59,7 +63,9 @@ TEST(Pickle, BuildsContainersAndScalars) {
 
 TEST(Pickle, UnknownGlobalsBecomeOpaqueNeverCalled) {
   // os.system("touch x") via GLOBAL + REDUCE: an Opaque value, nothing runs.
-  std::string p = B("\x80\x02") + "cposix\nsystem\n" + B("X\x07\x00\x00\x00" "touch x\x85R.");
+  std::string p = B("\x80\x02") + "cposix\nsystem\n" +
+                  B("X\x07\x00\x00\x00"
+                    "touch x\x85R.");
   auto v = run(p);
   EXPECT_EQ(v->kind, Kind::Opaque);
   EXPECT_EQ(v->s, "posix.system");
@@ -73,7 +79,9 @@ TEST(Pickle, RefusesWhatCheckpointsDoNotContain) {
   };
   expect(B("(i__builtin__\neval\n."), "opcode 0x69 is not allowed");
   expect(B("\x80\x02(o."), "opcode 0x6f is not allowed");
-  expect(B("\x80\x02X\x10\x00\x00\x00" "abc"), "truncated");
+  expect(B("\x80\x02X\x10\x00\x00\x00"
+           "abc"),
+         "truncated");
   expect(B("\x80\x02h\x05."), "memo entry 5 missing");
   expect(B("\x80\x02s."), "stack underflow");
   expect(B("\x80\x02K\x01K\x02."), "not balanced");

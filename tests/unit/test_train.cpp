@@ -35,7 +35,7 @@ TEST(Schedule, WarmupThenCosineToTheFloor) {
   EXPECT_DOUBLE_EQ(s.at(10), 1e-3);
   EXPECT_NEAR(s.at(60), 1e-5 + 0.5 * (1e-3 - 1e-5), 1e-15);  // half way through the cosine
   EXPECT_NEAR(s.at(110), 1e-5, 1e-15);
-  EXPECT_NEAR(s.at(500), 1e-5, 1e-15);  // never below the floor
+  EXPECT_NEAR(s.at(500), 1e-5, 1e-15);               // never below the floor
   EXPECT_DOUBLE_EQ(t::scaled_lr(5e-4, 2048), 2e-3);  // the paper's 8 x 256
 }
 
@@ -117,7 +117,8 @@ TEST(Mixup, TargetsAndImages) {
   using torch::indexing::Slice;
   EXPECT_TRUE(torch::equal(boxed.index({Slice(), Slice(), Slice(2, 6), Slice(0, 4)}),
                            images.flip(0).index({Slice(), Slice(), Slice(2, 6), Slice(0, 4)})));
-  EXPECT_TRUE(torch::equal(boxed.index({Slice(), Slice(), Slice(6, 8)}), images.index({Slice(), Slice(), Slice(6, 8)})));
+  EXPECT_TRUE(
+      torch::equal(boxed.index({Slice(), Slice(), Slice(6, 8)}), images.index({Slice(), Slice(), Slice(6, 8)})));
 }
 
 TEST(Mixup, DrawsFollowTheOptions) {
@@ -246,7 +247,8 @@ TEST(Reducer, BucketsAndAccumulation) {
       reducer.begin(true);
       loss(x2).backward();
       reducer.finish();
-      for (auto& [n, p] : params) EXPECT_TRUE(torch::allclose(p.grad(), want[n], 1e-5, 1e-6)) << n << " round " << round;
+      for (auto& [n, p] : params)
+        EXPECT_TRUE(torch::allclose(p.grad(), want[n], 1e-5, 1e-6)) << n << " round " << round;
     }
     EXPECT_EQ(reducer.stats().buckets, 2);
   }

@@ -1,4 +1,4 @@
-// Tests the VisionTransformer: parameter counts of the presets (method.md section 1), the four
+// Tests the VisionTransformer: parameter counts of the presets (docs/method.md section 1), the four
 // attention modes' semantics, taps, drop-path, gradients and input checks.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -41,7 +41,7 @@ TEST(VisionTransformer, PresetParameterCounts) {
     m::VisionTransformer model(m::preset(name));
     EXPECT_EQ(count_params(model), params) << name;
   }
-  // DeiT-B with 5 attention layers removed: 74.75M (method.md section 6).
+  // DeiT-B with 5 attention layers removed: 74.75M (docs/method.md section 6).
   m::VisionTransformer base(m::preset("deit_base"));
   for (int64_t b : {0, 1, 3, 4, 6}) base->set_mode(b, AttentionMode::Removed);
   EXPECT_EQ(count_params(base), 74748136);
@@ -51,9 +51,9 @@ TEST(VisionTransformer, TimmParameterNames) {
   auto model = test_model();
   std::set<std::string> names;
   for (const auto& p : model->named_parameters()) names.insert(p.key());
-  for (const char* key : {"cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.norm1.weight",
-                          "blocks.3.attn.qkv.bias", "blocks.2.attn.proj.weight", "blocks.1.mlp.fc1.weight",
-                          "blocks.1.mlp.fc2.bias", "norm.weight", "head.bias"}) {
+  for (const char* key :
+       {"cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.norm1.weight", "blocks.3.attn.qkv.bias",
+        "blocks.2.attn.proj.weight", "blocks.1.mlp.fc1.weight", "blocks.1.mlp.fc2.bias", "norm.weight", "head.bias"}) {
     EXPECT_TRUE(names.count(key)) << key;
   }
   model->set_mode(2, AttentionMode::Removed);

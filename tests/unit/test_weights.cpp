@@ -30,7 +30,9 @@ std::string load_error(const std::string& path, std::function<void(vitslim::Mode
   return "";
 }
 
-torch::Tensor golden_input() { return *m::read_safetensors(fixture("golden_vit_test_expected.safetensors")).find("input"); }
+torch::Tensor golden_input() {
+  return *m::read_safetensors(fixture("golden_vit_test_expected.safetensors")).find("input");
+}
 torch::Tensor golden_logits(const std::string& name) {
   return *m::read_safetensors(fixture("golden_vit_test_expected.safetensors")).find("logits." + name);
 }
