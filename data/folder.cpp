@@ -7,6 +7,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -127,29 +128,32 @@ std::vector<std::string> read_class_index(const std::string& path) {
   return classes;
 }
 
-std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagenet, const std::string& split,
-                                           const std::string& class_index, bool skip_bad) {
+namespace {
+
+// The folder of the split: ROOT/train, ROOT/val or ROOT/test, or ROOT itself (folder datasets).
+// `found`: a split folder exists.
+fs::path split_dir(const std::string& root, bool imagenet, const std::string& split, bool& found) {
   if (!fs::is_directory(root)) throw Error(cat("--data-path ", root, ": not a directory"));
-  fs::path dir = root;
   const std::vector<std::string> split_dirs =
       split == "train" ? std::vector<std::string>{"train"} : std::vector<std::string>{"val", "test"};
-  bool found = false;
   for (const auto& s : split_dirs) {
     if (fs::is_directory(fs::path(root) / s)) {
-      dir = fs::path(root) / s;
       found = true;
-      break;
+      return fs::path(root) / s;
     }
   }
-  if (imagenet && !found) {
+  if (imagenet) {
     throw Error(cat("--data-path ", root, ": no ", split_dirs.front(), "/ folder (ImageNet layout: ", root,
                     "/train/<wnid>/*.JPEG and ", root, "/val/<wnid>/*.JPEG)"));
   }
-  auto problem = [&](const std::string& what) {
-    if (!skip_bad) throw Error(cat(what, " (--bad-images fail)"));
-    log_warn(cat(what, "; skipped (--bad-images skip)"));
-  };
+  found = false;
+  return fs::path(root);
+}
 
+using Problem = std::function<void(const std::string&)>;
+
+// The classes in label order: --class-index, or the sorted class folders.
+std::vector<std::string> class_list(const fs::path& dir, const std::string& class_index, const Problem& problem) {
   std::vector<std::string> classes;
   std::string error;
   if (!class_index.empty()) {
@@ -164,10 +168,24 @@ std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagene
     throw Error(cat("--data-path ", error));
   }
   if (classes.empty()) throw Error(cat("--data-path ", dir.string(), ": no class folders"));
+  return classes;
+}
 
+}  // namespace
+
+std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagenet, const std::string& split,
+                                           const std::string& class_index, bool skip_bad) {
+  bool found = false;
+  const fs::path dir = split_dir(root, imagenet, split, found);
+  const Problem problem = [&](const std::string& what) {
+    if (!skip_bad) throw Error(cat(what, " (--bad-images fail)"));
+    log_warn(cat(what, "; skipped (--bad-images skip)"));
+  };
+  const std::vector<std::string> classes = class_list(dir, class_index, problem);
   const std::string name = cat(imagenet ? "imagenet " : "folder ", found ? dir.filename().string() : split);
   auto data = std::make_unique<FolderDataset>(name, dir.string(), classes);
   int64_t ignored = 0;
+  std::string error;
   for (size_t k = 0; k < classes.size(); ++k) {
     std::vector<std::string> files;
     const fs::path class_dir = dir / classes[k];
@@ -183,8 +201,9 @@ std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagene
     for (auto& f : files) data->add(static_cast<int64_t>(k), std::move(f));
   }
   if (ignored > 0) log_warn(cat(dir.string(), ": ignored ", ignored, " entries that are not .jpg/.jpeg/.png files"));
-  if (data->size() == 0)
+  if (data->size() == 0) {
     throw Error(cat("--data-path ", dir.string(), ": no images (.jpg/.jpeg/.png) in its class folders"));
+  }
   return data;
 }
 

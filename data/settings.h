@@ -75,7 +75,7 @@ struct DataConfig {
     o.add_enum("aug", augment,
                "deit: RandomResizedCrop + flip + RandAugment + random erasing; auto: deit for image folders",
                kAugmentNames);
-    o.add("aa", auto_augment, "RandAugment config (timm syntax) or none");
+    o.add("aa", auto_augment, "RandAugment config (timm syntax) or none", {"rand-m7-n3-mstd1.0", "none"});
     o.add("reprob", reprob, "random erasing probability (per-pixel values)", closed(0, 1));
     o.add("hflip", hflip, "horizontal flip probability", closed(0, 1));
     o.add("scale", scale, "RandomResizedCrop area range lo,hi", {0, 1, true, false});

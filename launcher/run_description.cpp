@@ -43,6 +43,14 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
+// A `;` or `#` after whitespace starts a comment that runs to the end of the line (INI habit).
+std::string strip_comment(const std::string& line) {
+  for (size_t i = 1; i < line.size(); ++i) {
+    if ((line[i] == ';' || line[i] == '#') && (line[i - 1] == ' ' || line[i - 1] == '\t')) return line.substr(0, i);
+  }
+  return line;
+}
+
 int64_t positive(const std::string& value, const std::string& where) {
   size_t used = 0;
   long long v = 0;
@@ -64,18 +72,113 @@ std::string slurm_value(const std::string& value, const std::string& where) {
 
 }  // namespace
 
+namespace {
+
+void read_sweep_key(RunDescription& d, const std::string& key, const std::string& value, const std::string& at) {
+  if (key == "ratios") {
+    std::string item;
+    std::istringstream list(value);
+    while (std::getline(list, item, ',')) {
+      item = trim(item);
+      if (!std::regex_match(item, kRatio)) throw Error(cat(at, ": '", item, "' is not a ratio like 0.25"));
+      d.ratios.push_back(item);
+    }
+  } else if (key == "search") {
+    d.search = value;
+  } else {
+    throw Error(cat(at, ": unknown key in [sweep] (ratios, search)"));
+  }
+}
+
+void read_launch_key(RunDescription& d, const std::string& key, const std::string& value, const std::string& at) {
+  const std::map<std::string, std::string*> text = {{"job", &d.job},
+                                                    {"mode", &d.mode},
+                                                    {"output_dir", &d.output_dir},
+                                                    {"binary", &d.binary},
+                                                    {"mpiexec", &d.mpiexec}};
+  const std::map<std::string, std::string*> slurm = {
+      {"name", &d.name}, {"time", &d.time}, {"partition", &d.partition}, {"account", &d.account}, {"qos", &d.qos}};
+  const std::map<std::string, int64_t*> counts = {{"nodes", &d.nodes},
+                                                  {"tasks_per_node", &d.tasks_per_node},
+                                                  {"cpus_per_task", &d.cpus_per_task},
+                                                  {"signal_seconds", &d.signal_seconds}};
+  if (auto it = text.find(key); it != text.end()) {
+    *it->second = value;
+  } else if (auto sl = slurm.find(key); sl != slurm.end()) {
+    *sl->second = slurm_value(value, at);
+  } else if (auto n = counts.find(key); n != counts.end()) {
+    *n->second = positive(value, at);
+  } else if (key == "gpus_per_node") {
+    d.gpus_per_node = value == "0" ? 0 : positive(value, at);
+  } else {
+    throw Error(cat(at, ": unknown key in [launch]"));
+  }
+}
+
+// One `key = value` line of `section`.
+void read_key(RunDescription& d, const std::string& section, const std::string& text, const std::string& where,
+              std::set<std::string>& seen) {
+  const size_t eq = text.find('=');
+  const std::string key = trim(eq == std::string::npos ? text : text.substr(0, eq));
+  const std::string value = eq == std::string::npos ? "" : trim(text.substr(eq + 1));
+  const std::string at = cat(where, ": ", key);
+  if (launchable(section)) {
+    if (!std::regex_match(key, kOptionKey)) throw Error(cat(where, ": '", key, "' is not an option name"));
+    if (kOutputKeys.count(key)) {
+      throw Error(cat(at, ": output paths are set by the launcher (output_dir in [launch]); remove it"));
+    }
+    d.options[section].emplace_back(key, value);
+    return;
+  }
+  if (!seen.insert(section + "." + key).second) throw Error(cat(at, ": given twice"));
+  if (section == "sweep") {
+    read_sweep_key(d, key, value, at);
+  } else {
+    read_launch_key(d, key, value, at);
+  }
+}
+
+// Settings that only make sense together.
+void check_description(const RunDescription& d, const std::string& path) {
+  if (!launchable(d.job) && d.job != "chain") {
+    throw Error(cat(path, ": job '", d.job, "' is not one of ", launchable_list(), ", chain"));
+  }
+  slurm_value(d.output_dir, cat(path, ": output_dir"));
+  if (d.mode != "local" && d.mode != "sbatch")
+    throw Error(cat(path, ": mode must be local or sbatch, got '", d.mode, "'"));
+  if (d.output_dir.empty()) throw Error(cat(path, ": output_dir is empty"));
+  if (d.name.empty()) throw Error(cat(path, ": name is empty"));
+  if (d.job == "chain" && !d.sweep()) throw Error(cat(path, ": job = chain needs [sweep] ratios"));
+  if (d.job == "chain" && d.mode != "sbatch") {
+    throw Error(cat(path, ": job = chain submits dependent Slurm jobs; mode = sbatch"));
+  }
+  if (d.sweep()) {
+    if (d.job != "train" && d.job != "chain") {
+      throw Error(cat(path, ": a [sweep] over ratios runs train or chain, not ", d.job));
+    }
+    if (d.job == "train" && d.search.empty()) {
+      throw Error(cat(path, ": [sweep] ratios need search = <vitslim search --json result>"));
+    }
+    for (const auto& [key, value] : d.options_of("train")) {
+      if (key == "remove-layers")
+        throw Error(cat(path, ": [sweep] sets --remove-layers per task; remove it from [train]"));
+    }
+  }
+  if (d.mode == "local" && d.nodes > 1) throw Error(cat(path, ": mode = local runs on this machine; nodes must be 1"));
+}
+
+}  // namespace
+
 RunDescription read_run_description(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(cat("run description ", path, ": cannot open"));
   RunDescription d;
   d.file = path;
   std::string section, line;
-  int number = 0;
   std::set<std::string> seen;
-  while (std::getline(in, line)) {
-    ++number;
+  for (int number = 1; std::getline(in, line); ++number) {
     const std::string where = cat(path, ":", number);
-    const std::string text = trim(line);
+    const std::string text = trim(strip_comment(line));
     if (text.empty() || text[0] == '#' || text[0] == ';') continue;
     if (text.front() == '[') {
       if (text.back() != ']') throw Error(cat(where, ": malformed section header '", text, "'"));
@@ -87,91 +190,9 @@ RunDescription read_run_description(const std::string& path) {
       continue;
     }
     if (section.empty()) throw Error(cat(where, ": a key before any [section]"));
-    const size_t eq = text.find('=');
-    const std::string key = trim(eq == std::string::npos ? text : text.substr(0, eq));
-    const std::string value = eq == std::string::npos ? "" : trim(text.substr(eq + 1));
-    const std::string at = cat(where, ": ", key);
-    if (launchable(section)) {
-      if (!std::regex_match(key, kOptionKey)) throw Error(cat(where, ": '", key, "' is not an option name"));
-      if (kOutputKeys.count(key)) {
-        throw Error(cat(at, ": output paths are set by the launcher (output_dir in [launch]); remove it"));
-      }
-      d.options[section].emplace_back(key, value);
-      continue;
-    }
-    if (!seen.insert(section + "." + key).second) throw Error(cat(at, ": given twice"));
-    if (section == "sweep") {
-      if (key == "ratios") {
-        std::string item;
-        std::istringstream list(value);
-        while (std::getline(list, item, ',')) {
-          item = trim(item);
-          if (!std::regex_match(item, kRatio)) throw Error(cat(at, ": '", item, "' is not a ratio like 0.25"));
-          d.ratios.push_back(item);
-        }
-      } else if (key == "search") {
-        d.search = value;
-      } else {
-        throw Error(cat(at, ": unknown key in [sweep] (ratios, search)"));
-      }
-      continue;
-    }
-    if (key == "job")
-      d.job = value;
-    else if (key == "mode")
-      d.mode = value;
-    else if (key == "name")
-      d.name = slurm_value(value, at);
-    else if (key == "nodes")
-      d.nodes = positive(value, at);
-    else if (key == "tasks_per_node")
-      d.tasks_per_node = positive(value, at);
-    else if (key == "gpus_per_node")
-      d.gpus_per_node = value == "0" ? 0 : positive(value, at);
-    else if (key == "cpus_per_task")
-      d.cpus_per_task = positive(value, at);
-    else if (key == "time")
-      d.time = slurm_value(value, at);
-    else if (key == "partition")
-      d.partition = slurm_value(value, at);
-    else if (key == "account")
-      d.account = slurm_value(value, at);
-    else if (key == "qos")
-      d.qos = slurm_value(value, at);
-    else if (key == "output_dir")
-      d.output_dir = value;
-    else if (key == "signal_seconds")
-      d.signal_seconds = positive(value, at);
-    else if (key == "binary")
-      d.binary = value;
-    else if (key == "mpiexec")
-      d.mpiexec = value;
-    else
-      throw Error(cat(at, ": unknown key in [launch]"));
+    read_key(d, section, text, where, seen);
   }
-  if (!launchable(d.job) && d.job != "chain") {
-    throw Error(cat(path, ": job '", d.job, "' is not one of ", launchable_list(), ", chain"));
-  }
-  slurm_value(d.output_dir, cat(path, ": output_dir"));
-  if (d.mode != "local" && d.mode != "sbatch")
-    throw Error(cat(path, ": mode must be local or sbatch, got '", d.mode, "'"));
-  if (d.output_dir.empty()) throw Error(cat(path, ": output_dir is empty"));
-  if (d.name.empty()) throw Error(cat(path, ": name is empty"));
-  if (d.job == "chain" && !d.sweep()) throw Error(cat(path, ": job = chain needs [sweep] ratios"));
-  if (d.job == "chain" && d.mode != "sbatch")
-    throw Error(cat(path, ": job = chain submits dependent Slurm jobs; mode = sbatch"));
-  if (d.sweep()) {
-    if (d.job != "train" && d.job != "chain")
-      throw Error(cat(path, ": a [sweep] over ratios runs train or chain, not ", d.job));
-    if (d.job == "train" && d.search.empty()) {
-      throw Error(cat(path, ": [sweep] ratios need search = <vitslim search --json result>"));
-    }
-    for (const auto& [key, value] : d.options_of("train")) {
-      if (key == "remove-layers")
-        throw Error(cat(path, ": [sweep] sets --remove-layers per task; remove it from [train]"));
-    }
-  }
-  if (d.mode == "local" && d.nodes > 1) throw Error(cat(path, ": mode = local runs on this machine; nodes must be 1"));
+  check_description(d, path);
   return d;
 }
 

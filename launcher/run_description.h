@@ -7,8 +7,8 @@
 //   [sweep]    ratios = 0.25,0.5 (and for job = train, search = FILE): a job array, one task per
 //              ratio, each with --remove-layers SEARCH@RATIO and its own <output_dir>/ratio-<r>
 // job = chain submits search -> train per ratio -> merge + eval per ratio as dependent jobs, with
-// options from [search], [train] and [eval]. Parsed once and validated in one place; every error
-// names the file, line and key.
+// options from [search], [train] and [eval]. A `;` or `#` after whitespace starts a comment. Parsed
+// once and validated in one place; every error names the file, line and key.
 #pragma once
 
 #include <cstdint>

@@ -28,6 +28,31 @@ void print_usage() {
   std::printf("\ncommon: --config FILE (INI), --dump-config, --threads N, --seed N\n");
 }
 
+// The job on every rank. Errors: one line on stderr; under MPI every rank ends.
+int run_job(const vitslim::Config& config, vitslim::dist::MpiSession& mpi) {
+  try {
+    vitslim::set_log_rank(mpi.rank(), mpi.world_size());
+    vitslim::set_log_quiet(config.runtime.quiet);
+    int threads = vitslim::configure_threads(config.runtime.threads, mpi.local_size());
+    vitslim::log_info(vitslim::cat("vitslim ", vitslim::kVersion, " ", config.job, ": ", threads,
+                                   " threads per process, ", mpi.world_size(), " process(es)"));
+    const vitslim::JobResult result = vitslim::find_job(config.job).run(config, mpi);
+    // A signal-stopped run exits 0 too (Slurm requeues it), but says that it is unfinished.
+    if (result.stopped_by_signal) {
+      vitslim::log_info(config.job + ": stopped by a signal; rerun the same command to resume");
+    }
+    return 0;
+  } catch (const vitslim::CollectiveError& e) {
+    // Every rank stopped here together: report once, finalize MPI normally.
+    if (mpi.rank() == 0) std::fprintf(stderr, "vitslim: error: %s\n", vitslim::first_line(e.what()).c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    if (mpi.world_size() > 1) mpi.abort_with_error(e.what());
+    std::fprintf(stderr, "vitslim: error: %s\n", vitslim::first_line(e.what()).c_str());
+    return 1;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -43,25 +68,15 @@ int main(int argc, char** argv) {
   vitslim::ParsedCommand command;
   try {
     command = vitslim::parse_options(argc, argv);
+    if (command.dump_config) vitslim::model::fill_from_preset(command.config.model);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vitslim: error: %s\n", e.what());
     return kExitBadInput;
   }
-  if (command.help) {
-    std::printf("%s", command.help_text.c_str());
+  if (command.help || command.dump_config) {
+    std::printf("%s", command.help ? command.help_text.c_str() : vitslim::config_to_ini(command.config).c_str());
     return 0;
   }
-  if (command.dump_config) {
-    try {
-      vitslim::model::fill_from_preset(command.config.model);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "vitslim: error: %s\n", e.what());
-      return kExitBadInput;
-    }
-    std::printf("%s", vitslim::config_to_ini(command.config).c_str());
-    return 0;
-  }
-
   std::unique_ptr<vitslim::dist::MpiSession> mpi;
   try {
     mpi = std::make_unique<vitslim::dist::MpiSession>(&argc, &argv);
@@ -69,25 +84,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vitslim: error: %s\n", e.what());
     return 1;
   }
-  try {
-    const vitslim::Config& config = command.config;
-    vitslim::set_log_rank(mpi->rank(), mpi->world_size());
-    vitslim::set_log_quiet(config.runtime.quiet);
-    int threads = vitslim::configure_threads(config.runtime.threads, mpi->local_size());
-    vitslim::log_info(vitslim::cat("vitslim ", vitslim::kVersion, " ", config.job, ": ", threads,
-                                   " threads per process, ", mpi->world_size(), " process(es)"));
-    const vitslim::JobResult result = vitslim::find_job(config.job).run(config, *mpi);
-    // A signal-stopped run exits 0 too (Slurm requeues it), but says that it is unfinished.
-    if (result.stopped_by_signal)
-      vitslim::log_info(config.job + ": stopped by a signal; rerun the same command to resume");
-    return 0;
-  } catch (const vitslim::CollectiveError& e) {
-    // Every rank stopped here together: report once, finalize MPI normally.
-    if (mpi->rank() == 0) std::fprintf(stderr, "vitslim: error: %s\n", vitslim::first_line(e.what()).c_str());
-    return 1;
-  } catch (const std::exception& e) {
-    if (mpi->world_size() > 1) mpi->abort_with_error(e.what());
-    std::fprintf(stderr, "vitslim: error: %s\n", vitslim::first_line(e.what()).c_str());
-    return 1;
-  }
+  return run_job(command.config, *mpi);
 }

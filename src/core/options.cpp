@@ -40,6 +40,10 @@ void check_range(const Range& range, double value, const std::string& flag, cons
   if (!range.contains(value)) throw Error(cat("--", flag, " ", range.describe(), ", got ", text));
 }
 
+void check_element(const Range& range, double value, const std::string& flag) {
+  if (!range.contains(value)) throw Error(cat("--", flag, ": ", format_double(value), " is not ", range.interval()));
+}
+
 // A string value that would break the INI form it is dumped to is refused, not escaped away.
 void check_text(const std::string& value, const std::string& flag) {
   if (value.find_first_of("\n\r") != std::string::npos) {
@@ -104,7 +108,12 @@ std::vector<std::string> read_ini(const std::string& path) {
       }
       value = plain;
     }
-    args.push_back("--" + key + "=" + value);
+    // `--key=` with nothing after `=` is refused by Boost, so an empty value is its own token.
+    if (value.empty()) {
+      args.insert(args.end(), {"--" + key, ""});
+    } else {
+      args.push_back("--" + key + "=" + value);
+    }
   }
   return args;
 }
@@ -146,13 +155,20 @@ bool Range::contains(double v) const {
   return above && below;
 }
 
-std::string Range::describe() const {
+std::string Range::interval() const {
   const bool no_lo = std::isinf(lo), no_hi = std::isinf(hi);
-  if (no_lo && no_hi) return "must be a finite number";
-  if (no_hi)
-    return lo == 0 && lo_open ? "must be positive" : cat("must be ", lo_open ? "> " : ">= ", format_double(lo));
-  if (no_lo) return cat("must be ", hi_open ? "< " : "<= ", format_double(hi));
-  return cat("must be in ", lo_open ? "(" : "[", format_double(lo), ", ", format_double(hi), hi_open ? ")" : "]");
+  if (no_lo && no_hi) return "a finite number";
+  if (no_hi) return lo == 0 && lo_open ? "positive" : cat(lo_open ? "> " : ">= ", format_double(lo));
+  if (no_lo) return cat(hi_open ? "< " : "<= ", format_double(hi));
+  return cat("in ", lo_open ? "(" : "[", format_double(lo), ", ", format_double(hi), hi_open ? ")" : "]");
+}
+
+std::string Range::describe() const { return "must be " + interval(); }
+
+std::string list_choices(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) out += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  return out;
 }
 
 std::string format_double(double value) {
@@ -187,30 +203,32 @@ bool parse_bool(const std::string& text, const std::string& what) {
   throw Error(cat(what, ": '", text, "' is not true or false"));
 }
 
-std::vector<double> parse_double_list(const std::string& text, const std::string& what) {
-  std::vector<double> values;
+namespace {
+
+// Comma-separated values; `kind` says what each must be.
+template <typename T>
+std::vector<T> parse_list(const std::string& text, const std::string& what,
+                          T (*parse)(const std::string&, const std::string&), const char* kind) {
+  std::vector<T> values;
   if (text.empty()) return values;
   for (const auto& part : split_commas(text)) {
     try {
-      values.push_back(parse_double(part, what));
+      values.push_back(parse(part, what));
     } catch (const Error&) {
-      throw Error(cat(what, ": '", part, "' is not a finite number (in '", text, "')"));
+      throw Error(cat(what, ": '", part, "' is not ", kind, " (in '", text, "')"));
     }
   }
   return values;
 }
 
+}  // namespace
+
+std::vector<double> parse_double_list(const std::string& text, const std::string& what) {
+  return parse_list<double>(text, what, parse_double, "a finite number");
+}
+
 std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what) {
-  std::vector<int64_t> values;
-  if (text.empty()) return values;
-  for (const auto& part : split_commas(text)) {
-    try {
-      values.push_back(parse_int(part, what));
-    } catch (const Error&) {
-      throw Error(cat(what, ": '", part, "' is not an integer (in '", text, "')"));
-    }
-  }
-  return values;
+  return parse_list<int64_t>(text, what, parse_int, "an integer");
 }
 
 std::string join_list(const std::vector<int64_t>& values) { return join<int64_t>(values, format_int); }
@@ -299,7 +317,8 @@ void Options::add(const std::string& flag, std::optional<double>& field, const s
   add_custom(std::move(o));
 }
 
-void Options::add(const std::string& flag, std::string& field, const std::string& help) {
+void Options::add(const std::string& flag, std::string& field, const std::string& help,
+                  const std::vector<std::string>& examples) {
   Option o;
   o.flag = flag;
   o.help = field.empty() ? help : cat(help, " (default ", field, ")");
@@ -308,7 +327,21 @@ void Options::add(const std::string& flag, std::string& field, const std::string
     field = v;
   };
   o.text = [&field]() { return some(field); };
-  o.samples = []() { return std::vector<std::string>{" runs/dir with spaces/\xc3\xbc-\xe2\x82\xac.out ", "\"q\\x\""}; };
+  o.samples = [examples]() {
+    std::vector<std::string> out = examples;
+    out.insert(out.end(), {" runs/dir with spaces/\xc3\xbc-\xe2\x82\xac.out ", "\"q\\x\""});
+    return out;
+  };
+  add_custom(std::move(o));
+}
+
+void Options::add_refused(const std::string& flag, const std::string& help, const std::string& message) {
+  Option o;
+  o.flag = flag;
+  o.help = help;
+  o.parse = [message](const std::string&) -> void { throw Error(message); };
+  o.text = []() { return std::optional<std::string>(); };
+  o.samples = []() { return std::vector<std::string>{}; };
   add_custom(std::move(o));
 }
 
@@ -318,7 +351,7 @@ void Options::add(const std::string& flag, std::vector<double>& field, const std
   o.help = field.empty() ? help : cat(help, " (default ", join_list(field), ")");
   o.parse = [&field, flag, range](const std::string& v) {
     auto values = parse_double_list(v, "--" + flag);
-    for (double x : values) check_range(range, x, flag, format_double(x));
+    for (double x : values) check_element(range, x, flag);
     field = std::move(values);
   };
   o.text = [&field]() { return some(join_list(field)); };
@@ -339,7 +372,7 @@ void Options::add(const std::string& flag, std::vector<int64_t>& field, const st
   o.help = field.empty() ? help : cat(help, " (default ", join_list(field), ")");
   o.parse = [&field, flag, range](const std::string& v) {
     auto values = parse_int_list(v, "--" + flag);
-    for (int64_t x : values) check_range(range, static_cast<double>(x), flag, std::to_string(x));
+    for (int64_t x : values) check_element(range, static_cast<double>(x), flag);
     field = std::move(values);
   };
   o.text = [&field]() { return some(join_list(field)); };
@@ -360,8 +393,7 @@ void Options::add_switch(const std::string& flag, bool& field, const std::string
 
 void Options::add_choice(const std::string& flag, std::string& field, const std::string& help,
                          const std::vector<std::string>& choices) {
-  std::string listed;
-  for (const auto& c : choices) listed += (listed.empty() ? "" : " | ") + c;
+  const std::string listed = list_choices(choices);
   Option o;
   o.flag = flag;
   o.help = cat(help, " (", listed, "; default ", field, ")");
@@ -372,7 +404,7 @@ void Options::add_choice(const std::string& flag, std::string& field, const std:
         return;
       }
     }
-    throw Error(cat("--", flag, " must be one of ", listed, ", got '", v, "'"));
+    throw Error(cat("--", flag, " must be ", listed, ", got '", v, "'"));
   };
   o.text = [&field]() { return some(field); };
   o.samples = [choices]() { return choices; };

@@ -25,6 +25,7 @@ struct Range {
   bool lo_open = false, hi_open = false;
   bool contains(double v) const;
   std::string describe() const;  // "must be positive", "must be in [0, 1)", ...
+  std::string interval() const;  // "in (0, 1)", "positive", ">= 1", ...
 };
 inline Range any_value() { return {}; }
 inline Range positive() { return {0, Range().hi, true, false}; }
@@ -37,18 +38,20 @@ inline Range open(double lo, double hi) { return {lo, hi, true, true}; }        
 template <typename E>
 using EnumNames = std::vector<std::pair<E, const char*>>;
 
+// "a, b or c": how help and errors list choices.
+std::string list_choices(const std::vector<std::string>& names);
 template <typename E>
 std::string enum_choices(const EnumNames<E>& names) {
-  std::string out;
-  for (const auto& [value, name] : names) out += (out.empty() ? "" : " | ") + std::string(name);
-  return out;
+  std::vector<std::string> listed;
+  for (const auto& [value, name] : names) listed.emplace_back(name);
+  return list_choices(listed);
 }
 template <typename E>
 E parse_enum(const EnumNames<E>& names, const std::string& text, const std::string& what) {
   for (const auto& [value, name] : names) {
     if (text == name) return value;
   }
-  throw Error(cat(what, " must be one of ", enum_choices(names), ", got '", text, "'"));
+  throw Error(cat(what, " must be ", enum_choices(names), ", got '", text, "'"));
 }
 template <typename E>
 const char* enum_name(const EnumNames<E>& names, E value) {
@@ -78,7 +81,8 @@ struct Option {
   bool is_switch = false;                             // boolean: `--flag` alone means true
   std::function<void(const std::string&)> parse;      // reads a value into the field (throws Error)
   std::function<std::optional<std::string>()> text;   // the field as INI text; nullopt: unset
-  std::function<std::vector<std::string>()> samples;  // other valid-looking values (round-trip tests)
+  std::function<std::vector<std::string>()> samples;  // other valid-looking values (round-trip tests);
+                                                      // none: a refused flag (add_refused)
 };
 
 // The options of one job, in declaration order, grouped under section titles.
@@ -93,7 +97,9 @@ class Options {
   void add(const std::string& flag, double& field, const std::string& help, Range range = {});
   void add(const std::string& flag, std::optional<int64_t>& field, const std::string& help, Range range = {});
   void add(const std::string& flag, std::optional<double>& field, const std::string& help, Range range = {});
-  void add(const std::string& flag, std::string& field, const std::string& help);
+  // `examples`: valid values other than the default (help shows none; round-trip tests use them).
+  void add(const std::string& flag, std::string& field, const std::string& help,
+           const std::vector<std::string>& examples = {});
   void add(const std::string& flag, std::vector<double>& field, const std::string& help, Range range = {});
   void add(const std::string& flag, std::vector<int64_t>& field, const std::string& help, Range range = {});
   // A boolean switch: `--flag`, `--flag=true|false`, INI `flag = true|false`.
@@ -103,6 +109,8 @@ class Options {
                   const std::vector<std::string>& choices);
   template <typename E>
   void add_enum(const std::string& flag, E& field, const std::string& help, const EnumNames<E>& names);
+  // A flag this job keeps only to refuse with `message` (a flag other jobs take).
+  void add_refused(const std::string& flag, const std::string& help, const std::string& message);
   // Anything else: the caller says how to read and write the field.
   void add_custom(Option option);
 

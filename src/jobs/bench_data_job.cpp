@@ -1,5 +1,5 @@
-// `vitslim bench-data`: input pipeline speed (data/bench_data_job.h does the work).
-#include "data/bench_data_job.h"
+// `vitslim bench-data`: input pipeline speed (data/bench.h does the work).
+#include "data/bench.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
 
@@ -28,13 +28,9 @@ JobResult run(const Config& c, const dist::MpiSession&) {
 }  // namespace
 
 Job bench_data_job() {
-  Job job;
-  job.name = "bench-data";
-  job.summary = "input pipeline speed: JPEG decode, DeiT train/eval transforms, threaded loader (images/s)";
-  job.declare = declare;
-  job.validate = validate;
-  job.run = run;
-  return job;
+  return make_job("bench-data",
+                  "input pipeline speed: JPEG decode, DeiT train/eval transforms, threaded loader (images/s)", declare,
+                  validate, run);
 }
 
 }  // namespace vitslim

@@ -1,15 +1,14 @@
-// `vitslim bench`: full vs attention-removed model side by side (model/model_jobs.h does the work).
+// `vitslim bench`: full vs attention-removed model side by side (model/convert_bench.h does the work).
 #include "jobs/common.h"
 #include "jobs/job.h"
-#include "model/model_jobs.h"
+#include "model/convert_bench.h"
 
 namespace vitslim {
 
 namespace {
 
 void declare(Options& o, Config& c) {
-  c.model.declare(o);
-  declare_remove_layers(o, c.model.removed_layers, kRemoveLayersHelp);
+  declare_model(o, c);
   c.bench.declare(o);
   c.runtime.declare(o);
 }
@@ -27,13 +26,8 @@ JobResult run(const Config& c, const dist::MpiSession&) {
 }  // namespace
 
 Job bench_job() {
-  Job job;
-  job.name = "bench";
-  job.summary = "full vs attention-removed model: parameters, multiply-adds, images/s, peak memory";
-  job.declare = declare;
-  job.validate = validate;
-  job.run = run;
-  return job;
+  return make_job("bench", "full vs attention-removed model: parameters, multiply-adds, images/s, peak memory", declare,
+                  validate, run);
 }
 
 }  // namespace vitslim

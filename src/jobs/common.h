@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/options.h"
+#include "jobs/config.h"
 
 namespace vitslim {
 
@@ -13,5 +14,8 @@ namespace vitslim {
 inline constexpr const char* kRemoveLayersHelp =
     "blocks whose attention is removed (x -> 2x): 0,1,3 or SEARCH.json@RATIO (a search result)";
 void declare_remove_layers(Options& options, std::vector<int64_t>& layers, const char* help);
+
+// The model options with --remove-layers naming removed blocks (most jobs).
+void declare_model(Options& options, Config& config);
 
 }  // namespace vitslim

@@ -1,16 +1,15 @@
 // `vitslim convert`: import a .pth/.safetensors checkpoint, export timm-named .safetensors
-// (model/model_jobs.h does the work).
+// (model/convert_bench.h does the work).
 #include "jobs/common.h"
 #include "jobs/job.h"
-#include "model/model_jobs.h"
+#include "model/convert_bench.h"
 
 namespace vitslim {
 
 namespace {
 
 void declare(Options& o, Config& c) {
-  c.model.declare(o);
-  declare_remove_layers(o, c.model.removed_layers, kRemoveLayersHelp);
+  declare_model(o, c);
   c.convert.declare(o);
   c.runtime.declare(o);
 }
@@ -29,13 +28,8 @@ JobResult run(const Config& c, const dist::MpiSession&) {
 }  // namespace
 
 Job convert_job() {
-  Job job;
-  job.name = "convert";
-  job.summary = "import a .pth/.safetensors checkpoint and export timm-named .safetensors";
-  job.declare = declare;
-  job.validate = validate;
-  job.run = run;
-  return job;
+  return make_job("convert", "import a .pth/.safetensors checkpoint and export timm-named .safetensors", declare,
+                  validate, run);
 }
 
 }  // namespace vitslim

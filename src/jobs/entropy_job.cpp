@@ -1,7 +1,7 @@
 // `vitslim entropy`: per-block entropy of the attention and MLP branches and of the head over
-// calibration images (entropy/entropy_job.h does the work).
-#include "entropy/entropy_job.h"
+// calibration images (entropy/measure.h does the work).
 #include "dist/mpi_session.h"
+#include "entropy/measure.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
 
@@ -10,8 +10,7 @@ namespace vitslim {
 namespace {
 
 void declare(Options& o, Config& c) {
-  c.model.declare(o);
-  declare_remove_layers(o, c.model.removed_layers, kRemoveLayersHelp);
+  declare_model(o, c);
   c.data.declare(o);
   c.entropy.declare(o);
   c.runtime.declare(o);
@@ -31,14 +30,8 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
 }  // namespace
 
 Job entropy_job() {
-  Job job;
-  job.name = "entropy";
-  job.summary = "per-block entropy of attention and MLP branches over calibration images";
-  job.declare = declare;
-  job.validate = validate;
-  job.run = run;
-  job.launch_outputs = "--out={out}/entropy.h5 --json={out}/entropy.json";
-  return job;
+  return make_job("entropy", "per-block entropy of attention and MLP branches over calibration images", declare,
+                  validate, run, "--out={out}/entropy.h5 --json={out}/entropy.json");
 }
 
 }  // namespace vitslim

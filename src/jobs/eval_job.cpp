@@ -1,9 +1,9 @@
 // `vitslim eval`: top-1/top-5 accuracy and loss on a data split, sharded over MPI ranks
-// (train/eval_job.h does the work).
-#include "train/eval_job.h"
+// (train/evaluate.h does the work).
 #include "dist/mpi_session.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
+#include "train/evaluate.h"
 
 namespace vitslim {
 
@@ -12,8 +12,7 @@ namespace {
 void defaults(Config& c) { c.data.split = "test"; }
 
 void declare(Options& o, Config& c) {
-  c.model.declare(o);
-  declare_remove_layers(o, c.model.removed_layers, kRemoveLayersHelp);
+  declare_model(o, c);
   c.data.declare(o);
   c.eval.declare(o);
   c.runtime.declare(o);
@@ -32,15 +31,8 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
 }  // namespace
 
 Job eval_job() {
-  Job job;
-  job.name = "eval";
-  job.summary = "top-1/top-5 accuracy on a data split, sharded over MPI ranks";
-  job.defaults = defaults;
-  job.declare = declare;
-  job.validate = validate;
-  job.run = run;
-  job.launch_outputs = "--json={out}/eval.json";
-  return job;
+  return make_job("eval", "top-1/top-5 accuracy on a data split, sharded over MPI ranks", declare, validate, run,
+                  "--json={out}/eval.json", defaults);
 }
 
 }  // namespace vitslim

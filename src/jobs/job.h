@@ -33,6 +33,11 @@ struct Job {
   std::string launch_outputs;
 };
 
+// A Job from its parts (the job files' one-line definitions).
+Job make_job(const std::string& name, const std::string& summary, void (*declare)(Options&, Config&),
+             void (*validate)(const Config&), JobResult (*run)(const Config&, const dist::MpiSession&),
+             const std::string& launch_outputs = "", void (*defaults)(Config&) = nullptr);
+
 // Every job, in the order `vitslim --help` lists them.
 const std::vector<Job>& jobs();
 // Throws Error naming the job when there is none of that name.

@@ -2,29 +2,31 @@
 // vit_fmnist preset): pretrain from scratch (or --pretrained), entropy, NOSE search per ratio,
 // dilution fine-tuning per ratio plus the unpruned model and (at the largest ratio) a random and
 // a first-k choice with the same budget, merge, evaluation on the test split, benchmark, and a
-// report (report.md + report.json). It composes the other jobs in-process with configurations
-// derived from its own; each stage's files in --out-dir mark it done, so a rerun resumes.
-
+// report (jobs/pipeline_report.h). Stages run in-process with configurations derived from the
+// pipeline's own and pass their typed results on in memory; each stage's files in --out-dir mark
+// it done, so a rerun resumes, and a reused stage's result is read back from its file.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "core/version.h"
 #include "data/sampler.h"
 #include "dist/mpi_session.h"
+#include "entropy/measure.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
+#include "jobs/pipeline_report.h"
+#include "model/convert_bench.h"
 #include "model/presets.h"
-#include "search/result_file.h"
+#include "search/coordinator.h"
+#include "train/evaluate.h"
+#include "train/merge_checkpoint.h"
 #include "train/train_checkpoint.h"
+#include "train/trainer.h"
 
 namespace vitslim {
 
@@ -41,20 +43,12 @@ constexpr double kLabelSmoothing = 0.1;
 constexpr int64_t kCalibImages = 2048;
 constexpr int64_t kEntropyTraceImages = 256;
 constexpr int64_t kBenchBatch = 256;
-constexpr double kGoalPoints = 0.5;  // issue goal: half the attention removed within 0.5 top-1 points
+constexpr int64_t kKeepCheckpoints = 2;
 
 // Thrown when a training stage stopped on SIGUSR1/SIGTERM: the pipeline ends here (exit 0) and the
 // same command resumes it.
 struct StoppedBySignal {
   std::string stage;
-};
-
-// One fine-tuning run of the comparison.
-struct Run {
-  std::string name;    // unpruned, nose-0.5, random-0.5, first-0.5, ...
-  std::string choice;  // none | nose | random | first
-  double ratio = 0;
-  std::vector<int64_t> layers;
 };
 
 json read_json(const std::string& path) {
@@ -69,14 +63,39 @@ json read_json(const std::string& path) {
 
 bool training_finished(const std::string& dir) {
   const auto path = fs::path(dir) / "train.json";
-  if (!fs::exists(path)) return false;
-  return read_json(path.string()).value("finished", false);
+  return fs::exists(path) && read_json(path.string()).value("finished", false);
 }
 
 std::string ratio_name(double ratio) {
   std::ostringstream out;
   out << ratio;
   return out.str();
+}
+
+// Results of stages an earlier, interrupted run finished, from their files.
+EvalOutcome read_eval(const std::string& path) {
+  const json j = read_json(path);
+  return {j.at("top1").get<double>(), j.at("top5").get<double>(), j.at("loss").get<double>()};
+}
+model::BenchRatios read_bench(const std::string& path) {
+  const json r = read_json(path).at("ratios");
+  model::BenchRatios b;
+  b.compared = true;
+  b.params = r.at("params").get<double>();
+  b.macs = r.at("macs").get<double>();
+  b.inference_speedup = r.at("inference_speedup").get<double>();
+  return b;
+}
+search::SearchResult read_search(const std::string& path) {
+  const json j = read_json(path);
+  search::SearchResult out;
+  out.full_entropy = j.at("full_entropy").get<double>();
+  for (const json& s : j.at("selections")) {
+    out.selections.push_back({s.at("ratio").get<double>(), s.at("count").get<int64_t>(),
+                              s.at("layers").get<std::vector<int64_t>>(), s.at("te").get<double>(),
+                              s.at("entropy").get<double>()});
+  }
+  return out;
 }
 
 class Pipeline {
@@ -91,25 +110,26 @@ class Pipeline {
   // Runs `stage` unless `done` says its result exists; records the seconds it took.
   template <typename Stage>
   void stage(const std::string& name, bool done, Stage&& body);
-  Config train_config(const std::string& dir, const std::string& weights, int64_t epochs, double lr) const;
-  // A stage's configuration: the pipeline's own with job = `job`.
+  // A stage's configuration: the pipeline's own with job = `job`, checked as that job checks it.
   Config stage_config(const std::string& job) const;
-  // Validates `c` as its job would and runs it: the stage's typed result.
-  JobResult run_job(const Config& c) const;
+  Config train_config(const std::string& dir, const std::string& weights, int64_t epochs, double lr) const;
+  void train(const Config& c, const std::string& stage_name);
   void pretrain();
   void analyse();
-  std::vector<Run> plan_runs();
-  void finetune(const Run& run);
+  void share_search();
+  std::vector<PipelineRun> plan_runs();
+  void finetune(const PipelineRun& run);
+  void merge(const PipelineRun& run, const std::string& dir, const std::string& compact);
   void evaluate(const std::string& name, const std::string& weights);
-  void bench(const Run& run);
-  void report(const std::vector<Run>& runs);
+  void bench(const PipelineRun& run);
+  void report();
   void check_settings();
 
   Config base_;
   const PipelineConfig& p_;
   const dist::MpiSession& mpi_;
   std::string pretrained_;
-  json stages_ = json::object();
+  PipelineResults results_;
   Clock::time_point started_ = Clock::now();
 };
 
@@ -117,26 +137,20 @@ template <typename Stage>
 void Pipeline::stage(const std::string& name, bool done, Stage&& body) {
   if (done) {
     log_info(cat("pipeline: ", name, ": done earlier, reusing ", p_.out_dir));
-    stages_[name] = "reused";
+    results_.stages[name] = "reused";
     return;
   }
   log_info(cat("pipeline: ", name));
   const auto t0 = Clock::now();
   body();
   mpi_.barrier();  // rank-0-only writers (merge, bench, reports) finish before anyone reads
-  stages_[name] = std::chrono::duration<double>(Clock::now() - t0).count();
+  results_.stages[name] = std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 Config Pipeline::stage_config(const std::string& job) const {
   Config c = base_;
   c.job = job;
   return c;
-}
-
-JobResult Pipeline::run_job(const Config& c) const {
-  const Job& job = find_job(c.job);
-  job.validate(c);
-  return job.run(c, mpi_);
 }
 
 Config Pipeline::train_config(const std::string& dir, const std::string& weights, int64_t epochs, double lr) const {
@@ -153,8 +167,14 @@ Config Pipeline::train_config(const std::string& dir, const std::string& weights
   t.entropy_images = kEntropyTraceImages;
   t.out_dir = dir;
   t.resume = true;  // an interrupted pipeline continues the run from its checkpoint
-  t.keep_last = 2;
+  t.keep_last = kKeepCheckpoints;
   return c;
+}
+
+void Pipeline::train(const Config& c, const std::string& stage_name) {
+  find_job("train").validate(c);
+  const train::TrainResult result = train::run_training({c.model, c.data, c.train, c.runtime, config_to_ini(c)}, mpi_);
+  if (!result.finished) throw StoppedBySignal{stage_name};
 }
 
 void Pipeline::pretrain() {
@@ -167,7 +187,7 @@ void Pipeline::pretrain() {
   stage("pretrain", training_finished(dir), [&] {
     Config c = train_config(dir, "", p_.pretrain_epochs, p_.pretrain_lr);
     c.train.warmup_epochs = kPretrainWarmupEpochs;
-    if (run_job(c).stopped_by_signal) throw StoppedBySignal{"pretrain"};
+    train(c, "pretrain");
   });
 }
 
@@ -178,24 +198,47 @@ void Pipeline::analyse() {
     c.data.calib_images = kCalibImages;
     c.entropy.out = path("entropy.h5");
     c.entropy.json = path("entropy.json");
-    run_job(c);
+    find_job("entropy").validate(c);
+    entropy::run_entropy(c.model, c.data, c.entropy, c.runtime, config_to_ini(c), mpi_);
   });
-  stage("search", fs::exists(path("search.json")), [&] {
+  const bool searched = fs::exists(path("search.json"));
+  if (searched) results_.search = read_search(path("search.json"));
+  stage("search", searched, [&] {
     Config c = stage_config("search");
     c.model.weights = pretrained_;
     c.data.calib_images = kCalibImages;
     c.search.ratios = p_.ratios;
     c.search.out = path("search.h5");
     c.search.json = path("search.json");
-    run_job(c);
+    find_job("search").validate(c);
+    results_.search = search::run_search({c.model, c.data, c.search, c.runtime, config_to_ini(c)}, mpi_);
+    share_search();
   });
 }
 
-std::vector<Run> Pipeline::plan_runs() {
-  std::vector<Run> runs = {{"unpruned", "none", 0.0, {}}};
-  for (double r : p_.ratios) {
-    runs.push_back(
-        {"nose-" + ratio_name(r), "nose", r, search::layers_from_search(path("search.json") + "@" + ratio_name(r))});
+// Rank 0 holds the search result; every rank fine-tunes with its layers.
+void Pipeline::share_search() {
+  std::vector<int64_t> packed;  // per ratio: count, then the layers
+  for (const auto& s : results_.search.selections) {
+    packed.push_back(static_cast<int64_t>(s.layers.size()));
+    packed.insert(packed.end(), s.layers.begin(), s.layers.end());
+  }
+  packed = mpi_.broadcast(packed);
+  if (mpi_.rank() == 0) return;
+  results_.search.selections.clear();
+  for (size_t i = 0, r = 0; i < packed.size(); ++r) {
+    const auto n = static_cast<size_t>(packed[i++]);
+    std::vector<int64_t> layers(packed.begin() + static_cast<std::ptrdiff_t>(i),
+                                packed.begin() + static_cast<std::ptrdiff_t>(i + n));
+    results_.search.selections.push_back({p_.ratios.at(r), static_cast<int64_t>(n), layers, 0, 0});
+    i += n;
+  }
+}
+
+std::vector<PipelineRun> Pipeline::plan_runs() {
+  std::vector<PipelineRun> runs = {{"unpruned", "none", 0.0, {}}};
+  for (const search::Selection& s : results_.search.selections) {
+    runs.push_back({"nose-" + ratio_name(s.ratio), "nose", s.ratio, s.layers});
   }
   if (p_.ablation) {
     const double r = *std::max_element(p_.ratios.begin(), p_.ratios.end());
@@ -212,7 +255,7 @@ std::vector<Run> Pipeline::plan_runs() {
   return runs;
 }
 
-void Pipeline::finetune(const Run& run) {
+void Pipeline::finetune(const PipelineRun& run) {
   const std::string dir = path("finetune-" + run.name);
   stage("finetune " + run.name, training_finished(dir), [&] {
     Config c = train_config(dir, pretrained_, p_.finetune_epochs, p_.finetune_lr);
@@ -220,40 +263,53 @@ void Pipeline::finetune(const Run& run) {
     c.train.dilute_layers = run.layers;
     c.train.decay_epochs = p_.decay_epochs;
     c.train.lambda_per_step = true;
-    if (run_job(c).stopped_by_signal) throw StoppedBySignal{"finetune " + run.name};
+    train(c, "finetune " + run.name);
   });
   if (run.layers.empty()) {
     evaluate(run.name, (fs::path(dir) / "final.safetensors").string());
     return;
   }
   const std::string compact = path("compact-" + run.name + ".safetensors");
+  merge(run, dir, compact);
+  evaluate(run.name, compact);
+  bench(run);
+}
+
+void Pipeline::merge(const PipelineRun& run, const std::string& dir, const std::string& compact) {
   stage("merge " + run.name, fs::exists(compact), [&] {
     Config c = stage_config("merge");
     const auto steps = train::list_checkpoints(dir);
     if (steps.empty()) throw Error(cat("pipeline: ", dir, " has no checkpoint to merge"));
     c.merge.checkpoint = train::checkpoint_path(dir, steps.back());
     c.merge.out = compact;
-    run_job(c);
+    find_job("merge").validate(c);
+    train::run_merge(c.merge, c.runtime, mpi_);
   });
-  evaluate(run.name, compact);
-  bench(run);
 }
 
 void Pipeline::evaluate(const std::string& name, const std::string& weights) {
   const std::string out = path("eval-" + name + ".json");
-  stage("eval " + name, fs::exists(out), [&] {
+  const bool done = fs::exists(out);
+  if (done) results_.evals[name] = read_eval(out);
+  stage("eval " + name, done, [&] {
     Config c = stage_config("eval");
     c.model.weights = weights;
     c.data.split = "test";
     c.eval.images = p_.eval_images;
     c.eval.json = out;
-    run_job(c);
+    find_job("eval").validate(c);
+    const train::EvalCounts n = train::run_eval(c.model, c.data, c.eval, c.runtime, mpi_);
+    const double images = static_cast<double>(n.images);
+    results_.evals[name] = {100.0 * static_cast<double>(n.top1) / images, 100.0 * static_cast<double>(n.top5) / images,
+                            n.loss_sum / images};
   });
 }
 
-void Pipeline::bench(const Run& run) {
+void Pipeline::bench(const PipelineRun& run) {
   const std::string out = path("bench-" + run.name + ".json");
-  stage("bench " + run.name, fs::exists(out), [&] {
+  const bool done = fs::exists(out);
+  if (done && mpi_.rank() == 0) results_.benches[run.name] = read_bench(out);
+  stage("bench " + run.name, done, [&] {
     if (mpi_.rank() != 0) return;
     Config c = stage_config("bench");
     c.model.removed_layers = run.layers;
@@ -261,92 +317,27 @@ void Pipeline::bench(const Run& run) {
     c.bench.iters = p_.bench_iters;
     c.bench.train = false;  // inference speed is what the compact model is for
     c.bench.json = out;
-    run_job(c);
+    find_job("bench").validate(c);
+    results_.benches[run.name] = model::run_bench(c.model, c.bench, c.runtime);
   });
 }
 
-void Pipeline::report(const std::vector<Run>& runs) {
+void Pipeline::report() {
   if (mpi_.rank() != 0) return;
-  const json unpruned = read_json(path("eval-unpruned.json"));
-  const double base_top1 = unpruned.at("top1").get<double>();
-  json rows = json::array();
-  std::ostringstream md;
-  const ModelShape shape = model::preset(base_.model.preset);
-  md << "# vitslim pipeline report\n\n"
-     << "Model `" << base_.model.preset << "` (" << shape.describe() << ") on " << base_.data.dataset << ", "
-     << mpi_.world_size() << " process(es). Produced by `vitslim pipeline` " << kVersion << " on " << utc_timestamp()
-     << ".\n\n";
-  if (p_.weights.empty()) {
-    const json pre = read_json(path("eval-pretrained.json"));
-    md << "Pretrained from scratch for " << p_.pretrain_epochs << " epochs: top-1 " << fmt(pre.at("top1").get<double>())
-       << "%.\n";
-  }
-  md << "Every row below is fine-tuned for " << p_.finetune_epochs << " epochs from the same pretrained weights; "
-     << "diluted blocks go from lambda 1 to 0 over the first " << fmt(p_.decay_epochs)
-     << " epoch(s) and are removed for the rest.\n\n"
-     << "| run | attention removed | top-1 (%) | vs unpruned (points) | params | MACs/img | inference speed-up |\n"
-     << "|---|---|---|---|---|---|---|\n";
-  for (const Run& run : runs) {
-    const json ev = read_json(path("eval-" + run.name + ".json"));
-    const double top1 = ev.at("top1").get<double>();
-    json row = {
-        {"run", run.name}, {"choice", run.choice},  {"ratio", run.ratio},    {"removed_layers", run.layers},
-        {"top1", top1},    {"top5", ev.at("top5")}, {"loss", ev.at("loss")}, {"delta_points", top1 - base_top1}};
-    std::string params = "1.000x", macs = "1.000x", speed = "1.000x";
-    if (!run.layers.empty()) {
-      const json b = read_json(path("bench-" + run.name + ".json"));
-      const json& ratios = b.at("ratios");
-      row["bench"] = ratios;
-      params = fmt(ratios.at("params").get<double>(), 3) + "x";
-      macs = fmt(ratios.at("macs").get<double>(), 3) + "x";
-      speed = fmt(ratios.at("inference_speedup").get<double>(), 3) + "x";
-    }
-    rows.push_back(row);
-    md << "| " << run.name << " | " << (run.layers.empty() ? std::string("none") : join_list(run.layers)) << " | "
-       << fmt(top1) << " | " << (run.layers.empty() ? std::string("-") : fmt(top1 - base_top1, 3)) << " | " << params
-       << " | " << macs << " | " << speed << " |\n";
-  }
-  // The goal: half of the attention layers removed by NOSE within kGoalPoints of the unpruned.
-  json goal;
-  for (const json& row : rows) {
-    if (row.at("choice") == "nose" && std::fabs(row.at("ratio").get<double>() - 0.5) < 1e-9) {
-      const double delta = row.at("delta_points").get<double>();
-      goal = {{"run", row.at("run")},
-              {"delta_points", delta},
-              {"limit_points", -kGoalPoints},
-              {"met", delta >= -kGoalPoints}};
-      md << "\nHalf of the attention layers removed by NOSE: " << fmt(delta, 3) << " points against the unpruned "
-         << "model (goal: no worse than -" << kGoalPoints << ") -> " << (delta >= -kGoalPoints ? "met" : "not met")
-         << ".\n";
-    }
-  }
-  const json search = read_json(path("search.json"));
-  md << "\nNOSE selections (transfer entropy to the logits; smaller |TE| = removable):\n\n"
-     << "| ratio | layers | TE |\n|---|---|---|\n";
-  for (const json& s : search.at("selections")) {
-    md << "| " << s.at("ratio").get<double>() << " | " << join_list(s.at("layers").get<std::vector<int64_t>>()) << " | "
-       << fmt(s.at("te").get<double>()) << " |\n";
-  }
-  md << "\nFigures (made from the HDF5 traces by `scripts/plot_pipeline.py " << p_.out_dir << "`):\n\n"
-     << "![entropy per block](plots/entropy.png)\n\n![NOSE search](plots/search.png)\n\n"
-     << "![dilution fine-tuning](plots/training.png)\n\n"
-     << "Stage seconds (\"reused\": done by an earlier, interrupted run): `" << stages_.dump() << "`\n";
-  const double seconds = std::chrono::duration<double>(Clock::now() - started_).count();
-  json j = {{"program", "vitslim"},
-            {"version", kVersion},
-            {"job", "pipeline"},
-            {"model", base_.model.preset},
-            {"data_set", base_.data.dataset},
-            {"pretrained", pretrained_},
-            {"runs", rows},
-            {"goal", goal},
-            {"selections", search.at("selections")},
-            {"stages", stages_},
-            {"seconds", seconds},
-            {"config", config_to_ini(base_)}};
-  write_file_atomic(path("report.json"), j.dump(2) + "\n");
-  write_file_atomic(path("report.md"), md.str());
-  std::printf("%s", md.str().c_str());
+  ReportContext ctx;
+  ctx.out_dir = p_.out_dir;
+  ctx.preset = base_.model.preset;
+  ctx.shape = model::preset(base_.model.preset).describe();
+  ctx.dataset = base_.data.dataset;
+  ctx.pretrained = pretrained_;
+  ctx.config_ini = config_to_ini(base_);
+  ctx.world_size = mpi_.world_size();
+  ctx.pretrained_here = p_.weights.empty();
+  ctx.pretrain_epochs = p_.pretrain_epochs;
+  ctx.finetune_epochs = p_.finetune_epochs;
+  ctx.decay_epochs = p_.decay_epochs;
+  ctx.seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+  write_pipeline_report(ctx, results_);
 }
 
 // Stages are reused by their files, so a rerun must ask for the same thing: the resolved settings
@@ -382,16 +373,17 @@ void Pipeline::run() {
   pretrain();
   if (p_.weights.empty()) evaluate("pretrained", pretrained_);
   analyse();
-  const auto runs = plan_runs();
-  for (const Run& run : runs) finetune(run);
-  report(runs);
+  results_.runs = plan_runs();
+  for (const PipelineRun& run : results_.runs) finetune(run);
+  report();
   log_info(cat("pipeline: done in ", fmt(std::chrono::duration<double>(Clock::now() - started_).count(), 4),
                " s; report in ", path("report.md")));
 }
 
 void declare(Options& o, Config& c) {
   c.model.declare(o);
-  declare_remove_layers(o, c.model.removed_layers, "not used: the search chooses the layers");
+  o.add_refused("remove-layers", "not used: the search chooses the layers",
+                "pipeline: the search chooses the layers; --remove-layers is not used");
   c.data.declare(o);
   c.data.declare_augment(o);
   c.pipeline.declare(o);
@@ -402,9 +394,6 @@ void validate(const Config& c) {
   c.model.validate(c.model.removed_layers);
   c.data.validate();
   c.pipeline.validate();
-  if (!c.model.removed_layers.empty()) {
-    throw Error("pipeline: the search chooses the layers; --remove-layers is not used");
-  }
 }
 
 JobResult run(const Config& config, const dist::MpiSession& mpi) {
@@ -423,14 +412,8 @@ JobResult run(const Config& config, const dist::MpiSession& mpi) {
 }  // namespace
 
 Job pipeline_job() {
-  Job job;
-  job.name = "pipeline";
-  job.summary = "the whole method end to end: pretrain, entropy, search, dilute, merge, evaluate, report";
-  job.declare = declare;
-  job.validate = validate;
-  job.run = run;
-  job.launch_outputs = "--out-dir={out}";
-  return job;
+  return make_job("pipeline", "the whole method end to end: pretrain, entropy, search, dilute, merge, evaluate, report",
+                  declare, validate, run, "--out-dir={out}");
 }
 
 }  // namespace vitslim

@@ -26,6 +26,25 @@ const std::vector<Job>& jobs() {
   return kJobs;
 }
 
+Job make_job(const std::string& name, const std::string& summary, void (*declare)(Options&, Config&),
+             void (*validate)(const Config&), JobResult (*run)(const Config&, const dist::MpiSession&),
+             const std::string& launch_outputs, void (*defaults)(Config&)) {
+  Job job;
+  job.name = name;
+  job.summary = summary;
+  job.defaults = defaults;
+  job.declare = declare;
+  job.validate = validate;
+  job.run = run;
+  job.launch_outputs = launch_outputs;
+  return job;
+}
+
+void declare_model(Options& options, Config& config) {
+  config.model.declare(options);
+  declare_remove_layers(options, config.model.removed_layers, kRemoveLayersHelp);
+}
+
 const Job& find_job(const std::string& name) {
   for (const Job& job : jobs()) {
     if (job.name == name) return job;

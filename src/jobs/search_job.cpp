@@ -1,17 +1,16 @@
 // `vitslim search`: NOSE, which attention layers to remove by transfer entropy to the head,
-// scored over MPI ranks (search/search_job.h does the work).
-#include "search/search_job.h"
+// scored over MPI ranks (search/coordinator.h does the work).
 #include "dist/mpi_session.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
+#include "search/coordinator.h"
 
 namespace vitslim {
 
 namespace {
 
 void declare(Options& o, Config& c) {
-  c.model.declare(o);
-  declare_remove_layers(o, c.model.removed_layers, kRemoveLayersHelp);
+  declare_model(o, c);
   c.data.declare(o);
   c.search.declare(o);
   c.runtime.declare(o);
@@ -35,14 +34,8 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
 }  // namespace
 
 Job search_job() {
-  Job job;
-  job.name = "search";
-  job.summary = "NOSE: choose attention layers to remove by transfer entropy, over MPI ranks";
-  job.declare = declare;
-  job.validate = validate;
-  job.run = run;
-  job.launch_outputs = "--out={out}/search.h5 --json={out}/search.json";
-  return job;
+  return make_job("search", "NOSE: choose attention layers to remove by transfer entropy, over MPI ranks", declare,
+                  validate, run, "--out={out}/search.h5 --json={out}/search.json");
 }
 
 }  // namespace vitslim

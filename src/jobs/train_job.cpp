@@ -36,14 +36,8 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
 }  // namespace
 
 Job train_job() {
-  Job job;
-  job.name = "train";
-  job.summary = "fine-tune data-parallel while chosen attention layers dilute into identity, then export";
-  job.declare = declare;
-  job.validate = validate;
-  job.run = run;
-  job.launch_outputs = "--out-dir={out} --resume";
-  return job;
+  return make_job("train", "fine-tune data-parallel while chosen attention layers dilute into identity, then export",
+                  declare, validate, run, "--out-dir={out} --resume");
 }
 
 }  // namespace vitslim

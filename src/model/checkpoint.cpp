@@ -104,16 +104,14 @@ std::vector<int64_t> removed_layers_from_metadata(const StateDict& w) {
   return parse_int_list(it->second, cat("weights ", w.file, ": metadata ", kMetaRemovedLayers));
 }
 
-void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions& options) {
-  const ModelShape& shape = model->shape();
-  const std::string& file = weights.file;
-  // Attention of removed blocks no longer exists in the model: a full checkpoint's weights for
-  // it are dropped (this is the merge step of docs/method.md section 4).
-  std::set<std::string> params;
-  for (const auto& p : model->named_parameters()) params.insert(p.key());
+namespace {
+
+// Attention of removed blocks no longer exists in the model: a full checkpoint's weights for it
+// are dropped (this is the merge step of docs/method.md section 4).
+void drop_removed_attention(VisionTransformer& model, StateDict& weights) {
   for (int64_t b : model->removed_blocks()) {
     for (const char* part : {"norm1.", "attn."}) {
-      std::string prefix = cat("blocks.", b, ".", part);
+      const std::string prefix = cat("blocks.", b, ".", part);
       std::vector<std::string> drop;
       for (const auto& [name, t] : weights.tensors) {
         if (name.rfind(prefix, 0) == 0) drop.push_back(name);
@@ -121,6 +119,13 @@ void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions
       for (const auto& name : drop) weights.erase(name);
     }
   }
+}
+
+// pos_embed to the model's grid (another resolution), and the head dropped for re-initialisation
+// (then it is no longer among the parameters to fill).
+void adapt_weights(const ModelShape& shape, StateDict& weights, const LoadOptions& options,
+                   std::set<std::string>& params) {
+  const std::string& file = weights.file;
   if (const auto* pos = weights.find("pos_embed");
       pos && pos->dim() == 3 && pos->size(1) != shape.num_tokens() && pos->size(2) == shape.embed_dim) {
     log_info(cat("interpolating pos_embed of ", file, " from ", pos->size(1), " to ", shape.num_tokens(), " tokens"));
@@ -132,46 +137,54 @@ void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions
       options.reset_head && head && head->dim() == 2 && head->size(0) != shape.num_classes) {
     log_info(
         cat("re-initialising the head: ", file, " has ", head->size(0), " classes, the model ", shape.num_classes));
-    weights.erase("head.weight");
-    weights.erase("head.bias");
-    params.erase("head.weight");
-    params.erase("head.bias");
+    for (const char* name : {"head.weight", "head.bias"}) {
+      weights.erase(name);
+      params.erase(name);
+    }
   }
+}
 
+// Every missing, unexpected and mis-shaped key in one error.
+void check_mapping(VisionTransformer& model, const StateDict& weights, const std::set<std::string>& params) {
   std::vector<std::string> missing, unexpected, misshaped;
   for (const auto& [name, t] : weights.tensors) {
     if (!params.count(name)) unexpected.push_back(name);
   }
-  torch::NoGradGuard no_grad;
   auto named = model->named_parameters();
   for (const auto& name : params) {
     const at::Tensor* src = weights.find(name);
     if (!src) {
       missing.push_back(name);
-      continue;
-    }
-    at::Tensor& dst = named[name];
-    if (src->sizes() != dst.sizes()) {
-      misshaped.push_back(cat(name, " ", src->sizes(), " vs model ", dst.sizes()));
-      continue;
-    }
-    if (!src->is_floating_point()) {
+    } else if (src->sizes() != named[name].sizes()) {
+      misshaped.push_back(cat(name, " ", src->sizes(), " vs model ", named[name].sizes()));
+    } else if (!src->is_floating_point()) {
       misshaped.push_back(cat(name, " has dtype ", src->scalar_type()));
-      continue;
     }
   }
-  if (!missing.empty() || !unexpected.empty() || !misshaped.empty()) {
-    std::ostringstream msg;
-    msg << "weights " << file << " do not match the model (" << shape.describe() << "):";
-    if (!missing.empty()) msg << " missing [" << join_limited(missing) << "];";
-    if (!unexpected.empty()) msg << " unexpected [" << join_limited(unexpected) << "];";
-    if (!misshaped.empty()) msg << " wrong shape [" << join_limited(misshaped) << "];";
-    throw Error(msg.str());
-  }
+  if (missing.empty() && unexpected.empty() && misshaped.empty()) return;
+  std::ostringstream msg;
+  msg << "weights " << weights.file << " do not match the model (" << model->shape().describe() << "):";
+  if (!missing.empty()) msg << " missing [" << join_limited(missing) << "];";
+  if (!unexpected.empty()) msg << " unexpected [" << join_limited(unexpected) << "];";
+  if (!misshaped.empty()) msg << " wrong shape [" << join_limited(misshaped) << "];";
+  throw Error(msg.str());
+}
+
+}  // namespace
+
+void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions& options) {
+  std::set<std::string> params;
+  for (const auto& p : model->named_parameters()) params.insert(p.key());
+  drop_removed_attention(model, weights);
+  adapt_weights(model->shape(), weights, options, params);
+  check_mapping(model, weights, params);
+  torch::NoGradGuard no_grad;
+  auto named = model->named_parameters();
   for (const auto& name : params) {
     const at::Tensor* src = weights.find(name);
-    if (!torch::isfinite(*src).all().item<bool>())
-      throw Error(cat("weights ", file, ": ", name, " has NaN or Inf values"));
+    if (!torch::isfinite(*src).all().item<bool>()) {
+      throw Error(cat("weights ", weights.file, ": ", name, " has NaN or Inf values"));
+    }
     named[name].copy_(*src);
   }
 }

@@ -82,6 +82,10 @@ void fill_from_preset(ModelRequest& r) {
   if (!r.num_classes) r.num_classes = s.num_classes;
 }
 
+namespace {
+void check_resolved(const ModelShape& s, const ModelRequest& r, const std::optional<ShapeFromWeights>& w);
+}  // namespace
+
 ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWeights>& w) {
   std::optional<ModelShape> base;
   if (!r.preset.empty()) base = preset(r.preset);
@@ -129,7 +133,14 @@ ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWei
     throw Error(cat("--mlp-ratio is ", *ratio, " but weights ", w->file, " have ", *w->mlp_ratio));
   }
   s.mlp_ratio = ratio ? *ratio : (w && w->mlp_ratio ? *w->mlp_ratio : 4.0);
+  check_resolved(s, r, w);
+  return s;
+}
 
+namespace {
+
+// The resolved shape must describe a model that can exist.
+void check_resolved(const ModelShape& s, const ModelRequest& r, const std::optional<ShapeFromWeights>& w) {
   constexpr int64_t kMaxDepth = 1024;
   for (auto [name, v] : {std::pair<const char*, int64_t>{"img-size", s.img_size},
                          {"patch-size", s.patch_size},
@@ -153,8 +164,9 @@ ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWei
   for (int64_t l : r.removed_layers) {
     if (l >= s.depth) throw Error(cat("--remove-layers: block ", l, " does not exist (depth ", s.depth, ")"));
   }
-  return s;
 }
+
+}  // namespace
 
 }  // namespace vitslim::model
 

@@ -51,72 +51,93 @@ void StateDict::erase(const std::string& name) {
   }
 }
 
+namespace {
+
+Error corrupt(const std::string& path, const std::string& what) {
+  return Error(cat("weights ", path, ": corrupt safetensors file: ", what));
+}
+
+// One tensor entry of the header ({"dtype", "shape", "data_offsets"}), copied out of `data`.
+at::Tensor read_entry(const std::string& path, const std::string& name, const nlohmann::json& info,
+                      const std::vector<char>& data, uint64_t& offset) {
+  auto dt = dtypes().find(info.at("dtype").get<std::string>());
+  if (dt == dtypes().end()) throw corrupt(path, cat("tensor '", name, "' has unsupported dtype ", info.at("dtype")));
+  std::vector<int64_t> shape = info.at("shape").get<std::vector<int64_t>>();
+  auto offsets = info.at("data_offsets").get<std::vector<uint64_t>>();
+  if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data.size()) {
+    throw corrupt(path, cat("tensor '", name, "' has data offsets outside the file"));
+  }
+  uint64_t numel = 1, nbytes = 0;
+  for (int64_t d : shape) {
+    if (d < 0) throw corrupt(path, cat("tensor '", name, "' has a negative dimension"));
+    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel)) {
+      throw corrupt(path, cat("tensor '", name, "' is too large"));
+    }
+  }
+  if (__builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(dt->second)), &nbytes) ||
+      nbytes != offsets[1] - offsets[0]) {
+    throw corrupt(path, cat("tensor '", name, "' byte size does not match its shape"));
+  }
+  auto t = at::empty(shape, at::TensorOptions().dtype(dt->second));
+  if (numel) std::memcpy(t.data_ptr(), data.data() + offsets[0], offsets[1] - offsets[0]);
+  offset = offsets[0];
+  return t;
+}
+
+void read_metadata(const std::string& path, const nlohmann::json& meta, StateDict& sd) {
+  if (!meta.is_object()) throw corrupt(path, "__metadata__ is not an object");
+  for (auto m = meta.begin(); m != meta.end(); ++m) {
+    if (!m.value().is_string()) throw corrupt(path, cat("metadata '", m.key(), "' is not a string"));
+    sd.metadata[m.key()] = m.value().get<std::string>();
+  }
+}
+
+// The JSON header, and the data after it.
+nlohmann::json read_header(const std::string& path, std::ifstream& in, uint64_t file_size, std::vector<char>& data) {
+  uint64_t header_size = 0;
+  if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_size), 8))
+    throw corrupt(path, "shorter than its header");
+  if (header_size > kMaxHeaderBytes || header_size > file_size - 8) throw corrupt(path, "header length out of range");
+  std::string header(header_size, '\0');
+  if (!in.read(header.data(), static_cast<std::streamsize>(header_size))) throw corrupt(path, "truncated header");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(header);
+  } catch (const nlohmann::json::exception& e) {
+    throw corrupt(path, cat("header is not JSON (", e.what(), ")"));
+  }
+  if (!j.is_object()) throw corrupt(path, "header is not a JSON object");
+  data.resize(file_size - 8 - header_size);
+  if (!data.empty() && !in.read(data.data(), static_cast<std::streamsize>(data.size()))) {
+    throw corrupt(path, "truncated data");
+  }
+  return j;
+}
+
+}  // namespace
+
 StateDict read_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw Error(cat("weights ", path, ": cannot open file"));
   const uint64_t file_size = static_cast<uint64_t>(in.tellg());
   in.seekg(0);
-  auto bad = [&](const std::string& what) {
-    return Error(cat("weights ", path, ": corrupt safetensors file: ", what));
-  };
-  uint64_t header_size = 0;
-  if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_size), 8)) throw bad("shorter than its header");
-  if (header_size > kMaxHeaderBytes || header_size > file_size - 8) throw bad("header length out of range");
-  std::string header(header_size, '\0');
-  if (!in.read(header.data(), static_cast<std::streamsize>(header_size))) throw bad("truncated header");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(header);
-  } catch (const nlohmann::json::exception& e) {
-    throw bad(cat("header is not JSON (", e.what(), ")"));
-  }
-  if (!j.is_object()) throw bad("header is not a JSON object");
-  const uint64_t data_size = file_size - 8 - header_size;
-  std::vector<char> data(data_size);
-  if (data_size && !in.read(data.data(), static_cast<std::streamsize>(data_size))) throw bad("truncated data");
-
+  std::vector<char> data;
+  const nlohmann::json j = read_header(path, in, file_size, data);
   StateDict sd;
   sd.file = path;
-  std::vector<std::pair<uint64_t, std::string>> order;
+  std::map<std::string, uint64_t> position;
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (it.key() == "__metadata__") {
-      if (!it.value().is_object()) throw bad("__metadata__ is not an object");
-      for (auto m = it.value().begin(); m != it.value().end(); ++m) {
-        if (!m.value().is_string()) throw bad(cat("metadata '", m.key(), "' is not a string"));
-        sd.metadata[m.key()] = m.value().get<std::string>();
-      }
+      read_metadata(path, it.value(), sd);
       continue;
     }
-    const auto& info = it.value();
     try {
-      auto dt = dtypes().find(info.at("dtype").get<std::string>());
-      if (dt == dtypes().end()) throw bad(cat("tensor '", it.key(), "' has unsupported dtype ", info.at("dtype")));
-      std::vector<int64_t> shape = info.at("shape").get<std::vector<int64_t>>();
-      auto offsets = info.at("data_offsets").get<std::vector<uint64_t>>();
-      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size) {
-        throw bad(cat("tensor '", it.key(), "' has data offsets outside the file"));
-      }
-      uint64_t numel = 1, nbytes = 0;
-      for (int64_t d : shape) {
-        if (d < 0) throw bad(cat("tensor '", it.key(), "' has a negative dimension"));
-        if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel))
-          throw bad(cat("tensor '", it.key(), "' is too large"));
-      }
-      if (__builtin_mul_overflow(numel, static_cast<uint64_t>(c10::elementSize(dt->second)), &nbytes) ||
-          nbytes != offsets[1] - offsets[0]) {
-        throw bad(cat("tensor '", it.key(), "' byte size does not match its shape"));
-      }
-      auto t = at::empty(shape, at::TensorOptions().dtype(dt->second));
-      if (numel) std::memcpy(t.data_ptr(), data.data() + offsets[0], offsets[1] - offsets[0]);
-      order.emplace_back(offsets[0], it.key());
-      sd.tensors.emplace_back(it.key(), t);
+      sd.tensors.emplace_back(it.key(), read_entry(path, it.key(), it.value(), data, position[it.key()]));
     } catch (const nlohmann::json::exception& e) {
-      throw bad(cat("entry '", it.key(), "' is malformed (", e.what(), ")"));
+      throw corrupt(path, cat("entry '", it.key(), "' is malformed (", e.what(), ")"));
     }
   }
   // Keep file order (the JSON object is sorted by name).
-  std::map<std::string, uint64_t> position;
-  for (const auto& [offset, name] : order) position[name] = offset;
   std::stable_sort(sd.tensors.begin(), sd.tensors.end(),
                    [&](const auto& a, const auto& b) { return position[a.first] < position[b.first]; });
   return sd;

@@ -38,20 +38,6 @@ torch::nn::LayerNorm layer_norm(int64_t dim) {
 
 }  // namespace
 
-const char* to_string(AttentionMode mode) {
-  switch (mode) {
-    case AttentionMode::Full:
-      return "full";
-    case AttentionMode::Diluting:
-      return "diluting";
-    case AttentionMode::Skipped:
-      return "skipped";
-    case AttentionMode::Removed:
-      return "removed";
-  }
-  return "?";
-}
-
 PatchEmbedImpl::PatchEmbedImpl(int64_t in_chans, int64_t embed_dim, int64_t patch_size) {
   proj = register_module(
       "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, embed_dim, patch_size).stride(patch_size)));

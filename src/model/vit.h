@@ -17,11 +17,9 @@
 #include <vector>
 
 #include "core/shape.h"
+#include "model/attention_mode.h"
 
 namespace vitslim::model {
-
-enum class AttentionMode { Full, Diluting, Skipped, Removed };
-const char* to_string(AttentionMode mode);
 
 class PatchEmbedImpl : public torch::nn::Module {
  public:

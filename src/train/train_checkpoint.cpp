@@ -109,4 +109,15 @@ void prune_checkpoints(const std::string& out_dir, int64_t keep) {
   }
 }
 
+std::vector<std::pair<std::string, at::Tensor>> checkpoint_tensors(
+    const std::vector<std::pair<std::string, at::Tensor>>& params,
+    const std::vector<std::pair<std::string, at::Tensor>>& optimizer_state,
+    const std::map<std::string, at::Tensor>& ema) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& [name, p] : params) out.emplace_back(kModelPrefix + name, p.detach().to(at::kCPU));
+  for (const auto& [name, t] : optimizer_state) out.emplace_back(kOptimPrefix + name, t.to(at::kCPU));
+  for (const auto& [name, t] : ema) out.emplace_back(kEmaPrefix + name, t.to(at::kCPU));
+  return out;
+}
+
 }  // namespace vitslim::train

@@ -59,6 +59,12 @@ void write_checkpoint(const std::string& path, const TrainState& state,
                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       std::map<std::string, std::string> model_metadata = {});
 Checkpoint read_checkpoint(const std::string& path);
+// What a checkpoint holds, on the CPU: parameters (model/), AdamW moments (optim/, as AdamW names
+// them) and the EMA (ema/).
+std::vector<std::pair<std::string, at::Tensor>> checkpoint_tensors(
+    const std::vector<std::pair<std::string, at::Tensor>>& params,
+    const std::vector<std::pair<std::string, at::Tensor>>& optimizer_state,
+    const std::map<std::string, at::Tensor>& ema);
 // Steps of the checkpoints in <out-dir>/checkpoints, ascending.
 std::vector<int64_t> list_checkpoints(const std::string& out_dir);
 // Deletes all but the newest `keep` checkpoints.

@@ -175,6 +175,10 @@ TEST(Options, DumpConfigRoundTripsEveryOptionOfEveryJob) {
     vitslim::Options options;
     job.declare(options, defaults);
     for (const vitslim::Option& option : options.all()) {
+      if (option.samples().empty()) {  // a flag the job refuses: an error naming it, never dumped
+        EXPECT_NE(error_of({job.name, "--" + option.flag + "=1"}).find("--" + option.flag), std::string::npos);
+        continue;
+      }
       const auto default_text = option.text();
       bool round_tripped = false;
       for (const std::string& sample : option.samples()) {
@@ -213,7 +217,6 @@ TEST(Options, EnumsParseOnceAndPrintBack) {
   auto p = parse({"search", "--estimator", "cls", "--out", "s.h5"});
   EXPECT_EQ(p.config.search.estimator, vitslim::Estimator::ClsFeature);
   EXPECT_STREQ(vitslim::to_string(p.config.search.estimator), "cls");
-  EXPECT_NE(error_of({"search", "--estimator", "mean"}).find("--estimator must be one of logits | cls"),
-            std::string::npos);
-  EXPECT_NE(error_of({"train", "--device", "tpu"}).find("--device must be one of cpu | cuda"), std::string::npos);
+  EXPECT_NE(error_of({"search", "--estimator", "mean"}).find("--estimator must be logits or cls"), std::string::npos);
+  EXPECT_NE(error_of({"train", "--device", "tpu"}).find("--device must be cpu or cuda"), std::string::npos);
 }

@@ -5,7 +5,9 @@
 // every scored item and candidate appended to an HDF5 file that a killed search resumes from.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/runtime.h"
 #include "data/settings.h"
@@ -24,7 +26,21 @@ struct SearchInputs {
   std::string config_ini;
 };
 
-// Runs the search and writes its files (rank 0); throws vitslim::Error on bad input.
-void run_search(const SearchInputs& inputs, const dist::MpiSession& mpi);
+// One requested ratio's answer.
+struct Selection {
+  double ratio = 0;
+  int64_t count = 0;            // round(ratio x depth) layers
+  std::vector<int64_t> layers;  // ascending
+  double te = 0;                // H(G | full) - H(G | layers skipped)
+  double entropy = 0;           // H(G | layers skipped)
+};
+struct SearchResult {
+  double full_entropy = 0;            // H(G | full model)
+  std::vector<Selection> selections;  // per --ratios entry, in its order
+};
+
+// Runs the search and writes its files (rank 0); throws vitslim::Error on bad input. The result
+// is rank 0's (other ranks get an empty one).
+SearchResult run_search(const SearchInputs& inputs, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::search

@@ -1,5 +1,5 @@
-// Implements evaluation and the eval job (see eval_job.h).
-#include "train/eval_job.h"
+// Implements evaluation and the eval job (see evaluate.h).
+#include "train/evaluate.h"
 
 #include <torch/torch.h>
 

@@ -9,6 +9,11 @@
 namespace vitslim::model {
 
 void run_convert(const ModelRequest& request, const ConvertConfig& convert, const RuntimeConfig& runtime);
-void run_bench(ModelRequest request, const BenchConfig& bench, const RuntimeConfig& runtime);
+// Pruned / full: what removing the request's layers buys (compared: false when none is removed).
+struct BenchRatios {
+  bool compared = false;
+  double params = 1, macs = 1, inference_speedup = 1, train_speedup = 1;
+};
+BenchRatios run_bench(ModelRequest request, const BenchConfig& bench, const RuntimeConfig& runtime);
 
 }  // namespace vitslim::model

@@ -3,18 +3,13 @@
 // exactly, written to an HDF5 trace (docs/hdf5-schema.md) and an optional JSON summary.
 #pragma once
 
-#include <cstdint>
-#include <vector>
-
 #include <string>
 
 #include "core/runtime.h"
-#include "data/dataset.h"
 #include "data/settings.h"
 #include "dist/mpi_session.h"
 #include "entropy/settings.h"
 #include "model/request.h"
-#include "model/vit.h"
 
 namespace vitslim::entropy {
 
@@ -22,15 +17,5 @@ namespace vitslim::entropy {
 // Throws vitslim::Error on bad input, before anything is written.
 void run_entropy(ModelRequest model_request, const DataConfig& data, const EntropyConfig& out,
                  const RuntimeConfig& runtime, const std::string& config_ini, const dist::MpiSession& mpi);
-
-// Entropy of every block's attention (NaN for removed attention) and MLP branch over `indices`
-// of `dataset` in this process alone (the trainer's per-epoch trace). Leaves the model in eval
-// mode with taps off.
-struct BranchEntropies {
-  std::vector<double> attn, mlp;  // [depth]
-};
-BranchEntropies branch_entropies(model::VisionTransformer& model, const data::Dataset& dataset,
-                                 const std::vector<int64_t>& indices, const std::vector<double>& mean,
-                                 const std::vector<double>& std, int64_t batch_size);
 
 }  // namespace vitslim::entropy

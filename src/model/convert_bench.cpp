@@ -1,0 +1,233 @@
+// Implements the convert and bench jobs (see convert_bench.h).
+#include "model/convert_bench.h"
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/cpu_memory.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/version.h"
+#include "model/autocast.h"
+#include "model/checkpoint.h"
+#include "model/flops.h"
+
+namespace vitslim::model {
+
+void run_convert(const ModelRequest& request, const ConvertConfig& convert, const RuntimeConfig& runtime) {
+  check_writable_output(convert.out, "--out");
+  VisionTransformer model = build_model(request, runtime.seed);
+  export_safetensors(model, convert.out);
+  int64_t params = 0;
+  for (const auto& p : model->parameters()) params += p.numel();
+  std::printf("wrote %s: %s, %lld parameters, removed attention: %zu blocks\n", convert.out.c_str(),
+              model->shape().describe().c_str(), static_cast<long long>(params), model->removed_blocks().size());
+}
+
+namespace {
+
+struct Timing {
+  double median_ms = 0;
+  double images_per_s = 0;
+  int64_t peak_bytes = 0;  // CPU: tensor memory above the resting level; CUDA: device peak
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// One timed step: inference forward, or forward + backward for training.
+double step_ms(VisionTransformer& model, const torch::Tensor& images, const torch::Tensor& labels, bool train,
+               const BenchConfig& b) {
+  const bool cuda = b.device == Device::Cuda;
+  if (cuda) torch::cuda::synchronize();
+  const auto t0 = std::chrono::steady_clock::now();
+  if (train) {
+    torch::Tensor loss;
+    {
+      CudaBf16Autocast autocast(cuda && b.bf16);
+      loss = torch::nn::functional::cross_entropy(model->forward(images).to(torch::kFloat), labels);
+    }
+    loss.backward();
+    for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
+  } else {
+    c10::InferenceMode inference;
+    CudaBf16Autocast autocast(cuda && b.bf16);
+    auto out = model->forward(images);
+  }
+  if (cuda) torch::cuda::synchronize();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Alternates the models round by round so that machine drift hits both alike.
+std::vector<Timing> measure(std::vector<VisionTransformer>& models, const torch::Tensor& images,
+                            const torch::Tensor& labels, bool train, const BenchConfig& b) {
+  std::vector<std::vector<double>> ms(models.size());
+  std::vector<Timing> out(models.size());
+  for (size_t m = 0; m < models.size(); ++m) {
+    if (train)
+      models[m]->train();
+    else
+      models[m]->eval();
+  }
+  for (int64_t round = 0; round < b.warmup + b.iters; ++round) {
+    for (size_t m = 0; m < models.size(); ++m) {
+      const bool first_timed = round == b.warmup;
+      if (first_timed) reset_cpu_tensor_peak();
+      const int64_t resting = cpu_tensor_bytes();
+      const double t = step_ms(models[m], images, labels, train, b);
+      if (first_timed) out[m].peak_bytes = cpu_tensor_peak_bytes() - resting;
+      if (round >= b.warmup) ms[m].push_back(t);
+    }
+  }
+  for (size_t m = 0; m < models.size(); ++m) {
+    out[m].median_ms = median(ms[m]);
+    out[m].images_per_s = 1000.0 * static_cast<double>(images.size(0)) / out[m].median_ms;
+  }
+  return out;
+}
+
+std::string mib(int64_t bytes) { return cat(std::fixed, std::setprecision(0), static_cast<double>(bytes) / (1 << 20)); }
+
+}  // namespace
+
+namespace {
+
+// Both models of a benchmark and what was measured on them.
+struct BenchRun {
+  ModelShape shape;
+  std::vector<int64_t> removed;
+  std::vector<VisionTransformer> models;  // full, then (when any layer is removed) the pruned one
+  std::vector<Cost> costs;
+  std::vector<Timing> inference, training;
+};
+
+// The shape (and removed layers) come from the request; speed does not depend on the values, so
+// both models are freshly initialised: the full one and the attention-removed one.
+BenchRun measure_models(const ModelRequest& request, const BenchConfig& b, const RuntimeConfig& runtime) {
+  BenchRun run;
+  VisionTransformer reference = build_model(request, runtime.seed);
+  run.shape = reference->shape();
+  run.removed = reference->removed_blocks();
+  torch::manual_seed(runtime.seed);
+  run.models.emplace_back(run.shape);
+  if (!run.removed.empty()) {
+    run.models.emplace_back(run.shape);
+    for (int64_t l : run.removed) run.models.back()->set_mode(l, AttentionMode::Removed);
+  }
+  const torch::Device device(b.device == Device::Cuda ? torch::kCUDA : torch::kCPU);
+  for (auto& m : run.models) m->to(device);
+  const ModelShape& s = run.shape;
+  auto images = torch::randn({b.batch_size, s.in_chans, s.img_size, s.img_size}, device);  // [B, C, H, W]
+  auto labels =
+      torch::randint(s.num_classes, {b.batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  run.inference = measure(run.models, images, labels, false, b);
+  if (b.train) run.training = measure(run.models, images, labels, true, b);
+  for (size_t m = 0; m < run.models.size(); ++m) {
+    run.costs.push_back(analytic_cost(s, m == 0 ? std::vector<int64_t>{} : run.removed));
+  }
+  return run;
+}
+
+nlohmann::json timing_json(const Timing& t) {
+  return {{"median_ms", t.median_ms}, {"images_per_s", t.images_per_s}, {"peak_bytes", t.peak_bytes}};
+}
+
+// The table on stdout; the same rows as JSON.
+nlohmann::json print_rows(const BenchRun& run, const BenchConfig& b) {
+  const char* names[] = {"full", "pruned"};
+  std::printf("bench: %s, removed attention %s, batch %lld, %s%s, %d threads, median of %lld after %lld warm-up\n\n",
+              run.shape.describe().c_str(),
+              run.removed.empty() ? "none" : cat("{", join_list(run.removed), "}").c_str(),
+              static_cast<long long>(b.batch_size), to_string(b.device), b.bf16 ? " bf16" : "", at::get_num_threads(),
+              static_cast<long long>(b.iters), static_cast<long long>(b.warmup));
+  std::printf("| model | params (M) | MACs/img (G) | infer img/s | infer peak MiB |%s\n",
+              b.train ? " train img/s | train peak MiB |" : "");
+  std::printf("|---|---|---|---|---|%s\n", b.train ? "---|---|" : "");
+  nlohmann::json rows = nlohmann::json::array();
+  for (size_t m = 0; m < run.models.size(); ++m) {
+    int64_t params = 0;
+    for (const auto& p : run.models[m]->parameters()) params += p.numel();
+    if (params != run.costs[m].params) {
+      throw Error(cat("internal: analytic parameter count ", run.costs[m].params, " != ", params));
+    }
+    std::printf("| %s | %.2f | %.2f | %.1f | %s |", names[m], params / 1e6, run.costs[m].macs / 1e9,
+                run.inference[m].images_per_s, mib(run.inference[m].peak_bytes).c_str());
+    if (b.train) std::printf(" %.1f | %s |", run.training[m].images_per_s, mib(run.training[m].peak_bytes).c_str());
+    std::printf("\n");
+    nlohmann::json row = {{"model", names[m]},
+                          {"params", params},
+                          {"macs_per_image", run.costs[m].macs},
+                          {"inference", timing_json(run.inference[m])}};
+    if (b.train) row["train_step"] = timing_json(run.training[m]);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+BenchRatios ratios_of(const BenchRun& run, const BenchConfig& b) {
+  BenchRatios r;
+  if (run.models.size() != 2) return r;
+  r.compared = true;
+  r.params = static_cast<double>(run.costs[1].params) / static_cast<double>(run.costs[0].params);
+  r.macs = static_cast<double>(run.costs[1].macs) / static_cast<double>(run.costs[0].macs);
+  r.inference_speedup = run.inference[1].images_per_s / run.inference[0].images_per_s;
+  std::printf("\npruned/full: params %.3f, MACs %.3f, inference speed-up %.3fx", r.params, r.macs, r.inference_speedup);
+  if (b.train) {
+    r.train_speedup = run.training[1].images_per_s / run.training[0].images_per_s;
+    std::printf(", training-step speed-up %.3fx", r.train_speedup);
+  }
+  std::printf("\n");
+  return r;
+}
+
+void write_bench_json(const BenchRun& run, const BenchConfig& b, const nlohmann::json& rows, const BenchRatios& r) {
+  nlohmann::json ratios;
+  if (r.compared) {
+    ratios = {{"params", r.params}, {"macs", r.macs}, {"inference_speedup", r.inference_speedup}};
+    if (b.train) ratios["train_speedup"] = r.train_speedup;
+  }
+  const nlohmann::json j = {{"program", "vitslim"},
+                            {"version", kVersion},
+                            {"job", "bench"},
+                            {"shape", run.shape.describe()},
+                            {"removed_layers", run.removed},
+                            {"batch_size", b.batch_size},
+                            {"device", to_string(b.device)},
+                            {"bf16", b.bf16},
+                            {"threads", at::get_num_threads()},
+                            {"iters", b.iters},
+                            {"warmup", b.warmup},
+                            {"models", rows},
+                            {"ratios", ratios},
+                            {"memory_note", "CPU: tensor memory above the resting level through LibTorch's allocator"}};
+  write_file_atomic(b.json, j.dump(2) + "\n");
+}
+
+}  // namespace
+
+BenchRatios run_bench(ModelRequest request, const BenchConfig& b, const RuntimeConfig& runtime) {
+  use_default_preset(request, "deit_tiny");
+  if (!b.json.empty()) check_writable_output(b.json, "--json");
+  if (b.device == Device::Cuda && !torch::cuda::is_available()) {
+    throw Error("--device cuda: no CUDA device is available to this build of LibTorch");
+  }
+  install_cpu_memory_tracker();
+  const BenchRun run = measure_models(request, b, runtime);
+  const nlohmann::json rows = print_rows(run, b);
+  const BenchRatios ratios = ratios_of(run, b);
+  if (!b.json.empty()) write_bench_json(run, b, rows, ratios);
+  return ratios;
+}
+
+}  // namespace vitslim::model

@@ -1,0 +1,60 @@
+// Implements the training data of one rank (see batches.h).
+#include "train/batches.h"
+
+#include <algorithm>
+
+namespace vitslim::train {
+
+namespace {
+
+constexpr uint64_t kSaltMix = 0x6d69787570ULL;  // mixup / cutmix decisions
+constexpr uint64_t kSaltAugment = 0x617567ULL;  // per-image augmentation streams
+
+}  // namespace
+
+TrainBatches::TrainBatches(const data::Dataset& train_set, const BatchSettings& settings)
+    : set_(train_set),
+      s_(settings),
+      augment_(settings.data.train_augment()),
+      sampler_(train_set.size(), settings.rank, settings.world_size, settings.seed, settings.repeated_aug) {
+  if (augment_) augment_settings_ = data::train_settings(s_.data, s_.norm.mean, s_.norm.std, s_.shape);
+}
+
+// Micro-batch b holds order[b * B, (b + 1) * B) (wrapping; an empty tail takes the first index, so
+// every rank runs the same number of steps). Image i of it is sample number (b * B + i) * world +
+// rank of the epoch, which seeds its augmentation: the same for any worker count and on resume.
+data::Batch TrainBatches::make(const std::vector<int64_t>& order, int64_t epoch, int64_t b) const {
+  const int64_t B = s_.data.batch_size, n = static_cast<int64_t>(order.size());
+  const uint64_t seed = s_.seed ^ kSaltAugment;
+  const int64_t lo = b * B, hi = std::min<int64_t>(lo + B, n);
+  std::vector<int64_t> chunk;
+  std::vector<uint64_t> seeds;
+  for (int64_t i = lo; i < hi; ++i) {
+    chunk.push_back(order[static_cast<size_t>(i % n)]);
+    seeds.push_back(
+        data::mix_seed(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(i * s_.world_size + s_.rank)));
+  }
+  if (chunk.empty()) {
+    chunk.push_back(order.front());
+    seeds.push_back(data::mix_seed(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(s_.rank)));
+  }
+  if (augment_) return data::load_train_batch(set_, chunk, seeds, augment_settings_, s_.pinned);
+  return data::load_batch(set_, chunk, s_.norm.mean, s_.norm.std, s_.shape);
+}
+
+void TrainBatches::start(int64_t epoch, int64_t first, int64_t count) {
+  loader_.reset();
+  auto order = sampler_.epoch_indices(epoch);
+  auto build = [this, order = std::move(order), epoch](int64_t b) { return make(order, epoch, b); };
+  loader_ = std::make_unique<data::Loader>(first, count, build, s_.data.workers, s_.data.prefetch);
+}
+
+MicroBatch TrainBatches::next(uint64_t stream, c10::Device device) {
+  auto batch = loader_->next();
+  const auto mix = data::draw_mix(s_.mixup, batch.images.size(2), batch.images.size(3),
+                                  data::mix_seed(s_.seed ^ kSaltMix, static_cast<uint64_t>(s_.rank), stream));
+  auto targets = data::apply_mix(batch.images, batch.labels, mix, s_.mixup);  // [B, K]
+  return {batch.images.to(device, /*non_blocking=*/true), targets.to(device, /*non_blocking=*/true)};
+}
+
+}  // namespace vitslim::train

@@ -1,0 +1,57 @@
+// The training data of one rank: its share of every epoch (DistributedSampler, with repeated
+// augmentation), the threaded loader that builds the epoch's micro-batches ahead (per-image DeiT
+// augmentation or plain resizing), and mixup/cutmix per micro-batch. Every random draw is a
+// function of (seed, epoch, sample position) or (seed, rank, micro-batch stream), so any number
+// of loader threads and any resume give the same batches.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/shape.h"
+#include "data/batch.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "data/mixup.h"
+#include "data/sampler.h"
+#include "data/settings.h"
+#include "train/step.h"
+
+namespace vitslim::train {
+
+struct BatchSettings {
+  DataConfig data;  // batch size, augmentation, workers, prefetch
+  data::Normalisation norm;
+  ModelShape shape;
+  data::MixupOptions mixup;
+  uint64_t seed = 0;
+  int rank = 0, world_size = 1;
+  int64_t repeated_aug = 1;
+  bool pinned = false;  // pinned host memory (CUDA training)
+};
+
+class TrainBatches {
+ public:
+  TrainBatches(const data::Dataset& train_set, const BatchSettings& settings);
+  int64_t samples_per_rank() const { return sampler_.samples_per_rank(); }
+  // Starts the loader on `epoch` at micro-batch `first`, for `count` micro-batches.
+  void start(int64_t epoch, int64_t first, int64_t count);
+  // The next micro-batch, mixed with random stream `stream` (global micro-batch number), on `device`.
+  MicroBatch next(uint64_t stream, c10::Device device);
+  void stop() { loader_.reset(); }
+
+ private:
+  data::Batch make(const std::vector<int64_t>& order, int64_t epoch, int64_t batch_number) const;
+
+  const data::Dataset& set_;
+  BatchSettings s_;
+  bool augment_ = false;
+  data::TransformSettings augment_settings_;
+  data::DistributedSampler sampler_;
+  std::unique_ptr<data::Loader> loader_;
+};
+
+}  // namespace vitslim::train

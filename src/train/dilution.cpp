@@ -1,0 +1,63 @@
+// Implements dilution control and exports (see dilution.h).
+#include "train/dilution.h"
+
+#include <torch/torch.h>
+
+#include "model/checkpoint.h"
+
+namespace vitslim::train {
+
+bool apply_lambda(model::VisionTransformer& model, const std::vector<int64_t>& layers, double lambda) {
+  bool removed = false;
+  for (int64_t b : layers) {
+    auto& block = model->block(b);
+    if (block->mode() == model::AttentionMode::Removed) continue;
+    if (lambda <= 0.0) {
+      block->set_mode(model::AttentionMode::Removed);
+      removed = true;
+    } else {
+      block->set_mode(model::AttentionMode::Diluting, lambda);
+    }
+  }
+  return removed;
+}
+
+std::vector<double> block_lambdas(model::VisionTransformer& model) {
+  std::vector<double> lambdas;
+  for (int64_t b = 0; b < model->depth(); ++b) {
+    const auto& block = model->block(b);
+    lambdas.push_back(block->mode() == model::AttentionMode::Removed ? 0.0 : block->lambda());
+  }
+  return lambdas;
+}
+
+std::vector<std::string> block_modes(model::VisionTransformer& model) {
+  std::vector<std::string> modes;
+  for (int64_t b = 0; b < model->depth(); ++b) modes.emplace_back(model::to_string(model->block(b)->mode()));
+  return modes;
+}
+
+bool all_removed(model::VisionTransformer& model, const std::vector<int64_t>& layers) {
+  for (int64_t b : layers) {
+    if (model->block(b)->mode() != model::AttentionMode::Removed) return false;
+  }
+  return true;
+}
+
+void export_model(model::VisionTransformer& model, NamedTensors& params, const std::map<std::string, at::Tensor>* ema,
+                  const std::string& path) {
+  if (!ema) {
+    model::export_safetensors(model, path);
+    return;
+  }
+  torch::NoGradGuard no_grad;
+  std::map<std::string, torch::Tensor> saved;
+  for (auto& [n, p] : params) {
+    saved[n] = p.detach().clone();
+    p.copy_(ema->at(n));
+  }
+  model::export_safetensors(model, path);
+  for (auto& [n, p] : params) p.copy_(saved[n]);
+}
+
+}  // namespace vitslim::train

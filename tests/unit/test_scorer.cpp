@@ -1,0 +1,60 @@
+// Tests the prefix-cached NOSE scorer (search/scorer.h): every candidate's statistics are the same
+// with no cache, with a cache that holds everything (hits reuse cached block inputs) and with a
+// budget too small for any shard (overflow: computed from the images), and the cache saves work.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "model/checkpoint.h"
+#include "search/scorer.h"
+
+namespace s = vitslim::search;
+
+namespace {
+
+vitslim::model::VisionTransformer test_model() {
+  vitslim::ModelRequest r;
+  r.preset = "vit_test";
+  auto model = vitslim::model::build_model(r, 3);
+  model->eval();
+  return model;
+}
+
+struct Scores {
+  std::vector<std::vector<double>> stats;  // per (step, shard): serialized statistics
+  int64_t block_forwards = 0;
+};
+
+// A greedy-like sequence: the full model, then sets growing by one layer from their base, each on
+// two shards, in the order the search evaluates them.
+Scores score(int64_t cache_bytes) {
+  s::PrefixScorer scorer(test_model(), vitslim::Estimator::Logits, cache_bytes);
+  torch::manual_seed(7);
+  const std::vector<torch::Tensor> shards = {torch::randn({4, 3, 32, 32}), torch::randn({3, 3, 32, 32})};
+  const std::vector<std::pair<s::LayerSet, s::LayerSet>> steps = {
+      {{}, {}}, {{1}, {}}, {{2}, {}}, {{0}, {}}, {{1, 2}, {1}}, {{0, 1}, {1}}, {{0, 1, 2}, {0, 1}}};
+  Scores out;
+  for (const auto& [set, base] : steps) {
+    for (size_t k = 0; k < shards.size(); ++k) {
+      out.stats.push_back(scorer.evaluate(static_cast<int64_t>(k), shards[k], set, base).serialize());
+    }
+  }
+  out.block_forwards = scorer.block_forwards();
+  return out;
+}
+
+}  // namespace
+
+TEST(Scorer, CacheHitsAndOverflowGiveTheNumbersOfNoCache) {
+  const Scores none = score(0);
+  const Scores all = score(int64_t{1} << 30);
+  const Scores tiny = score(1024);  // smaller than one shard's activations
+  ASSERT_EQ(none.stats.size(), all.stats.size());
+  for (size_t i = 0; i < none.stats.size(); ++i) {
+    EXPECT_EQ(all.stats[i], none.stats[i]) << "cache hit, item " << i;
+    EXPECT_EQ(tiny.stats[i], none.stats[i]) << "cache overflow, item " << i;
+  }
+  EXPECT_LT(all.block_forwards, none.block_forwards);  // the cache saved block runs
+  EXPECT_EQ(tiny.block_forwards, none.block_forwards);
+}
