@@ -68,11 +68,27 @@ std::vector<std::string> int_samples(int64_t value) {
   return {std::to_string(value + 1), std::to_string(value * 2 + 1), std::to_string(value - 1), "1", "2", "3"};
 }
 
+// "; positive", "; in [0, 1]", ... for help texts (nothing for any value).
+std::string range_note(const Range& range) {
+  return std::isinf(range.lo) && std::isinf(range.hi) ? "" : "; " + range.interval();
+}
+
+// Help of a list option: its default and the range of each element, where there are any.
+std::string list_help(const std::string& help, const std::string& default_text, const Range& range) {
+  std::vector<std::string> notes;
+  if (!default_text.empty()) notes.push_back("default " + default_text);
+  if (!range_note(range).empty()) notes.push_back("each " + range.interval());
+  if (notes.empty()) return help;
+  std::string out = help + " (";
+  for (size_t i = 0; i < notes.size(); ++i) out += (i ? "; " : "") + notes[i];
+  return out + ")";
+}
+
 template <typename T>
 void add_integer(Options& options, const std::string& flag, T& field, const std::string& help, Range range) {
   Option o;
   o.flag = flag;
-  o.help = cat(help, " (default ", field, ")");
+  o.help = cat(help, " (default ", field, range_note(range), ")");
   o.parse = [&field, flag, range](const std::string& v) {
     const int64_t x = parse_int(v, "--" + flag);
     check_range(range, static_cast<double>(x), flag, v);
@@ -278,7 +294,7 @@ void Options::add(const std::string& flag, uint64_t& field, const std::string& h
 void Options::add(const std::string& flag, double& field, const std::string& help, Range range) {
   Option o;
   o.flag = flag;
-  o.help = cat(help, " (default ", format_double(field), ")");
+  o.help = cat(help, " (default ", format_double(field), range_note(range), ")");
   o.parse = [&field, flag, range](const std::string& v) {
     const double x = parse_double(v, "--" + flag);
     check_range(range, x, flag, v);
@@ -292,7 +308,7 @@ void Options::add(const std::string& flag, double& field, const std::string& hel
 void Options::add(const std::string& flag, std::optional<int64_t>& field, const std::string& help, Range range) {
   Option o;
   o.flag = flag;
-  o.help = help;
+  o.help = range_note(range).empty() ? help : cat(help, " (", range.interval(), ")");
   o.parse = [&field, flag, range](const std::string& v) {
     const int64_t x = parse_int(v, "--" + flag);
     check_range(range, static_cast<double>(x), flag, v);
@@ -306,7 +322,7 @@ void Options::add(const std::string& flag, std::optional<int64_t>& field, const 
 void Options::add(const std::string& flag, std::optional<double>& field, const std::string& help, Range range) {
   Option o;
   o.flag = flag;
-  o.help = help;
+  o.help = range_note(range).empty() ? help : cat(help, " (", range.interval(), ")");
   o.parse = [&field, flag, range](const std::string& v) {
     const double x = parse_double(v, "--" + flag);
     check_range(range, x, flag, v);
@@ -348,7 +364,7 @@ void Options::add_refused(const std::string& flag, const std::string& help, cons
 void Options::add(const std::string& flag, std::vector<double>& field, const std::string& help, Range range) {
   Option o;
   o.flag = flag;
-  o.help = field.empty() ? help : cat(help, " (default ", join_list(field), ")");
+  o.help = list_help(help, join_list(field), range);
   o.parse = [&field, flag, range](const std::string& v) {
     auto values = parse_double_list(v, "--" + flag);
     for (double x : values) check_element(range, x, flag);
@@ -369,7 +385,7 @@ void Options::add(const std::string& flag, std::vector<double>& field, const std
 void Options::add(const std::string& flag, std::vector<int64_t>& field, const std::string& help, Range range) {
   Option o;
   o.flag = flag;
-  o.help = field.empty() ? help : cat(help, " (default ", join_list(field), ")");
+  o.help = list_help(help, join_list(field), range);
   o.parse = [&field, flag, range](const std::string& v) {
     auto values = parse_int_list(v, "--" + flag);
     for (int64_t x : values) check_element(range, static_cast<double>(x), flag);

@@ -17,9 +17,7 @@ void declare(Options& o, Config& c) {
   c.runtime.declare(o);
 }
 
-void validate(const Config& c) {
-  c.merge.validate();
-}
+void validate(const Config& c) { c.merge.validate(); }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
   train::run_merge(c.merge, c.runtime, mpi);

@@ -2,6 +2,7 @@
 #include "train/batches.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace vitslim::train {
 
@@ -49,12 +50,15 @@ void TrainBatches::start(int64_t epoch, int64_t first, int64_t count) {
   loader_ = std::make_unique<data::Loader>(first, count, build, s_.data.workers, s_.data.prefetch);
 }
 
-MicroBatch TrainBatches::next(uint64_t stream, c10::Device device) {
+MicroBatch TrainBatches::next(uint64_t stream, c10::Device device, double& seconds) {
+  const auto start = std::chrono::steady_clock::now();
   auto batch = loader_->next();
   const auto mix = data::draw_mix(s_.mixup, batch.images.size(2), batch.images.size(3),
                                   data::mix_seed(s_.seed ^ kSaltMix, static_cast<uint64_t>(s_.rank), stream));
   auto targets = data::apply_mix(batch.images, batch.labels, mix, s_.mixup);  // [B, K]
-  return {batch.images.to(device, /*non_blocking=*/true), targets.to(device, /*non_blocking=*/true)};
+  MicroBatch out{batch.images.to(device, /*non_blocking=*/true), targets.to(device, /*non_blocking=*/true)};
+  seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
 }
 
 }  // namespace vitslim::train

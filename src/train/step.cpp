@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "core/error.h"
 #include "model/autocast.h"
 #include "train/loss.h"
 
@@ -54,6 +55,16 @@ StepFlags agree_on_step(dist::Communicator& comm, c10::Device device, int rank, 
   comm.allreduce_max(flags.data_ptr(), 3, dist::DType::Int64);
   flags = flags.cpu();
   return {flags[0].item<int64_t>(), flags[1].item<int64_t>(), flags[2].item<int64_t>()};
+}
+
+void throw_if_not_finite(const StepFlags& f, int64_t epoch, int64_t global_step, const std::string& last_checkpoint) {
+  if (f.bad_loss_rank == 0 && f.bad_grad_rank == 0) return;
+  throw CollectiveError(cat(f.bad_loss_rank != 0 ? "non-finite loss" : "non-finite gradients", " at epoch ", epoch,
+                            ", global step ", global_step, " on rank ",
+                            (f.bad_loss_rank != 0 ? f.bad_loss_rank : f.bad_grad_rank) - 1,
+                            "; the weights were not updated",
+                            last_checkpoint.empty() ? std::string("; no checkpoint was written yet")
+                                                    : cat("; last good checkpoint ", last_checkpoint)));
 }
 
 }  // namespace vitslim::train

@@ -59,4 +59,9 @@ struct StepFlags {
 StepFlags agree_on_step(dist::Communicator& comm, c10::Device device, int rank, int64_t stop_signal, double loss,
                         double norm);
 
+// A CollectiveError naming the step and the rank when a loss or gradient was not finite (the
+// weights were not updated); `last_checkpoint` is named too when there is one.
+void throw_if_not_finite(const StepFlags& flags, int64_t epoch, int64_t global_step,
+                         const std::string& last_checkpoint);
+
 }  // namespace vitslim::train

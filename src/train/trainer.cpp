@@ -65,7 +65,6 @@ class Trainer {
   void apply_lambda(double lambda);
   void rebuild_parameters();
   bool train_step(int64_t epoch);
-  MicroBatch next_micro_batch(int64_t m, double& data_seconds);
   void check_finite(double loss, double norm, int64_t epoch, int64_t& stop_signal);
   void record_step(int64_t epoch, double loss, double lr, double norm, double data_seconds, int64_t images,
                    Clock::time_point started);
@@ -78,8 +77,6 @@ class Trainer {
   }
   void write_summary(bool finished);
   double current_lambda(int64_t epoch) const { return plan_.lambda.at(epoch, state_.global_step); }
-  bool all_removed() { return train::all_removed(model_, t_.dilute_layers); }
-  std::vector<double> block_lambdas() { return train::block_lambdas(model_); }
   StepOptions step_options() const { return {t_.accum_steps, t_.clip_grad, t_.ema_decay, t_.bf16}; }
 
   TrainInputs c_;
@@ -239,26 +236,13 @@ void Trainer::broadcast_weights() {
   }
 }
 
-// Micro-batch m of this step, from the loader, mixed, on the device.
-MicroBatch Trainer::next_micro_batch(int64_t m, double& data_seconds) {
-  const auto data_start = Clock::now();
-  MicroBatch batch = batches_->next(static_cast<uint64_t>(state_.global_step * t_.accum_steps + m), device_);
-  data_seconds += seconds_since(data_start);
-  return batch;
-}
-
 // Collective decision: any rank's stop signal, non-finite loss or gradient stops every rank here.
 void Trainer::check_finite(double loss, double norm, int64_t epoch, int64_t& stop_signal) {
   const StepFlags f = agree_on_step(*comm_, device_, mpi_.rank(), StopSignals::received(), loss, norm);
   stop_signal = f.stop_signal;
-  if (f.bad_loss_rank == 0 && f.bad_grad_rank == 0) return;
-  const auto kept = mpi_.rank() == 0 ? list_checkpoints(t_.out_dir) : std::vector<int64_t>{};
-  throw CollectiveError(cat(f.bad_loss_rank != 0 ? "non-finite loss" : "non-finite gradients", " at epoch ", epoch,
-                            ", global step ", state_.global_step, " on rank ",
-                            (f.bad_loss_rank != 0 ? f.bad_loss_rank : f.bad_grad_rank) - 1,
-                            "; the weights were not updated",
-                            kept.empty() ? std::string("; no checkpoint was written yet")
-                                         : cat("; last good checkpoint ", checkpoint_path(t_.out_dir, kept.back()))));
+  const auto kept =
+      mpi_.rank() == 0 && (f.bad_loss_rank || f.bad_grad_rank) ? list_checkpoints(t_.out_dir) : std::vector<int64_t>{};
+  throw_if_not_finite(f, epoch, state_.global_step, kept.empty() ? "" : checkpoint_path(t_.out_dir, kept.back()));
 }
 
 // One optimizer step (accum_steps micro-batches). Returns false when the run must stop here.
@@ -272,8 +256,11 @@ bool Trainer::train_step(int64_t epoch) {
     return data::mix_seed(c_.runtime.seed ^ kSaltTorch, static_cast<uint64_t>(mpi_.rank()), stream);
   };
   const StepLoss step = backward_step(
-      model_, params_, step_options(), [&](int64_t m) { return next_micro_batch(m, data_seconds); }, seed_of,
-      reducer_.get());
+      model_, params_, step_options(),
+      [&](int64_t m) {
+        return batches_->next(static_cast<uint64_t>(state_.global_step * t_.accum_steps + m), device_, data_seconds);
+      },
+      seed_of, reducer_.get());
   const double norm = grad_norm(params_);  // of the averaged gradients: the same on every rank
   int64_t stop = 0;
   check_finite(step.loss, norm, epoch, stop);
@@ -302,7 +289,7 @@ void Trainer::record_step(int64_t epoch, double loss, double lr, double norm, do
   const double rate = static_cast<double>(images * mpi_.world_size()) / seconds;
   if (trace_) {
     const double wait = reducer_ ? reducer_->stats().last_wait_seconds : 0.0;
-    trace_->add_step({state_.global_step, epoch, loss, lr, norm, rate, data_seconds, wait}, block_lambdas());
+    trace_->add_step({state_.global_step, epoch, loss, lr, norm, rate, data_seconds, wait}, block_lambdas(model_));
   }
   progress_->update(cat("epoch ", epoch + 1, "/", t_.epochs), state_.step_in_epoch, plan_.steps_per_epoch,
                     cat("loss ", fmt(loss), " lr ", fmt(lr, 3), " ", static_cast<int64_t>(rate), " img/s"));
@@ -321,7 +308,7 @@ void Trainer::end_epoch(int64_t epoch, double train_loss, double seconds, int64_
                      seconds,
                      images};
   last_top1_ = row.top1;
-  const std::vector<double> lambdas = block_lambdas();
+  const std::vector<double> lambdas = block_lambdas(model_);
   ++state_.epoch;
   state_.step_in_epoch = 0;
   state_.epoch_loss_sum = 0;
@@ -343,7 +330,7 @@ void Trainer::record_epoch(const EpochRow& row, const std::vector<double>& lambd
   for (int64_t b : t_.dilute_layers) min_lambda = std::min(min_lambda, lambdas[static_cast<size_t>(b)]);
   // "Best" only once every diluted block is gone: an accuracy at lambda > 0 is not the accuracy of
   // the model we ship (the reference code's bug).
-  const bool eligible = all_removed();
+  const bool eligible = all_removed(model_, t_.dilute_layers);
   const bool best = eligible && row.top1 > state_.best_top1;
   if (best) {
     state_.best_top1 = row.top1;
