@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/options.h"
+#include "core/runtime.h"
 #include "data/resample.h"
 
 namespace vitslim {
@@ -17,6 +18,8 @@ inline const EnumNames<BadImages> kBadImagesNames = {{BadImages::Skip, "skip"}, 
 enum class Augment { Auto, Deit, None };
 inline const EnumNames<Augment> kAugmentNames = {
     {Augment::Deit, "deit"}, {Augment::None, "none"}, {Augment::Auto, "auto"}};
+
+inline constexpr double kMaxPrefetch = 64;
 
 struct DataConfig {
   std::string dataset = "fashion-mnist";  // one of kDatasets
@@ -53,7 +56,7 @@ struct DataConfig {
           "holding train/ and val/)");
     o.add_choice("data-split", split, "split", {"train", "test"});
     o.add("calib-images", calib_images, "calibration images (a seeded random subset of the split)", positive());
-    o.add("batch-size", batch_size, "images per forward pass", positive());
+    o.add("batch-size", batch_size, "images per forward pass", closed(1, kMaxBatch));
     o.add("mean", mean, "per-channel mean after scaling to [0,1] (default: dataset's)");
     o.add("std", std, "per-channel std after scaling to [0,1] (default: dataset's)", positive());
     o.add("class-index", class_index,
@@ -80,8 +83,8 @@ struct DataConfig {
     o.add("hflip", hflip, "horizontal flip probability", closed(0, 1));
     o.add("scale", scale, "RandomResizedCrop area range lo,hi", {0, 1, true, false});
     o.add("ratio", ratio, "RandomResizedCrop aspect-ratio range lo,hi", positive());
-    o.add("workers", workers, "loader threads per rank (0: load in the training thread)", at_least(0));
-    o.add("prefetch", prefetch, "batches prepared ahead per loader thread", at_least(1));
+    o.add("workers", workers, "loader threads per rank (0: load in the training thread)", closed(0, kMaxThreads));
+    o.add("prefetch", prefetch, "batches prepared ahead per loader thread", closed(1, kMaxPrefetch));
   }
   // Cross-field checks (throws Error naming the flag).
   void validate() const;

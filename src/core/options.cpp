@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -102,6 +103,8 @@ void add_integer(Options& options, const std::string& flag, T& field, const std:
 // INI: `key = value` lines, `[section]` headers, `#`/`;` comments; a value in double quotes is
 // unescaped. Returns `--key=value` arguments.
 std::vector<std::string> read_ini(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(cat("--config ", path, ": is a directory, not an INI file"));
   std::ifstream in(path);
   if (!in) throw Error(cat("--config ", path, ": cannot open file"));
   std::vector<std::string> args;

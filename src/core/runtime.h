@@ -8,6 +8,10 @@
 
 namespace vitslim {
 
+// Caps that keep a typo from exhausting a machine (a thread or a batch each is far above use).
+inline constexpr double kMaxThreads = 1024;
+inline constexpr double kMaxBatch = 1 << 20;
+
 enum class Device { Cpu, Cuda };
 inline const EnumNames<Device> kDeviceNames = {{Device::Cpu, "cpu"}, {Device::Cuda, "cuda"}};
 inline const char* to_string(Device d) { return enum_name(kDeviceNames, d); }
@@ -20,7 +24,7 @@ struct RuntimeConfig {
   void declare(Options& o) {
     o.group("runtime", "Runtime");
     o.add("threads", threads, "compute threads per process (0: all cores, shared among the ranks of a node)",
-          at_least(0));
+          closed(0, kMaxThreads));
     o.add("seed", seed, "seed of initialisation and sampling");
     o.add_switch("quiet", quiet, "no progress lines");
   }

@@ -8,6 +8,8 @@
 
 namespace vitslim {
 
+inline constexpr double kMaxTracePoints = 10000;
+
 struct EntropyConfig {
   std::string out = "entropy.h5";  // HDF5 trace
   std::string json;                // optional JSON summary
@@ -17,7 +19,8 @@ struct EntropyConfig {
     o.group("entropy", "Entropy output");
     o.add("out", out, "HDF5 trace");
     o.add("json", json, "JSON summary");
-    o.add("trace-points", trace_points, "running estimates appended to the trace while the job runs", positive());
+    o.add("trace-points", trace_points, "running estimates appended to the trace while the job runs",
+          closed(1, kMaxTracePoints));
   }
   void validate() const {
     if (out.empty()) throw Error("--out: an output trace path is required");

@@ -155,6 +155,9 @@ void check_resolved(const ModelShape& s, const ModelRequest& r, const std::optio
   if (s.depth > kMaxDepth)
     throw Error(cat("depth ", s.depth, w ? cat(" (weights ", w->file, ")") : "", " exceeds ", kMaxDepth));
   if (!(s.mlp_ratio > 0)) throw Error(cat("mlp ratio ", s.mlp_ratio, " must be positive"));
+  if (static_cast<int64_t>(static_cast<double>(s.embed_dim) * s.mlp_ratio) < 1) {
+    throw Error(cat("--mlp-ratio ", s.mlp_ratio, " gives an MLP of no hidden unit at embed dim ", s.embed_dim));
+  }
   if (s.img_size % s.patch_size != 0) {
     throw Error(cat("image size ", s.img_size, " is not a multiple of patch size ", s.patch_size));
   }

@@ -13,6 +13,8 @@
 
 namespace vitslim {
 
+inline constexpr double kMaxMlpRatio = 64;
+
 struct ModelRequest {
   std::string preset;  // empty: none
   std::optional<int64_t> img_size, patch_size, in_chans, embed_dim, depth, num_heads, num_classes;
@@ -33,7 +35,7 @@ struct ModelRequest {
     o.add("embed-dim", embed_dim, "embedding width C", positive());
     o.add("depth", depth, "number of blocks", positive());
     o.add("num-heads", num_heads, "attention heads", positive());
-    o.add("mlp-ratio", mlp_ratio, "MLP hidden width / C", positive());
+    o.add("mlp-ratio", mlp_ratio, "MLP hidden width / C", {0, kMaxMlpRatio, true, false});
     o.add("num-classes", num_classes, "classes of the head", positive());
     o.add("drop-path", drop_path, "stochastic depth rate", half_open(0, 1));
     o.add("weights", weights,

@@ -29,7 +29,7 @@ struct BenchConfig {
 
   void declare(Options& o) {
     o.group("bench", "Benchmark");
-    o.add("batch-size", batch_size, "batch", positive());
+    o.add("batch-size", batch_size, "batch", closed(1, kMaxBatch));
     o.add("warmup", warmup, "untimed iterations", at_least(0));
     o.add("iters", iters, "timed iterations (median reported)", positive());
     o.add_enum("device", device, "where to run", kDeviceNames);

@@ -220,3 +220,23 @@ TEST(Options, EnumsParseOnceAndPrintBack) {
   EXPECT_NE(error_of({"search", "--estimator", "mean"}).find("--estimator must be logits or cls"), std::string::npos);
   EXPECT_NE(error_of({"train", "--device", "tpu"}).find("--device must be cpu or cuda"), std::string::npos);
 }
+
+// Values that would exhaust the machine or wrap around are refused by name, not run.
+TEST(Options, CapsAndNonFilesAreRefusedByName) {
+  EXPECT_NE(error_of({"entropy", "--threads", "100000"}).find("--threads must be in [0, 1024]"), std::string::npos);
+  EXPECT_NE(error_of({"train", "--workers", "100000"}).find("--workers must be in [0, 1024]"), std::string::npos);
+  EXPECT_NE(error_of({"entropy", "--trace-points", "1000000000"}).find("--trace-points must be in [1, 10000]"),
+            std::string::npos);
+  EXPECT_NE(error_of({"entropy", "--batch-size", "9223372036854775807"}).find("--batch-size must be in"),
+            std::string::npos);
+  EXPECT_NE(error_of({"entropy", "--mlp-ratio", "inf"}).find("--mlp-ratio: 'inf' is not a finite number"),
+            std::string::npos);
+  EXPECT_NE(error_of({"entropy", "--seed", "-1"}).find("--seed: '-1' is not a non-negative integer"),
+            std::string::npos);
+  vitslim::test::TempDir dir;
+  EXPECT_NE(error_of({"entropy", "--config", dir.path()}).find("is a directory"), std::string::npos);
+  ModelRequest tiny_mlp;
+  tiny_mlp.preset = "vit_test";
+  tiny_mlp.mlp_ratio = 0.001;
+  EXPECT_THROW(resolve_shape(tiny_mlp, std::nullopt), Error);
+}
