@@ -32,7 +32,10 @@ std::vector<std::string> split_commas(const std::string& text) {
 template <typename T>
 std::string join(const std::vector<T>& values, std::string (*format)(T)) {
   std::string out;
-  for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + format(values[i]);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += format(values[i]);
+  }
   return out;
 }
 std::string format_int(int64_t v) { return std::to_string(v); }
