@@ -1,31 +1,26 @@
-// Implements declared options (see options.h): value texts, the per-type declarations, parsing of
-// command lines and INI files through Boost.Program_options, and the INI dump.
+// Implements declared options (see options.h): value texts and the per-type declarations. Parsing
+// and the INI dump are in option_ini.cpp.
 #include "core/options.h"
 
-#include <boost/program_options.hpp>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <sstream>
 
 namespace vitslim {
-namespace po = boost::program_options;
 
 namespace {
 
-std::string trim(const std::string& s, const char* space = " \t\r") {
-  const size_t b = s.find_first_not_of(space);
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(space) - b + 1);
+std::string trim_blanks(const std::string& s, const char* blanks) {
+  const size_t b = s.find_first_not_of(blanks);
+  return b == std::string::npos ? "" : s.substr(b, s.find_last_not_of(blanks) - b + 1);
 }
 
 std::vector<std::string> split_commas(const std::string& text) {
   std::vector<std::string> parts;
   std::string item;
   std::istringstream in(text);
-  while (std::getline(in, item, ',')) parts.push_back(trim(item, " \t"));
+  while (std::getline(in, item, ',')) parts.push_back(trim_blanks(item, " \t"));
   return parts;
 }
 
@@ -103,71 +98,6 @@ void add_integer(Options& options, const std::string& flag, T& field, const std:
   options.add_custom(std::move(o));
 }
 
-// INI: `key = value` lines, `[section]` headers, `#`/`;` comments; a value in double quotes is
-// unescaped. Returns `--key=value` arguments.
-std::vector<std::string> read_ini(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error(cat("--config ", path, ": is a directory, not an INI file"));
-  std::ifstream in(path);
-  if (!in) throw Error(cat("--config ", path, ": cannot open file"));
-  std::vector<std::string> args;
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    const std::string text = trim(line);
-    if (text.empty() || text[0] == '#' || text[0] == ';' || text[0] == '[') continue;
-    const size_t eq = text.find('=');
-    if (eq == std::string::npos) {
-      throw Error(cat("--config ", path, ":", number, ": expected 'key = value', got '", line, "'"));
-    }
-    const std::string key = trim(text.substr(0, eq));
-    std::string value = trim(text.substr(eq + 1));
-    if (key == "config") throw Error(cat("--config ", path, ":", number, ": nested config files"));
-    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
-      std::string plain;
-      for (size_t i = 1; i + 1 < value.size(); ++i) {
-        if (value[i] == '\\' && i + 2 < value.size()) ++i;
-        plain += value[i];
-      }
-      value = plain;
-    }
-    // `--key=` with nothing after `=` is refused by Boost, so an empty value is its own token.
-    if (value.empty()) {
-      args.insert(args.end(), {"--" + key, ""});
-    } else {
-      args.push_back("--" + key + "=" + value);
-    }
-  }
-  return args;
-}
-
-// A value as one INI line reads it back: quoted when spaces at either end or a quote would be lost.
-std::string ini_value(const std::string& value) {
-  const bool plain = value == trim(value) && (value.empty() || value.front() != '"');
-  if (plain) return value;
-  std::string out = "\"";
-  for (char c : value) out += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
-  return out + "\"";
-}
-
-po::options_description describe(const Options& options) {
-  po::options_description all;
-  std::vector<std::pair<std::string, po::options_description>> groups;
-  for (const Option& o : options.all()) {
-    if (groups.empty() || groups.back().first != o.group)
-      groups.emplace_back(o.group, po::options_description(o.group));
-    auto* value = po::value<std::string>()->value_name(o.is_switch ? "true|false" : "arg");
-    if (o.is_switch) value->implicit_value("true");
-    groups.back().second.add_options()(o.flag.c_str(), value, o.help.c_str());
-  }
-  for (auto& [title, group] : groups) all.add(group);
-  po::options_description common("Common");
-  common.add_options()("config", po::value<std::string>()->value_name("FILE"),
-                       "INI file with any of these options (flags win)")(
-      "dump-config", "print the resolved configuration as INI and exit")("help,h", "this help");
-  all.add(common);
-  return all;
-}
-
 }  // namespace
 
 bool Range::contains(double v) const {
@@ -201,7 +131,7 @@ std::string format_double(double value) {
 
 double parse_double(const std::string& text, const std::string& what) {
   char* end = nullptr;
-  const std::string t = trim(text, " \t");
+  const std::string t = trim_blanks(text, " \t");
   const double v = std::strtod(t.c_str(), &end);
   if (t.empty() || *end != '\0' || !std::isfinite(v)) {
     throw Error(cat(what, ": '", text, "' is not a finite number"));
@@ -210,7 +140,7 @@ double parse_double(const std::string& text, const std::string& what) {
 }
 
 int64_t parse_int(const std::string& text, const std::string& what) {
-  const std::string t = trim(text, " \t");
+  const std::string t = trim_blanks(text, " \t");
   int64_t v = 0;
   const auto result = std::from_chars(t.data(), t.data() + t.size(), v);
   if (t.empty() || result.ec != std::errc() || result.ptr != t.data() + t.size()) {
@@ -286,7 +216,7 @@ void Options::add(const std::string& flag, uint64_t& field, const std::string& h
   o.flag = flag;
   o.help = cat(help, " (default ", field, ")");
   o.parse = [&field, flag](const std::string& v) {
-    const std::string t = trim(v, " \t");
+    const std::string t = trim_blanks(v, " \t");
     const auto result = std::from_chars(t.data(), t.data() + t.size(), field);
     if (t.empty() || result.ec != std::errc() || result.ptr != t.data() + t.size()) {
       throw Error(cat("--", flag, ": '", v, "' is not a non-negative integer"));
@@ -431,49 +361,6 @@ void Options::add_choice(const std::string& flag, std::string& field, const std:
   o.text = [&field]() { return some(field); };
   o.samples = [choices]() { return choices; };
   add_custom(std::move(o));
-}
-
-OptionRequest parse_declared(const std::string& job, const Options& options, const std::vector<std::string>& args) {
-  const po::options_description description = describe(options);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(description).run(), vm);
-    if (vm.count("config")) {
-      po::store(po::command_line_parser(read_ini(vm["config"].as<std::string>())).options(description).run(), vm);
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw Error(cat("vitslim ", job, ": ", e.what()));
-  }
-  OptionRequest request;
-  if (vm.count("help")) {
-    std::ostringstream text;
-    text << "usage: vitslim " << job << " [options]\n\n" << description;
-    request.help = true;
-    request.help_text = text.str();
-    return request;
-  }
-  request.dump_config = vm.count("dump-config") > 0;
-  for (const Option& o : options.all()) {
-    if (vm.count(o.flag)) o.parse(vm[o.flag].as<std::string>());
-  }
-  return request;
-}
-
-std::string options_to_ini(const std::string& job, const Options& options) {
-  std::ostringstream out;
-  out << "# vitslim " << job << " configuration (resolved)\n";
-  std::string section;
-  for (const Option& o : options.all()) {
-    const auto text = o.text();
-    if (!text) continue;
-    if (o.section != section) {
-      section = o.section;
-      out << "[" << section << "]\n";
-    }
-    out << o.flag << " = " << ini_value(*text) << "\n";
-  }
-  return out.str();
 }
 
 }  // namespace vitslim

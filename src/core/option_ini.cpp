@@ -1,0 +1,131 @@
+// Implements reading declared options (see options.h): the Boost.Program_options description,
+// command lines and `--config` INI files (keys are flag names, the command line wins), and the
+// INI dump that reads back exactly.
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/options.h"
+
+namespace vitslim {
+namespace po = boost::program_options;
+
+namespace {
+
+std::string trim_blanks(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t\r");
+  return b == std::string::npos ? "" : s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
+}
+
+// INI: `key = value` lines, `[section]` headers, `#`/`;` comments; a value in double quotes is
+// unescaped. Returns `--key=value` arguments.
+std::vector<std::string> read_ini(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(cat("--config ", path, ": is a directory, not an INI file"));
+  std::ifstream in(path);
+  if (!in) throw Error(cat("--config ", path, ": cannot open file"));
+  std::vector<std::string> args;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const std::string text = trim_blanks(line);
+    if (text.empty() || text[0] == '#' || text[0] == ';' || text[0] == '[') continue;
+    const size_t eq = text.find('=');
+    if (eq == std::string::npos) {
+      throw Error(cat("--config ", path, ":", number, ": expected 'key = value', got '", line, "'"));
+    }
+    const std::string key = trim_blanks(text.substr(0, eq));
+    std::string value = trim_blanks(text.substr(eq + 1));
+    if (key == "config") throw Error(cat("--config ", path, ":", number, ": nested config files"));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+      std::string plain;
+      for (size_t i = 1; i + 1 < value.size(); ++i) {
+        if (value[i] == '\\' && i + 2 < value.size()) ++i;
+        plain += value[i];
+      }
+      value = plain;
+    }
+    // `--key=` with nothing after `=` is refused by Boost, so an empty value is its own token.
+    if (value.empty()) {
+      args.insert(args.end(), {"--" + key, ""});
+    } else {
+      args.push_back("--" + key + "=" + value);
+    }
+  }
+  return args;
+}
+
+// A value as one INI line reads it back: quoted when spaces at either end or a quote would be lost.
+std::string ini_value(const std::string& value) {
+  const bool plain = value == trim_blanks(value) && (value.empty() || value.front() != '"');
+  if (plain) return value;
+  std::string out = "\"";
+  for (char c : value) out += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+  return out + "\"";
+}
+
+po::options_description describe(const Options& options) {
+  po::options_description all;
+  std::vector<std::pair<std::string, po::options_description>> groups;
+  for (const Option& o : options.all()) {
+    if (groups.empty() || groups.back().first != o.group)
+      groups.emplace_back(o.group, po::options_description(o.group));
+    auto* value = po::value<std::string>()->value_name(o.is_switch ? "true|false" : "arg");
+    if (o.is_switch) value->implicit_value("true");
+    groups.back().second.add_options()(o.flag.c_str(), value, o.help.c_str());
+  }
+  for (auto& [title, group] : groups) all.add(group);
+  po::options_description common("Common");
+  common.add_options()("config", po::value<std::string>()->value_name("FILE"),
+                       "INI file with any of these options (flags win)")(
+      "dump-config", "print the resolved configuration as INI and exit")("help,h", "this help");
+  all.add(common);
+  return all;
+}
+
+}  // namespace
+
+OptionRequest parse_declared(const std::string& job, const Options& options, const std::vector<std::string>& args) {
+  const po::options_description description = describe(options);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(description).run(), vm);
+    if (vm.count("config")) {
+      po::store(po::command_line_parser(read_ini(vm["config"].as<std::string>())).options(description).run(), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw Error(cat("vitslim ", job, ": ", e.what()));
+  }
+  OptionRequest request;
+  if (vm.count("help")) {
+    std::ostringstream text;
+    text << "usage: vitslim " << job << " [options]\n\n" << description;
+    request.help = true;
+    request.help_text = text.str();
+    return request;
+  }
+  request.dump_config = vm.count("dump-config") > 0;
+  for (const Option& o : options.all()) {
+    if (vm.count(o.flag)) o.parse(vm[o.flag].as<std::string>());
+  }
+  return request;
+}
+
+std::string options_to_ini(const std::string& job, const Options& options) {
+  std::ostringstream out;
+  out << "# vitslim " << job << " configuration (resolved)\n";
+  std::string section;
+  for (const Option& o : options.all()) {
+    const auto text = o.text();
+    if (!text) continue;
+    if (o.section != section) {
+      section = o.section;
+      out << "[" << section << "]\n";
+    }
+    out << o.flag << " = " << ini_value(*text) << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace vitslim
