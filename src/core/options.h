@@ -3,7 +3,7 @@
 // declarations come the Boost.Program_options description (--help), the parsing of command-line
 // and INI values, the range checks and the INI dump (--dump-config), so that no option is listed
 // twice. Enums declare a name table once (EnumNames) that gives both parse and to_string.
-// Boost lives only in options.cpp: this header is cheap to include from every layer.
+// Boost lives only in option_ini.cpp: this header is cheap to include from every layer.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +27,6 @@ struct Range {
   std::string describe() const;  // "must be positive", "must be in [0, 1)", ...
   std::string interval() const;  // "in (0, 1)", "positive", ">= 1", ...
 };
-inline Range any_value() { return {}; }
 inline Range positive() { return {0, Range().hi, true, false}; }
 inline Range at_least(double lo) { return {lo, Range().hi, false, false}; }
 inline Range closed(double lo, double hi) { return {lo, hi, false, false}; }
@@ -149,8 +148,9 @@ struct OptionRequest {
 // with one line naming the flag or file. Adds --config, --dump-config and --help itself.
 OptionRequest parse_declared(const std::string& job, const Options& options, const std::vector<std::string>& args);
 
-// The declared fields as INI text: `# title` comments per group, `flag = value` lines; values
-// that need it are double-quoted with \" and \\ escapes, so the text reads back exactly.
+// The declared fields as INI text: a `[section]` line per group, `flag = value` lines (unset
+// optional fields left out); values that need it are double-quoted with \" and \\ escapes, so
+// the text reads back exactly.
 std::string options_to_ini(const std::string& job, const Options& options);
 
 }  // namespace vitslim

@@ -110,7 +110,8 @@ class Pipeline {
   // Runs `stage` unless `done` says its result exists; records the seconds it took.
   template <typename Stage>
   void stage(const std::string& name, bool done, Stage&& body);
-  // A stage's configuration: the pipeline's own with job = `job`, checked as that job checks it.
+  // A stage's configuration: the pipeline's own with job = `job` (each stage then checks it with
+  // that job's validate before running).
   Config stage_config(const std::string& job) const;
   Config train_config(const std::string& dir, const std::string& weights, int64_t epochs, double lr) const;
   void train(const Config& c, const std::string& stage_name);
@@ -299,9 +300,7 @@ void Pipeline::evaluate(const std::string& name, const std::string& weights) {
     c.eval.json = out;
     find_job("eval").validate(c);
     const train::EvalCounts n = train::run_eval(c.model, c.data, c.eval, c.runtime, mpi_);
-    const double images = static_cast<double>(n.images);
-    results_.evals[name] = {100.0 * static_cast<double>(n.top1) / images, 100.0 * static_cast<double>(n.top5) / images,
-                            n.loss_sum / images};
+    results_.evals[name] = {n.top1_percent(), n.top5_percent(), n.mean_loss()};
   });
 }
 

@@ -89,9 +89,7 @@ EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const Ev
   const EvalCounts all = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, mpi);
   if (mpi.rank() != 0) return all;
 
-  const double top1 = 100.0 * static_cast<double>(all.top1) / static_cast<double>(all.images);
-  const double top5 = 100.0 * static_cast<double>(all.top5) / static_cast<double>(all.images);
-  const double loss = all.loss_sum / static_cast<double>(all.images);
+  const double top1 = all.top1_percent(), top5 = all.top5_percent(), loss = all.mean_loss();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::printf("eval %s: top-1 %.2f%% (%lld/%lld), top-%lld %.2f%%, loss %.4f (%.1f s)\n", dataset->name().c_str(), top1,
               static_cast<long long>(all.top1), static_cast<long long>(all.images),

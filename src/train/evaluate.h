@@ -22,6 +22,10 @@ struct EvalCounts {
   int64_t top1 = 0;
   int64_t top5 = 0;
   double loss_sum = 0;  // sum of per-image cross-entropy
+
+  double top1_percent() const { return 100.0 * static_cast<double>(top1) / static_cast<double>(images); }
+  double top5_percent() const { return 100.0 * static_cast<double>(top5) / static_cast<double>(images); }
+  double mean_loss() const { return loss_sum / static_cast<double>(images); }
 };
 
 // Evaluates `indices` of `dataset` in batches (eval mode, inference, the model's current modes).

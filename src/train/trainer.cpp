@@ -299,14 +299,8 @@ void Trainer::end_epoch(int64_t epoch, double train_loss, double seconds, int64_
   progress_->finish();
   const auto counts =
       evaluate_sharded(model_, *eval_set_, eval_images_, norm_.mean, norm_.std, plan_.micro_batch, mpi_);
-  const double n = static_cast<double>(counts.images);
-  const EpochRow row{epoch,
-                     train_loss,
-                     100.0 * static_cast<double>(counts.top1) / n,
-                     100.0 * static_cast<double>(counts.top5) / n,
-                     counts.loss_sum / n,
-                     seconds,
-                     images};
+  const EpochRow row{epoch,   train_loss, counts.top1_percent(), counts.top5_percent(), counts.mean_loss(),
+                     seconds, images};
   last_top1_ = row.top1;
   const std::vector<double> lambdas = block_lambdas(model_);
   ++state_.epoch;
