@@ -11,6 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "data/batch.h"
 #include "data/folder.h"
@@ -131,7 +132,7 @@ void report(const Rates& r, const DataConfig& data, const BenchDataConfig& bench
                             {"loader_wait_s", r.loader.waited},
                             {"dct_scaling", data.dct_scaling},
                             {"aa", data.auto_augment}};
-  write_file_atomic(bench.json, j.dump(2) + "\n");
+  write_file_atomic(bench.json, json_text(j) + "\n");
 }
 
 }  // namespace

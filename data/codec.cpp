@@ -10,6 +10,7 @@
 #include <cmath>
 #include <csetjmp>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 
@@ -32,30 +33,6 @@ bool is_png(const std::vector<uint8_t>& b) {
   return b.size() >= sizeof(kPngSignature) && std::equal(std::begin(kPngSignature), std::end(kPngSignature), b.begin());
 }
 bool is_jpeg(const std::vector<uint8_t>& b) { return b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
-
-// Width and height from the first SOF marker (baseline, extended, progressive, lossless).
-bool jpeg_size(const std::vector<uint8_t>& b, int64_t& width, int64_t& height) {
-  size_t i = 2;
-  while (i + 4 <= b.size()) {
-    if (b[i] != 0xFF) return false;
-    const uint8_t marker = b[i + 1];
-    if (marker == 0xFF) {  // fill byte
-      ++i;
-      continue;
-    }
-    const size_t length = (size_t{b[i + 2]} << 8) | b[i + 3];
-    const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
-    if (sof) {
-      if (i + 9 > b.size()) return false;
-      height = (int64_t{b[i + 5]} << 8) | b[i + 6];
-      width = (int64_t{b[i + 7]} << 8) | b[i + 8];
-      return width > 0 && height > 0;
-    }
-    if (marker == 0xD9 || marker == 0xDA || length < 2) return false;  // no SOF before the scan
-    i += 2 + length;
-  }
-  return false;
-}
 
 // PIL's CMYK;I unpacking then cmyk2rgb: libjpeg returns Adobe-inverted CMYK bytes.
 uint8_t cmyk_channel(uint8_t raw_c, uint8_t raw_k) {
@@ -112,6 +89,23 @@ struct JpegJob {
     if (created) jpeg_destroy_decompress(&cinfo);
   }
 };
+
+// The image size as libjpeg itself reads it (jpeg_read_header), so that the size used to plan a
+// crop is the one the decoder will produce, whatever bytes a damaged header holds.
+void jpeg_header_size(const std::vector<uint8_t>& bytes, const std::string& name, int64_t& width, int64_t& height) {
+  JpegJob job;
+  if (setjmp(job.err.jump)) throw BadImage(cat("image ", name, ": corrupt JPEG header (", job.err.message, ")"));
+  job.cinfo.err = jpeg_std_error(&job.err.mgr);
+  job.err.mgr.error_exit = jpeg_error_exit;
+  job.err.mgr.emit_message = jpeg_emit_message;
+  jpeg_create_decompress(&job.cinfo);
+  job.created = true;
+  jpeg_mem_src(&job.cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
+  jpeg_read_header(&job.cinfo, TRUE);
+  width = job.cinfo.image_width;
+  height = job.cinfo.image_height;
+  if (width <= 0 || height <= 0) throw BadImage(cat("image ", name, ": JPEG of size 0"));
+}
 
 void copy_converted(const uint8_t* src, uint8_t* dst, int64_t width, int components, int64_t channels) {
   if (components == 4) {  // CMYK -> RGB (or grey through PIL's L conversion of that RGB)
@@ -243,11 +237,12 @@ SourceImage SourceImage::from_bytes(std::vector<uint8_t> bytes, std::string name
   s.name_ = std::move(name);
   if (is_jpeg(bytes)) {
     s.format_ = Format::Jpeg;
-    if (!jpeg_size(bytes, s.width_, s.height_)) throw BadImage(cat("image ", s.name_, ": JPEG without a frame header"));
     if (!has_end_marker(bytes)) throw BadImage(cat("image ", s.name_, ": truncated JPEG (no end-of-image marker)"));
+    jpeg_header_size(bytes, s.name_, s.width_, s.height_);
   } else if (is_png(bytes)) {
     s.format_ = Format::Png;
     if (bytes.size() < kPngHeaderBytes) throw BadImage(cat("image ", s.name_, ": truncated PNG header"));
+    if (std::memcmp(&bytes[12], "IHDR", 4) != 0) throw BadImage(cat("image ", s.name_, ": PNG without IHDR first"));
     s.width_ = big_endian32(&bytes[16]);
     s.height_ = big_endian32(&bytes[20]);
     if (s.width_ <= 0 || s.height_ <= 0) throw BadImage(cat("image ", s.name_, ": PNG of size 0"));

@@ -56,6 +56,10 @@ class Dataset {
   // Image `index` for the per-image transforms (a file is read, not yet decoded).
   virtual SourceImage source(int64_t index) const;
   int64_t image_bytes() const { return channels() * height() * width(); }
+  // "<name>: N images, K classes, CxHxW": what ranks must agree on before they share work.
+  std::string size_summary() const {
+    return cat(name(), ": ", size(), " images, ", num_classes(), " classes, ", channels(), "x", height(), "x", width());
+  }
 
   // Calls use(source(i)) for i = index and, under --bad-images skip, the following images when
   // one is unreadable (BadImage from source() or from use); returns the label of the image used.

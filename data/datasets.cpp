@@ -21,6 +21,8 @@ namespace {
 
 constexpr int kIdxUbyte = 0x08;
 constexpr uint64_t kIdxMaxBytes = uint64_t{16} << 30;  // far above any IDX data set
+constexpr uint64_t kMaxDeflateRatio = 1032;            // gzip cannot expand a byte into more
+constexpr size_t kIdxChunk = size_t{64} << 20;         // data is read (and allocated) this much at a time
 constexpr int64_t kCifarSide = 32;
 constexpr int64_t kCifarChannels = 3;
 constexpr int64_t kCifarImageBytes = kCifarChannels * kCifarSide * kCifarSide;
@@ -152,8 +154,22 @@ IdxArray read_idx(const std::string& path, int expected_dims) {
     }
   }
   if (total == 0) throw Error(cat("IDX file ", path, ": holds no data"));
-  out.data.resize(total);
-  read_exact(out.data.data(), total);
+  // The header's size against the file's, before anything is allocated; a gzipped file is then
+  // read a chunk at a time, so a lie costs no more memory than the data that is really there.
+  std::error_code ec;
+  const uint64_t file_bytes = fs::file_size(path, ec);
+  if (ec) throw Error(cat("IDX file ", path, ": ", ec.message()));
+  const uint64_t header_bytes = 4 * (1 + static_cast<uint64_t>(expected_dims));
+  const bool plain = gzdirect(f) != 0;
+  if ((plain && file_bytes < header_bytes + total) || (!plain && total / kMaxDeflateRatio > file_bytes)) {
+    throw Error(cat("IDX file ", path, ": truncated (the header declares ", total, " bytes of data, the ",
+                    plain ? "file holds " : "compressed file holds ", file_bytes, ")"));
+  }
+  while (out.data.size() < total) {
+    const size_t at = out.data.size();
+    out.data.resize(at + static_cast<size_t>(std::min<uint64_t>(kIdxChunk, total - at)));
+    read_exact(out.data.data() + at, out.data.size() - at);
+  }
   uint8_t extra;
   if (gzread(f, &extra, 1) > 0) throw Error(cat("IDX file ", path, ": longer than its header says"));
   return out;

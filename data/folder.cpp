@@ -22,6 +22,15 @@ namespace {
 
 constexpr int64_t kFolderChannels = 3;
 
+// Whether `p` is a directory, never throwing: a symlink loop or a permission problem is "no",
+// with the reason in `why`.
+bool readable_dir(const fs::path& p, std::string* why = nullptr) {
+  std::error_code ec;
+  const bool dir = fs::is_directory(p, ec);
+  if (why) *why = ec ? ec.message() : "missing or not a folder";
+  return dir && !ec;
+}
+
 class FolderDataset : public Dataset {
  public:
   FolderDataset(std::string name, std::string root, std::vector<std::string> classes)
@@ -133,11 +142,12 @@ namespace {
 // The folder of the split: ROOT/train, ROOT/val or ROOT/test, or ROOT itself (folder datasets).
 // `found`: a split folder exists.
 fs::path split_dir(const std::string& root, bool imagenet, const std::string& split, bool& found) {
-  if (!fs::is_directory(root)) throw Error(cat("--data-path ", root, ": not a directory"));
+  std::string why;
+  if (!readable_dir(root, &why)) throw Error(cat("--data-path ", root, ": not a directory (", why, ")"));
   const std::vector<std::string> split_dirs =
       split == "train" ? std::vector<std::string>{"train"} : std::vector<std::string>{"val", "test"};
   for (const auto& s : split_dirs) {
-    if (fs::is_directory(fs::path(root) / s)) {
+    if (readable_dir(fs::path(root) / s)) {
       found = true;
       return fs::path(root) / s;
     }
@@ -189,8 +199,9 @@ std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagene
   for (size_t k = 0; k < classes.size(); ++k) {
     std::vector<std::string> files;
     const fs::path class_dir = dir / classes[k];
-    if (!fs::is_directory(class_dir)) {
-      problem(cat(class_dir.string(), ": class folder missing or unreadable"));
+    std::string why;
+    if (!readable_dir(class_dir, &why)) {
+      problem(cat(class_dir.string(), ": class folder missing or unreadable (", why, ")"));
       continue;
     }
     if (!list_dir(class_dir, false, files, error, &ignored)) {

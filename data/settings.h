@@ -51,17 +51,19 @@ struct DataConfig {
   void declare(Options& o) {
     o.group("data", "Data");
     o.add_choice("data-set", dataset, "dataset", datasets());
-    o.add("data-path", path,
-          "dataset folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist; imagenet: the folder "
-          "holding train/ and val/)");
+    o.add_path("data-path", path,
+               "dataset folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist; imagenet: the folder "
+               "holding train/ and val/)",
+               PathRole::InputDir);
     o.add_choice("data-split", split, "split", {"train", "test"});
     o.add("calib-images", calib_images, "calibration images (a seeded random subset of the split)", positive());
     o.add("batch-size", batch_size, "images per forward pass", closed(1, kMaxBatch));
     o.add("mean", mean, "per-channel mean after scaling to [0,1] (default: dataset's)");
     o.add("std", std, "per-channel std after scaling to [0,1] (default: dataset's)", positive());
-    o.add("class-index", class_index,
-          "imagenet/folder: file naming the classes in label order (one folder name per line, or JSON "
-          "{\"0\": [\"n01440764\", ...]}); default: sorted folder names");
+    o.add_path("class-index", class_index,
+               "imagenet/folder: file naming the classes in label order (one folder name per line, or JSON "
+               "{\"0\": [\"n01440764\", ...]}); default: sorted folder names",
+               PathRole::InputFile);
     o.add_enum("bad-images", bad_images,
                "unreadable images, empty class folders, short CIFAR files: skip (counted warning) or fail",
                kBadImagesNames);
@@ -99,7 +101,7 @@ struct BenchDataConfig {
     o.group("bench-data", "Data benchmark (images/s per thread: decode, train and eval transforms, loader)");
     o.add("images", images, "images timed per round", positive());
     o.add("rounds", rounds, "rounds (best reported)", positive());
-    o.add("json", json, "write the result as JSON");
+    o.add_path("json", json, "write the result as JSON", PathRole::OutputFile);
   }
 };
 

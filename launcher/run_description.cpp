@@ -35,6 +35,14 @@ const std::set<std::string> kOutputKeys = {"out-dir", "out", "json", "config", "
 const std::regex kSlurmValue(R"([A-Za-z0-9_.:,+\-=/]*)");
 const std::regex kOptionKey(R"([a-z][a-z0-9-]*)");
 const std::regex kRatio(R"(0?\.[0-9]+)");
+// A run name becomes a file name under output_dir and a Slurm job name: no path, no leading dot or dash.
+const std::regex kRunName(R"([A-Za-z0-9_][A-Za-z0-9_.+\-]*)");
+// Counts far above any cluster's, so that products such as nodes x tasks_per_node stay exact.
+constexpr int64_t kMaxNodes = 100000;
+constexpr int64_t kMaxTasksPerNode = 1024;
+constexpr int64_t kMaxCpusPerTask = 1024;
+constexpr int64_t kMaxGpusPerNode = 64;
+constexpr int64_t kMaxSignalSeconds = 24 * 3600;
 
 std::string trim(const std::string& s) {
   const size_t b = s.find_first_not_of(" \t\r");
@@ -51,7 +59,7 @@ std::string strip_comment(const std::string& line) {
   return line;
 }
 
-int64_t positive(const std::string& value, const std::string& where) {
+int64_t positive(const std::string& value, const std::string& where, int64_t max) {
   size_t used = 0;
   long long v = 0;
   try {
@@ -60,7 +68,17 @@ int64_t positive(const std::string& value, const std::string& where) {
     used = 0;
   }
   if (used != value.size() || v <= 0) throw Error(cat(where, ": '", value, "' is not a positive integer"));
+  if (v > max) throw Error(cat(where, ": ", value, " is more than ", max));
   return v;
+}
+
+// Control characters (a NUL, a carriage return inside a value, escapes) cannot reach a script.
+void check_printable(const std::string& line, const std::string& where) {
+  for (unsigned char ch : line) {
+    if ((ch < ' ' && ch != '\t' && ch != '\r') || ch == 0x7F) {
+      throw Error(cat(where, ": control character 0x", std::hex, static_cast<int>(ch), " in the line"));
+    }
+  }
 }
 
 std::string slurm_value(const std::string& value, const std::string& where) {
@@ -98,18 +116,19 @@ void read_launch_key(RunDescription& d, const std::string& key, const std::strin
                                                     {"mpiexec", &d.mpiexec}};
   const std::map<std::string, std::string*> slurm = {
       {"name", &d.name}, {"time", &d.time}, {"partition", &d.partition}, {"account", &d.account}, {"qos", &d.qos}};
-  const std::map<std::string, int64_t*> counts = {{"nodes", &d.nodes},
-                                                  {"tasks_per_node", &d.tasks_per_node},
-                                                  {"cpus_per_task", &d.cpus_per_task},
-                                                  {"signal_seconds", &d.signal_seconds}};
+  const std::map<std::string, std::pair<int64_t*, int64_t>> counts = {
+      {"nodes", {&d.nodes, kMaxNodes}},
+      {"tasks_per_node", {&d.tasks_per_node, kMaxTasksPerNode}},
+      {"cpus_per_task", {&d.cpus_per_task, kMaxCpusPerTask}},
+      {"signal_seconds", {&d.signal_seconds, kMaxSignalSeconds}}};
   if (auto it = text.find(key); it != text.end()) {
     *it->second = value;
   } else if (auto sl = slurm.find(key); sl != slurm.end()) {
     *sl->second = slurm_value(value, at);
   } else if (auto n = counts.find(key); n != counts.end()) {
-    *n->second = positive(value, at);
+    *n->second.first = positive(value, at, n->second.second);
   } else if (key == "gpus_per_node") {
-    d.gpus_per_node = value == "0" ? 0 : positive(value, at);
+    d.gpus_per_node = value == "0" ? 0 : positive(value, at, kMaxGpusPerNode);
   } else {
     throw Error(cat(at, ": unknown key in [launch]"));
   }
@@ -147,7 +166,10 @@ void check_description(const RunDescription& d, const std::string& path) {
   if (d.mode != "local" && d.mode != "sbatch")
     throw Error(cat(path, ": mode must be local or sbatch, got '", d.mode, "'"));
   if (d.output_dir.empty()) throw Error(cat(path, ": output_dir is empty"));
-  if (d.name.empty()) throw Error(cat(path, ": name is empty"));
+  if (!std::regex_match(d.name, kRunName)) {
+    throw Error(cat(path, ": name '", d.name, "' must be letters, digits, _ . + - (no path, no leading . or -)"));
+  }
+  if (d.output_dir.front() == '-') throw Error(cat(path, ": output_dir '", d.output_dir, "' starts with '-'"));
   if (d.job == "chain" && !d.sweep()) throw Error(cat(path, ": job = chain needs [sweep] ratios"));
   if (d.job == "chain" && d.mode != "sbatch") {
     throw Error(cat(path, ": job = chain submits dependent Slurm jobs; mode = sbatch"));
@@ -165,6 +187,11 @@ void check_description(const RunDescription& d, const std::string& path) {
     }
   }
   if (d.mode == "local" && d.nodes > 1) throw Error(cat(path, ": mode = local runs on this machine; nodes must be 1"));
+  if (d.mode == "local" && d.sweep()) {
+    throw Error(cat(path,
+                    ": a [sweep] is a Slurm job array (mode = sbatch); mode = local runs one job, so run "
+                    "each ratio as its own train"));
+  }
 }
 
 }  // namespace
@@ -178,6 +205,7 @@ RunDescription read_run_description(const std::string& path) {
   std::set<std::string> seen;
   for (int number = 1; std::getline(in, line); ++number) {
     const std::string where = cat(path, ":", number);
+    check_printable(line, where);
     const std::string text = trim(strip_comment(line));
     if (text.empty() || text[0] == '#' || text[0] == ';') continue;
     if (text.front() == '[') {

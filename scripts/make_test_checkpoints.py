@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Checkpoints the C++ tests read, written with torch.save exactly as users' files are:
 good variants of the golden weights (wrapped, flat OrderedDict, fp16, shared-storage views,
-pickle protocol 4, extra non-tensor entries), broken ones (truncated, legacy format, renamed keys,
-wrong shapes, a pickle that would run a shell command if executed), and timm's full-size
+pickle protocol 4, extra non-tensor entries, a DeiT training checkpoint, a deflated archive),
+broken ones (truncated, legacy format, renamed keys, wrong shapes, a pickle that would run a
+shell command if executed, a flipped byte under a valid zip header, a record that inflates far
+beyond its tensor), and timm's full-size
 deit_tiny / deit_base state dicts (random weights, no download) with their logits for 2 images.
 Usage: make_test_checkpoints.py --fixture tests/fixtures --out DIR [--no-base]
 """
@@ -10,6 +12,9 @@ import argparse
 import collections
 import os
 import sys
+import zipfile
+
+import numpy as np
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -69,6 +74,46 @@ def write_train_golden(fixture, path):
     save_file(result, path)
 
 
+def write_train_checkpoint(sd, path):
+    """What DeiT's main.py saves each epoch: model, optimizer, lr_scheduler, epoch, model_ema,
+    scaler and the argparse Namespace, plus a numpy scalar as timm's metric."""
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    model(torch.ones(2, 4)).sum().backward()
+    opt.step()
+    sched = {"t_initial": 300, "lr_min": 1e-5, "noise_range_t": None, "base_values": [5e-4], "t_in_epochs": True}
+    scaler = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
+              "_growth_tracker": 0}
+    args = argparse.Namespace(model="deit_tiny_patch16_224", lr=5e-4, input_size=224, smoothing=0.1,
+                              mixup=0.8, repeated_aug=True, output_dir="", resume=None)
+    torch.save({"model": sd, "optimizer": opt.state_dict(), "lr_scheduler": sched, "epoch": 299,
+                "model_ema": collections.OrderedDict(sd), "scaler": scaler, "args": args,
+                "max_accuracy": np.float64(72.2), "dtype": np.dtype("float32"), "shape": torch.Size([3, 4])}, path)
+
+
+def rewrite_zip(src, dst, change=None, compression=zipfile.ZIP_STORED):
+    """Copies a torch.save archive member by member; `change(name, data)` may replace a member's
+    bytes (returns (data, compression))."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data, method = zin.read(info.filename), compression
+            if change:
+                data, method = change(info.filename, data, method)
+            zout.writestr(zipfile.ZipInfo(info.filename), data, compress_type=method)
+
+
+def flip_byte_in_record(src, dst, record_suffix):
+    """A byte of a tensor record flipped, the zip headers (and the CRC they hold) left as they were."""
+    blob = bytearray(open(src, "rb").read())
+    with zipfile.ZipFile(src) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(record_suffix))
+        at = info.header_offset
+        name_len = int.from_bytes(blob[at + 26:at + 28], "little")
+        extra_len = int.from_bytes(blob[at + 28:at + 30], "little")
+        blob[at + 30 + name_len + extra_len + 5] ^= 0x10
+    open(dst, "wb").write(bytes(blob))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--fixture", required=True)
@@ -112,6 +157,15 @@ def main():
     nan["blocks.2.mlp.fc2.bias"] = torch.full_like(sd["blocks.2.mlp.fc2.bias"], float("nan"))
     torch.save(nan, out("nan_values.pth"))
     torch.save(sd, out("legacy.pth"), _use_new_zipfile_serialization=False)
+    write_train_checkpoint(sd, out("deit_train_checkpoint.pth"))
+    rewrite_zip(out("golden_flat.pth"), out("golden_deflated.pth"), compression=zipfile.ZIP_DEFLATED)
+    flip_byte_in_record(out("golden_flat.pth"), out("crc_mismatch.pth"), "/data/1")
+    # 24 floats declared, a record of 64 MiB of zeros deflated to 64 KiB stored for them.
+    torch.save({"head.bias": torch.zeros(24)}, out("small.pth"))
+    rewrite_zip(out("small.pth"), out("inflate_bomb.pth"),
+                lambda name, data, method: (bytes(64 << 20), zipfile.ZIP_DEFLATED) if name.endswith("/data/0")
+                else (data, method))
+    os.remove(out("small.pth"))
     with open(out("golden_flat.pth"), "rb") as f:
         blob = f.read()
     with open(out("truncated.pth"), "wb") as f:

@@ -15,10 +15,12 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "data/batch.h"
 #include "data/dataset.h"
+#include "dist/mpi_session.h"
 #include "io/trace.h"
 #include "io/trace_reader.h"
 #include "model/checkpoint.h"
@@ -231,6 +233,7 @@ void Search::choose_candidates() {
 void Search::open_data() {
   const ModelShape& shape = (*model_)->shape();
   dataset_ = data::open_dataset(c_.data, shape, c_.runtime.seed);
+  dist::agree_across_ranks(mpi_, "data", dataset_->size_summary());
   calib_ = data::calibration_indices(dataset_->size(), c_.data.calib_images, c_.runtime.seed);
   const data::Normalisation norm = data::normalisation(c_.data, *dataset_);
   mean_ = norm.mean;
@@ -373,7 +376,7 @@ void Search::write_json(const SearchResult& result, long long forwards, long lon
                             {"items_resumed", ledger_->resumed()},
                             {"seconds", seconds},
                             {"trace", c_.search.out}};
-  write_file_atomic(c_.search.json, j.dump(2) + "\n");
+  write_file_atomic(c_.search.json, json_text(j) + "\n");
 }
 
 SearchResult Search::run() {

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/version.h"
 #include "entropy/channel_stats.h"
 #include "io/trace_reader.h"
@@ -37,12 +38,17 @@ std::string fingerprint(model::VisionTransformer& model, const SearchInputs& c) 
     mix(p.key().data(), p.key().size());
     mix(t.data_ptr(), static_cast<size_t>(t.numel() * t.element_size()));
   }
+  // Every data option (a new one is included without an edit here), each value in the exact text
+  // --dump-config writes; then the shape, the seed (it draws the calibration subset) and the
+  // estimator. Only what cannot change a score stays out: outputs, threads, the cache budget and
+  // the search's ratios/beam (its items are keyed by their layer sets).
+  DataConfig data = c.data;
+  Options declared;
+  data.declare(declared);
   std::ostringstream what;
-  what << model->shape().describe() << "|" << c.data.dataset << "|" << c.data.path << "|" << c.data.split << "|"
-       << c.data.calib_images << "|" << c.data.batch_size << "|" << c.runtime.seed << "|"
-       << to_string(c.search.estimator);
-  for (double v : c.data.mean) what << "|m" << v;
-  for (double v : c.data.std) what << "|s" << v;
+  for (const Option& o : declared.all()) what << o.flag << "=" << o.text().value_or("<unset>") << "\n";
+  what << "shape=" << model->shape().describe() << "\nseed=" << c.runtime.seed
+       << "\nestimator=" << to_string(c.search.estimator) << "\n";
   const std::string text = what.str();
   mix(text.data(), text.size());
   return hex(h);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/options.h"
 
 namespace vitslim::search {
@@ -15,12 +16,8 @@ namespace {
 nlohmann::json read_result(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(cat("--remove-layers ", path, ": cannot open search result"));
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(cat("--remove-layers ", path, ": not JSON (", e.what(), ")"));
-  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const nlohmann::json j = parse_json_text(text, cat("--remove-layers ", path));
   if (!j.is_object() || j.value("job", "") != "search" || !j.contains("selections")) {
     throw Error(cat("--remove-layers ", path, ": not a `vitslim search --json` result"));
   }

@@ -33,8 +33,8 @@ struct SearchConfig {
     o.add("layers", layers, "candidate blocks, comma-separated (default: all)", at_least(0));
     o.add_enum("estimator", estimator, "head output G: logits, or cls (final-norm CLS feature)", kEstimatorNames);
     o.add("cache-mb", cache_mb, "prefix-cache budget per process in MiB (0: recompute everything)", at_least(0));
-    o.add("out", out, "HDF5 result file; an unfinished one (<out>.partial) is resumed");
-    o.add("json", json, "JSON result (feeds vitslim train)");
+    o.add_path("out", out, "HDF5 result file; an unfinished one (<out>.partial) is resumed", PathRole::OutputFile);
+    o.add_path("json", json, "JSON result (feeds vitslim train)", PathRole::OutputFile);
   }
   void validate() const;
 };

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <string>
 
 #include "core/cpu_memory.h"
@@ -36,6 +37,9 @@ int run_job(const vitslim::Config& config, vitslim::dist::MpiSession& mpi) {
     int threads = vitslim::configure_threads(config.runtime.threads, mpi.local_size());
     vitslim::log_info(vitslim::cat("vitslim ", vitslim::kVersion, " ", config.job, ": ", threads,
                                    " threads per process, ", mpi.world_size(), " process(es)"));
+    // Ranks started with different settings (or binaries) would mix statistics or hang.
+    vitslim::dist::agree_across_ranks(
+        mpi, "settings", vitslim::cat("version ", vitslim::kVersion, "\n", vitslim::config_to_ini(config)));
     const vitslim::JobResult result = vitslim::find_job(config.job).run(config, mpi);
     // A signal-stopped run exits 0 too (Slurm requeues it), but says that it is unfinished.
     if (result.stopped_by_signal) {
@@ -45,6 +49,12 @@ int run_job(const vitslim::Config& config, vitslim::dist::MpiSession& mpi) {
   } catch (const vitslim::CollectiveError& e) {
     // Every rank stopped here together: report once, finalize MPI normally.
     if (mpi.rank() == 0) std::fprintf(stderr, "vitslim: error: %s\n", vitslim::first_line(e.what()).c_str());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    const std::string what =
+        vitslim::cat("out of memory in ", config.job, " (try a smaller --batch-size, fewer --workers, or more memory)");
+    if (mpi.world_size() > 1) mpi.abort_with_error(what);
+    std::fprintf(stderr, "vitslim: error: %s\n", what.c_str());
     return 1;
   } catch (const std::exception& e) {
     if (mpi.world_size() > 1) mpi.abort_with_error(e.what());

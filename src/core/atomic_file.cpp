@@ -2,6 +2,7 @@
 #include "core/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,13 +11,14 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/log.h"
 
 namespace vitslim {
 namespace fs = std::filesystem;
 
 namespace {
 void fsync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY | O_NOFOLLOW);
   if (fd < 0) throw Error(cat(path, ": cannot open for fsync: ", std::strerror(errno)));
   int rc = ::fsync(fd);
   ::close(fd);
@@ -24,9 +26,34 @@ void fsync_path(const std::string& path, bool directory) {
 }
 }  // namespace
 
+namespace {
+
+// Creates `partial` empty and exclusively: never through a symlink, never truncating a file that
+// appeared meanwhile. A regular file left by an interrupted run is replaced, with a warning.
+void create_exclusive(const std::string& path, const std::string& partial) {
+  constexpr int kFlags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  constexpr mode_t kMode = 0644;
+  int fd = ::open(partial.c_str(), kFlags, kMode);
+  if (fd < 0 && errno == EEXIST) {
+    struct stat st {};
+    if (::lstat(partial.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      throw Error(cat("output ", path, ": ", partial, " exists and is not a regular file (a symlink?); ",
+                      "refusing to write through it"));
+    }
+    log_warn(cat("output ", path, ": replacing ", partial, ", left by an interrupted run"));
+    if (::unlink(partial.c_str()) != 0) throw Error(cat("output ", path, ": cannot remove ", partial));
+    fd = ::open(partial.c_str(), kFlags, kMode);
+  }
+  if (fd < 0) throw Error(cat("output ", path, ": cannot create ", partial, ": ", std::strerror(errno)));
+  ::close(fd);
+}
+
+}  // namespace
+
 AtomicFile::AtomicFile(std::string path, bool keep_partial_on_error)
     : path_(std::move(path)), partial_(path_ + ".partial"), keep_partial_(keep_partial_on_error) {
   check_writable_output(path_, "output");
+  create_exclusive(path_, partial_);
 }
 
 AtomicFile::~AtomicFile() {
@@ -45,7 +72,7 @@ void AtomicFile::commit() {
 
 void write_bytes_atomic(const std::string& path, const void* data, size_t size) {
   AtomicFile file(path);
-  std::FILE* f = std::fopen(file.partial_path().c_str(), "wb");
+  std::FILE* f = std::fopen(file.partial_path().c_str(), "wbe");  // the file AtomicFile created
   if (!f) throw Error(cat(path, ": cannot write: ", std::strerror(errno)));
   size_t written = size ? std::fwrite(data, 1, size, f) : 0;
   bool ok = written == size && std::fflush(f) == 0;

@@ -1,6 +1,8 @@
 // Atomic output files: content is written to "<path>.partial", fsync'ed and renamed over <path>
 // only on commit(), so a reader never sees a half-written file and a failed job leaves no
-// output. An uncommitted AtomicFile removes its partial file when destroyed.
+// output. An uncommitted AtomicFile removes its partial file when destroyed. The partial file
+// is created exclusively (O_EXCL, O_NOFOLLOW): a symlink in its place is refused, a stray
+// regular one (an interrupted run's) is replaced with a warning.
 #pragma once
 
 #include <string>

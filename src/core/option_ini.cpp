@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/options.h"
+#include "core/utf8.h"
 
 namespace vitslim {
 namespace po = boost::program_options;
@@ -16,6 +17,33 @@ namespace {
 std::string trim_blanks(const std::string& s) {
   const size_t b = s.find_first_not_of(" \t\r");
   return b == std::string::npos ? "" : s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// A double-quoted value: \xHH is the byte HH (what the dump writes for bytes that are not
+// UTF-8), a backslash before any other character keeps that character.
+std::string unquote(const std::string& value) {
+  std::string plain;
+  for (size_t i = 1; i + 1 < value.size(); ++i) {
+    if (value[i] == '\\' && i + 2 < value.size()) {
+      const int hi = i + 4 < value.size() && value[i + 1] == 'x' ? hex_digit(value[i + 2]) : -1;
+      const int lo = hi >= 0 ? hex_digit(value[i + 3]) : -1;
+      if (lo >= 0) {
+        plain += static_cast<char>(hi * 16 + lo);
+        i += 3;
+        continue;
+      }
+      ++i;
+    }
+    plain += value[i];
+  }
+  return plain;
 }
 
 // INI: `key = value` lines, `[section]` headers, `#`/`;` comments; a value in double quotes is
@@ -37,14 +65,7 @@ std::vector<std::string> read_ini(const std::string& path) {
     const std::string key = trim_blanks(text.substr(0, eq));
     std::string value = trim_blanks(text.substr(eq + 1));
     if (key == "config") throw Error(cat("--config ", path, ":", number, ": nested config files"));
-    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
-      std::string plain;
-      for (size_t i = 1; i + 1 < value.size(); ++i) {
-        if (value[i] == '\\' && i + 2 < value.size()) ++i;
-        plain += value[i];
-      }
-      value = plain;
-    }
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = unquote(value);
     // `--key=` with nothing after `=` is refused by Boost, so an empty value is its own token.
     if (value.empty()) {
       args.insert(args.end(), {"--" + key, ""});
@@ -55,12 +76,26 @@ std::vector<std::string> read_ini(const std::string& path) {
   return args;
 }
 
-// A value as one INI line reads it back: quoted when spaces at either end or a quote would be lost.
+// A value as one INI line reads it back: quoted when spaces at either end or a quote would be
+// lost, or when it holds bytes that are not UTF-8 (file names can), which become \xHH so that
+// the dump - also stored in traces, checkpoints and JSON - is always valid UTF-8.
 std::string ini_value(const std::string& value) {
-  const bool plain = value == trim_blanks(value) && (value.empty() || value.front() != '"');
+  const bool plain = value == trim_blanks(value) && (value.empty() || value.front() != '"') && valid_utf8(value);
   if (plain) return value;
   std::string out = "\"";
-  for (char c : value) out += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+  for (size_t i = 0; i < value.size();) {
+    const size_t n = utf8_sequence(value, i);
+    if (n == 0) {
+      constexpr const char* kHex = "0123456789abcdef";
+      const auto byte = static_cast<unsigned char>(value[i]);
+      out += {'\\', 'x', kHex[byte >> 4], kHex[byte & 0xF]};
+      ++i;
+      continue;
+    }
+    if (value[i] == '"' || value[i] == '\\') out += '\\';
+    out.append(value, i, n);
+    i += n;
+  }
   return out + "\"";
 }
 
@@ -106,6 +141,7 @@ OptionRequest parse_declared(const std::string& job, const Options& options, con
     return request;
   }
   request.dump_config = vm.count("dump-config") > 0;
+  if (vm.count("config")) request.config_file = vm["config"].as<std::string>();
   for (const Option& o : options.all()) {
     if (vm.count(o.flag)) o.parse(vm[o.flag].as<std::string>());
   }

@@ -269,6 +269,11 @@ void Options::add(const std::string& flag, std::optional<double>& field, const s
   add_custom(std::move(o));
 }
 
+void Options::add_path(const std::string& flag, std::string& field, const std::string& help, PathRole role) {
+  add(flag, field, help);
+  options_.back().role = role;
+}
+
 void Options::add(const std::string& flag, std::string& field, const std::string& help,
                   const std::vector<std::string>& examples) {
   Option o;
@@ -281,7 +286,7 @@ void Options::add(const std::string& flag, std::string& field, const std::string
   o.text = [&field]() { return some(field); };
   o.samples = [examples]() {
     std::vector<std::string> out = examples;
-    out.insert(out.end(), {" runs/dir with spaces/\xc3\xbc-\xe2\x82\xac.out ", "\"q\\x\""});
+    out.insert(out.end(), {" runs/dir with spaces/\xc3\xbc-\xe2\x82\xac.out ", "\"q\\x\"", "caf\xe9/\\x41/\xff"});
     return out;
   };
   add_custom(std::move(o));

@@ -71,6 +71,10 @@ std::vector<int64_t> parse_int_list(const std::string& text, const std::string& 
 std::string join_list(const std::vector<int64_t>& values);
 std::string join_list(const std::vector<double>& values);
 
+// What a path option names, so that a job refuses an output that is one of its inputs or
+// another of its outputs (see refuse_colliding_paths).
+enum class PathRole { None, InputFile, InputDir, OutputFile, OutputDir };
+
 // One declared option.
 struct Option {
   std::string flag;  // long name without "--"; also the INI key
@@ -82,6 +86,7 @@ struct Option {
   std::function<std::optional<std::string>()> text;   // the field as INI text; nullopt: unset
   std::function<std::vector<std::string>()> samples;  // other valid-looking values (round-trip tests);
                                                       // none: a refused flag (add_refused)
+  PathRole role = PathRole::None;
 };
 
 // The options of one job, in declaration order, grouped under section titles.
@@ -101,6 +106,8 @@ class Options {
            const std::vector<std::string>& examples = {});
   void add(const std::string& flag, std::vector<double>& field, const std::string& help, Range range = {});
   void add(const std::string& flag, std::vector<int64_t>& field, const std::string& help, Range range = {});
+  // A path the job reads or writes (a string option with a role).
+  void add_path(const std::string& flag, std::string& field, const std::string& help, PathRole role);
   // A boolean switch: `--flag`, `--flag=true|false`, INI `flag = true|false`.
   void add_switch(const std::string& flag, bool& field, const std::string& help);
   // A string from a fixed set of choices.
@@ -141,12 +148,19 @@ struct OptionRequest {
   bool help = false;         // --help: print help_text
   bool dump_config = false;  // --dump-config: print the resolved configuration
   std::string help_text;
+  std::string config_file;  // --config FILE, if given
 };
 
 // Parses `args` (argv after the job name; `--config FILE` adds an INI file whose keys are flag
 // names, command line wins) into the declared fields, checking each value's range. Throws Error
 // with one line naming the flag or file. Adds --config, --dump-config and --help itself.
 OptionRequest parse_declared(const std::string& job, const Options& options, const std::vector<std::string>& args);
+
+// Refuses (Error naming both flags) an output path that resolves to an input (`inputs`: the
+// --config files; and every InputFile/InputDir option), lies inside an output directory while
+// being an input, or resolves to another output. Paths are compared canonically (symlinks
+// resolved) and, for files that exist, by device and inode (hard links).
+void refuse_colliding_paths(const Options& options, const std::vector<std::string>& config_files);
 
 // The declared fields as INI text: a `[section]` line per group, `flag = value` lines (unset
 // optional fields left out); values that need it are double-quoted with \" and \\ escapes, so

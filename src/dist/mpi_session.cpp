@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <limits>
 #include <list>
+#include <sstream>
 #include <string>
 
 #include "core/error.h"
@@ -97,6 +99,53 @@ std::vector<int64_t> MpiSession::broadcast(std::vector<int64_t> values, int root
   values.resize(static_cast<size_t>(n));
   if (n) VITSLIM_MPI(MPI_Bcast(values.data(), static_cast<int>(n), MPI_INT64_T, root, MPI_COMM_WORLD));
   return values;
+}
+
+std::vector<std::string> MpiSession::allgather_text(const std::string& text) const {
+  if (!active_) return {text};
+  const int n = static_cast<int>(text.size());
+  std::vector<int> sizes(static_cast<size_t>(world_size_)), offsets(static_cast<size_t>(world_size_));
+  VITSLIM_MPI(MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, MPI_COMM_WORLD));
+  long long total = 0;
+  for (size_t r = 0; r < sizes.size(); ++r) {
+    offsets[r] = static_cast<int>(total);
+    total += sizes[r];
+  }
+  if (total > std::numeric_limits<int>::max()) throw Error(cat("allgather_text: ", total, " bytes are too many"));
+  std::string all(static_cast<size_t>(total), '\0');
+  VITSLIM_MPI(
+      MPI_Allgatherv(text.data(), n, MPI_CHAR, all.data(), sizes.data(), offsets.data(), MPI_CHAR, MPI_COMM_WORLD));
+  std::vector<std::string> out;
+  for (size_t r = 0; r < sizes.size(); ++r) out.push_back(all.substr(static_cast<size_t>(offsets[r]), sizes[r]));
+  return out;
+}
+
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace
+
+void agree_across_ranks(const MpiSession& mpi, const std::string& what, const std::string& text) {
+  if (mpi.world_size() == 1) return;
+  const auto all = mpi.allgather_text(text);
+  for (size_t r = 1; r < all.size(); ++r) {
+    if (all[r] == all[0]) continue;
+    const auto mine = lines_of(all[r]), root = lines_of(all[0]);
+    size_t k = 0;
+    while (k < mine.size() && k < root.size() && mine[k] == root[k]) ++k;
+    auto line = [](const std::vector<std::string>& lines, size_t k) {
+      return k < lines.size() ? "'" + lines[k] + "'" : std::string("nothing");
+    };
+    throw CollectiveError(cat("ranks disagree on their ", what, ": rank ", r, " has ", line(mine, k),
+                              " where rank 0 has ", line(root, k),
+                              " (start every rank with the same settings and data)"));
+  }
 }
 
 void MpiSession::isend(std::vector<double> values, int dest, int tag) const {

@@ -38,6 +38,8 @@ class MpiSession {
   void barrier() const;
   // Root's vector on every rank (sizes may differ before the call).
   std::vector<int64_t> broadcast(std::vector<int64_t> values, int root = 0) const;
+  // Every rank's text, in rank order, on every rank (lengths may differ).
+  std::vector<std::string> allgather_text(const std::string& text) const;
   // Non-blocking send; the buffer is kept until wait_sends() or the destructor.
   void isend(std::vector<double> values, int dest, int tag) const;
   void wait_sends() const;
@@ -57,6 +59,12 @@ class MpiSession {
   struct PendingSends;
   std::unique_ptr<PendingSends> sends_;
 };
+
+// Checks that every rank holds the same `text` (its settings, its data sizes): one all-gather;
+// on a difference every rank throws the same CollectiveError, naming `what`, the first rank that
+// differs and its first differing line beside rank 0's. Ranks that disagree would otherwise mix
+// inconsistent statistics or wait forever in a collective.
+void agree_across_ranks(const MpiSession& mpi, const std::string& what, const std::string& text);
 
 // Claims on n work items shared by every rank, for dynamic distribution with affinity: each
 // rank walks its own preferred order and claim(i) succeeds for exactly one rank per item

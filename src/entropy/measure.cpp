@@ -12,9 +12,11 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "data/batch.h"
+#include "dist/mpi_session.h"
 #include "entropy/branch_stats.h"
 #include "io/trace.h"
 #include "model/checkpoint.h"
@@ -85,6 +87,7 @@ EntropyRun::EntropyRun(ModelRequest request, const DataConfig& data, const Entro
   model_->eval();
   shape_ = model_->shape();
   dataset_ = data::open_dataset(data, shape_, runtime.seed);
+  dist::agree_across_ranks(mpi_, "data", dataset_->size_summary());
   indices_ = data::calibration_indices(dataset_->size(), data.calib_images, runtime.seed);
   norm_ = data::normalisation(data, *dataset_);
   if (!out.json.empty()) check_writable_output(out.json, "--json");
@@ -249,7 +252,7 @@ void EntropyRun::write_summary(double seconds) {
       {"trace", out_.out},
       {"seconds", seconds},
   };
-  write_file_atomic(out_.json, summary.dump(2) + "\n");
+  write_file_atomic(out_.json, json_text(summary) + "\n");
 }
 
 void EntropyRun::print_table(double seconds) {

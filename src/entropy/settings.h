@@ -17,8 +17,8 @@ struct EntropyConfig {
 
   void declare(Options& o) {
     o.group("entropy", "Entropy output");
-    o.add("out", out, "HDF5 trace");
-    o.add("json", json, "JSON summary");
+    o.add_path("out", out, "HDF5 trace", PathRole::OutputFile);
+    o.add_path("json", json, "JSON summary", PathRole::OutputFile);
     o.add("trace-points", trace_points, "running estimates appended to the trace while the job runs",
           closed(1, kMaxTracePoints));
   }

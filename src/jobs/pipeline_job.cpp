@@ -12,7 +12,9 @@
 #include <sstream>
 
 #include "core/atomic_file.h"
+#include "core/dir_lock.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "data/sampler.h"
 #include "dist/mpi_session.h"
@@ -54,11 +56,8 @@ struct StoppedBySignal {
 json read_json(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(cat("pipeline: cannot read ", path));
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(cat("pipeline: ", path, " is not JSON (", e.what(), ")"));
-  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_json_text(text, cat("pipeline: ", path));
 }
 
 bool training_finished(const std::string& dir) {
@@ -123,6 +122,7 @@ class Pipeline {
   void merge(const PipelineRun& run, const std::string& dir, const std::string& compact);
   void evaluate(const std::string& name, const std::string& weights);
   void bench(const PipelineRun& run);
+  std::unique_ptr<DirLock> out_lock_;  // rank 0: --out-dir is this pipeline's alone
   void report();
   void check_settings();
 
@@ -362,11 +362,7 @@ void Pipeline::check_settings() {
 }
 
 void Pipeline::run() {
-  if (mpi_.rank() == 0) {
-    std::error_code ec;
-    fs::create_directories(p_.out_dir, ec);
-    if (ec) throw Error(cat("--out-dir ", p_.out_dir, ": cannot create (", ec.message(), ")"));
-  }
+  if (mpi_.rank() == 0) out_lock_ = std::make_unique<DirLock>(p_.out_dir, "--out-dir");  // creates it
   check_settings();
   mpi_.barrier();
   pretrain();

@@ -8,6 +8,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "core/options.h"
 #include "core/version.h"
@@ -100,12 +101,12 @@ void write_pipeline_report(const ReportContext& ctx, const PipelineResults& r) {
   md << "\nFigures (made from the HDF5 traces by `scripts/plot_pipeline.py " << ctx.out_dir << "`):\n\n"
      << "![entropy per block](plots/entropy.png)\n\n![NOSE search](plots/search.png)\n\n"
      << "![dilution fine-tuning](plots/training.png)\n\n"
-     << "Stage seconds (\"reused\": done by an earlier, interrupted run): `" << r.stages.dump() << "`\n";
+     << "Stage seconds (\"reused\": done by an earlier, interrupted run): `" << json_text(r.stages, -1) << "`\n";
   const json j = {
       {"program", "vitslim"},    {"version", kVersion},          {"job", "pipeline"},      {"model", ctx.preset},
       {"data_set", ctx.dataset}, {"pretrained", ctx.pretrained}, {"runs", rows},           {"goal", g},
       {"selections", sel},       {"stages", r.stages},           {"seconds", ctx.seconds}, {"config", ctx.config_ini}};
-  write_file_atomic(out_path(ctx, "report.json"), j.dump(2) + "\n");
+  write_file_atomic(out_path(ctx, "report.json"), json_text(j) + "\n");
   write_file_atomic(out_path(ctx, "report.md"), md.str());
   std::printf("%s", md.str().c_str());
 }

@@ -75,7 +75,12 @@ ParsedCommand parse_job_options(const std::string& name, const std::vector<std::
   result.help = request.help;
   result.dump_config = request.dump_config;
   result.help_text = request.help_text;
-  if (!result.help) job.validate(result.config);
+  if (!result.help) {
+    job.validate(result.config);
+    std::vector<std::string> config_files;
+    if (!request.config_file.empty()) config_files.push_back(request.config_file);
+    refuse_colliding_paths(options, config_files);
+  }
   return result;
 }
 

@@ -28,8 +28,8 @@ struct PipelineConfig {
 
   void declare(Options& o) {
     o.group("pipeline", "Pipeline (every stage resumes from its files in --out-dir)");
-    o.add("out-dir", out_dir, "all stages' outputs and report.md / report.json");
-    o.add("pretrained", weights, "start from these weights instead of pretraining");
+    o.add_path("out-dir", out_dir, "all stages' outputs and report.md / report.json", PathRole::OutputDir);
+    o.add_path("pretrained", weights, "start from these weights instead of pretraining", PathRole::InputFile);
     o.add("pretrain-epochs", pretrain_epochs, "pretraining from scratch", positive());
     o.add("finetune-epochs", finetune_epochs, "dilution fine-tuning per run (the unpruned baseline gets the same)",
           positive());

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <regex>
 #include <set>
@@ -88,13 +89,32 @@ ShapeFromWeights shape_from_weights(const StateDict& w) {
     auto it = w.metadata.find(key);
     if (it == w.metadata.end()) return std::nullopt;
     try {
-      return std::stoll(it->second);
+      size_t used = 0;
+      const int64_t value = std::stoll(it->second, &used);
+      if (used == it->second.size()) return value;
     } catch (const std::exception&) {
-      throw Error(cat("weights ", w.file, ": metadata ", key, " = '", it->second, "' is not an integer"));
     }
+    throw Error(cat("weights ", w.file, ": metadata ", key, " = '", it->second, "' is not an integer"));
   };
-  s.num_heads = meta_int(kMetaNumHeads);
-  if (auto img = meta_int(kMetaImgSize)) s.img_size = img;
+  // Metadata only says what the tensors cannot (the heads, an image size that is not a multiple of
+  // the patch); where they disagree the file is refused, naming the key.
+  auto disagree = [&](const char* key, int64_t value, const std::string& why) {
+    return Error(cat("weights ", w.file, ": metadata ", key, " = ", value, " disagrees with the tensors (", why, ")"));
+  };
+  if (auto heads = meta_int(kMetaNumHeads)) {
+    if (*heads <= 0 || (s.embed_dim && *s.embed_dim % *heads != 0))
+      throw disagree(kMetaNumHeads, *heads, cat("embed dim ", s.embed_dim.value_or(0), " is not a multiple"));
+    s.num_heads = heads;
+  }
+  if (auto img = meta_int(kMetaImgSize)) {
+    if (!s.patch_size || !s.img_size)
+      throw disagree(kMetaImgSize, *img, "no patch_embed.proj.weight and pos_embed to compare with");
+    if (*img <= 0 || *img / *s.patch_size != *s.img_size / *s.patch_size)
+      throw disagree(kMetaImgSize, *img,
+                     cat("pos_embed holds a ", *s.img_size / *s.patch_size, "x", *s.img_size / *s.patch_size,
+                         " grid of ", *s.patch_size, "-pixel patches"));
+    s.img_size = img;
+  }
   return s;
 }
 
@@ -212,6 +232,7 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
   std::optional<ShapeFromWeights> from_weights;
   ModelRequest r = request;
   bool folded = false;
+  std::vector<int64_t> recorded;  // removed layers the weights' metadata names
   if (weights) {
     strip_common_prefix(*weights, "module.");  // saved from a DistributedDataParallel wrapper
     if (!weights->find("patch_embed.proj.weight")) {
@@ -223,7 +244,7 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
                       "first keys: ", join_limited(first)));
     }
     from_weights = shape_from_weights(*weights);
-    auto recorded = removed_layers_from_metadata(*weights);
+    recorded = removed_layers_from_metadata(*weights);
     auto f = weights->metadata.find(kMetaResidualFolded);
     folded = f != weights->metadata.end() && f->second == "1";
     std::set<int64_t> all(r.removed_layers.begin(), r.removed_layers.end());
@@ -235,6 +256,13 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
     r.removed_layers.assign(all.begin(), all.end());
   }
   ModelShape shape = resolve_shape(r, from_weights);
+  for (int64_t b : r.removed_layers) {
+    if (b < 0 || b >= shape.depth) {
+      const bool from_file = std::find(recorded.begin(), recorded.end(), b) != recorded.end();
+      throw Error(cat(from_file ? cat("weights ", weights->file, ": metadata ", kMetaRemovedLayers) : "--remove-layers",
+                      ": block ", b, " does not exist (depth ", shape.depth, ")"));
+    }
+  }
   torch::manual_seed(seed);
   VisionTransformer model(shape, r.drop_path);
   for (int64_t b : r.removed_layers) model->set_mode(b, AttentionMode::Removed);

@@ -15,6 +15,7 @@
 #include "core/atomic_file.h"
 #include "core/cpu_memory.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "model/autocast.h"
@@ -211,7 +212,7 @@ void write_bench_json(const BenchRun& run, const BenchConfig& b, const nlohmann:
                             {"models", rows},
                             {"ratios", ratios},
                             {"memory_note", "CPU: tensor memory above the resting level through LibTorch's allocator"}};
-  write_file_atomic(b.json, j.dump(2) + "\n");
+  write_file_atomic(b.json, json_text(j) + "\n");
 }
 
 }  // namespace

@@ -1,11 +1,93 @@
 // Implements the restricted pickle reader (see pickle.h). The machine keeps a value stack, a mark
-// stack and a memo; GLOBAL only ever yields a name, REDUCE/BUILD/NEWOBJ only ever construct the
-// few known torch/collections types, everything else becomes Opaque.
+// stack and a memo; GLOBAL only ever yields a name from the allowlist, REDUCE/BUILD/NEWOBJ only
+// ever construct the few known torch/collections types, other allowed objects become Opaque.
 #include "model/pickle.h"
+
+#include <set>
+#include <unordered_set>
+
 #include "model/pickle_machine.h"
 
 namespace vitslim::model {
 namespace pickle_detail {
+namespace {
+
+// The globals a torch.save state dict or a DeiT/timm training checkpoint names (torch.load's
+// weights_only allowlist, plus argparse.Namespace and numpy values). The storage classes are
+// in storage_types().
+bool allowed_global(const std::string& name) {
+  static const std::set<std::string> kAllowed = {
+      "collections.OrderedDict",
+      "builtins.dict",
+      "builtins.set",
+      "builtins.frozenset",
+      "builtins.bytearray",
+      "builtins.complex",
+      "_codecs.encode",
+      "torch._utils._rebuild_tensor",
+      "torch._utils._rebuild_tensor_v2",
+      "torch._utils._rebuild_parameter",
+      "torch._utils._rebuild_parameter_with_state",
+      "torch.Size",
+      "torch.device",
+      "argparse.Namespace",
+      "numpy.dtype",
+      "numpy.ndarray",
+      "numpy.core.multiarray.scalar",
+      "numpy.core.multiarray._reconstruct",
+      "numpy._core.multiarray.scalar",
+      "numpy._core.multiarray._reconstruct",
+  };
+  static const std::set<std::string> kTorchDtypes = {
+      "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
+  };
+  if (kAllowed.count(name) || storage_types().count(name)) return true;
+  if (name.rfind("numpy.dtypes.", 0) == 0 && name.size() > 5 && name.compare(name.size() - 5, 5, "DType") == 0)
+    return true;  // numpy 2's dtype classes: numpy.dtypes.Float64DType, ...
+  return name.rfind("torch.", 0) == 0 && kTorchDtypes.count(name.substr(6));
+}
+
+// "['model']['x'][3]": how the value is reached from the root.
+std::string step_text(const PickleValue& key) {
+  if (key->kind == Kind::String) return cat("['", key->s, "']");
+  if (key->kind == Kind::Int) return cat("[", key->i, "]");
+  return cat("[<", key->kind_name(), ">]");
+}
+
+// Where `target` sits under `root` (breadth first, each node once), or "" when it is not in the tree.
+std::string path_to(const PickleValue& root, const PickleNode* target) {
+  std::vector<std::pair<const PickleNode*, std::string>> queue = {{root.get(), ""}};
+  std::unordered_set<const PickleNode*> seen = {root.get()};
+  for (size_t next = 0; next < queue.size(); ++next) {
+    const auto [node, path] = queue[next];
+    if (node == target) return path.empty() ? "the top level" : path;
+    auto visit = [&](const PickleValue& child, const std::string& step) {
+      if (seen.insert(child.get()).second) queue.emplace_back(child.get(), path + step);
+    };
+    for (size_t k = 0; k < node->items.size(); ++k) visit(node->items[k], cat("[", k, "]"));
+    for (const auto& [key, value] : node->dict) visit(value, step_text(key));
+  }
+  return "";
+}
+
+}  // namespace
+
+PickleValue Machine::global(const std::string& name) {
+  if (allowed_global(name)) return make_named(Kind::Global, name);
+  auto v = make_named(Kind::Opaque, name);
+  v->refused = true;
+  v->offset = offset_;
+  if (!first_refused_) first_refused_ = v;
+  return v;
+}
+
+void Machine::refuse(const PickleValue& root) const {
+  const std::string where = path_to(root, first_refused_.get());
+  throw Error(cat(source_, ": refusing global '", first_refused_->s, "'",
+                  where.empty() ? std::string() : " at " + where, " (pickle byte ", first_refused_->offset,
+                  "): only tensors, plain values and the types of torch.save checkpoints are loaded, as "
+                  "torch.load(weights_only=True) does"));
+}
 
 PickleValue Machine::persistent_load(const PickleValue& pid) {
   // ('storage', <storage class global>, key, location, numel)
@@ -51,10 +133,12 @@ PickleValue Machine::rebuild_tensor(const std::vector<PickleValue>& args) {
   if (overflow) fail("tensor size overflows");
   if (!empty && elements > numel)
     fail(cat("tensor of ", elements, " elements is larger than its storage ", storage->s));
-  auto [bytes, nbytes] = storages_(storage->s);
   const size_t element = c10::elementSize(dtype);
   size_t expected_bytes = 0;
-  if (__builtin_mul_overflow(static_cast<size_t>(numel), element, &expected_bytes) || nbytes != expected_bytes) {
+  if (__builtin_mul_overflow(static_cast<size_t>(numel), element, &expected_bytes))
+    fail(cat("storage ", storage->s, " of ", numel, " elements overflows"));
+  auto [bytes, nbytes] = storages_(storage->s, expected_bytes);
+  if (nbytes != expected_bytes) {
     fail(cat("storage ", storage->s, " has ", nbytes, " bytes, expected ", numel, " x ", element));
   }
   auto result = make(Kind::Tensor);
@@ -69,6 +153,7 @@ PickleValue Machine::rebuild_tensor(const std::vector<PickleValue>& args) {
 }
 
 PickleValue Machine::reduce(const PickleValue& callable, const PickleValue& args) {
+  if (callable->refused) return callable;
   if (callable->kind != Kind::Global) return make_named(Kind::Opaque, callable->s);
   const std::string& name = callable->s;
   const std::vector<PickleValue> empty;
@@ -76,9 +161,14 @@ PickleValue Machine::reduce(const PickleValue& callable, const PickleValue& args
   if (name == "collections.OrderedDict" || name == "builtins.dict") {
     auto d = make(Kind::Dict);
     if (!a.empty() && a[0]->kind == Kind::List) {
+      std::vector<PickleValue> kv;
       for (const auto& pair : a[0]->items) {
-        if (pair->kind == Kind::Tuple && pair->items.size() == 2) d->dict.emplace_back(pair->items[0], pair->items[1]);
+        if (pair->kind == Kind::Tuple && pair->items.size() == 2) {
+          kv.push_back(pair->items[0]);
+          kv.push_back(pair->items[1]);
+        }
       }
+      set_items(d, kv);
     }
     return d;
   }
@@ -98,6 +188,7 @@ PickleValue Machine::run() {
     const uint8_t op = *take(1);
     if (op == '.') {  // STOP
       if (stack_.size() != 1 || !marks_.empty()) fail("stack not balanced at STOP");
+      if (first_refused_) refuse(stack_.back());
       return stack_.back();
     }
     if (control_op(op) || number_op(op) || text_op(op) || container_op(op) || memo_op(op) || object_op(op)) continue;
@@ -106,6 +197,28 @@ PickleValue Machine::run() {
 }
 
 }  // namespace pickle_detail
+
+// Children are moved onto a work list instead of being destroyed inside this call; a child whose
+// last owner is the list hands its own children over before it dies, so the depth of C++ calls
+// stays one whatever the depth of the tree.
+PickleNode::~PickleNode() {
+  std::vector<PickleValue> pending;
+  auto take_children = [&pending](PickleNode& node) {
+    for (auto& item : node.items) pending.push_back(std::move(item));
+    for (auto& [key, value] : node.dict) {
+      pending.push_back(std::move(key));
+      pending.push_back(std::move(value));
+    }
+    node.items.clear();
+    node.dict.clear();
+  };
+  take_children(*this);
+  while (!pending.empty()) {
+    PickleValue child = std::move(pending.back());
+    pending.pop_back();
+    if (child && child.use_count() == 1) take_children(*child);
+  }
+}
 
 const char* PickleNode::kind_name() const {
   switch (kind) {

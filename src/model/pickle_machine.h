@@ -18,8 +18,6 @@ namespace vitslim::model::pickle_detail {
 
 using Kind = PickleNode::Kind;
 
-inline constexpr int kMaxNesting = 256;  // checkpoints nest a few levels; deeper is an attack
-
 inline PickleValue make(Kind kind) {
   auto v = std::make_shared<PickleNode>();
   v->kind = kind;
@@ -110,15 +108,22 @@ class Machine {
     if (it == memo_.end()) fail(cat("memo entry ", index, " missing"));
     return it->second;
   }
-  // Containers record how deeply they nest, so that a crafted file cannot build a chain whose
-  // destruction would overflow the stack.
+  // Every path that puts a value inside a container goes through nest(): the container records
+  // how deeply it nests (bounded), and the child is sealed, so a depth once checked stays true
+  // and no container can come to hold itself.
   void nest(PickleValue& container, const PickleValue& child) {
+    if (container == child) fail(cat("a ", container->kind_name(), " that contains itself"));
+    child->adopted = true;
     container->depth = std::max(container->depth, child->depth + 1);
-    if (container->depth > kMaxNesting) fail(cat("containers nested deeper than ", kMaxNesting));
+    if (container->depth > kMaxPickleNesting) fail(cat("containers nested deeper than ", kMaxPickleNesting));
+  }
+  void check_open(const PickleValue& target, const char* op) {
+    if (target->adopted) fail(cat(op, " on a ", target->kind_name(), " already inside another container"));
   }
   void set_items(PickleValue& target, const std::vector<PickleValue>& kv) {
     if (target->kind == Kind::Opaque) return;  // e.g. state of an ignored object
     if (target->kind != Kind::Dict) fail(cat("SETITEM on a ", target->kind_name()));
+    check_open(target, "SETITEM");
     if (kv.size() % 2) fail("odd number of dict items");
     for (size_t j = 0; j < kv.size(); j += 2) {
       bool replaced = false;
@@ -138,6 +143,7 @@ class Machine {
   void append_items(PickleValue& target, const std::vector<PickleValue>& values) {
     if (target->kind == Kind::Opaque) return;
     if (target->kind != Kind::List) fail(cat("APPEND on a ", target->kind_name()));
+    check_open(target, "APPEND");
     target->items.insert(target->items.end(), values.begin(), values.end());
     for (const auto& v : values) nest(target, v);
   }
@@ -154,7 +160,9 @@ class Machine {
   PickleValue container_from_mark(uint8_t op);
   PickleValue small_tuple(size_t n);
   PickleValue persistent_load(const PickleValue& pid);
+  PickleValue global(const std::string& name);
   PickleValue reduce(const PickleValue& callable, const PickleValue& args);
+  [[noreturn]] void refuse(const PickleValue& root) const;
   PickleValue rebuild_tensor(const std::vector<PickleValue>& args);
   int64_t as_int(const PickleValue& v, const char* what) {
     if (v->kind == Kind::Int) return v->i;
@@ -177,6 +185,7 @@ class Machine {
   std::vector<PickleValue> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, PickleValue> memo_;
+  PickleValue first_refused_;  // the first global outside the allowlist, if any
 };
 
 }  // namespace vitslim::model::pickle_detail

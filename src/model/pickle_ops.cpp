@@ -233,14 +233,14 @@ bool Machine::object_op(uint8_t op) {
     case 'c': {  // GLOBAL
       std::string module = read_line();
       std::string name = read_line();
-      stack_.push_back(make_named(Kind::Global, module + "." + name));
+      stack_.push_back(global(module + "." + name));
       return true;
     }
     case 0x93: {  // STACK_GLOBAL
       auto name = pop();
       auto module = pop();
       if (name->kind != Kind::String || module->kind != Kind::String) fail("STACK_GLOBAL needs strings");
-      stack_.push_back(make_named(Kind::Global, module->s + "." + name->s));
+      stack_.push_back(global(module->s + "." + name->s));
       return true;
     }
     case 'Q':  // BINPERSID
@@ -252,10 +252,10 @@ bool Machine::object_op(uint8_t op) {
       stack_.push_back(reduce(callable, args));
       return true;
     }
-    case 0x81: {  // NEWOBJ
+    case 0x81: {  // NEWOBJ: an instance of an allowed class is an Opaque value
       pop();
       auto cls = pop();
-      stack_.push_back(make_named(Kind::Opaque, cls->s));
+      stack_.push_back(cls->refused ? cls : make_named(Kind::Opaque, cls->s));
       return true;
     }
     case 'b':  // BUILD: object state (OrderedDict._metadata, ...) is not needed

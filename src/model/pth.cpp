@@ -1,17 +1,17 @@
-// Implements read_pth (see weights.h): the zip archive is opened with LibTorch's
-// PyTorchStreamReader (archive access only; torch's own unpickler is not used), data.pkl is
+// Implements read_pth (see weights.h): the zip archive is read by model/zip_reader.h (sizes
+// checked before allocation, CRCs verified; torch's own loader is not used), data.pkl is
 // interpreted by the restricted reader of pickle.h, and the state dict is found at the top level
 // or under "model" / "state_dict" / "model_ema".
-#include <caffe2/serialize/inline_container.h>
-
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <string_view>
 #include <unordered_map>
 
 #include "core/error.h"
 #include "model/pickle.h"
 #include "model/weights.h"
+#include "model/zip_reader.h"
 
 namespace vitslim::model {
 namespace {
@@ -48,32 +48,48 @@ void check_magic(const std::string& path) {
   }
 }
 
-// The archive's data.pkl, read by the restricted reader; storages come from data/<key> records.
-PickleValue read_archive_pickle(const std::string& path) {
-  std::unordered_map<std::string, std::pair<at::DataPtr, size_t>> records;
-  try {
-    caffe2::serialize::PyTorchStreamReader reader(path);
-    if (reader.hasRecord("byteorder")) {
-      auto [ptr, n] = reader.getRecord("byteorder");
-      std::string order(static_cast<const char*>(ptr.get()), n);
-      if (order != "little") throw Error(cat("weights ", path, ": byte order '", order, "' is not supported"));
-    }
-    auto [pkl, pkl_size] = reader.getRecord("data.pkl");
-    StorageReader storages = [&](const std::string& key) -> std::pair<const uint8_t*, size_t> {
-      auto it = records.find(key);
-      if (it == records.end()) {
-        std::string name = "data/" + key;
-        if (!reader.hasRecord(name)) throw Error(cat("weights ", path, ": storage record ", name, " is missing"));
-        auto record = reader.getRecord(name);
-        it = records.emplace(key, std::make_pair(std::move(std::get<0>(record)), std::get<1>(record))).first;
-      }
-      return {static_cast<const uint8_t*>(it->second.first.get()), it->second.second};
-    };
-    return unpickle(static_cast<const uint8_t*>(pkl.get()), pkl_size, storages, "weights " + path);
-  } catch (const c10::Error& e) {
-    std::string msg = e.what_without_backtrace();
-    throw Error(cat("weights ", path, ": corrupt or truncated archive (", msg.substr(0, msg.find('\n')), ")"));
+// The directory inside the archive that holds data.pkl ("archive/" since torch 1.6; older files
+// use the file's stem).
+std::string record_prefix(const ZipReader& zip, const std::string& path) {
+  constexpr std::string_view kPickle = "/data.pkl";
+  std::string prefix;
+  for (const auto& [name, member] : zip.members()) {
+    if (name.size() <= kPickle.size() || name.compare(name.size() - kPickle.size(), kPickle.size(), kPickle) != 0)
+      continue;
+    std::string dir = name.substr(0, name.size() - kPickle.size() + 1);
+    if (dir.find('/') != dir.size() - 1) continue;
+    if (!prefix.empty()) throw Error(cat("weights ", path, ": two data.pkl records (", prefix, ", ", dir, ")"));
+    prefix = dir;
   }
+  if (prefix.empty()) throw Error(cat("weights ", path, ": no data.pkl record (not a torch.save archive)"));
+  return prefix;
+}
+
+// The archive's data.pkl, read by the restricted reader; storages come from data/<key> records,
+// each read once, with the size its tensors declare.
+PickleValue read_archive_pickle(const std::string& path) {
+  constexpr uint64_t kMaxPickleBytes = uint64_t{1} << 30;  // the pickle of a state dict is small
+  constexpr uint64_t kMaxByteOrderBytes = 16;
+  const std::string source = "weights " + path;
+  ZipReader zip(path, source);
+  const std::string prefix = record_prefix(zip, path);
+  if (zip.has(prefix + "byteorder")) {
+    auto bytes = zip.read_at_most(prefix + "byteorder", kMaxByteOrderBytes);
+    std::string order(bytes.begin(), bytes.end());
+    if (order != "little") throw Error(cat(source, ": byte order '", order, "' is not supported"));
+  }
+  const auto pickle = zip.read_at_most(prefix + "data.pkl", kMaxPickleBytes);
+  std::unordered_map<std::string, std::vector<uint8_t>> records;
+  StorageReader storages = [&](const std::string& key, size_t bytes) -> std::pair<const uint8_t*, size_t> {
+    auto it = records.find(key);
+    if (it == records.end()) {
+      const std::string name = prefix + "data/" + key;
+      if (!zip.has(name)) throw Error(cat(source, ": storage record ", name, " is missing"));
+      it = records.emplace(key, zip.read_exact(name, bytes)).first;
+    }
+    return {it->second.data(), it->second.size()};
+  };
+  return unpickle(pickle.data(), pickle.size(), storages, source);
 }
 
 // The state dict: the root, or the one under 'model', 'state_dict' or 'model_ema' (official DeiT files).

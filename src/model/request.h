@@ -38,8 +38,9 @@ struct ModelRequest {
     o.add("mlp-ratio", mlp_ratio, "MLP hidden width / C", {0, kMaxMlpRatio, true, false});
     o.add("num-classes", num_classes, "classes of the head", positive());
     o.add("drop-path", drop_path, "stochastic depth rate", half_open(0, 1));
-    o.add("weights", weights,
-          ".pth (torch.save zip, {'model': ...} or flat) or .safetensors; none: seeded random init");
+    o.add_path("weights", weights,
+               ".pth (torch.save zip, {'model': ...} or flat) or .safetensors; none: seeded random init",
+               PathRole::InputFile);
     o.add_switch("reset-head", reset_head, "re-initialise the head when the weights have another class count");
   }
   // Cross-field checks of the shape flags and of `layers` (removed or diluting blocks).

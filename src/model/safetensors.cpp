@@ -4,12 +4,14 @@
 #include <ATen/ATen.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/utf8.h"
 #include "model/weights.h"
 
 namespace vitslim::model {
@@ -67,10 +69,13 @@ at::Tensor read_entry(const std::string& path, const std::string& name, const nl
   if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data.size()) {
     throw corrupt(path, cat("tensor '", name, "' has data offsets outside the file"));
   }
+  // numel, and the largest stride (the product of the sizes, a 0 counting as 1), must fit an int64.
   uint64_t numel = 1, nbytes = 0;
+  int64_t span = 1;
   for (int64_t d : shape) {
     if (d < 0) throw corrupt(path, cat("tensor '", name, "' has a negative dimension"));
-    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel)) {
+    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel) ||
+        __builtin_mul_overflow(span, std::max<int64_t>(d, 1), &span)) {
       throw corrupt(path, cat("tensor '", name, "' is too large"));
     }
   }
@@ -135,6 +140,8 @@ StateDict read_safetensors(const std::string& path) {
       sd.tensors.emplace_back(it.key(), read_entry(path, it.key(), it.value(), data, position[it.key()]));
     } catch (const nlohmann::json::exception& e) {
       throw corrupt(path, cat("entry '", it.key(), "' is malformed (", e.what(), ")"));
+    } catch (const c10::Error& e) {  // anything LibTorch refuses still names the file and the entry
+      throw corrupt(path, cat("entry '", it.key(), "': ", first_line(e.what_without_backtrace())));
     }
   }
   // Keep file order (the JSON object is sorted by name).
@@ -146,6 +153,11 @@ StateDict read_safetensors(const std::string& path) {
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
+  for (const auto& [key, value] : metadata) {
+    // Other safetensors readers accept only UTF-8 headers (vitslim's own metadata always is).
+    if (!valid_utf8(key) || !valid_utf8(value))
+      throw Error(cat("safetensors ", path, ": metadata '", key, "' is not UTF-8 text"));
+  }
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<at::Tensor> contiguous;
   uint64_t offset = 0;
@@ -174,6 +186,8 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
 }
 
 StateDict read_weights(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(cat("weights ", path, ": is a directory, not a file"));
   std::ifstream probe(path, std::ios::binary);
   if (!probe) throw Error(cat("weights ", path, ": cannot open file (missing or unreadable)"));
   char magic[4] = {0, 0, 0, 0};

@@ -14,7 +14,7 @@ struct ConvertConfig {
 
   void declare(Options& o) {
     o.group("convert", "Convert output");
-    o.add("out", out, ".safetensors file (timm key names)");
+    o.add_path("out", out, ".safetensors file (timm key names)", PathRole::OutputFile);
   }
 };
 
@@ -35,7 +35,7 @@ struct BenchConfig {
     o.add_enum("device", device, "where to run", kDeviceNames);
     o.add_switch("bf16", bf16, "bf16 autocast (CUDA)");
     o.add_switch("train", train, "also time a training step (forward + backward); --train=false to skip");
-    o.add("json", json, "write the result as JSON");
+    o.add_path("json", json, "write the result as JSON", PathRole::OutputFile);
   }
   void validate() const {
     if (bf16 && device != Device::Cuda) throw Error("--bf16 needs --device cuda");

@@ -9,9 +9,11 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "data/batch.h"
+#include "dist/mpi_session.h"
 #include "model/checkpoint.h"
 #include "model/presets.h"
 
@@ -77,6 +79,7 @@ EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const Ev
   model::VisionTransformer model = model::build_model(model_request, runtime.seed);
   const ModelShape& shape = model->shape();
   auto dataset = data::open_dataset(data, shape, runtime.seed);
+  dist::agree_across_ranks(mpi, "data", dataset->size_summary());
   check_class_count(shape, *dataset);
   const int64_t total = eval.images > 0 ? eval.images : dataset->size();
   if (total > dataset->size()) {
@@ -111,7 +114,7 @@ EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const Ev
                         {"loss", loss},
                         {"world_size", mpi.world_size()},
                         {"seconds", seconds}};
-    write_file_atomic(eval.json, j.dump(2) + "\n");
+    write_file_atomic(eval.json, json_text(j) + "\n");
   }
   return all;
 }

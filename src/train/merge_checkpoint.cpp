@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "model/checkpoint.h"
@@ -127,7 +128,7 @@ void report(const MergeConfig& m, const Selection& sel, model::VisionTransformer
                             {"folded", check.folded},
                             {"fold_max_abs_diff", check.fold_diff},
                             {"check_images", m.check_images}};
-  write_file_atomic(m.json, j.dump(2) + "\n");
+  write_file_atomic(m.json, json_text(j) + "\n");
 }
 
 }  // namespace

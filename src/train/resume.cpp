@@ -24,9 +24,9 @@ std::optional<Checkpoint> newest_checkpoint(const std::string& out_dir, bool res
     const std::string path = checkpoint_path(out_dir, *it);
     try {
       return read_checkpoint(path);
-    } catch (const Error& e) {
-      if (first_problem.empty()) first_problem = e.what();
-      log_warn(cat("setting aside unreadable checkpoint (", e.what(), ") as ", path, ".unreadable"));
+    } catch (const std::exception& e) {  // ours, or anything LibTorch refuses in the file
+      if (first_problem.empty()) first_problem = first_line(e.what());
+      log_warn(cat("setting aside unreadable checkpoint (", first_line(e.what()), ") as ", path, ".unreadable"));
       std::error_code ec;
       fs::rename(path, path + ".unreadable", ec);
     }

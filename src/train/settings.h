@@ -76,7 +76,8 @@ struct TrainConfig {
     o.add_switch("drop-last", drop_last, "drop the last incomplete global batch of an epoch");
     o.add("eval-images", eval_images, "test images per evaluation (0: all)", at_least(0));
     o.add("entropy-images", entropy_images, "calibration images of the per-epoch entropy trace (0: off)", at_least(0));
-    o.add("out-dir", out_dir, "checkpoints, train.h5, train.json, best.safetensors and final.safetensors");
+    o.add_path("out-dir", out_dir, "checkpoints, train.h5, train.json, best.safetensors and final.safetensors",
+               PathRole::OutputDir);
     o.add("checkpoint-steps", checkpoint_steps, "also checkpoint every N optimizer steps (0: at epoch ends only)",
           at_least(0));
     o.add("keep-last", keep_last, "rolling checkpoints kept", positive());
@@ -104,7 +105,7 @@ struct EvalConfig {
   void declare(Options& o) {
     o.group("eval", "Evaluation");
     o.add("eval-images", images, "first N images of the split (0: all)", at_least(0));
-    o.add("json", json, "JSON result");
+    o.add_path("json", json, "JSON result", PathRole::OutputFile);
   }
 };
 
@@ -118,13 +119,14 @@ struct MergeConfig {
 
   void declare(Options& o) {
     o.group("merge", "Merge");
-    o.add("checkpoint", checkpoint, "training checkpoint (<out-dir>/checkpoints/step-N.safetensors)");
-    o.add("out", out, "compact model (.safetensors)");
+    o.add_path("checkpoint", checkpoint, "training checkpoint (<out-dir>/checkpoints/step-N.safetensors)",
+               PathRole::InputFile);
+    o.add_path("out", out, "compact model (.safetensors)", PathRole::OutputFile);
     o.add_switch("fold-residual", fold_residual,
                  "fold the 2x residual factors into the weights: removed blocks become plain MLP blocks");
     o.add("check-images", check_images,
           "random inputs on which the compact model must reproduce the checkpoint's logits", positive());
-    o.add("json", json, "JSON summary");
+    o.add_path("json", json, "JSON summary", PathRole::OutputFile);
   }
   void validate() const {
     if (checkpoint.empty()) throw Error("merge: --checkpoint is required");

@@ -7,6 +7,8 @@
 #include <regex>
 
 #include "core/error.h"
+#include "core/json_text.h"
+#include "core/log.h"
 #include "model/weights.h"
 
 namespace vitslim::train {
@@ -46,7 +48,7 @@ void write_checkpoint(const std::string& path, const TrainState& s,
                       {"epoch_seconds", s.epoch_seconds},
                       {"dilute_layers", s.dilute_layers},
                       {"global_batch", s.global_batch}};
-  model_metadata[kTrainStateKey] = j.dump();
+  model_metadata[kTrainStateKey] = json_text(j, -1);
   model::write_safetensors(path, tensors, model_metadata);
 }
 
@@ -57,7 +59,7 @@ Checkpoint read_checkpoint(const std::string& path) {
   auto meta = dict.metadata.find(kTrainStateKey);
   if (meta == dict.metadata.end()) throw Error(cat("checkpoint ", path, ": no ", kTrainStateKey, " metadata"));
   try {
-    const auto j = nlohmann::json::parse(meta->second);
+    const auto j = parse_json_text(meta->second, cat("checkpoint ", path, ": ", kTrainStateKey));
     if (j.at("format").get<int>() != kFormat)
       throw Error(cat("checkpoint ", path, ": unknown format ", j.at("format")));
     TrainState& s = ckpt.state;
@@ -94,7 +96,13 @@ std::vector<int64_t> list_checkpoints(const std::string& out_dir) {
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     std::smatch m;
     const std::string name = entry.path().filename().string();
-    if (std::regex_match(name, m, kName)) steps.push_back(std::stoll(m[1].str()));
+    if (!std::regex_match(name, m, kName)) continue;
+    constexpr std::ptrdiff_t kMaxStepDigits = 18;  // fits an int64
+    if (m[1].length() > kMaxStepDigits) {
+      log_warn(cat("checkpoints ", dir.string(), ": ignoring ", name, " (step number out of range)"));
+      continue;
+    }
+    steps.push_back(std::stoll(m[1].str()));
   }
   if (ec) throw Error(cat("checkpoints ", dir.string(), ": cannot list (", ec.message(), ")"));
   std::sort(steps.begin(), steps.end());

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "core/json_text.h"
 #include "core/version.h"
 
 namespace vitslim::train {
@@ -31,7 +32,7 @@ void write_train_summary(const std::string& path, const TrainSummary& s) {
                             {"rss_start_mib", s.rss_start_mib},
                             {"rss_peak_mib", s.rss_peak_mib},
                             {"checkpoint", s.checkpoint}};
-  write_file_atomic(path, j.dump(2) + "\n");
+  write_file_atomic(path, json_text(j) + "\n");
 }
 
 }  // namespace vitslim::train

@@ -15,6 +15,7 @@
 #include <set>
 
 #include "core/cpu_memory.h"
+#include "core/dir_lock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -22,6 +23,7 @@
 #include "data/dataset.h"
 #include "data/sampler.h"
 #include "dist/communicator.h"
+#include "dist/mpi_session.h"
 #include "dist/reducer.h"
 #include "entropy/branch_stats.h"
 #include "model/checkpoint.h"
@@ -94,6 +96,7 @@ class Trainer {
   std::map<std::string, torch::Tensor> ema_;
   TrainPlan plan_;
   TrainState state_;
+  std::unique_ptr<DirLock> out_lock_;  // rank 0: --out-dir is this run's alone
   std::unique_ptr<TrainTrace> trace_;
   std::unique_ptr<ProgressLine> progress_;
   int64_t eval_images_ = 0;
@@ -143,6 +146,7 @@ void Trainer::setup_data() {
   eval_data.split = "test";
   train_set_ = data::open_dataset(train_data, shape, c_.runtime.seed);
   eval_set_ = data::open_dataset(eval_data, shape, c_.runtime.seed);
+  dist::agree_across_ranks(mpi_, "data", train_set_->size_summary() + "\n" + eval_set_->size_summary());
   check_class_count(shape, *train_set_);
   norm_ = data::normalisation(c_.data, *train_set_);
   eval_images_ = t_.eval_images > 0 ? t_.eval_images : eval_set_->size();
@@ -388,6 +392,7 @@ TrainResult Trainer::run() {
 TrainResult Trainer::run_steps() {
   setup();
   if (mpi_.rank() == 0) {
+    out_lock_ = std::make_unique<DirLock>(t_.out_dir, "--out-dir");
     std::error_code ec;
     fs::create_directories(checkpoint_dir(t_.out_dir), ec);
     if (ec) throw Error(cat("--out-dir ", t_.out_dir, ": cannot create (", ec.message(), ")"));

@@ -64,6 +64,46 @@ expect_error bench-no-cuda "--device cuda: no CUDA device" "$BIN" bench --model 
 expect_error bench-bf16-cpu "--bf16 needs --device cuda" "$BIN" bench --model vit_test --bf16
 expect_error convert-no-out "--out is required" "$BIN" convert --weights "$DATA/golden_flat.pth"
 
+# An output that is an input (by name, through a symlink or a hard link) or another output is
+# refused before anything is written; the input is left as it was.
+mkdir -p "$WORK/io/run"
+W="$WORK/io/w.safetensors"
+cp "$VITSLIM_FIXTURES/golden_vit_test.safetensors" "$W"
+ln -s "$W" "$WORK/io/link.safetensors"
+ln "$W" "$WORK/io/hard.safetensors"
+: >"$WORK/io/c.ini"
+S=(--model vit_test --data-set synthetic --calib-images 8)
+expect_error out-is-weights "--out $W is the same file as --weights $W" "$BIN" entropy "${S[@]}" --weights "$W" --out "$W"
+expect_error json-is-weights "is the same file as --weights" "$BIN" eval "${S[@]}" --weights "$W" --json "$WORK/io/link.safetensors"
+expect_error hard-link "is the same file as --weights" "$BIN" entropy "${S[@]}" --weights "$W" --out "$WORK/io/hard.safetensors"
+expect_error out-is-json "two outputs would overwrite each other" "$BIN" entropy "${S[@]}" --out "$WORK/io/x.h5" --json "$WORK/io/x.h5"
+expect_error merge-in-place "--out $W is the same file as --checkpoint $W" "$BIN" merge --checkpoint "$W" --out "$W"
+expect_error config-is-output "is the same file as --config" "$BIN" entropy "${S[@]}" --config "$WORK/io/c.ini" --json "$WORK/io/c.ini"
+expect_error weights-in-out-dir "lies inside --out-dir" "$BIN" train "${S[@]}" --weights "$WORK/io/run/w.safetensors" --out-dir "$WORK/io/run"
+cmp -s "$W" "$VITSLIM_FIXTURES/golden_vit_test.safetensors" || { echo "FAIL: an input was modified"; failures=$((failures + 1)); }
+checks=$((checks + 1))
+
+# <out>.partial: a symlink there is refused (its target untouched); a stray regular file is replaced, with a warning.
+mkdir -p "$WORK/partial"
+echo keep >"$WORK/partial/target"
+ln -s "$WORK/partial/target" "$WORK/partial/t.h5.partial"
+expect_error partial-symlink "t.h5.partial exists and is not a regular file" "$BIN" entropy "${S[@]}" --out "$WORK/partial/t.h5"
+[[ "$(cat "$WORK/partial/target")" == keep ]] || { echo "FAIL: wrote through the .partial symlink"; failures=$((failures + 1)); }
+rm "$WORK/partial/t.h5.partial" && echo stray >"$WORK/partial/t.h5.partial"
+"$BIN" entropy "${S[@]}" --out "$WORK/partial/t.h5" 2>"$WORK/stray.txt" && grep -q "replacing .*t.h5.partial" "$WORK/stray.txt" \
+  && [[ -s "$WORK/partial/t.h5" && ! -e "$WORK/partial/t.h5.partial" ]] || { echo "FAIL: stray partial"; cat "$WORK/stray.txt"; failures=$((failures + 1)); }
+checks=$((checks + 2))
+
+# A second run into an --out-dir that a live run holds is refused, naming the holder.
+mkdir -p "$WORK/locked"
+echo "pid 4242 on testhost" >"$WORK/locked/.vitslim.lock"
+flock "$WORK/locked/.vitslim.lock" sleep 60 &
+holder=$!
+sleep 0.5
+expect_error out-dir-locked "--out-dir $WORK/locked is in use by another vitslim run (pid 4242 on testhost" \
+  "$BIN" train --model vit_test --data-set synthetic --epochs 1 --warmup-epochs 0 --entropy-images 0 --out-dir "$WORK/locked"
+pkill -P "$holder" 2>/dev/null; kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
+
 # Help and version succeed.
 "$BIN" --help >/dev/null && "$BIN" entropy --help | grep -q -- '--calib-images' && "$BIN" --version | grep -q vitslim \
   || { echo "FAIL help/version"; failures=$((failures + 1)); }

@@ -53,10 +53,17 @@ echo "not an image" > broken/train/n00000003/notes.txt         # ignored (not an
 printf 'hello' > broken/val/n00000000/text_named.JPEG
 mkdir broken/train/n00000004                                    # empty class folder
 ln -s /nonexistent/folder broken/train/n00000005                # unreadable class folder
-B=(--model vit_test --img-size 32 --num-classes 6 --data-set imagenet --data-path broken --threads 1)
+ln -s n00000007 broken/train/n00000006                          # two class folders linked in a loop
+ln -s n00000006 broken/train/n00000007
+# FF 00 after SOI: header bytes that lie about the frame; libjpeg and PIL skip them. Readable.
+"$PY" -c "
+import sys; b = open(sys.argv[1], 'rb').read(); open(sys.argv[2], 'wb').write(b[:2] + bytes([255, 0, 18, 52]) + b[2:])
+" imnet/train/n00000001/n00000001_00001.JPEG broken/train/n00000001/lying_header.JPEG
+B=(--model vit_test --img-size 32 --num-classes 8 --data-set imagenet --data-path broken --threads 1)
 "$BIN" train "${B[@]}" --epochs 1 --warmup-epochs 0 --batch-size 8 --eval-images 16 --entropy-images 16 --workers 2 --out-dir wb --quiet 2>skip.txt
 for f in truncated.JPEG noise.JPEG empty.JPEG text_named.JPEG "n00000004: empty class folder" \
-         "n00000005: class folder missing or unreadable" "ignored 1 entries"; do
+         "n00000005: class folder missing or unreadable" "n00000006: class folder missing or unreadable" \
+         "n00000007: class folder missing or unreadable" "ignored 1 entries"; do
   grep -q "$f" skip.txt || { echo "FAIL: no warning naming $f"; cat skip.txt; exit 1; }
 done
 grep -q "skipped 3 unreadable image(s)" skip.txt || { echo "FAIL: no count of skipped training images"; cat skip.txt; exit 1; }
@@ -66,7 +73,8 @@ if "$BIN" eval "${B[@]}" --data-split train --quiet --bad-images fail 2>fail.txt
 fi
 test "$(wc -l <fail.txt)" -eq 1 || { echo "FAIL: expected one error line"; cat fail.txt; exit 1; }
 grep -q "^vitslim: error: .*broken/train/n00000004: empty class folder.*(--bad-images fail)" fail.txt || { cat fail.txt; exit 1; }
-rmdir broken/train/n00000004 && rm broken/train/n00000005
+grep -q "lying_header" skip.txt && { echo "FAIL: the readable lying-header JPEG was skipped"; cat skip.txt; exit 1; }
+rmdir broken/train/n00000004 && rm broken/train/n00000005 broken/train/n00000006 broken/train/n00000007
 B4=(--model vit_test --img-size 32 --num-classes 4 --data-set imagenet --data-path broken --threads 1)
 if "$BIN" eval "${B4[@]}" --quiet --bad-images fail 2>fail.txt; then echo "FAIL: text_named.JPEG accepted"; exit 1; fi
 test "$(wc -l <fail.txt)" -eq 1 || { echo "FAIL: expected one error line"; cat fail.txt; exit 1; }

@@ -96,5 +96,13 @@ bad "bad.ini:3: nodes: 'two' is not a positive integer" $'[launch]\nmode = sbatc
 bad "output paths are set by the launcher" $'[train]\nout-dir = x'
 bad "job 'fly' is not one of" $'[launch]\njob = fly'
 bad "[sweep] ratios need search" $'[launch]\nmode = sbatch\n[sweep]\nratios = 0.5'
+bad "a [sweep] is a Slurm job array (mode = sbatch)" $'[launch]\nmode = local\n[sweep]\nratios = 0.5\nsearch = s.json'
+bad "name '../../x' must be letters" $'[launch]\nname = ../../x'
+bad "output_dir '-rf' starts with '-'" $'[launch]\noutput_dir = -rf'
+bad "tasks_per_node: 9223372036854775807 is more than 1024" $'[launch]\ntasks_per_node = 9223372036854775807'
+bad "bad.ini:2: control character 0x1" $'[launch]\nname = a\x01b'
+printf '[launch]\nname = a\0b\n' >nul.ini
+rc=0; "$LAUNCH" --dry-run nul.ini 2>err.txt >/dev/null || rc=$?
+[[ $rc -eq 2 ]] && grep -qF "nul.ini:2: control character 0x0" err.txt || { cat err.txt; fail "NUL byte"; }
 
 echo "launch e2e: ok"

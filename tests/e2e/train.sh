@@ -98,6 +98,21 @@ cat err.txt
 test ! -e nan/final.safetensors || fail "non-finite run exported a model"
 passed=$((passed + 1))
 
+# File names are bytes: a --data-path and --out-dir that are not UTF-8 finish, and every file
+# keeps them losslessly (JSON as \udcXX, as Python's surrogateescape; the INI dump as \xHH).
+mkdir $'fm\xe9' && ln -s /usr/share/datasets/fashion-mnist/* $'fm\xe9'/
+"$BIN" train --epochs 1 --warmup-epochs 0 --steps-per-epoch 2 --batch-size 8 --eval-images 32 --entropy-images 16 \
+  --threads 1 --quiet --data-path $'fm\xe9' --out-dir $'run\xff' --remove-layers 1 --checkpoint-steps 1
+"$PY" - <<'PYEOF'
+import json, os, h5py
+run = os.fsdecode(b"run\xff")
+j = json.load(open(os.path.join(run, "train.json")))
+assert j["finished"] and os.fsencode(j["checkpoint"]).startswith(b"run\xff/"), j["checkpoint"]
+with h5py.File(os.path.join(run, "train.h5"), "r") as f:
+    assert 'data-path = "fm\\xe9"' in f.attrs["config"], f.attrs["config"]
+PYEOF
+passed=$((passed + 1))
+
 # Bad flags and files: one line naming the input, non-zero exit, nothing written.
 bad() {
   local want="$1"; shift
@@ -116,5 +131,5 @@ bad "--steps-per-epoch 5000 is more than the 1875 steps" --steps-per-epoch 5000 
 bad "--device cuda" --device cuda
 bad "--mixup-prob must be in" --mixup-prob 2
 bad "weights nowhere.pth" --weights nowhere.pth
-[[ $passed -eq 15 ]] || fail "$passed of 15 checks ran"
+[[ $passed -eq 16 ]] || fail "$passed of 16 checks ran"
 echo "train e2e: $passed checks passed"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Entropy under mpiexec -np 2 (each rank a shard, statistics merged at rank 0) equals the 1-rank
-# result on Debian's Fashion-MNIST; an error on the ranks ends the job with an error, no hang.
+# result on Debian's Fashion-MNIST; an error on the ranks ends the job with an error, no hang;
+# ranks with different settings are refused at start.
 set -euo pipefail
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -16,4 +17,14 @@ if timeout 120 "$MPIEXEC" -np 2 "$VITSLIM_BIN" entropy --weights /nonexistent.pt
 fi
 grep -q "nonexistent.pth" err.txt
 test ! -e bad.h5 && test ! -e bad.h5.partial
-echo "mpi entropy: 2 passed, 0 failed"
+# Ranks started with different settings (an MPMD launch): refused at start, naming the rank and
+# the setting, within the timeout; nothing written.
+S=(entropy --model vit_test --data-set synthetic --threads 1 --out mixed.h5)
+if timeout 120 "$MPIEXEC" -np 1 "$VITSLIM_BIN" "${S[@]}" --calib-images 64 : -np 1 "$VITSLIM_BIN" "${S[@]}" \
+    --calib-images 32 2>err.txt; then
+  echo "FAIL: ranks with different settings exited 0"; exit 1
+fi
+grep -q "ranks disagree on their settings: rank 1 has 'calib-images = 32' where rank 0 has 'calib-images = 64'" err.txt \
+  || { cat err.txt; exit 1; }
+test ! -e mixed.h5 && test ! -e mixed.h5.partial
+echo "mpi entropy: 3 passed, 0 failed"

@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "jobs/job.h"
 #include "model/presets.h"
 #include "test_util.h"
@@ -239,4 +241,22 @@ TEST(Options, CapsAndNonFilesAreRefusedByName) {
   tiny_mlp.preset = "vit_test";
   tiny_mlp.mlp_ratio = 0.001;
   EXPECT_THROW(resolve_shape(tiny_mlp, std::nullopt), Error);
+}
+
+// File names are bytes: JSON carries the bytes that are not UTF-8 as \udcXX (Python's
+// surrogateescape) and reads them back; UTF-8 documents are exactly nlohmann's dump().
+TEST(JsonText, BytesThatAreNotUtf8RoundTripLosslessly) {
+  const nlohmann::json plain = {{"a", {1, 2}}, {"path", "runs/\xc3\xbc"}, {"empty", nlohmann::json::object()}};
+  EXPECT_EQ(vitslim::json_text(plain), plain.dump(2));
+  EXPECT_EQ(vitslim::json_text(plain, -1), plain.dump());
+  // Invalid bytes, a reserved code point (U+10FF80) and a genuine escaped-looking text.
+  const std::string odd = std::string("caf\xe9/\xff\xfe/") + "\xf4\x8f\xbe\x80" + "\\udce9 \"q\"\n";
+  const nlohmann::json doc = {{"path", odd}, {std::string("k\xe9y"), {odd, 3.5, nullptr, true}}};
+  for (int indent : {-1, 0, 2}) {
+    const std::string text = vitslim::json_text(doc, indent);
+    EXPECT_NE(text.find("caf\\udce9/\\udcff\\udcfe/"), std::string::npos) << text;
+    const auto back = vitslim::parse_json_text(text, "test");
+    EXPECT_EQ(back, doc) << text;
+  }
+  EXPECT_THROW(vitslim::parse_json_text("{\"a\": ", "test.json"), vitslim::Error);
 }

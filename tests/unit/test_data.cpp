@@ -95,6 +95,22 @@ TEST(FashionMnist, BadMagicTruncationAndMismatch) {
             std::string::npos);
 }
 
+TEST(FashionMnist, HeaderSizesAreCheckedAgainstTheFileBeforeAllocating) {
+  vitslim::test::TempDir dir;
+  write_fmnist(dir, false);
+  // 16 bytes declaring 16384 images of 512x512 (4 GiB): refused at once, plain or gzipped.
+  const auto lie = idx_bytes(3, {16384, 512, 512}, {});
+  write_plain(dir.file("train-images-idx3-ubyte"), lie);
+  const std::string plain = error_of([&] { data::read_fashion_mnist(dir.path(), "train"); });
+  EXPECT_NE(plain.find("truncated (the header declares 4294967296 bytes of data, the file holds 16)"),
+            std::string::npos)
+      << plain;
+  std::remove(dir.file("train-images-idx3-ubyte").c_str());
+  write_gz(dir.file("train-images-idx3-ubyte.gz"), lie);
+  const std::string gz = error_of([&] { data::read_fashion_mnist(dir.path(), "train"); });
+  EXPECT_NE(gz.find("the compressed file holds"), std::string::npos) << gz;
+}
+
 TEST(FashionMnist, DebianPackageFiles) {
   auto ds = data::read_fashion_mnist(data::kFashionMnistDefaultPath, "test");
   EXPECT_EQ(ds->size(), 10000);

@@ -77,8 +77,9 @@ TEST(Golden, EveryAttentionModeMatchesTimm) {
 TEST(Golden, EveryPthVariantLoadsTheSameWeights) {
   auto sd = m::read_safetensors(vitslim::test::fixture("golden_vit_test_expected.safetensors"));
   auto input = expected(sd, "input");
-  for (const char* file : {"golden_wrapped.pth", "golden_flat.pth", "golden_proto4.pth", "golden_views.pth",
-                           "golden_strided.pth", "golden_with_payload.pth", "golden_ddp.pth"}) {
+  for (const char* file :
+       {"golden_wrapped.pth", "golden_flat.pth", "golden_proto4.pth", "golden_views.pth", "golden_strided.pth",
+        "golden_ddp.pth", "golden_deflated.pth", "deit_train_checkpoint.pth"}) {
     auto model = golden_model(vitslim::test::test_data(file));
     torch::NoGradGuard no_grad;
     expect_close(model->forward(input), expected(sd, "logits.full"), file);
@@ -88,7 +89,7 @@ TEST(Golden, EveryPthVariantLoadsTheSameWeights) {
   torch::NoGradGuard no_grad;
   auto diff = (model->forward(input) - expected(sd, "logits.full")).abs().max().item<double>();
   EXPECT_LT(diff, 0.05);
-  // The pickle payload (os.system) was never executed.
+  // The pickle payloads (os.system) were refused and never executed.
   EXPECT_FALSE(std::filesystem::exists(vitslim::test::test_data("vitslim_pickle_executed")));
 }
 

@@ -310,6 +310,31 @@ TEST(Images, BadFilesAreBadImageErrorsNamingTheFile) {
   EXPECT_THROW(data::SourceImage::from_file(tmp.file("missing.jpg")), data::BadImage);
 }
 
+TEST(Images, SizeIsTheDecodersEvenWhenTheHeaderBytesLie) {
+  std::ifstream in(dir() + "/baseline.jpg", std::ios::binary);
+  std::vector<uint8_t> jpeg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const Image truth = data::SourceImage::from_bytes(jpeg, "baseline.jpg").decode_all(3);
+  // FF 00 after SOI: not a marker; libjpeg (and PIL) skip it as extraneous bytes.
+  auto lying = jpeg;
+  lying.insert(lying.begin() + 2, {0xFF, 0x00, 0x12, 0x34});
+  const auto src = data::SourceImage::from_bytes(lying, "lying.jpg");
+  EXPECT_EQ(src.width(), truth.width);
+  EXPECT_EQ(src.height(), truth.height);
+  EXPECT_EQ(src.decode_all(3).pixels, truth.pixels);
+  // A second frame header (a 16x16 SOF0 ahead of the real one) is a bad image, never a corner.
+  auto two_frames = jpeg;
+  two_frames.insert(two_frames.begin() + 2, {0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00, 0x10, 0x00, 0x10, 0x03, 0x01, 0x22,
+                                             0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01});
+  try {
+    const auto s2 = data::SourceImage::from_bytes(two_frames, "two_frames.jpg");
+    const Image img = s2.decode_all(3);
+    EXPECT_EQ(img.width, s2.width());
+    EXPECT_EQ(img.height, s2.height());
+  } catch (const data::BadImage& e) {
+    EXPECT_NE(std::string(e.what()).find("two_frames.jpg"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Loader, SameBatchesForAnyWorkerCountAndErrorsReachTheConsumer) {
   auto make = [](int64_t b) {
     data::Batch batch;

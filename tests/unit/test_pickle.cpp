@@ -1,6 +1,7 @@
 // Tests the restricted pickle reader on hand-written opcode streams: the values it builds, and
-// that anything outside a checkpoint's vocabulary (INST/OBJ opcodes, truncation, bad memo or
-// stack use) is refused with an error naming the source and byte offset.
+// that anything outside a checkpoint's vocabulary (INST/OBJ opcodes, globals outside the
+// allowlist, truncation, bad memo or stack use, deep or cyclic nesting) is refused with an error
+// naming the source and where; deep trees are torn down without recursion.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -20,7 +21,7 @@ std::string B(const char (&text)[N]) {
 }
 
 m::PickleValue run(const std::string& bytes) {
-  m::StorageReader no_storages = [](const std::string& key) -> std::pair<const uint8_t*, size_t> {
+  m::StorageReader no_storages = [](const std::string& key, size_t) -> std::pair<const uint8_t*, size_t> {
     throw vitslim::Error("unexpected storage " + key);
   };
   return m::unpickle(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), no_storages, "test.pkl");
@@ -61,14 +62,66 @@ TEST(Pickle, BuildsContainersAndScalars) {
   EXPECT_EQ(v->dict[1].second->items[0]->s, "x");
 }
 
-TEST(Pickle, UnknownGlobalsBecomeOpaqueNeverCalled) {
-  // os.system("touch x") via GLOBAL + REDUCE: an Opaque value, nothing runs.
-  std::string p = B("\x80\x02") + "cposix\nsystem\n" +
-                  B("X\x07\x00\x00\x00"
-                    "touch x\x85R.");
-  auto v = run(p);
+TEST(Pickle, GlobalsOutsideTheAllowlistAreRefusedWhereTheySit) {
+  // {"model": {}, "x": os.system("touch x")}: nothing runs, and the file is refused.
+  const std::string system_call = "cposix\nsystem\n" + B("X\x07\x00\x00\x00"
+                                                         "touch x\x85R");
+  std::string p = B("\x80\x02}(X\x05\x00\x00\x00"
+                    "model}X\x01\x00\x00\x00"
+                    "x") +
+                  system_call + B("u.");
+  const std::string e = error_of(p);
+  EXPECT_NE(e.find("test.pkl: refusing global 'posix.system' at ['x'] (pickle byte 21)"), std::string::npos) << e;
+  // Dropped from the stack, it is still refused (by byte).
+  EXPECT_NE(error_of(B("\x80\x02") + system_call + B("0N.")).find("refusing global 'posix.system' (pickle byte 2)"),
+            std::string::npos);
+  // An allowed object that is not data (argparse.Namespace, as in DeiT training checkpoints) is Opaque.
+  auto v = run(B("\x80\x02") + "cargparse\nNamespace\n" + B(")\x81}b."));
   EXPECT_EQ(v->kind, Kind::Opaque);
-  EXPECT_EQ(v->s, "posix.system");
+  EXPECT_EQ(v->s, "argparse.Namespace");
+  EXPECT_EQ(run(B("\x80\x02") + "cnumpy\ndtype\n.")->kind, Kind::Global);
+  EXPECT_EQ(run(B("\x80\x02") + "cnumpy.dtypes\nFloat64DType\n.")->kind, Kind::Global);
+  EXPECT_NE(error_of(B("\x80\x02") + "cnumpy.dtypes\nevil\n.").find("refusing global 'numpy.dtypes.evil'"),
+            std::string::npos);
+}
+
+// An OrderedDict REDUCE chain `depth` deep: OrderedDict([(1, OrderedDict([(1, ...)]))]).
+std::string ordered_dict_chain(int depth) {
+  const std::string od = "ccollections\nOrderedDict\n";
+  std::string p = B("\x80\x02");
+  for (int k = 0; k < depth; ++k) p += od + B("((K\x01");
+  p += od + ")R";
+  for (int k = 0; k < depth; ++k) p += B("tl\x85R");
+  return p + ".";
+}
+
+TEST(Pickle, NestingIsBoundedOnEveryPathAndNothingCycles) {
+  EXPECT_EQ(run(ordered_dict_chain(100))->dict.size(), 1u);
+  EXPECT_NE(error_of(ordered_dict_chain(300000)).find("nested deeper than 256"), std::string::npos);
+  // A list filled after it was put inside another would make recorded depths stale: refused.
+  EXPECT_NE(error_of(B("\x80\x02]q\x00]q\x01h\x00h\x01"
+                       "ah\x01]a0."))
+                .find("APPEND on a list already inside"),
+            std::string::npos);
+  EXPECT_NE(error_of(B("\x80\x02]q\x00h\x00h\x00"
+                       "a."))
+                .find("a list that contains itself"),
+            std::string::npos);
+}
+
+TEST(Pickle, DeepTreesAreDestroyedWithoutRecursion) {
+  // A million-level chain built by hand (the reader refuses such depth; the destructor must not care).
+  auto root = std::make_shared<m::PickleNode>();
+  root->kind = Kind::List;
+  m::PickleNode* at = root.get();
+  for (int k = 0; k < 1000000; ++k) {
+    auto child = std::make_shared<m::PickleNode>();
+    child->kind = Kind::List;
+    at->items.push_back(child);
+    at = child.get();
+  }
+  root.reset();  // a recursive destructor overflows the stack here
+  SUCCEED();
 }
 
 TEST(Pickle, RefusesWhatCheckpointsDoNotContain) {

@@ -6,7 +6,9 @@
 
 #include <vector>
 
+#include "core/options.h"
 #include "model/checkpoint.h"
+#include "search/ledger.h"
 #include "search/scorer.h"
 
 namespace s = vitslim::search;
@@ -57,4 +59,41 @@ TEST(Scorer, CacheHitsAndOverflowGiveTheNumbersOfNoCache) {
   }
   EXPECT_LT(all.block_forwards, none.block_forwards);  // the cache saved block runs
   EXPECT_EQ(tiny.block_forwards, none.block_forwards);
+}
+
+// A search resumes only from items scored under the same settings: every data option (crop-pct,
+// interpolation, exact mean/std, ...), the seed and the estimator change the fingerprint.
+TEST(Ledger, FingerprintCoversEverySettingThatCanChangeAScore) {
+  auto model = test_model();
+  const s::SearchInputs base;
+  const std::string reference = s::fingerprint(model, base);
+  EXPECT_EQ(s::fingerprint(model, base), reference);
+  vitslim::Options declared;
+  vitslim::DataConfig probe;
+  probe.declare(declared);
+  for (const auto& option : declared.all()) {
+    for (const auto& sample : option.samples()) {
+      s::SearchInputs changed = base;
+      vitslim::Options o;
+      changed.data.declare(o);
+      try {
+        o.find(option.flag)->parse(sample);
+      } catch (const vitslim::Error&) {
+        continue;  // a sample outside this option's range
+      }
+      if (o.find(option.flag)->text() == declared.find(option.flag)->text()) continue;  // the default itself
+      EXPECT_NE(s::fingerprint(model, changed), reference) << "--" << option.flag << " " << sample;
+    }
+  }
+  s::SearchInputs mean = base;
+  mean.data.mean = {0.2860400000001};
+  s::SearchInputs mean2 = base;
+  mean2.data.mean = {0.2860400000002};
+  EXPECT_NE(s::fingerprint(model, mean), s::fingerprint(model, mean2));
+  s::SearchInputs seed = base;
+  seed.runtime.seed = 7;
+  EXPECT_NE(s::fingerprint(model, seed), reference);
+  s::SearchInputs estimator = base;
+  estimator.search.estimator = vitslim::Estimator::ClsFeature;
+  EXPECT_NE(s::fingerprint(model, estimator), reference);
 }

@@ -1,11 +1,14 @@
-// Tests training checkpoint files (train/train_checkpoint.h): round trip, listing, pruning, refusals.
+// Tests training checkpoint files (train/train_checkpoint.h): round trip, listing, pruning, refusals,
+// and what resume sets aside.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
 #include "test_util.h"
+#include "train/resume.h"
 #include "train/train_checkpoint.h"
 
 namespace t = vitslim::train;
@@ -39,4 +42,37 @@ TEST(TrainCheckpoint, RoundTripListAndPrune) {
   EXPECT_TRUE(torch::equal(ck.tensors.at("model/w"), w));
   // A file that is not a checkpoint is refused by name.
   EXPECT_THROW(t::read_checkpoint(vitslim::test::fixture("golden_vit_test.safetensors")), vitslim::Error);
+}
+
+// A stray file with a step number beyond int64 is ignored; a newest checkpoint that LibTorch
+// itself would refuse (a shape whose strides overflow) is set aside, naming the file, and the one
+// before it resumes.
+TEST(TrainCheckpoint, ResumeSetsAsideWhatCannotBeReadAndIgnoresAbsurdNames) {
+  vitslim::test::TempDir dir;
+  t::TrainState s;
+  s.modes = {"full"};
+  s.lambdas = {1.0};
+  s.global_step = 5;
+  std::filesystem::create_directories(t::checkpoint_dir(dir.path()));
+  t::write_checkpoint(t::checkpoint_path(dir.path(), 5), s, {{"model/w", torch::ones({2})}});
+  std::ofstream(t::checkpoint_dir(dir.path()) + "/step-99999999999999999999.safetensors") << "x";
+  const std::string header =
+      R"({"model/w":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904,4],"data_offsets":[0,0]}})";
+  const uint64_t size = header.size();
+  std::ofstream bad(t::checkpoint_path(dir.path(), 25), std::ios::binary);
+  bad.write(reinterpret_cast<const char*>(&size), sizeof(size));
+  bad << header;
+  bad.close();
+  EXPECT_EQ(t::list_checkpoints(dir.path()), (std::vector<int64_t>{5, 25}));
+  const auto ck = t::newest_checkpoint(dir.path(), true);
+  ASSERT_TRUE(ck.has_value());
+  EXPECT_EQ(ck->state.global_step, 5);
+  EXPECT_TRUE(std::filesystem::exists(t::checkpoint_path(dir.path(), 25) + ".unreadable"));
+  try {
+    t::read_checkpoint(t::checkpoint_path(dir.path(), 25) + ".unreadable");
+    ADD_FAILURE() << "read";
+  } catch (const vitslim::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(t::checkpoint_path(dir.path(), 25) + ".unreadable"), std::string::npos)
+        << e.what();
+  }
 }

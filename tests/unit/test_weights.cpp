@@ -61,7 +61,12 @@ TEST(Weights, DefectsAreClearErrors) {
   has(load_error(test_data("garbage.bin")), "garbage.bin");
   has(load_error(test_data("legacy.pth")), "legacy (pre-1.6)");
   has(load_error(test_data("nan_values.pth")), "blocks.2.mlp.fc2.bias has NaN");
-  has(load_error(test_data("payload_in_state.pth")), "posix.system, refused");
+  has(load_error(test_data("payload_in_state.pth")),
+      "refusing global 'posix.system' at ['model']['blocks.0.attn.qkv.weight']");
+  has(load_error(test_data("golden_with_payload.pth")), "refusing global 'posix.system' at ['payload']");
+  // A flipped byte inside a tensor record, and a record that inflates far beyond its tensor.
+  has(load_error(test_data("crc_mismatch.pth")), "crc_mismatch.pth: corrupt or truncated archive (CRC-32 of");
+  has(load_error(test_data("inflate_bomb.pth")), "data/0 holds 67108864 bytes, expected 96");
   has(load_error(test_data("no_such_file.pth")), "no_such_file.pth: cannot open");
   has(load_error(test_data("single_entry.pth")), "no 'patch_embed.proj.weight'");
   std::string keys = load_error(test_data("wrong_keys.pth"));
@@ -152,4 +157,28 @@ TEST(Weights, SafetensorsWriterIsReadableAndTyped) {
   } catch (const vitslim::Error& e) {
     EXPECT_NE(std::string(e.what()).find("too large"), std::string::npos) << e.what();
   }
+}
+
+TEST(Weights, MetadataThatDisagreesWithTheTensorsIsRefusedByKey) {
+  vitslim::test::TempDir dir;
+  const auto golden = m::read_safetensors(fixture("golden_vit_test.safetensors"));
+  auto shape_with = [&](const std::string& key, const std::string& value) {
+    auto meta = golden.metadata;
+    meta[key] = value;
+    m::write_safetensors(dir.file("meta.safetensors"), golden.tensors, meta);
+    try {
+      return std::to_string(*m::shape_from_weights(m::read_safetensors(dir.file("meta.safetensors"))).img_size);
+    } catch (const vitslim::Error& e) {
+      return std::string(e.what());
+    }
+  };
+  const auto grid = *m::shape_from_weights(golden).img_size;
+  EXPECT_EQ(shape_with(m::kMetaImgSize, std::to_string(grid)), std::to_string(grid));
+  for (const char* lie : {"80000", "64", "0", "-8"}) {
+    const std::string e = shape_with(m::kMetaImgSize, lie);
+    EXPECT_NE(e.find(std::string("metadata vitslim.img_size = ") + lie + " disagrees"), std::string::npos) << e;
+  }
+  EXPECT_NE(shape_with(m::kMetaImgSize, "32abc").find("'32abc' is not an integer"), std::string::npos);
+  EXPECT_NE(shape_with(m::kMetaNumHeads, "5").find("metadata vitslim.num_heads = 5 disagrees"), std::string::npos);
+  EXPECT_NE(shape_with(m::kMetaNumHeads, "0").find("metadata vitslim.num_heads = 0 disagrees"), std::string::npos);
 }

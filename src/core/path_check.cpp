@@ -1,0 +1,79 @@
+// Implements refuse_colliding_paths (see options.h): every path option's value is resolved
+// (weakly_canonical: symlinks of the existing part followed), existing files are also compared by
+// device and inode, and an output that meets an input or another output is an error naming both.
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <optional>
+
+#include "core/options.h"
+
+namespace vitslim {
+namespace fs = std::filesystem;
+namespace {
+
+struct NamedPath {
+  std::string flag;  // "--weights", "--config"
+  std::string text;  // as given
+  fs::path resolved;
+  std::optional<std::pair<dev_t, ino_t>> inode;  // when it exists
+  PathRole role;
+};
+
+NamedPath resolve(const std::string& flag, const std::string& text, PathRole role) {
+  NamedPath p{flag, text, {}, std::nullopt, role};
+  std::error_code ec;
+  p.resolved = fs::weakly_canonical(fs::absolute(text, ec), ec);
+  if (ec) p.resolved = fs::absolute(text, ec).lexically_normal();
+  struct stat st {};
+  if (::stat(text.c_str(), &st) == 0) p.inode = std::make_pair(st.st_dev, st.st_ino);
+  return p;
+}
+
+bool same(const NamedPath& a, const NamedPath& b) {
+  if (a.inode && b.inode) return *a.inode == *b.inode;
+  return a.resolved == b.resolved;
+}
+
+// Whether `inner` lies somewhere below the directory `dir`.
+bool inside(const NamedPath& inner, const NamedPath& dir) {
+  auto d = dir.resolved.begin(), i = inner.resolved.begin();
+  for (; d != dir.resolved.end(); ++d, ++i) {
+    if (i == inner.resolved.end() || *d != *i) return false;
+  }
+  return i != inner.resolved.end();
+}
+
+bool is_output(PathRole r) { return r == PathRole::OutputFile || r == PathRole::OutputDir; }
+
+}  // namespace
+
+void refuse_colliding_paths(const Options& options, const std::vector<std::string>& config_files) {
+  std::vector<NamedPath> paths;
+  for (const auto& file : config_files) paths.push_back(resolve("--config", file, PathRole::InputFile));
+  for (const Option& o : options.all()) {
+    if (o.role == PathRole::None) continue;
+    const auto value = o.text();
+    if (value && !value->empty()) paths.push_back(resolve("--" + o.flag, *value, o.role));
+  }
+  for (size_t a = 0; a < paths.size(); ++a) {
+    for (size_t b = 0; b < paths.size(); ++b) {
+      const NamedPath &out = paths[a], &other = paths[b];
+      if (a == b || !is_output(out.role)) continue;
+      const bool other_out = is_output(other.role);
+      if (other_out && b < a) continue;  // each pair of outputs once
+      if (same(out, other)) {
+        throw Error(cat(
+            out.flag, " ", out.text, " is the same ", other_out ? "path" : "file", " as ", other.flag, " ", other.text,
+            other_out ? ": two outputs would overwrite each other" : ": the output would destroy an input"));
+      }
+      if (out.role == PathRole::OutputDir && other.role == PathRole::InputFile && inside(other, out)) {
+        throw Error(cat(other.flag, " ", other.text, " lies inside ", out.flag, " ", out.text,
+                        ": the job's outputs could overwrite its input; copy it elsewhere or choose another ",
+                        out.flag));
+      }
+    }
+  }
+}
+
+}  // namespace vitslim
