@@ -6,11 +6,13 @@
 #include <cstdio>
 #include <exception>
 #include <new>
+#include <optional>
 #include <string>
 
 #include "core/cpu_memory.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/threads.h"
 #include "core/version.h"
 #include "dist/mpi_session.h"
@@ -87,6 +89,9 @@ int main(int argc, char** argv) {
     std::printf("%s", command.help ? command.help_text.c_str() : vitslim::config_to_ini(command.config).c_str());
     return 0;
   }
+  // Armed before MPI starts: Slurm's SIGUSR1 may come at any time, even during start-up.
+  std::optional<vitslim::StopSignals> stop_signals;
+  if (vitslim::find_job(command.config.job).stops_at_signal) stop_signals.emplace();
   std::unique_ptr<vitslim::dist::MpiSession> mpi;
   try {
     mpi = std::make_unique<vitslim::dist::MpiSession>(&argc, &argv);

@@ -31,6 +31,9 @@ struct Job {
   JobResult (*run)(const Config& config, const dist::MpiSession& mpi) = nullptr;
   // Output flags the launcher appends; "{out}" stands for the run's output directory.
   std::string launch_outputs;
+  // SIGUSR1/SIGTERM stop it at its next safe point (a checkpoint) instead of ending the process;
+  // main arms the handler before anything else, so a signal during start-up is not lost.
+  bool stops_at_signal = false;
 };
 
 // A Job from its parts (the job files' one-line definitions).

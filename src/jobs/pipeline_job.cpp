@@ -407,8 +407,11 @@ JobResult run(const Config& config, const dist::MpiSession& mpi) {
 }  // namespace
 
 Job pipeline_job() {
-  return make_job("pipeline", "the whole method end to end: pretrain, entropy, search, dilute, merge, evaluate, report",
-                  declare, validate, run, "--out-dir={out}");
+  Job job =
+      make_job("pipeline", "the whole method end to end: pretrain, entropy, search, dilute, merge, evaluate, report",
+               declare, validate, run, "--out-dir={out}");
+  job.stops_at_signal = true;
+  return job;
 }
 
 }  // namespace vitslim

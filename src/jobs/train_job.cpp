@@ -36,8 +36,10 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
 }  // namespace
 
 Job train_job() {
-  return make_job("train", "fine-tune data-parallel while chosen attention layers dilute into identity, then export",
-                  declare, validate, run, "--out-dir={out} --resume");
+  Job job = make_job("train", "fine-tune data-parallel while chosen attention layers dilute into identity, then export",
+                     declare, validate, run, "--out-dir={out} --resume");
+  job.stops_at_signal = true;
+  return job;
 }
 
 }  // namespace vitslim

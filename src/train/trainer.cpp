@@ -399,7 +399,6 @@ TrainResult Trainer::run_steps() {
   }
   mpi_.barrier();
   resume_or_start();
-  StopSignals signals;
   rss_start_mib_ = resident_mib();
   while (state_.epoch < t_.epochs) {
     const int64_t epoch = state_.epoch;

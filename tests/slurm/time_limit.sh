@@ -60,7 +60,7 @@ done
 LOG=$(ls "$WORK"/out/*.out)
 grep -q "time limit near, checkpoint written; requeueing" "$LOG" || fail "no requeue before the time limit"
 grep -q "resumed from" "$LOG" || fail "the restarted job did not resume"
-"$PY" - "$WORK/out/train.json" "$STEPS" <<'PYEOF'
+"$PY" - "$WORK/out/train.json" "$STEPS" <<'PYEOF' || fail "the job completed, but training did not finish"
 import json, sys
 j = json.load(open(sys.argv[1]))
 assert j["finished"] and j["global_step"] == 2 * int(sys.argv[2]) and j["removed_layers"] == [1, 3], j
