@@ -70,15 +70,22 @@ void AtomicFile::commit() {
   fsync_path(dir.string(), true);
 }
 
-void write_bytes_atomic(const std::string& path, const void* data, size_t size) {
+void write_pieces_atomic(const std::string& path, const std::vector<BytePiece>& pieces) {
   AtomicFile file(path);
   std::FILE* f = std::fopen(file.partial_path().c_str(), "wbe");  // the file AtomicFile created
   if (!f) throw Error(cat(path, ": cannot write: ", std::strerror(errno)));
-  size_t written = size ? std::fwrite(data, 1, size, f) : 0;
-  bool ok = written == size && std::fflush(f) == 0;
+  bool ok = true;
+  for (const BytePiece& piece : pieces) {
+    if (ok && piece.size) ok = std::fwrite(piece.data, 1, piece.size, f) == piece.size;
+  }
+  ok = ok && std::fflush(f) == 0;
   std::fclose(f);
   if (!ok) throw Error(cat(path, ": write failed (disk full?)"));
   file.commit();
+}
+
+void write_bytes_atomic(const std::string& path, const void* data, size_t size) {
+  write_pieces_atomic(path, {{data, size}});
 }
 
 void write_file_atomic(const std::string& path, const std::string& content) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace vitslim {
 
@@ -34,6 +35,12 @@ class AtomicFile {
 void write_file_atomic(const std::string& path, const std::string& content);
 // Same for binary content.
 void write_bytes_atomic(const std::string& path, const void* data, size_t size);
+// Binary content given as pieces written one after the other (no copy into one buffer).
+struct BytePiece {
+  const void* data;
+  size_t size;
+};
+void write_pieces_atomic(const std::string& path, const std::vector<BytePiece>& pieces);
 
 // Fails with a clear error when the directory of path does not exist or is not writable.
 void check_writable_output(const std::string& path, const std::string& what);

@@ -3,6 +3,8 @@
 // ever construct the few known torch/collections types, other allowed objects become Opaque.
 #include "model/pickle.h"
 
+#include <ATen/TensorGeometry.h>
+
 #include <set>
 #include <unordered_set>
 
@@ -137,17 +139,29 @@ PickleValue Machine::rebuild_tensor(const std::vector<PickleValue>& args) {
   size_t expected_bytes = 0;
   if (__builtin_mul_overflow(static_cast<size_t>(numel), element, &expected_bytes))
     fail(cat("storage ", storage->s, " of ", numel, " elements overflows"));
-  auto [bytes, nbytes] = storages_(storage->s, expected_bytes);
-  if (nbytes != expected_bytes) {
-    fail(cat("storage ", storage->s, " has ", nbytes, " bytes, expected ", numel, " x ", element));
+  const StorageBytes bytes = storages_(storage->s, expected_bytes);
+  if (!bytes || bytes->size() != expected_bytes) {
+    fail(cat("storage ", storage->s, " has ", bytes ? bytes->size() : 0, " bytes, expected ", numel, " x ", element));
   }
+  const auto options = at::TensorOptions().dtype(dtype);
   auto result = make(Kind::Tensor);
   if (empty) {
-    result->tensor = at::empty(sizes, at::TensorOptions().dtype(dtype));
+    int64_t span = 1;  // the largest contiguous stride must fit an int64 too
+    for (int64_t size : sizes) {
+      if (__builtin_mul_overflow(span, std::max<int64_t>(size, 1), &span)) fail("tensor size overflows");
+    }
+    result->tensor = at::empty(sizes, options);
     return result;
   }
   if (extent > numel) fail(cat("tensor view exceeds its storage ", storage->s));
-  auto flat = at::from_blob(const_cast<uint8_t*>(bytes), {numel}, at::TensorOptions().dtype(dtype));
+  auto* data = const_cast<uint8_t*>(bytes->data());
+  if (offset == 0 && elements == numel && at::geometry_is_contiguous(sizes, strides)) {
+    // The tensor is its whole storage: it keeps the record's bytes (the usual case, no copy).
+    result->tensor = at::from_blob(
+        data, sizes, strides, [bytes](void*) {}, options);
+    return result;
+  }
+  auto flat = at::from_blob(data, {numel}, options);
   result->tensor = flat.as_strided(sizes, strides, offset).clone(at::MemoryFormat::Contiguous);
   return result;
 }
@@ -254,7 +268,11 @@ const char* PickleNode::kind_name() const {
 
 PickleValue unpickle(const uint8_t* data, size_t size, const StorageReader& storages, const std::string& source) {
   pickle_detail::Machine machine(data, size, storages, source);
-  return machine.run();
+  try {
+    return machine.run();
+  } catch (const c10::Error& e) {  // whatever LibTorch refuses still names the file
+    throw Error(cat(source, ": unreadable tensor (", first_line(e.what_without_backtrace()), ")"));
+  }
 }
 
 }  // namespace vitslim::model

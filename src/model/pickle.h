@@ -54,8 +54,10 @@ struct PickleNode {
 inline constexpr int kMaxPickleNesting = 256;
 
 // Returns the bytes of storage `key` ("data/<key>" in the archive), which must hold exactly
-// `bytes` bytes (the reader checks this before it allocates anything).
-using StorageReader = std::function<std::pair<const uint8_t*, size_t>(const std::string& key, size_t bytes)>;
+// `bytes` bytes (the reader checks this before it allocates anything). A tensor that is its whole
+// storage keeps these bytes (no copy).
+using StorageBytes = std::shared_ptr<const std::vector<uint8_t>>;
+using StorageReader = std::function<StorageBytes(const std::string& key, size_t bytes)>;
 
 // Interprets `size` bytes of pickle; `source` names the file in errors.
 PickleValue unpickle(const uint8_t* data, size_t size, const StorageReader& storages, const std::string& source);

@@ -83,7 +83,7 @@ void fill_from_preset(ModelRequest& r) {
 }
 
 namespace {
-void check_resolved(const ModelShape& s, const ModelRequest& r, const std::optional<ShapeFromWeights>& w);
+void check_resolved(const ModelShape& s, const std::optional<ShapeFromWeights>& w);
 }  // namespace
 
 ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWeights>& w) {
@@ -133,14 +133,14 @@ ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWei
     throw Error(cat("--mlp-ratio is ", *ratio, " but weights ", w->file, " have ", *w->mlp_ratio));
   }
   s.mlp_ratio = ratio ? *ratio : (w && w->mlp_ratio ? *w->mlp_ratio : 4.0);
-  check_resolved(s, r, w);
+  check_resolved(s, w);
   return s;
 }
 
 namespace {
 
 // The resolved shape must describe a model that can exist.
-void check_resolved(const ModelShape& s, const ModelRequest& r, const std::optional<ShapeFromWeights>& w) {
+void check_resolved(const ModelShape& s, const std::optional<ShapeFromWeights>& w) {
   constexpr int64_t kMaxDepth = 1024;
   for (auto [name, v] : {std::pair<const char*, int64_t>{"img-size", s.img_size},
                          {"patch-size", s.patch_size},
@@ -164,9 +164,8 @@ void check_resolved(const ModelShape& s, const ModelRequest& r, const std::optio
   if (s.embed_dim % s.num_heads != 0) {
     throw Error(cat("embed dim ", s.embed_dim, " is not divisible by ", s.num_heads, " heads"));
   }
-  for (int64_t l : r.removed_layers) {
-    if (l >= s.depth) throw Error(cat("--remove-layers: block ", l, " does not exist (depth ", s.depth, ")"));
-  }
+  // The removed blocks are checked against this depth by build_model, which knows whether each
+  // came from --remove-layers or from the weights' metadata.
 }
 
 }  // namespace

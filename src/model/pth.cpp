@@ -79,15 +79,15 @@ PickleValue read_archive_pickle(const std::string& path) {
     if (order != "little") throw Error(cat(source, ": byte order '", order, "' is not supported"));
   }
   const auto pickle = zip.read_at_most(prefix + "data.pkl", kMaxPickleBytes);
-  std::unordered_map<std::string, std::vector<uint8_t>> records;
-  StorageReader storages = [&](const std::string& key, size_t bytes) -> std::pair<const uint8_t*, size_t> {
+  std::unordered_map<std::string, StorageBytes> records;
+  StorageReader storages = [&](const std::string& key, size_t bytes) -> StorageBytes {
     auto it = records.find(key);
     if (it == records.end()) {
       const std::string name = prefix + "data/" + key;
       if (!zip.has(name)) throw Error(cat(source, ": storage record ", name, " is missing"));
-      it = records.emplace(key, zip.read_exact(name, bytes)).first;
+      it = records.emplace(key, std::make_shared<const std::vector<uint8_t>>(zip.read_exact(name, bytes))).first;
     }
-    return {it->second.data(), it->second.size()};
+    return it->second;
   };
   return unpickle(pickle.data(), pickle.size(), storages, source);
 }

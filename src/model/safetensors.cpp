@@ -172,17 +172,10 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   }
   std::string text = header.dump();
   text.append((kHeaderAlign - text.size() % kHeaderAlign) % kHeaderAlign, ' ');
-  std::string blob(8 + text.size() + offset, '\0');
-  uint64_t header_size = text.size();
-  std::memcpy(blob.data(), &header_size, 8);
-  std::memcpy(blob.data() + 8, text.data(), text.size());
-  char* data = blob.data() + 8 + text.size();
-  for (const auto& c : contiguous) {
-    const size_t bytes = static_cast<size_t>(c.numel()) * c.element_size();
-    if (bytes) std::memcpy(data, c.data_ptr(), bytes);
-    data += bytes;
-  }
-  write_bytes_atomic(path, blob.data(), blob.size());
+  const uint64_t header_size = text.size();  // little-endian host
+  std::vector<BytePiece> pieces = {{&header_size, sizeof(header_size)}, {text.data(), text.size()}};
+  for (const auto& c : contiguous) pieces.push_back({c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size()});
+  write_pieces_atomic(path, pieces);
 }
 
 StateDict read_weights(const std::string& path) {

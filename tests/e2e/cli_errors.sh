@@ -63,6 +63,9 @@ expect_error nan-weights "has NaN or Inf" "$BIN" "${E[@]}" --model vit_test --we
 expect_error bench-no-cuda "--device cuda: no CUDA device" "$BIN" bench --model vit_test --device cuda
 expect_error bench-bf16-cpu "--bf16 needs --device cuda" "$BIN" bench --model vit_test --bf16
 expect_error convert-no-out "--out is required" "$BIN" convert --weights "$DATA/golden_flat.pth"
+expect_error weights-is-dir "weights $DATA: is a directory, not a file" "$BIN" "${E[@]}" --weights "$DATA"
+expect_error crc-mismatch "crc_mismatch.pth: corrupt or truncated archive (CRC-32 of" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/crc_mismatch.pth" --data-set synthetic
+expect_error pickle-payload "refusing global 'posix.system' at ['payload']" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/golden_with_payload.pth" --data-set synthetic
 
 # An output that is an input (by name, through a symlink or a hard link) or another output is
 # refused before anything is written; the input is left as it was.

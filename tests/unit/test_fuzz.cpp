@@ -168,10 +168,9 @@ Bytes idx_file(bool gz) {
 }  // namespace
 
 TEST(Fuzz, Pickle) {
-  static const std::vector<uint8_t> zeros(kMaxStorageBytes);
-  const m::StorageReader storages = [](const std::string& key, size_t bytes) -> std::pair<const uint8_t*, size_t> {
-    if (bytes > zeros.size()) throw vitslim::Error("storage " + key + " too large for the fuzzer");
-    return {zeros.data(), bytes};
+  const m::StorageReader storages = [](const std::string& key, size_t bytes) -> m::StorageBytes {
+    if (bytes > kMaxStorageBytes) throw vitslim::Error("storage " + key + " too large for the fuzzer");
+    return std::make_shared<const std::vector<uint8_t>>(bytes);
   };
   fuzz("pickle", {pickle_of("golden_wrapped.pth"), pickle_of("deit_train_checkpoint.pth")}, 0,
        [&](const Bytes& b) { m::unpickle(b.data(), b.size(), storages, "fuzz.pkl"); });

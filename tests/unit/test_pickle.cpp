@@ -21,7 +21,7 @@ std::string B(const char (&text)[N]) {
 }
 
 m::PickleValue run(const std::string& bytes) {
-  m::StorageReader no_storages = [](const std::string& key, size_t) -> std::pair<const uint8_t*, size_t> {
+  m::StorageReader no_storages = [](const std::string& key, size_t) -> m::StorageBytes {
     throw vitslim::Error("unexpected storage " + key);
   };
   return m::unpickle(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), no_storages, "test.pkl");
@@ -140,4 +140,23 @@ TEST(Pickle, RefusesWhatCheckpointsDoNotContain) {
   expect(B("\x80\x02K\x01K\x02."), "not balanced");
   expect(B("\x80\x02"), "unexpected end");
   expect(B("\x80\x02N") + std::string(1000, '\x85') + ".", "nested deeper than");
+}
+
+// An empty tensor whose sizes would overflow LibTorch's stride computation: refused by the reader
+// with the file named, not a LibTorch error.
+TEST(Pickle, EmptyTensorWithOverflowingSizesIsRefused) {
+  const std::string huge = B("\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40");  // LONG1 2^62
+  std::string p = B("\x80\x02") + "ctorch._utils\n_rebuild_tensor_v2\n(" + B("(X\x07\x00\x00\x00") + "storage" +
+                  "ctorch\nFloatStorage\n" + B("X\x01\x00\x00\x00") + "0" + B("X\x03\x00\x00\x00") + "cpu" +
+                  B("K\x00tQK\x00(K\x00") + huge + huge + B("K\x04t(K\x00K\x00K\x00K\x00t\x89)tR.");
+  const m::StorageReader empty = [](const std::string&, size_t bytes) -> m::StorageBytes {
+    return std::make_shared<const std::vector<uint8_t>>(bytes);
+  };
+  try {
+    m::unpickle(reinterpret_cast<const uint8_t*>(p.data()), p.size(), empty, "test.pkl");
+    ADD_FAILURE() << "accepted";
+  } catch (const vitslim::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("test.pkl: unreadable pickle at byte"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tensor size overflows"), std::string::npos) << e.what();
+  }
 }

@@ -181,4 +181,12 @@ TEST(Weights, MetadataThatDisagreesWithTheTensorsIsRefusedByKey) {
   EXPECT_NE(shape_with(m::kMetaImgSize, "32abc").find("'32abc' is not an integer"), std::string::npos);
   EXPECT_NE(shape_with(m::kMetaNumHeads, "5").find("metadata vitslim.num_heads = 5 disagrees"), std::string::npos);
   EXPECT_NE(shape_with(m::kMetaNumHeads, "0").find("metadata vitslim.num_heads = 0 disagrees"), std::string::npos);
+  // A removed block that does not exist names the file and the key (not LibTorch's index error).
+  for (const char* layers : {"-1", "4", "1,99"}) {
+    auto meta = golden.metadata;
+    meta[m::kMetaRemovedLayers] = layers;
+    m::write_safetensors(dir.file("removed.safetensors"), golden.tensors, meta);
+    const std::string e = load_error(dir.file("removed.safetensors"));
+    EXPECT_NE(e.find("removed.safetensors: metadata vitslim.removed_layers: block "), std::string::npos) << e;
+  }
 }
