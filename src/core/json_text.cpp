@@ -104,7 +104,9 @@ void append_string(std::string& out, const std::string& s) {
 void append_value(std::string& out, const json& v, int indent, int level) {
   const bool pretty = indent >= 0;
   auto newline = [&](int depth) {
-    if (pretty) out += "\n" + std::string(static_cast<size_t>(indent * depth), ' ');
+    if (!pretty) return;
+    out += '\n';
+    out.append(static_cast<size_t>(indent * depth), ' ');
   };
   if (v.is_object() || v.is_array()) {
     const bool object = v.is_object();

@@ -139,8 +139,8 @@ void agree_across_ranks(const MpiSession& mpi, const std::string& what, const st
     const auto mine = lines_of(all[r]), root = lines_of(all[0]);
     size_t k = 0;
     while (k < mine.size() && k < root.size() && mine[k] == root[k]) ++k;
-    auto line = [](const std::vector<std::string>& lines, size_t k) {
-      return k < lines.size() ? "'" + lines[k] + "'" : std::string("nothing");
+    auto line = [](const std::vector<std::string>& lines, size_t at) {
+      return at < lines.size() ? "'" + lines[at] + "'" : std::string("nothing");
     };
     throw CollectiveError(cat("ranks disagree on their ", what, ": rank ", r, " has ", line(mine, k),
                               " where rank 0 has ", line(root, k),

@@ -27,4 +27,18 @@ fi
 grep -q "ranks disagree on their settings: rank 1 has 'calib-images = 32' where rank 0 has 'calib-images = 64'" err.txt \
   || { cat err.txt; exit 1; }
 test ! -e mixed.h5 && test ! -e mixed.h5.partial
-echo "mpi entropy: 3 passed, 0 failed"
+# Same settings, but one rank's copy of the image folder lacks a file (its own working directory):
+# refused at start, naming the data, instead of mixing shards of different datasets.
+mkdir -p a b
+"$VITSLIM_PYTHON" "$VITSLIM_SCRIPTS/make_image_folder.py" a/imnet --train 8 --val 4 --classes 2 >/dev/null
+cp -r a/imnet b/imnet
+rm "$(ls b/imnet/train/*/*.JPEG | head -n 1)"
+D=(entropy --model vit_test --img-size 32 --num-classes 2 --data-set imagenet --data-path imnet --calib-images 4
+   --threads 1 --out "$WORK/data.h5")
+if timeout 120 "$MPIEXEC" -np 1 -wdir "$WORK/a" "$VITSLIM_BIN" "${D[@]}" : -np 1 -wdir "$WORK/b" "$VITSLIM_BIN" \
+    "${D[@]}" 2>err.txt; then
+  echo "FAIL: ranks with different data exited 0"; exit 1
+fi
+grep -q "ranks disagree on their data: rank 1 has 'imagenet train: 7 images" err.txt || { cat err.txt; exit 1; }
+test ! -e data.h5 && test ! -e data.h5.partial
+echo "mpi entropy: 4 passed, 0 failed"
