@@ -88,6 +88,16 @@ struct JpegJob {
   ~JpegJob() {
     if (created) jpeg_destroy_decompress(&cinfo);
   }
+  // Error handlers, source and header; call after setjmp(err.jump) in the caller's frame.
+  void read_header(const std::vector<uint8_t>& bytes) {
+    cinfo.err = jpeg_std_error(&err.mgr);
+    err.mgr.error_exit = jpeg_error_exit;
+    err.mgr.emit_message = jpeg_emit_message;
+    jpeg_create_decompress(&cinfo);
+    created = true;
+    jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
+    jpeg_read_header(&cinfo, TRUE);
+  }
 };
 
 // The image size as libjpeg itself reads it (jpeg_read_header), so that the size used to plan a
@@ -95,13 +105,7 @@ struct JpegJob {
 void jpeg_header_size(const std::vector<uint8_t>& bytes, const std::string& name, int64_t& width, int64_t& height) {
   JpegJob job;
   if (setjmp(job.err.jump)) throw BadImage(cat("image ", name, ": corrupt JPEG header (", job.err.message, ")"));
-  job.cinfo.err = jpeg_std_error(&job.err.mgr);
-  job.err.mgr.error_exit = jpeg_error_exit;
-  job.err.mgr.emit_message = jpeg_emit_message;
-  jpeg_create_decompress(&job.cinfo);
-  job.created = true;
-  jpeg_mem_src(&job.cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
-  jpeg_read_header(&job.cinfo, TRUE);
+  job.read_header(bytes);
   width = job.cinfo.image_width;
   height = job.cinfo.image_height;
   if (width <= 0 || height <= 0) throw BadImage(cat("image ", name, ": JPEG of size 0"));
@@ -139,13 +143,7 @@ Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name, in
   if (setjmp(job.err.jump)) {
     throw BadImage(cat("image ", name, ": corrupt JPEG (", job.err.message, ")"));
   }
-  job.cinfo.err = jpeg_std_error(&job.err.mgr);
-  job.err.mgr.error_exit = jpeg_error_exit;
-  job.err.mgr.emit_message = jpeg_emit_message;
-  jpeg_create_decompress(&job.cinfo);
-  job.created = true;
-  jpeg_mem_src(&job.cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
-  jpeg_read_header(&job.cinfo, TRUE);
+  job.read_header(bytes);
   const J_COLOR_SPACE in_space = job.cinfo.jpeg_color_space;
   int components = 3;
   if (in_space == JCS_CMYK || in_space == JCS_YCCK) {

@@ -52,15 +52,13 @@ int run_job(const vitslim::Config& config, vitslim::dist::MpiSession& mpi) {
     // Every rank stopped here together: report once, finalize MPI normally.
     if (mpi.rank() == 0) std::fprintf(stderr, "vitslim: error: %s\n", vitslim::first_line(e.what()).c_str());
     return 1;
-  } catch (const std::bad_alloc&) {
-    const std::string what =
-        vitslim::cat("out of memory in ", config.job, " (try a smaller --batch-size, fewer --workers, or more memory)");
+  } catch (const std::exception& e) {
+    const bool memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+    const std::string what = memory ? vitslim::cat("out of memory in ", config.job,
+                                                   " (try a smaller --batch-size, fewer --workers, or more memory)")
+                                    : vitslim::first_line(e.what());
     if (mpi.world_size() > 1) mpi.abort_with_error(what);
     std::fprintf(stderr, "vitslim: error: %s\n", what.c_str());
-    return 1;
-  } catch (const std::exception& e) {
-    if (mpi.world_size() > 1) mpi.abort_with_error(e.what());
-    std::fprintf(stderr, "vitslim: error: %s\n", vitslim::first_line(e.what()).c_str());
     return 1;
   }
 }
