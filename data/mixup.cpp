@@ -58,7 +58,8 @@ MixDecision draw_mix(const MixupOptions& o, int64_t height, int64_t width, uint6
 at::Tensor smooth_one_hot(const at::Tensor& labels, int64_t num_classes, double smoothing) {
   const double off = smoothing / static_cast<double>(num_classes);
   const double on = 1.0 - smoothing + off;
-  auto targets = torch::full({labels.size(0), num_classes}, off, torch::kFloat32);  // [B, K]
+  auto targets = torch::full({labels.size(0), num_classes}, off,
+                             torch::TensorOptions().dtype(torch::kFloat32).device(labels.device()));  // [B, K]
   targets.scatter_(1, labels.view({-1, 1}), on);
   return targets;
 }

@@ -3,7 +3,8 @@
 // with the reversed batch, lam ~ Beta(mixup, mixup)) or cutmix (a box of the reversed batch
 // pasted in, lam ~ Beta(cutmix, cutmix), then corrected to the box's true area); with both on,
 // cutmix is chosen with probability `switch_prob`. Targets: smoothed one-hot y (off = s / K,
-// on = 1 - s + off), mixed as lam * y + (1 - lam) * y.flip(0).
+// on = 1 - s + off), mixed as lam * y + (1 - lam) * y.flip(0). The decision is drawn on the host;
+// the mixing runs wherever the batch is (the trainer mixes on the GPU).
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/check_cuda_build.sh: builds vitslim once against the CUDA build of PyTorch (torch
 # 2.14.1, CUDA 13) and NCCL, so the GPU code paths (the trainer on CUDA, the NCCL communicator,
-# vitslim_nccl_check) are compiled and linked even on machines without a GPU. Nothing CUDA runs.
+# vitslim_nccl_check, vitslim_gpu_test) are compiled with -Werror and linked even on machines
+# without a GPU; the two GPU checks then run and must report SKIP there (scripts/gpu_smoke.sh
+# runs them on a GPU).
 # The CUDA torch and its nvidia-* libraries come from the local package indexes pip is
 # configured with (pip config: global.extra-index-url), never from the network; torch is
 # installed without its cuda-bindings dependency (Python-only, not needed to link C++).
@@ -54,7 +56,9 @@ cmake -S "$ROOT" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=
   { tail -n 30 "$OUT/cmake.log"; log "FAIL: CMake configure against the CUDA LibTorch"; exit 1; }
 grep "vitslim dependency" "$OUT/cmake.log"
 grep -q "vitslim dependency Torch: .*CUDA ON" "$OUT/cmake.log" || { log "FAIL: LibTorch was not seen as a CUDA build"; exit 1; }
-cmake --build "$OUT/build" -j"$JOBS" --target vitslim vitslim_nccl_check
+cmake --build "$OUT/build" -j"$JOBS" --target vitslim vitslim_nccl_check vitslim_gpu_test
 "$OUT/build/vitslim" --version
-"$OUT/build/vitslim_nccl_check" || true  # prints SKIP without a GPU
-log "ok: vitslim and vitslim_nccl_check built against torch $TORCH_VERSION with CUDA and NCCL"
+# They load the CUDA libraries and must exit 0: SKIP without a GPU, PASS with one.
+"$OUT/build/vitslim_nccl_check"
+"$OUT/build/vitslim_gpu_test" --gtest_brief=1
+log "ok: vitslim, vitslim_nccl_check and vitslim_gpu_test built against torch $TORCH_VERSION with CUDA and NCCL"

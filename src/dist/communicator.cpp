@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -24,6 +25,31 @@ size_t dtype_size(DType dtype) {
       return 8;
   }
   return 0;
+}
+
+namespace {
+
+class HostWaitTimer : public WaitTimer {
+ public:
+  void stop() override { stopped_ = std::chrono::steady_clock::now(); }
+  double seconds() override { return std::chrono::duration<double>(stopped_ - started_).count(); }
+
+ private:
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now(), stopped_ = started_;
+};
+
+}  // namespace
+
+std::unique_ptr<WaitTimer> Communicator::start_wait_timer() { return std::make_unique<HostWaitTimer>(); }
+
+void Communicator::set_context(std::string context) {
+  std::lock_guard<std::mutex> lock(context_mutex_);
+  context_ = std::move(context);
+}
+
+std::string Communicator::context() const {
+  std::lock_guard<std::mutex> lock(context_mutex_);
+  return context_;
 }
 
 namespace {
@@ -96,7 +122,8 @@ class MpiWork : public Work {
 // (MPI_THREAD_SERIALIZED). Without that thread level, MPI_Iallreduce is used instead.
 class MpiCommunicator : public Communicator {
  public:
-  explicit MpiCommunicator(const MpiSession& mpi) : rank_(mpi.rank()), size_(mpi.world_size()) {
+  MpiCommunicator(const MpiSession& mpi, const CommOptions& options)
+      : rank_(mpi.rank()), size_(mpi.world_size()), timeout_(options.timeout_seconds) {
     check_mpi_call(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup", rank_);
     int level = MPI_THREAD_SINGLE;
     MPI_Query_thread(&level);
@@ -154,7 +181,8 @@ class MpiCommunicator : public Communicator {
   // Blocks until `pending` is done; rethrows its error.
   void wait_for(const Pending& pending) {
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return pending.done; });
+    wait_until(
+        lock, [&] { return pending.done; }, "an all-reduce");
     if (!pending.error.empty()) throw Error(pending.error);
   }
   bool is_done(const Pending& pending) {
@@ -165,7 +193,24 @@ class MpiCommunicator : public Communicator {
  private:
   void drain() {
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return queue_.empty() && !busy_; });
+    wait_until(
+        lock, [&] { return queue_.empty() && !busy_; }, "the queued all-reduces");
+  }
+
+  // Waits for `ready`, at most the timeout; after a timeout every later wait fails at once (the
+  // caller is stopping the job, and MPI cannot cancel a collective in flight).
+  template <typename Ready>
+  void wait_until(std::unique_lock<std::mutex>& lock, Ready ready, const char* what) {
+    if (!timed_out_.empty()) throw Error(timed_out_);
+    if (timeout_ <= 0) {
+      done_.wait(lock, ready);
+      return;
+    }
+    if (done_.wait_for(lock, std::chrono::duration<double>(timeout_), ready)) return;
+    timed_out_ =
+        cat("MPI communicator: ", what, " did not complete within --collective-timeout ", timeout_, " s on rank ",
+            rank_, context().empty() ? std::string() : cat(" at ", context()), ": another rank is stuck or gone");
+    throw Error(timed_out_);
   }
 
   void progress_loop() {
@@ -193,6 +238,8 @@ class MpiCommunicator : public Communicator {
   }
 
   int rank_, size_;
+  double timeout_;
+  std::string timed_out_;  // the timeout's error, once one happened
   MPI_Comm comm_ = MPI_COMM_NULL;
   std::thread worker_;
   std::mutex mutex_;
@@ -213,9 +260,9 @@ bool MpiWork::test() { return owner_.is_done(*pending_); }
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_cpu_communicator(const MpiSession& mpi) {
+std::unique_ptr<Communicator> make_cpu_communicator(const MpiSession& mpi, const CommOptions& options) {
   if (!mpi.active() || mpi.world_size() == 1) return std::make_unique<LocalCommunicator>();
-  return std::make_unique<MpiCommunicator>(mpi);
+  return std::make_unique<MpiCommunicator>(mpi, options);
 }
 
 }  // namespace vitslim::dist

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/runtime.h"
@@ -26,6 +27,17 @@ class Work {
   virtual bool test() = 0;
 };
 
+// How long the caller's compute waited for communication, started before the waits and stopped
+// after them. The default times the host; the NCCL backend times its compute stream with CUDA
+// events, where the host never waits.
+class WaitTimer {
+ public:
+  virtual ~WaitTimer() = default;
+  virtual void stop() = 0;
+  // Seconds between start and stop; may wait for the device to reach the stop.
+  virtual double seconds() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -42,13 +54,33 @@ class Communicator {
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
   // Every rank's `bytes` bytes, in rank order, into `out` (size() * bytes).
   virtual void allgather(const void* data, int64_t bytes, void* out) = 0;
+
+  virtual std::unique_ptr<WaitTimer> start_wait_timer();
+  // Throws the error a watchdog recorded, if any (a collective that timed out).
+  virtual void check_health() {}
+  // What the caller is doing ("global step 1200"); a collective that times out names it.
+  void set_context(std::string context);
+  std::string context() const;
+
+ private:
+  mutable std::mutex context_mutex_;
+  std::string context_;
+};
+
+// Collectives that have not completed `timeout_seconds` after the caller began to wait (MPI) or
+// after they were queued (NCCL) stop the job with an error naming the rank and the context: a
+// peer that hangs (stuck in I/O) would otherwise stall every rank until the walltime. 0: no limit.
+struct CommOptions {
+  double timeout_seconds = 0;
 };
 
 // Local when the session is a single process, MPI otherwise (CPU buffers).
-std::unique_ptr<Communicator> make_cpu_communicator(const MpiSession& mpi);
+std::unique_ptr<Communicator> make_cpu_communicator(const MpiSession& mpi, const CommOptions& options = {});
 // For training on `device` ("cpu", or "cuda" with this rank's GPU `cuda_index`): the CPU
-// communicator, or NCCL on LibTorch's current CUDA stream when several ranks use GPUs. Throws
-// when this build has no NCCL or no CUDA LibTorch.
-std::unique_ptr<Communicator> make_communicator(const MpiSession& mpi, Device device, int cuda_index);
+// communicator, or NCCL ordered after LibTorch's current CUDA stream of that GPU (taken at every
+// call, on whichever thread makes it) when several ranks use GPUs. Throws when this build has no
+// NCCL or no CUDA LibTorch.
+std::unique_ptr<Communicator> make_communicator(const MpiSession& mpi, Device device, int cuda_index,
+                                                const CommOptions& options);
 
 }  // namespace vitslim::dist

@@ -12,11 +12,14 @@
 
 namespace vitslim::dist {
 
-std::unique_ptr<Communicator> make_communicator(const MpiSession& mpi, Device device, int cuda_index) {
-  if (device != Device::Cuda || mpi.world_size() == 1) return make_cpu_communicator(mpi);
+std::unique_ptr<Communicator> make_communicator(const MpiSession& mpi, Device device, int cuda_index,
+                                                const CommOptions& options) {
+  if (device != Device::Cuda || mpi.world_size() == 1) return make_cpu_communicator(mpi, options);
 #if defined(VITSLIM_TORCH_CUDA) && defined(VITSLIM_HAVE_NCCL)
-  auto stream = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(cuda_index)).stream();
-  return std::make_unique<NcclCommunicator>(mpi, cuda_index, static_cast<void*>(stream));
+  const auto index = static_cast<c10::DeviceIndex>(cuda_index);
+  // Asked at every call: the calling thread's current stream of the GPU, as ProcessGroupNCCL does.
+  auto current = [index] { return static_cast<void*>(c10::cuda::getCurrentCUDAStream(index).stream()); };
+  return std::make_unique<NcclCommunicator>(mpi, cuda_index, current, options);
 #else
   (void)cuda_index;
   throw Error(cat("--device cuda with ", mpi.world_size(), " ranks needs NCCL and a CUDA build of LibTorch; this ",

@@ -88,6 +88,13 @@ long long MpiSession::allreduce_sum(long long value) const {
   return total;
 }
 
+std::vector<int64_t> MpiSession::allreduce_max(std::vector<int64_t> values) const {
+  if (!active_ || values.empty()) return values;
+  VITSLIM_MPI(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_INT64_T, MPI_MAX,
+                            MPI_COMM_WORLD));
+  return values;
+}
+
 void MpiSession::barrier() const {
   if (active_) VITSLIM_MPI(MPI_Barrier(MPI_COMM_WORLD));
 }

@@ -35,6 +35,8 @@ class MpiSession {
   std::vector<double> gather(const std::vector<double>& local, int root = 0) const;
   // Sum of an integer over ranks, on every rank.
   long long allreduce_sum(long long value) const;
+  // Element-wise maximum over ranks (same length everywhere), on every rank.
+  std::vector<int64_t> allreduce_max(std::vector<int64_t> values) const;
   void barrier() const;
   // Root's vector on every rank (sizes may differ before the call).
   std::vector<int64_t> broadcast(std::vector<int64_t> values, int root = 0) const;

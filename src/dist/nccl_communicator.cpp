@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <thread>
@@ -18,12 +20,15 @@
 
 #include "core/error.h"
 #include "dist/mpi_session.h"
+#include "dist/watchdog.h"
 
 namespace vitslim::dist {
 namespace {
 
 constexpr size_t kHostNameBytes = 256;
-constexpr int kRootRank = 0;  // creates the NCCL unique id
+constexpr int kRootRank = 0;                  // creates the NCCL unique id
+constexpr double kWatchdogPollSeconds = 0.1;  // as ProcessGroupNCCL's watchdog
+constexpr double kMillisecondsPerSecond = 1e3;
 
 std::string host_name() {
   char host[kHostNameBytes] = "?";
@@ -57,11 +62,28 @@ struct EventDeleter {
 using EventHandle = std::unique_ptr<std::remove_pointer_t<cudaEvent_t>, EventDeleter>;
 
 // Events only order streams and report completion: no timing, which makes them cheaper.
-EventHandle make_event(int rank) {
+EventHandle make_event(int rank, unsigned flags = cudaEventDisableTiming) {
   cudaEvent_t event = nullptr;
-  check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreateWithFlags", rank);
+  check_cuda(cudaEventCreateWithFlags(&event, flags), "cudaEventCreateWithFlags", rank);
   return EventHandle(event);
 }
+
+cudaStream_t as_stream(void* stream) { return stream ? static_cast<cudaStream_t>(stream) : cudaStreamLegacy; }
+
+// Makes `device` current on this thread for the guard's lifetime, then restores the previous one.
+class DeviceGuard {
+ public:
+  DeviceGuard(int device, int rank) {
+    check_cuda(cudaGetDevice(&previous_), "cudaGetDevice", rank);
+    if (previous_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice", rank);
+  }
+  ~DeviceGuard() { (void)cudaSetDevice(previous_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
 
 // The NCCL communicator: destroyed normally (which completes its queued work), or aborted when
 // this process saw an error or NCCL reports an asynchronous one, so that no peer is waited on.
@@ -110,13 +132,17 @@ size_t checked_count(int64_t count, const char* what, int rank) {
 // allreduce_sum_async's result: the completion event recorded on the communication stream.
 class NcclWork : public Work {
  public:
-  NcclWork(EventHandle done, cudaStream_t compute, int rank) : done_(std::move(done)), compute_(compute), rank_(rank) {}
+  NcclWork(std::shared_ptr<void> done, NcclCommunicator::CurrentStream current, int device, int rank)
+      : done_(std::move(done)), current_(std::move(current)), device_(device), rank_(rank) {}
 
-  // Orders the compute stream after the collective; the host does not block.
-  void wait() override { check_cuda(cudaStreamWaitEvent(compute_, done_.get(), 0), "cudaStreamWaitEvent", rank_); }
+  // Orders the waiting thread's compute stream after the collective; the host does not block.
+  void wait() override {
+    const DeviceGuard guard(device_, rank_);
+    check_cuda(cudaStreamWaitEvent(as_stream(current_()), event(), 0), "cudaStreamWaitEvent", rank_);
+  }
 
   bool test() override {
-    cudaError_t rc = cudaEventQuery(done_.get());
+    cudaError_t rc = cudaEventQuery(event());
     if (rc == cudaErrorNotReady) {
       (void)cudaGetLastError();  // "not ready" is a state, not an error to leave behind
       return false;
@@ -126,9 +152,39 @@ class NcclWork : public Work {
   }
 
  private:
-  EventHandle done_;
-  cudaStream_t compute_;
+  cudaEvent_t event() const { return static_cast<cudaEvent_t>(done_.get()); }
+
+  std::shared_ptr<void> done_;  // cudaEvent_t, shared with the watchdog
+  NcclCommunicator::CurrentStream current_;
+  int device_;
   int rank_;
+};
+
+// Two timing events on the compute stream around the waits.
+class StreamWaitTimer : public WaitTimer {
+ public:
+  StreamWaitTimer(NcclCommunicator::CurrentStream current, int device, int rank)
+      : current_(std::move(current)), device_(device), rank_(rank) {
+    const DeviceGuard guard(device_, rank_);
+    start_ = make_event(rank_, cudaEventDefault);
+    stop_ = make_event(rank_, cudaEventDefault);
+    check_cuda(cudaEventRecord(start_.get(), as_stream(current_())), "cudaEventRecord", rank_);
+  }
+  void stop() override {
+    const DeviceGuard guard(device_, rank_);
+    check_cuda(cudaEventRecord(stop_.get(), as_stream(current_())), "cudaEventRecord", rank_);
+  }
+  double seconds() override {
+    float ms = 0;
+    check_cuda(cudaEventSynchronize(stop_.get()), "cudaEventSynchronize", rank_);
+    check_cuda(cudaEventElapsedTime(&ms, start_.get(), stop_.get()), "cudaEventElapsedTime", rank_);
+    return static_cast<double>(ms) / kMillisecondsPerSecond;
+  }
+
+ private:
+  NcclCommunicator::CurrentStream current_;
+  int device_, rank_;
+  EventHandle start_, stop_;
 };
 
 // A collective on zero elements: nothing to wait for.
@@ -146,12 +202,14 @@ bool any_other_rank_failed(bool local_ok, int rank) {
 
 }  // namespace
 
-// Declared in this order so that the communicator goes first, then the events and the stream.
+// Declared in this order so that the watchdog stops first, then the communicator goes, then the
+// events and the stream.
 struct NcclCommunicator::State {
-  cudaStream_t compute = nullptr;  // not owned
+  CurrentStream current;  // the calling thread's compute stream
   StreamHandle comm_stream;
   EventHandle compute_ready;  // recorded on the compute stream, waited on by the comm stream
   CommHandle comm;
+  std::unique_ptr<Watchdog> watchdog;  // none without a timeout
 };
 
 // Checks a call inside NcclCommunicator; a failure also marks the NCCL communicator for abort.
@@ -182,10 +240,10 @@ bool cuda_device_available() {
   return count > 0;
 }
 
-NcclCommunicator::NcclCommunicator(const MpiSession& mpi, int device, void* compute_stream)
+NcclCommunicator::NcclCommunicator(const MpiSession& mpi, int device, CurrentStream current_stream,
+                                   const CommOptions& options)
     : rank_(mpi.rank()), size_(mpi.world_size()), device_(device), state_(std::make_unique<State>()) {
-  // nullptr means the legacy default stream, also in code built with per-thread default streams.
-  state_->compute = compute_stream ? static_cast<cudaStream_t>(compute_stream) : cudaStreamLegacy;
+  state_->current = std::move(current_stream);
 
   // Local set-up first; then every rank learns whether all succeeded, so that a failure on one
   // rank is an error on all of them instead of a hang in the NCCL initialisation.
@@ -220,13 +278,52 @@ NcclCommunicator::NcclCommunicator(const MpiSession& mpi, int device, void* comp
     std::rethrow_exception(local_failure);
   }
   VITSLIM_NCCL(ncclCommInitRank(state_->comm.out(), size_, id, rank_));
+  if (options.timeout_seconds > 0) {
+    // The host never waits on NCCL kernels, so a hung peer shows only here. Aborting the NCCL
+    // communicator releases the kernels; the process then ends, and the MPI launcher ends the job.
+    const double timeout = options.timeout_seconds;
+    ncclComm_t comm = state_->comm.get();
+    const int rank = rank_;
+    state_->watchdog = std::make_unique<Watchdog>(
+        timeout,
+        [comm, rank, timeout](const std::string& what, double seconds) {
+          std::fprintf(stderr,
+                       "vitslim: error (rank %d): NCCL watchdog: %s on %s did not complete within "
+                       "--collective-timeout %g s (%.0f s): a peer is stuck or gone; aborting\n",
+                       rank, what.c_str(), host_name().c_str(), timeout, seconds);
+          std::fflush(stderr);
+          ncclCommAbort(comm);
+          std::_Exit(EXIT_FAILURE);
+        },
+        kWatchdogPollSeconds);
+  }
 }
 
 NcclCommunicator::~NcclCommunicator() = default;
 
-void NcclCommunicator::order_after_compute() {
-  VITSLIM_CUDA(cudaEventRecord(state_->compute_ready.get(), state_->compute));
+void NcclCommunicator::order_after_compute(void* compute) {
+  VITSLIM_CUDA(cudaEventRecord(state_->compute_ready.get(), as_stream(compute)));
   VITSLIM_CUDA(cudaStreamWaitEvent(state_->comm_stream.get(), state_->compute_ready.get(), 0));
+}
+
+std::shared_ptr<void> NcclCommunicator::watch(const std::string& what) {
+  EventHandle handle = make_event(rank_);
+  VITSLIM_CUDA(cudaEventRecord(handle.get(), state_->comm_stream.get()));
+  std::shared_ptr<void> done(handle.release(), [](void* e) { cudaEventDestroy(static_cast<cudaEvent_t>(e)); });
+  if (state_->watchdog) {
+    const int device = device_;
+    state_->watchdog->watch(cat(what, context().empty() ? std::string() : cat(" at ", context())), [done, device] {
+      (void)cudaSetDevice(device);
+      const cudaError_t rc = cudaEventQuery(static_cast<cudaEvent_t>(done.get()));
+      (void)cudaGetLastError();
+      return rc != cudaErrorNotReady;
+    });
+  }
+  return done;
+}
+
+std::unique_ptr<WaitTimer> NcclCommunicator::start_wait_timer() {
+  return std::make_unique<StreamWaitTimer>(state_->current, device_, rank_);
 }
 
 // Polls rather than cudaStreamSynchronize: a peer that died leaves NCCL kernels spinning
@@ -253,19 +350,20 @@ void NcclCommunicator::finish_sync() {
 std::unique_ptr<Work> NcclCommunicator::allreduce_sum_async(void* data, int64_t count, DType dtype) {
   size_t n = checked_count(count, "allreduce_sum", rank_);
   if (n == 0) return std::make_unique<DoneWork>();
-  order_after_compute();
-  EventHandle done = make_event(rank_);
-  cudaStream_t stream = state_->comm_stream.get();
-  VITSLIM_NCCL(ncclAllReduce(data, data, n, to_nccl(dtype), ncclSum, state_->comm.get(), stream));
-  VITSLIM_CUDA(cudaEventRecord(done.get(), stream));
-  return std::make_unique<NcclWork>(std::move(done), state_->compute, rank_);
+  const DeviceGuard guard(device_, rank_);
+  order_after_compute(state_->current());
+  VITSLIM_NCCL(ncclAllReduce(data, data, n, to_nccl(dtype), ncclSum, state_->comm.get(), state_->comm_stream.get()));
+  auto done = watch(cat("all-reduce of ", n * dtype_size(dtype), " bytes"));
+  return std::make_unique<NcclWork>(std::move(done), state_->current, device_, rank_);
 }
 
 void NcclCommunicator::allreduce_max(void* data, int64_t count, DType dtype) {
   size_t n = checked_count(count, "allreduce_max", rank_);
   if (n == 0) return;
-  order_after_compute();
+  const DeviceGuard guard(device_, rank_);
+  order_after_compute(state_->current());
   VITSLIM_NCCL(ncclAllReduce(data, data, n, to_nccl(dtype), ncclMax, state_->comm.get(), state_->comm_stream.get()));
+  watch("all-reduce (max)");
   finish_sync();
 }
 
@@ -275,16 +373,20 @@ void NcclCommunicator::broadcast(void* data, int64_t bytes, int root) {
     throw Error(cat("NCCL communicator broadcast on rank ", rank_, ": root ", root, " outside 0..", size_ - 1));
   }
   if (n == 0) return;
-  order_after_compute();
+  const DeviceGuard guard(device_, rank_);
+  order_after_compute(state_->current());
   VITSLIM_NCCL(ncclBroadcast(data, data, n, ncclUint8, root, state_->comm.get(), state_->comm_stream.get()));
+  watch(cat("broadcast of ", n, " bytes"));
   finish_sync();
 }
 
 void NcclCommunicator::allgather(const void* data, int64_t bytes, void* out) {
   size_t n = checked_count(bytes, "allgather", rank_);
   if (n == 0) return;
-  order_after_compute();
+  const DeviceGuard guard(device_, rank_);
+  order_after_compute(state_->current());
   VITSLIM_NCCL(ncclAllGather(data, out, n, ncclUint8, state_->comm.get(), state_->comm_stream.get()));
+  watch(cat("all-gather of ", n, " bytes"));
   finish_sync();
 }
 

@@ -1,5 +1,8 @@
-// Implements nccl_description() for builds with NCCL: asks the linked library for its version.
+// Implements nccl_info.h for builds with NCCL: asks the linked libraries.
+#include <cuda_runtime.h>
 #include <nccl.h>
+
+#include <cctype>
 
 #include "core/error.h"
 #include "dist/nccl_info.h"
@@ -11,6 +14,18 @@ std::string nccl_description() {
   if (ncclGetVersion(&version) != ncclSuccess) return "NCCL: version unavailable";
   // NCCL >= 2.9 encodes major*10000 + minor*100 + patch.
   return cat("NCCL ", version / 10000, ".", (version % 10000) / 100, ".", version % 100);
+}
+
+std::string gpu_bus_id(int index) {
+  constexpr int kBusIdBytes = 32;
+  char text[kBusIdBytes] = {};
+  const cudaError_t rc = cudaDeviceGetPCIBusId(text, kBusIdBytes, index);
+  if (rc != cudaSuccess) {
+    throw Error(cat("cudaDeviceGetPCIBusId(", index, ") failed: ", cudaGetErrorString(rc)));
+  }
+  std::string id = text;
+  for (char& c : id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return id;
 }
 
 }  // namespace vitslim::dist

@@ -3,8 +3,6 @@
 
 #include <torch/torch.h>
 
-#include <chrono>
-
 #include "core/error.h"
 
 namespace vitslim::dist {
@@ -70,9 +68,14 @@ GradientReducer::GradientReducer(std::vector<std::pair<std::string, at::Tensor>>
   }
 }
 
+// Removes the hooks and drops the work handles. An MPI work handle waits for its all-reduce; an
+// NCCL one does not wait at all. After finish() that is safe: the compute stream is ordered after
+// every all-reduce, so bucket memory freed here is reused only after them. A reducer unwound in
+// the middle of a step (an error) could leave NCCL kernels writing into freed memory, which is
+// why the trainer ends every rank together before unwinding (Trainer::run).
 GradientReducer::~GradientReducer() {
   for (auto& slot : slots_) slot->param.remove_hook(slot->hook);
-  for (auto& bucket : buckets_) bucket->work.reset();  // waits for anything still in flight
+  for (auto& bucket : buckets_) bucket->work.reset();
 }
 
 void GradientReducer::begin(bool sync) {
@@ -136,10 +139,10 @@ void GradientReducer::finish() {
     }
   }
   launch_ready();
-  const auto started = std::chrono::steady_clock::now();
+  auto timer = comm_.start_wait_timer();
   for (auto& bucket : buckets_) bucket->work->wait();
-  stats_.last_wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  stats_.wait_seconds += stats_.last_wait_seconds;
+  timer->stop();
+  last_wait_ = std::move(timer);
   for (auto& bucket : buckets_) bucket->work.reset();
   for (auto& slot : slots_) slot->param.mutable_grad() = slot->view;
   sync_ = false;

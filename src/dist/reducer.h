@@ -24,10 +24,8 @@ namespace vitslim::dist {
 
 struct ReducerStats {
   int64_t buckets = 0;
-  int64_t bytes = 0;             // reduced per step
-  double wait_seconds = 0;       // time finish() spent waiting for communication, summed
-  double last_wait_seconds = 0;  // the same for the latest finish()
-  int64_t overlapped = 0;        // buckets launched during backward, summed over steps
+  int64_t bytes = 0;       // reduced per step
+  int64_t overlapped = 0;  // buckets launched during backward, summed over steps
 };
 
 class GradientReducer {
@@ -41,8 +39,12 @@ class GradientReducer {
 
   // Before a micro-step's backward: sync = true on the last micro-step of an optimizer step.
   void begin(bool sync);
-  // After the backward of a sync micro-step: every .grad holds the mean over ranks.
+  // After the backward of a sync micro-step: every .grad holds the mean over ranks (on a GPU:
+  // once the compute stream reaches this point; the host does not wait).
   void finish();
+  // How long the latest finish() made the compute wait for communication (null before the
+  // first); the caller reads it when it next synchronises, so reading costs no extra wait.
+  std::unique_ptr<WaitTimer> take_wait_timer() { return std::move(last_wait_); }
 
   const ReducerStats& stats() const { return stats_; }
   // Bucket membership, first bucket first (for tests and the trace).
@@ -61,6 +63,7 @@ class GradientReducer {
   bool sync_ = false;
   size_t next_launch_ = 0;
   ReducerStats stats_;
+  std::unique_ptr<WaitTimer> last_wait_;
 };
 
 }  // namespace vitslim::dist

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "core/cuda_device.h"
 #include "data/batch.h"
 
 namespace vitslim::entropy {
@@ -60,7 +61,7 @@ BranchEntropies branch_entropies(model::VisionTransformer& model, const data::Da
       const size_t hi = std::min(indices.size(), lo + static_cast<size_t>(batch_size));
       std::vector<int64_t> chunk(indices.begin() + static_cast<std::ptrdiff_t>(lo),
                                  indices.begin() + static_cast<std::ptrdiff_t>(hi));
-      model->forward(data::load_batch(dataset, chunk, mean, std, shape).images);
+      model->forward(cuda::to_device(data::load_batch(dataset, chunk, mean, std, shape).images, model->device()));
       stats.add_taps(model);
     }
   }

@@ -19,13 +19,15 @@ void ChannelStats::add(const at::Tensor& rows) {
   }
   const int64_t n = rows.size(0);
   if (n == 0) return;
-  auto x = rows.detach().to(at::kCPU, at::kDouble);  // [N, C]
-  auto batch_mean = x.mean(0);                       // [C]
-  auto batch_m2 = (x - batch_mean).square().sum(0);  // [C]
+  // Reduced in float64 where the rows are (the GPU), then only [2, C] comes to the host.
+  auto x = rows.detach().to(at::kDouble);                                         // [N, C]
+  auto batch_mean = x.mean(0);                                                    // [C]
+  auto batch_m2 = (x - batch_mean).square().sum(0);                               // [C]
+  const auto both = at::stack({batch_mean, batch_m2}).to(at::kCPU).contiguous();  // [2, C]
   ChannelStats batch(channels());
   batch.count_ = n;
-  const double* bm = batch_mean.contiguous().data_ptr<double>();
-  const double* b2 = batch_m2.contiguous().data_ptr<double>();
+  const double* bm = both.data_ptr<double>();
+  const double* b2 = bm + channels();
   std::copy(bm, bm + channels(), batch.mean_.begin());
   std::copy(b2, b2 + channels(), batch.m2_.begin());
   merge(batch);

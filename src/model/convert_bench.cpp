@@ -14,6 +14,7 @@
 
 #include "core/atomic_file.h"
 #include "core/cpu_memory.h"
+#include "core/cuda_device.h"
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/log.h"
@@ -36,10 +37,13 @@ void run_convert(const ModelRequest& request, const ConvertConfig& convert, cons
 
 namespace {
 
+constexpr int kBenchGpu = 0;  // bench runs on the first visible GPU (CUDA_VISIBLE_DEVICES picks it)
+
 struct Timing {
   double median_ms = 0;
   double images_per_s = 0;
-  int64_t peak_bytes = 0;  // CPU: tensor memory above the resting level; CUDA: device peak
+  int64_t peak_bytes =
+      0;  // tensor memory above the resting level (CPU: vitslim's tracker; CUDA: the caching allocator)
 };
 
 double median(std::vector<double> v) {
@@ -70,6 +74,19 @@ double step_ms(VisionTransformer& model, const torch::Tensor& images, const torc
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Tensor memory where the benchmark runs: vitslim's CPU tracker, or the CUDA caching allocator of
+// the current GPU.
+void reset_peak(Device device) {
+  if (device == Device::Cuda) return cuda::reset_peak_memory(kBenchGpu);
+  reset_cpu_tensor_peak();
+}
+int64_t allocated_bytes(Device device) {
+  return device == Device::Cuda ? cuda::allocated_memory_bytes(kBenchGpu) : cpu_tensor_bytes();
+}
+int64_t peak_bytes(Device device) {
+  return device == Device::Cuda ? cuda::peak_memory_bytes(kBenchGpu) : cpu_tensor_peak_bytes();
+}
+
 // Alternates the models round by round so that machine drift hits both alike.
 std::vector<Timing> measure(std::vector<VisionTransformer>& models, const torch::Tensor& images,
                             const torch::Tensor& labels, bool train, const BenchConfig& b) {
@@ -84,10 +101,10 @@ std::vector<Timing> measure(std::vector<VisionTransformer>& models, const torch:
   for (int64_t round = 0; round < b.warmup + b.iters; ++round) {
     for (size_t m = 0; m < models.size(); ++m) {
       const bool first_timed = round == b.warmup;
-      if (first_timed) reset_cpu_tensor_peak();
-      const int64_t resting = cpu_tensor_bytes();
+      if (first_timed) reset_peak(b.device);
+      const int64_t resting = allocated_bytes(b.device);
       const double t = step_ms(models[m], images, labels, train, b);
-      if (first_timed) out[m].peak_bytes = cpu_tensor_peak_bytes() - resting;
+      if (first_timed) out[m].peak_bytes = peak_bytes(b.device) - resting;
       if (round >= b.warmup) ms[m].push_back(t);
     }
   }
@@ -126,7 +143,8 @@ BenchRun measure_models(const ModelRequest& request, const BenchConfig& b, const
     run.models.emplace_back(run.shape);
     for (int64_t l : run.removed) run.models.back()->set_mode(l, AttentionMode::Removed);
   }
-  const torch::Device device(b.device == Device::Cuda ? torch::kCUDA : torch::kCPU);
+  const torch::Device device =
+      b.device == Device::Cuda ? torch::Device(torch::kCUDA, kBenchGpu) : torch::Device(torch::kCPU);
   for (auto& m : run.models) m->to(device);
   const ModelShape& s = run.shape;
   auto images = torch::randn({b.batch_size, s.in_chans, s.img_size, s.img_size}, device);  // [B, C, H, W]
@@ -198,20 +216,24 @@ void write_bench_json(const BenchRun& run, const BenchConfig& b, const nlohmann:
     ratios = {{"params", r.params}, {"macs", r.macs}, {"inference_speedup", r.inference_speedup}};
     if (b.train) ratios["train_speedup"] = r.train_speedup;
   }
-  const nlohmann::json j = {{"program", "vitslim"},
-                            {"version", kVersion},
-                            {"job", "bench"},
-                            {"shape", run.shape.describe()},
-                            {"removed_layers", run.removed},
-                            {"batch_size", b.batch_size},
-                            {"device", to_string(b.device)},
-                            {"bf16", b.bf16},
-                            {"threads", at::get_num_threads()},
-                            {"iters", b.iters},
-                            {"warmup", b.warmup},
-                            {"models", rows},
-                            {"ratios", ratios},
-                            {"memory_note", "CPU: tensor memory above the resting level through LibTorch's allocator"}};
+  const nlohmann::json j = {
+      {"program", "vitslim"},
+      {"version", kVersion},
+      {"job", "bench"},
+      {"shape", run.shape.describe()},
+      {"removed_layers", run.removed},
+      {"batch_size", b.batch_size},
+      {"device", to_string(b.device)},
+      {"bf16", b.bf16},
+      {"threads", at::get_num_threads()},
+      {"iters", b.iters},
+      {"warmup", b.warmup},
+      {"models", rows},
+      {"ratios", ratios},
+      {"memory_note", b.device == Device::Cuda ? "CUDA: peak of the caching allocator's allocated bytes above the "
+                                                 "resting level"
+                                               : "CPU: tensor memory above the resting level through LibTorch's "
+                                                 "allocator"}};
   write_file_atomic(b.json, json_text(j) + "\n");
 }
 

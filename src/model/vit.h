@@ -117,6 +117,8 @@ class VisionTransformerImpl : public torch::nn::Module {
 
   // Parameters that get no weight decay (1-D tensors, pos_embed, cls_token), timm's convention.
   std::vector<std::string> no_weight_decay_names() const;
+  // Where the parameters live (after ->to(device)).
+  c10::Device device() const { return pos_embed.device(); }
 
   PatchEmbed patch_embed{nullptr};
   torch::Tensor cls_token, pos_embed;  // [1, 1, C], [1, N+1, C]

@@ -1,8 +1,12 @@
 // Implements the training data of one rank (see batches.h).
 #include "train/batches.h"
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
 #include <chrono>
+
+#include "core/cuda_device.h"
 
 namespace vitslim::train {
 
@@ -55,8 +59,9 @@ MicroBatch TrainBatches::next(uint64_t stream, c10::Device device, double& secon
   auto batch = loader_->next();
   const auto mix = data::draw_mix(s_.mixup, batch.images.size(2), batch.images.size(3),
                                   data::mix_seed(s_.seed ^ kSaltMix, static_cast<uint64_t>(s_.rank), stream));
-  auto targets = data::apply_mix(batch.images, batch.labels, mix, s_.mixup);  // [B, K]
-  MicroBatch out{batch.images.to(device, /*non_blocking=*/true), targets.to(device, /*non_blocking=*/true)};
+  // Copied on a side stream (a GPU), then mixed where the model is.
+  MicroBatch out{cuda::to_device(batch.images, device), at::Tensor()};                              // [B, C, H, W]
+  out.targets = data::apply_mix(out.images, cuda::to_device(batch.labels, device), mix, s_.mixup);  // [B, K]
   seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }

@@ -39,8 +39,8 @@ class TrainBatches {
   int64_t samples_per_rank() const { return sampler_.samples_per_rank(); }
   // Starts the loader on `epoch` at micro-batch `first`, for `count` micro-batches.
   void start(int64_t epoch, int64_t first, int64_t count);
-  // The next micro-batch, mixed with random stream `stream` (global micro-batch number), on
-  // `device`; the seconds spent waiting for and moving it are added to `seconds`.
+  // The next micro-batch on `device`, mixed there with random stream `stream` (global
+  // micro-batch number); the seconds spent waiting for and moving it are added to `seconds`.
   MicroBatch next(uint64_t stream, c10::Device device, double& seconds);
   void stop() { loader_.reset(); }
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "core/cuda_device.h"
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/log.h"
@@ -26,24 +27,35 @@ EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& datase
                     const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size) {
   model->eval();
   c10::InferenceMode inference;
-  EvalCounts counts;
+  const c10::Device device = model->device();
+  const auto counter = torch::TensorOptions().device(device);
+  // Counted on the model's device and read back once, after the last batch.
+  torch::Tensor top1 = torch::zeros({}, counter.dtype(torch::kInt64)), top5 = torch::zeros_like(top1);
+  torch::Tensor loss_sum = torch::zeros({}, counter.dtype(torch::kFloat64));
   const int64_t k = std::min<int64_t>(kTopK, model->shape().num_classes);
+  EvalCounts counts;
   for (size_t lo = 0; lo < indices.size(); lo += static_cast<size_t>(batch_size)) {
     const size_t hi = std::min(indices.size(), lo + static_cast<size_t>(batch_size));
     std::vector<int64_t> chunk(indices.begin() + static_cast<std::ptrdiff_t>(lo),
                                indices.begin() + static_cast<std::ptrdiff_t>(hi));
     auto batch = data::load_batch(dataset, chunk, mean, std, model->shape());
-    auto logits = model->forward(batch.images);    // [B, K]
-    auto top = std::get<1>(logits.topk(k, 1));     // [B, k]
-    auto hit = top.eq(batch.labels.unsqueeze(1));  // [B, k]
-    counts.top1 += hit.select(1, 0).sum().item<int64_t>();
-    counts.top5 += hit.any(1).sum().item<int64_t>();
-    counts.loss_sum +=
-        torch::nn::functional::cross_entropy(logits, batch.labels,
-                                             torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-            .item<double>();
+    const auto images = cuda::to_device(batch.images, device);  // [B, C, H, W]
+    const auto labels = cuda::to_device(batch.labels, device);  // [B]
+    auto logits = model->forward(images);                       // [B, K]
+    auto top = std::get<1>(logits.topk(k, 1));                  // [B, k]
+    auto hit = top.eq(labels.unsqueeze(1));                     // [B, k]
+    top1 += hit.select(1, 0).sum();
+    top5 += hit.any(1).sum();
+    loss_sum += torch::nn::functional::cross_entropy(
+                    logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .to(torch::kFloat64);
     counts.images += static_cast<int64_t>(chunk.size());
   }
+  const auto host = torch::stack({top1.to(torch::kFloat64), top5.to(torch::kFloat64), loss_sum}).cpu();  // [3]
+  const double* v = host.data_ptr<double>();
+  counts.top1 = static_cast<int64_t>(v[0]);
+  counts.top5 = static_cast<int64_t>(v[1]);
+  counts.loss_sum = v[2];
   return counts;
 }
 

@@ -1,10 +1,8 @@
-// Implements AdamW and gradient-norm clipping (see optimizer.h), following torch.optim.AdamW's
-// single-tensor arithmetic step for step.
+// Implements AdamW and gradient-norm clipping (see optimizer.h) with LibTorch's fused and
+// multi-tensor (foreach) kernels.
 #include "train/optimizer.h"
 
 #include <torch/torch.h>
-
-#include <cmath>
 
 #include "core/error.h"
 
@@ -19,12 +17,18 @@ constexpr double kClipEps = 1e-6;  // torch.nn.utils.clip_grad_norm_
 AdamW::AdamW(const AdamWOptions& options, std::set<std::string> no_decay)
     : options_(options), no_decay_(std::move(no_decay)) {}
 
-void AdamW::step(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr) {
+namespace {
+// The tensors of one parameter group, as the fused kernel takes them.
+struct Group {
+  std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs;
+};
+}  // namespace
+
+void AdamW::step(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr,
+                 const at::Tensor& found_inf) {
   torch::NoGradGuard no_grad;
   ++steps_;
-  const double bias1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
-  const double bias2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(steps_)));
-  const double step_size = lr / bias1;
+  Group decayed, plain;
   for (const auto& [name, p] : params) {
     const at::Tensor& grad = p.grad();
     if (!grad.defined()) continue;
@@ -32,13 +36,24 @@ void AdamW::step(const std::vector<std::pair<std::string, at::Tensor>>& params, 
     if (it == state_.end()) {
       it = state_.emplace(name, Moments{torch::zeros_like(p), torch::zeros_like(p)}).first;
     }
-    Moments& m = it->second;
-    const double decay = no_decay_.count(name) ? 0.0 : options_.weight_decay;
-    if (decay != 0.0) p.mul_(1.0 - lr * decay);
-    m.exp_avg.lerp_(grad, 1.0 - options_.beta1);
-    m.exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
-    auto denom = (m.exp_avg_sq.sqrt() / bias2_sqrt).add_(options_.eps);
-    p.addcdiv_(m.exp_avg, denom, -step_size);
+    Group& g = no_decay_.count(name) ? plain : decayed;
+    g.params.push_back(p);
+    g.grads.push_back(grad);
+    g.exp_avgs.push_back(it->second.exp_avg);
+    g.exp_avg_sqs.push_back(it->second.exp_avg_sq);
+  }
+  if (decayed.params.empty() && plain.params.empty()) return;
+  const at::Tensor& any = decayed.params.empty() ? plain.params.front() : decayed.params.front();
+  if (!step_count_.defined() || step_count_.device() != any.device()) {
+    step_count_ = torch::zeros({}, any.options().dtype(torch::kFloat32));
+  }
+  step_count_.fill_(static_cast<double>(steps_));  // queued, not synchronised
+  for (auto* g : {&decayed, &plain}) {
+    if (g->params.empty()) continue;
+    const std::vector<at::Tensor> steps(g->params.size(), step_count_);
+    at::_fused_adamw_(g->params, g->grads, g->exp_avgs, g->exp_avg_sqs, {}, steps, lr, options_.beta1, options_.beta2,
+                      g == &plain ? 0.0 : options_.weight_decay, options_.eps, /*amsgrad=*/false,
+                      /*maximize=*/false, /*grad_scale=*/std::nullopt, found_inf);
   }
 }
 
@@ -70,23 +85,29 @@ void AdamW::retain(const std::set<std::string>& names) {
   }
 }
 
-double grad_norm(const std::vector<std::pair<std::string, at::Tensor>>& params) {
+at::Tensor grad_norm(const std::vector<std::pair<std::string, at::Tensor>>& params) {
   torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> norms;
+  std::vector<at::Tensor> grads;
   for (const auto& [name, p] : params) {
-    if (p.grad().defined()) norms.push_back(p.grad().norm(2));
+    if (p.grad().defined()) grads.push_back(p.grad());
   }
-  if (norms.empty()) return 0.0;
-  return torch::stack(norms).norm(2).item<double>();
+  if (grads.empty()) {
+    return params.empty() ? torch::zeros({}) : torch::zeros({}, params.front().second.options().requires_grad(false));
+  }
+  return torch::stack(torch::_foreach_norm(grads, 2)).norm(2);  // [n] -> []
 }
 
-void clip_grad_norm(const std::vector<std::pair<std::string, at::Tensor>>& params, double max_norm, double norm) {
-  if (!(max_norm > 0 && norm > max_norm)) return;
+void clip_grad_norm(const std::vector<std::pair<std::string, at::Tensor>>& params, double max_norm,
+                    const at::Tensor& norm) {
+  if (!(max_norm > 0)) return;
   torch::NoGradGuard no_grad;
-  const double coef = max_norm / (norm + kClipEps);
+  std::vector<at::Tensor> grads;
   for (const auto& [name, p] : params) {
-    if (p.grad().defined()) p.grad().mul_(coef);
+    if (p.grad().defined()) grads.push_back(p.grad());
   }
+  if (grads.empty()) return;
+  const at::Tensor coef = (max_norm / (norm + kClipEps)).clamp_max(1.0);  // []
+  torch::_foreach_mul_(grads, coef);
 }
 
 }  // namespace vitslim::train

@@ -35,14 +35,15 @@ struct TrainConfig {
   int64_t eval_images = 0;       // first N test images per evaluation (0: all)
   int64_t entropy_images = 256;  // calibration images for the per-epoch entropy trace (0: off)
   std::string out_dir = "runs/train";
-  int64_t checkpoint_steps = 0;  // also checkpoint every N optimizer steps (0: epoch ends only)
-  int64_t keep_last = 3;         // rolling checkpoints kept
-  bool resume = false;           // continue from the latest checkpoint in out_dir
-  int64_t bucket_mb = 25;        // gradient all-reduce bucket size
-  double first_bucket_mb = 1;    // smaller first bucket: the first all-reduce starts early
+  int64_t checkpoint_steps = 0;     // also checkpoint every N optimizer steps (0: epoch ends only)
+  int64_t keep_last = 3;            // rolling checkpoints kept
+  bool resume = false;              // continue from the latest checkpoint in out_dir
+  int64_t bucket_mb = 25;           // gradient all-reduce bucket size
+  double collective_timeout = 600;  // seconds a collective may take before the job stops (0: none)
+  double first_bucket_mb = 1;       // smaller first bucket: the first all-reduce starts early
   Device device = Device::Cpu;
   bool bf16 = false;       // bf16 autocast (CUDA)
-  int64_t log_every = 50;  // plain progress line every N steps when stderr is not a terminal
+  int64_t log_every = 50;  // sync point: losses read back, trace written, stop signals agreed
 
   double resolved_decay_epochs() const { return decay_epochs ? *decay_epochs : 0.75 * static_cast<double>(epochs); }
 
@@ -85,9 +86,16 @@ struct TrainConfig {
     o.add("bucket-mb", bucket_mb, "gradient all-reduce bucket size (MiB)", positive());
     o.add("first-bucket-mb", first_bucket_mb,
           "size of the first bucket (MiB), so the first all-reduce starts early in backward", positive());
+    o.add("collective-timeout", collective_timeout,
+          "seconds a gradient all-reduce may stay unfinished before every rank stops with an error naming the "
+          "rank and step (0: wait forever)",
+          at_least(0));
     o.add_enum("device", device, "one GPU per rank with cuda", kDeviceNames);
     o.add_switch("bf16", bf16, "bf16 autocast (CUDA)");
-    o.add("log-every", log_every, "progress line every N steps when stderr is not a terminal", positive());
+    o.add("log-every", log_every,
+          "every N steps: read losses back from the device, write the trace, agree on stop signals and "
+          "non-finite steps, print progress",
+          positive());
   }
   void validate() const {
     if (warmup_epochs >= static_cast<double>(epochs)) {

@@ -3,7 +3,7 @@
 
 #include <torch/torch.h>
 
-#include <cmath>
+#include <vector>
 
 #include "core/error.h"
 #include "model/autocast.h"
@@ -17,7 +17,7 @@ StepLoss backward_step(model::VisionTransformer& model, NamedTensors& params, co
   model->train();
   for (auto& [name, p] : params) p.mutable_grad() = torch::Tensor();  // set to none: fresh accumulation
   StepLoss out;
-  double loss_sum = 0;
+  at::Tensor loss_sum;  // float64 [], on the device
   for (int64_t m = 0; m < options.accum_steps; ++m) {
     const MicroBatch batch = next(m);
     torch::manual_seed(seed_of(m));
@@ -26,43 +26,70 @@ StepLoss backward_step(model::VisionTransformer& model, NamedTensors& params, co
       model::CudaBf16Autocast autocast(batch.images.is_cuda() && options.bf16);
       loss = soft_cross_entropy(model->forward(batch.images), batch.targets);  // logits [B, K] -> []
     }
-    loss_sum += loss.item<double>();
+    const at::Tensor value = loss.detach().to(torch::kFloat64);
+    loss_sum = loss_sum.defined() ? loss_sum + value : value;
     out.images += batch.images.size(0);
     if (reducer) reducer->begin(m + 1 == options.accum_steps);
     (loss / static_cast<double>(options.accum_steps)).backward();
   }
   if (reducer) reducer->finish();
-  out.loss = loss_sum / static_cast<double>(options.accum_steps);
+  out.loss = loss_sum / static_cast<double>(options.accum_steps);  // []
   return out;
 }
 
-void update_step(NamedTensors& params, AdamW& optimizer, double lr, double norm, const StepOptions& options,
-                 std::map<std::string, at::Tensor>& ema) {
+at::Tensor not_finite(const at::Tensor& loss, const at::Tensor& norm) {
+  return torch::logical_or(torch::isfinite(loss).logical_not(), torch::isfinite(norm).logical_not())
+      .to(torch::kFloat32);  // []
+}
+
+void update_step(NamedTensors& params, AdamW& optimizer, double lr, const at::Tensor& norm, const at::Tensor& found_inf,
+                 const StepOptions& options, std::map<std::string, at::Tensor>& ema) {
   clip_grad_norm(params, options.clip_grad, norm);
-  optimizer.step(params, lr);
+  optimizer.step(params, lr, found_inf);
   if (options.ema_decay > 0) {
     torch::NoGradGuard no_grad;
-    for (auto& [name, p] : params) ema[name].lerp_(p, 1.0 - options.ema_decay);
+    std::vector<at::Tensor> averages, weights;
+    for (auto& [name, p] : params) {
+      averages.push_back(ema.at(name));
+      weights.push_back(p);
+    }
+    torch::_foreach_lerp_(averages, weights, 1.0 - options.ema_decay);
   }
 }
 
-StepFlags agree_on_step(dist::Communicator& comm, c10::Device device, int rank, int64_t stop_signal, double loss,
-                        double norm) {
-  auto flags = torch::tensor({stop_signal, static_cast<int64_t>(std::isfinite(loss) ? 0 : rank + 1),
-                              static_cast<int64_t>(std::isfinite(norm) ? 0 : rank + 1)},
-                             torch::kInt64)
-                   .to(device);
-  comm.allreduce_max(flags.data_ptr(), 3, dist::DType::Int64);
-  flags = flags.cpu();
-  return {flags[0].item<int64_t>(), flags[1].item<int64_t>(), flags[2].item<int64_t>()};
+namespace {
+// (step, rank) packed so that the all-reduce maximum picks the earliest step and, among the ranks
+// that saw it, the lowest rank; 0 means none.
+constexpr int64_t kStepLimit = int64_t{1} << 40;
+int64_t pack_bad(int64_t step, int rank, int world) {
+  if (step < 0) return 0;
+  return (kStepLimit - step) * world + (world - 1 - rank) + 1;
+}
+void unpack_bad(int64_t code, int world, int64_t& step, int64_t& rank) {
+  if (code == 0) return;
+  step = kStepLimit - (code - 1) / world;
+  rank = world - 1 - (code - 1) % world;
+}
+}  // namespace
+
+StepFlags agree_on_steps(const dist::MpiSession& mpi, int64_t stop_signal, int64_t bad_loss_step,
+                         int64_t bad_grad_step) {
+  const int world = mpi.world_size();
+  const std::vector<int64_t> all = mpi.allreduce_max(
+      {stop_signal, pack_bad(bad_loss_step, mpi.rank(), world), pack_bad(bad_grad_step, mpi.rank(), world)});
+  StepFlags f;
+  f.stop_signal = all.at(0);
+  unpack_bad(all.at(1), world, f.bad_loss_step, f.bad_loss_rank);
+  unpack_bad(all.at(2), world, f.bad_grad_step, f.bad_grad_rank);
+  return f;
 }
 
-void throw_if_not_finite(const StepFlags& f, int64_t epoch, int64_t global_step, const std::string& last_checkpoint) {
-  if (f.bad_loss_rank == 0 && f.bad_grad_rank == 0) return;
-  throw CollectiveError(cat(f.bad_loss_rank != 0 ? "non-finite loss" : "non-finite gradients", " at epoch ", epoch,
-                            ", global step ", global_step, " on rank ",
-                            (f.bad_loss_rank != 0 ? f.bad_loss_rank : f.bad_grad_rank) - 1,
-                            "; the weights were not updated",
+void throw_if_not_finite(const StepFlags& f, int64_t epoch, const std::string& last_checkpoint) {
+  const bool loss = f.bad_loss_step >= 0 && (f.bad_grad_step < 0 || f.bad_loss_step <= f.bad_grad_step);
+  if (!loss && f.bad_grad_step < 0) return;
+  throw CollectiveError(cat(loss ? "non-finite loss" : "non-finite gradients", " at epoch ", epoch, ", global step ",
+                            loss ? f.bad_loss_step : f.bad_grad_step, " on rank ",
+                            loss ? f.bad_loss_rank : f.bad_grad_rank, "; that step did not update the weights",
                             last_checkpoint.empty() ? std::string("; no checkpoint was written yet")
                                                     : cat("; last good checkpoint ", last_checkpoint)));
 }

@@ -3,8 +3,11 @@
 //   backward_step: accum_steps micro-batches, each forward (bf16 autocast on CUDA when asked) ->
 //     soft-target cross-entropy -> backward of loss / accum_steps; gradients start afresh and, with a
 //     reducer, are averaged over ranks while backward runs;
-//   update_step: global-norm clipping, AdamW at the step's learning rate, then the EMA.
-// Between the two the trainer makes its collective stop / non-finite decision.
+//   update_step: global-norm clipping, AdamW at the step's learning rate, then the EMA, all
+//     skipped on the device when the step's loss or gradients were not finite.
+// Nothing here copies a value to the host: on a GPU the step is queued without waiting for it.
+// The trainer reads losses and norms back at its sync points (every --log-every steps, before
+// checkpoints) and makes the collective stop / non-finite decision there (agree_on_steps).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -16,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "dist/communicator.h"
+#include "dist/mpi_session.h"
 #include "dist/reducer.h"
 #include "model/vit.h"
 #include "train/optimizer.h"
@@ -38,7 +41,7 @@ struct StepOptions {
 };
 
 struct StepLoss {
-  double loss = 0;     // mean over the micro-batches
+  at::Tensor loss;     // float64 [] on the device: mean over the micro-batches
   int64_t images = 0;  // this rank's
 };
 
@@ -47,21 +50,28 @@ StepLoss backward_step(model::VisionTransformer& model, NamedTensors& params, co
                        const std::function<MicroBatch(int64_t)>& next, const std::function<uint64_t(int64_t)>& seed_of,
                        dist::GradientReducer* reducer);
 
-// `norm`: the global gradient norm (grad_norm), already checked finite on every rank.
-void update_step(NamedTensors& params, AdamW& optimizer, double lr, double norm, const StepOptions& options,
-                 std::map<std::string, at::Tensor>& ema);
+// float32 [] on the device: 1 when `loss` or `norm` is not finite, else 0.
+at::Tensor not_finite(const at::Tensor& loss, const at::Tensor& norm);
 
-// The collective decision after backward: the largest stop signal any rank received, and the
-// 1-based rank of one with a non-finite loss or gradient norm (0: none); the same on every rank.
+// `norm`: the global gradient norm (grad_norm); where `found_inf` holds 1 nothing is updated.
+void update_step(NamedTensors& params, AdamW& optimizer, double lr, const at::Tensor& norm, const at::Tensor& found_inf,
+                 const StepOptions& options, std::map<std::string, at::Tensor>& ema);
+
+// The collective decision at a sync point, the same on every rank: the largest stop signal any
+// rank received, and the earliest step (-1: none) whose loss or gradient norm was not finite on
+// some rank, with the lowest such rank.
 struct StepFlags {
-  int64_t stop_signal = 0, bad_loss_rank = 0, bad_grad_rank = 0;
+  int64_t stop_signal = 0;
+  int64_t bad_loss_step = -1, bad_loss_rank = -1;
+  int64_t bad_grad_step = -1, bad_grad_rank = -1;
 };
-StepFlags agree_on_step(dist::Communicator& comm, c10::Device device, int rank, int64_t stop_signal, double loss,
-                        double norm);
+// `bad_loss_step` / `bad_grad_step`: this rank's earliest non-finite step since the last sync
+// point (-1: none). One MPI all-reduce of three integers.
+StepFlags agree_on_steps(const dist::MpiSession& mpi, int64_t stop_signal, int64_t bad_loss_step,
+                         int64_t bad_grad_step);
 
-// A CollectiveError naming the step and the rank when a loss or gradient was not finite (the
-// weights were not updated); `last_checkpoint` is named too when there is one.
-void throw_if_not_finite(const StepFlags& flags, int64_t epoch, int64_t global_step,
-                         const std::string& last_checkpoint);
+// A CollectiveError naming the step, its epoch and the rank when a loss or gradient was not
+// finite (that step did not update the weights); `last_checkpoint` is named too when there is one.
+void throw_if_not_finite(const StepFlags& flags, int64_t epoch, const std::string& last_checkpoint);
 
 }  // namespace vitslim::train

@@ -112,8 +112,9 @@ void TrainTrace::add_step(const StepRow& r, const std::vector<double>& lambdas) 
   file_->append("/train/step", {static_cast<double>(r.global_step), static_cast<double>(r.epoch), r.loss, r.lr,
                                 r.grad_norm, r.images_per_s, r.data_seconds, r.comm_wait_seconds});
   file_->append("/train/step_lambda", lambdas);
-  file_->flush();
 }
+
+void TrainTrace::flush() { file_->flush(); }
 
 void TrainTrace::add_entropy(const std::vector<double>& attn, const std::vector<double>& mlp) {
   file_->append("/train/entropy_attn", attn);

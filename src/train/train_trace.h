@@ -39,7 +39,8 @@ class TrainTrace {
   // On resume (resume_step > 0) the interrupted run's rows up to resume_step, and its first
   // `epochs_done` epochs, are carried over, so the file always describes one continuous run.
   TrainTrace(const TraceInfo& info, int64_t resume_step, int64_t epochs_done);
-  void add_step(const StepRow& row, const std::vector<double>& lambdas);  // lambdas: [depth]
+  void add_step(const StepRow& row, const std::vector<double>& lambdas);  // lambdas: [depth]; not flushed
+  void flush();  // makes the rows added so far durable (the trainer's sync points)
   void add_entropy(const std::vector<double>& attn, const std::vector<double>& mlp);
   void add_epoch(const EpochRow& row, const std::vector<double>& lambdas);
   void commit();

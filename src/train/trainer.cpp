@@ -3,12 +3,19 @@
 // (train_checkpoint.h). What is left here is the order of things: setup, resume, per step the
 // data, the collective stop / non-finite decision and the record, per epoch the evaluation,
 // entropy, best export and checkpoint, and the final exports.
+//
+// No step waits for the GPU: a step's loss and gradient norm stay on the device until the next
+// sync point (every --log-every steps, before a checkpoint, at the end of an epoch), where they
+// come back in one copy, the ranks agree on stop signals and non-finite steps, and the trace rows
+// are written. A non-finite step is skipped on the device (update_step) and stops the run at the
+// sync point, before any checkpoint could hold what came after it.
 #include "train/trainer.h"
 
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -23,6 +30,7 @@
 #include "data/dataset.h"
 #include "data/sampler.h"
 #include "dist/communicator.h"
+#include "dist/gpu_select.h"
 #include "dist/mpi_session.h"
 #include "dist/reducer.h"
 #include "entropy/branch_stats.h"
@@ -51,6 +59,17 @@ constexpr uint64_t kEntropySeedSalt = 0x656e74ULL;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// A step whose numbers are still on the device, waiting for the next sync point.
+struct PendingStep {
+  int64_t step = 0;  // global step (0-based) that ran
+  int64_t epoch = 0;
+  at::Tensor values;  // float64 [2] on the device: loss, gradient norm
+  double lr = 0, data_seconds = 0;
+  int64_t images = 0;                          // this rank's
+  std::unique_ptr<dist::WaitTimer> comm_wait;  // null without a reducer
+  std::vector<double> lambdas;
+};
+
 class Trainer {
  public:
   Trainer(const TrainInputs& inputs, const dist::MpiSession& mpi) : c_(inputs), t_(c_.train), mpi_(mpi) {}
@@ -67,9 +86,9 @@ class Trainer {
   void apply_lambda(double lambda);
   void rebuild_parameters();
   bool train_step(int64_t epoch);
-  void check_finite(double loss, double norm, int64_t epoch, int64_t& stop_signal);
-  void record_step(int64_t epoch, double loss, double lr, double norm, double data_seconds, int64_t images,
-                   Clock::time_point started);
+  bool sync_due() const;
+  int64_t settle_steps();
+  void record_steps(const double* values);
   void end_epoch(int64_t epoch, double train_loss, double seconds, int64_t images);
   void record_epoch(const EpochRow& row, const std::vector<double>& lambdas);
   void save_checkpoint();
@@ -101,6 +120,8 @@ class Trainer {
   std::unique_ptr<ProgressLine> progress_;
   int64_t eval_images_ = 0;
   std::vector<int64_t> entropy_indices_;
+  std::vector<PendingStep> pending_;
+  Clock::time_point last_settle_ = Clock::now();
   double last_loss_ = 0, last_top1_ = -1;
   int stop_signal_ = 0;
   double rss_start_mib_ = -1;  // resident memory when the first step starts
@@ -125,8 +146,7 @@ void Trainer::setup_model() {
   if (t_.device == Device::Cuda) {
     if (!torch::cuda::is_available())
       throw Error("--device cuda: no CUDA device is available to this build of LibTorch");
-    device_ =
-        torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(mpi_.local_rank() % torch::cuda::device_count()));
+    device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist::select_gpu(mpi_)));
   }
   model_ = model::build_model(c_.model, c_.runtime.seed);
   const ModelShape& shape = model_->shape();
@@ -168,7 +188,8 @@ void Trainer::setup_optimisation() {
   plan_ = make_plan(t_, c_.data.batch_size, batches_->samples_per_rank(), mpi_.world_size());
   const auto no_decay = model_->no_weight_decay_names();
   optimizer_ = std::make_unique<AdamW>(adamw_options(t_), std::set<std::string>(no_decay.begin(), no_decay.end()));
-  comm_ = dist::make_communicator(mpi_, t_.device, device_.is_cuda() ? device_.index() : 0);
+  comm_ = dist::make_communicator(mpi_, t_.device, device_.is_cuda() ? device_.index() : 0,
+                                  dist::CommOptions{t_.collective_timeout});
   model_->to(device_);
   progress_ = std::make_unique<ProgressLine>(mpi_.rank() == 0 && !c_.runtime.quiet, t_.log_every);
 }
@@ -240,21 +261,13 @@ void Trainer::broadcast_weights() {
   }
 }
 
-// Collective decision: any rank's stop signal, non-finite loss or gradient stops every rank here.
-void Trainer::check_finite(double loss, double norm, int64_t epoch, int64_t& stop_signal) {
-  const StepFlags f = agree_on_step(*comm_, device_, mpi_.rank(), StopSignals::received(), loss, norm);
-  stop_signal = f.stop_signal;
-  const auto kept =
-      mpi_.rank() == 0 && (f.bad_loss_rank || f.bad_grad_rank) ? list_checkpoints(t_.out_dir) : std::vector<int64_t>{};
-  throw_if_not_finite(f, epoch, state_.global_step, kept.empty() ? "" : checkpoint_path(t_.out_dir, kept.back()));
-}
-
-// One optimizer step (accum_steps micro-batches). Returns false when the run must stop here.
+// One optimizer step (accum_steps micro-batches), queued without waiting for the device. Returns
+// false when the run must stop here (a stop signal, agreed at a sync point).
 bool Trainer::train_step(int64_t epoch) {
-  const auto step_start = Clock::now();
   double data_seconds = 0;
   const double lr = plan_.lr.at(state_.global_step);
   if (t_.lambda_per_step) apply_lambda(current_lambda(epoch));
+  comm_->set_context(cat("epoch ", epoch, ", global step ", state_.global_step));
   const auto seed_of = [this](int64_t m) {
     const uint64_t stream = static_cast<uint64_t>(state_.global_step * t_.accum_steps + m);
     return data::mix_seed(c_.runtime.seed ^ kSaltTorch, static_cast<uint64_t>(mpi_.rank()), stream);
@@ -265,38 +278,92 @@ bool Trainer::train_step(int64_t epoch) {
         return batches_->next(static_cast<uint64_t>(state_.global_step * t_.accum_steps + m), device_, data_seconds);
       },
       seed_of, reducer_.get());
-  const double norm = grad_norm(params_);  // of the averaged gradients: the same on every rank
-  int64_t stop = 0;
-  check_finite(step.loss, norm, epoch, stop);
-  update_step(params_, *optimizer_, lr, norm, step_options(), ema_);
+  const at::Tensor norm = grad_norm(params_);  // of the averaged gradients: the same on every rank
+  update_step(params_, *optimizer_, lr, norm, not_finite(step.loss, norm), step_options(), ema_);
+  PendingStep row;
+  row.step = state_.global_step;
+  row.epoch = epoch;
+  row.values = torch::stack({step.loss, norm.to(torch::kFloat64)});  // [2]
+  row.lr = lr;
+  row.data_seconds = data_seconds;
+  row.images = step.images;
+  if (reducer_) row.comm_wait = reducer_->take_wait_timer();
+  row.lambdas = block_lambdas(model_);
+  pending_.push_back(std::move(row));
   ++state_.global_step;
   ++state_.step_in_epoch;
-  last_loss_ = step.loss;
-  state_.epoch_loss_sum += step.loss;
-  state_.epoch_images += step.images * mpi_.world_size();
-  record_step(epoch, step.loss, lr, norm, data_seconds, step.images, step_start);
+  if (!sync_due()) return true;
+  const int64_t stop = settle_steps();
   if (t_.checkpoint_steps > 0 && state_.global_step % t_.checkpoint_steps == 0 &&
       state_.step_in_epoch < plan_.steps_per_epoch) {
     save_checkpoint();
   }
-  if (stop != 0) {
-    stop_signal_ = static_cast<int>(stop);
-    return false;
-  }
-  return true;
+  if (stop == 0) return true;
+  stop_signal_ = static_cast<int>(stop);
+  return false;
 }
 
-void Trainer::record_step(int64_t epoch, double loss, double lr, double norm, double data_seconds, int64_t images,
-                          Clock::time_point started) {
-  const double seconds = seconds_since(started);
-  state_.epoch_seconds += seconds;
-  const double rate = static_cast<double>(images * mpi_.world_size()) / seconds;
-  if (trace_) {
-    const double wait = reducer_ ? reducer_->stats().last_wait_seconds : 0.0;
-    trace_->add_step({state_.global_step, epoch, loss, lr, norm, rate, data_seconds, wait}, block_lambdas(model_));
+// Every --log-every steps, before each checkpoint and at the end of an epoch.
+bool Trainer::sync_due() const {
+  return state_.global_step % t_.log_every == 0 ||
+         (t_.checkpoint_steps > 0 && state_.global_step % t_.checkpoint_steps == 0) ||
+         state_.step_in_epoch == plan_.steps_per_epoch;
+}
+
+// The sync point: the pending steps' numbers in one copy from the device, the collective decision
+// (any rank's stop signal; the earliest non-finite step on any rank stops every rank here), then
+// their trace rows and the progress line. Returns the agreed stop signal (0: go on).
+int64_t Trainer::settle_steps() {
+  if (pending_.empty()) return 0;
+  std::vector<at::Tensor> device_values;
+  for (const auto& row : pending_) device_values.push_back(row.values);
+  const at::Tensor values = torch::stack(device_values).cpu().contiguous();  // [n, 2] float64: loss, norm
+  comm_->check_health();
+  const double* v = values.data_ptr<double>();
+  int64_t bad_loss = -1, bad_grad = -1;
+  for (size_t k = 0; k < pending_.size(); ++k) {
+    if (bad_loss < 0 && !std::isfinite(v[2 * k])) bad_loss = pending_[k].step;
+    if (bad_grad < 0 && !std::isfinite(v[2 * k + 1])) bad_grad = pending_[k].step;
   }
-  progress_->update(cat("epoch ", epoch + 1, "/", t_.epochs), state_.step_in_epoch, plan_.steps_per_epoch,
-                    cat("loss ", fmt(loss), " lr ", fmt(lr, 3), " ", static_cast<int64_t>(rate), " img/s"));
+  const StepFlags f = agree_on_steps(mpi_, StopSignals::received(), bad_loss, bad_grad);
+  if (f.bad_loss_step >= 0 || f.bad_grad_step >= 0) {
+    const int64_t bad = f.bad_loss_step >= 0 && (f.bad_grad_step < 0 || f.bad_loss_step <= f.bad_grad_step)
+                            ? f.bad_loss_step
+                            : f.bad_grad_step;
+    int64_t epoch = pending_.front().epoch;
+    for (const auto& row : pending_) epoch = row.step == bad ? row.epoch : epoch;
+    const auto kept = mpi_.rank() == 0 ? list_checkpoints(t_.out_dir) : std::vector<int64_t>{};
+    throw_if_not_finite(f, epoch, kept.empty() ? "" : checkpoint_path(t_.out_dir, kept.back()));
+  }
+  record_steps(v);
+  pending_.clear();
+  return f.stop_signal;
+}
+
+// The settled steps (`values`: loss, norm per pending step): epoch sums, trace rows with one
+// flush, the progress line. Throughput is over the steps since the last sync point: on a GPU the
+// host runs ahead, so only that sum is real time.
+void Trainer::record_steps(const double* values) {
+  const double seconds = seconds_since(last_settle_);
+  last_settle_ = Clock::now();
+  int64_t images = 0;
+  for (const auto& row : pending_) images += row.images;
+  const double rate = static_cast<double>(images * mpi_.world_size()) / seconds;
+  state_.epoch_seconds += seconds;
+  for (size_t k = 0; k < pending_.size(); ++k) {
+    PendingStep& row = pending_[k];
+    const double loss = values[2 * k], norm = values[2 * k + 1];
+    last_loss_ = loss;
+    state_.epoch_loss_sum += loss;
+    state_.epoch_images += row.images * mpi_.world_size();
+    if (!trace_) continue;
+    const double wait = row.comm_wait ? row.comm_wait->seconds() : 0.0;
+    trace_->add_step({row.step + 1, row.epoch, loss, row.lr, norm, rate, row.data_seconds, wait}, row.lambdas);
+  }
+  if (trace_) trace_->flush();
+  const PendingStep& last = pending_.back();
+  progress_->update(cat("epoch ", last.epoch + 1, "/", t_.epochs), state_.step_in_epoch, plan_.steps_per_epoch,
+                    cat("loss ", fmt(last_loss_), " lr ", fmt(last.lr, 3), " ", static_cast<int64_t>(rate), " img/s"));
 }
 
 void Trainer::end_epoch(int64_t epoch, double train_loss, double seconds, int64_t images) {
@@ -400,6 +467,7 @@ TrainResult Trainer::run_steps() {
   mpi_.barrier();
   resume_or_start();
   rss_start_mib_ = resident_mib();
+  last_settle_ = Clock::now();
   while (state_.epoch < t_.epochs) {
     const int64_t epoch = state_.epoch;
     apply_lambda(current_lambda(epoch));

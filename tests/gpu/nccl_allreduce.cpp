@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "dist/gpu_select.h"
 #include "dist/mpi_session.h"
 #include "dist/nccl_communicator.h"
 
@@ -34,6 +35,7 @@ constexpr int64_t kSmallElements = 16;  // max / broadcast / allgather buffers
 constexpr double kBytesPerGigabyte = 1e9;
 constexpr double kBytesPerMebibyte = 1 << 20;
 constexpr double kMicrosecondsPerSecond = 1e6;
+constexpr double kTimeoutSeconds = 120;  // the watchdog's limit for one collective
 
 void check_cuda(cudaError_t rc, const char* call) {
   if (rc != cudaSuccess) throw Error(cat(call, " failed: ", cudaGetErrorString(rc)));
@@ -130,9 +132,9 @@ int run(const MpiSession& mpi) {
     if (mpi.rank() == 0) std::printf("SKIP: no CUDA device\n");
     return 0;
   }
-  int devices = 0;
-  CHECK_CUDA(cudaGetDeviceCount(&devices));
-  NcclCommunicator comm(mpi, mpi.local_rank() % devices, nullptr);
+  const int device = vitslim::dist::select_gpu(mpi);
+  NcclCommunicator comm(
+      mpi, device, [] { return static_cast<void*>(nullptr); }, vitslim::dist::CommOptions{kTimeoutSeconds});
 
   int64_t wrong_sum = check_allreduce_sum(comm);
   int64_t wrong_other = check_sync_collectives(comm);

@@ -1,0 +1,35 @@
+// The CUDA devices of this process, through LibTorch's CUDA runtime: how many are visible, making
+// one current, the caching allocator's peak, and copying a batch to the GPU on a
+// side stream. In a build against a CPU LibTorch every function answers "no device" (count 0)
+// or throws; the header needs no CUDA or LibTorch headers beyond the tensor type.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+
+namespace vitslim::cuda {
+
+// True when this build links a CUDA LibTorch (the GPU code paths exist).
+bool built_with_cuda();
+// Visible CUDA devices (0 without a driver, without a device, or in a CPU build).
+int device_count();
+// Makes `index` the calling thread's current device (c10::cuda::set_device).
+void set_device(int index);
+// The caching allocator's bytes allocated on `index` now, and their peak since the last reset.
+void reset_peak_memory(int index);
+int64_t allocated_memory_bytes(int index);
+int64_t peak_memory_bytes(int index);
+// Waits for all work on device `index`.
+void synchronize(int index);
+
+// `host` (CPU memory, pinned first if it is not) on CUDA device `device`: the copy runs on a side
+// stream and the current stream of `device` waits for it by an event, so the copy overlaps the
+// compute already queued and the host does not wait; the result is recorded as used by the
+// current stream (the allocator keeps it until the compute that reads it is done).
+at::Tensor copy_to_device(const at::Tensor& host, int device);
+// `t` on `device`: itself on the CPU, copy_to_device on a GPU.
+at::Tensor to_device(const at::Tensor& t, c10::Device device);
+
+}  // namespace vitslim::cuda

@@ -1,0 +1,54 @@
+// A watchdog for collectives in flight, after PyTorch's ProcessGroupNCCL watchdog: a thread polls
+// every watched item and, the first time one is still unfinished `timeout` seconds after it was
+// queued, calls the timeout handler once with its description and stops watching. The NCCL
+// communicator watches its kernels with it (the host never blocks on them, so only a separate
+// thread can notice that a peer hangs) and aborts the NCCL communicator from the handler. Generic
+// and CUDA-free, so it is unit-tested on CPU.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace vitslim::dist {
+
+class Watchdog {
+ public:
+  using Done = std::function<bool()>;  // polled from the watchdog thread; must be thread-safe
+  using OnTimeout = std::function<void(const std::string& what, double seconds)>;
+
+  Watchdog(double timeout_seconds, OnTimeout on_timeout, double poll_seconds);
+  ~Watchdog();  // stops the thread; never calls the handler afterwards
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  // Starts watching an item queued now.
+  void watch(std::string what, Done done);
+  // Items not yet seen finished.
+  size_t pending() const;
+  bool fired() const;
+
+ private:
+  struct Item {
+    std::string what;
+    Done done;
+    std::chrono::steady_clock::time_point queued;
+  };
+  void loop();
+
+  const double timeout_seconds_;
+  const std::chrono::duration<double> poll_;
+  OnTimeout on_timeout_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<Item> items_;
+  bool stopping_ = false;
+  bool fired_ = false;
+  std::thread thread_;
+};
+
+}  // namespace vitslim::dist

@@ -1,0 +1,106 @@
+// Unit tests of the GPU path's pieces that run without a GPU: choosing each rank's GPU and
+// refusing shared ones (dist/gpu_select.h), the collective watchdog (dist/watchdog.h), and the
+// device helpers' CPU behaviour (core/cuda_device.h). tests/gpu/ holds what needs a GPU.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/cuda_device.h"
+#include "core/error.h"
+#include "dist/gpu_select.h"
+#include "dist/watchdog.h"
+
+namespace dist = vitslim::dist;
+
+namespace {
+constexpr double kTimeout = 0.3, kPoll = 0.02;  // seconds
+}  // namespace
+
+TEST(GpuSelect, OneGpuPerLocalRank) {
+  EXPECT_EQ(dist::choose_gpu_index(0, 8, 8, "node1"), 0);
+  EXPECT_EQ(dist::choose_gpu_index(7, 8, 8, "node1"), 7);
+  EXPECT_EQ(dist::choose_gpu_index(1, 2, 4, "node1"), 1);
+  // Bound by the launcher (srun --gpus-per-task=1): every rank sees its own GPU as device 0.
+  EXPECT_EQ(dist::choose_gpu_index(5, 8, 1, "node1"), 0);
+}
+
+TEST(GpuSelect, MoreRanksThanGpusIsRefused) {
+  try {
+    dist::choose_gpu_index(3, 4, 2, "node1");
+    FAIL() << "4 ranks on 2 GPUs accepted";
+  } catch (const vitslim::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("4 ranks on node1 but 2 visible GPUs"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(dist::choose_gpu_index(0, 1, 0, "node1"), vitslim::Error);
+}
+
+TEST(GpuSelect, SharedGpuIsRefusedNamingBothRanks) {
+  EXPECT_NO_THROW(dist::check_distinct_gpus({"a 0000:1b:00.0", "a 0000:43:00.0", "b 0000:1b:00.0"}));
+  try {
+    dist::check_distinct_gpus({"a 0000:1b:00.0", "a 0000:43:00.0", "a 0000:1b:00.0"});
+    FAIL() << "two ranks on one GPU accepted";
+  } catch (const vitslim::CollectiveError& e) {
+    EXPECT_NE(std::string(e.what()).find("ranks 0 and 2 share one GPU (a 0000:1b:00.0)"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Watchdog, FinishedWorkNeverFires) {
+  std::atomic<int> fired{0};
+  dist::Watchdog dog(
+      kTimeout, [&](const std::string&, double) { ++fired; }, kPoll);
+  for (int k = 0; k < 10; ++k) dog.watch("done", [] { return true; });
+  std::atomic<bool> later{false};
+  dog.watch("finishes in time", [&] { return later.load(); });
+  std::this_thread::sleep_for(std::chrono::duration<double>(kTimeout / 3));
+  later = true;
+  std::this_thread::sleep_for(std::chrono::duration<double>(kTimeout * 2));
+  EXPECT_EQ(fired.load(), 0);
+  EXPECT_EQ(dog.pending(), 0u);
+  EXPECT_FALSE(dog.fired());
+}
+
+TEST(Watchdog, HungWorkFiresOnceNamingIt) {
+  std::mutex mutex;
+  std::string what;
+  double seconds = 0;
+  std::atomic<int> fired{0};
+  const auto start = std::chrono::steady_clock::now();
+  dist::Watchdog dog(
+      kTimeout,
+      [&](const std::string& w, double s) {
+        std::lock_guard<std::mutex> lock(mutex);
+        what = w;
+        seconds = s;
+        ++fired;
+      },
+      kPoll);
+  dog.watch("ok", [] { return true; });
+  dog.watch("all-reduce of 4096 bytes at global step 12", [] { return false; });
+  dog.watch("another hung one", [] { return false; });
+  while (!dog.fired() && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(kPoll));
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(kTimeout));
+  std::lock_guard<std::mutex> lock(mutex);
+  EXPECT_EQ(fired.load(), 1);
+  EXPECT_EQ(what, "all-reduce of 4096 bytes at global step 12");
+  EXPECT_GE(seconds, kTimeout);
+  dog.watch("after firing", [] { return false; });  // ignored: the handler already ran
+  EXPECT_EQ(dog.pending(), 0u);
+}
+
+TEST(CudaDevice, CpuTensorsStayWhereTheyAre) {
+  const auto t = torch::arange(6).view({2, 3});
+  const auto same = vitslim::cuda::to_device(t, torch::Device(torch::kCPU));
+  EXPECT_EQ(same.data_ptr(), t.data_ptr());
+  if (!vitslim::cuda::built_with_cuda()) {
+    EXPECT_EQ(vitslim::cuda::device_count(), 0);
+    EXPECT_THROW(vitslim::cuda::set_device(0), vitslim::Error);
+  }
+}
