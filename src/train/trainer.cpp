@@ -297,6 +297,7 @@ bool Trainer::train_step(int64_t epoch) {
   if (t_.checkpoint_steps > 0 && state_.global_step % t_.checkpoint_steps == 0 &&
       state_.step_in_epoch < plan_.steps_per_epoch) {
     save_checkpoint();
+    last_settle_ = Clock::now();  // the checkpoint's time is not training time
   }
   if (stop == 0) return true;
   stop_signal_ = static_cast<int>(stop);
@@ -467,10 +468,10 @@ TrainResult Trainer::run_steps() {
   mpi_.barrier();
   resume_or_start();
   rss_start_mib_ = resident_mib();
-  last_settle_ = Clock::now();
   while (state_.epoch < t_.epochs) {
     const int64_t epoch = state_.epoch;
     apply_lambda(current_lambda(epoch));
+    last_settle_ = Clock::now();  // the epoch's time starts here, after the last evaluation
     batches_->start(epoch, state_.step_in_epoch * t_.accum_steps,
                     (plan_.steps_per_epoch - state_.step_in_epoch) * t_.accum_steps);
     while (state_.step_in_epoch < plan_.steps_per_epoch) {

@@ -265,7 +265,7 @@ entry 'build/vitslim-launch runs/c100.ini' 'submit_recorded build/vitslim-launch
 entry 'mpirun -np 8 build/vitslim train --device cuda --bf16 --model deit_base --weights deit_base.pth ...' \
   'cuda_or_refused "$MPIEXEC" -np 2 build/vitslim train --device cuda --bf16 --model deit_base --weights deit_base.pth \
      --img-size 64 --batch-size 2 $DEITB --out-dir runs/gpu'
-entry 'srun --mpi=pmix --ntasks-per-node=8 --gpus-per-task=1 build/vitslim train --device cuda ...' \
+entry 'srun --mpi=pmix --ntasks-per-node=8 --gpus-per-node=8 build/vitslim train --device cuda ...' \
   'cuda_or_refused "$MPIEXEC" -np 2 build/vitslim train --device cuda --remove-layers 1,3 $FM --eval-images 100 --out-dir runs/srun
    note "srun (no Slurm here) replaced by mpiexec -np 2"'
 
