@@ -85,11 +85,11 @@ StepFlags agree_on_steps(const dist::MpiSession& mpi, int64_t stop_signal, int64
 }
 
 void throw_if_not_finite(const StepFlags& f, int64_t epoch, const std::string& last_checkpoint) {
-  const bool loss = f.bad_loss_step >= 0 && (f.bad_grad_step < 0 || f.bad_loss_step <= f.bad_grad_step);
-  if (!loss && f.bad_grad_step < 0) return;
+  const bool loss = f.loss_first();
+  if (f.first_bad_step() < 0) return;
   throw CollectiveError(cat(loss ? "non-finite loss" : "non-finite gradients", " at epoch ", epoch, ", global step ",
-                            loss ? f.bad_loss_step : f.bad_grad_step, " on rank ",
-                            loss ? f.bad_loss_rank : f.bad_grad_rank, "; that step did not update the weights",
+                            f.first_bad_step(), " on rank ", loss ? f.bad_loss_rank : f.bad_grad_rank,
+                            "; that step did not update the weights",
                             last_checkpoint.empty() ? std::string("; no checkpoint was written yet")
                                                     : cat("; last good checkpoint ", last_checkpoint)));
 }

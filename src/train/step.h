@@ -64,6 +64,10 @@ struct StepFlags {
   int64_t stop_signal = 0;
   int64_t bad_loss_step = -1, bad_loss_rank = -1;
   int64_t bad_grad_step = -1, bad_grad_rank = -1;
+  // The loss is named when its bad step comes first (or at the same step).
+  bool loss_first() const { return bad_loss_step >= 0 && (bad_grad_step < 0 || bad_loss_step <= bad_grad_step); }
+  // The earliest non-finite step, loss or gradient (-1: none).
+  int64_t first_bad_step() const { return loss_first() ? bad_loss_step : bad_grad_step; }
 };
 // `bad_loss_step` / `bad_grad_step`: this rank's earliest non-finite step since the last sync
 // point (-1: none). One MPI all-reduce of three integers.

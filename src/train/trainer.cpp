@@ -327,10 +327,8 @@ int64_t Trainer::settle_steps() {
     if (bad_grad < 0 && !std::isfinite(v[2 * k + 1])) bad_grad = pending_[k].step;
   }
   const StepFlags f = agree_on_steps(mpi_, StopSignals::received(), bad_loss, bad_grad);
-  if (f.bad_loss_step >= 0 || f.bad_grad_step >= 0) {
-    const int64_t bad = f.bad_loss_step >= 0 && (f.bad_grad_step < 0 || f.bad_loss_step <= f.bad_grad_step)
-                            ? f.bad_loss_step
-                            : f.bad_grad_step;
+  if (f.first_bad_step() >= 0) {
+    const int64_t bad = f.first_bad_step();
     int64_t epoch = pending_.front().epoch;
     for (const auto& row : pending_) epoch = row.step == bad ? row.epoch : epoch;
     const auto kept = mpi_.rank() == 0 ? list_checkpoints(t_.out_dir) : std::vector<int64_t>{};
