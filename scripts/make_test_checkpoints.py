@@ -74,6 +74,35 @@ def write_train_golden(fixture, path):
     save_file(result, path)
 
 
+def write_distill_golden(path):
+    """Distillation losses by PyTorch's own functions on random logits: soft = tau^2 x
+    F.kl_div(log_softmax(student / tau), log_softmax(teacher / tau), reduction="batchmean",
+    log_target=True), hard = F.cross_entropy(student, teacher.argmax(1)), each mixed as
+    (1 - alpha) soft-target CE + alpha KD, with the gradient of the loss by the student's logits."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(11)
+    batch, classes = 6, 10
+    student = torch.randn(batch, classes) * 3
+    teacher = torch.randn(batch, classes) * 3
+    targets = torch.softmax(torch.randn(batch, classes), -1)
+    result = {"student": student, "teacher": teacher, "targets": targets}
+    for kind, tau, alpha in (("soft", 1.0, 0.5), ("soft", 4.0, 0.7), ("hard", 1.0, 0.5)):
+        s = student.clone().requires_grad_(True)
+        ce = torch.sum(-targets * torch.log_softmax(s, -1), -1).mean()
+        if kind == "soft":
+            kd = F.kl_div(F.log_softmax(s / tau, 1), F.log_softmax(teacher / tau, 1), reduction="batchmean",
+                          log_target=True) * tau * tau
+        else:
+            kd = F.cross_entropy(s, teacher.argmax(1))
+        loss = (1 - alpha) * ce + alpha * kd
+        loss.backward()
+        key = f"{kind}.tau{tau:g}.alpha{alpha:g}"
+        result[f"loss.{key}"] = loss.detach().reshape(1)
+        result[f"grad.{key}"] = s.grad.clone()
+    save_file(result, path)
+
+
 def write_train_checkpoint(sd, path):
     """What DeiT's main.py saves each epoch: model, optimizer, lr_scheduler, epoch, model_ema,
     scaler and the argparse Namespace, plus a numpy scalar as timm's metric."""
@@ -190,6 +219,7 @@ def main():
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out(f"{short}.safetensors"))
         save_file({"input": images, "logits": logits}, out(f"{short}_expected.safetensors"))
     write_train_golden(args.fixture, out("train_golden.safetensors"))
+    write_distill_golden(out("distill_golden.safetensors"))
     print(f"test checkpoints written to {args.out}")
 
 

@@ -1,5 +1,7 @@
 // Implements the search job (see coordinator.h): plan, resume, rounds of distributed scoring,
-// ranking, result files.
+// ranking, result files. Another --criterion ranks the layers by its per-layer score instead
+// (criteria.h) and scores the sets it chooses in the same rounds, so every criterion's choice has
+// its transfer entropy measured the same way.
 #include "search/coordinator.h"
 
 #include <torch/torch.h>
@@ -24,6 +26,7 @@
 #include "io/trace.h"
 #include "io/trace_reader.h"
 #include "model/checkpoint.h"
+#include "search/criteria.h"
 #include "search/ledger.h"
 #include "search/nose.h"
 #include "search/scorer.h"
@@ -52,12 +55,16 @@ class Search {
   void choose_candidates();
   void open_data();
   void search_sets();
+  void rank_sets();  // another --criterion than NOSE
   void record_step(int64_t step, const std::vector<Scored>& scored, const std::vector<Scored>& kept);
   SearchResult selections() const;
   void report(const SearchResult& result, long long forwards, long long items);
   void write_json(const SearchResult& result, long long forwards, long long naive, long long items,
                   double seconds) const;
-  std::string method() const { return c_.search.exhaustive ? "exhaustive" : c_.search.beam > 1 ? "beam" : "greedy"; }
+  std::string method() const {
+    if (!c_.search.nose()) return "ranked";
+    return c_.search.exhaustive ? "exhaustive" : c_.search.beam > 1 ? "beam" : "greedy";
+  }
   // Scores `evals` over every shard; on rank 0 returns them with entropy and TE, elsewhere empty.
   std::vector<Scored> round(int64_t step, const std::vector<Evaluation>& evals);
   std::vector<int64_t> pending_items(int64_t step, const std::vector<Evaluation>& evals);
@@ -86,6 +93,7 @@ class Search {
   LayerSet allowed_;
   std::vector<int64_t> counts_;       // layers per requested ratio
   std::map<int64_t, Scored> chosen_;  // count -> best set
+  std::vector<double> layer_scores_;  // per block, the criterion's importance (not NOSE)
   nlohmann::json steps_ = nlohmann::json::array();
 };
 
@@ -280,6 +288,10 @@ void Search::search_sets() {
     throw Error(cat("H(G | full model) is not finite (", full_entropy_, "): the head output has channels that are ",
                     "constant over the calibration set; TE cannot rank candidates"));
   }
+  if (!c_.search.nose()) {
+    rank_sets();
+    return;
+  }
   if (c_.search.exhaustive) {
     std::vector<int64_t> sizes = counts_;
     std::sort(sizes.begin(), sizes.end());
@@ -303,6 +315,24 @@ void Search::search_sets() {
     masks = mpi_.broadcast(masks);
     beams.clear();
     for (int64_t m : masks) beams.push_back(set_of_mask(static_cast<uint64_t>(m)));
+  }
+}
+
+// Every rank scores the layers on the whole calibration set (one forward pass; the same numbers
+// everywhere), takes each count's least important layers, and the sets' TE is scored in rounds.
+void Search::rank_sets() {
+  layer_scores_ = layer_scores(
+      c_.search.criterion, *model_, shards_, [this](int64_t i) { return shard_images(i); }, c_.runtime.seed);
+  std::string text;
+  for (int64_t b : allowed_) text += cat(text.empty() ? "" : ", ", b, ": ", fmt(layer_scores_[static_cast<size_t>(b)]));
+  log_info(cat("criterion ", to_string(c_.search.criterion), " (lowest removed first): ", text));
+  std::vector<int64_t> sizes = counts_;
+  std::sort(sizes.begin(), sizes.end());
+  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+  for (int64_t k : sizes) {
+    const LayerSet set = least_important(layer_scores_, allowed_, k);
+    auto scored = round(k, {Evaluation{set, {}}});
+    if (mpi_.rank() == 0) record_step(k, scored, scored);
   }
 }
 
@@ -334,6 +364,7 @@ void Search::report(const SearchResult& result, long long forwards, long long it
   auto& trace = ledger_->trace();
   trace.write("/search/selection", selection);
   trace.write("/search/full_entropy", {full_entropy_});
+  if (!layer_scores_.empty()) trace.write("/search/layer_scores", layer_scores_);
   trace.write("/search/complete", {1.0});
   trace.commit();
   if (!c_.search.json.empty()) write_json(result, forwards, naive, items, seconds);
@@ -355,27 +386,30 @@ void Search::write_json(const SearchResult& result, long long forwards, long lon
                                 {"num_heads", shape.num_heads},
                                 {"num_classes", shape.num_classes},
                                 {"weights", c_.model.weights}};
-  const nlohmann::json j = {{"program", "vitslim"},
-                            {"version", kVersion},
-                            {"job", "search"},
-                            {"schema", kSchema},
-                            {"model", model},
-                            {"method", method()},
-                            {"beam", c_.search.beam},
-                            {"estimator", to_string(c_.search.estimator)},
-                            {"candidate_layers", allowed_},
-                            {"calib_images", calib_.size()},
-                            {"shards", shards_},
-                            {"world_size", mpi_.world_size()},
-                            {"full_entropy", full_entropy_},
-                            {"selections", selections},
-                            {"steps", steps_},
-                            {"block_forwards", forwards},
-                            {"naive_block_forwards", naive},
-                            {"items_scored", items},
-                            {"items_resumed", ledger_->resumed()},
-                            {"seconds", seconds},
-                            {"trace", c_.search.out}};
+  const nlohmann::json j = {
+      {"program", "vitslim"},
+      {"version", kVersion},
+      {"job", "search"},
+      {"schema", kSchema},
+      {"model", model},
+      {"criterion", to_string(c_.search.criterion)},
+      {"method", method()},
+      {"beam", c_.search.beam},
+      {"estimator", to_string(c_.search.estimator)},
+      {"candidate_layers", allowed_},
+      {"calib_images", calib_.size()},
+      {"shards", shards_},
+      {"world_size", mpi_.world_size()},
+      {"full_entropy", full_entropy_},
+      {"layer_scores", layer_scores_.empty() ? nlohmann::json(nullptr) : nlohmann::json(layer_scores_)},
+      {"selections", selections},
+      {"steps", steps_},
+      {"block_forwards", forwards},
+      {"naive_block_forwards", naive},
+      {"items_scored", items},
+      {"items_resumed", ledger_->resumed()},
+      {"seconds", seconds},
+      {"trace", c_.search.out}};
   write_file_atomic(c_.search.json, json_text(j) + "\n");
 }
 

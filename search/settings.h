@@ -1,5 +1,5 @@
-// Settings of the NOSE search (ratios, beam/exhaustive, candidates, estimator, prefix cache,
-// outputs), declared once with their options, and the head-output estimator enum.
+// Settings of the search (criterion, ratios, beam/exhaustive, candidates, estimator, prefix cache,
+// outputs), declared once with their options, and the criterion and head-output estimator enums.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +15,16 @@ enum class Estimator { Logits, ClsFeature };
 inline const EnumNames<Estimator> kEstimatorNames = {{Estimator::Logits, "logits"}, {Estimator::ClsFeature, "cls"}};
 inline const char* to_string(Estimator e) { return enum_name(kEstimatorNames, e); }
 
+// How the removed attention layers are chosen (search/criteria.h): NOSE's transfer entropy, or a
+// per-layer score whose lowest layers go (the criteria of other work, and two baselines).
+enum class Criterion { Nose, Cosine, Bi, Entropy, Random, First };
+inline const EnumNames<Criterion> kCriterionNames = {{Criterion::Nose, "nose"},     {Criterion::Cosine, "cosine"},
+                                                     {Criterion::Bi, "bi"},         {Criterion::Entropy, "entropy"},
+                                                     {Criterion::Random, "random"}, {Criterion::First, "first"}};
+inline const char* to_string(Criterion c) { return enum_name(kCriterionNames, c); }
+
 struct SearchConfig {
+  Criterion criterion = Criterion::Nose;
   std::vector<double> ratios = {0.25, 0.5};  // removal ratios of depth, each in (0, 1)
   int64_t beam = 1;                          // sets kept per step (1: greedy)
   bool exhaustive = false;                   // every subset of the requested sizes
@@ -26,7 +35,12 @@ struct SearchConfig {
   std::string json;
 
   void declare(Options& o) {
-    o.group("search", "Search (NOSE)");
+    o.group("search", "Search (NOSE, or another criterion side by side)");
+    o.add_enum("criterion", criterion,
+               "nose (transfer entropy to G, greedy/beam/exhaustive); per-layer scores, lowest removed: cosine "
+               "(LLM-Drop: 1 - cos(x, x + Attn(LN x))), bi (ShortGPT's block influence 1 - cos(x, Block(x)), "
+               "attention removed), entropy (lowest attention-branch entropy), random (seeded by --seed), first",
+               kCriterionNames);
     o.add("ratios", ratios, "removal ratios of depth; layers = round(ratio x depth), e.g. 0.4 of 12 -> 5", open(0, 1));
     o.add("beam", beam, "sets kept per step (1: greedy)", at_least(1));
     o.add_switch("exhaustive", exhaustive, "score every subset of each requested size (small depths)");
@@ -37,6 +51,7 @@ struct SearchConfig {
     o.add_path("json", json, "JSON result (feeds vitslim train)", PathRole::OutputFile);
   }
   void validate() const;
+  bool nose() const { return criterion == Criterion::Nose; }
 };
 
 }  // namespace vitslim

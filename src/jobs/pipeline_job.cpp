@@ -1,10 +1,11 @@
 // `vitslim pipeline`: the method end to end on one dataset (default Fashion-MNIST with the
-// vit_fmnist preset): pretrain from scratch (or --pretrained), entropy, NOSE search per ratio,
-// dilution fine-tuning per ratio plus the unpruned model and (at the largest ratio) a random and
-// a first-k choice with the same budget, merge, evaluation on the test split, benchmark, and a
-// report (jobs/pipeline_report.h). Stages run in-process with configurations derived from the
-// pipeline's own and pass their typed results on in memory; each stage's files in --out-dir mark
-// it done, so a rerun resumes, and a reused stage's result is read back from its file.
+// vit_fmnist preset): start from pretrained weights (the shipped converged vit_fmnist, whose
+// provenance is checked, or --pretrained), or pretrain from scratch (--pretrain-epochs), entropy, NOSE search per
+// ratio, dilution fine-tuning per ratio plus the unpruned model and (at the largest ratio) a random and a first-k
+// choice with the same budget, merge, evaluation on the test split, benchmark, and a report (jobs/pipeline_report.h).
+// Stages run in-process with configurations derived from the pipeline's own and pass their typed results on in memory;
+// each stage's files in --out-dir mark it done, so a rerun resumes, and a reused stage's result is read back from its
+// file.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -22,8 +23,10 @@
 #include "jobs/common.h"
 #include "jobs/job.h"
 #include "jobs/pipeline_report.h"
+#include "model/checkpoint.h"
 #include "model/convert_bench.h"
 #include "model/presets.h"
+#include "model/provenance.h"
 #include "search/coordinator.h"
 #include "train/evaluate.h"
 #include "train/merge_checkpoint.h"
@@ -46,6 +49,9 @@ constexpr int64_t kCalibImages = 2048;
 constexpr int64_t kEntropyTraceImages = 256;
 constexpr int64_t kBenchBatch = 256;
 constexpr int64_t kKeepCheckpoints = 2;
+// A shipped checkpoint's test top-1, re-measured, may differ from its record by this much (other
+// batch sizes sum in another order; 0.1 points = 10 of 10,000 images).
+constexpr double kProvenanceTolerancePoints = 0.1;
 
 // Thrown when a training stage stopped on SIGUSR1/SIGTERM: the pipeline ends here (exit 0) and the
 // same command resumes it.
@@ -101,6 +107,9 @@ class Pipeline {
  public:
   Pipeline(const Config& config, const dist::MpiSession& mpi) : base_(config), p_(base_.pipeline), mpi_(mpi) {
     model::use_default_preset(base_.model);
+    const ModelRequest& m = base_.model;
+    shipped_shape_ = m.preset == "vit_fmnist" && !m.img_size && !m.patch_size && !m.in_chans && !m.embed_dim &&
+                     !m.depth && !m.num_heads && !m.num_classes && !m.mlp_ratio;
   }
   void run();
 
@@ -115,6 +124,9 @@ class Pipeline {
   Config train_config(const std::string& dir, const std::string& weights, int64_t epochs, double lr) const;
   void train(const Config& c, const std::string& stage_name);
   void pretrain();
+  bool uses_shipped() const;
+  void trust(const std::string& weights, bool required);
+  void check_pretrained_top1();
   void analyse();
   void share_search();
   std::vector<PipelineRun> plan_runs();
@@ -130,6 +142,8 @@ class Pipeline {
   const PipelineConfig& p_;
   const dist::MpiSession& mpi_;
   std::string pretrained_;
+  bool shipped_shape_ = false;                   // the vit_fmnist preset as it is (a checkpoint of it is shipped)
+  std::optional<model::Provenance> provenance_;  // of the starting weights, when they carry one
   PipelineResults results_;
   Clock::time_point started_ = Clock::now();
 };
@@ -178,15 +192,41 @@ void Pipeline::train(const Config& c, const std::string& stage_name) {
   if (!result.finished) throw StoppedBySignal{stage_name};
 }
 
+// The default model on its dataset, asked for no other start: the shipped checkpoint.
+bool Pipeline::uses_shipped() const {
+  return p_.weights.empty() && !p_.pretrain_epochs && shipped_shape_ && base_.data.dataset == "fashion-mnist";
+}
+
+// Weights carrying a provenance record must still be what it describes; the shipped checkpoint
+// must carry one.
+void Pipeline::trust(const std::string& weights, bool required) {
+  provenance_ = model::read_provenance(weights);
+  if (!provenance_) {
+    if (required)
+      throw Error(cat(weights, ": no provenance metadata (", model::kMetaProvenance,
+                      "); remake it with scripts/pretrain_fmnist.sh"));
+    return;
+  }
+  ModelRequest request = base_.model;
+  request.weights = weights;
+  auto model = model::build_model(request, base_.runtime.seed);
+  model::check_provenance(*provenance_, weights, model, base_.data.dataset);
+  log_info(cat("pipeline: ", weights, ": made by vitslim ", provenance_->job, " at ", provenance_->commit, ", ",
+               provenance_->epochs, " epochs, seed ", provenance_->seed, ", recorded test top-1 ",
+               fmt(provenance_->top1), "%; tensors check out"));
+}
+
 void Pipeline::pretrain() {
-  if (!p_.weights.empty()) {
-    pretrained_ = p_.weights;
+  if (!p_.weights.empty() || uses_shipped()) {
+    pretrained_ = p_.weights.empty() ? kShippedFmnist : p_.weights;
+    if (!fs::exists(pretrained_)) throw Error(cat("pipeline: the shipped checkpoint ", pretrained_, " is missing"));
+    trust(pretrained_, uses_shipped());
     return;
   }
   const std::string dir = path("pretrain");
   pretrained_ = (fs::path(dir) / "final.safetensors").string();
   stage("pretrain", training_finished(dir), [&] {
-    Config c = train_config(dir, "", p_.pretrain_epochs, p_.pretrain_lr);
+    Config c = train_config(dir, "", p_.pretrain_epochs.value_or(kScratchPretrainEpochs), p_.pretrain_lr);
     c.train.warmup_epochs = kPretrainWarmupEpochs;
     train(c, "pretrain");
   });
@@ -321,6 +361,14 @@ void Pipeline::bench(const PipelineRun& run) {
   });
 }
 
+// The starting weights evaluate to what their provenance records (same test images).
+void Pipeline::check_pretrained_top1() {
+  if (!provenance_) return;
+  const int64_t images = p_.eval_images > 0 ? p_.eval_images : provenance_->eval_images;
+  const double top1 = results_.evals.at("pretrained").top1;
+  model::check_recorded_top1(*provenance_, pretrained_, top1, images, kProvenanceTolerancePoints);
+}
+
 void Pipeline::report() {
   if (mpi_.rank() != 0) return;
   ReportContext ctx;
@@ -331,8 +379,13 @@ void Pipeline::report() {
   ctx.pretrained = pretrained_;
   ctx.config_ini = config_to_ini(base_);
   ctx.world_size = mpi_.world_size();
-  ctx.pretrained_here = p_.weights.empty();
-  ctx.pretrain_epochs = p_.pretrain_epochs;
+  ctx.pretrained_here = p_.weights.empty() && !uses_shipped();
+  ctx.pretrain_epochs = p_.pretrain_epochs.value_or(kScratchPretrainEpochs);
+  if (provenance_) {
+    ctx.provenance =
+        cat("made by `vitslim ", provenance_->job, "` at commit ", provenance_->commit, ", ", provenance_->epochs,
+            " epochs, seed ", provenance_->seed, ", recorded test top-1 ", fmt(provenance_->top1), "%");
+  }
   ctx.finetune_epochs = p_.finetune_epochs;
   ctx.decay_epochs = p_.decay_epochs;
   ctx.seconds = std::chrono::duration<double>(Clock::now() - started_).count();
@@ -366,7 +419,8 @@ void Pipeline::run() {
   check_settings();
   mpi_.barrier();
   pretrain();
-  if (p_.weights.empty()) evaluate("pretrained", pretrained_);
+  evaluate("pretrained", pretrained_);
+  check_pretrained_top1();
   analyse();
   results_.runs = plan_runs();
   for (const PipelineRun& run : results_.runs) finetune(run);

@@ -32,6 +32,9 @@ void header(std::ostringstream& md, const ReportContext& ctx, const PipelineResu
   if (ctx.pretrained_here) {
     md << "Pretrained from scratch for " << ctx.pretrain_epochs << " epochs: top-1 "
        << fmt(r.evals.at("pretrained").top1) << "%.\n";
+  } else {
+    md << "Started from `" << ctx.pretrained << "`" << (ctx.provenance.empty() ? "" : " (" + ctx.provenance + ")")
+       << ": top-1 " << fmt(r.evals.at("pretrained").top1) << "% here.\n";
   }
   md << "Every row below is fine-tuned for " << ctx.finetune_epochs << " epochs from the same pretrained weights; "
      << "diluted blocks go from lambda 1 to 0 over the first " << fmt(ctx.decay_epochs)

@@ -36,6 +36,7 @@ struct PipelineResults {
 // What the report says about the run as a whole.
 struct ReportContext {
   std::string out_dir, preset, shape, dataset, pretrained, config_ini;
+  std::string provenance;  // of the starting weights, in words (empty: none)
   int world_size = 1;
   bool pretrained_here = true;  // pretrained from scratch by this pipeline
   int64_t pretrain_epochs = 0, finetune_epochs = 0;

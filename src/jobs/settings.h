@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,12 +11,20 @@
 
 namespace vitslim {
 
-// The whole method on one dataset (default Fashion-MNIST): pretrain, entropy, NOSE search, dilution
+// The shipped converged vit_fmnist (pretrained/README.md; scripts/pretrain_fmnist.sh remakes it).
+#ifndef VITSLIM_PRETRAINED_DIR
+#define VITSLIM_PRETRAINED_DIR "pretrained"
+#endif
+inline constexpr const char* kShippedFmnist = VITSLIM_PRETRAINED_DIR "/vit_fmnist.safetensors";
+inline constexpr int64_t kScratchPretrainEpochs = 3;  // another model or dataset without --pretrained
+
+// The whole method on one dataset (default Fashion-MNIST): pretrained weights (the shipped
+// converged vit_fmnist, --pretrained, or pretraining from scratch), entropy, NOSE search, dilution
 // fine-tuning per ratio plus ablations, merge, evaluation, benchmark, report. Resumable by stage.
 struct PipelineConfig {
   std::string out_dir = "runs/pipeline";
-  std::string weights;  // start from these weights instead of pretraining
-  int64_t pretrain_epochs = 3;
+  std::string weights;                     // start from these weights instead of pretraining
+  std::optional<int64_t> pretrain_epochs;  // pretrain from scratch (default: the shipped checkpoint)
   int64_t finetune_epochs = 2;
   double decay_epochs = 0.5;                 // lambda 1 -> 0 per step over this many fine-tuning epochs
   std::vector<double> ratios = {0.25, 0.5};  // NOSE removal ratios, each fine-tuned
@@ -29,8 +38,14 @@ struct PipelineConfig {
   void declare(Options& o) {
     o.group("pipeline", "Pipeline (every stage resumes from its files in --out-dir)");
     o.add_path("out-dir", out_dir, "all stages' outputs and report.md / report.json", PathRole::OutputDir);
-    o.add_path("pretrained", weights, "start from these weights instead of pretraining", PathRole::InputFile);
-    o.add("pretrain-epochs", pretrain_epochs, "pretraining from scratch", positive());
+    o.add_path("pretrained", weights,
+               "start from these weights (default for vit_fmnist on fashion-mnist: the shipped " +
+                   std::string(kShippedFmnist) + ", whose provenance is checked)",
+               PathRole::InputFile);
+    o.add("pretrain-epochs", pretrain_epochs,
+          "pretrain from scratch for this many epochs instead (default " + std::to_string(kScratchPretrainEpochs) +
+              " for models and datasets that have no shipped checkpoint)",
+          positive());
     o.add("finetune-epochs", finetune_epochs, "dilution fine-tuning per run (the unpruned baseline gets the same)",
           positive());
     o.add("decay-epochs", decay_epochs, "lambda goes 1 -> 0 per step over this many fine-tuning epochs", positive());
@@ -50,6 +65,9 @@ struct PipelineConfig {
                       "): the removed blocks need training after lambda reaches 0"));
     }
     if (ratios.empty()) throw Error("--ratios: at least one ratio is required");
+    if (pretrain_epochs && !weights.empty()) {
+      throw Error("--pretrained and --pretrain-epochs exclude each other: start from weights, or pretrain them");
+    }
   }
 };
 

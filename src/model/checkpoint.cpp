@@ -1,6 +1,8 @@
 // Implements checkpoint adaptation, strict loading and export (see checkpoint.h).
 #include "model/checkpoint.h"
 
+#include <cstdio>
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -220,10 +222,35 @@ std::map<std::string, std::string> model_metadata(VisionTransformer& model) {
   return meta;
 }
 
-void export_safetensors(VisionTransformer& model, const std::string& path) {
+void export_safetensors(VisionTransformer& model, const std::string& path,
+                        const std::map<std::string, std::string>& extra) {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().to(torch::kFloat));
-  write_safetensors(path, tensors, model_metadata(model));
+  auto metadata = model_metadata(model);
+  for (const auto& [key, value] : extra) metadata[key] = value;
+  write_safetensors(path, tensors, metadata);
+}
+
+namespace {
+constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
+constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
+void fnv(uint64_t& h, const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * kFnvPrime;
+}
+}  // namespace
+
+std::string weights_hash(VisionTransformer& model) {
+  uint64_t h = kFnvOffset;
+  for (const auto& p : model->named_parameters()) {
+    const at::Tensor t = p.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    fnv(h, p.key().data(), p.key().size());
+    for (int64_t d : t.sizes()) fnv(h, &d, sizeof d);
+    fnv(h, t.data_ptr(), static_cast<size_t>(t.numel()) * sizeof(float));
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
 }
 
 namespace {

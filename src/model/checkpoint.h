@@ -20,6 +20,8 @@ inline constexpr const char* kMetaRemovedLayers = "vitslim.removed_layers";  // 
 inline constexpr const char* kMetaNumHeads = "vitslim.num_heads";
 inline constexpr const char* kMetaImgSize = "vitslim.img_size";
 inline constexpr const char* kMetaResidualFolded = "vitslim.residual_folded";  // "1": removed blocks are x -> x
+// JSON: how the weights were made (job, settings, source commit, test top-1, weights_hash).
+inline constexpr const char* kMetaProvenance = "vitslim.provenance";
 
 ShapeFromWeights shape_from_weights(const StateDict& weights);
 // Removed layers recorded in the file's metadata (empty if none).
@@ -35,8 +37,13 @@ void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions
 // The metadata that makes a weights file self-describing: removed layers, heads, image size,
 // whether the residual factors are folded.
 std::map<std::string, std::string> model_metadata(VisionTransformer& model);
-// All parameters with timm names (float32, contiguous) + model_metadata, written atomically.
-void export_safetensors(VisionTransformer& model, const std::string& path);
+// All parameters with timm names (float32, contiguous) + model_metadata + `extra`, written
+// atomically.
+void export_safetensors(VisionTransformer& model, const std::string& path,
+                        const std::map<std::string, std::string>& extra = {});
+// FNV-1a over every parameter's name, shape and float32 bytes, as 16 hex digits: which weights
+// these are (a teacher's identity, a shipped checkpoint's provenance).
+std::string weights_hash(VisionTransformer& model);
 
 // Builds a model for `shape`, applies removed layers, seeds init with `seed`, loads weights if
 // `request.weights` is set. The one entry point jobs use.

@@ -60,7 +60,7 @@ MicroBatch TrainBatches::next(uint64_t stream, c10::Device device, double& secon
   const auto mix = data::draw_mix(s_.mixup, batch.images.size(2), batch.images.size(3),
                                   data::mix_seed(s_.seed ^ kSaltMix, static_cast<uint64_t>(s_.rank), stream));
   // Copied on a side stream (a GPU), then mixed where the model is.
-  MicroBatch out{cuda::to_device(batch.images, device), at::Tensor()};                              // [B, C, H, W]
+  MicroBatch out{cuda::to_device(batch.images, device), at::Tensor(), at::Tensor()};                // [B, C, H, W]
   out.targets = data::apply_mix(out.images, cuda::to_device(batch.labels, device), mix, s_.mixup);  // [B, K]
   seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;

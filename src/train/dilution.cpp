@@ -45,9 +45,9 @@ bool all_removed(model::VisionTransformer& model, const std::vector<int64_t>& la
 }
 
 void export_model(model::VisionTransformer& model, NamedTensors& params, const std::map<std::string, at::Tensor>* ema,
-                  const std::string& path) {
+                  const std::string& path, const std::map<std::string, std::string>& metadata) {
   if (!ema) {
-    model::export_safetensors(model, path);
+    model::export_safetensors(model, path, metadata);
     return;
   }
   torch::NoGradGuard no_grad;
@@ -56,7 +56,7 @@ void export_model(model::VisionTransformer& model, NamedTensors& params, const s
     saved[n] = p.detach().clone();
     p.copy_(ema->at(n));
   }
-  model::export_safetensors(model, path);
+  model::export_safetensors(model, path, metadata);
   for (auto& [n, p] : params) p.copy_(saved[n]);
 }
 

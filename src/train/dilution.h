@@ -27,6 +27,6 @@ bool all_removed(model::VisionTransformer& model, const std::vector<int64_t>& la
 // Writes `model` to `path` (.safetensors), with the EMA weights in place of `params` when `ema` is
 // given; the parameters are put back afterwards.
 void export_model(model::VisionTransformer& model, NamedTensors& params, const std::map<std::string, at::Tensor>* ema,
-                  const std::string& path);
+                  const std::string& path, const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace vitslim::train

@@ -51,6 +51,11 @@ void check_resume_settings(const Checkpoint& ckpt, const RunIdentity& run) {
     throw Error(cat("checkpoint ", ckpt.path, " was trained with a global batch of ", s.global_batch, ", not ",
                     run.global_batch, " (batch x ranks x accum-steps); the schedule would change"));
   }
+  if (s.teacher != run.teacher) {
+    const auto name = [](const std::string& t) { return t.empty() ? std::string("no distillation") : t; };
+    throw Error(cat("checkpoint ", ckpt.path, " was trained with ", name(s.teacher), ", not ", name(run.teacher),
+                    "; resume with the same --teacher and --distill settings"));
+  }
   if (s.world_size != run.world_size) {
     log_warn(cat("checkpoint ", ckpt.path, " was written by ", s.world_size, " rank(s), resuming on ", run.world_size,
                  ": the data order differs from an uninterrupted run"));

@@ -31,9 +31,10 @@ struct RunIdentity {
   uint64_t seed = 0;
   int64_t global_batch = 0;
   int world_size = 1;
+  std::string teacher;  // distillation identity (empty: none)
   std::string config;
 };
-// Another selection, seed or global batch would silently train something else: an error. Another
+// Another selection, seed, global batch or teacher would silently train something else: an error. Another
 // rank count or other settings are named in a warning.
 void check_resume_settings(const Checkpoint& ckpt, const RunIdentity& run);
 

@@ -13,6 +13,13 @@
 
 namespace vitslim {
 
+// Knowledge distillation from a frozen teacher (train/distill.h).
+enum class Distill { None, Soft, Hard };
+inline const EnumNames<Distill> kDistillNames = {
+    {Distill::None, "none"}, {Distill::Soft, "soft"}, {Distill::Hard, "hard"}};
+inline const char* to_string(Distill d) { return enum_name(kDistillNames, d); }
+inline constexpr const char* kTeacherStart = "start";  // --teacher start: the weights the run starts from
+
 struct TrainConfig {
   std::vector<int64_t> dilute_layers;  // blocks whose attention dilutes into identity and is removed
   int64_t epochs = 30;
@@ -31,6 +38,10 @@ struct TrainConfig {
   double smoothing = 0.1;   // label smoothing
   double mixup = 0.8, cutmix = 1.0, mixup_prob = 1.0, mixup_switch_prob = 0.5;
   int64_t repeated_aug = 1;  // DeiT's repeated augmentation (3 for ImageNet)
+  std::string teacher;       // weights file, or kTeacherStart; empty: none
+  Distill distill = Distill::None;
+  double distill_alpha = 0.5;  // weight of the distillation term (DeiT: 0.5)
+  double distill_tau = 1.0;    // softmax temperature of soft distillation (DeiT: 1.0)
   bool drop_last = true;
   int64_t eval_images = 0;       // first N test images per evaluation (0: all)
   int64_t entropy_images = 256;  // calibration images for the per-epoch entropy trace (0: off)
@@ -74,6 +85,15 @@ struct TrainConfig {
           closed(0, 1));
     o.add("repeated-aug", repeated_aug,
           "repeated augmentation: each image this many times per epoch, on different ranks (DeiT: 3)", positive());
+    o.add_path("teacher", teacher,
+               "frozen teacher of --distill: a weights file, or 'start' for the weights the run starts from (before "
+               "any attention dilutes)",
+               PathRole::InputFile);
+    o.add_enum("distill", distill,
+               "distillation from --teacher: soft (KL at --distill-tau), hard (teacher's arg-max class, DeiT), none",
+               kDistillNames);
+    o.add("distill-alpha", distill_alpha, "loss = (1 - alpha) CE + alpha distillation", closed(0, 1));
+    o.add("distill-tau", distill_tau, "temperature of soft distillation (the KL is scaled by tau^2)", positive());
     o.add_switch("drop-last", drop_last, "drop the last incomplete global batch of an epoch");
     o.add("eval-images", eval_images, "test images per evaluation (0: all)", at_least(0));
     o.add("entropy-images", entropy_images, "calibration images of the per-epoch entropy trace (0: off)", at_least(0));
@@ -103,6 +123,12 @@ struct TrainConfig {
     }
     if (out_dir.empty()) throw Error("--out-dir is required");
     if (bf16 && device != Device::Cuda) throw Error("--bf16 needs --device cuda");
+    if (distill != Distill::None && teacher.empty()) {
+      throw Error(cat("--distill ", to_string(distill), " needs --teacher FILE or --teacher start"));
+    }
+    if (distill == Distill::None && !teacher.empty()) {
+      throw Error(cat("--teacher ", teacher, " is used only with --distill soft or --distill hard"));
+    }
   }
 };
 

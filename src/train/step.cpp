@@ -7,7 +7,6 @@
 
 #include "core/error.h"
 #include "model/autocast.h"
-#include "train/loss.h"
 
 namespace vitslim::train {
 
@@ -24,7 +23,7 @@ StepLoss backward_step(model::VisionTransformer& model, NamedTensors& params, co
     torch::Tensor loss;
     {
       model::CudaBf16Autocast autocast(batch.images.is_cuda() && options.bf16);
-      loss = soft_cross_entropy(model->forward(batch.images), batch.targets);  // logits [B, K] -> []
+      loss = training_loss(model->forward(batch.images), batch.teacher, batch.targets, options.distill);  // -> []
     }
     const at::Tensor value = loss.detach().to(torch::kFloat64);
     loss_sum = loss_sum.defined() ? loss_sum + value : value;

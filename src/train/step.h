@@ -1,8 +1,8 @@
 // The arithmetic of one optimizer step, apart from the trainer's bookkeeping so that a unit test
 // (the golden test against PyTorch + timm) calls the very code training runs:
 //   backward_step: accum_steps micro-batches, each forward (bf16 autocast on CUDA when asked) ->
-//     soft-target cross-entropy -> backward of loss / accum_steps; gradients start afresh and, with a
-//     reducer, are averaged over ranks while backward runs;
+//     soft-target cross-entropy (mixed with a teacher's distillation term, distill.h) -> backward of loss /
+//     accum_steps; gradients start afresh and, with a reducer, are averaged over ranks while backward runs;
 //   update_step: global-norm clipping, AdamW at the step's learning rate, then the EMA, all
 //     skipped on the device when the step's loss or gradients were not finite.
 // Nothing here copies a value to the host: on a GPU the step is queued without waiting for it.
@@ -22,6 +22,7 @@
 #include "dist/mpi_session.h"
 #include "dist/reducer.h"
 #include "model/vit.h"
+#include "train/loss.h"
 #include "train/optimizer.h"
 
 namespace vitslim::train {
@@ -31,6 +32,7 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 struct MicroBatch {
   at::Tensor images;   // [B, C, H, W] on the model's device, mixed
   at::Tensor targets;  // [B, K] soft targets
+  at::Tensor teacher;  // [B, K] the teacher's logits on `images` (undefined: no distillation)
 };
 
 struct StepOptions {
@@ -38,6 +40,7 @@ struct StepOptions {
   double clip_grad = 0;  // 0: off
   double ema_decay = 0;  // 0: off
   bool bf16 = false;     // CUDA autocast
+  DistillLoss distill;   // kind None: soft-target cross-entropy alone
 };
 
 struct StepLoss {

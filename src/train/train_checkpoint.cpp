@@ -47,7 +47,8 @@ void write_checkpoint(const std::string& path, const TrainState& s,
                       {"epoch_images", s.epoch_images},
                       {"epoch_seconds", s.epoch_seconds},
                       {"dilute_layers", s.dilute_layers},
-                      {"global_batch", s.global_batch}};
+                      {"global_batch", s.global_batch},
+                      {"teacher", s.teacher}};
   model_metadata[kTrainStateKey] = json_text(j, -1);
   model::write_safetensors(path, tensors, model_metadata);
 }
@@ -78,6 +79,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     s.epoch_seconds = j.at("epoch_seconds").get<double>();
     s.dilute_layers = j.at("dilute_layers").get<std::vector<int64_t>>();
     s.global_batch = j.at("global_batch").get<int64_t>();
+    s.teacher = j.value("teacher", std::string());  // absent in checkpoints of runs before distillation
     if (s.modes.size() != s.lambdas.size())
       throw Error(cat("checkpoint ", path, ": modes and lambdas differ in length"));
   } catch (const nlohmann::json::exception& e) {

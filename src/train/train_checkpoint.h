@@ -35,7 +35,8 @@ struct TrainState {
   int64_t global_batch = 0;
   int world_size = 1;
   uint64_t seed = 0;
-  std::string config;  // resolved INI of the run that wrote it
+  std::string teacher;  // distillation identity (kind, alpha, tau, teacher hash); empty: none
+  std::string config;   // resolved INI of the run that wrote it
 };
 
 struct Checkpoint {

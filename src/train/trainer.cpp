@@ -19,14 +19,17 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/cpu_memory.h"
 #include "core/dir_lock.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/signals.h"
+#include "core/version.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
 #include "dist/communicator.h"
@@ -38,6 +41,7 @@
 #include "model/presets.h"
 #include "train/batches.h"
 #include "train/dilution.h"
+#include "train/distill.h"
 #include "train/evaluate.h"
 #include "train/plan.h"
 #include "train/resume.h"
@@ -93,12 +97,22 @@ class Trainer {
   void record_epoch(const EpochRow& row, const std::vector<double>& lambdas);
   void save_checkpoint();
   // A deployable model file in --out-dir: parameters (or their EMA), removed layers in the metadata.
-  void export_model(const std::string& name, bool ema) {
-    train::export_model(model_, params_, ema ? &ema_ : nullptr, (fs::path(t_.out_dir) / name).string());
+  void export_model(const std::string& name, bool ema, const std::map<std::string, std::string>& metadata = {}) {
+    train::export_model(model_, params_, ema ? &ema_ : nullptr, (fs::path(t_.out_dir) / name).string(), metadata);
   }
+  // final.safetensors' provenance (model::kMetaProvenance): what made it and its last evaluation.
+  std::map<std::string, std::string> provenance();
   void write_summary(bool finished);
   double current_lambda(int64_t epoch) const { return plan_.lambda.at(epoch, state_.global_step); }
-  StepOptions step_options() const { return {t_.accum_steps, t_.clip_grad, t_.ema_decay, t_.bf16}; }
+  StepOptions step_options() const {
+    return {t_.accum_steps, t_.clip_grad, t_.ema_decay, t_.bf16, {t_.distill, t_.distill_alpha, t_.distill_tau}};
+  }
+  // What teaches this run, for its identity: empty without distillation.
+  std::string teacher_identity() const {
+    if (!teacher_) return "";
+    return cat(to_string(t_.distill), " distillation (alpha ", fmt(t_.distill_alpha), ", tau ", fmt(t_.distill_tau),
+               ") from teacher ", teacher_->fingerprint());
+  }
 
   TrainInputs c_;
   const TrainConfig& t_;
@@ -106,6 +120,7 @@ class Trainer {
   std::unique_ptr<dist::Communicator> comm_;
   torch::Device device_{torch::kCPU};
   model::VisionTransformer model_{nullptr};
+  std::unique_ptr<Teacher> teacher_;  // --distill soft|hard
   std::unique_ptr<data::Dataset> train_set_, eval_set_;
   data::Normalisation norm_;
   std::unique_ptr<TrainBatches> batches_;
@@ -155,6 +170,10 @@ void Trainer::setup_model() {
     if (model_->block(b)->mode() == model::AttentionMode::Removed) {
       throw Error(cat("--remove-layers: block ", b, "'s attention is already removed in ", c_.model.weights));
     }
+  }
+  if (t_.distill != Distill::None) {
+    teacher_ = std::make_unique<Teacher>(t_.teacher, c_.model, shape, c_.runtime.seed, device_);
+    log_info(cat("train: ", teacher_identity(), " (", teacher_->file(), ")"));
   }
 }
 
@@ -228,13 +247,14 @@ void Trainer::resume_or_start() {
   state_.config = c_.config_ini;
   state_.dilute_layers = t_.dilute_layers;
   state_.global_batch = plan_.global_batch;
+  state_.teacher = teacher_identity();
   if (!ckpt) {
     if (t_.resume) log_info(cat("--resume: no checkpoint in ", checkpoint_dir(t_.out_dir), ", starting from scratch"));
     apply_lambda(current_lambda(0));
   } else {
     restore_modes(*ckpt, model_);
-    check_resume_settings(*ckpt,
-                          {t_.dilute_layers, c_.runtime.seed, plan_.global_batch, mpi_.world_size(), state_.config});
+    check_resume_settings(*ckpt, {t_.dilute_layers, c_.runtime.seed, plan_.global_batch, mpi_.world_size(),
+                                  state_.teacher, state_.config});
     restore_progress(ckpt->state, state_);
     rebuild_parameters();
     restore_tensors(*ckpt, params_, t_.ema_decay > 0, device_, *optimizer_, ema_);
@@ -275,7 +295,10 @@ bool Trainer::train_step(int64_t epoch) {
   const StepLoss step = backward_step(
       model_, params_, step_options(),
       [&](int64_t m) {
-        return batches_->next(static_cast<uint64_t>(state_.global_step * t_.accum_steps + m), device_, data_seconds);
+        MicroBatch batch =
+            batches_->next(static_cast<uint64_t>(state_.global_step * t_.accum_steps + m), device_, data_seconds);
+        if (teacher_) batch.teacher = teacher_->logits(batch.images, t_.bf16);  // [B, K], same mixed images
+        return batch;
       },
       seed_of, reducer_.get());
   const at::Tensor norm = grad_norm(params_);  // of the averaged gradients: the same on every rank
@@ -488,7 +511,7 @@ TrainResult Trainer::run_steps() {
   train_set_->bad_images().summarise(train_set_->name());
   eval_set_->bad_images().summarise(eval_set_->name());
   if (mpi_.rank() == 0) {
-    export_model("final.safetensors", false);
+    export_model("final.safetensors", false, provenance());
     if (t_.ema_decay > 0) export_model("final-ema.safetensors", true);
     trace_->commit();
     write_summary(true);
@@ -500,6 +523,22 @@ TrainResult Trainer::run_steps() {
                      : std::string("; no epoch ran with every diluted block removed")));
   }
   return {true, 0, t_.out_dir, state_.best_top1};
+}
+
+std::map<std::string, std::string> Trainer::provenance() {
+  const nlohmann::json j = {
+      {"job", "train"},
+      {"version", kVersion},
+      {"commit", kSourceCommit},
+      {"dataset", c_.data.dataset},
+      {"seed", c_.runtime.seed},
+      {"epochs", t_.epochs},
+      {"world_size", mpi_.world_size()},
+      {"eval", {{"split", "test"}, {"images", eval_images_}, {"top1", last_top1_}}},
+      {"tensors", model::weights_hash(model_)},
+      {"settings", c_.config_ini},
+  };
+  return {{model::kMetaProvenance, json_text(j, -1)}};
 }
 
 }  // namespace

@@ -56,7 +56,7 @@ std::map<std::string, torch::Tensor> gradients(m::VisionTransformer& model, t::N
   std::vector<t::MicroBatch> batches;
   for (int64_t k = 0; k < accum; ++k) {
     batches.push_back({torch::randn({kBatch, s.in_chans, s.img_size, s.img_size}, cuda),
-                       torch::softmax(torch::randn({kBatch, s.num_classes}, cuda), 1)});
+                       torch::softmax(torch::randn({kBatch, s.num_classes}, cuda), 1), torch::Tensor()});
   }
   t::StepOptions options;
   options.accum_steps = accum;

@@ -60,7 +60,7 @@ TEST(TrainGolden, ThreeStepsMatchPyTorchAdamW) {
     const auto step = t::backward_step(
         model, params, options,
         [&](int64_t) {
-          return t::MicroBatch{images, targets};
+          return t::MicroBatch{images, targets, torch::Tensor()};
         },
         [](int64_t) { return uint64_t{0}; }, nullptr);
     const double loss = step.loss.item<double>();
