@@ -103,6 +103,34 @@ def write_distill_golden(path):
     save_file(result, path)
 
 
+def write_criteria_golden(fixture, path):
+    """Per-block scores of the search criteria on the golden model in timm, over 8 random images:
+    cosine = 1 - mean over tokens of cos(x, x + attn(norm1(x))) (LLM-Drop), bi = 1 - mean of
+    cos(x, block(x)) (ShortGPT), entropy = sum_c ln sigma_c of the attention branch's rows."""
+    import torch.nn.functional as F
+    from make_golden import SHAPE
+
+    model = timm.models.vision_transformer.VisionTransformer(**SHAPE, mlp_ratio=4.0, qkv_bias=True)
+    model.load_state_dict(load_file(os.path.join(fixture, "golden_vit_test.safetensors")))
+    model.eval()
+    torch.manual_seed(13)
+    images = torch.randn(8, SHAPE["in_chans"], SHAPE["img_size"], SHAPE["img_size"])
+    cosine, bi, entropy = [], [], []
+    with torch.no_grad():
+        x = model._pos_embed(model.patch_embed(images))
+        for block in model.blocks:
+            a = block.attn(block.norm1(x))
+            y = block(x)
+            cosine.append(1 - F.cosine_similarity(x, x + a, dim=-1).mean().item())
+            bi.append(1 - F.cosine_similarity(x, y, dim=-1).mean().item())
+            rows = a.reshape(-1, a.shape[-1]).double()
+            entropy.append(torch.log(rows.var(0, unbiased=False).sqrt()).sum().item())
+            x = y
+    save_file({"images": images, "cosine": torch.tensor(cosine, dtype=torch.float64),
+               "bi": torch.tensor(bi, dtype=torch.float64), "entropy": torch.tensor(entropy, dtype=torch.float64)},
+              path)
+
+
 def write_train_checkpoint(sd, path):
     """What DeiT's main.py saves each epoch: model, optimizer, lr_scheduler, epoch, model_ema,
     scaler and the argparse Namespace, plus a numpy scalar as timm's metric."""
@@ -220,6 +248,7 @@ def main():
         save_file({"input": images, "logits": logits}, out(f"{short}_expected.safetensors"))
     write_train_golden(args.fixture, out("train_golden.safetensors"))
     write_distill_golden(out("distill_golden.safetensors"))
+    write_criteria_golden(args.fixture, out("criteria_golden.safetensors"))
     print(f"test checkpoints written to {args.out}")
 
 

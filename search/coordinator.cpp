@@ -318,8 +318,8 @@ void Search::search_sets() {
   }
 }
 
-// Every rank scores the layers on the whole calibration set (one forward pass; the same numbers
-// everywhere), takes each count's least important layers, and the sets' TE is scored in rounds.
+// Every rank scores the layers on the whole calibration set (one forward pass), rank 0's least
+// important layers of each count are taken, and the sets' TE is scored in rounds.
 void Search::rank_sets() {
   layer_scores_ = layer_scores(
       c_.search.criterion, *model_, shards_, [this](int64_t i) { return shard_images(i); }, c_.runtime.seed);
@@ -330,7 +330,9 @@ void Search::rank_sets() {
   std::sort(sizes.begin(), sizes.end());
   sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
   for (int64_t k : sizes) {
-    const LayerSet set = least_important(layer_scores_, allowed_, k);
+    // Rank 0's choice for everyone (the scores agree, but not necessarily to the last bit).
+    const auto mask = mpi_.broadcast({static_cast<int64_t>(mask_of(least_important(layer_scores_, allowed_, k)))});
+    const LayerSet set = set_of_mask(static_cast<uint64_t>(mask.at(0)));
     auto scored = round(k, {Evaluation{set, {}}});
     if (mpi_.rank() == 0) record_step(k, scored, scored);
   }

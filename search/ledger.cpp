@@ -96,7 +96,12 @@ void Ledger::create_series() {
                        "per requested ratio: [ratio, count, layer mask, entropy, TE]");
   trace_->create_array("/search/full_entropy", {1}, "H(G | full model)");
   trace_->create_array("/search/complete", {1}, "1 when the search finished");
+  if (!c_.search.nose()) {
+    trace_->create_array("/search/layer_scores", {depth_},
+                         cat("per block: the ", to_string(c_.search.criterion), " score (lowest removed first)"));
+  }
   trace_->set_attribute("/search", "estimator", to_string(c_.search.estimator));
+  trace_->set_attribute("/search", "criterion", to_string(c_.search.criterion));
   trace_->set_attribute("/search", "depth", std::to_string(depth_));
   trace_->start_swmr();
 }

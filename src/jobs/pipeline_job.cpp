@@ -1,11 +1,13 @@
 // `vitslim pipeline`: the method end to end on one dataset (default Fashion-MNIST with the
 // vit_fmnist preset): start from pretrained weights (the shipped converged vit_fmnist, whose
-// provenance is checked, or --pretrained), or pretrain from scratch (--pretrain-epochs), entropy, NOSE search per
-// ratio, dilution fine-tuning per ratio plus the unpruned model and (at the largest ratio) a random and a first-k
-// choice with the same budget, merge, evaluation on the test split, benchmark, and a report (jobs/pipeline_report.h).
-// Stages run in-process with configurations derived from the pipeline's own and pass their typed results on in memory;
-// each stage's files in --out-dir mark it done, so a rerun resumes, and a reused stage's result is read back from its
-// file.
+// provenance is checked, or --pretrained), or pretrain from scratch (--pretrain-epochs); entropy;
+// the NOSE search per ratio and the other --criteria at the largest ratio; dilution fine-tuning of
+// every row (unpruned, NOSE per ratio, NOSE + distillation from the starting weights, each other
+// criterion), each repeated for --seeds seeds; merge, evaluation on the test split, benchmark, and
+// a report with mean and std over the seeds (jobs/pipeline_report.h). Stages run in-process with
+// configurations derived from the pipeline's own and pass their typed results on in memory; each
+// stage's files in --out-dir mark it done, so a rerun resumes, and a reused stage's result is read
+// back from its file.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -41,7 +43,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr uint64_t kAblationSalt = 0x72616e64ULL;  // the random choice of the ablation
 constexpr double kPretrainWarmupEpochs = 0.3;
 constexpr double kFinetuneWarmupEpochs = 0.1;
 constexpr double kLabelSmoothing = 0.1;
@@ -128,11 +129,13 @@ class Pipeline {
   void trust(const std::string& weights, bool required);
   void check_pretrained_top1();
   void analyse();
-  void share_search();
+  search::SearchResult search_stage(Criterion criterion, const std::vector<double>& ratios, const std::string& stem);
+  void share(search::SearchResult& result, const std::vector<double>& ratios);
+  double largest_ratio() const { return *std::max_element(p_.ratios.begin(), p_.ratios.end()); }
   std::vector<PipelineRun> plan_runs();
-  void finetune(const PipelineRun& run);
-  void merge(const PipelineRun& run, const std::string& dir, const std::string& compact);
-  void evaluate(const std::string& name, const std::string& weights);
+  void finetune(const PipelineRun& run, int64_t seed_index);
+  void merge(const std::string& name, const std::string& dir, const std::string& compact);
+  EvalOutcome evaluate(const std::string& name, const std::string& weights, const std::string& out);
   void bench(const PipelineRun& run);
   std::unique_ptr<DirLock> out_lock_;  // rank 0: --out-dir is this pipeline's alone
   void report();
@@ -242,82 +245,100 @@ void Pipeline::analyse() {
     find_job("entropy").validate(c);
     entropy::run_entropy(c.model, c.data, c.entropy, c.runtime, config_to_ini(c), mpi_);
   });
-  const bool searched = fs::exists(path("search.json"));
-  if (searched) results_.search = read_search(path("search.json"));
-  stage("search", searched, [&] {
+  results_.search = search_stage(Criterion::Nose, p_.ratios, "search");
+  for (Criterion criterion : p_.other_criteria()) {
+    const std::string name = to_string(criterion);
+    results_.criteria.emplace_back(name, search_stage(criterion, {largest_ratio()}, "search-" + name));
+  }
+}
+
+// One search stage: <stem>.json and <stem>.h5; every rank gets the selections.
+search::SearchResult Pipeline::search_stage(Criterion criterion, const std::vector<double>& ratios,
+                                            const std::string& stem) {
+  const std::string json_file = path(stem + ".json");
+  search::SearchResult result;
+  const bool done = fs::exists(json_file);
+  if (done) result = read_search(json_file);
+  stage(criterion == Criterion::Nose ? "search" : cat("search ", to_string(criterion)), done, [&] {
     Config c = stage_config("search");
     c.model.weights = pretrained_;
     c.data.calib_images = kCalibImages;
-    c.search.ratios = p_.ratios;
-    c.search.out = path("search.h5");
-    c.search.json = path("search.json");
+    c.search.criterion = criterion;
+    c.search.ratios = ratios;
+    c.search.out = path(stem + ".h5");
+    c.search.json = json_file;
     find_job("search").validate(c);
-    results_.search = search::run_search({c.model, c.data, c.search, c.runtime, config_to_ini(c)}, mpi_);
-    share_search();
+    result = search::run_search({c.model, c.data, c.search, c.runtime, config_to_ini(c)}, mpi_);
+    share(result, ratios);
   });
+  return result;
 }
 
-// Rank 0 holds the search result; every rank fine-tunes with its layers.
-void Pipeline::share_search() {
+// Rank 0 holds a search's result; every rank fine-tunes with its layers.
+void Pipeline::share(search::SearchResult& result, const std::vector<double>& ratios) {
   std::vector<int64_t> packed;  // per ratio: count, then the layers
-  for (const auto& s : results_.search.selections) {
+  for (const auto& s : result.selections) {
     packed.push_back(static_cast<int64_t>(s.layers.size()));
     packed.insert(packed.end(), s.layers.begin(), s.layers.end());
   }
   packed = mpi_.broadcast(packed);
   if (mpi_.rank() == 0) return;
-  results_.search.selections.clear();
+  result.selections.clear();
   for (size_t i = 0, r = 0; i < packed.size(); ++r) {
     const auto n = static_cast<size_t>(packed[i++]);
     std::vector<int64_t> layers(packed.begin() + static_cast<std::ptrdiff_t>(i),
                                 packed.begin() + static_cast<std::ptrdiff_t>(i + n));
-    results_.search.selections.push_back({p_.ratios.at(r), static_cast<int64_t>(n), layers, 0, 0});
+    result.selections.push_back({ratios.at(r), static_cast<int64_t>(n), layers, 0, 0});
     i += n;
   }
 }
 
+// Unpruned, NOSE per ratio, NOSE + distillation and every other criterion at the largest ratio.
 std::vector<PipelineRun> Pipeline::plan_runs() {
-  std::vector<PipelineRun> runs = {{"unpruned", "none", 0.0, {}}};
+  std::vector<PipelineRun> runs = {{"unpruned", "none", 0.0, {}, false}};
+  const double largest = largest_ratio();
+  std::vector<int64_t> nose_largest;
   for (const search::Selection& s : results_.search.selections) {
-    runs.push_back({"nose-" + ratio_name(s.ratio), "nose", s.ratio, s.layers});
+    runs.push_back({"nose-" + ratio_name(s.ratio), "nose", s.ratio, s.layers, false});
+    if (s.ratio == largest) nose_largest = s.layers;
   }
-  if (p_.ablation) {
-    const double r = *std::max_element(p_.ratios.begin(), p_.ratios.end());
-    const auto k = static_cast<int64_t>(runs.back().layers.size());
-    const int64_t depth = model::preset(base_.model.preset).depth;
-    // A seeded random choice of the same size, and the first k blocks.
-    std::vector<int64_t> random = data::shuffled_prefix(depth, k, data::mix_seed(base_.runtime.seed, kAblationSalt));
-    std::sort(random.begin(), random.end());
-    std::vector<int64_t> first(static_cast<size_t>(k));
-    for (int64_t i = 0; i < k; ++i) first[static_cast<size_t>(i)] = i;
-    runs.push_back({"random-" + ratio_name(r), "random", r, random});
-    runs.push_back({"first-" + ratio_name(r), "first", r, first});
+  if (p_.distill.kind != Distill::None) {
+    runs.push_back({"nose-" + ratio_name(largest) + "+kd", "nose", largest, nose_largest, true});
+  }
+  for (const auto& [name, result] : results_.criteria) {
+    runs.push_back({name + "-" + ratio_name(largest), name, largest, result.selections.at(0).layers, false});
   }
   return runs;
 }
 
-void Pipeline::finetune(const PipelineRun& run) {
-  const std::string dir = path("finetune-" + run.name);
-  stage("finetune " + run.name, training_finished(dir), [&] {
+// Seed k of a row: its own directory, seed --seed + k; the row's compact model and evaluation.
+void Pipeline::finetune(const PipelineRun& run, int64_t seed_index) {
+  const std::string tag = run.name + "-seed" + std::to_string(seed_index);
+  const std::string dir = path("finetune-" + tag);
+  stage("finetune " + tag, training_finished(dir), [&] {
     Config c = train_config(dir, pretrained_, p_.finetune_epochs, p_.finetune_lr);
+    c.runtime.seed = base_.runtime.seed + static_cast<uint64_t>(seed_index);
     c.train.warmup_epochs = kFinetuneWarmupEpochs;
     c.train.dilute_layers = run.layers;
     c.train.decay_epochs = p_.decay_epochs;
     c.train.lambda_per_step = true;
-    train(c, "finetune " + run.name);
+    if (run.distill) {
+      c.train.teacher = kTeacherStart;  // the pretrained weights, before any attention dilutes
+      c.train.distill = p_.distill;
+    }
+    train(c, "finetune " + tag);
   });
-  if (run.layers.empty()) {
-    evaluate(run.name, (fs::path(dir) / "final.safetensors").string());
-    return;
+  std::string weights = (fs::path(dir) / "final.safetensors").string();
+  if (!run.layers.empty()) {
+    weights = path("compact-" + tag + ".safetensors");
+    merge(tag, dir, weights);
   }
-  const std::string compact = path("compact-" + run.name + ".safetensors");
-  merge(run, dir, compact);
-  evaluate(run.name, compact);
-  bench(run);
+  results_.evals[run.name].push_back(evaluate("eval " + tag, weights, path("eval-" + tag + ".json")));
+  if (!run.layers.empty() && seed_index == 0) bench(run);
 }
 
-void Pipeline::merge(const PipelineRun& run, const std::string& dir, const std::string& compact) {
-  stage("merge " + run.name, fs::exists(compact), [&] {
+void Pipeline::merge(const std::string& name, const std::string& dir, const std::string& compact) {
+  stage("merge " + name, fs::exists(compact), [&] {
     Config c = stage_config("merge");
     const auto steps = train::list_checkpoints(dir);
     if (steps.empty()) throw Error(cat("pipeline: ", dir, " has no checkpoint to merge"));
@@ -328,11 +349,11 @@ void Pipeline::merge(const PipelineRun& run, const std::string& dir, const std::
   });
 }
 
-void Pipeline::evaluate(const std::string& name, const std::string& weights) {
-  const std::string out = path("eval-" + name + ".json");
+EvalOutcome Pipeline::evaluate(const std::string& name, const std::string& weights, const std::string& out) {
   const bool done = fs::exists(out);
-  if (done) results_.evals[name] = read_eval(out);
-  stage("eval " + name, done, [&] {
+  EvalOutcome outcome;
+  if (done) outcome = read_eval(out);
+  stage(name, done, [&] {
     Config c = stage_config("eval");
     c.model.weights = weights;
     c.data.split = "test";
@@ -340,8 +361,9 @@ void Pipeline::evaluate(const std::string& name, const std::string& weights) {
     c.eval.json = out;
     find_job("eval").validate(c);
     const train::EvalCounts n = train::run_eval(c.model, c.data, c.eval, c.runtime, mpi_);
-    results_.evals[name] = {n.top1_percent(), n.top5_percent(), n.mean_loss()};
+    outcome = {n.top1_percent(), n.top5_percent(), n.mean_loss()};
   });
+  return outcome;
 }
 
 void Pipeline::bench(const PipelineRun& run) {
@@ -365,7 +387,7 @@ void Pipeline::bench(const PipelineRun& run) {
 void Pipeline::check_pretrained_top1() {
   if (!provenance_) return;
   const int64_t images = p_.eval_images > 0 ? p_.eval_images : provenance_->eval_images;
-  const double top1 = results_.evals.at("pretrained").top1;
+  const double top1 = results_.pretrained.top1;
   model::check_recorded_top1(*provenance_, pretrained_, top1, images, kProvenanceTolerancePoints);
 }
 
@@ -388,6 +410,8 @@ void Pipeline::report() {
   }
   ctx.finetune_epochs = p_.finetune_epochs;
   ctx.decay_epochs = p_.decay_epochs;
+  ctx.seeds = p_.seeds;
+  ctx.first_seed = base_.runtime.seed;
   ctx.seconds = std::chrono::duration<double>(Clock::now() - started_).count();
   write_pipeline_report(ctx, results_);
 }
@@ -419,11 +443,13 @@ void Pipeline::run() {
   check_settings();
   mpi_.barrier();
   pretrain();
-  evaluate("pretrained", pretrained_);
+  results_.pretrained = evaluate("eval pretrained", pretrained_, path("eval-pretrained.json"));
   check_pretrained_top1();
   analyse();
   results_.runs = plan_runs();
-  for (const PipelineRun& run : results_.runs) finetune(run);
+  for (int64_t k = 0; k < p_.seeds; ++k) {
+    for (const PipelineRun& run : results_.runs) finetune(run, k);
+  }
   report();
   log_info(cat("pipeline: done in ", fmt(std::chrono::duration<double>(Clock::now() - started_).count(), 4),
                " s; report in ", path("report.md")));

@@ -13,12 +13,13 @@
 
 namespace vitslim {
 
-// One fine-tuning run of the comparison.
+// One row of the comparison, fine-tuned once per seed.
 struct PipelineRun {
-  std::string name;    // unpruned, nose-0.5, random-0.5, first-0.5, ...
-  std::string choice;  // none | nose | random | first
+  std::string name;    // unpruned, nose-0.25, nose-0.5, nose-0.5+kd, cosine-0.5, random-0.5, ...
+  std::string choice;  // none, or the criterion that chose the layers (nose, cosine, random, ...)
   double ratio = 0;
   std::vector<int64_t> layers;
+  bool distill = false;  // taught by the starting weights
 };
 
 struct EvalOutcome {
@@ -27,10 +28,12 @@ struct EvalOutcome {
 
 struct PipelineResults {
   std::vector<PipelineRun> runs;
-  std::map<std::string, EvalOutcome> evals;           // by run name, plus "pretrained"
-  std::map<std::string, model::BenchRatios> benches;  // by run name (pruned runs)
-  search::SearchResult search;
-  nlohmann::json stages = nlohmann::json::object();  // seconds per stage, or "reused"
+  EvalOutcome pretrained;                                 // the starting weights
+  std::map<std::string, std::vector<EvalOutcome>> evals;  // by run name, per seed (in seed order)
+  std::map<std::string, model::BenchRatios> benches;      // by run name (pruned runs)
+  search::SearchResult search;                            // NOSE
+  std::vector<std::pair<std::string, search::SearchResult>> criteria;  // the other criteria, --criteria order
+  nlohmann::json stages = nlohmann::json::object();       // seconds per stage, or "reused"
 };
 
 // What the report says about the run as a whole.
@@ -39,7 +42,8 @@ struct ReportContext {
   std::string provenance;  // of the starting weights, in words (empty: none)
   int world_size = 1;
   bool pretrained_here = true;  // pretrained from scratch by this pipeline
-  int64_t pretrain_epochs = 0, finetune_epochs = 0;
+  int64_t pretrain_epochs = 0, finetune_epochs = 0, seeds = 1;
+  uint64_t first_seed = 0;
   double decay_epochs = 0, seconds = 0;
 };
 

@@ -2,12 +2,15 @@
 // option.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/options.h"
+#include "search/settings.h"
+#include "train/settings.h"
 
 namespace vitslim {
 
@@ -19,17 +22,21 @@ inline constexpr const char* kShippedFmnist = VITSLIM_PRETRAINED_DIR "/vit_fmnis
 inline constexpr int64_t kScratchPretrainEpochs = 3;  // another model or dataset without --pretrained
 
 // The whole method on one dataset (default Fashion-MNIST): pretrained weights (the shipped
-// converged vit_fmnist, --pretrained, or pretraining from scratch), entropy, NOSE search, dilution
-// fine-tuning per ratio plus ablations, merge, evaluation, benchmark, report. Resumable by stage.
+// converged vit_fmnist, --pretrained, or pretraining from scratch), entropy, the NOSE search and
+// the other criteria, dilution fine-tuning per ratio (NOSE, NOSE with distillation from the
+// starting weights, each other criterion at the largest ratio, the unpruned model), each repeated
+// per seed, merge, evaluation, benchmark, report. Resumable by stage.
 struct PipelineConfig {
   std::string out_dir = "runs/pipeline";
   std::string weights;                     // start from these weights instead of pretraining
   std::optional<int64_t> pretrain_epochs;  // pretrain from scratch (default: the shipped checkpoint)
   int64_t finetune_epochs = 2;
-  double decay_epochs = 0.5;                 // lambda 1 -> 0 per step over this many fine-tuning epochs
-  std::vector<double> ratios = {0.25, 0.5};  // NOSE removal ratios, each fine-tuned
-  bool ablation = true;                      // random and first-k choices at the largest ratio
-  double pretrain_lr = 8e-3;                 // per 512 images
+  double decay_epochs = 0.5;                         // lambda 1 -> 0 per step over this many fine-tuning epochs
+  std::vector<double> ratios = {0.25, 0.5};          // NOSE removal ratios, each fine-tuned
+  std::string criteria = "cosine,random,first";      // other criteria at the largest ratio ("none": NOSE alone)
+  int64_t seeds = 1;                                 // fine-tunings per row, seeds --seed, --seed + 1, ...
+  DistillSettings distill{Distill::Soft, 0.5, 1.0};  // the NOSE + distillation row (none: no such row)
+  double pretrain_lr = 8e-3;                         // per 512 images
   double finetune_lr = 4e-3;
   int64_t steps_per_epoch = 0;  // optimizer steps per epoch (0: one pass)
   int64_t eval_images = 0;      // test images per evaluation (0: all)
@@ -50,13 +57,33 @@ struct PipelineConfig {
           positive());
     o.add("decay-epochs", decay_epochs, "lambda goes 1 -> 0 per step over this many fine-tuning epochs", positive());
     o.add("ratios", ratios, "NOSE removal ratios", open(0, 1));
-    o.add_switch("ablation", ablation, "also fine-tune a random and a first-k choice at the largest ratio");
+    o.add("criteria", criteria,
+          "other selection criteria (search --criterion) fine-tuned at the largest ratio, comma-separated, or none",
+          {"none", "cosine,bi,entropy,random,first", "random"});
+    o.add("seeds", seeds, "repeat every fine-tuning with this many seeds (--seed, --seed + 1, ...); mean and std",
+          positive());
+    distill.declare(o, "the NOSE + distillation row at the largest ratio, taught by the starting weights");
     o.add("pretrain-lr", pretrain_lr, "per 512 images", positive());
     o.add("finetune-lr", finetune_lr, "per 512 images", positive());
     o.add("steps-per-epoch", steps_per_epoch, "optimizer steps per training epoch (0: one pass over the split)",
           at_least(0));
     o.add("eval-images", eval_images, "test images per evaluation (0: all)", at_least(0));
     o.add("bench-iters", bench_iters, "timed iterations of the benchmark", positive());
+  }
+  // --criteria as enums (nose excluded; it is always run).
+  std::vector<Criterion> other_criteria() const {
+    std::vector<Criterion> out;
+    if (criteria == "none") return out;
+    size_t start = 0;
+    while (start <= criteria.size()) {
+      const size_t comma = std::min(criteria.find(',', start), criteria.size());
+      const Criterion c = parse_enum(kCriterionNames, criteria.substr(start, comma - start), "--criteria");
+      if (c == Criterion::Nose) throw Error("--criteria: nose is always run; list the others");
+      if (std::find(out.begin(), out.end(), c) != out.end()) throw Error(cat("--criteria: ", to_string(c), " twice"));
+      out.push_back(c);
+      start = comma + 1;
+    }
+    return out;
   }
   void validate() const {
     if (out_dir.empty()) throw Error("--out-dir is required");
@@ -65,6 +92,7 @@ struct PipelineConfig {
                       "): the removed blocks need training after lambda reaches 0"));
     }
     if (ratios.empty()) throw Error("--ratios: at least one ratio is required");
+    other_criteria();  // throws naming --criteria
     if (pretrain_epochs && !weights.empty()) {
       throw Error("--pretrained and --pretrain-epochs exclude each other: start from weights, or pretrain them");
     }

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "model/autocast.h"
 #include "model/checkpoint.h"
+#include "model/weights.h"
 #include "train/settings.h"
 
 namespace vitslim::train {
@@ -27,11 +28,18 @@ Teacher::Teacher(const std::string& source, const ModelRequest& student, const M
     }
     request = student;  // the same file as loaded, before any block dilutes
     request.drop_path = 0;
+    file_ = request.weights;
+    model_ = model::build_model(request, seed);
   } else {
+    // A file alone; where it does not say its head count (a timm state dict) and has the
+    // student's width, the student's count is the natural reading.
+    model::StateDict weights = model::read_weights(source);
+    const model::ShapeFromWeights found = model::shape_from_weights(weights);
     request.weights = source;
+    if (!found.num_heads && found.embed_dim == student_shape.embed_dim) request.num_heads = student_shape.num_heads;
+    file_ = source;
+    model_ = model::build_model(request, seed, std::move(weights));
   }
-  file_ = request.weights;
-  model_ = model::build_model(request, seed);
   const ModelShape& shape = model_->shape();
   if (shape.num_classes != student_shape.num_classes || shape.img_size != student_shape.img_size ||
       shape.in_chans != student_shape.in_chans) {

@@ -10,7 +10,7 @@ at::Tensor soft_cross_entropy(const at::Tensor& logits, const at::Tensor& target
 }
 
 at::Tensor training_loss(const at::Tensor& student, const at::Tensor& teacher, const at::Tensor& targets,
-                         const DistillLoss& loss) {
+                         const DistillSettings& loss) {
   const at::Tensor base = soft_cross_entropy(student, targets);  // []
   if (loss.kind == Distill::None || !teacher.defined()) return base;
   const at::Tensor s = student.to(torch::kFloat32);  // [B, K]

@@ -17,15 +17,9 @@ namespace vitslim::train {
 // logits [B, K], targets [B, K] (rows sum to 1) -> scalar.
 at::Tensor soft_cross_entropy(const at::Tensor& logits, const at::Tensor& targets);
 
-struct DistillLoss {
-  Distill kind = Distill::None;
-  double alpha = 0.5;  // weight of the distillation term
-  double tau = 1.0;    // softmax temperature (soft only)
-};
-
 // student, teacher [B, K] logits, targets [B, K] -> scalar float32. With kind None (or an
 // undefined `teacher`) this is soft_cross_entropy(student, targets).
 at::Tensor training_loss(const at::Tensor& student, const at::Tensor& teacher, const at::Tensor& targets,
-                         const DistillLoss& loss);
+                         const DistillSettings& loss);
 
 }  // namespace vitslim::train

@@ -20,6 +20,21 @@ inline const EnumNames<Distill> kDistillNames = {
 inline const char* to_string(Distill d) { return enum_name(kDistillNames, d); }
 inline constexpr const char* kTeacherStart = "start";  // --teacher start: the weights the run starts from
 
+// How the student learns from a teacher's logits (train/loss.h), declared once for the train and
+// pipeline jobs.
+struct DistillSettings {
+  Distill kind = Distill::None;
+  double alpha = 0.5;  // weight of the distillation term (DeiT: 0.5)
+  double tau = 1.0;    // softmax temperature of soft distillation (DeiT: 1.0)
+
+  void declare(Options& o, const std::string& what) {
+    o.add_enum("distill", kind, what + ": soft (KL at --distill-tau), hard (the teacher's arg-max class, DeiT's), none",
+               kDistillNames);
+    o.add("distill-alpha", alpha, "loss = (1 - alpha) CE + alpha distillation", closed(0, 1));
+    o.add("distill-tau", tau, "temperature of soft distillation (the KL is scaled by tau^2)", positive());
+  }
+};
+
 struct TrainConfig {
   std::vector<int64_t> dilute_layers;  // blocks whose attention dilutes into identity and is removed
   int64_t epochs = 30;
@@ -39,9 +54,7 @@ struct TrainConfig {
   double mixup = 0.8, cutmix = 1.0, mixup_prob = 1.0, mixup_switch_prob = 0.5;
   int64_t repeated_aug = 1;  // DeiT's repeated augmentation (3 for ImageNet)
   std::string teacher;       // weights file, or kTeacherStart; empty: none
-  Distill distill = Distill::None;
-  double distill_alpha = 0.5;  // weight of the distillation term (DeiT: 0.5)
-  double distill_tau = 1.0;    // softmax temperature of soft distillation (DeiT: 1.0)
+  DistillSettings distill;   // kind None: no teacher
   bool drop_last = true;
   int64_t eval_images = 0;       // first N test images per evaluation (0: all)
   int64_t entropy_images = 256;  // calibration images for the per-epoch entropy trace (0: off)
@@ -89,11 +102,7 @@ struct TrainConfig {
                "frozen teacher of --distill: a weights file, or 'start' for the weights the run starts from (before "
                "any attention dilutes)",
                PathRole::InputFile);
-    o.add_enum("distill", distill,
-               "distillation from --teacher: soft (KL at --distill-tau), hard (teacher's arg-max class, DeiT), none",
-               kDistillNames);
-    o.add("distill-alpha", distill_alpha, "loss = (1 - alpha) CE + alpha distillation", closed(0, 1));
-    o.add("distill-tau", distill_tau, "temperature of soft distillation (the KL is scaled by tau^2)", positive());
+    distill.declare(o, "distillation from --teacher");
     o.add_switch("drop-last", drop_last, "drop the last incomplete global batch of an epoch");
     o.add("eval-images", eval_images, "test images per evaluation (0: all)", at_least(0));
     o.add("entropy-images", entropy_images, "calibration images of the per-epoch entropy trace (0: off)", at_least(0));
@@ -123,10 +132,10 @@ struct TrainConfig {
     }
     if (out_dir.empty()) throw Error("--out-dir is required");
     if (bf16 && device != Device::Cuda) throw Error("--bf16 needs --device cuda");
-    if (distill != Distill::None && teacher.empty()) {
-      throw Error(cat("--distill ", to_string(distill), " needs --teacher FILE or --teacher start"));
+    if (distill.kind != Distill::None && teacher.empty()) {
+      throw Error(cat("--distill ", to_string(distill.kind), " needs --teacher FILE or --teacher start"));
     }
-    if (distill == Distill::None && !teacher.empty()) {
+    if (distill.kind == Distill::None && !teacher.empty()) {
       throw Error(cat("--teacher ", teacher, " is used only with --distill soft or --distill hard"));
     }
   }

@@ -37,10 +37,10 @@ struct MicroBatch {
 
 struct StepOptions {
   int64_t accum_steps = 1;
-  double clip_grad = 0;  // 0: off
-  double ema_decay = 0;  // 0: off
-  bool bf16 = false;     // CUDA autocast
-  DistillLoss distill;   // kind None: soft-target cross-entropy alone
+  double clip_grad = 0;     // 0: off
+  double ema_decay = 0;     // 0: off
+  bool bf16 = false;        // CUDA autocast
+  DistillSettings distill;  // kind None: soft-target cross-entropy alone
 };
 
 struct StepLoss {

@@ -104,14 +104,12 @@ class Trainer {
   std::map<std::string, std::string> provenance();
   void write_summary(bool finished);
   double current_lambda(int64_t epoch) const { return plan_.lambda.at(epoch, state_.global_step); }
-  StepOptions step_options() const {
-    return {t_.accum_steps, t_.clip_grad, t_.ema_decay, t_.bf16, {t_.distill, t_.distill_alpha, t_.distill_tau}};
-  }
+  StepOptions step_options() const { return {t_.accum_steps, t_.clip_grad, t_.ema_decay, t_.bf16, t_.distill}; }
   // What teaches this run, for its identity: empty without distillation.
   std::string teacher_identity() const {
     if (!teacher_) return "";
-    return cat(to_string(t_.distill), " distillation (alpha ", fmt(t_.distill_alpha), ", tau ", fmt(t_.distill_tau),
-               ") from teacher ", teacher_->fingerprint());
+    return cat(to_string(t_.distill.kind), " distillation (alpha ", fmt(t_.distill.alpha), ", tau ",
+               fmt(t_.distill.tau), ") from teacher ", teacher_->fingerprint());
   }
 
   TrainInputs c_;
@@ -171,7 +169,7 @@ void Trainer::setup_model() {
       throw Error(cat("--remove-layers: block ", b, "'s attention is already removed in ", c_.model.weights));
     }
   }
-  if (t_.distill != Distill::None) {
+  if (t_.distill.kind != Distill::None) {
     teacher_ = std::make_unique<Teacher>(t_.teacher, c_.model, shape, c_.runtime.seed, device_);
     log_info(cat("train: ", teacher_identity(), " (", teacher_->file(), ")"));
   }

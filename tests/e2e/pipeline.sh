@@ -1,28 +1,46 @@
 #!/usr/bin/env bash
 # vitslim pipeline end to end on Fashion-MNIST with short epochs: every stage runs (pretrain,
-# entropy, search, fine-tuning with ablations, merge, eval, bench), the report names the runs and
-# the goal, the figures are made from the traces; run again, every stage is reused and the report
-# is the same; killed mid-way, the pipeline resumes and finishes.
+# entropy, the NOSE search and the other criteria, fine-tuning of every row for two seeds with
+# distillation on one, merge, eval, bench), the report gives mean ± std and every seed per row and
+# states its claims against the noise, the figures are made from the traces; run again, every
+# stage is reused and the report is the same; killed mid-way, the pipeline resumes and finishes.
+# The shipped checkpoint is checked: a changed tensor or a wrong recorded top-1 is refused.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 fail() { echo "FAIL: $*"; exit 1; }
-P=(pipeline --pretrain-epochs 1 --finetune-epochs 2 --decay-epochs 1 --ratios 0.5 --steps-per-epoch 20
-   --batch-size 32 --eval-images 300 --bench-iters 2 --threads 1 --quiet)
+one_error() {  # expected substring, command...
+  local want="$1"; shift
+  if "$@" >stdout.txt 2>stderr.txt; then fail "exit 0: $*"; fi
+  [[ $(grep -vc '^\[vitslim\]' stderr.txt) -eq 1 ]] || { cat stderr.txt; fail "not one error line: $*"; }
+  grep -q "vitslim: error: .*$want" stderr.txt || { cat stderr.txt; fail "error does not say '$want': $*"; }
+}
+P=(pipeline --pretrain-epochs 1 --finetune-epochs 2 --decay-epochs 1 --ratios 0.5 --steps-per-epoch 10
+   --batch-size 32 --eval-images 300 --bench-iters 2 --seeds 2 --threads 1 --quiet)
 "$BIN" "${P[@]}" --out-dir run >out.txt
 grep -q "| nose-0.5 |" out.txt || { cat out.txt; fail "report not printed"; }
 "$PY" - <<'PYEOF'
 import json
 r = json.load(open("run/report.json"))
 names = [row["run"] for row in r["runs"]]
-assert names == ["unpruned", "nose-0.5", "random-0.5", "first-0.5"], names
+assert names == ["unpruned", "nose-0.5", "nose-0.5+kd", "cosine-0.5", "random-0.5", "first-0.5"], names
+for row in r["runs"]:
+    assert len(row["top1_seeds"]) == 2 and len(row["delta_seeds"]) == 2, row
+    assert abs(row["top1"] - sum(row["top1_seeds"]) / 2) < 1e-9, row
 for row in r["runs"][1:]:
     assert len(row["removed_layers"]) == 3 and row["bench"]["params"] < 1.0, row
-assert r["runs"][3]["removed_layers"] == [0, 1, 2]
-assert r["goal"]["run"] == "nose-0.5" and "met" in r["goal"], r["goal"]
+assert r["runs"][2]["distill"] and r["runs"][2]["removed_layers"] == r["runs"][1]["removed_layers"]
+assert r["runs"][5]["removed_layers"] == [0, 1, 2]
+claims = {c["claim"]: c for c in r["claims"]}
+for want in ["NOSE at 50% without distillation vs unpruned", "NOSE beats random at 50%", "NOSE beats first at 50%",
+             "NOSE beats cosine at 50%", "NOSE at 50% with distillation vs unpruned", "baseline top-1"]:
+    assert want in claims and "met" in claims[want], (want, r["claims"])
+assert claims["NOSE beats random at 50%"]["seeds"] == 2
+assert [s["criterion"] for s in r["selections"]] == ["nose", "cosine", "random", "first"], r["selections"]
 assert all(isinstance(v, float) for v in r["stages"].values()), r["stages"]
-print("ok   report:", [(row["run"], round(row["top1"], 2)) for row in r["runs"]])
+print("ok   report:", [(row["run"], round(row["top1"], 2), round(row["top1_std"], 2)) for row in r["runs"]])
 PYEOF
+grep -q "± " run/report.md || fail "no mean ± std in report.md"
 "$PY" "$VITSLIM_SCRIPTS/plot_pipeline.py" run
-for png in entropy search training; do test -s "run/plots/$png.png" || fail "no $png.png"; done
+for png in entropy search training ratios; do test -s "run/plots/$png.png" || fail "no $png.png"; done
 
 # Again: every stage is reused, the results are the same.
 cp run/report.json first.json
@@ -31,15 +49,15 @@ cp run/report.json first.json
 import json
 a, b = json.load(open("first.json")), json.load(open("run/report.json"))
 assert all(v == "reused" for v in b["stages"].values()), b["stages"]
-assert [r["top1"] for r in a["runs"]] == [r["top1"] for r in b["runs"]]
+assert [r["top1_seeds"] for r in a["runs"]] == [r["top1_seeds"] for r in b["runs"]]
 print("ok   rerun: every stage reused")
 PYEOF
 
 # Killed during a fine-tuning run: the rerun resumes and finishes with the same report rows.
 "$BIN" "${P[@]}" --out-dir killed >/dev/null &
 pid=$!
-for _ in $(seq 1 1200); do
-  compgen -G "killed/finetune-nose-0.5/checkpoints/step-*.safetensors" >/dev/null && break
+for _ in $(seq 1 2400); do
+  compgen -G "killed/finetune-nose-0.5-seed0/checkpoints/step-*.safetensors" >/dev/null && break
   sleep 0.05
 done
 kill -9 "$pid" 2>/dev/null || true
@@ -49,8 +67,33 @@ test ! -e killed/report.json || fail "the pipeline finished before the kill"
 "$PY" - <<'PYEOF'
 import json
 a, b = json.load(open("first.json")), json.load(open("killed/report.json"))
-assert [r["top1"] for r in a["runs"]] == [r["top1"] for r in b["runs"]], (a["runs"], b["runs"])
+assert [r["top1_seeds"] for r in a["runs"]] == [r["top1_seeds"] for r in b["runs"]], (a["runs"], b["runs"])
 assert b["stages"]["pretrain"] == "reused", b["stages"]
 print("ok   killed and resumed: same results")
 PYEOF
+
+# Starting weights with a provenance record must still be what it records.
+W=run/pretrain/final.safetensors
+"$PY" - "$W" <<'PYEOF'
+import json, sys
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+with safe_open(sys.argv[1], "pt") as f:
+    meta = f.metadata()
+sd = load_file(sys.argv[1])
+changed = dict(sd)
+changed["head.bias"] = sd["head.bias"] + 1e-3
+save_file(changed, "changed.safetensors", metadata=meta)
+prov = json.loads(meta["vitslim.provenance"])
+prov["eval"]["top1"] = prov["eval"]["top1"] + 5
+save_file(sd, "claims.safetensors", metadata=dict(meta, **{"vitslim.provenance": json.dumps(prov)}))
+PYEOF
+Q=(pipeline --finetune-epochs 2 --decay-epochs 1 --ratios 0.5 --steps-per-epoch 2 --batch-size 32 --eval-images 300
+   --threads 1 --quiet)
+one_error "changed.safetensors: the tensors hash to" "$BIN" "${Q[@]}" --pretrained changed.safetensors --out-dir p1
+one_error "claims.safetensors: evaluates to" "$BIN" "${Q[@]}" --pretrained claims.safetensors --out-dir p2
+one_error "--seeds" "$BIN" "${Q[@]}" --seeds 0 --out-dir p3
+one_error "--criteria must be" "$BIN" "${Q[@]}" --criteria cosine,loudest --out-dir p4
+one_error "exclude each other" "$BIN" "${Q[@]}" --pretrained "$W" --pretrain-epochs 2 --out-dir p5
+echo "ok   provenance checked; bad --seeds, --criteria refused"
 echo "pipeline e2e: ok"

@@ -51,7 +51,8 @@ def strip_comment(line):
     return line
 
 
-files = ["README.md"] + sorted(os.path.relpath(p, root) for p in glob.glob(os.path.join(root, "docs", "*.md")))
+files = ["README.md", "pretrained/README.md"] + sorted(
+    os.path.relpath(p, root) for p in glob.glob(os.path.join(root, "docs", "*.md")))
 for name in files:
     in_block, pending = False, ""
     with open(os.path.join(root, name), encoding="utf-8") as f:
@@ -155,6 +156,23 @@ entry 'bash scripts/run.sh' \
    grep -q -- "--build" "$WORK/cmake.log"
    test -s runs/pipeline/report.md && test -s runs/pipeline/report.json && test -s runs/pipeline/plots/training.png'
 entry 'bash scripts/test.sh' 'test_sh_short'
+entry 'bash scripts/pretrain_fmnist.sh' \
+  'with_stubs bash scripts/pretrain_fmnist.sh --smoke --out runs/pt
+   "$PY" -c "import json; from safetensors import safe_open; f = safe_open(\"runs/pt/final.safetensors\", \"np\"); p = json.loads(f.metadata()[\"vitslim.provenance\"]); assert p[\"job\"] == \"train\" and p[\"seed\"] == 0, p"'
+# pretrained/README.md (--install into this copy of the repository, then the shipped file put back)
+entry 'bash scripts/pretrain_fmnist.sh --install' \
+  'cp pretrained/vit_fmnist.safetensors "$WORK/shipped.safetensors"
+   with_stubs bash scripts/pretrain_fmnist.sh --smoke --out runs/pt2 --install
+   cmp -s runs/pt2/final.safetensors pretrained/vit_fmnist.safetensors && test -s pretrained/vit_fmnist.train.json
+   cp "$WORK/shipped.safetensors" pretrained/vit_fmnist.safetensors'
+entry ".venv/bin/python -c \"import json; from safetensors import safe_open; print(json.dumps(json.loads(safe_open('pretrained/vit_fmnist.safetensors', 'np').metadata()['vitslim.provenance']), indent=1))\"" \
+  '.venv/bin/python -c "import json; from safetensors import safe_open; print(json.dumps(json.loads(safe_open(\"pretrained/vit_fmnist.safetensors\", \"np\").metadata()[\"vitslim.provenance\"]), indent=1))" | grep -q tensors'
+entry 'bash scripts/reproduce_fmnist.sh' \
+  'with_stubs bash scripts/reproduce_fmnist.sh --finetune-epochs 1 --steps-per-epoch 2 --batch-size 16 \
+     --calib-images 64 --eval-images 200 --bench-iters 1 --threads 1 --quiet >repro.txt
+   grep -q "^reproduce_fmnist: .* s on" repro.txt
+   "$PY" -c "import json; r = json.load(open(\"runs/reproduce-fmnist/report.json\")); assert r[\"seeds\"] == 3 and all(len(x[\"top1_seeds\"]) == 3 for x in r[\"runs\"]), r[\"runs\"]"
+   test -s runs/reproduce-fmnist/plots/ratios.png'
 
 # README, Entropy
 entry 'build/vitslim entropy --model deit_tiny --weights deit_tiny_patch16_224-a1311bcf.pth
@@ -174,6 +192,11 @@ entry 'build/vitslim search --model deit_tiny --weights deit_tiny.pth --data-set
   'build/vitslim search --model deit_tiny --weights deit_tiny.pth --data-set cifar100 --data-path c100 \
      --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 $C100 --ratios 0.25,0.3,0.4 \
      --out search.h5 --json search.json $T1'
+entry 'build/vitslim search --weights pretrained/vit_fmnist.safetensors --criterion cosine --ratios 0.5
+         --out cosine.h5 --json cosine.json' \
+  'build/vitslim search --weights pretrained/vit_fmnist.safetensors --criterion cosine --ratios 0.5 \
+     --calib-images 64 --out cosine.h5 --json cosine.json $T1
+   "$PY" -c "import json; j = json.load(open(\"cosine.json\")); assert j[\"criterion\"] == \"cosine\" and len(j[\"selections\"][0][\"layers\"]) == 3, j"'
 entry 'mpirun -np 4 build/vitslim search ...' \
   '"$MPIEXEC" -np 2 build/vitslim search --model deit_tiny --weights deit_tiny.pth --data-set cifar100 --data-path c100 \
      --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 $C100 --ratios 0.25,0.3,0.4 \
@@ -193,6 +216,12 @@ entry 'mpirun -np 4 build/vitslim train ...' \
   '"$MPIEXEC" -np 2 build/vitslim train --remove-layers 1,3 $FM --eval-images 100 --out-dir runs/train-2'
 entry 'mpirun -np 8 build/vitslim train --device cuda --bf16 ...' \
   'cuda_or_refused "$MPIEXEC" -np 2 build/vitslim train --device cuda --bf16 --remove-layers 1,3 $FM --eval-images 100 --out-dir runs/cuda'
+entry 'build/vitslim train --weights pretrained/vit_fmnist.safetensors --remove-layers 1,3,5 --epochs 2 --decay-epochs 0.5
+         --teacher start --distill soft --out-dir runs/kd' \
+  'build/vitslim train --weights pretrained/vit_fmnist.safetensors --remove-layers 1,3,5 --epochs 2 --decay-epochs 0.5 \
+     --teacher start --distill soft --warmup-epochs 0 --steps-per-epoch 2 --entropy-images 16 --eval-images 100 \
+     --out-dir runs/kd $T1
+   test -s runs/kd/final.safetensors'
 entry 'build/vitslim train ... --resume' \
   'stop_and_resume build/vitslim train --remove-layers 1,3 --epochs 2 --decay-epochs 1 --warmup-epochs 0 \
      --steps-per-epoch 5 --checkpoint-steps 1 --entropy-images 16 --eval-images 100 --out-dir runs/resume $T1'

@@ -26,6 +26,7 @@ TEST(TrainCheckpoint, RoundTripListAndPrune) {
   s.world_size = 4;
   s.seed = 42;
   s.config = "[train]\nepochs = 3\n";
+  s.teacher = "soft distillation (alpha 0.5, tau 1) from teacher 0123456789abcdef";
   std::filesystem::create_directories(t::checkpoint_dir(dir.path()));
   auto w = torch::randn({3, 4});
   for (int64_t step : {5, 15, 25}) {
@@ -39,6 +40,7 @@ TEST(TrainCheckpoint, RoundTripListAndPrune) {
   EXPECT_EQ(ck.state.modes, s.modes);
   EXPECT_EQ(ck.state.lambdas, s.lambdas);
   EXPECT_EQ(ck.state.config, s.config);
+  EXPECT_EQ(ck.state.teacher, s.teacher);
   EXPECT_TRUE(torch::equal(ck.tensors.at("model/w"), w));
   // A file that is not a checkpoint is refused by name.
   EXPECT_THROW(t::read_checkpoint(vitslim::test::fixture("golden_vit_test.safetensors")), vitslim::Error);
