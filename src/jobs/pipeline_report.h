@@ -28,12 +28,12 @@ struct EvalOutcome {
 
 struct PipelineResults {
   std::vector<PipelineRun> runs;
-  EvalOutcome pretrained;                                 // the starting weights
-  std::map<std::string, std::vector<EvalOutcome>> evals;  // by run name, per seed (in seed order)
-  std::map<std::string, model::BenchRatios> benches;      // by run name (pruned runs)
-  search::SearchResult search;                            // NOSE
+  EvalOutcome pretrained;                                              // the starting weights
+  std::map<std::string, std::vector<EvalOutcome>> evals;               // by run name, per seed (in seed order)
+  std::map<std::string, model::BenchRatios> benches;                   // by run name (pruned runs)
+  search::SearchResult search;                                         // NOSE
   std::vector<std::pair<std::string, search::SearchResult>> criteria;  // the other criteria, --criteria order
-  nlohmann::json stages = nlohmann::json::object();       // seconds per stage, or "reused"
+  nlohmann::json stages = nlohmann::json::object();                    // seconds per stage, or "reused"
 };
 
 // What the report says about the run as a whole.

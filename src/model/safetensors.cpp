@@ -183,13 +183,17 @@ StateDict read_weights(const std::string& path) {
   if (std::filesystem::is_directory(path, ec)) throw Error(cat("weights ", path, ": is a directory, not a file"));
   std::ifstream probe(path, std::ios::binary);
   if (!probe) throw Error(cat("weights ", path, ": cannot open file (missing or unreadable)"));
-  char magic[4] = {0, 0, 0, 0};
-  probe.read(magic, 4);
-  if (probe.gcount() == 4 &&
-      (std::memcmp(magic, "PK\x03\x04", 4) == 0 || static_cast<unsigned char>(magic[0]) == 0x80)) {
+  // safetensors: an 8-byte little-endian header length, then the JSON header's '{'. Checked
+  // first: a header length whose low byte is 0x80 looks like a pickle's protocol opcode.
+  constexpr std::streamsize kProbe = 9;
+  char magic[kProbe] = {};
+  probe.read(magic, kProbe);
+  const std::streamsize got = probe.gcount();
+  if (got == kProbe && magic[kProbe - 1] == '{') return read_safetensors(path);
+  if (got >= 4 && (std::memcmp(magic, "PK\x03\x04", 4) == 0 || static_cast<unsigned char>(magic[0]) == 0x80)) {
     return read_pth(path);
   }
-  if (probe.gcount() < 4) throw Error(cat("weights ", path, ": file is empty or truncated"));
+  if (got < 4) throw Error(cat("weights ", path, ": file is empty or truncated"));
   return read_safetensors(path);
 }
 

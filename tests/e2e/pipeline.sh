@@ -13,9 +13,10 @@ one_error() {  # expected substring, command...
   [[ $(grep -vc '^\[vitslim\]' stderr.txt) -eq 1 ]] || { cat stderr.txt; fail "not one error line: $*"; }
   grep -q "vitslim: error: .*$want" stderr.txt || { cat stderr.txt; fail "error does not say '$want': $*"; }
 }
-P=(pipeline --pretrain-epochs 1 --finetune-epochs 2 --decay-epochs 1 --ratios 0.5 --steps-per-epoch 10
-   --batch-size 32 --eval-images 300 --bench-iters 2 --seeds 2 --threads 1 --quiet)
-"$BIN" "${P[@]}" --out-dir run >out.txt
+P=(pipeline --pretrain-epochs 1 --finetune-epochs 2 --decay-epochs 1 --ratios 0.5 --steps-per-epoch 6
+   --batch-size 32 --eval-images 300 --bench-iters 2 --threads 1 --quiet)
+P2=("${P[@]}" --seeds 2)
+"$BIN" "${P2[@]}" --out-dir run >out.txt
 grep -q "| nose-0.5 |" out.txt || { cat out.txt; fail "report not printed"; }
 "$PY" - <<'PYEOF'
 import json
@@ -44,7 +45,7 @@ for png in entropy search training ratios; do test -s "run/plots/$png.png" || fa
 
 # Again: every stage is reused, the results are the same.
 cp run/report.json first.json
-"$BIN" "${P[@]}" --out-dir run >/dev/null
+"$BIN" "${P2[@]}" --out-dir run >/dev/null
 "$PY" - <<'PYEOF'
 import json
 a, b = json.load(open("first.json")), json.load(open("run/report.json"))
@@ -53,7 +54,8 @@ assert [r["top1_seeds"] for r in a["runs"]] == [r["top1_seeds"] for r in b["runs
 print("ok   rerun: every stage reused")
 PYEOF
 
-# Killed during a fine-tuning run: the rerun resumes and finishes with the same report rows.
+# Killed during a fine-tuning run: the rerun resumes and finishes with the same report rows. With
+# one seed: seed 0 of every row is the same run whatever --seeds says.
 "$BIN" "${P[@]}" --out-dir killed >/dev/null &
 pid=$!
 for _ in $(seq 1 2400); do
@@ -67,7 +69,7 @@ test ! -e killed/report.json || fail "the pipeline finished before the kill"
 "$PY" - <<'PYEOF'
 import json
 a, b = json.load(open("first.json")), json.load(open("killed/report.json"))
-assert [r["top1_seeds"] for r in a["runs"]] == [r["top1_seeds"] for r in b["runs"]], (a["runs"], b["runs"])
+assert [r["top1_seeds"][:1] for r in a["runs"]] == [r["top1_seeds"] for r in b["runs"]], (a["runs"], b["runs"])
 assert b["stages"]["pretrain"] == "reused", b["stages"]
 print("ok   killed and resumed: same results")
 PYEOF

@@ -53,7 +53,8 @@ TEST(Criteria, RandomIsASeededPermutationAndFirstIsTheOrder) {
   std::sort(sorted.begin(), sorted.end());
   EXPECT_EQ(sorted, (std::vector<double>{0, 1, 2, 3}));
   bool differs = false;
-  for (uint64_t seed = 2; seed < 10 && !differs; ++seed) differs = s::layer_scores(Criterion::Random, model, 0, none, seed) != a;
+  for (uint64_t seed = 2; seed < 10 && !differs; ++seed)
+    differs = s::layer_scores(Criterion::Random, model, 0, none, seed) != a;
   EXPECT_TRUE(differs);
   EXPECT_EQ(s::layer_scores(Criterion::First, model, 0, none, 0), (std::vector<double>{0, 1, 2, 3}));
 }
@@ -62,7 +63,8 @@ TEST(Criteria, RemovedAttentionIsNeverChosen) {
   auto model = golden_model();
   model->set_mode(2, m::AttentionMode::Removed);
   const auto images = torch::randn({4, 3, 32, 32});
-  const auto scores = s::layer_scores(Criterion::Cosine, model, 1, [&](int64_t) { return images; }, 0);
+  const auto scores = s::layer_scores(
+      Criterion::Cosine, model, 1, [&](int64_t) { return images; }, 0);
   EXPECT_TRUE(std::isinf(scores[2]));
   EXPECT_TRUE(std::isfinite(scores[0]) && std::isfinite(scores[3]));
 }

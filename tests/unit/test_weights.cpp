@@ -190,3 +190,24 @@ TEST(Weights, MetadataThatDisagreesWithTheTensorsIsRefusedByKey) {
     EXPECT_NE(e.find("removed.safetensors: metadata vitslim.removed_layers: block "), std::string::npos) << e;
   }
 }
+
+// A safetensors header of 640 bytes starts the file with 0x80 0x02, a pickle's protocol opcode:
+// it is still read as safetensors (the byte after the length is the header's '{').
+TEST(Weights, SafetensorsWhoseHeaderLengthLooksLikeAPickle) {
+  vitslim::test::TempDir dir;
+  std::string header = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  constexpr size_t kLength = 0x280;
+  header.append(kLength - header.size(), ' ');
+  const std::string path = dir.file("pickle-like.safetensors");
+  {
+    std::ofstream out(path, std::ios::binary);
+    const uint64_t n = kLength;
+    out.write(reinterpret_cast<const char*>(&n), sizeof n);
+    out << header;
+    const float values[2] = {1.5F, -2.0F};
+    out.write(reinterpret_cast<const char*>(values), sizeof values);
+  }
+  const auto dict = vitslim::model::read_weights(path);
+  ASSERT_NE(dict.find("w"), nullptr);
+  EXPECT_TRUE(torch::equal(*dict.find("w"), torch::tensor({1.5F, -2.0F})));
+}
