@@ -197,7 +197,8 @@ void Pipeline::train(const Config& c, const std::string& stage_name) {
 
 // The default model on its dataset, asked for no other start: the shipped checkpoint.
 bool Pipeline::uses_shipped() const {
-  return p_.weights.empty() && !p_.pretrain_epochs && shipped_shape_ && base_.data.dataset == "fashion-mnist";
+  return p_.weights.empty() && !p_.pretrain_epochs && shipped_shape_ && base_.data.dataset == "fashion-mnist" &&
+         fs::exists(kShippedFmnist);
 }
 
 // Weights carrying a provenance record must still be what it describes; the shipped checkpoint
@@ -225,6 +226,12 @@ void Pipeline::pretrain() {
     if (!fs::exists(pretrained_)) throw Error(cat("pipeline: the shipped checkpoint ", pretrained_, " is missing"));
     trust(pretrained_, uses_shipped());
     return;
+  }
+  if (p_.weights.empty() && !p_.pretrain_epochs && shipped_shape_ && base_.data.dataset == "fashion-mnist") {
+    log_warn(cat("pipeline: no shipped checkpoint ", kShippedFmnist,
+                 " (make it with scripts/pretrain_fmnist.sh "
+                 "--install); pretraining from scratch for ",
+                 kScratchPretrainEpochs, " epochs"));
   }
   const std::string dir = path("pretrain");
   pretrained_ = (fs::path(dir) / "final.safetensors").string();
