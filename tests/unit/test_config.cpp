@@ -132,9 +132,11 @@ std::vector<std::string> required_args(const std::string& job) {
   if (job == "bench-data") return {"--data-path", "photos"};
   return {};
 }
-std::vector<std::string> context_args(const std::string& flag) {
+std::vector<std::string> context_args(const std::string& job, const std::string& flag) {
   if (flag == "class-index") return {"--data-set", "folder"};
   if (flag == "bf16") return {"--device", "cuda"};
+  if (job == "train" && flag == "teacher") return {"--distill", "soft"};
+  if (job == "train" && flag == "distill") return {"--teacher", "start"};
   return {};
 }
 
@@ -146,7 +148,7 @@ std::optional<vitslim::ParsedCommand> try_parse(const std::string& job, const st
   for (size_t i = 0; i + 1 < base.size(); i += 2) {
     if (base[i] != "--" + flag) args.insert(args.end(), {base[i], base[i + 1]});
   }
-  for (const auto& a : context_args(flag)) args.push_back(a);
+  for (const auto& a : context_args(job, flag)) args.push_back(a);
   try {
     return parse(args);
   } catch (const Error&) {
