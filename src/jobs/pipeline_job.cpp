@@ -125,7 +125,11 @@ class Pipeline {
   Config train_config(const std::string& dir, const std::string& weights, int64_t epochs, double lr) const;
   void train(const Config& c, const std::string& stage_name);
   void pretrain();
-  bool uses_shipped() const;
+  // The default model on its dataset, asked for no other start: a shipped checkpoint applies.
+  bool wants_shipped() const {
+    return p_.weights.empty() && !p_.pretrain_epochs && shipped_shape_ && base_.data.dataset == "fashion-mnist";
+  }
+  bool uses_shipped() const;  // ... and it is there
   void trust(const std::string& weights, bool required);
   void check_pretrained_top1();
   void analyse();
@@ -196,10 +200,7 @@ void Pipeline::train(const Config& c, const std::string& stage_name) {
 }
 
 // The default model on its dataset, asked for no other start: the shipped checkpoint.
-bool Pipeline::uses_shipped() const {
-  return p_.weights.empty() && !p_.pretrain_epochs && shipped_shape_ && base_.data.dataset == "fashion-mnist" &&
-         fs::exists(kShippedFmnist);
-}
+bool Pipeline::uses_shipped() const { return wants_shipped() && fs::exists(kShippedFmnist); }
 
 // Weights carrying a provenance record must still be what it describes; the shipped checkpoint
 // must carry one.
@@ -227,7 +228,7 @@ void Pipeline::pretrain() {
     trust(pretrained_, uses_shipped());
     return;
   }
-  if (p_.weights.empty() && !p_.pretrain_epochs && shipped_shape_ && base_.data.dataset == "fashion-mnist") {
+  if (wants_shipped()) {
     log_warn(cat("pipeline: no shipped checkpoint ", kShippedFmnist,
                  " (make it with scripts/pretrain_fmnist.sh "
                  "--install); pretraining from scratch for ",
