@@ -32,7 +32,8 @@ test ! -e mixed.h5 && test ! -e mixed.h5.partial
 mkdir -p a b
 "$VITSLIM_PYTHON" "$VITSLIM_SCRIPTS/make_image_folder.py" a/imnet --train 8 --val 4 --classes 2 >/dev/null
 cp -r a/imnet b/imnet
-rm "$(ls b/imnet/train/*/*.JPEG | head -n 1)"
+images=(b/imnet/train/*/*.JPEG)
+rm "${images[0]}"
 D=(entropy --model vit_test --img-size 32 --num-classes 2 --data-set imagenet --data-path imnet --calib-images 4
    --threads 1 --out "$WORK/data.h5")
 if timeout 120 "$MPIEXEC" -np 1 -wdir "$WORK/a" "$VITSLIM_BIN" "${D[@]}" : -np 1 -wdir "$WORK/b" "$VITSLIM_BIN" \
