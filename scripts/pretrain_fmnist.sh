@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/pretrain_fmnist.sh: reproduces pretrained/vit_fmnist.safetensors, the converged vit_fmnist
-# that `vitslim pipeline` starts from on Fashion-MNIST, with vitslim's own train job: seed 0, 20
+# that `vitslim pipeline` starts from on Fashion-MNIST, with vitslim's own train job: seed 0, 30
 # epochs of AdamW at batch 128 on the 60,000 training images (light crop + flip + erasing, label
 # smoothing, drop-path), evaluated on the 10,000 test images after every epoch. final.safetensors
 # carries its provenance (settings, source commit, test top-1, tensor hash) in its metadata.
@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/runs/pretrain-fmnist"
 INSTALL=0
-LENGTH=(--epochs 20 --warmup-epochs 1)
+LENGTH=(--epochs 30 --warmup-epochs 1)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) OUT="$2"; shift 2 ;;
