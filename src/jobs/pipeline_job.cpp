@@ -336,6 +336,11 @@ void Pipeline::finetune(const PipelineRun& run, int64_t seed_index) {
     }
     train(c, "finetune " + tag);
   });
+  if (mpi_.rank() == 0) {  // from train.json, so that a stage done earlier counts too
+    const json summary = read_json((fs::path(dir) / "train.json").string());
+    const double steps = std::max<double>(1, summary.at("global_step").get<double>());
+    results_.step_seconds[run.name].push_back(summary.value("step_seconds", 0.0) / steps);
+  }
   std::string weights = (fs::path(dir) / "final.safetensors").string();
   if (!run.layers.empty()) {
     weights = path("compact-" + tag + ".safetensors");

@@ -26,6 +26,8 @@ constexpr double kGoalDistillPoints = 0.2;    // within 0.2 with distillation,
 constexpr double kGoalStd = 2;                // and better than the other choices by more than 2 std
 constexpr double kGoalBaselineFmnist = 90.5;  // a converged Fashion-MNIST baseline
 constexpr double kSameRatio = 1e-9;
+constexpr double kMillis = 1e3;
+constexpr double kPercent = 100;
 
 std::string out_path(const ReportContext& ctx, const std::string& name) {
   return (std::filesystem::path(ctx.out_dir) / name).string();
@@ -55,6 +57,11 @@ std::vector<double> top1s(const PipelineResults& r, const std::string& run) {
   std::vector<double> out;
   for (const EvalOutcome& e : r.evals.at(run)) out.push_back(e.top1);
   return out;
+}
+// Mean fine-tuning seconds per optimizer step of a row over its seeds (0: not measured).
+double step_seconds(const PipelineResults& r, const std::string& run) {
+  const auto it = r.step_seconds.find(run);
+  return it == r.step_seconds.end() ? 0.0 : spread(it->second).mean;
 }
 // Per seed: a - b (both rows have the same seeds).
 std::vector<double> paired(const std::vector<double>& a, const std::vector<double>& b) {
@@ -86,8 +93,8 @@ void header(std::ostringstream& md, const ReportContext& ctx, const PipelineResu
      << " epoch(s) and are removed for the rest. Top-1 is the mean ± std over the seeds; \"vs unpruned\" is the "
      << "mean ± std of the per-seed difference (same seed, same data order).\n\n"
      << "| run | attention removed | top-1 (%) | per seed | vs unpruned (points) | params | MACs/img | "
-        "inference speed-up |\n"
-     << "|---|---|---|---|---|---|---|---|\n";
+        "inference speed-up | fine-tuning ms/step |\n"
+     << "|---|---|---|---|---|---|---|---|---|\n";
 }
 
 // One table row and its JSON.
@@ -110,9 +117,11 @@ json run_row(std::ostringstream& md, const PipelineRun& run, const PipelineResul
     macs = fmt(b.macs, 3) + "x";
     speed = fmt(b.inference_speedup, 3) + "x";
   }
+  const double step_ms = kMillis * step_seconds(r, run.name);
+  row["step_ms"] = step_ms;
   md << "| " << run.name << " | " << (pruned ? join_list(run.layers) : std::string("none")) << " | " << pm(t, 4)
      << " | " << seeds_text(top1) << " | " << (pruned ? pm(d) : std::string("-")) << " | " << params << " | " << macs
-     << " | " << speed << " |\n";
+     << " | " << speed << " | " << fmt(step_ms, 3) << " |\n";
   return row;
 }
 
@@ -121,6 +130,18 @@ const PipelineRun* find_run(const PipelineResults& r, const std::string& choice,
     if (run.choice == choice && std::fabs(run.ratio - ratio) < kSameRatio && run.distill == distill) return &run;
   }
   return nullptr;
+}
+
+// What the teacher's forward pass costs: the distilled row's fine-tuning time per step against the
+// same selection fine-tuned without a teacher, measured in this run.
+void distill_cost(std::ostringstream& md, const PipelineResults& r, const PipelineRun& kd) {
+  const PipelineRun* plain = find_run(r, kd.choice, kd.ratio, false);
+  if (!plain) return;
+  const double with = step_seconds(r, kd.name), without = step_seconds(r, plain->name);
+  if (with <= 0 || without <= 0) return;
+  md << "- Cost of distillation (the teacher's forward pass): " << fmt(kMillis * with, 3) << " ms per step against "
+     << fmt(kMillis * without, 3) << " ms without a teacher (" << (with >= without ? "+" : "")
+     << fmt(kPercent * (with / without - 1), 3) << "%)\n";
 }
 
 // The method's promises, each with its margin against the noise over the seeds.
@@ -158,6 +179,7 @@ json claims(std::ostringstream& md, const ReportContext& ctx, const PipelineResu
   if (const PipelineRun* kd = find_run(r, "nose", kGoalRatio, true)) {
     const Spread d = spread(paired(top1s(r, kd->name), base));
     add("NOSE at 50% with distillation vs unpruned", d, d.mean >= -kGoalDistillPoints, "goal: a drop of at most 0.2");
+    distill_cost(md, r, *kd);
   }
   return out;
 }

@@ -31,6 +31,7 @@ struct PipelineResults {
   EvalOutcome pretrained;                                              // the starting weights
   std::map<std::string, std::vector<EvalOutcome>> evals;               // by run name, per seed (in seed order)
   std::map<std::string, model::BenchRatios> benches;                   // by run name (pruned runs)
+  std::map<std::string, std::vector<double>> step_seconds;             // by run name, per seed: fine-tuning s/step
   search::SearchResult search;                                         // NOSE
   std::vector<std::pair<std::string, search::SearchResult>> criteria;  // the other criteria, --criteria order
   nlohmann::json stages = nlohmann::json::object();                    // seconds per stage, or "reused"

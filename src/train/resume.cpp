@@ -84,6 +84,7 @@ void restore_progress(const TrainState& from, TrainState& to) {
   to.epoch_loss_sum = from.epoch_loss_sum;
   to.epoch_images = from.epoch_images;
   to.epoch_seconds = from.epoch_seconds;
+  to.step_seconds = from.step_seconds;
 }
 
 void restore_tensors(const Checkpoint& ckpt, NamedTensors& params, bool ema_on, c10::Device device, AdamW& optimizer,

@@ -46,6 +46,7 @@ void write_checkpoint(const std::string& path, const TrainState& s,
                       {"epoch_loss_sum", s.epoch_loss_sum},
                       {"epoch_images", s.epoch_images},
                       {"epoch_seconds", s.epoch_seconds},
+                      {"step_seconds", s.step_seconds},
                       {"dilute_layers", s.dilute_layers},
                       {"global_batch", s.global_batch},
                       {"teacher", s.teacher}};
@@ -77,6 +78,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     s.epoch_loss_sum = j.at("epoch_loss_sum").get<double>();
     s.epoch_images = j.at("epoch_images").get<int64_t>();
     s.epoch_seconds = j.at("epoch_seconds").get<double>();
+    s.step_seconds = j.value("step_seconds", 0.0);  // absent in checkpoints of older runs
     s.dilute_layers = j.at("dilute_layers").get<std::vector<int64_t>>();
     s.global_batch = j.at("global_batch").get<int64_t>();
     s.teacher = j.value("teacher", std::string());  // absent in checkpoints of runs before distillation

@@ -29,6 +29,7 @@ void write_train_summary(const std::string& path, const TrainSummary& s) {
                             {"best_top1", s.best_top1},
                             {"best_epoch", s.best_epoch},
                             {"seconds", s.seconds},
+                            {"step_seconds", s.step_seconds},
                             {"rss_start_mib", s.rss_start_mib},
                             {"rss_peak_mib", s.rss_peak_mib},
                             {"checkpoint", s.checkpoint}};

@@ -18,6 +18,7 @@ struct TrainSummary {
   double last_loss = 0, last_top1 = -1, best_top1 = -1;
   int64_t best_epoch = -1;
   double seconds = 0, rss_start_mib = -1, rss_peak_mib = -1;
+  double step_seconds = 0;  // in optimizer steps: seconds minus set-up, evaluation and checkpoints
   std::string checkpoint;
 };
 

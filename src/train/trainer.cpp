@@ -370,6 +370,7 @@ void Trainer::record_steps(const double* values) {
   for (const auto& row : pending_) images += row.images;
   const double rate = static_cast<double>(images * mpi_.world_size()) / seconds;
   state_.epoch_seconds += seconds;
+  state_.step_seconds += seconds;
   for (size_t k = 0; k < pending_.size(); ++k) {
     PendingStep& row = pending_[k];
     const double loss = values[2 * k], norm = values[2 * k + 1];
@@ -457,6 +458,7 @@ void Trainer::write_summary(bool finished) {
   s.last_loss = last_loss_;
   s.last_top1 = last_top1_;
   s.seconds = seconds_since(started_);
+  s.step_seconds = state_.step_seconds;
   s.rss_start_mib = rss_start_mib_;
   s.rss_peak_mib = peak_resident_mib();
   s.checkpoint = state_.global_step > 0 ? checkpoint_path(t_.out_dir, state_.global_step) : "";
@@ -499,7 +501,7 @@ TrainResult Trainer::run_steps() {
       save_checkpoint();
       log_info(cat("signal ", stop_signal_, ": checkpoint ", checkpoint_path(t_.out_dir, state_.global_step),
                    " written; resume with --resume"));
-      return {false, stop_signal_, t_.out_dir, state_.best_top1};
+      return {false, stop_signal_, t_.out_dir, state_.best_top1, state_.step_seconds, state_.global_step};
     }
     batches_->stop();
     // The epoch's sums live in the state, so a resumed epoch reports the whole epoch.
@@ -520,7 +522,7 @@ TrainResult Trainer::run_steps() {
                      ? cat("; best top-1 ", fmt(state_.best_top1), "% at epoch ", state_.best_epoch + 1)
                      : std::string("; no epoch ran with every diluted block removed")));
   }
-  return {true, 0, t_.out_dir, state_.best_top1};
+  return {true, 0, t_.out_dir, state_.best_top1, state_.step_seconds, state_.global_step};
 }
 
 std::map<std::string, std::string> Trainer::provenance() {

@@ -37,9 +37,12 @@ for want in ["NOSE at 50% without distillation vs unpruned", "NOSE beats random 
 assert claims["NOSE beats random at 50%"]["seeds"] == 2
 assert [s["criterion"] for s in r["selections"]] == ["nose", "cosine", "random", "first"], r["selections"]
 assert all(isinstance(v, float) for v in r["stages"].values()), r["stages"]
+assert all(row["step_ms"] > 0 for row in r["runs"]), [row["step_ms"] for row in r["runs"]]
 print("ok   report:", [(row["run"], round(row["top1"], 2), round(row["top1_std"], 2)) for row in r["runs"]])
 PYEOF
 grep -q "± " run/report.md || fail "no mean ± std in report.md"
+grep -q "^- Cost of distillation (the teacher's forward pass): [0-9.]* ms per step against [0-9.]* ms" run/report.md ||
+  fail "no measured cost of distillation in report.md"
 "$PY" "$VITSLIM_SCRIPTS/plot_pipeline.py" run
 for png in entropy search training ratios; do test -s "run/plots/$png.png" || fail "no $png.png"; done
 
