@@ -6,7 +6,8 @@
 # carries its provenance (settings, source commit, test top-1, tensor hash) in its metadata.
 #   bash scripts/pretrain_fmnist.sh [--out DIR] [--install] [--smoke]
 #     --out DIR   run directory (default runs/pretrain-fmnist; an interrupted run resumes there)
-#     --install   copy final.safetensors and train.json into pretrained/ when the run finishes
+#     --install   copy final.safetensors and train.json into pretrained/ when the run finishes, with
+#                 the per-epoch curve from train.h5 as vit_fmnist.epochs.csv
 #     --smoke     2 short epochs (a test of the script, not a usable model)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,5 +32,19 @@ if [[ $INSTALL == 1 ]]; then
   cp "$OUT/final.safetensors" "$ROOT/pretrained/vit_fmnist.safetensors.tmp"
   mv "$ROOT/pretrained/vit_fmnist.safetensors.tmp" "$ROOT/pretrained/vit_fmnist.safetensors"
   cp "$OUT/train.json" "$ROOT/pretrained/vit_fmnist.train.json"
+  # The per-epoch curve (train loss, test top-1/top-5, test loss, seconds) from the run's train.h5.
+  "$ROOT/.venv/bin/python" - "$OUT/train.h5" "$ROOT/pretrained/vit_fmnist.epochs.csv" <<'PYEOF'
+import os
+import sys
+import h5py
+with h5py.File(sys.argv[1], "r") as f:
+    rows = f["/train/epoch"]
+    columns = rows.attrs["columns"]
+    columns = columns.decode() if isinstance(columns, bytes) else columns
+    lines = [columns] + [",".join(f"{v:.6g}" for v in row) for row in rows[:]]
+with open(sys.argv[2] + ".tmp", "w") as out:
+    out.write("\n".join(lines) + "\n")
+os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+PYEOF
   echo "installed $ROOT/pretrained/vit_fmnist.safetensors"
 fi
