@@ -22,6 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -113,6 +114,7 @@ def training_plot(out, plots):
     axes[1].legend(fontsize=7)
     axes[2].set_title("test top-1 (%) per epoch")
     axes[2].set_xlabel("epoch")
+    axes[2].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(plots, "training.png"), dpi=120)

@@ -15,6 +15,10 @@ inline constexpr double kMaxBatch = 1 << 20;
 enum class Device { Cpu, Cuda };
 inline const EnumNames<Device> kDeviceNames = {{Device::Cpu, "cpu"}, {Device::Cuda, "cuda"}};
 inline const char* to_string(Device d) { return enum_name(kDeviceNames, d); }
+// --bf16, the same switch in every job that computes with the model (model/autocast.h).
+inline constexpr const char* kBf16Help =
+    "bf16 autocast: matrix products in bfloat16; LayerNorm, softmax, losses, optimizer and statistics in float32 "
+    "(CUDA, or a CPU with AVX512-BF16/AMX; emulated and slow on other CPUs)";
 
 struct RuntimeConfig {
   int threads = 0;  // 0: all available cores (divided among ranks on one node)

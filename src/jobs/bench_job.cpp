@@ -13,10 +13,7 @@ void declare(Options& o, Config& c) {
   c.runtime.declare(o);
 }
 
-void validate(const Config& c) {
-  c.model.validate(c.model.removed_layers);
-  c.bench.validate();
-}
+void validate(const Config& c) { c.model.validate(c.model.removed_layers); }
 
 JobResult run(const Config& c, const dist::MpiSession&) {
   model::run_bench(c.model, c.bench, c.runtime);

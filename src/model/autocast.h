@@ -1,33 +1,43 @@
-// Scoped bf16 autocast on CUDA, as Python's `with torch.autocast("cuda", dtype=torch.bfloat16)`:
-// sets the dtype (LibTorch's default is float16), enables autocast, and on leaving the outermost
-// scope disables it and clears the cache of low-precision weight copies, so the next step casts
-// the updated weights. A disabled guard does nothing.
+// Scoped bf16 autocast on the CPU or a CUDA device, as Python's
+// `with torch.autocast(device_type, dtype=torch.bfloat16)`: sets the dtype (LibTorch's CUDA default
+// is float16), enables autocast for that device type, and on leaving the outermost scope disables
+// it and clears the cache of low-precision weight copies, so the next step casts the updated
+// weights. A disabled guard does nothing. Autocast keeps LayerNorm, softmax, the losses and every
+// reduction in float32; matrix products and convolutions run in bf16.
 #pragma once
 
 #include <ATen/autocast_mode.h>
 
 namespace vitslim::model {
 
-class CudaBf16Autocast {
+class Bf16Autocast {
  public:
-  explicit CudaBf16Autocast(bool enabled) : enabled_(enabled) {
+  Bf16Autocast(c10::DeviceType device, bool enabled) : device_(device), enabled_(enabled) {
     if (!enabled_) return;
-    previous_ = at::autocast::is_autocast_enabled(at::kCUDA);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    previous_ = at::autocast::is_autocast_enabled(device_);
+    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
+    at::autocast::set_autocast_enabled(device_, true);
     at::autocast::increment_nesting();
   }
-  ~CudaBf16Autocast() {
+  ~Bf16Autocast() {
     if (!enabled_) return;
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCUDA, previous_);
+    at::autocast::set_autocast_enabled(device_, previous_);
   }
-  CudaBf16Autocast(const CudaBf16Autocast&) = delete;
-  CudaBf16Autocast& operator=(const CudaBf16Autocast&) = delete;
+  Bf16Autocast(const Bf16Autocast&) = delete;
+  Bf16Autocast& operator=(const Bf16Autocast&) = delete;
 
  private:
+  c10::DeviceType device_;
   bool enabled_;
   bool previous_ = false;
 };
+
+// True when this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16); elsewhere bf16 autocast
+// works but is emulated and slower than float32.
+bool cpu_has_native_bf16();
+
+// The one line that --bf16 on a CPU without native bf16 prints (nothing on CUDA or a capable CPU).
+void warn_if_bf16_emulated(c10::DeviceType device, bool bf16);
 
 }  // namespace vitslim::model

@@ -60,14 +60,14 @@ double step_ms(VisionTransformer& model, const torch::Tensor& images, const torc
   if (train) {
     torch::Tensor loss;
     {
-      CudaBf16Autocast autocast(cuda && b.bf16);
+      Bf16Autocast autocast(images.device().type(), b.bf16);
       loss = torch::nn::functional::cross_entropy(model->forward(images).to(torch::kFloat), labels);
     }
     loss.backward();
     for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
   } else {
     c10::InferenceMode inference;
-    CudaBf16Autocast autocast(cuda && b.bf16);
+    Bf16Autocast autocast(images.device().type(), b.bf16);
     auto out = model->forward(images);
   }
   if (cuda) torch::cuda::synchronize();
@@ -245,6 +245,7 @@ BenchRatios run_bench(ModelRequest request, const BenchConfig& b, const RuntimeC
   if (b.device == Device::Cuda && !torch::cuda::is_available()) {
     throw Error("--device cuda: no CUDA device is available to this build of LibTorch");
   }
+  warn_if_bf16_emulated(b.device == Device::Cuda ? c10::DeviceType::CUDA : c10::DeviceType::CPU, b.bf16);
   install_cpu_memory_tracker();
   const BenchRun run = measure_models(request, b, runtime);
   const nlohmann::json rows = print_rows(run, b);

@@ -23,7 +23,7 @@ struct BenchConfig {
   int64_t warmup = 2;
   int64_t iters = 5;
   Device device = Device::Cpu;
-  bool bf16 = false;  // bf16 autocast (CUDA)
+  bool bf16 = false;  // bf16 autocast (CPU or CUDA)
   bool train = true;  // also time a training step (forward + backward)
   std::string json;
 
@@ -33,12 +33,9 @@ struct BenchConfig {
     o.add("warmup", warmup, "untimed iterations", at_least(0));
     o.add("iters", iters, "timed iterations (median reported)", positive());
     o.add_enum("device", device, "where to run", kDeviceNames);
-    o.add_switch("bf16", bf16, "bf16 autocast (CUDA)");
+    o.add_switch("bf16", bf16, kBf16Help);
     o.add_switch("train", train, "also time a training step (forward + backward); --train=false to skip");
     o.add_path("json", json, "write the result as JSON", PathRole::OutputFile);
-  }
-  void validate() const {
-    if (bf16 && device != Device::Cuda) throw Error("--bf16 needs --device cuda");
   }
 };
 

@@ -55,7 +55,7 @@ Teacher::Teacher(const std::string& source, const ModelRequest& student, const M
 
 at::Tensor Teacher::logits(const at::Tensor& images, bool bf16) {
   torch::NoGradGuard no_grad;
-  model::CudaBf16Autocast autocast(images.is_cuda() && bf16);
+  model::Bf16Autocast autocast(images.device().type(), bf16);
   return model_->forward(images).to(torch::kFloat32);  // [B, C, H, W] -> [B, K]
 }
 

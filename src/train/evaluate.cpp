@@ -15,6 +15,7 @@
 #include "core/version.h"
 #include "data/batch.h"
 #include "dist/mpi_session.h"
+#include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/presets.h"
 
@@ -24,7 +25,7 @@ constexpr int64_t kTopK = 5;
 }  // namespace
 
 EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& dataset, const std::vector<int64_t>& indices,
-                    const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size) {
+                    const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size, bool bf16) {
   model->eval();
   c10::InferenceMode inference;
   const c10::Device device = model->device();
@@ -41,9 +42,13 @@ EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& datase
     auto batch = data::load_batch(dataset, chunk, mean, std, model->shape());
     const auto images = cuda::to_device(batch.images, device);  // [B, C, H, W]
     const auto labels = cuda::to_device(batch.labels, device);  // [B]
-    auto logits = model->forward(images);                       // [B, K]
-    auto top = std::get<1>(logits.topk(k, 1));                  // [B, k]
-    auto hit = top.eq(labels.unsqueeze(1));                     // [B, k]
+    torch::Tensor logits;                                       // [B, K], float32
+    {
+      model::Bf16Autocast autocast(device.type(), bf16);
+      logits = model->forward(images).to(torch::kFloat32);
+    }
+    auto top = std::get<1>(logits.topk(k, 1));  // [B, k]
+    auto hit = top.eq(labels.unsqueeze(1));     // [B, k]
     top1 += hit.select(1, 0).sum();
     top5 += hit.any(1).sum();
     loss_sum += torch::nn::functional::cross_entropy(
@@ -69,12 +74,12 @@ void check_class_count(const ModelShape& shape, const data::Dataset& dataset) {
 
 EvalCounts evaluate_sharded(model::VisionTransformer& model, const data::Dataset& dataset, int64_t total,
                             const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size,
-                            const dist::MpiSession& mpi) {
+                            bool bf16, const dist::MpiSession& mpi) {
   // The first `total` images in dataset order; rank r takes a contiguous shard.
   const int64_t begin = total * mpi.rank() / mpi.world_size(), end = total * (mpi.rank() + 1) / mpi.world_size();
   std::vector<int64_t> mine;
   for (int64_t i = begin; i < end; ++i) mine.push_back(i);
-  EvalCounts local = evaluate(model, dataset, mine, mean, std, batch_size);
+  EvalCounts local = evaluate(model, dataset, mine, mean, std, batch_size, bf16);
   EvalCounts all;
   all.images = mpi.allreduce_sum(local.images);
   all.top1 = mpi.allreduce_sum(local.top1);
@@ -100,8 +105,9 @@ EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const Ev
   const auto [mean, stdev] = data::normalisation(data, *dataset);
   if (!eval.json.empty()) check_writable_output(eval.json, "--json");
   log_info(cat("eval: ", shape.describe(), ", removed attention ", model->removed_blocks().size(), " blocks; ",
-               dataset->name(), ", ", total, " images over ", mpi.world_size(), " rank(s)"));
-  const EvalCounts all = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, mpi);
+               dataset->name(), ", ", total, " images over ", mpi.world_size(), " rank(s)", eval.bf16 ? ", bf16" : ""));
+  model::warn_if_bf16_emulated(model->device().type(), eval.bf16);
+  const EvalCounts all = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, eval.bf16, mpi);
   if (mpi.rank() != 0) return all;
 
   const double top1 = all.top1_percent(), top5 = all.top5_percent(), loss = all.mean_loss();
@@ -124,6 +130,7 @@ EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const Ev
                         {"top1", top1},
                         {"top5", top5},
                         {"loss", loss},
+                        {"bf16", eval.bf16},
                         {"world_size", mpi.world_size()},
                         {"seconds", seconds}};
     write_file_atomic(eval.json, json_text(j) + "\n");

@@ -28,9 +28,10 @@ struct EvalCounts {
   double mean_loss() const { return loss_sum / static_cast<double>(images); }
 };
 
-// Evaluates `indices` of `dataset` in batches (eval mode, inference, the model's current modes).
+// Evaluates `indices` of `dataset` in batches (eval mode, inference, the model's current modes; in
+// bf16 autocast when `bf16`, with the counts and the loss sum in 64-bit).
 EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& dataset, const std::vector<int64_t>& indices,
-                    const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size);
+                    const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size, bool bf16);
 
 // Throws when the model's head and the dataset disagree on the class count.
 void check_class_count(const ModelShape& shape, const data::Dataset& dataset);
@@ -39,7 +40,7 @@ void check_class_count(const ModelShape& shape, const data::Dataset& dataset);
 // rank, loss_sum on rank 0 only.
 EvalCounts evaluate_sharded(model::VisionTransformer& model, const data::Dataset& dataset, int64_t total,
                             const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size,
-                            const dist::MpiSession& mpi);
+                            bool bf16, const dist::MpiSession& mpi);
 
 // `vitslim eval`: evaluates the requested model on `data` and reports (stdout, eval.json).
 EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const EvalConfig& eval,

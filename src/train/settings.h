@@ -66,7 +66,7 @@ struct TrainConfig {
   double collective_timeout = 600;  // seconds a collective may take before the job stops (0: none)
   double first_bucket_mb = 1;       // smaller first bucket: the first all-reduce starts early
   Device device = Device::Cpu;
-  bool bf16 = false;       // bf16 autocast (CUDA)
+  bool bf16 = false;       // bf16 autocast (CPU or CUDA)
   int64_t log_every = 50;  // sync point: losses read back, trace written, stop signals agreed
 
   double resolved_decay_epochs() const { return decay_epochs ? *decay_epochs : 0.75 * static_cast<double>(epochs); }
@@ -120,7 +120,7 @@ struct TrainConfig {
           "rank and step (0: wait forever)",
           at_least(0));
     o.add_enum("device", device, "one GPU per rank with cuda", kDeviceNames);
-    o.add_switch("bf16", bf16, "bf16 autocast (CUDA)");
+    o.add_switch("bf16", bf16, kBf16Help);
     o.add("log-every", log_every,
           "every N steps: read losses back from the device, write the trace, agree on stop signals and "
           "non-finite steps, print progress",
@@ -131,7 +131,6 @@ struct TrainConfig {
       throw Error(cat("--warmup-epochs ", warmup_epochs, " must be shorter than --epochs ", epochs));
     }
     if (out_dir.empty()) throw Error("--out-dir is required");
-    if (bf16 && device != Device::Cuda) throw Error("--bf16 needs --device cuda");
     if (distill.kind != Distill::None && teacher.empty()) {
       throw Error(cat("--distill ", to_string(distill.kind), " needs --teacher FILE or --teacher start"));
     }
@@ -143,11 +142,13 @@ struct TrainConfig {
 
 struct EvalConfig {
   int64_t images = 0;  // first N images of the split (0: all)
+  bool bf16 = false;   // bf16 autocast (CPU)
   std::string json;
 
   void declare(Options& o) {
     o.group("eval", "Evaluation");
     o.add("eval-images", images, "first N images of the split (0: all)", at_least(0));
+    o.add_switch("bf16", bf16, kBf16Help);
     o.add_path("json", json, "JSON result", PathRole::OutputFile);
   }
 };

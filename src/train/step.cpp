@@ -22,7 +22,7 @@ StepLoss backward_step(model::VisionTransformer& model, NamedTensors& params, co
     torch::manual_seed(seed_of(m));
     torch::Tensor loss;
     {
-      model::CudaBf16Autocast autocast(batch.images.is_cuda() && options.bf16);
+      model::Bf16Autocast autocast(batch.images.device().type(), options.bf16);
       loss = training_loss(model->forward(batch.images), batch.teacher, batch.targets, options.distill);  // -> []
     }
     const at::Tensor value = loss.detach().to(torch::kFloat64);

@@ -1,6 +1,6 @@
 // The arithmetic of one optimizer step, apart from the trainer's bookkeeping so that a unit test
 // (the golden test against PyTorch + timm) calls the very code training runs:
-//   backward_step: accum_steps micro-batches, each forward (bf16 autocast on CUDA when asked) ->
+//   backward_step: accum_steps micro-batches, each forward (bf16 autocast on the CPU or CUDA when asked) ->
 //     soft-target cross-entropy (mixed with a teacher's distillation term, distill.h) -> backward of loss /
 //     accum_steps; gradients start afresh and, with a reducer, are averaged over ranks while backward runs;
 //   update_step: global-norm clipping, AdamW at the step's learning rate, then the EMA, all
@@ -39,7 +39,7 @@ struct StepOptions {
   int64_t accum_steps = 1;
   double clip_grad = 0;     // 0: off
   double ema_decay = 0;     // 0: off
-  bool bf16 = false;        // CUDA autocast
+  bool bf16 = false;        // autocast (CPU or CUDA)
   DistillSettings distill;  // kind None: soft-target cross-entropy alone
 };
 

@@ -31,7 +31,7 @@ struct TrainState {
   double epoch_loss_sum = 0;  // this epoch so far: summed step losses, images, seconds
   int64_t epoch_images = 0;
   double epoch_seconds = 0;
-  double step_seconds = 0;  // every optimizer step so far (no evaluation or checkpoints)
+  double step_seconds = 0;             // every optimizer step so far (no evaluation or checkpoints)
   std::vector<int64_t> dilute_layers;  // what the run dilutes
   int64_t global_batch = 0;
   int world_size = 1;

@@ -37,6 +37,7 @@
 #include "dist/mpi_session.h"
 #include "dist/reducer.h"
 #include "entropy/branch_stats.h"
+#include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/presets.h"
 #include "train/batches.h"
@@ -162,6 +163,7 @@ void Trainer::setup_model() {
     device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist::select_gpu(mpi_)));
   }
   model_ = model::build_model(c_.model, c_.runtime.seed);
+  model::warn_if_bf16_emulated(device_.type(), t_.bf16);
   const ModelShape& shape = model_->shape();
   for (int64_t b : t_.dilute_layers) {
     if (b >= shape.depth) throw Error(cat("--remove-layers: block ", b, " does not exist (depth ", shape.depth, ")"));
@@ -390,7 +392,7 @@ void Trainer::record_steps(const double* values) {
 void Trainer::end_epoch(int64_t epoch, double train_loss, double seconds, int64_t images) {
   progress_->finish();
   const auto counts =
-      evaluate_sharded(model_, *eval_set_, eval_images_, norm_.mean, norm_.std, plan_.micro_batch, mpi_);
+      evaluate_sharded(model_, *eval_set_, eval_images_, norm_.mean, norm_.std, plan_.micro_batch, t_.bf16, mpi_);
   const EpochRow row{epoch,   train_loss, counts.top1_percent(), counts.top5_percent(), counts.mean_loss(),
                      seconds, images};
   last_top1_ = row.top1;

@@ -61,7 +61,6 @@ expect_error out-dir-missing "directory" "$BIN" entropy --out /no/such/dir/t.h5 
 expect_error remove-too-deep "--remove-layers: block 7 does not exist" "$BIN" "${E[@]}" --model vit_fmnist --remove-layers 7
 expect_error nan-weights "has NaN or Inf" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/nan_values.pth" --data-set synthetic
 expect_error bench-no-cuda "--device cuda: no CUDA device" "$BIN" bench --model vit_test --device cuda
-expect_error bench-bf16-cpu "--bf16 needs --device cuda" "$BIN" bench --model vit_test --bf16
 expect_error convert-no-out "--out is required" "$BIN" convert --weights "$DATA/golden_flat.pth"
 expect_error weights-is-dir "weights $DATA: is a directory, not a file" "$BIN" "${E[@]}" --weights "$DATA"
 expect_error crc-mismatch "crc_mismatch.pth: corrupt or truncated archive (CRC-32 of" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/crc_mismatch.pth" --data-set synthetic
