@@ -134,7 +134,6 @@ std::vector<std::string> required_args(const std::string& job) {
 }
 std::vector<std::string> context_args(const std::string& job, const std::string& flag) {
   if (flag == "class-index") return {"--data-set", "folder"};
-  if (flag == "bf16") return {"--device", "cuda"};
   if (job == "train" && flag == "teacher") return {"--distill", "soft"};
   if (job == "train" && flag == "distill") return {"--teacher", "start"};
   return {};
