@@ -6,6 +6,7 @@
 #include "core/log.h"
 
 namespace vitslim::model {
+namespace {
 
 bool cpu_has_native_bf16() {
   const auto caps = at::cpu::get_cpu_capabilities();
@@ -15,6 +16,8 @@ bool cpu_has_native_bf16() {
   }
   return false;
 }
+
+}  // namespace
 
 void warn_if_bf16_emulated(c10::DeviceType device, bool bf16) {
   if (!bf16 || device != c10::DeviceType::CPU || cpu_has_native_bf16()) return;

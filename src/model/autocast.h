@@ -33,11 +33,8 @@ class Bf16Autocast {
   bool previous_ = false;
 };
 
-// True when this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16); elsewhere bf16 autocast
-// works but is emulated and slower than float32.
-bool cpu_has_native_bf16();
-
-// The one line that --bf16 on a CPU without native bf16 prints (nothing on CUDA or a capable CPU).
+// The one line that --bf16 prints on a CPU without native bf16 (AVX512-BF16 or AMX-BF16), where
+// autocast works but is emulated and slower than float32; nothing on CUDA or a capable CPU.
 void warn_if_bf16_emulated(c10::DeviceType device, bool bf16);
 
 }  // namespace vitslim::model

@@ -33,9 +33,7 @@ struct TrainResult {
   bool finished = false;
   int stop_signal = 0;
   std::string out_dir;
-  double best_top1 = -1;    // at lambda 0; -1: no such epoch
-  double step_seconds = 0;  // in optimizer steps, over the whole run (resumed parts included)
-  int64_t steps = 0;        // optimizer steps done
+  double best_top1 = -1;  // at lambda 0; -1: no such epoch
 };
 
 TrainResult run_training(const TrainInputs& inputs, const dist::MpiSession& mpi);
