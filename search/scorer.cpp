@@ -24,21 +24,22 @@ void PrefixScorer::set_modes(const LayerSet& skipped) {
   }
 }
 
-at::Tensor PrefixScorer::run(at::Tensor x, int64_t from, int64_t to) {
+model::TokenStream PrefixScorer::run(model::TokenStream s, int64_t from, int64_t to) {
   block_forwards_ += to - from;
-  return model_->run_blocks(std::move(x), from, to);
+  return model_->run_blocks(std::move(s), from, to);
 }
 
-entropy::ChannelStats PrefixScorer::stats_of(const at::Tensor& tokens) {
-  auto feature = model_->cls_feature(tokens);                                     // [B, C]
+entropy::ChannelStats PrefixScorer::stats_of(const model::TokenStream& tokens) {
+  auto feature = model_->cls_feature(tokens.x);                                   // [B, C]
   auto rows = estimator_ == Estimator::Logits ? model_->head(feature) : feature;  // [B, K] or [B, C]
   entropy::ChannelStats stats(channels());
   stats.add(rows);
   return stats;
 }
 
-int64_t PrefixScorer::boundary_bytes(const at::Tensor& x) const {
-  return x.numel() * static_cast<int64_t>(x.element_size());
+int64_t PrefixScorer::boundary_bytes(const model::TokenStream& s) const {
+  const auto bytes = [](const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; };
+  return static_cast<int64_t>(bytes(s.x) + bytes(s.size));
 }
 
 PrefixScorer::Entry* PrefixScorer::entry_for(int64_t shard, const at::Tensor& images, const LayerSet& base) {
@@ -54,7 +55,7 @@ PrefixScorer::Entry* PrefixScorer::entry_for(int64_t shard, const at::Tensor& im
     fresh.base = base;
     fresh.inputs.resize(static_cast<size_t>(L + 1));
     it = cache_.emplace(shard, std::move(fresh)).first;
-    it->second.inputs[0] = model_->embed(images);
+    it->second.inputs[0] = {model_->embed(images), {}};
   } else if (it->second.base == base) {
     return &it->second;
   } else {
@@ -78,7 +79,7 @@ PrefixScorer::Entry* PrefixScorer::entry_for(int64_t shard, const at::Tensor& im
   Entry& entry = it->second;
   entry.base = base;
   set_modes(base);
-  at::Tensor x = entry.inputs[static_cast<size_t>(start)];
+  model::TokenStream x = entry.inputs[static_cast<size_t>(start)];
   for (int64_t b = start; b < L; ++b) {
     x = run(x, b, b + 1);
     entry.inputs[static_cast<size_t>(b + 1)] = x;
@@ -95,15 +96,15 @@ entropy::ChannelStats PrefixScorer::evaluate(int64_t shard, const at::Tensor& im
   }
   Entry* entry = cache_bytes_ > 0 ? entry_for(shard, images, base) : nullptr;
   set_modes(set);
-  if (!entry) return stats_of(run(model_->embed(images), 0, L));  // uncached: all blocks
+  if (!entry) return stats_of(run({model_->embed(images), {}}, 0, L));  // uncached: all blocks
   LayerSet added;
   std::set_difference(set.begin(), set.end(), base.begin(), base.end(), std::back_inserter(added));
   if (added.empty()) return stats_of(entry->inputs[static_cast<size_t>(L)]);
   const int64_t d = added.front();
-  at::Tensor x = entry->inputs[static_cast<size_t>(d)];
+  model::TokenStream x = entry->inputs[static_cast<size_t>(d)];
   const int64_t keep_bytes = (L - d) * boundary_bytes(x);
   const bool keep = used_bytes_ + keep_bytes <= cache_bytes_;
-  std::vector<at::Tensor> outputs;
+  std::vector<model::TokenStream> outputs;
   for (int64_t b = d; b < L; ++b) {
     x = run(x, b, b + 1);
     if (keep) outputs.push_back(x);

@@ -33,16 +33,16 @@ class PrefixScorer {
  private:
   struct Entry {
     LayerSet base;
-    std::vector<at::Tensor> inputs;  // inputs[b]: input of block b; inputs[L]: after the last block
+    std::vector<model::TokenStream> inputs;  // inputs[b]: input of block b; inputs[L]: after the last block
     // Per scored candidate (layer mask): its block inputs from its first differing block d + 1 on.
-    std::map<uint64_t, std::pair<int64_t, std::vector<at::Tensor>>> candidates;
+    std::map<uint64_t, std::pair<int64_t, std::vector<model::TokenStream>>> candidates;
     int64_t candidate_bytes = 0;
   };
   void set_modes(const LayerSet& skipped);
-  entropy::ChannelStats stats_of(const at::Tensor& tokens);  // [B, N+1, C] after the last block
-  at::Tensor run(at::Tensor x, int64_t from, int64_t to);
+  entropy::ChannelStats stats_of(const model::TokenStream& tokens);  // [B, N', C] after the last block
+  model::TokenStream run(model::TokenStream s, int64_t from, int64_t to);
   Entry* entry_for(int64_t shard, const at::Tensor& images, const LayerSet& base);
-  int64_t boundary_bytes(const at::Tensor& x) const;
+  int64_t boundary_bytes(const model::TokenStream& s) const;
 
   model::VisionTransformer model_;
   Estimator estimator_;

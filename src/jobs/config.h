@@ -24,6 +24,7 @@ struct Config {
   EntropyConfig entropy;
   SearchConfig search;
   EvalConfig eval;
+  TomeSweepConfig tome_sweep;
   ConvertConfig convert;
   BenchConfig bench;
   BenchDataConfig bench_data;

@@ -32,6 +32,7 @@
 #include "search/coordinator.h"
 #include "train/evaluate.h"
 #include "train/merge_checkpoint.h"
+#include "train/tome_sweep.h"
 #include "train/train_checkpoint.h"
 #include "train/trainer.h"
 
@@ -90,6 +91,16 @@ model::BenchRatios read_bench(const std::string& path) {
   b.params = r.at("params").get<double>();
   b.macs = r.at("macs").get<double>();
   b.inference_speedup = r.at("inference_speedup").get<double>();
+  if (r.contains("merged")) {
+    b.merged = true;
+    b.merged_macs = r.at("merged").at("macs").get<double>();
+    b.merged_inference_speedup = r.at("merged").at("inference_speedup").get<double>();
+  }
+  if (r.contains("full_merged")) {
+    b.full_merged = true;
+    b.full_merged_macs = r.at("full_merged").at("macs").get<double>();
+    b.full_merged_inference_speedup = r.at("full_merged").at("inference_speedup").get<double>();
+  }
   return b;
 }
 search::SearchResult read_search(const std::string& path) {
@@ -139,8 +150,19 @@ class Pipeline {
   std::vector<PipelineRun> plan_runs();
   void finetune(const PipelineRun& run, int64_t seed_index);
   void merge(const std::string& name, const std::string& dir, const std::string& compact);
-  EvalOutcome evaluate(const std::string& name, const std::string& weights, const std::string& out);
+  // With `tome`: evaluated with that token merging.
+  EvalOutcome evaluate(const std::string& name, const std::string& weights, const std::string& out,
+                       const model::TomeRequest& tome = {});
   void bench(const PipelineRun& run);
+  // NOSE at the largest ratio + token merging tuned by tome-sweep, and the unpruned model with it.
+  void token_merging();
+  model::TomeRequest tune_merging(const PipelineRun& nose);
+  std::string compact_path(const PipelineRun& run, int64_t seed) const {
+    return path("compact-" + run.name + "-seed" + std::to_string(seed) + ".safetensors");
+  }
+  std::string unpruned_path(int64_t seed) const {
+    return (fs::path(path("finetune-unpruned-seed" + std::to_string(seed))) / "final.safetensors").string();
+  }
   std::unique_ptr<DirLock> out_lock_;  // rank 0: --out-dir is this pipeline's alone
   void report();
   void check_settings();
@@ -343,7 +365,7 @@ void Pipeline::finetune(const PipelineRun& run, int64_t seed_index) {
   }
   std::string weights = (fs::path(dir) / "final.safetensors").string();
   if (!run.layers.empty()) {
-    weights = path("compact-" + tag + ".safetensors");
+    weights = compact_path(run, seed_index);
     merge(tag, dir, weights);
   }
   results_.evals[run.name].push_back(evaluate("eval " + tag, weights, path("eval-" + tag + ".json")));
@@ -362,13 +384,15 @@ void Pipeline::merge(const std::string& name, const std::string& dir, const std:
   });
 }
 
-EvalOutcome Pipeline::evaluate(const std::string& name, const std::string& weights, const std::string& out) {
+EvalOutcome Pipeline::evaluate(const std::string& name, const std::string& weights, const std::string& out,
+                               const model::TomeRequest& tome) {
   const bool done = fs::exists(out);
   EvalOutcome outcome;
   if (done) outcome = read_eval(out);
   stage(name, done, [&] {
     Config c = stage_config("eval");
     c.model.weights = weights;
+    c.model.tome = tome;
     c.data.split = "test";
     c.eval.images = p_.eval_images;
     c.eval.json = out;
@@ -393,6 +417,89 @@ void Pipeline::bench(const PipelineRun& run) {
     c.bench.json = out;
     find_job("bench").validate(c);
     results_.benches[run.name] = model::run_bench(c.model, c.bench, c.runtime);
+  });
+}
+
+// The sweep on the row's seed-0 model, on training images (the test split is what the report
+// compares); reused from its JSON when an earlier run made it.
+model::TomeRequest Pipeline::tune_merging(const PipelineRun& nose) {
+  TomeRows& t = *results_.tome;
+  const std::string out = path("tome-sweep-" + nose.name + ".json");
+  const bool done = fs::exists(out);
+  if (done) {
+    const json chosen = read_json(out).at("chosen");
+    t.r = chosen.at("r").get<int64_t>();
+    t.start = chosen.at("start").get<int64_t>();
+  }
+  stage("tome-sweep " + nose.name, done, [&] {
+    Config c = stage_config("tome-sweep");
+    c.model.weights = compact_path(nose, 0);
+    c.data.split = "train";
+    c.tome_sweep.r = p_.tome_sweep_r;
+    c.tome_sweep.start = {0};
+    c.tome_sweep.max_drop = p_.tome_max_drop;
+    c.tome_sweep.images = p_.tome_tune_images;
+    c.tome_sweep.bench_batch = kBenchBatch;
+    c.tome_sweep.bench_iters = p_.bench_iters;
+    c.tome_sweep.json = out;
+    c.tome_sweep.csv = path("tome-sweep-" + nose.name + ".csv");
+    find_job("tome-sweep").validate(c);
+    const train::TomeSweepResult result = train::run_tome_sweep(c.model, c.data, c.tome_sweep, c.runtime, mpi_);
+    t.r = result.best().r;
+    t.start = result.best().start;
+  });
+  model::TomeRequest tome;
+  tome.r = {t.r};
+  tome.start = t.start;
+  return tome;
+}
+
+void Pipeline::token_merging() {
+  const PipelineRun* nose = nullptr;
+  for (const PipelineRun& run : results_.runs) {
+    if (run.choice == "nose" && run.ratio == largest_ratio() && !run.distill) nose = &run;
+  }
+  if (!p_.tome_rows || !nose) return;
+  results_.tome =
+      TomeRows{nose->name, 0, 0, {}, p_.tome_max_drop, p_.tome_tune_images, p_.tome_sweep_r, {}, {}, "", {}};
+  TomeRows& t = *results_.tome;
+  const model::TomeRequest tome = tune_merging(*nose);
+  if (t.r == 0) {
+    log_info(cat("pipeline: no r in {", join_list(p_.tome_sweep_r), "} is faster within ", p_.tome_max_drop,
+                 " points; no ToMe rows"));
+    return;
+  }
+  const ModelShape shape = model::preset(base_.model.preset);
+  t.per_block = model::resolve_tome(tome, shape.depth).r;
+  try {  // the unpruned model has more blocks that merge: the same r may not fit
+    model::token_schedule(shape.num_tokens(), std::vector<bool>(static_cast<size_t>(shape.depth), true),
+                          model::resolve_tome(tome, shape.depth));
+  } catch (const Error& e) {
+    t.unpruned_note = e.what();
+  }
+  for (int64_t k = 0; k < p_.seeds; ++k) {
+    const std::string seed = "-seed" + std::to_string(k);
+    t.pruned.push_back(evaluate("eval " + nose->name + "+tome" + seed, compact_path(*nose, k),
+                                path("eval-" + nose->name + "+tome" + seed + ".json"), tome));
+    if (t.unpruned_note.empty()) {
+      t.unpruned.push_back(
+          evaluate("eval unpruned+tome" + seed, unpruned_path(k), path("eval-unpruned+tome" + seed + ".json"), tome));
+    }
+  }
+  const std::string out = path("bench-" + nose->name + "+tome.json");
+  const bool done = fs::exists(out);
+  if (done && mpi_.rank() == 0) t.bench = read_bench(out);
+  stage("bench " + nose->name + "+tome", done, [&] {
+    if (mpi_.rank() != 0) return;
+    Config c = stage_config("bench");
+    c.model.removed_layers = nose->layers;
+    c.model.tome = tome;
+    c.bench.batch_size = kBenchBatch;
+    c.bench.iters = p_.bench_iters;
+    c.bench.train = false;
+    c.bench.json = out;
+    find_job("bench").validate(c);
+    t.bench = model::run_bench(c.model, c.bench, c.runtime);
   });
 }
 
@@ -463,6 +570,7 @@ void Pipeline::run() {
   for (int64_t k = 0; k < p_.seeds; ++k) {
     for (const PipelineRun& run : results_.runs) finetune(run, k);
   }
+  token_merging();
   report();
   log_info(cat("pipeline: done in ", fmt(std::chrono::duration<double>(Clock::now() - started_).count(), 4),
                " s; report in ", path("report.md")));
@@ -482,6 +590,9 @@ void validate(const Config& c) {
   c.model.validate(c.model.removed_layers);
   c.data.validate();
   c.pipeline.validate();
+  if (c.model.tome.given()) {
+    throw Error("--tome-r: the pipeline tunes token merging itself (--tome-rows, --tome-sweep-r, --tome-max-drop)");
+  }
 }
 
 JobResult run(const Config& config, const dist::MpiSession& mpi) {

@@ -184,6 +184,62 @@ json claims(std::ostringstream& md, const ReportContext& ctx, const PipelineResu
   return out;
 }
 
+// NOSE at the largest ratio with the token merging tome-sweep chose, against the same row without
+// it and against the unpruned model with the same merging.
+json tome_section(std::ostringstream& md, const PipelineResults& r) {
+  if (!r.tome) return nullptr;
+  const TomeRows& t = *r.tome;
+  md << "\n## Token merging (ToMe) on " << t.row << "\n\n"
+     << "`vitslim tome-sweep` on " << t.row << "'s seed-0 model, r in {" << join_list(t.swept)
+     << "} from block 0, top-1 on the first " << t.tune_images << " training images, budget " << fmt(t.max_drop)
+     << " points: ";
+  json out = {{"row", t.row}, {"r", t.r}, {"start", t.start}, {"max_drop", t.max_drop}, {"swept", t.swept}};
+  if (t.r == 0) {
+    md << "no r is faster within the budget, so there are no ToMe rows.\n";
+    return out;
+  }
+  md << "r = " << t.r << " (per block " << join_list(t.per_block) << "). Top-1 on the test split, mean ± std over "
+     << "the seeds; speed-ups from one bench run against the unpruned model.\n\n"
+     << "| run | top-1 (%) | vs the same model without ToMe (points) | MACs/img | inference speed-up |\n"
+     << "|---|---|---|---|---|\n";
+  const model::BenchRatios& b = t.bench;
+  const std::vector<double> plain = top1s(r, t.row), merged = [&] {
+    std::vector<double> v;
+    for (const EvalOutcome& e : t.pruned) v.push_back(e.top1);
+    return v;
+  }();
+  const Spread d = spread(paired(merged, plain));
+  md << "| " << t.row << " | " << pm(spread(plain), 4) << " | - | " << fmt(b.macs, 3) << "x | "
+     << fmt(b.inference_speedup, 3) << "x |\n"
+     << "| " << t.row << " + ToMe r=" << t.r << " | " << pm(spread(merged), 4) << " | " << pm(d) << " | "
+     << fmt(b.merged_macs, 3) << "x | " << fmt(b.merged_inference_speedup, 3) << "x |\n";
+  out["pruned"] = {{"top1_seeds", merged},
+                   {"delta_points", d.mean},
+                   {"delta_std", d.std},
+                   {"macs", b.merged_macs},
+                   {"inference_speedup", b.merged_inference_speedup}};
+  if (t.unpruned_note.empty()) {
+    std::vector<double> u;
+    for (const EvalOutcome& e : t.unpruned) u.push_back(e.top1);
+    const Spread du = spread(paired(u, top1s(r, "unpruned")));
+    md << "| unpruned + ToMe r=" << t.r << " | " << pm(spread(u), 4) << " | " << pm(du) << " | "
+       << fmt(b.full_merged_macs, 3) << "x | " << fmt(b.full_merged_inference_speedup, 3) << "x |\n";
+    out["unpruned"] = {{"top1_seeds", u},
+                       {"delta_points", du.mean},
+                       {"delta_std", du.std},
+                       {"macs", b.full_merged_macs},
+                       {"inference_speedup", b.full_merged_inference_speedup}};
+  } else {
+    md << "\nNo unpruned + ToMe row: " << t.unpruned_note << "\n";
+  }
+  const bool met = d.mean >= -t.max_drop && b.merged_inference_speedup > b.inference_speedup;
+  md << "\n- " << t.row << " + ToMe within " << fmt(t.max_drop) << " points of " << t.row << " and faster: " << pm(d)
+     << " points, " << fmt(b.merged_inference_speedup / b.inference_speedup, 3) << "x the speed -> "
+     << (met ? "met" : "not met") << "\n";
+  out["met"] = met;
+  return out;
+}
+
 json selections(std::ostringstream& md, const PipelineResults& r) {
   json out = json::array();
   md << "\nSelections (TE: transfer entropy to the logits of the chosen set; smaller |TE| = less change):\n\n"
@@ -212,6 +268,7 @@ void write_pipeline_report(const ReportContext& ctx, const PipelineResults& r) {
   json rows = json::array();
   for (const PipelineRun& run : r.runs) rows.push_back(run_row(md, run, r));
   const json c = claims(md, ctx, r);
+  const json tome = tome_section(md, r);
   const json sel = selections(md, r);
   md << "\nFigures (made from report.json and the HDF5 traces by `scripts/plot_pipeline.py " << ctx.out_dir << "`):\n\n"
      << "![top-1 against removal ratio](plots/ratios.png)\n\n"
@@ -229,6 +286,7 @@ void write_pipeline_report(const ReportContext& ctx, const PipelineResults& r) {
                   {"seeds", ctx.seeds},
                   {"runs", rows},
                   {"claims", c},
+                  {"token_merging", tome},
                   {"selections", sel},
                   {"stages", r.stages},
                   {"seconds", ctx.seconds},

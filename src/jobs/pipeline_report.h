@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,20 @@ struct EvalOutcome {
   double top1 = 0, top5 = 0, loss = 0;
 };
 
+// Token merging tuned for NOSE at the largest ratio, and the rows it adds.
+struct TomeRows {
+  std::string row;                 // the pruned row it applies to (nose-0.5)
+  int64_t r = 0, start = 0;        // chosen by the sweep; r = 0: nothing faster within the budget
+  std::vector<int64_t> per_block;  // r of every block
+  double max_drop = 0;
+  int64_t tune_images = 0;
+  std::vector<int64_t> swept;         // the r values tried
+  std::vector<EvalOutcome> pruned;    // per seed: the row's compact model with merging
+  std::vector<EvalOutcome> unpruned;  // per seed: the unpruned model with the same merging
+  std::string unpruned_note;          // why there is no unpruned + ToMe row ("" if there is)
+  model::BenchRatios bench;           // full, pruned, full + ToMe, pruned + ToMe
+};
+
 struct PipelineResults {
   std::vector<PipelineRun> runs;
   EvalOutcome pretrained;                                              // the starting weights
@@ -34,6 +49,7 @@ struct PipelineResults {
   std::map<std::string, std::vector<double>> step_seconds;             // by run name, per seed: fine-tuning s/step
   search::SearchResult search;                                         // NOSE
   std::vector<std::pair<std::string, search::SearchResult>> criteria;  // the other criteria, --criteria order
+  std::optional<TomeRows> tome;                                        // with --tome-rows
   nlohmann::json stages = nlohmann::json::object();                    // seconds per stage, or "reused"
 };
 

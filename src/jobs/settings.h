@@ -41,6 +41,10 @@ struct PipelineConfig {
   int64_t steps_per_epoch = 0;  // optimizer steps per epoch (0: one pass)
   int64_t eval_images = 0;      // test images per evaluation (0: all)
   int64_t bench_iters = 10;
+  bool tome_rows = true;  // NOSE + ToMe and unpruned + ToMe rows
+  std::vector<int64_t> tome_sweep_r = {1, 2, 3, 4, 6};
+  double tome_max_drop = 0.3;
+  int64_t tome_tune_images = 10000;  // training images the ToMe sweep tunes on
 
   void declare(Options& o) {
     o.group("pipeline", "Pipeline (every stage resumes from its files in --out-dir)");
@@ -69,6 +73,14 @@ struct PipelineConfig {
           at_least(0));
     o.add("eval-images", eval_images, "test images per evaluation (0: all)", at_least(0));
     o.add("bench-iters", bench_iters, "timed iterations of the benchmark", positive());
+    o.add_switch("tome-rows", tome_rows,
+                 "tune token merging for NOSE at the largest ratio (tome-sweep on its seed-0 model) and add "
+                 "NOSE + ToMe and unpruned + ToMe rows at the chosen r");
+    o.add("tome-sweep-r", tome_sweep_r, "values of r the ToMe rows' sweep tries", positive());
+    o.add("tome-max-drop", tome_max_drop, "accuracy budget of the ToMe choice: top-1 points below r = 0", at_least(0));
+    o.add("tome-tune-images", tome_tune_images,
+          "first N training-split images the ToMe sweep measures top-1 on (the test split stays for the report)",
+          positive());
   }
   // --criteria as enums (nose excluded; it is always run).
   std::vector<Criterion> other_criteria() const {

@@ -219,6 +219,7 @@ std::map<std::string, std::string> model_metadata(VisionTransformer& model) {
       {kMetaImgSize, std::to_string(model->shape().img_size)},
   };
   if (model->residual_folded()) meta[kMetaResidualFolded] = "1";
+  if (model->token_merging().active()) meta[kMetaTokenMerging] = tome_to_text(model->token_merging());
   return meta;
 }
 
@@ -260,6 +261,7 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
   ModelRequest r = request;
   bool folded = false;
   std::vector<int64_t> recorded;  // removed layers the weights' metadata names
+  std::optional<TokenMerging> recorded_merging;
   if (weights) {
     strip_common_prefix(*weights, "module.");  // saved from a DistributedDataParallel wrapper
     if (!weights->find("patch_embed.proj.weight")) {
@@ -274,6 +276,10 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
     recorded = removed_layers_from_metadata(*weights);
     auto f = weights->metadata.find(kMetaResidualFolded);
     folded = f != weights->metadata.end() && f->second == "1";
+    auto t = weights->metadata.find(kMetaTokenMerging);
+    if (t != weights->metadata.end()) {
+      recorded_merging = tome_from_text(t->second, cat("weights ", weights->file, ": metadata ", kMetaTokenMerging));
+    }
     std::set<int64_t> all(r.removed_layers.begin(), r.removed_layers.end());
     all.insert(recorded.begin(), recorded.end());
     if (folded && all.size() != recorded.size()) {
@@ -298,6 +304,15 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
     LoadOptions options;
     options.reset_head = r.reset_head;
     load_weights(model, std::move(*weights), options);
+  }
+  if (r.tome.given() || !recorded_merging) {
+    model->set_token_merging(resolve_tome(r.tome, shape.depth));
+  } else {
+    try {
+      model->set_token_merging(*recorded_merging);
+    } catch (const Error& e) {
+      throw Error(cat("weights ", weights->file, ": metadata ", kMetaTokenMerging, ": ", e.what()));
+    }
   }
   return model;
 }

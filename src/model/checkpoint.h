@@ -20,6 +20,8 @@ inline constexpr const char* kMetaRemovedLayers = "vitslim.removed_layers";  // 
 inline constexpr const char* kMetaNumHeads = "vitslim.num_heads";
 inline constexpr const char* kMetaImgSize = "vitslim.img_size";
 inline constexpr const char* kMetaResidualFolded = "vitslim.residual_folded";  // "1": removed blocks are x -> x
+// Token merging the model runs with (model/tome.h tome_to_text), written when it merges.
+inline constexpr const char* kMetaTokenMerging = "vitslim.token_merging";
 // JSON: how the weights were made (job, settings, source commit, test top-1, weights_hash).
 inline constexpr const char* kMetaProvenance = "vitslim.provenance";
 
@@ -35,7 +37,7 @@ struct LoadOptions {
 void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions& options = {});
 
 // The metadata that makes a weights file self-describing: removed layers, heads, image size,
-// whether the residual factors are folded.
+// whether the residual factors are folded, token merging.
 std::map<std::string, std::string> model_metadata(VisionTransformer& model);
 // All parameters with timm names (float32, contiguous) + model_metadata + `extra`, written
 // atomically.
@@ -46,7 +48,8 @@ void export_safetensors(VisionTransformer& model, const std::string& path,
 std::string weights_hash(VisionTransformer& model);
 
 // Builds a model for `shape`, applies removed layers, seeds init with `seed`, loads weights if
-// `request.weights` is set. The one entry point jobs use.
+// `request.weights` is set, and sets token merging (--tome-* if given, else what the weights
+// file records). The one entry point jobs use.
 VisionTransformer build_model(const ModelRequest& request, uint64_t seed);
 // The same from weights already in memory (request.weights is ignored; weights.file names them).
 VisionTransformer build_model(const ModelRequest& request, uint64_t seed, StateDict weights);

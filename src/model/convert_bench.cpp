@@ -121,27 +121,53 @@ std::string mib(int64_t bytes) { return cat(std::fixed, std::setprecision(0), st
 
 namespace {
 
-// Both models of a benchmark and what was measured on them.
+// The models of a benchmark and what was measured on them.
 struct BenchRun {
   ModelShape shape;
   std::vector<int64_t> removed;
-  std::vector<VisionTransformer> models;  // full, then (when any layer is removed) the pruned one
+  TokenMerging merging;
+  std::vector<std::string> names;         // full, pruned, full + ToMe, pruned + ToMe (those that apply)
+  std::vector<VisionTransformer> models;  // in the order of names
   std::vector<Cost> costs;
   std::vector<Timing> inference, training;
+  std::string skipped;  // why a row was left out ("" if none)
 };
 
-// The shape (and removed layers) come from the request; speed does not depend on the values, so
-// both models are freshly initialised: the full one and the attention-removed one.
+// Adds a freshly initialised model: the request's removed layers if `pruned`, its token merging if
+// `merging` (left out, with the reason in run.skipped, where the full model cannot merge that much).
+void add_model(BenchRun& run, bool pruned, bool merging) {
+  VisionTransformer m(run.shape);
+  if (pruned) {
+    for (int64_t l : run.removed) m->set_mode(l, AttentionMode::Removed);
+  }
+  if (merging) {
+    try {
+      m->set_token_merging(run.merging);
+    } catch (const Error& e) {
+      run.skipped = cat(pruned ? "pruned" : "full", " + ToMe left out: ", e.what());
+      return;
+    }
+  }
+  run.names.push_back(cat(pruned ? "pruned" : "full", merging ? " + ToMe" : ""));
+  run.models.push_back(m);
+  run.costs.push_back(
+      analytic_cost(run.shape, pruned ? run.removed : std::vector<int64_t>{}, merging ? run.merging : TokenMerging{}));
+}
+
+// The shape, removed layers and token merging come from the request; speed does not depend on the
+// values, so every model is freshly initialised.
 BenchRun measure_models(const ModelRequest& request, const BenchConfig& b, const RuntimeConfig& runtime) {
   BenchRun run;
   VisionTransformer reference = build_model(request, runtime.seed);
   run.shape = reference->shape();
   run.removed = reference->removed_blocks();
+  run.merging = reference->token_merging();
   torch::manual_seed(runtime.seed);
-  run.models.emplace_back(run.shape);
-  if (!run.removed.empty()) {
-    run.models.emplace_back(run.shape);
-    for (int64_t l : run.removed) run.models.back()->set_mode(l, AttentionMode::Removed);
+  add_model(run, false, false);
+  if (!run.removed.empty()) add_model(run, true, false);
+  if (run.merging.active()) {
+    add_model(run, false, true);
+    if (!run.removed.empty()) add_model(run, true, true);
   }
   const torch::Device device =
       b.device == Device::Cuda ? torch::Device(torch::kCUDA, kBenchGpu) : torch::Device(torch::kCPU);
@@ -152,9 +178,6 @@ BenchRun measure_models(const ModelRequest& request, const BenchConfig& b, const
       torch::randint(s.num_classes, {b.batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device));
   run.inference = measure(run.models, images, labels, false, b);
   if (b.train) run.training = measure(run.models, images, labels, true, b);
-  for (size_t m = 0; m < run.models.size(); ++m) {
-    run.costs.push_back(analytic_cost(s, m == 0 ? std::vector<int64_t>{} : run.removed));
-  }
   return run;
 }
 
@@ -164,12 +187,12 @@ nlohmann::json timing_json(const Timing& t) {
 
 // The table on stdout; the same rows as JSON.
 nlohmann::json print_rows(const BenchRun& run, const BenchConfig& b) {
-  const char* names[] = {"full", "pruned"};
-  std::printf("bench: %s, removed attention %s, batch %lld, %s%s, %d threads, median of %lld after %lld warm-up\n\n",
-              run.shape.describe().c_str(),
-              run.removed.empty() ? "none" : cat("{", join_list(run.removed), "}").c_str(),
-              static_cast<long long>(b.batch_size), to_string(b.device), b.bf16 ? " bf16" : "", at::get_num_threads(),
-              static_cast<long long>(b.iters), static_cast<long long>(b.warmup));
+  std::printf(
+      "bench: %s, removed attention %s, token merging %s, batch %lld, %s%s, %d threads, median of %lld after %lld "
+      "warm-up\n\n",
+      run.shape.describe().c_str(), run.removed.empty() ? "none" : cat("{", join_list(run.removed), "}").c_str(),
+      run.merging.describe().c_str(), static_cast<long long>(b.batch_size), to_string(b.device), b.bf16 ? " bf16" : "",
+      at::get_num_threads(), static_cast<long long>(b.iters), static_cast<long long>(b.warmup));
   std::printf("| model | params (M) | MACs/img (G) | infer img/s | infer peak MiB |%s\n",
               b.train ? " train img/s | train peak MiB |" : "");
   std::printf("|---|---|---|---|---|%s\n", b.train ? "---|---|" : "");
@@ -180,33 +203,56 @@ nlohmann::json print_rows(const BenchRun& run, const BenchConfig& b) {
     if (params != run.costs[m].params) {
       throw Error(cat("internal: analytic parameter count ", run.costs[m].params, " != ", params));
     }
-    std::printf("| %s | %.2f | %.2f | %.1f | %s |", names[m], params / 1e6, run.costs[m].macs / 1e9,
+    std::printf("| %s | %.2f | %.2f | %.1f | %s |", run.names[m].c_str(), params / 1e6, run.costs[m].macs / 1e9,
                 run.inference[m].images_per_s, mib(run.inference[m].peak_bytes).c_str());
     if (b.train) std::printf(" %.1f | %s |", run.training[m].images_per_s, mib(run.training[m].peak_bytes).c_str());
     std::printf("\n");
-    nlohmann::json row = {{"model", names[m]},
+    nlohmann::json row = {{"model", run.names[m]},
                           {"params", params},
                           {"macs_per_image", run.costs[m].macs},
                           {"inference", timing_json(run.inference[m])}};
     if (b.train) row["train_step"] = timing_json(run.training[m]);
     rows.push_back(row);
   }
+  if (!run.skipped.empty()) std::printf("(%s)\n", run.skipped.c_str());
   return rows;
 }
 
 BenchRatios ratios_of(const BenchRun& run, const BenchConfig& b) {
   BenchRatios r;
-  if (run.models.size() != 2) return r;
-  r.compared = true;
-  r.params = static_cast<double>(run.costs[1].params) / static_cast<double>(run.costs[0].params);
-  r.macs = static_cast<double>(run.costs[1].macs) / static_cast<double>(run.costs[0].macs);
-  r.inference_speedup = run.inference[1].images_per_s / run.inference[0].images_per_s;
-  std::printf("\npruned/full: params %.3f, MACs %.3f, inference speed-up %.3fx", r.params, r.macs, r.inference_speedup);
-  if (b.train) {
-    r.train_speedup = run.training[1].images_per_s / run.training[0].images_per_s;
-    std::printf(", training-step speed-up %.3fx", r.train_speedup);
+  const auto row = [&](const std::string& name) {
+    return static_cast<size_t>(std::find(run.names.begin(), run.names.end(), name) - run.names.begin());
+  };
+  const size_t full = 0, pruned = row("pruned"), full_merged = row("full + ToMe"), fastest = run.names.size() - 1;
+  if (pruned < run.names.size()) {
+    r.compared = true;
+    r.params = static_cast<double>(run.costs[pruned].params) / static_cast<double>(run.costs[full].params);
+    r.macs = static_cast<double>(run.costs[pruned].macs) / static_cast<double>(run.costs[full].macs);
+    r.inference_speedup = run.inference[pruned].images_per_s / run.inference[full].images_per_s;
+    std::printf("\npruned/full: params %.3f, MACs %.3f, inference speed-up %.3fx", r.params, r.macs,
+                r.inference_speedup);
+    if (b.train) {
+      r.train_speedup = run.training[pruned].images_per_s / run.training[full].images_per_s;
+      std::printf(", training-step speed-up %.3fx", r.train_speedup);
+    }
+    std::printf("\n");
   }
-  std::printf("\n");
+  if (run.merging.active() && run.names[fastest].find("ToMe") != std::string::npos) {
+    r.merged = true;
+    r.merged_macs = static_cast<double>(run.costs[fastest].macs) / static_cast<double>(run.costs[full].macs);
+    r.merged_inference_speedup = run.inference[fastest].images_per_s / run.inference[full].images_per_s;
+    std::printf("%s/full: MACs %.3f, inference speed-up %.3fx\n", run.names[fastest].c_str(), r.merged_macs,
+                r.merged_inference_speedup);
+  }
+  if (full_merged < run.names.size()) {
+    r.full_merged = true;
+    r.full_merged_macs = static_cast<double>(run.costs[full_merged].macs) / static_cast<double>(run.costs[full].macs);
+    r.full_merged_inference_speedup = run.inference[full_merged].images_per_s / run.inference[full].images_per_s;
+    if (full_merged != fastest) {
+      std::printf("full + ToMe/full: MACs %.3f, inference speed-up %.3fx\n", r.full_merged_macs,
+                  r.full_merged_inference_speedup);
+    }
+  }
   return r;
 }
 
@@ -216,12 +262,20 @@ void write_bench_json(const BenchRun& run, const BenchConfig& b, const nlohmann:
     ratios = {{"params", r.params}, {"macs", r.macs}, {"inference_speedup", r.inference_speedup}};
     if (b.train) ratios["train_speedup"] = r.train_speedup;
   }
+  if (r.merged) {
+    ratios["merged"] = {
+        {"model", run.names.back()}, {"macs", r.merged_macs}, {"inference_speedup", r.merged_inference_speedup}};
+  }
+  if (r.full_merged) {
+    ratios["full_merged"] = {{"macs", r.full_merged_macs}, {"inference_speedup", r.full_merged_inference_speedup}};
+  }
   const nlohmann::json j = {
       {"program", "vitslim"},
       {"version", kVersion},
       {"job", "bench"},
       {"shape", run.shape.describe()},
       {"removed_layers", run.removed},
+      {"token_merging", run.merging.active() ? tome_to_text(run.merging) : ""},
       {"batch_size", b.batch_size},
       {"device", to_string(b.device)},
       {"bf16", b.bf16},

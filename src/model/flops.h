@@ -2,12 +2,16 @@
 // the DeiT and NOSE papers): one multiply-add per linear/conv/matmul MAC, the two attention
 // matmuls (q k^T and attn v), and LayerNorm as 5 per element; GELU, softmax and residual adds
 // are not counted. DeiT-B: 17.58 G; with the attention of blocks {0,1,3,4,6} removed: 14.96 G.
+// With token merging every block counts the tokens it really sees (model/tome.h token_schedule):
+// attention on the tokens that enter it, the MLP and norm2 on those left after its merge, plus the
+// merge's similarity matmul (A tokens x B tokens x metric width).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "core/shape.h"
+#include "model/tome.h"
 
 namespace vitslim::model {
 
@@ -16,7 +20,7 @@ struct Cost {
   int64_t macs = 0;  // per image
 };
 
-// removed: blocks without attention (x -> 2x), which also lose norm1.
-Cost analytic_cost(const ModelShape& shape, const std::vector<int64_t>& removed);
+// removed: blocks without attention (x -> 2x), which also lose norm1; tm: token merging.
+Cost analytic_cost(const ModelShape& shape, const std::vector<int64_t>& removed, const TokenMerging& tm = {});
 
 }  // namespace vitslim::model

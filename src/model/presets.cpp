@@ -187,6 +187,10 @@ void ModelRequest::validate(const std::vector<int64_t>& layers) const {
     if (depth && l >= *depth) throw Error(cat("--remove-layers: block ", l, " does not exist (depth ", *depth, ")"));
     if (!seen.insert(l).second) throw Error(cat("--remove-layers: block ", l, " given twice"));
   }
+  if (!tome.given() && tome.start != 0) throw Error("--tome-start needs --tome-r");
+  if (depth && tome.given() && tome.start >= *depth) {
+    throw Error(cat("--tome-start ", tome.start, " is out of range (depth ", *depth, ")"));
+  }
 }
 
 }  // namespace vitslim

@@ -10,6 +10,7 @@
 
 #include "core/options.h"
 #include "core/shape.h"
+#include "model/tome.h"
 
 namespace vitslim {
 
@@ -23,6 +24,7 @@ struct ModelRequest {
   std::string weights;                  // .pth / .safetensors; empty: seeded random initialisation
   bool reset_head = false;              // re-initialise the head when the class count differs
   std::vector<int64_t> removed_layers;  // blocks whose attention is removed (x -> 2x)
+  model::TomeRequest tome;              // token merging (none asked: what the weights file records)
 
   // The model flags every model-using job takes (--remove-layers is declared by the job: it
   // names removed or diluting blocks, and may read a search result).
@@ -42,6 +44,7 @@ struct ModelRequest {
                ".pth (torch.save zip, {'model': ...} or flat) or .safetensors; none: seeded random init",
                PathRole::InputFile);
     o.add_switch("reset-head", reset_head, "re-initialise the head when the weights have another class count");
+    tome.declare(o);
   }
   // Cross-field checks of the shape flags and of `layers` (removed or diluting blocks).
   void validate(const std::vector<int64_t>& layers) const;

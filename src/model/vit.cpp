@@ -54,20 +54,24 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t heads) : num_heads(heads) {
   init_linear(proj);
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
+torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor& bias, torch::Tensor* metric) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
-  auto parts = qkv(x).reshape({B, N, 3, num_heads, C / num_heads}).permute({2, 0, 3, 1, 4});  // [3, B, H, N, D]
-  auto out = at::scaled_dot_product_attention(parts[0], parts[1], parts[2]);  // [B, H, N, D], scale D^-0.5
-  return proj(out.transpose(1, 2).reshape({B, N, C}));                        // [B, N, C]
+  auto packed = qkv(x).reshape({B, N, 3, num_heads, C / num_heads});  // [B, N, 3, H, D]
+  if (metric) *metric = packed.select(2, 1).sum(2);  // keys summed over heads (the cosine of their mean), [B, N, D]
+  auto parts = packed.permute({2, 0, 3, 1, 4});      // [3, B, H, N, D]
+  auto mask = bias.defined() ? c10::optional<at::Tensor>(bias.to(parts.scalar_type())) : c10::nullopt;
+  auto out = at::scaled_dot_product_attention(parts[0], parts[1], parts[2], mask);  // [B, H, N, D], scale D^-0.5
+  return proj(out.transpose(1, 2).reshape({B, N, C}));                              // [B, N, C]
 }
 
-torch::Tensor AttentionImpl::forward_cls(const torch::Tensor& x) {
+torch::Tensor AttentionImpl::forward_cls(const torch::Tensor& x, const torch::Tensor& bias) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2), D = C / num_heads;
   auto w = qkv->weight, b = qkv->bias;  // [3C, C], [3C]: rows q | k | v
   auto q = torch::nn::functional::linear(x.narrow(1, 0, 1), w.narrow(0, 0, C), b.narrow(0, 0, C));  // [B, 1, C]
   auto kv = torch::nn::functional::linear(x, w.narrow(0, C, 2 * C), b.narrow(0, C, 2 * C));         // [B, N, 2C]
   kv = kv.reshape({B, N, 2, num_heads, D}).permute({2, 0, 3, 1, 4});                                // [2, B, H, N, D]
-  auto out = at::scaled_dot_product_attention(q.reshape({B, 1, num_heads, D}).transpose(1, 2), kv[0], kv[1]);
+  auto mask = bias.defined() ? c10::optional<at::Tensor>(bias.to(kv.scalar_type())) : c10::nullopt;
+  auto out = at::scaled_dot_product_attention(q.reshape({B, 1, num_heads, D}).transpose(1, 2), kv[0], kv[1], mask);
   return proj(out.transpose(1, 2).reshape({B, 1, C}));  // [B, 1, C]
 }
 
@@ -117,36 +121,44 @@ torch::Tensor BlockImpl::drop_path(const torch::Tensor& branch) const {
   return branch * mask / keep;
 }
 
-torch::Tensor BlockImpl::forward(torch::Tensor x) {
+TokenStream BlockImpl::forward(TokenStream s, const BlockMerge& merge) {
+  torch::Tensor metric;  // ToMe's similarity: attention keys, or the block input without attention
   switch (mode_) {
     case AttentionMode::Full:
     case AttentionMode::Diluting: {
-      auto a = attn(norm1(x));  // [B, N, C]
+      auto bias = merge.prop_attn ? size_bias(s) : torch::Tensor();
+      auto a = attn->attend(norm1(s.x), bias, merge.r > 0 ? &metric : nullptr);  // [B, N, C]
       if (taps_) attn_tap_ = a;
-      x = mode_ == AttentionMode::Full ? x + drop_path(a) : (2.0 - lambda_) * x + lambda_ * drop_path(a);
+      s.x = mode_ == AttentionMode::Full ? s.x + drop_path(a) : (2.0 - lambda_) * s.x + lambda_ * drop_path(a);
       break;
     }
     case AttentionMode::Skipped:
       if (taps_) attn_tap_ = torch::Tensor();
+      metric = s.x;
       break;
     case AttentionMode::Removed:
       if (taps_) attn_tap_ = torch::Tensor();
-      if (removed_factor_ != 1.0) x = removed_factor_ * x;
+      metric = s.x;
+      if (removed_factor_ != 1.0) s.x = removed_factor_ * s.x;
       break;
   }
-  auto m = mlp(norm2(x));  // [B, N, C]
+  s = merge_tokens(s, metric, merge.r);  // [B, N - r, C]
+  auto m = mlp(norm2(s.x));              // [B, N - r, C]
   if (taps_) mlp_tap_ = m;
-  return x + drop_path(m);
+  s.x = s.x + drop_path(m);
+  return s;
 }
 
-torch::Tensor BlockImpl::forward_cls(const torch::Tensor& x) {
+torch::Tensor BlockImpl::forward_cls(const TokenStream& s, bool prop_attn) {
+  const auto& x = s.x;
   auto cls = x.narrow(1, 0, 1);  // [B, 1, C]
+  auto bias = prop_attn ? size_bias(s) : torch::Tensor();
   switch (mode_) {
     case AttentionMode::Full:
-      cls = cls + drop_path(attn->forward_cls(norm1(x)));
+      cls = cls + drop_path(attn->forward_cls(norm1(x), bias));
       break;
     case AttentionMode::Diluting:
-      cls = (2.0 - lambda_) * cls + lambda_ * drop_path(attn->forward_cls(norm1(x)));
+      cls = (2.0 - lambda_) * cls + lambda_ * drop_path(attn->forward_cls(norm1(x), bias));
       break;
     case AttentionMode::Skipped:
       break;
@@ -237,10 +249,30 @@ torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& images) {
   return torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1) + pos_embed;  // [B, N+1, C]
 }
 
-torch::Tensor VisionTransformerImpl::run_blocks(torch::Tensor x, int64_t from, int64_t to) {
+TokenStream VisionTransformerImpl::run_blocks(TokenStream s, int64_t from, int64_t to) {
   if (from < 0 || to > shape_.depth || from > to) throw Error(cat("run_blocks: bad range [", from, ", ", to, ")"));
-  for (int64_t b = from; b < to; ++b) x = block_refs_[static_cast<size_t>(b)](x);
-  return x;
+  for (int64_t b = from; b < to; ++b) s = block_refs_[static_cast<size_t>(b)]->forward(std::move(s), merge_of(b));
+  return s;
+}
+
+BlockMerge VisionTransformerImpl::merge_of(int64_t b) {
+  const AttentionMode mode = block(b)->mode();
+  const bool attention = mode == AttentionMode::Full || mode == AttentionMode::Diluting;
+  return {merging_.r_at(b, attention), merging_.prop_attn};
+}
+
+void VisionTransformerImpl::set_token_merging(const TokenMerging& tm) {
+  if (tm.active()) {
+    if (static_cast<int64_t>(tm.r.size()) != shape_.depth) {
+      throw Error(cat("token merging names ", tm.r.size(), " blocks, the model has ", shape_.depth));
+    }
+    std::vector<bool> attention;
+    for (const auto& blk : block_refs_) {
+      attention.push_back(blk->mode() == AttentionMode::Full || blk->mode() == AttentionMode::Diluting);
+    }
+    token_schedule(shape_.num_tokens(), attention, tm);  // throws where a block cannot merge its r
+  }
+  merging_ = tm.active() ? tm : TokenMerging{};
 }
 
 torch::Tensor VisionTransformerImpl::cls_feature(const torch::Tensor& x) {
@@ -248,7 +280,7 @@ torch::Tensor VisionTransformerImpl::cls_feature(const torch::Tensor& x) {
 }
 
 torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& images) {
-  return norm(run_blocks(embed(images), 0, shape_.depth));
+  return norm(run_blocks({embed(images), {}}, 0, shape_.depth).x);
 }
 
 torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& features) {
@@ -259,9 +291,10 @@ torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
   // Only the CLS row of the last block reaches the head, in training too (the other rows get no
   // gradient), so computing it alone is exact: ~7% fewer multiply-adds for DeiT-Ti.
   if (block_refs_.back()->taps_on()) return forward_head(forward_features(images));
-  auto x = run_blocks(embed(images), 0, shape_.depth - 1);  // [B, N+1, C]
-  x = block_refs_.back()->forward_cls(x);                   // [B, 1, C]
-  return head(norm(x).select(1, 0));                        // [B, K]
+  // The class token never merges, so the last block's merge cannot change it: skipped.
+  auto s = run_blocks({embed(images), {}}, 0, shape_.depth - 1);    // [B, N', C]
+  auto x = block_refs_.back()->forward_cls(s, merging_.prop_attn);  // [B, 1, C]
+  return head(norm(x).select(1, 0));                                // [B, K]
 }
 
 }  // namespace vitslim::model

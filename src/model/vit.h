@@ -9,6 +9,9 @@
 // Parameter names equal timm's (blocks.{i}.attn.qkv.weight, ...), so state dicts map 1:1.
 // Optional taps keep each block's attention-branch and MLP-branch outputs (before scaling and
 // drop-path) of the last forward; when off they cost one branch per block.
+// Token merging (ToMe, model/tome.h): a block that merges r tokens does so after its attention
+// step and before its MLP, by bipartite soft matching on its attention keys (mean over heads) or,
+// without attention, on its input; later attention adds log(token size) to its logits.
 #pragma once
 
 #include <torch/nn.h>
@@ -18,6 +21,8 @@
 
 #include "core/shape.h"
 #include "model/attention_mode.h"
+#include "model/token_merge.h"
+#include "model/tome.h"
 
 namespace vitslim::model {
 
@@ -32,9 +37,12 @@ TORCH_MODULE(PatchEmbed);
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int64_t dim, int64_t num_heads);
-  torch::Tensor forward(const torch::Tensor& x);  // [B, N, C] -> [B, N, C]
+  torch::Tensor forward(const torch::Tensor& x) { return attend(x, {}, nullptr); }  // [B, N, C] -> [B, N, C]
+  // bias: [B, 1, 1, N] added to the logits (proportional attention) or undefined; metric: if not
+  // null, receives the keys summed over heads, [B, N, D] (ToMe's similarity metric: cosine of their mean).
+  torch::Tensor attend(const torch::Tensor& x, const torch::Tensor& bias, torch::Tensor* metric);
   // Output for the CLS query only (keys/values from all tokens): [B, N, C] -> [B, 1, C].
-  torch::Tensor forward_cls(const torch::Tensor& x);
+  torch::Tensor forward_cls(const torch::Tensor& x, const torch::Tensor& bias = {});
   int64_t num_heads;
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
 };
@@ -48,14 +56,21 @@ class MlpImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
+// What one block merges: r tokens (0: none), and whether its attention is proportional.
+struct BlockMerge {
+  int64_t r = 0;
+  bool prop_attn = true;
+};
+
 class BlockImpl : public torch::nn::Module {
  public:
   // drop_path: stochastic-depth rate of this block (training only).
   BlockImpl(int64_t dim, int64_t num_heads, double mlp_ratio, double drop_path);
-  torch::Tensor forward(torch::Tensor x);  // [B, N, C] -> [B, N, C]
-  // The CLS row of forward(x) without computing the other rows' outputs: [B, N, C] -> [B, 1, C].
-  // Used for the last block at inference, where only the CLS token reaches the head.
-  torch::Tensor forward_cls(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x) { return forward(TokenStream{x, {}}, {}).x; }  // [B, N, C] -> same
+  TokenStream forward(TokenStream s, const BlockMerge& merge);  // [B, N, C] -> [B, N - r, C]
+  // The CLS row of forward(s) without computing the other rows' outputs: [B, N, C] -> [B, 1, C].
+  // Used for the last block, where only the CLS token reaches the head (it never merges).
+  torch::Tensor forward_cls(const TokenStream& s, bool prop_attn = true);
 
   // lambda is used by Diluting only and must lie in [0, 1]. Removed is final: the attention
   // parameters are unregistered and cannot come back.
@@ -96,13 +111,20 @@ class VisionTransformerImpl : public torch::nn::Module {
   // [B, Cin, H, W] -> [B, K]. Without taps the last block computes the CLS row only, in training
   // and inference (same logits and gradients, about 7% fewer multiply-adds for DeiT-Ti).
   torch::Tensor forward(const torch::Tensor& images);
-  torch::Tensor forward_features(const torch::Tensor& images);  // -> [B, N+1, C] after norm
-  torch::Tensor forward_head(const torch::Tensor& features);    // [B, N+1, C] -> [B, K]
+  torch::Tensor forward_features(const torch::Tensor& images);  // -> [B, N', C] after norm (N' after merging)
+  torch::Tensor forward_head(const torch::Tensor& features);    // [B, N', C] -> [B, K]
   // Pieces of forward_features for callers that restart from a block boundary (NOSE's prefix
-  // cache): embed = patches + CLS + pos_embed; run_blocks applies blocks [from, to).
-  torch::Tensor embed(const torch::Tensor& images);                     // -> [B, N+1, C]
-  torch::Tensor run_blocks(torch::Tensor x, int64_t from, int64_t to);  // [B, N+1, C] -> same
-  torch::Tensor cls_feature(const torch::Tensor& x);                    // final norm, CLS: [B, N+1, C] -> [B, C]
+  // cache): embed = patches + CLS + pos_embed; run_blocks applies blocks [from, to), merging
+  // tokens as token_merging() says.
+  torch::Tensor embed(const torch::Tensor& images);                 // -> [B, N+1, C]
+  TokenStream run_blocks(TokenStream s, int64_t from, int64_t to);  // [B, N, C] -> [B, N', C]
+  torch::Tensor cls_feature(const torch::Tensor& x);                // final norm, CLS: [B, N', C] -> [B, C]
+
+  // Token merging of every block; checked against the token counts (Error naming --tome-r).
+  void set_token_merging(const TokenMerging& tm);
+  const TokenMerging& token_merging() const { return merging_; }
+  // What block b merges in its current attention mode.
+  BlockMerge merge_of(int64_t b);
 
   const ModelShape& shape() const { return shape_; }
   int64_t depth() const { return shape_.depth; }
@@ -131,6 +153,7 @@ class VisionTransformerImpl : public torch::nn::Module {
   ModelShape shape_;
   std::vector<Block> block_refs_;
   bool residual_folded_ = false;
+  TokenMerging merging_;
 };
 TORCH_MODULE(VisionTransformer);
 

@@ -104,8 +104,9 @@ EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const Ev
   }
   const auto [mean, stdev] = data::normalisation(data, *dataset);
   if (!eval.json.empty()) check_writable_output(eval.json, "--json");
-  log_info(cat("eval: ", shape.describe(), ", removed attention ", model->removed_blocks().size(), " blocks; ",
-               dataset->name(), ", ", total, " images over ", mpi.world_size(), " rank(s)", eval.bf16 ? ", bf16" : ""));
+  log_info(cat("eval: ", shape.describe(), ", removed attention ", model->removed_blocks().size(),
+               " blocks, token merging ", model->token_merging().describe(), "; ", dataset->name(), ", ", total,
+               " images over ", mpi.world_size(), " rank(s)", eval.bf16 ? ", bf16" : ""));
   model::warn_if_bf16_emulated(model->device().type(), eval.bf16);
   const EvalCounts all = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, eval.bf16, mpi);
   if (mpi.rank() != 0) return all;
@@ -116,23 +117,25 @@ EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const Ev
               static_cast<long long>(all.top1), static_cast<long long>(all.images),
               static_cast<long long>(std::min<int64_t>(kTopK, shape.num_classes)), top5, loss, seconds);
   if (!eval.json.empty()) {
-    nlohmann::json j = {{"program", "vitslim"},
-                        {"version", kVersion},
-                        {"job", "eval"},
-                        {"model",
-                         {{"shape", shape.describe()},
-                          {"weights", model_request.weights},
-                          {"removed_layers", model->removed_blocks()}}},
-                        {"data", {{"data_set", data.dataset}, {"split", data.split}, {"mean", mean}, {"std", stdev}}},
-                        {"images", all.images},
-                        {"top1_correct", all.top1},
-                        {"top5_correct", all.top5},
-                        {"top1", top1},
-                        {"top5", top5},
-                        {"loss", loss},
-                        {"bf16", eval.bf16},
-                        {"world_size", mpi.world_size()},
-                        {"seconds", seconds}};
+    nlohmann::json j = {
+        {"program", "vitslim"},
+        {"version", kVersion},
+        {"job", "eval"},
+        {"model",
+         {{"shape", shape.describe()},
+          {"weights", model_request.weights},
+          {"removed_layers", model->removed_blocks()},
+          {"token_merging", model->token_merging().active() ? model::tome_to_text(model->token_merging()) : ""}}},
+        {"data", {{"data_set", data.dataset}, {"split", data.split}, {"mean", mean}, {"std", stdev}}},
+        {"images", all.images},
+        {"top1_correct", all.top1},
+        {"top5_correct", all.top5},
+        {"top1", top1},
+        {"top5", top5},
+        {"loss", loss},
+        {"bf16", eval.bf16},
+        {"world_size", mpi.world_size()},
+        {"seconds", seconds}};
     write_file_atomic(eval.json, json_text(j) + "\n");
   }
   return all;

@@ -1,0 +1,39 @@
+// `vitslim tome-sweep`: token merging tuned for a model over r and the start block, with the
+// Pareto front and the fastest setting within an accuracy budget (train/tome_sweep.h does the work).
+#include "dist/mpi_session.h"
+#include "jobs/common.h"
+#include "jobs/job.h"
+#include "train/tome_sweep.h"
+
+namespace vitslim {
+
+namespace {
+
+void defaults(Config& c) { c.data.split = "test"; }
+
+void declare(Options& o, Config& c) {
+  declare_model(o, c);
+  c.data.declare(o);
+  c.tome_sweep.declare(o);
+  c.runtime.declare(o);
+}
+
+void validate(const Config& c) {
+  c.model.validate(c.model.removed_layers);
+  c.data.validate();
+  if (c.model.tome.given()) throw Error("--tome-r: tome-sweep sets r itself; give the values to try as --sweep-r");
+}
+
+JobResult run(const Config& c, const dist::MpiSession& mpi) {
+  train::run_tome_sweep(c.model, c.data, c.tome_sweep, c.runtime, mpi);
+  return {};
+}
+
+}  // namespace
+
+Job tome_sweep_job() {
+  return make_job("tome-sweep", "token merging tuned for a model: top-1, images/s and MACs over r and start block",
+                  declare, validate, run, "--json={out}/tome_sweep.json --csv={out}/tome_sweep.csv", defaults);
+}
+
+}  // namespace vitslim

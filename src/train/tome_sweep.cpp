@@ -1,0 +1,182 @@
+// Implements the token-merging sweep (see tome_sweep.h).
+#include "train/tome_sweep.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/json_text.h"
+#include "core/log.h"
+#include "core/version.h"
+#include "data/batch.h"
+#include "model/autocast.h"
+#include "model/checkpoint.h"
+#include "model/flops.h"
+#include "train/evaluate.h"
+
+namespace vitslim::train {
+namespace {
+
+constexpr int64_t kWarmup = 1;
+constexpr double kMilli = 1000.0;
+
+// Median forward time of `model` on random input, as images/s.
+double images_per_s(model::VisionTransformer& model, int64_t batch, int64_t iters, bool bf16) {
+  const ModelShape& s = model->shape();
+  model->eval();
+  c10::InferenceMode inference;
+  auto images = torch::randn({batch, s.in_chans, s.img_size, s.img_size}, model->device());  // [B, C, H, W]
+  std::vector<double> seconds;
+  for (int64_t i = 0; i < kWarmup + iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+      model::Bf16Autocast autocast(model->device().type(), bf16);
+      model->forward(images);
+    }
+    if (i >= kWarmup) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(seconds.begin(), seconds.end());
+  return static_cast<double>(batch) / seconds[seconds.size() / 2];
+}
+
+std::vector<bool> attention_of(model::VisionTransformer& model) {
+  std::vector<bool> on;
+  for (int64_t b = 0; b < model->depth(); ++b) on.push_back(model->block(b)->mode() != model::AttentionMode::Removed);
+  return on;
+}
+
+void print(const TomeSweepResult& result, double max_drop) {
+  const TomePoint& ref = result.reference();
+  std::printf("\n| r | start | r per block | top-1 %% | vs r=0 | img/s | speed-up | GMACs | Pareto |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  for (size_t i = 0; i < result.points.size(); ++i) {
+    const TomePoint& p = result.points[i];
+    std::printf("| %lld | %lld | %s | %.2f | %+.2f | %.1f | %.2fx | %.3f | %s%s |\n", static_cast<long long>(p.r),
+                static_cast<long long>(p.start), p.r == 0 ? "-" : join_list(p.per_block).c_str(), p.top1,
+                p.top1 - ref.top1, p.images_per_s, p.images_per_s / ref.images_per_s, static_cast<double>(p.macs) / 1e9,
+                p.pareto ? "yes" : "", static_cast<int64_t>(i) == result.chosen ? " (chosen)" : "");
+  }
+  const TomePoint& best = result.best();
+  std::printf(
+      "\nchosen within %.2f points of r = 0: r %lld from block %lld: top-1 %.2f%% (%+.2f), %.2fx faster, MACs %.3f\n",
+      max_drop, static_cast<long long>(best.r), static_cast<long long>(best.start), best.top1, best.top1 - ref.top1,
+      best.images_per_s / ref.images_per_s, static_cast<double>(best.macs) / static_cast<double>(ref.macs));
+}
+
+nlohmann::json point_json(const TomePoint& p) {
+  return {{"r", p.r},
+          {"start", p.start},
+          {"r_per_block", p.per_block},
+          {"top1", p.top1},
+          {"images_per_s", p.images_per_s},
+          {"macs", p.macs},
+          {"pareto", p.pareto}};
+}
+
+void write_outputs(const TomeSweepResult& result, const TomeSweepConfig& sweep, const std::string& weights,
+                   const std::vector<int64_t>& removed) {
+  if (!sweep.json.empty()) {
+    nlohmann::json points = nlohmann::json::array();
+    for (const auto& p : result.points) points.push_back(point_json(p));
+    const nlohmann::json j = {{"program", "vitslim"},
+                              {"version", kVersion},
+                              {"job", "tome-sweep"},
+                              {"weights", weights},
+                              {"removed_layers", removed},
+                              {"max_drop", sweep.max_drop},
+                              {"bench_batch", sweep.bench_batch},
+                              {"threads", at::get_num_threads()},
+                              {"points", points},
+                              {"chosen", point_json(result.best())}};
+    write_file_atomic(sweep.json, json_text(j) + "\n");
+  }
+  if (!sweep.csv.empty()) {
+    std::string text = "r,start,top1,images_per_s,macs,pareto,chosen\n";
+    for (size_t i = 0; i < result.points.size(); ++i) {
+      const TomePoint& p = result.points[i];
+      text += cat(p.r, ",", p.start, ",", p.top1, ",", p.images_per_s, ",", p.macs, ",", p.pareto ? 1 : 0, ",",
+                  static_cast<int64_t>(i) == result.chosen ? 1 : 0, "\n");
+    }
+    write_file_atomic(sweep.csv, text);
+  }
+}
+
+}  // namespace
+
+void choose(TomeSweepResult& result, double max_drop) {
+  auto& pts = result.points;
+  for (auto& p : pts) {
+    p.pareto = std::none_of(pts.begin(), pts.end(), [&](const TomePoint& q) {
+      return q.top1 >= p.top1 && q.images_per_s >= p.images_per_s &&
+             (q.top1 > p.top1 || q.images_per_s > p.images_per_s);
+    });
+  }
+  result.chosen = 0;
+  for (size_t i = 1; i < pts.size(); ++i) {
+    if (pts[i].top1 >= pts[0].top1 - max_drop &&
+        pts[i].images_per_s > pts[static_cast<size_t>(result.chosen)].images_per_s) {
+      result.chosen = static_cast<int64_t>(i);
+    }
+  }
+}
+
+TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& data, const TomeSweepConfig& sweep,
+                               const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
+  model::use_default_preset(model_request);
+  if (!sweep.json.empty()) check_writable_output(sweep.json, "--json");
+  if (!sweep.csv.empty()) check_writable_output(sweep.csv, "--csv");
+  model_request.tome.r.clear();  // the sweep sets merging itself; the model file's is ignored
+  model::VisionTransformer model = model::build_model(model_request, runtime.seed);
+  const ModelShape& shape = model->shape();
+  auto dataset = data::open_dataset(data, shape, runtime.seed);
+  dist::agree_across_ranks(mpi, "data", dataset->size_summary());
+  check_class_count(shape, *dataset);
+  const int64_t total = sweep.images > 0 ? std::min(sweep.images, dataset->size()) : dataset->size();
+  const auto [mean, stdev] = data::normalisation(data, *dataset);
+  const std::vector<int64_t> removed = model->removed_blocks();
+  log_info(cat("tome-sweep: ", shape.describe(), ", removed attention {", join_list(removed), "}; ", dataset->name(),
+               ", ", total, " images; r in {", join_list(sweep.r), "}, start in {", join_list(sweep.start), "}"));
+  model::warn_if_bf16_emulated(model->device().type(), sweep.bf16);
+
+  TomeSweepResult result;
+  auto measure = [&](int64_t r, int64_t start, const model::TokenMerging& tm) {
+    model->set_token_merging(tm);
+    TomePoint p{r, start, tm.r, 0, 0, model::analytic_cost(shape, removed, tm).macs, false};
+    p.top1 = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, sweep.bf16, mpi).top1_percent();
+    // Every rank times (they share the machine alike); rank 0's figure, to the milli-image, decides.
+    const double local = images_per_s(model, sweep.bench_batch, sweep.bench_iters, sweep.bf16);
+    p.images_per_s = static_cast<double>(mpi.broadcast({std::llround(local * kMilli)})[0]) / kMilli;
+    log_info(cat("tome-sweep: r ", r, " from block ", start, ": top-1 ", p.top1, "%, ", p.images_per_s, " img/s"));
+    result.points.push_back(p);
+  };
+  measure(0, 0, {});
+  for (int64_t start : sweep.start) {
+    for (int64_t r : sweep.r) {
+      model::TomeRequest q = model_request.tome;
+      q.r = {r};
+      q.start = start;
+      model::TokenMerging tm = model::resolve_tome(q, shape.depth);
+      try {
+        model::token_schedule(shape.num_tokens(), attention_of(model), tm);
+      } catch (const Error& e) {
+        log_info(cat("tome-sweep: r ", r, " from block ", start, " skipped: ", e.what()));
+        continue;
+      }
+      measure(r, start, tm);
+    }
+  }
+  choose(result, sweep.max_drop);
+  if (mpi.rank() == 0) {
+    print(result, sweep.max_drop);
+    write_outputs(result, sweep, model_request.weights, removed);
+  }
+  return result;
+}
+
+}  // namespace vitslim::train

@@ -1,0 +1,41 @@
+// `vitslim tome-sweep`: token merging tuned for one model (docs/method.md section 7). Every point
+// of a grid over r and the start block is measured for top-1 on the eval split, images/s on
+// random input and analytic MACs; the report gives the Pareto front (top-1 against images/s) and
+// the fastest setting within --max-drop points of the model without merging.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/runtime.h"
+#include "data/settings.h"
+#include "dist/mpi_session.h"
+#include "model/request.h"
+#include "train/settings.h"
+
+namespace vitslim::train {
+
+struct TomePoint {
+  int64_t r = 0, start = 0;  // r = 0: no merging (the reference)
+  std::vector<int64_t> per_block;
+  double top1 = 0;  // percent
+  double images_per_s = 0;
+  int64_t macs = 0;  // per image
+  bool pareto = false;
+};
+
+struct TomeSweepResult {
+  std::vector<TomePoint> points;  // points[0] is r = 0
+  int64_t chosen = 0;             // index of the fastest point within the budget (0 if none is faster)
+  const TomePoint& reference() const { return points.front(); }
+  const TomePoint& best() const { return points[static_cast<size_t>(chosen)]; }
+};
+
+// Marks the points no other point beats in both top-1 and images/s, and picks the fastest within
+// `max_drop` points of points[0]. Pure; exposed for tests.
+void choose(TomeSweepResult& result, double max_drop);
+
+TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& data, const TomeSweepConfig& sweep,
+                               const RuntimeConfig& runtime, const dist::MpiSession& mpi);
+
+}  // namespace vitslim::train
