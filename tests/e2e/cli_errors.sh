@@ -106,6 +106,21 @@ expect_error out-dir-locked "--out-dir $WORK/locked is in use by another vitslim
   "$BIN" train --model vit_test --data-set synthetic --epochs 1 --warmup-epochs 0 --entropy-images 0 --out-dir "$WORK/locked"
 pkill -P "$holder" 2>/dev/null; kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
 
+# Token merging that cannot run: r larger than the tokens left (vit_test: 16 patches + CLS), a start
+# block out of range, a list of the wrong length, a start without r; a sweep given --tome-r.
+V=(eval --model vit_test --data-set synthetic --eval-images 8 --json eval.json)
+expect_error tome-r-too-large "--tome-r: block 1 would merge 6 tokens but only 11 remain there (at most 5)" \
+  "$BIN" "${V[@]}" --tome-r 6
+expect_error tome-start-range "--tome-start 4 is out of range (depth 4)" "$BIN" "${V[@]}" --tome-r 1 --tome-start 4
+expect_error tome-list-length "--tome-r: a list needs one value per block from --tome-start 1 (3 values), got 2" \
+  "$BIN" "${V[@]}" --tome-r 1,2 --tome-start 1
+expect_error tome-start-alone "--tome-start needs --tome-r" "$BIN" "${V[@]}" --tome-start 1
+expect_error tome-bad-r "--tome-r" "$BIN" "${V[@]}" --tome-r -1
+expect_error tome-schedule-name "--tome-schedule must be constant or decreasing" "$BIN" "${V[@]}" --tome-r 1 \
+  --tome-schedule fast
+expect_error tome-sweep-given-r "tome-sweep sets r itself" "$BIN" tome-sweep --model vit_test --data-set synthetic \
+  --tome-r 2 --json s.json
+
 # Help and version succeed.
 "$BIN" --help >/dev/null && "$BIN" entropy --help | grep -q -- '--calib-images' && "$BIN" --version | grep -q vitslim \
   || { echo "FAIL help/version"; failures=$((failures + 1)); }

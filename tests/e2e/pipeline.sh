@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # vitslim pipeline end to end on Fashion-MNIST with short epochs: every stage runs (pretrain,
 # entropy, the NOSE search and the other criteria, fine-tuning of every row for two seeds with
-# distillation on one, merge, eval, bench), the report gives mean ± std and every seed per row and
-# states its claims against the noise, the figures are made from the traces; run again, every
-# stage is reused and the report is the same; killed mid-way, the pipeline resumes and finishes.
-# The shipped checkpoint is checked: a changed tensor or a wrong recorded top-1 is refused.
+# distillation on one, merge, eval, bench, the ToMe sweep and its rows), the report gives mean ± std
+# and every seed per row and states its claims against the noise, the figures are made from the
+# traces; run again, every stage is reused and the report is the same; killed mid-way, the pipeline
+# resumes and finishes. The shipped checkpoint is checked: a changed tensor or a wrong recorded
+# top-1 is refused.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 fail() { echo "FAIL: $*"; exit 1; }
 one_error() {  # expected substring, command...
@@ -14,7 +15,8 @@ one_error() {  # expected substring, command...
   grep -q "vitslim: error: .*$want" stderr.txt || { cat stderr.txt; fail "error does not say '$want': $*"; }
 }
 P=(pipeline --pretrain-epochs 1 --finetune-epochs 2 --decay-epochs 1 --ratios 0.5 --steps-per-epoch 6
-   --batch-size 32 --eval-images 300 --bench-iters 2 --threads 1 --quiet)
+   --batch-size 32 --eval-images 300 --bench-iters 2 --threads 1 --quiet --tome-tune-images 300 --tome-sweep-r 2,12
+   --tome-max-drop 100)
 P2=("${P[@]}" --seeds 2)
 "$BIN" "${P2[@]}" --out-dir run >out.txt
 grep -q "| nose-0.5 |" out.txt || { cat out.txt; fail "report not printed"; }
@@ -38,9 +40,20 @@ assert claims["NOSE beats random at 50%"]["seeds"] == 2
 assert [s["criterion"] for s in r["selections"]] == ["nose", "cosine", "random", "first"], r["selections"]
 assert all(isinstance(v, float) for v in r["stages"].values()), r["stages"]
 assert all(row["step_ms"] > 0 for row in r["runs"]), [row["step_ms"] for row in r["runs"]]
+t = r["token_merging"]
+# With a budget of 100 points the fastest point wins: r = 12 takes the 3 attention blocks from 50
+# tokens down to 14, far fewer MACs than any overhead; the unpruned model cannot merge 12 in all 6.
+assert t["row"] == "nose-0.5" and t["swept"] == [2, 12] and t["r"] == 12, t
+assert len(t["pruned"]["top1_seeds"]) == 2 and t["pruned"]["macs"] < r["runs"][1]["bench"]["macs"], t
+assert "unpruned" not in t, t
+print("ok   token merging:", t)
 print("ok   report:", [(row["run"], round(row["top1"], 2), round(row["top1_std"], 2)) for row in r["runs"]])
 PYEOF
 grep -q "± " run/report.md || fail "no mean ± std in report.md"
+grep -q "^## Token merging (ToMe) on nose-0.5" run/report.md || fail "no token-merging section in report.md"
+test -s run/tome-sweep-nose-0.5.csv || fail "no tome-sweep CSV"
+grep -q "^| nose-0.5 + ToMe r=12 |" run/report.md || fail "no NOSE + ToMe row in report.md"
+grep -q "^No unpruned + ToMe row: --tome-r: block" run/report.md || fail "no reason for the missing unpruned + ToMe row"
 grep -q "^- Cost of distillation (the teacher's forward pass): [0-9.]* ms per step against [0-9.]* ms" run/report.md ||
   fail "no measured cost of distillation in report.md"
 "$PY" "$VITSLIM_SCRIPTS/plot_pipeline.py" run
@@ -100,5 +113,6 @@ one_error "claims.safetensors: evaluates to" "$BIN" "${Q[@]}" --pretrained claim
 one_error "--seeds" "$BIN" "${Q[@]}" --seeds 0 --out-dir p3
 one_error "--criteria must be" "$BIN" "${Q[@]}" --criteria cosine,loudest --out-dir p4
 one_error "exclude each other" "$BIN" "${Q[@]}" --pretrained "$W" --pretrain-epochs 2 --out-dir p5
+one_error "--tome-r: the pipeline tunes" "$BIN" "${Q[@]}" --tome-r 2 --out-dir p6
 echo "ok   provenance checked; bad --seeds, --criteria refused"
 echo "pipeline e2e: ok"

@@ -262,6 +262,20 @@ entry 'build/vitslim bench --model deit_base --remove-layers 0,1,3,4,6 --batch-s
   'build/vitslim bench --model deit_base --remove-layers 0,1,3,4,6 --img-size 64 --batch-size 2 --iters 1 \
      --warmup 0 --json bench.json $T1'
 
+# README, Token merging (ToMe): the shipped vit_fmnist stands in for the compact model
+entry 'build/vitslim eval --weights pretrained/vit_fmnist.safetensors --data-set fashion-mnist --tome-r 4' \
+  'build/vitslim eval --weights pretrained/vit_fmnist.safetensors --data-set fashion-mnist --tome-r 4 \
+     --eval-images 128 $T1'
+entry 'build/vitslim bench --model deit_base --remove-layers 0,1,3,4,6 --tome-r 17 --batch-size 32' \
+  'build/vitslim bench --model deit_base --remove-layers 0,1,3,4,6 --tome-r 1 --img-size 64 --batch-size 2 \
+     --iters 1 --warmup 0 --train=false $T1 >tome_bench.txt; grep -q "^| pruned + ToMe |" tome_bench.txt'
+entry 'build/vitslim tome-sweep --weights compact.safetensors --data-set fashion-mnist --data-split train --eval-images 10000 --sweep-r 1,2,3,4,6 --sweep-start 0,1 --max-drop 0.3 --json sweep.json --csv pruned.csv' \
+  'build/vitslim tome-sweep --weights pretrained/vit_fmnist.safetensors --data-set fashion-mnist --data-split train \
+     --eval-images 64 --sweep-r 1,2 --sweep-start 0,1 --max-drop 0.3 --bench-batch 8 --bench-iters 1 \
+     --json sweep.json --csv pruned.csv $T1 && test -s sweep.json'
+entry '.venv/bin/python scripts/plot_tome.py --sweep "NOSE 50%=pruned.csv" --out tome.png' \
+  '.venv/bin/python scripts/plot_tome.py --sweep "NOSE 50%=pruned.csv" --out tome.png && test -s tome.png'
+
 # README, Benchmark
 entry '.venv/bin/python scripts/bench_forward.py' \
   '.venv/bin/python scripts/bench_forward.py --batch-size 2 --rounds 1 --warmup 0 --iters 1 --threads 1'
