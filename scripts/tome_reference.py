@@ -5,8 +5,9 @@ implementation must reproduce (tests/unit/test_tome.cpp, to <= 1e-4 in logits an
 
 The algorithm (paper section 3), per block that merges r tokens, between attention and MLP:
   1. split the tokens alternately into A (even positions) and B (odd positions);
-  2. score every A-B pair by the cosine similarity of the attention keys (mean over heads), or of
-     the block input where the block has no attention (vitslim's --tome-mlp-blocks);
+  2. score every A-B pair by the cosine similarity of the attention keys (mean over heads); a block
+     whose attention is diluting, skipped or removed merges only with vitslim's --tome-mlp-blocks,
+     by its input;
   3. each A token keeps its most similar B token; the r A tokens whose best score is highest merge
      into it (the class token, A's first, never merges);
   4. merged values are the size-weighted average, sizes add up;
@@ -44,6 +45,7 @@ CASES = {
     "r8_removed": (["removed", "full", "removed", "full"], [8, 8, 8, 8], True, False, False),
     "r4_removed_mlp": (["full", "removed", "full", "full"], [4, 4, 4, 4], True, True, False),
     "r8_mixed_mlp": (["removed", "diluting@0.25", "full", "skipped"], [0, 8, 8, 8], True, True, False),
+    "r4_diluting": (["full", "diluting@0.5", "full", "full"], [4, 4, 4, 4], True, False, False),
     "r4_train": (["full"] * 4, [4, 4, 4, 4], True, False, True),
     "r8_removed_train": (["removed", "full", "diluting@0.5", "full"], [8, 8, 8, 8], True, True, True),
     "r1_no_prop_train": (["full", "removed", "full", "full"], [1, 1, 1, 1], False, False, True),
@@ -98,17 +100,19 @@ def patch_tome(model, modes, r, prop_attn, mlp_blocks):
         x = self._pos_embed(self.patch_embed(images))
         size = torch.ones(x.shape[:2], dtype=x.dtype)
         for blk, mode, rb in zip(self.blocks, modes, r):
-            metric = x
-            if mode == "full" or mode.startswith("diluting"):
+            metric = x  # the block input, unless the attention is full: then its keys
+            if mode == "full":
                 a, metric = attention(blk.attn, blk.norm1(x), size, prop_attn)
-                lam = float(mode.split("@")[1]) if mode.startswith("diluting") else None
-                x = x + a if lam is None else (2.0 - lam) * x + lam * a
+                x = x + a
+            elif mode.startswith("diluting"):
+                lam = float(mode.split("@")[1])
+                a, _ = attention(blk.attn, blk.norm1(x), size, prop_attn)
+                x = (2.0 - lam) * x + lam * a
             elif mode == "removed":
                 x = 2.0 * x
             elif mode != "skipped":
                 raise ValueError(mode)
-            has_attention = mode == "full" or mode.startswith("diluting")
-            if rb > 0 and (has_attention or mlp_blocks):
+            if rb > 0 and (mode == "full" or mlp_blocks):
                 x, size = merge(x, size, metric, rb)
             x = x + blk.mlp(blk.norm2(x))
         return self.norm(x)

@@ -23,10 +23,10 @@ inline constexpr int64_t kProtectedTokens = 1;
 struct TokenMerging {
   std::vector<int64_t> r;   // pairs merged by block b (after its attention, before its MLP)
   bool prop_attn = true;    // proportional attention: log(size) added to the attention logits
-  bool mlp_blocks = false;  // blocks without attention (removed, skipped) merge too, by their input
+  bool mlp_blocks = false;  // blocks without full attention (diluting, skipped, removed) merge too, by their input
 
   bool active() const;
-  // r of block b in a block whose attention is on (or not): 0 where it does not merge.
+  // r of block b, whose attention is full (or not): 0 where it does not merge.
   int64_t r_at(int64_t block, bool has_attention) const;
   bool operator==(const TokenMerging& o) const;
   std::string describe() const;  // "r=0,0,8,8 prop_attn mlp_blocks" / "off"

@@ -56,9 +56,15 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t heads) : num_heads(heads) {
 
 torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor& bias, torch::Tensor* metric) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
-  auto packed = qkv(x).reshape({B, N, 3, num_heads, C / num_heads});  // [B, N, 3, H, D]
-  if (metric) *metric = packed.select(2, 1).sum(2);  // keys summed over heads (the cosine of their mean), [B, N, D]
-  auto parts = packed.permute({2, 0, 3, 1, 4});      // [3, B, H, N, D]
+  const int64_t D = C / num_heads;
+  auto parts = qkv(x).reshape({B, N, 3, num_heads, D}).permute({2, 0, 3, 1, 4});  // [3, B, H, N, D]
+  if (metric) {
+    // The keys summed over heads (same cosine as their mean) as one small product with the key
+    // weights summed over heads: cheaper than reducing the strided keys.
+    auto w = qkv->weight.narrow(0, C, C).reshape({num_heads, D, C}).sum(0);  // [D, C]
+    auto b = qkv->bias.narrow(0, C, C).reshape({num_heads, D}).sum(0);       // [D]
+    *metric = torch::nn::functional::linear(x, w, b);                          // [B, N, D]
+  }
   auto mask = bias.defined() ? c10::optional<at::Tensor>(bias.to(parts.scalar_type())) : c10::nullopt;
   auto out = at::scaled_dot_product_attention(parts[0], parts[1], parts[2], mask);  // [B, H, N, D], scale D^-0.5
   return proj(out.transpose(1, 2).reshape({B, N, C}));                              // [B, N, C]
@@ -122,28 +128,29 @@ torch::Tensor BlockImpl::drop_path(const torch::Tensor& branch) const {
 }
 
 TokenStream BlockImpl::forward(TokenStream s, const BlockMerge& merge) {
-  torch::Tensor metric;  // ToMe's similarity: attention keys, or the block input without attention
+  // ToMe's similarity: the attention keys of a full block; the block input where attention is
+  // diluting (on its way out: it merges as it will once removed), skipped or removed.
+  torch::Tensor metric = s.x;
   switch (mode_) {
     case AttentionMode::Full:
     case AttentionMode::Diluting: {
       auto bias = merge.prop_attn ? size_bias(s) : torch::Tensor();
-      auto a = attn->attend(norm1(s.x), bias, merge.r > 0 ? &metric : nullptr);  // [B, N, C]
+      const bool keys = mode_ == AttentionMode::Full && merge.r > 0;
+      auto a = attn->attend(norm1(s.x), bias, keys ? &metric : nullptr);  // [B, N, C]
       if (taps_) attn_tap_ = a;
       s.x = mode_ == AttentionMode::Full ? s.x + drop_path(a) : (2.0 - lambda_) * s.x + lambda_ * drop_path(a);
       break;
     }
     case AttentionMode::Skipped:
       if (taps_) attn_tap_ = torch::Tensor();
-      metric = s.x;
       break;
     case AttentionMode::Removed:
       if (taps_) attn_tap_ = torch::Tensor();
-      metric = s.x;
       if (removed_factor_ != 1.0) s.x = removed_factor_ * s.x;
       break;
   }
   s = merge_tokens(s, metric, merge.r);  // [B, N - r, C]
-  auto m = mlp(norm2(s.x));              // [B, N - r, C]
+  auto m = mlp(norm2(s.x));               // [B, N - r, C]
   if (taps_) mlp_tap_ = m;
   s.x = s.x + drop_path(m);
   return s;
@@ -256,9 +263,7 @@ TokenStream VisionTransformerImpl::run_blocks(TokenStream s, int64_t from, int64
 }
 
 BlockMerge VisionTransformerImpl::merge_of(int64_t b) {
-  const AttentionMode mode = block(b)->mode();
-  const bool attention = mode == AttentionMode::Full || mode == AttentionMode::Diluting;
-  return {merging_.r_at(b, attention), merging_.prop_attn};
+  return {merging_.r_at(b, block(b)->mode() == AttentionMode::Full), merging_.prop_attn};
 }
 
 void VisionTransformerImpl::set_token_merging(const TokenMerging& tm) {
@@ -267,9 +272,7 @@ void VisionTransformerImpl::set_token_merging(const TokenMerging& tm) {
       throw Error(cat("token merging names ", tm.r.size(), " blocks, the model has ", shape_.depth));
     }
     std::vector<bool> attention;
-    for (const auto& blk : block_refs_) {
-      attention.push_back(blk->mode() == AttentionMode::Full || blk->mode() == AttentionMode::Diluting);
-    }
+    for (const auto& blk : block_refs_) attention.push_back(blk->mode() == AttentionMode::Full);
     token_schedule(shape_.num_tokens(), attention, tm);  // throws where a block cannot merge its r
   }
   merging_ = tm.active() ? tm : TokenMerging{};

@@ -10,8 +10,10 @@
 // Optional taps keep each block's attention-branch and MLP-branch outputs (before scaling and
 // drop-path) of the last forward; when off they cost one branch per block.
 // Token merging (ToMe, model/tome.h): a block that merges r tokens does so after its attention
-// step and before its MLP, by bipartite soft matching on its attention keys (mean over heads) or,
-// without attention, on its input; later attention adds log(token size) to its logits.
+// step and before its MLP, by bipartite soft matching on its attention keys (mean over heads).
+// Blocks whose attention is diluting, skipped or removed merge only with mlp_blocks, on their
+// input, so a model merges alike through dilution and after its merge into the compact model.
+// Later attention adds log(token size) to its logits.
 #pragma once
 
 #include <torch/nn.h>
@@ -123,7 +125,7 @@ class VisionTransformerImpl : public torch::nn::Module {
   // Token merging of every block; checked against the token counts (Error naming --tome-r).
   void set_token_merging(const TokenMerging& tm);
   const TokenMerging& token_merging() const { return merging_; }
-  // What block b merges in its current attention mode.
+  // What block b merges in its current attention mode (a Full block, or any with mlp_blocks).
   BlockMerge merge_of(int64_t b);
 
   const ModelShape& shape() const { return shape_; }

@@ -47,7 +47,7 @@ double images_per_s(model::VisionTransformer& model, int64_t batch, int64_t iter
 
 std::vector<bool> attention_of(model::VisionTransformer& model) {
   std::vector<bool> on;
-  for (int64_t b = 0; b < model->depth(); ++b) on.push_back(model->block(b)->mode() != model::AttentionMode::Removed);
+  for (int64_t b = 0; b < model->depth(); ++b) on.push_back(model->block(b)->mode() == model::AttentionMode::Full);
   return on;
 }
 
