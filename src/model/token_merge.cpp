@@ -59,8 +59,8 @@ at::Tensor merge_sum(const at::Tensor& x, const Routes& rt) {
 //   (s_d x_d + sum_i s_i x_i) / S = x_d + sum_i (s_i / S) (x_i - x_d).
 at::Tensor merge_mean(const at::Tensor& x, const at::Tensor& new_size, const at::Tensor& size, const Routes& rt) {
   const int64_t B = x.size(0), K = x.size(2);
-  auto rows = x.reshape({-1, K});                                                        // [B * N, K]
-  auto out = rows.index_select(0, rt.keep);                                              // [B * (N - r), K]
+  auto rows = x.reshape({-1, K});            // [B * N, K]
+  auto out = rows.index_select(0, rt.keep);  // [B * (N - r), K]
   auto weight = size.reshape({-1, 1}).index_select(0, rt.from) /
                 new_size.reshape({-1, 1}).index_select(0, rt.into);                      // [B * r, 1]
   auto delta = (rows.index_select(0, rt.from) - out.index_select(0, rt.into)) * weight;  // [B * r, K]
@@ -83,8 +83,8 @@ TokenStream merge_tokens(const TokenStream& s, const at::Tensor& metric, int64_t
   const Routes rt = match(metric, r);
   at::Tensor size = s.size.defined() ? s.size : torch::ones({s.x.size(0), n, 1}, s.x.options());
   TokenStream out;
-  out.size = merge_sum(size, rt);                 // [B, N - r, 1]
-  out.x = merge_mean(s.x, out.size, size, rt);    // [B, N - r, C]
+  out.size = merge_sum(size, rt);               // [B, N - r, 1]
+  out.x = merge_mean(s.x, out.size, size, rt);  // [B, N - r, C]
   return out;
 }
 

@@ -63,7 +63,7 @@ torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor&
     // weights summed over heads: cheaper than reducing the strided keys.
     auto w = qkv->weight.narrow(0, C, C).reshape({num_heads, D, C}).sum(0);  // [D, C]
     auto b = qkv->bias.narrow(0, C, C).reshape({num_heads, D}).sum(0);       // [D]
-    *metric = torch::nn::functional::linear(x, w, b);                          // [B, N, D]
+    *metric = torch::nn::functional::linear(x, w, b);                        // [B, N, D]
   }
   auto mask = bias.defined() ? c10::optional<at::Tensor>(bias.to(parts.scalar_type())) : c10::nullopt;
   auto out = at::scaled_dot_product_attention(parts[0], parts[1], parts[2], mask);  // [B, H, N, D], scale D^-0.5
@@ -150,7 +150,7 @@ TokenStream BlockImpl::forward(TokenStream s, const BlockMerge& merge) {
       break;
   }
   s = merge_tokens(s, metric, merge.r);  // [B, N - r, C]
-  auto m = mlp(norm2(s.x));               // [B, N - r, C]
+  auto m = mlp(norm2(s.x));              // [B, N - r, C]
   if (taps_) mlp_tap_ = m;
   s.x = s.x + drop_path(m);
   return s;
