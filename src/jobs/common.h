@@ -15,7 +15,8 @@ inline constexpr const char* kRemoveLayersHelp =
     "blocks whose attention is removed (x -> 2x): 0,1,3 or SEARCH.json@RATIO (a search result)";
 void declare_remove_layers(Options& options, std::vector<int64_t>& layers, const char* help);
 
-// The model options with --remove-layers naming removed blocks (most jobs).
-void declare_model(Options& options, Config& config);
+// The model options with --remove-layers naming removed blocks (most jobs); tome_tuned_by as in
+// ModelRequest::declare.
+void declare_model(Options& options, Config& config, const std::string& tome_tuned_by = "");
 
 }  // namespace vitslim

@@ -577,7 +577,7 @@ void Pipeline::run() {
 }
 
 void declare(Options& o, Config& c) {
-  c.model.declare(o);
+  c.model.declare(o, "the pipeline");
   o.add_refused("remove-layers", "not used: the search chooses the layers",
                 "pipeline: the search chooses the layers; --remove-layers is not used");
   c.data.declare(o);
@@ -590,9 +590,6 @@ void validate(const Config& c) {
   c.model.validate(c.model.removed_layers);
   c.data.validate();
   c.pipeline.validate();
-  if (c.model.tome.given()) {
-    throw Error("--tome-r: the pipeline tunes token merging itself (--tome-rows, --tome-sweep-r, --tome-max-drop)");
-  }
 }
 
 JobResult run(const Config& config, const dist::MpiSession& mpi) {

@@ -41,8 +41,8 @@ Job make_job(const std::string& name, const std::string& summary, void (*declare
   return job;
 }
 
-void declare_model(Options& options, Config& config) {
-  config.model.declare(options);
+void declare_model(Options& options, Config& config, const std::string& tome_tuned_by) {
+  config.model.declare(options, tome_tuned_by);
   declare_remove_layers(options, config.model.removed_layers, kRemoveLayersHelp);
 }
 

@@ -12,7 +12,7 @@ namespace {
 void defaults(Config& c) { c.data.split = "test"; }
 
 void declare(Options& o, Config& c) {
-  declare_model(o, c);
+  declare_model(o, c, "tome-sweep");
   c.data.declare(o);
   c.tome_sweep.declare(o);
   c.runtime.declare(o);
@@ -21,7 +21,6 @@ void declare(Options& o, Config& c) {
 void validate(const Config& c) {
   c.model.validate(c.model.removed_layers);
   c.data.validate();
-  if (c.model.tome.given()) throw Error("--tome-r: tome-sweep sets r itself; give the values to try as --sweep-r");
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {

@@ -27,8 +27,9 @@ struct ModelRequest {
   model::TomeRequest tome;              // token merging (none asked: what the weights file records)
 
   // The model flags every model-using job takes (--remove-layers is declared by the job: it
-  // names removed or diluting blocks, and may read a search result).
-  void declare(Options& o) {
+  // names removed or diluting blocks, and may read a search result). tome_tuned_by: a job that
+  // chooses --tome-r and --tome-start itself (refused as flags), or "".
+  void declare(Options& o, const std::string& tome_tuned_by = "") {
     o.group("model", "Model (a preset, explicit flags, or both; weights fill the rest)");
     o.add("model", preset, "preset: deit_tiny, deit_small, deit_base (patch16_224), vit_fmnist, vit_test");
     o.add("img-size", img_size, "input resolution (pixels)", positive());
@@ -44,7 +45,7 @@ struct ModelRequest {
                ".pth (torch.save zip, {'model': ...} or flat) or .safetensors; none: seeded random init",
                PathRole::InputFile);
     o.add_switch("reset-head", reset_head, "re-initialise the head when the weights have another class count");
-    tome.declare(o);
+    tome.declare(o, tome_tuned_by);
   }
   // Cross-field checks of the shape flags and of `layers` (removed or diluting blocks).
   void validate(const std::vector<int64_t>& layers) const;

@@ -76,16 +76,25 @@ TokenMerging tome_from_text(const std::string& text, const std::string& what) {
   return tm;
 }
 
-void TomeRequest::declare(Options& o) {
+void TomeRequest::declare(Options& o, const std::string& tuned_by) {
   o.group("tome", "Token merging (ToMe) on the blocks that keep their attention");
-  o.add("tome-r", r,
-        "tokens merged per block: one value (see --tome-schedule) or one per block from --tome-start; "
-        "0 turns merging off (overrides a model file's recorded merging)",
-        at_least(0));
-  o.add("tome-start", start, "first block that merges", at_least(0));
+  if (tuned_by.empty()) {
+    o.add("tome-r", r,
+          "tokens merged per block: one value (see --tome-schedule) or one per block from --tome-start; "
+          "0 turns merging off (overrides a model file's recorded merging)",
+          at_least(0));
+    o.add("tome-start", start, "first block that merges", at_least(0));
+  } else {
+    for (const char* flag : {"tome-r", "tome-start"}) {
+      o.add_refused(flag, cat("not used: ", tuned_by, " chooses it"),
+                    cat("--", flag, ": ", tuned_by, " chooses r and the start block itself"));
+    }
+  }
   o.add_enum("tome-schedule", schedule, "how one --tome-r value spreads over the blocks", kTomeScheduleNames);
   o.add_switch("tome-prop-attn", prop_attn, "proportional attention (log token size added to the attention logits)");
-  o.add_switch("tome-mlp-blocks", mlp_blocks, "blocks without attention merge too, by the similarity of their input");
+  o.add_switch(
+      "tome-mlp-blocks", mlp_blocks,
+      "blocks without full attention (diluting, skipped, removed) merge too, by the similarity of their input");
 }
 
 TokenMerging resolve_tome(const TomeRequest& q, int64_t depth) {

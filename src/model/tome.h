@@ -46,7 +46,9 @@ struct TomeRequest {
   bool mlp_blocks = false;
 
   bool given() const { return !r.empty(); }
-  void declare(Options& o);
+  // tuned_by: the job that chooses r and the start block itself ("" for none); its --tome-r and
+  // --tome-start are then refused with a message naming it.
+  void declare(Options& o, const std::string& tuned_by = "");
 };
 
 // One r per block of a depth-`depth` model: blocks before `start` merge nothing; from `start` on,

@@ -118,7 +118,7 @@ expect_error tome-start-alone "--tome-start needs --tome-r" "$BIN" "${V[@]}" --t
 expect_error tome-bad-r "--tome-r" "$BIN" "${V[@]}" --tome-r -1
 expect_error tome-schedule-name "--tome-schedule must be constant or decreasing" "$BIN" "${V[@]}" --tome-r 1 \
   --tome-schedule fast
-expect_error tome-sweep-given-r "tome-sweep sets r itself" "$BIN" tome-sweep --model vit_test --data-set synthetic \
+expect_error tome-sweep-given-r "--tome-r: tome-sweep chooses r and the start block itself" "$BIN" tome-sweep --model vit_test --data-set synthetic \
   --tome-r 2 --json s.json
 
 # Help and version succeed.

@@ -113,6 +113,6 @@ one_error "claims.safetensors: evaluates to" "$BIN" "${Q[@]}" --pretrained claim
 one_error "--seeds" "$BIN" "${Q[@]}" --seeds 0 --out-dir p3
 one_error "--criteria must be" "$BIN" "${Q[@]}" --criteria cosine,loudest --out-dir p4
 one_error "exclude each other" "$BIN" "${Q[@]}" --pretrained "$W" --pretrain-epochs 2 --out-dir p5
-one_error "--tome-r: the pipeline tunes" "$BIN" "${Q[@]}" --tome-r 2 --out-dir p6
+one_error "--tome-r: the pipeline chooses r and the start block itself" "$BIN" "${Q[@]}" --tome-r 2 --out-dir p6
 echo "ok   provenance checked; bad --seeds, --criteria refused"
 echo "pipeline e2e: ok"

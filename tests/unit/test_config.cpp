@@ -134,6 +134,7 @@ std::vector<std::string> required_args(const std::string& job) {
 }
 std::vector<std::string> context_args(const std::string& job, const std::string& flag) {
   if (flag == "class-index") return {"--data-set", "folder"};
+  if (flag == "tome-start") return {"--tome-r", "1"};
   if (job == "train" && flag == "teacher") return {"--distill", "soft"};
   if (job == "train" && flag == "distill") return {"--teacher", "start"};
   return {};
