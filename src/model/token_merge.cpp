@@ -16,8 +16,7 @@ using torch::indexing::Slice;
 
 // Which tokens go where, as rows of the flattened [B * N, K] input and output: kept A tokens in
 // their order, then every B token; merging A tokens add onto their partners' output rows. Row
-// copies (index_select / index_add_) instead of element-wise gathers: cheap enough that small
-// models gain from merging too.
+// copies (index_select / index_add_) cost less than element-wise gathers.
 struct Routes {
   at::Tensor keep;  // [B * (N - r)]: input row of each output row
   at::Tensor from;  // [B * r]: input row of each merging A token
@@ -64,7 +63,7 @@ at::Tensor merge_mean(const at::Tensor& x, const at::Tensor& new_size, const at:
   auto weight = size.reshape({-1, 1}).index_select(0, rt.from) /
                 new_size.reshape({-1, 1}).index_select(0, rt.into);                      // [B * r, 1]
   auto delta = (rows.index_select(0, rt.from) - out.index_select(0, rt.into)) * weight;  // [B * r, K]
-  return out.index_add(0, rt.into, delta).view({B, -1, K});
+  return out.index_add(0, rt.into, delta.to(out.scalar_type())).view({B, -1, K});
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Token merging (ToMe) in every job: entropy and search run the merging model; train fine-tunes
 # with merging on while blocks dilute, merge's compact model reproduces the checkpoint and records
-# the setting in its metadata, eval and bench then apply it (and --tome-r 0 turns it off); a
-# tome-sweep on the compact model reports its points and choice.
+# the setting in its metadata, eval (also in bf16) and bench then apply it (and --tome-r 0 turns it
+# off); a tome-sweep on the compact model reports its points and choice.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 fail() { echo "FAIL: $*"; exit 1; }
 T=(--threads 1 --quiet)
@@ -38,9 +38,11 @@ PYEOF
 E=(eval --weights compact.safetensors --eval-images 500 "${T[@]}")
 "$BIN" "${E[@]}" --json with.json
 "$BIN" "${E[@]}" --tome-r 0 --json without.json
+"$BIN" "${E[@]}" --bf16 --json bf16.json
 "$PY" - <<'PYEOF'
 import json
-a, b = json.load(open("with.json")), json.load(open("without.json"))
+a, b, h = json.load(open("with.json")), json.load(open("without.json")), json.load(open("bf16.json"))
+assert h["bf16"] and abs(h["loss"] - a["loss"]) < 0.05, (h, a)
 assert a["model"]["token_merging"].startswith("r=3,3,3,3,3,3") and b["model"]["token_merging"] == "", (a, b)
 assert a["loss"] != b["loss"], "--tome-r 0 changed nothing"
 print("ok   eval applies the recorded merging; --tome-r 0 turns it off:", a["loss"], b["loss"])
