@@ -203,32 +203,29 @@ json tome_section(std::ostringstream& md, const PipelineResults& r) {
      << "| run | top-1 (%) | vs the same model without ToMe (points) | MACs/img | inference speed-up |\n"
      << "|---|---|---|---|---|\n";
   const model::BenchRatios& b = t.bench;
-  const std::vector<double> plain = top1s(r, t.row), merged = [&] {
-    std::vector<double> v;
-    for (const EvalOutcome& e : t.pruned) v.push_back(e.top1);
-    return v;
-  }();
-  const Spread d = spread(paired(merged, plain));
+  const std::vector<double> plain = top1s(r, t.row);
   md << "| " << t.row << " | " << pm(spread(plain), 4) << " | - | " << fmt(b.macs, 3) << "x | "
-     << fmt(b.inference_speedup, 3) << "x |\n"
-     << "| " << t.row << " + ToMe r=" << t.r << " | " << pm(spread(merged), 4) << " | " << pm(d) << " | "
-     << fmt(b.merged_macs, 3) << "x | " << fmt(b.merged_inference_speedup, 3) << "x |\n";
-  out["pruned"] = {{"top1_seeds", merged},
-                   {"delta_points", d.mean},
-                   {"delta_std", d.std},
-                   {"macs", b.merged_macs},
-                   {"inference_speedup", b.merged_inference_speedup}};
+     << fmt(b.inference_speedup, 3) << "x |\n";
+  // One "+ ToMe" row against the same model's top-1 without merging, and its JSON.
+  const auto merged_row = [&](const std::string& name, const std::vector<EvalOutcome>& evals,
+                              const std::vector<double>& without, double macs, double speedup) {
+    std::vector<double> top1;
+    for (const EvalOutcome& e : evals) top1.push_back(e.top1);
+    const Spread d = spread(paired(top1, without));
+    md << "| " << name << " + ToMe r=" << t.r << " | " << pm(spread(top1), 4) << " | " << pm(d) << " | " << fmt(macs, 3)
+       << "x | " << fmt(speedup, 3) << "x |\n";
+    return std::make_pair(d, json{{"top1_seeds", top1},
+                                  {"delta_points", d.mean},
+                                  {"delta_std", d.std},
+                                  {"macs", macs},
+                                  {"inference_speedup", speedup}});
+  };
+  const auto [d, pruned] = merged_row(t.row, t.pruned, plain, b.merged_macs, b.merged_inference_speedup);
+  out["pruned"] = pruned;
   if (t.unpruned_note.empty()) {
-    std::vector<double> u;
-    for (const EvalOutcome& e : t.unpruned) u.push_back(e.top1);
-    const Spread du = spread(paired(u, top1s(r, "unpruned")));
-    md << "| unpruned + ToMe r=" << t.r << " | " << pm(spread(u), 4) << " | " << pm(du) << " | "
-       << fmt(b.full_merged_macs, 3) << "x | " << fmt(b.full_merged_inference_speedup, 3) << "x |\n";
-    out["unpruned"] = {{"top1_seeds", u},
-                       {"delta_points", du.mean},
-                       {"delta_std", du.std},
-                       {"macs", b.full_merged_macs},
-                       {"inference_speedup", b.full_merged_inference_speedup}};
+    out["unpruned"] =
+        merged_row("unpruned", t.unpruned, top1s(r, "unpruned"), b.full_merged_macs, b.full_merged_inference_speedup)
+            .second;
   } else {
     md << "\nNo unpruned + ToMe row: " << t.unpruned_note << "\n";
   }

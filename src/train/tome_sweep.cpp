@@ -45,12 +45,6 @@ double images_per_s(model::VisionTransformer& model, int64_t batch, int64_t iter
   return static_cast<double>(batch) / seconds[seconds.size() / 2];
 }
 
-std::vector<bool> attention_of(model::VisionTransformer& model) {
-  std::vector<bool> on;
-  for (int64_t b = 0; b < model->depth(); ++b) on.push_back(model->block(b)->mode() == model::AttentionMode::Full);
-  return on;
-}
-
 void print(const TomeSweepResult& result, double max_drop) {
   const TomePoint& ref = result.reference();
   std::printf("\n| r | start | r per block | top-1 %% | vs r=0 | img/s | speed-up | GMACs | Pareto |\n");
@@ -145,8 +139,8 @@ TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& dat
   model::warn_if_bf16_emulated(model->device().type(), sweep.bf16);
 
   TomeSweepResult result;
-  auto measure = [&](int64_t r, int64_t start, const model::TokenMerging& tm) {
-    model->set_token_merging(tm);
+  auto measure = [&](int64_t r, int64_t start) {  // the model's current merging
+    const model::TokenMerging& tm = model->token_merging();
     TomePoint p{r, start, tm.r, 0, 0, model::analytic_cost(shape, removed, tm).macs, false};
     p.top1 = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, sweep.bf16, mpi).top1_percent();
     // Every rank times (they share the machine alike); rank 0's figure, to the milli-image, decides.
@@ -155,20 +149,19 @@ TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& dat
     log_info(cat("tome-sweep: r ", r, " from block ", start, ": top-1 ", p.top1, "%, ", p.images_per_s, " img/s"));
     result.points.push_back(p);
   };
-  measure(0, 0, {});
+  measure(0, 0);
   for (int64_t start : sweep.start) {
     for (int64_t r : sweep.r) {
       model::TomeRequest q = model_request.tome;
       q.r = {r};
       q.start = start;
-      model::TokenMerging tm = model::resolve_tome(q, shape.depth);
-      try {
-        model::token_schedule(shape.num_tokens(), attention_of(model), tm);
+      try {  // refused where a block cannot merge r of the tokens it has left
+        model->set_token_merging(model::resolve_tome(q, shape.depth));
       } catch (const Error& e) {
         log_info(cat("tome-sweep: r ", r, " from block ", start, " skipped: ", e.what()));
         continue;
       }
-      measure(r, start, tm);
+      measure(r, start);
     }
   }
   choose(result, sweep.max_drop);
