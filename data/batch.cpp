@@ -9,18 +9,24 @@
 namespace vitslim::data {
 namespace {
 
-// Per-image eval transform of a variable-size dataset into [B, C, S, S].
-Batch load_folder_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
-                        const std::vector<double>& std, const ModelShape& shape) {
-  const int64_t B = static_cast<int64_t>(indices.size()), S = shape.img_size, C = shape.in_chans;
+TransformSettings eval_settings(const Dataset& dataset, const std::vector<double>& mean, const std::vector<double>& std,
+                                const ModelShape& shape) {
   TransformSettings s;
-  s.size = S;
-  s.channels = C;
+  s.size = shape.img_size;
+  s.channels = shape.in_chans;
   s.mean = mean;
   s.std = std;
   s.crop_pct = dataset.eval_options().crop_pct;
   s.filter = dataset.eval_options().filter;
   s.max_dct_shrink = dataset.eval_options().max_dct_shrink;
+  return s;
+}
+
+// Per-image eval transform of a variable-size dataset into [B, C, S, S].
+Batch load_folder_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
+                        const std::vector<double>& std, const ModelShape& shape) {
+  const int64_t B = static_cast<int64_t>(indices.size()), S = shape.img_size, C = shape.in_chans;
+  const TransformSettings s = eval_settings(dataset, mean, std, shape);
   const Normaliser norm(mean, std, C);
   auto images = torch::empty({B, C, S, S}, torch::kFloat);
   auto labels = torch::empty({B}, torch::kLong);
@@ -73,6 +79,33 @@ Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, co
                               .align_corners(false));
   }
   return {x.contiguous(), labels};
+}
+
+Batch load_batch_in_order(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
+                          const std::vector<double>& std, const ModelShape& shape, std::vector<uint8_t>& readable) {
+  readable.assign(indices.size(), 1);
+  if (dataset.fixed_size()) return load_batch(dataset, indices, mean, std, shape);
+  const int64_t B = static_cast<int64_t>(indices.size()), S = shape.img_size, C = shape.in_chans;
+  const TransformSettings s = eval_settings(dataset, mean, std, shape);
+  const Normaliser norm(mean, std, C);
+  auto images = torch::zeros({B, C, S, S}, torch::kFloat);
+  auto labels = torch::empty({B}, torch::kLong);
+  float* out = images.data_ptr<float>();
+  int64_t* lab = labels.data_ptr<int64_t>();
+  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      const int64_t index = indices[static_cast<size_t>(b)];
+      lab[b] = dataset.label(index);
+      try {
+        eval_transform(dataset.source(index), s, norm, out + b * C * S * S);
+      } catch (const BadImage& e) {
+        if (!dataset.skips_bad_images()) throw Error(cat(e.what(), " (--bad-images fail)"));
+        dataset.bad_images().record(e.what());
+        readable[static_cast<size_t>(b)] = 0;
+      }
+    }
+  });
+  return {images, labels};
 }
 
 TransformSettings train_settings(const DataConfig& c, const std::vector<double>& mean, const std::vector<double>& std,

@@ -30,6 +30,12 @@ struct Batch {
 Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
                  const std::vector<double>& std, const ModelShape& shape);
 
+// As load_batch, but an unreadable image is never replaced by the next one: under --bad-images
+// skip its row stays zero and readable[b] is 0 (counted in the dataset's BadImageLog); under
+// fail it is an Error naming the file. For outputs that name each input (predict).
+Batch load_batch_in_order(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
+                          const std::vector<double>& std, const ModelShape& shape, std::vector<uint8_t>& readable);
+
 // The train transform settings of a run: --aug, --aa, --reprob, --hflip, --scale, --ratio,
 // --interpolation, --jpeg-dct-scaling, with the run's normalisation and model input size.
 TransformSettings train_settings(const DataConfig& config, const std::vector<double>& mean,

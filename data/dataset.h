@@ -55,6 +55,8 @@ class Dataset {
   virtual int64_t label(int64_t index) const = 0;
   // Image `index` for the per-image transforms (a file is read, not yet decoded).
   virtual SourceImage source(int64_t index) const;
+  // What names image `index` in outputs: its file (image folders) or "<name>#<index>".
+  virtual std::string item_name(int64_t index) const { return cat(name(), "#", index); }
   int64_t image_bytes() const { return channels() * height() * width(); }
   // "<name>: N images, K classes, CxHxW": what ranks must agree on before they share work.
   std::string size_summary() const {
@@ -66,6 +68,7 @@ class Dataset {
   // Under fail, or when every candidate is unreadable, throws an Error naming the file.
   int64_t with_image(int64_t index, const std::function<void(const SourceImage&)>& use) const;
   void set_skip_bad_images(bool skip) { skip_bad_ = skip; }
+  bool skips_bad_images() const { return skip_bad_; }
   BadImageLog& bad_images() const { return bad_images_; }
 
   // How variable-size images become evaluation inputs (--crop-pct, --interpolation,
@@ -125,6 +128,10 @@ std::unique_ptr<Dataset> make_synthetic(int64_t size, int64_t channels, int64_t 
 
 // Opens config.dataset at config.path (or its default); synthetic takes the model's shape.
 std::unique_ptr<Dataset> open_dataset(const DataConfig& config, const ModelShape& model, uint64_t seed);
+// Unlabelled image files (data/folder.h read_image_files) with the config's --bad-images policy and
+// evaluation transform.
+std::unique_ptr<Dataset> open_image_files(const DataConfig& config, const std::string& images,
+                                          const std::string& image_list);
 
 // Normalisation defaults per dataset (pixels scaled to [0,1] first).
 std::vector<double> default_mean(const std::string& dataset);

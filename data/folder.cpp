@@ -45,11 +45,12 @@ class FolderDataset : public Dataset {
     throw Error(cat(name_, ": images differ in size; they are read through the per-image transforms"));
   }
   int64_t label(int64_t index) const override { return labels_.at(static_cast<size_t>(index)); }
-  SourceImage source(int64_t index) const override {
+  SourceImage source(int64_t index) const override { return SourceImage::from_file(path(index)); }
+  std::string item_name(int64_t index) const override {
     const auto i = static_cast<size_t>(index);
-    return SourceImage::from_file(
-        (fs::path(root_) / classes_[static_cast<size_t>(labels_.at(i))] / files_[i]).string());
+    return (fs::path(classes_[static_cast<size_t>(labels_.at(i))]) / files_.at(i)).string();
   }
+  std::string path(int64_t index) const { return (fs::path(root_) / item_name(index)).string(); }
   void add(int64_t label, std::string file) {
     labels_.push_back(static_cast<int32_t>(label));
     files_.push_back(std::move(file));
@@ -60,6 +61,28 @@ class FolderDataset : public Dataset {
   std::vector<std::string> classes_;
   std::vector<int32_t> labels_;
   std::vector<std::string> files_;  // file name inside its class folder
+};
+
+// Image files without labels (read_image_files).
+class FileListDataset : public Dataset {
+ public:
+  FileListDataset(std::string name, std::vector<std::string> files) : name_(std::move(name)), files_(std::move(files)) {}
+  std::string name() const override { return name_; }
+  int64_t size() const override { return static_cast<int64_t>(files_.size()); }
+  int64_t channels() const override { return kFolderChannels; }
+  int64_t height() const override { return 0; }
+  int64_t width() const override { return 0; }
+  int64_t num_classes() const override { return 0; }
+  int64_t read(int64_t, uint8_t*) const override {
+    throw Error(cat(name_, ": images differ in size; they are read through the per-image transforms"));
+  }
+  int64_t label(int64_t) const override { return -1; }
+  SourceImage source(int64_t index) const override { return SourceImage::from_file(files_.at(static_cast<size_t>(index))); }
+  std::string item_name(int64_t index) const override { return files_.at(static_cast<size_t>(index)); }
+
+ private:
+  std::string name_;
+  std::vector<std::string> files_;
 };
 
 // Sorted entry names of `dir` that satisfy `keep`; false (with `error`) when it cannot be listed.
@@ -216,6 +239,64 @@ std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagene
     throw Error(cat("--data-path ", dir.string(), ": no images (.jpg/.jpeg/.png) in its class folders"));
   }
   return data;
+}
+
+}  // namespace vitslim::data
+
+namespace vitslim::data {
+namespace {
+
+// Image files under `dir`, recursively, sorted by path; an unreadable folder is an Error.
+std::vector<std::string> images_under(const fs::path& dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->is_regular_file(type_ec) && is_image_name(it->path().filename().string())) files.push_back(it->path().string());
+  }
+  if (ec) throw Error(cat("--images ", dir.string(), ": cannot list (", ec.message(), ")"));
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::vector<std::string> listed_images(const std::string& list) {
+  std::ifstream in(list);
+  if (!in) throw Error(cat("--image-list ", list, ": cannot open"));
+  const fs::path base = fs::path(list).parent_path();
+  std::vector<std::string> files;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos || line[first] == '#') continue;
+    const auto last = line.find_last_not_of(" \t\r");
+    const fs::path p(line.substr(first, last - first + 1));
+    files.push_back(p.is_absolute() ? p.string() : (base / p).string());
+  }
+  return files;
+}
+
+}  // namespace
+
+std::unique_ptr<Dataset> read_image_files(const std::string& images, const std::string& image_list) {
+  std::vector<std::string> files;
+  std::string what;
+  if (!image_list.empty()) {
+    files = listed_images(image_list);
+    what = "--image-list " + image_list;
+  } else {
+    std::error_code ec;
+    if (fs::is_directory(images, ec)) {
+      files = images_under(images);
+    } else if (fs::exists(images, ec)) {
+      files = {images};
+    } else {
+      throw Error(cat("--images ", images, ": no such file or folder"));
+    }
+    what = "--images " + images;
+  }
+  if (files.empty()) throw Error(cat(what, ": no .jpg/.jpeg/.png images"));
+  return std::make_unique<FileListDataset>("images", std::move(files));
 }
 
 }  // namespace vitslim::data

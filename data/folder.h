@@ -19,6 +19,13 @@ namespace vitslim::data {
 std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagenet, const std::string& split,
                                            const std::string& class_index, bool skip_bad);
 
+// Unlabelled image files (label -1, no classes) for prediction: `images` is one file or a folder
+// searched recursively (sorted paths), `image_list` a text file naming one image per line (blank
+// lines and #-comments skipped; relative paths are relative to the list's folder). Exactly one
+// of them is non-empty. Missing files are found when read (the --bad-images policy); an empty
+// selection is an Error naming the input.
+std::unique_ptr<Dataset> read_image_files(const std::string& images, const std::string& image_list);
+
 // Whether a file name is an image the folder datasets read: .jpg, .jpeg or .png, any case.
 bool is_image_name(const std::string& name);
 

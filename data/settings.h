@@ -48,9 +48,20 @@ struct DataConfig {
   bool image_folder() const { return dataset == "imagenet" || dataset == "folder"; }
   bool train_augment() const { return augment == Augment::Deit || (augment == Augment::Auto && image_folder()); }
 
-  void declare(Options& o) {
+  // What makes an image the model's input (export records it): the dataset whose defaults apply,
+  // --mean/--std, and the evaluation resize.
+  void declare_preprocessing(Options& o) {
     o.group("data", "Data");
     o.add_choice("data-set", dataset, "dataset", datasets());
+    o.add("mean", mean, "per-channel mean after scaling to [0,1] (default: dataset's)");
+    o.add("std", std, "per-channel std after scaling to [0,1] (default: dataset's)", positive());
+    o.add("crop-pct", crop_pct,
+          "image folders, evaluation: resize the shorter side to size / crop-pct, then centre crop",
+          {0, 1, true, false});
+    o.add_enum("interpolation", interpolation, "image folders: PIL's antialiased filter", data::kFilterNames);
+  }
+  void declare(Options& o) {
+    declare_preprocessing(o);
     o.add_path("data-path", path,
                "dataset folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist; imagenet: the folder "
                "holding train/ and val/)",
@@ -58,8 +69,6 @@ struct DataConfig {
     o.add_choice("data-split", split, "split", {"train", "test"});
     o.add("calib-images", calib_images, "calibration images (a seeded random subset of the split)", positive());
     o.add("batch-size", batch_size, "images per forward pass", closed(1, kMaxBatch));
-    o.add("mean", mean, "per-channel mean after scaling to [0,1] (default: dataset's)");
-    o.add("std", std, "per-channel std after scaling to [0,1] (default: dataset's)", positive());
     o.add_path("class-index", class_index,
                "imagenet/folder: file naming the classes in label order (one folder name per line, or JSON "
                "{\"0\": [\"n01440764\", ...]}); default: sorted folder names",
@@ -67,10 +76,6 @@ struct DataConfig {
     o.add_enum("bad-images", bad_images,
                "unreadable images, empty class folders, short CIFAR files: skip (counted warning) or fail",
                kBadImagesNames);
-    o.add("crop-pct", crop_pct,
-          "image folders, evaluation: resize the shorter side to size / crop-pct, then centre crop",
-          {0, 1, true, false});
-    o.add_enum("interpolation", interpolation, "image folders: PIL's antialiased filter", data::kFilterNames);
     o.add_switch("jpeg-dct-scaling", dct_scaling,
                  "decode large JPEG crops at 1/2, 1/4 or 1/8 in the DCT domain when still >= the model's size");
   }

@@ -105,4 +105,12 @@ void check_writable_output(const std::string& path, const std::string& what) {
   if (fs::is_directory(path, ec)) throw Error(cat(what, " ", path, ": is a directory"));
 }
 
+void check_new_output(const std::string& path, const std::string& what, bool force) {
+  check_writable_output(path, what);
+  std::error_code ec;
+  if (!force && fs::exists(fs::symlink_status(path, ec))) {
+    throw Error(cat(what, " ", path, ": exists; pass --force to overwrite it"));
+  }
+}
+
 }  // namespace vitslim

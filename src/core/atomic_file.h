@@ -44,5 +44,7 @@ void write_pieces_atomic(const std::string& path, const std::vector<BytePiece>& 
 
 // Fails with a clear error when the directory of path does not exist or is not writable.
 void check_writable_output(const std::string& path, const std::string& what);
+// The same, and an existing file is refused unless `force` (jobs with a --force switch).
+void check_new_output(const std::string& path, const std::string& what, bool force);
 
 }  // namespace vitslim

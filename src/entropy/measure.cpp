@@ -19,6 +19,7 @@
 #include "dist/mpi_session.h"
 #include "entropy/branch_stats.h"
 #include "io/trace.h"
+#include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/presets.h"
 
@@ -140,7 +141,11 @@ void EntropyRun::add_batches(int64_t from, int64_t until) {
     const int64_t lo = begin_ + done * bs, hi = std::min(end_, lo + bs);
     std::vector<int64_t> chunk(indices_.begin() + lo, indices_.begin() + hi);
     auto batch = data::load_batch(*dataset_, chunk, norm_.mean, norm_.std, shape_);
-    auto logits = model_->forward(batch.images);  // [B, K]
+    torch::Tensor logits;  // [B, K]
+    {
+      model::Bf16Autocast autocast(model_->device().type(), out_.bf16);
+      logits = model_->forward(batch.images).to(torch::kFloat);
+    }
     if (!torch::isfinite(logits).all().item<bool>()) {
       throw Error(cat("non-finite logits for calibration images ", lo, "..", hi - 1, " (check the weights)"));
     }
@@ -178,6 +183,7 @@ void EntropyRun::measure() {
   const int64_t batches = (end_ - begin_ + bs - 1) / bs;
   const int64_t points = out_.trace_points;
   c10::InferenceMode inference;
+  model::warn_if_bf16_emulated(model_->device().type(), out_.bf16);
   model_->set_taps(true);
   int64_t done = 0;
   for (int64_t p = 0; p < points; ++p) {

@@ -7,6 +7,7 @@
 
 #include "core/runtime.h"
 #include "data/settings.h"
+#include "deploy/settings.h"
 #include "entropy/settings.h"
 #include "jobs/settings.h"
 #include "model/request.h"
@@ -31,6 +32,8 @@ struct Config {
   TrainConfig train;
   MergeConfig merge;
   PipelineConfig pipeline;
+  ExportConfig export_model;  // `export` is a C++ keyword
+  PredictConfig predict;
 };
 
 }  // namespace vitslim

@@ -291,13 +291,18 @@ torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& features)
 }
 
 torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
+  if (block_refs_.back()->taps_on()) return forward_head(forward_features(images));
+  return head(forward_pooled(images));  // [B, K]
+}
+
+torch::Tensor VisionTransformerImpl::forward_pooled(const torch::Tensor& images) {
   // Only the CLS row of the last block reaches the head, in training too (the other rows get no
   // gradient), so computing it alone is exact: ~7% fewer multiply-adds for DeiT-Ti.
-  if (block_refs_.back()->taps_on()) return forward_head(forward_features(images));
+  if (block_refs_.back()->taps_on()) return forward_features(images).select(1, 0);
   // The class token never merges, so the last block's merge cannot change it: skipped.
   auto s = run_blocks({embed(images), {}}, 0, shape_.depth - 1);    // [B, N', C]
   auto x = block_refs_.back()->forward_cls(s, merging_.prop_attn);  // [B, 1, C]
-  return head(norm(x).select(1, 0));                                // [B, K]
+  return norm(x).select(1, 0);                                      // [B, C]
 }
 
 }  // namespace vitslim::model

@@ -113,6 +113,8 @@ class VisionTransformerImpl : public torch::nn::Module {
   // [B, Cin, H, W] -> [B, K]. Without taps the last block computes the CLS row only, in training
   // and inference (same logits and gradients, about 7% fewer multiply-adds for DeiT-Ti).
   torch::Tensor forward(const torch::Tensor& images);
+  // The head's input, the final-norm class token: [B, Cin, H, W] -> [B, C] (forward = head of it).
+  torch::Tensor forward_pooled(const torch::Tensor& images);
   torch::Tensor forward_features(const torch::Tensor& images);  // -> [B, N', C] after norm (N' after merging)
   torch::Tensor forward_head(const torch::Tensor& features);    // [B, N', C] -> [B, K]
   // Pieces of forward_features for callers that restart from a block boundary (NOSE's prefix

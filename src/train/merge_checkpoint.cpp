@@ -51,19 +51,6 @@ Selection selected_blocks(const Checkpoint& ck) {
   return s;
 }
 
-// The checkpoint's model tensors as a weights file (model/ prefix stripped).
-model::StateDict model_weights(const Checkpoint& ck) {
-  model::StateDict w;
-  w.file = ck.path;
-  const std::string prefix = kModelPrefix;
-  for (const auto& [key, t] : ck.tensors) {
-    if (key.rfind(prefix, 0) == 0) w.tensors.emplace_back(key.substr(prefix.size()), t);
-  }
-  w.metadata = ck.metadata;
-  w.metadata.erase(kTrainStateKey);
-  return w;
-}
-
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
 }  // namespace
@@ -140,8 +127,8 @@ void run_merge(const MergeConfig& m, const RuntimeConfig& runtime, const dist::M
   const Checkpoint ck = read_checkpoint(m.checkpoint);
   const Selection sel = selected_blocks(ck);
   ModelRequest request;  // the shape comes from the checkpoint's tensors and metadata
-  auto reference = model::build_model(request, runtime.seed, model_weights(ck));
-  auto compact = model::build_model(request, runtime.seed, model_weights(ck));
+  auto reference = model::build_model(request, runtime.seed, checkpoint_model_weights(ck));
+  auto compact = model::build_model(request, runtime.seed, checkpoint_model_weights(ck));
   for (int64_t b : sel.diluting) {
     reference->set_mode(b, model::AttentionMode::Diluting, 0.0);
     compact->set_mode(b, model::AttentionMode::Removed);

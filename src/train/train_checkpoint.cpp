@@ -21,6 +21,18 @@ constexpr int kStepDigits = 9;
 const std::regex kName(R"(step-(\d+)\.safetensors)");
 }  // namespace
 
+model::StateDict checkpoint_model_weights(const Checkpoint& ck) {
+  model::StateDict w;
+  w.file = ck.path;
+  const std::string prefix = kModelPrefix;
+  for (const auto& [key, t] : ck.tensors) {
+    if (key.rfind(prefix, 0) == 0) w.tensors.emplace_back(key.substr(prefix.size()), t);
+  }
+  w.metadata = ck.metadata;
+  w.metadata.erase(kTrainStateKey);
+  return w;
+}
+
 std::string checkpoint_dir(const std::string& out_dir) { return (fs::path(out_dir) / "checkpoints").string(); }
 
 std::string checkpoint_path(const std::string& out_dir, int64_t global_step) {

@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "model/weights.h"
+
 namespace vitslim::train {
 
 struct TrainState {
@@ -51,6 +53,10 @@ inline constexpr const char* kModelPrefix = "model/";
 inline constexpr const char* kOptimPrefix = "optim/";
 inline constexpr const char* kEmaPrefix = "ema/";
 inline constexpr const char* kTrainStateKey = "vitslim.train_state";
+
+// The checkpoint's model tensors as a weights file (model/ prefix stripped; the metadata without
+// the training state), which model::build_model loads.
+model::StateDict checkpoint_model_weights(const Checkpoint& checkpoint);
 
 std::string checkpoint_dir(const std::string& out_dir);
 std::string checkpoint_path(const std::string& out_dir, int64_t global_step);

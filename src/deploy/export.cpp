@@ -1,0 +1,125 @@
+// Implements the export job (see export.h).
+#include "deploy/export.h"
+
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <map>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "deploy/onnx_export.h"
+#include "model/checkpoint.h"
+#include "train/train_checkpoint.h"
+
+namespace vitslim::deploy {
+namespace {
+
+// Metadata keys of the preprocessing and of blocks still diluting.
+constexpr const char* kMetaInputSize = "vitslim.input_size";  // "C,H,W"
+constexpr const char* kMetaMean = "vitslim.mean";
+constexpr const char* kMetaStd = "vitslim.std";
+constexpr const char* kMetaCropPct = "vitslim.crop_pct";
+constexpr const char* kMetaInterpolation = "vitslim.interpolation";
+constexpr const char* kMetaDiluting = "vitslim.diluting";  // "block:lambda,..."
+
+std::string join_numbers(const std::vector<double>& values) {
+  std::string out;
+  for (double v : values) out += (out.empty() ? "" : ",") + fmt(v, 8);
+  return out;
+}
+
+// The checkpoint's blocks that are diluting, with their lambdas, set to `lambda` when given
+// (0: removed). Refused while any is above 0 and no lambda is given.
+std::map<int64_t, double> set_dilution(model::VisionTransformer& vit, const train::Checkpoint& ck,
+                                       const std::optional<double>& lambda) {
+  std::map<int64_t, double> diluting;
+  std::string above_zero;
+  for (size_t b = 0; b < ck.state.modes.size(); ++b) {
+    if (model::parse_attention_mode(ck.state.modes[b], "checkpoint " + ck.path) != model::AttentionMode::Diluting) {
+      continue;
+    }
+    const double at = b < ck.state.lambdas.size() ? ck.state.lambdas[b] : 1.0;
+    if (at > 0) above_zero += cat(above_zero.empty() ? "" : ", ", "block ", b, " at lambda ", fmt(at));
+    diluting[static_cast<int64_t>(b)] = lambda ? *lambda : at;
+  }
+  if (!above_zero.empty() && !lambda) {
+    throw Error(cat("export: checkpoint ", ck.path, " has blocks still diluting (", above_zero,
+                    "); pass --lambda to export them at a chosen lambda (0: removed)"));
+  }
+  for (const auto& [b, at] : diluting) {
+    vit->set_mode(b, at == 0 ? model::AttentionMode::Removed : model::AttentionMode::Diluting, at);
+  }
+  return diluting;
+}
+
+std::map<std::string, std::string> metadata(model::VisionTransformer& vit, const Preprocessing& p,
+                                            const std::map<int64_t, double>& diluting) {
+  const ModelShape& s = vit->shape();
+  std::map<std::string, std::string> meta = {
+      {kMetaInputSize, cat(s.in_chans, ",", s.img_size, ",", s.img_size)},
+      {kMetaMean, join_numbers(p.mean)},
+      {kMetaStd, join_numbers(p.std)},
+      {kMetaCropPct, fmt(p.crop_pct, 8)},
+      {kMetaInterpolation, p.interpolation},
+  };
+  std::string dil;
+  for (const auto& [b, at] : diluting) {
+    if (at > 0) dil += cat(dil.empty() ? "" : ",", b, ":", fmt(at, 8));
+  }
+  if (!dil.empty()) meta[kMetaDiluting] = dil;
+  return meta;
+}
+
+void write_sample(model::VisionTransformer& vit, const ExportConfig& config, uint64_t seed) {
+  const ModelShape& s = vit->shape();
+  torch::manual_seed(seed);
+  auto images = torch::randn({config.sample_images, s.in_chans, s.img_size, s.img_size});  // [N, C, H, W]
+  torch::Tensor logits;
+  {
+    c10::InferenceMode inference;
+    logits = vit->forward(images);  // [N, K]
+  }
+  model::write_safetensors(config.sample, {{"images", images}, {"logits", logits}},
+                           {{"format", "pt"}, {"vitslim.model", config.out}});
+}
+
+}  // namespace
+
+void run_export(const ModelRequest& request, const ExportConfig& config, const Preprocessing& preprocessing,
+                const RuntimeConfig& runtime) {
+  check_new_output(config.out, "--out", config.force);
+  if (!config.sample.empty()) check_new_output(config.sample, "--sample", config.force);
+  std::map<int64_t, double> diluting;
+  model::VisionTransformer vit{nullptr};
+  if (config.checkpoint.empty()) {
+    vit = model::build_model(request, runtime.seed);
+  } else {
+    const train::Checkpoint ck = train::read_checkpoint(config.checkpoint);
+    vit = model::build_model(request, runtime.seed, train::checkpoint_model_weights(ck));
+    diluting = set_dilution(vit, ck, config.lambda);
+  }
+  vit->eval();
+  auto meta = metadata(vit, preprocessing, diluting);
+  uint64_t bytes = 0;
+  if (config.format == ExportFormat::Onnx) {
+    bytes = write_onnx(vit, meta, config.out);
+  } else {
+    if (meta.count(kMetaDiluting)) {
+      throw Error(cat("export --format safetensors: blocks ", meta[kMetaDiluting],
+                      " would be diluting, which a weights file cannot record; use --format onnx or --lambda 0"));
+    }
+    model::export_safetensors(vit, config.out, meta);
+  }
+  if (!config.sample.empty()) write_sample(vit, config, runtime.seed);
+  std::printf("wrote %s (%s%s): %s, attention removed in blocks [%s]%s%s\n", config.out.c_str(),
+              enum_name(kExportFormatNames, config.format),
+              bytes ? cat(", ", fmt(static_cast<double>(bytes) / 1e6, 4), " MB").c_str() : "",
+              vit->shape().describe().c_str(), join_list(vit->removed_blocks()).c_str(),
+              meta.count(kMetaDiluting) ? cat(", diluting ", meta[kMetaDiluting]).c_str() : "",
+              vit->residual_folded() ? ", residual folded" : "");
+  if (!config.sample.empty()) log_info(cat("sample: ", config.sample_images, " images and logits in ", config.sample));
+}
+
+}  // namespace vitslim::deploy

@@ -1,0 +1,26 @@
+// `vitslim export`: any model vitslim loads (full, compact, folded, or a training checkpoint with
+// its diluting blocks at a chosen lambda) as ONNX (deploy/onnx_export.h) or timm-named
+// .safetensors, with the preprocessing it expects in the file's metadata, and optionally a sample
+// of seeded random inputs with the model's logits for checking the file in another runtime.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/runtime.h"
+#include "deploy/settings.h"
+#include "model/request.h"
+
+namespace vitslim::deploy {
+
+// How images become the model's input: recorded in the exported file's metadata.
+struct Preprocessing {
+  std::vector<double> mean, std;  // per channel, pixels scaled to [0, 1]
+  double crop_pct = 0;            // resize the shorter side to size / crop_pct, centre crop
+  std::string interpolation;      // "bicubic" / "bilinear"
+};
+
+void run_export(const ModelRequest& request, const ExportConfig& config, const Preprocessing& preprocessing,
+                const RuntimeConfig& runtime);
+
+}  // namespace vitslim::deploy

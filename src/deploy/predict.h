@@ -1,0 +1,20 @@
+// `vitslim predict`: a model over image files (a file, a folder searched recursively, or a list)
+// or a dataset split; writes one CSV row per image in input order (file, true label when known,
+// the top-k classes with softmax probabilities, like timm's inference script) and optionally the
+// logits or the pooled features as .safetensors. Images are batched over MPI ranks in rounds
+// (round r: rank k takes the k-th batch), gathered on rank 0 in input order. Unreadable images
+// follow --bad-images: skip leaves them out of every output (one counted warning), fail stops.
+#pragma once
+
+#include "core/runtime.h"
+#include "data/settings.h"
+#include "deploy/settings.h"
+#include "dist/mpi_session.h"
+#include "model/request.h"
+
+namespace vitslim::deploy {
+
+void run_predict(ModelRequest request, const DataConfig& data, const PredictConfig& predict,
+                 const RuntimeConfig& runtime, const dist::MpiSession& mpi);
+
+}  // namespace vitslim::deploy

@@ -1,0 +1,42 @@
+// `vitslim export`: a model (weights or a training checkpoint) as ONNX or .safetensors, with its
+// preprocessing in the metadata (deploy/export.h does the work).
+#include "data/dataset.h"
+#include "jobs/common.h"
+#include "jobs/job.h"
+#include "deploy/export.h"
+
+namespace vitslim {
+
+namespace {
+
+void declare(Options& o, Config& c) {
+  declare_model(o, c);
+  c.data.declare_preprocessing(o);
+  c.export_model.declare(o);
+  c.runtime.declare(o);
+}
+
+void validate(const Config& c) {
+  c.model.validate(c.model.removed_layers);
+  c.export_model.validate(!c.model.weights.empty());
+}
+
+JobResult run(const Config& c, const dist::MpiSession&) {
+  deploy::Preprocessing p;
+  p.mean = c.data.mean.empty() ? data::default_mean(c.data.dataset) : c.data.mean;
+  p.std = c.data.std.empty() ? data::default_std(c.data.dataset) : c.data.std;
+  if (p.mean.size() != p.std.size()) throw Error("--mean and --std must have the same number of values");
+  p.crop_pct = c.data.crop_pct;
+  p.interpolation = enum_name(data::kFilterNames, c.data.interpolation);
+  deploy::run_export(c.model, c.export_model, p, c.runtime);
+  return {};
+}
+
+}  // namespace
+
+Job export_job() {
+  return make_job("export", "a model as ONNX (checked in ONNX Runtime/OpenVINO by scripts/check_onnx.py) or safetensors",
+                  declare, validate, run, "--out={out}/model.onnx");
+}
+
+}  // namespace vitslim
