@@ -6,11 +6,12 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "model/autocast.h"
 
 namespace vitslim::search {
 
-PrefixScorer::PrefixScorer(model::VisionTransformer model, Estimator estimator, int64_t cache_bytes)
-    : model_(std::move(model)), estimator_(estimator), cache_bytes_(cache_bytes) {}
+PrefixScorer::PrefixScorer(model::VisionTransformer model, Estimator estimator, int64_t cache_bytes, bool bf16)
+    : model_(std::move(model)), estimator_(estimator), cache_bytes_(cache_bytes), bf16_(bf16) {}
 
 int64_t PrefixScorer::channels() const {
   return estimator_ == Estimator::Logits ? model_->shape().num_classes : model_->shape().embed_dim;
@@ -26,12 +27,17 @@ void PrefixScorer::set_modes(const LayerSet& skipped) {
 
 model::TokenStream PrefixScorer::run(model::TokenStream s, int64_t from, int64_t to) {
   block_forwards_ += to - from;
+  model::Bf16Autocast autocast(model_->device().type(), bf16_);
   return model_->run_blocks(std::move(s), from, to);
 }
 
 entropy::ChannelStats PrefixScorer::stats_of(const model::TokenStream& tokens) {
-  auto feature = model_->cls_feature(tokens.x);                                   // [B, C]
-  auto rows = estimator_ == Estimator::Logits ? model_->head(feature) : feature;  // [B, K] or [B, C]
+  torch::Tensor rows;  // [B, K] or [B, C]
+  {
+    model::Bf16Autocast autocast(model_->device().type(), bf16_);
+    auto feature = model_->cls_feature(tokens.x);  // [B, C]
+    rows = estimator_ == Estimator::Logits ? model_->head(feature) : feature;
+  }
   entropy::ChannelStats stats(channels());
   stats.add(rows);
   return stats;

@@ -21,7 +21,8 @@ namespace vitslim::search {
 
 class PrefixScorer {
  public:
-  PrefixScorer(model::VisionTransformer model, Estimator estimator, int64_t cache_bytes);
+  // bf16: the blocks and the head run under bf16 autocast (the statistics stay float64).
+  PrefixScorer(model::VisionTransformer model, Estimator estimator, int64_t cache_bytes, bool bf16 = false);
 
   // Statistics of the estimator over `images` ([B, Cin, H, W], shard `shard`) with `set` skipped;
   // `base` must be a subset of `set` (its activations are reused).
@@ -47,6 +48,7 @@ class PrefixScorer {
   model::VisionTransformer model_;
   Estimator estimator_;
   int64_t cache_bytes_;
+  bool bf16_;
   int64_t used_bytes_ = 0;
   int64_t block_forwards_ = 0;
   std::map<int64_t, Entry> cache_;

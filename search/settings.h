@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/options.h"
+#include "core/runtime.h"
 
 namespace vitslim {
 
@@ -31,6 +32,7 @@ struct SearchConfig {
   std::vector<int64_t> layers;               // candidate blocks (empty: all)
   Estimator estimator = Estimator::Logits;
   int64_t cache_mb = 1024;  // prefix-cache budget per process (0: no cache)
+  bool bf16 = false;        // bf16 autocast of the forward passes (statistics stay float64)
   std::string out = "search.h5";
   std::string json;
 
@@ -47,6 +49,7 @@ struct SearchConfig {
     o.add("layers", layers, "candidate blocks, comma-separated (default: all)", at_least(0));
     o.add_enum("estimator", estimator, "head output G: logits, or cls (final-norm CLS feature)", kEstimatorNames);
     o.add("cache-mb", cache_mb, "prefix-cache budget per process in MiB (0: recompute everything)", at_least(0));
+    o.add_switch("bf16", bf16, kBf16Help);
     o.add_path("out", out, "HDF5 result file; an unfinished one (<out>.partial) is resumed", PathRole::OutputFile);
     o.add_path("json", json, "JSON result (feeds vitslim train)", PathRole::OutputFile);
   }
