@@ -32,7 +32,9 @@ class BadImageLog {
   void record(const std::string& message);
   int64_t count() const;
   // One warning line with the count, when there was any.
-  void summarise(const std::string& dataset) const;
+  // `consequence`: what became of them.
+  void summarise(const std::string& dataset,
+                 const std::string& consequence = "each was replaced by the next readable image") const;
 
  private:
   mutable std::mutex mutex_;

@@ -109,12 +109,12 @@ int64_t BadImageLog::count() const {
   return static_cast<int64_t>(seen_.size());
 }
 
-void BadImageLog::summarise(const std::string& dataset) const {
+void BadImageLog::summarise(const std::string& dataset, const std::string& consequence) const {
   const int64_t n = count();
   if (n > 0) {
     log_warn(cat(dataset, ": skipped ", n, " unreadable image(s)",
-                 n > kNamedBadImages ? cat(" (the first ", kNamedBadImages, " are named above)") : std::string(),
-                 "; each was replaced by the next readable image"));
+                 n > kNamedBadImages ? cat(" (the first ", kNamedBadImages, " are named above)") : std::string(), "; ",
+                 consequence));
   }
 }
 

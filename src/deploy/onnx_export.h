@@ -5,7 +5,9 @@
 //   Diluting  (2 - lambda) x + lambda-scaled projection (lambda folded into proj)
 //   Removed   an MLP-only block: x -> 2x (no node at all once the factors are folded)
 // The last block computes the class token's row only, as the model does. GELU is written as the
-// erf pattern runtimes fuse. Token merging is not exported (refused with the flag to turn it off).
+// erf pattern runtimes fuse. Token merging (ToMe) is exported as the model runs it: bipartite
+// matching with TopK/ArgMax, the merge as row gathers and one-hot products, proportional
+// attention as a log(size) logit bias.
 #pragma once
 
 #include <map>

@@ -141,6 +141,10 @@ std::unique_ptr<data::Dataset> open_input(const DataConfig& data, const PredictC
   DataConfig photos = data;  // files are normalised like an image folder unless --mean/--std say otherwise
   photos.dataset = "folder";
   norm = data::normalisation(photos, *dataset);
+  if (norm.mean.size() != 1 && static_cast<int64_t>(norm.mean.size()) != shape.in_chans) {
+    throw Error(cat("predict: the model takes ", shape.in_chans, " channel(s) and --mean/--std give ", norm.mean.size(),
+                    " values (image files default to ImageNet's); pass the model's --mean and --std"));
+  }
   return dataset;
 }
 
@@ -184,7 +188,7 @@ void run_predict(ModelRequest request, const DataConfig& data, const PredictConf
     const auto rows = mpi.gather(predict_chunk(vit, *dataset, chunk, norm, layout, B, p.bf16));
     if (mpi.rank() == 0) collect(rows, layout, collected);
   }
-  dataset->bad_images().summarise(dataset->name());
+  dataset->bad_images().summarise(dataset->name(), "they have no row in the outputs");
   if (mpi.rank() != 0) return;
   if (collected.index.empty()) throw Error(cat("predict: none of the ", total, " images of ", dataset->name(), " could be read"));
 

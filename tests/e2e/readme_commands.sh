@@ -276,6 +276,26 @@ entry 'build/vitslim tome-sweep --weights compact.safetensors --data-set fashion
 entry '.venv/bin/python scripts/plot_tome.py --sweep "NOSE 50%=pruned.csv" --out tome.png' \
   '.venv/bin/python scripts/plot_tome.py --sweep "NOSE 50%=pruned.csv" --out tome.png && test -s tome.png'
 
+# README, Deploy (export to ONNX, predict); the diluting checkpoint is the newest of runs/train
+entry 'build/vitslim export --weights pretrained/vit_fmnist.safetensors --remove-layers 1,3 --out compact.onnx --sample compact.sample.safetensors' \
+  'build/vitslim export --weights pretrained/vit_fmnist.safetensors --remove-layers 1,3 --out compact.onnx \
+     --sample compact.sample.safetensors $T1'
+entry '.venv/bin/python scripts/check_onnx.py compact.onnx compact.sample.safetensors --removed 1,3' \
+  '.venv/bin/python scripts/check_onnx.py compact.onnx compact.sample.safetensors --removed 1,3'
+entry 'build/vitslim export --checkpoint runs/train/checkpoints/step-000000012.safetensors --lambda 0.5 --out diluting.onnx --sample diluting.sample.safetensors' \
+  'build/vitslim export --checkpoint "$(newest_checkpoint runs/train)" --lambda 0.5 --out diluting.onnx \
+     --sample diluting.sample.safetensors $T1
+   .venv/bin/python scripts/check_onnx.py diluting.onnx diluting.sample.safetensors'
+entry 'build/vitslim predict --weights pretrained/vit_fmnist.safetensors --data-split test --out predictions.csv --save-logits logits.safetensors' \
+  'build/vitslim predict --weights pretrained/vit_fmnist.safetensors --data-split test --out predictions.csv \
+     --save-logits logits.safetensors --limit 64 $T1 && test "$(wc -l <predictions.csv)" -eq 65'
+entry 'mpirun -np 2 build/vitslim predict --model deit_tiny --images /usr/share/backgrounds --topk 3 --out photos.csv' \
+  '"$MPIEXEC" -np 2 build/vitslim predict --model deit_tiny --images /usr/share/backgrounds --topk 3 --out photos.csv \
+     --limit 4 --threads 1 && test "$(wc -l <photos.csv)" -eq 5'
+entry '.venv/bin/python scripts/bench_deploy.py --json deploy.json' \
+  '.venv/bin/python scripts/bench_deploy.py --json deploy.json --models deit_tiny --batches 1 --warmup 0 --iters 1 \
+     --threads 1 && test -s deploy.json'
+
 # README, Benchmark
 entry '.venv/bin/python scripts/bench_forward.py' \
   '.venv/bin/python scripts/bench_forward.py --batch-size 2 --rounds 1 --warmup 0 --iters 1 --threads 1'
