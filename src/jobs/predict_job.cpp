@@ -20,7 +20,9 @@ void declare(Options& o, Config& c) {
 
 void validate(const Config& c) {
   c.model.validate(c.model.removed_layers);
-  c.data.validate();
+  DataConfig data = c.data;  // predict names the classes by --class-index with any dataset
+  data.class_index.clear();
+  data.validate();
   c.predict.validate();
 }
 

@@ -67,8 +67,7 @@ print('ok   folded: removed blocks are plain MLP blocks (no x2 node)')"
 "$BIN" "${X[@]}" --weights "$SHIPPED" --remove-layers 1,3 --tome-r 3 --tome-mlp-blocks --tome-prop-attn=false \
   --out tome_mlp.onnx --sample tome_mlp.st
 "${CHECK[@]}" tome_mlp.onnx tome_mlp.st --removed 1,3
-"$BIN" "${X[@]}" --model deit_tiny --tome-r 8 --tome-schedule decreasing --sample-images 2 --out tome_ti.onnx \
-  --sample tome_ti.st
+"$BIN" "${X[@]}" --model deit_tiny --tome-r 8 --tome-schedule decreasing --out tome_ti.onnx --sample tome_ti.st
 "${CHECK[@]}" tome_ti.onnx tome_ti.st
 "$BIN" "${X[@]}" --format safetensors --weights "$SHIPPED" --tome-r 4 --out tome.safetensors
 "$BIN" "${X[@]}" --weights tome.safetensors --out tome_file.onnx --sample tome_file.st
