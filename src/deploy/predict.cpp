@@ -182,6 +182,7 @@ void run_predict(ModelRequest request, const DataConfig& data, const PredictConf
 
   const int64_t B = data.batch_size, W = mpi.world_size(), per_round = B * W;
   Collected collected;
+  model::Bf16Autocast pass(vit->device().type(), p.bf16);  // the weights cast to bf16 once (model/autocast.h)
   for (int64_t start = 0; start < total; start += per_round) {
     std::vector<int64_t> chunk;
     for (int64_t i = start + mpi.rank() * B; i < std::min(total, start + (mpi.rank() + 1) * B); ++i) chunk.push_back(i);

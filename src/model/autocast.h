@@ -10,6 +10,9 @@
 
 namespace vitslim::model {
 
+// Held across the batches of an inference pass (the weights do not change), one region also keeps
+// autocast's bf16 copies of the weights for the whole pass instead of casting them per batch:
+// nested regions inside it do not clear that cache.
 class Bf16Autocast {
  public:
   Bf16Autocast(c10::DeviceType device, bool enabled) : device_(device), enabled_(enabled) {

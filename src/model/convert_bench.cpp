@@ -92,6 +92,8 @@ std::vector<Timing> measure(std::vector<VisionTransformer>& models, const torch:
                             const torch::Tensor& labels, bool train, const BenchConfig& b) {
   std::vector<std::vector<double>> ms(models.size());
   std::vector<Timing> out(models.size());
+  // Inference: one bf16 region over every round, so the weights are cast once (autocast.h).
+  Bf16Autocast pass(images.device().type(), b.bf16 && !train);
   for (size_t m = 0; m < models.size(); ++m) {
     if (train)
       models[m]->train();

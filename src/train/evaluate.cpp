@@ -35,6 +35,7 @@ EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& datase
   torch::Tensor loss_sum = torch::zeros({}, counter.dtype(torch::kFloat64));
   const int64_t k = std::min<int64_t>(kTopK, model->shape().num_classes);
   EvalCounts counts;
+  model::Bf16Autocast pass(device.type(), bf16);  // the weights cast to bf16 once (model/autocast.h)
   for (size_t lo = 0; lo < indices.size(); lo += static_cast<size_t>(batch_size)) {
     const size_t hi = std::min(indices.size(), lo + static_cast<size_t>(batch_size));
     std::vector<int64_t> chunk(indices.begin() + static_cast<std::ptrdiff_t>(lo),

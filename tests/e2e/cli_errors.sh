@@ -121,6 +121,21 @@ expect_error tome-schedule-name "--tome-schedule must be constant or decreasing"
 expect_error tome-sweep-given-r "--tome-r: tome-sweep chooses r and the start block itself" "$BIN" tome-sweep --model vit_test --data-set synthetic \
   --tome-r 2 --json s.json
 
+# Deployment: export and predict inputs that cannot work.
+expect_error export-no-out "export: --out is required" "$BIN" export --model vit_test
+expect_error export-format "--format" "$BIN" export --model vit_test --format tflite --out m.onnx
+expect_error export-lambda-alone "--lambda needs --checkpoint" "$BIN" export --model vit_test --lambda 0.5 --out m.onnx
+expect_error export-weights-and-checkpoint "give --weights or --checkpoint, not both" "$BIN" export \
+  --weights "$VITSLIM_FIXTURES/golden_vit_test.safetensors" --checkpoint "$VITSLIM_FIXTURES/golden_vit_test.safetensors" --out m.onnx
+expect_error export-not-a-checkpoint "golden_vit_test.safetensors" "$BIN" export \
+  --checkpoint "$VITSLIM_FIXTURES/golden_vit_test.safetensors" --out m.onnx
+expect_error predict-missing-images "--images /no/such/photos: no such file or folder" "$BIN" predict --model vit_test \
+  --images /no/such/photos --out p.csv
+expect_error predict-empty-folder "no .jpg/.jpeg/.png images" "$BIN" predict --model vit_test --images "$WORK/empty" --out p.csv
+expect_error predict-both-inputs "give --images or --image-list, not both" "$BIN" predict --model vit_test \
+  --images "$WORK/empty" --image-list "$WORK/list.txt" --out p.csv
+expect_error predict-topk "--topk" "$BIN" predict --model vit_test --topk 0 --out p.csv
+
 # Help and version succeed.
 "$BIN" --help >/dev/null && "$BIN" entropy --help | grep -q -- '--calib-images' && "$BIN" --version | grep -q vitslim \
   || { echo "FAIL help/version"; failures=$((failures + 1)); }

@@ -130,11 +130,14 @@ std::vector<std::string> required_args(const std::string& job) {
   if (job == "convert") return {"--weights", "w.pth", "--out", "o.safetensors"};
   if (job == "merge") return {"--checkpoint", "c.safetensors", "--out", "o.safetensors"};
   if (job == "bench-data") return {"--data-path", "photos"};
+  if (job == "export") return {"--out", "o.onnx"};
+  if (job == "predict") return {"--out", "p.csv"};
   return {};
 }
 std::vector<std::string> context_args(const std::string& job, const std::string& flag) {
   if (flag == "class-index") return {"--data-set", "folder"};
   if (flag == "tome-start") return {"--tome-r", "1"};
+  if (job == "export" && flag == "lambda") return {"--checkpoint", "c.safetensors"};
   if (job == "train" && flag == "teacher") return {"--distill", "soft"};
   if (job == "train" && flag == "distill") return {"--teacher", "start"};
   return {};
