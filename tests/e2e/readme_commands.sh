@@ -301,6 +301,8 @@ entry '.venv/bin/python scripts/bench_forward.py' \
   '.venv/bin/python scripts/bench_forward.py --batch-size 2 --rounds 1 --warmup 0 --iters 1 --threads 1'
 entry '.venv/bin/python scripts/bench_search.py' \
   '.venv/bin/python scripts/bench_search.py --model vit_fmnist --calib-images 32 --batch-size 16'
+entry '.venv/bin/python scripts/bench_deploy.py' \
+  '.venv/bin/python scripts/bench_deploy.py --models deit_tiny --batches 1 --warmup 0 --iters 1 --threads 1'
 entry 'bash scripts/bench_data.sh' \
   'bash scripts/bench_data.sh --images 64 --train-steps 2'
 entry '.venv/bin/python scripts/bench_train.py --threads 2 --steps 10 --rounds 3' \
