@@ -280,7 +280,8 @@ std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& mod
   return d;
 }
 
-std::unique_ptr<Dataset> open_image_files(const DataConfig& c, const std::string& images, const std::string& image_list) {
+std::unique_ptr<Dataset> open_image_files(const DataConfig& c, const std::string& images,
+                                          const std::string& image_list) {
   auto d = read_image_files(images, image_list);
   d->set_skip_bad_images(c.bad_images == BadImages::Skip);
   d->set_eval_options({c.crop_pct, c.interpolation, c.dct_scaling ? kMaxJpegShrink : 1});

@@ -66,7 +66,8 @@ class FolderDataset : public Dataset {
 // Image files without labels (read_image_files).
 class FileListDataset : public Dataset {
  public:
-  FileListDataset(std::string name, std::vector<std::string> files) : name_(std::move(name)), files_(std::move(files)) {}
+  FileListDataset(std::string name, std::vector<std::string> files)
+      : name_(std::move(name)), files_(std::move(files)) {}
   std::string name() const override { return name_; }
   int64_t size() const override { return static_cast<int64_t>(files_.size()); }
   int64_t channels() const override { return kFolderChannels; }
@@ -77,7 +78,9 @@ class FileListDataset : public Dataset {
     throw Error(cat(name_, ": images differ in size; they are read through the per-image transforms"));
   }
   int64_t label(int64_t) const override { return -1; }
-  SourceImage source(int64_t index) const override { return SourceImage::from_file(files_.at(static_cast<size_t>(index))); }
+  SourceImage source(int64_t index) const override {
+    return SourceImage::from_file(files_.at(static_cast<size_t>(index)));
+  }
   std::string item_name(int64_t index) const override { return files_.at(static_cast<size_t>(index)); }
 
  private:
@@ -253,7 +256,8 @@ std::vector<std::string> images_under(const fs::path& dir) {
   fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
   for (; !ec && it != end; it.increment(ec)) {
     std::error_code type_ec;
-    if (it->is_regular_file(type_ec) && is_image_name(it->path().filename().string())) files.push_back(it->path().string());
+    if (it->is_regular_file(type_ec) && is_image_name(it->path().filename().string()))
+      files.push_back(it->path().string());
   }
   if (ec) throw Error(cat("--images ", dir.string(), ": cannot list (", ec.message(), ")"));
   std::sort(files.begin(), files.end());

@@ -17,7 +17,6 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "model/autocast.h"
 #include "core/json_text.h"
 #include "core/log.h"
 #include "core/version.h"
@@ -26,6 +25,7 @@
 #include "dist/mpi_session.h"
 #include "io/trace.h"
 #include "io/trace_reader.h"
+#include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "search/criteria.h"
 #include "search/ledger.h"
@@ -258,8 +258,8 @@ void Search::open_data() {
   }
   shards_ = (static_cast<int64_t>(calib_.size()) + c_.data.batch_size - 1) / c_.data.batch_size;
   if (!c_.search.json.empty()) check_writable_output(c_.search.json, "--json");
-  scorer_ = std::make_unique<PrefixScorer>(*model_, c_.search.estimator, c_.search.cache_mb * kBytesPerMiB,
-                                           c_.search.bf16);
+  scorer_ =
+      std::make_unique<PrefixScorer>(*model_, c_.search.estimator, c_.search.cache_mb * kBytesPerMiB, c_.search.bf16);
   model::warn_if_bf16_emulated((*model_)->device().type(), c_.search.bf16);
   channels_ = scorer_->channels();
   log_info(cat("search: ", method(), (c_.search.beam > 1 ? cat(" (width ", c_.search.beam, ")") : std::string()),

@@ -107,7 +107,8 @@ std::string layer_norm(GraphBuilder& g, const std::string& x, torch::nn::LayerNo
 std::string heads(GraphBuilder& g, const std::string& x, int64_t num_heads, int64_t head_dim, bool keys_transposed,
                   const std::string& name) {
   auto split = g.op("Reshape", {x, g.ints(name + ".shape", {0, 0, num_heads, head_dim})}, {}, name + ".split");
-  const std::vector<int64_t> perm = keys_transposed ? std::vector<int64_t>{0, 2, 3, 1} : std::vector<int64_t>{0, 2, 1, 3};
+  const std::vector<int64_t> perm =
+      keys_transposed ? std::vector<int64_t>{0, 2, 3, 1} : std::vector<int64_t>{0, 2, 1, 3};
   return g.op("Transpose", {split}, {{"perm", perm}}, name + ".heads");
 }
 
@@ -132,8 +133,8 @@ std::string attention(GraphBuilder& g, model::AttentionImpl& attn, const std::st
   const auto& w = attn.qkv->weight;  // [3C, C]: rows q | k | v
   const auto& b = attn.qkv->bias;
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  auto q = g.linear(q_in, w.narrow(0, 0, C), b.narrow(0, 0, C), name + ".q", scale);   // [B, Nq, C]
-  auto k = g.linear(kv_in, w.narrow(0, C, C), b.narrow(0, C, C), name + ".k");         // [B, N, C]
+  auto q = g.linear(q_in, w.narrow(0, 0, C), b.narrow(0, 0, C), name + ".q", scale);    // [B, Nq, C]
+  auto k = g.linear(kv_in, w.narrow(0, C, C), b.narrow(0, C, C), name + ".k");          // [B, N, C]
   auto v = g.linear(kv_in, w.narrow(0, 2 * C, C), b.narrow(0, 2 * C, C), name + ".v");  // [B, N, C]
   if (metric) {
     *metric = g.linear(kv_in, w.narrow(0, C, C).reshape({H, D, C}).sum(0), b.narrow(0, C, C).reshape({H, D}).sum(0),
@@ -152,10 +153,12 @@ std::string attention(GraphBuilder& g, model::AttentionImpl& attn, const std::st
 // fc2(GELU(fc1 x)) with GELU(h) = 0.5 h (1 + erf(h / sqrt 2)): [B, N, C] -> [B, N, C].
 std::string mlp(GraphBuilder& g, model::MlpImpl& m, const std::string& x, const std::string& name) {
   auto h = g.linear(x, m.fc1->weight, m.fc1->bias, name + ".fc1");
-  auto erf = g.op("Erf", {g.op("Div", {h, g.scalar(name + ".sqrt2", static_cast<float>(std::sqrt(2.0)))}, {}, name + ".div")},
-                  {}, name + ".erf");
+  auto erf =
+      g.op("Erf", {g.op("Div", {h, g.scalar(name + ".sqrt2", static_cast<float>(std::sqrt(2.0)))}, {}, name + ".div")},
+           {}, name + ".erf");
   auto gate = g.op("Add", {erf, g.scalar(name + ".one", 1.0F)}, {}, name + ".add");
-  auto gelu = g.op("Mul", {g.op("Mul", {h, gate}, {}, name + ".mul"), g.scalar(name + ".half", 0.5F)}, {}, name + ".gelu");
+  auto gelu =
+      g.op("Mul", {g.op("Mul", {h, gate}, {}, name + ".mul"), g.scalar(name + ".half", 0.5F)}, {}, name + ".gelu");
   return g.linear(gelu, m.fc2->weight, m.fc2->bias, name + ".fc2");
 }
 
@@ -169,14 +172,15 @@ std::string size_bias(GraphBuilder& g, const Stream& s, bool prop_attn, const st
   if (!prop_attn || s.size.empty()) return "";
   auto log = g.op("Log", {s.size}, {}, name + ".log_size");
   auto row = g.op("Transpose", {log}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, name + ".size_row");  // [B, 1, N]
-  return g.op("Unsqueeze", {row, g.ints(name + ".axis", {1})}, {}, name + ".size_bias");             // [B, 1, 1, N]
+  return g.op("Unsqueeze", {row, g.ints(name + ".axis", {1})}, {}, name + ".size_bias");               // [B, 1, 1, N]
 }
 
 // Rows `rows` [B, R] (indices within each image) of x [B, N, K] through one flat Gather: [B, R, K].
 std::string gather_rows(GraphBuilder& g, const std::string& x, const std::string& rows, const Batch& bt, int64_t n,
                         int64_t k, const std::string& name) {
-  auto flat = g.op("Add", {rows, g.op("Mul", {bt.image, g.ints(name + ".n", {n}, std::vector<int64_t>{})}, {}, name + ".offset")},
-                   {}, name + ".flat_index");  // [B, R]
+  auto flat = g.op(
+      "Add", {rows, g.op("Mul", {bt.image, g.ints(name + ".n", {n}, std::vector<int64_t>{})}, {}, name + ".offset")},
+      {}, name + ".flat_index");                                                                   // [B, R]
   auto table = g.op("Reshape", {x, g.ints(name + ".table_shape", {-1, k})}, {}, name + ".table");  // [B * N, K]
   return g.op("Gather", {table, flat}, {{"axis", int64_t{0}}}, name + ".rows");                    // [B, R, K]
 }
@@ -186,14 +190,16 @@ std::string gather_rows(GraphBuilder& g, const std::string& x, const std::string
 // most similar to their best B partner merge into it; output: the other A tokens in order, then B.
 // The partners' updates are one-hot products: [B, N, C] -> [B, N - r, C].
 Stream merge_tokens(GraphBuilder& g, const Stream& s, const std::string& metric, int64_t r, int64_t C, const Batch& bt,
-             const std::string& name) {
+                    const std::string& name) {
   const int64_t n = s.tokens, na = (n + 1) / 2, nb = n / 2, kept = na - r, out_n = n - r;
-  auto unit = g.op("Div", {metric, g.op("ReduceL2", {metric}, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", int64_t{1}}},
-                                        name + ".norm")},
+  auto unit = g.op("Div",
+                   {metric, g.op("ReduceL2", {metric}, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", int64_t{1}}},
+                                 name + ".norm")},
                    {}, name + ".unit");  // [B, N, D]
   auto half = [&](int64_t first, const char* which) {
-    return g.op("Slice", {unit, g.ints(name + ".start", {first}), g.ints(name + ".end", {n}), g.ints(name + ".axis", {1}),
-                          g.ints(name + ".step", {2})},
+    return g.op("Slice",
+                {unit, g.ints(name + ".start", {first}), g.ints(name + ".end", {n}), g.ints(name + ".axis", {1}),
+                 g.ints(name + ".step", {2})},
                 {}, name + which);
   };
   auto b_side = g.op("Transpose", {half(1, ".b")}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, name + ".b_t");
@@ -202,10 +208,12 @@ Stream merge_tokens(GraphBuilder& g, const Stream& s, const std::string& metric,
   protect[0] = -std::numeric_limits<float>::infinity();  // the class token stays
   scores = g.op("Add", {scores, g.floats(name + ".protect", protect, std::vector<int64_t>{1, na, 1})}, {},
                 name + ".protected");
-  auto best = g.op("ReduceMax", {scores}, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", int64_t{0}}}, name + ".best");
-  auto partner = g.op("ArgMax", {scores}, {{"axis", int64_t{-1}}, {"keepdims", int64_t{0}}}, name + ".partner");  // [B, NA]
-  auto src = g.ops("TopK", {best, g.ints(name + ".r", {r})}, {{"axis", int64_t{-1}}}, name + ".src", 2)[1];      // [B, r]
-  auto dst = g.op("GatherElements", {partner, src}, {{"axis", int64_t{1}}}, name + ".dst");                     // [B, r]
+  auto best =
+      g.op("ReduceMax", {scores}, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", int64_t{0}}}, name + ".best");
+  auto partner =
+      g.op("ArgMax", {scores}, {{"axis", int64_t{-1}}, {"keepdims", int64_t{0}}}, name + ".partner");        // [B, NA]
+  auto src = g.ops("TopK", {best, g.ints(name + ".r", {r})}, {{"axis", int64_t{-1}}}, name + ".src", 2)[1];  // [B, r]
+  auto dst = g.op("GatherElements", {partner, src}, {{"axis", int64_t{1}}}, name + ".dst");                  // [B, r]
   // The kept A tokens in order: the top `kept` of (NA - 1 - i), with merging tokens pushed below.
   auto picked = g.op("ReduceSum",
                      {g.op("OneHot", {src, g.ints(name + ".na", {na}), g.floats(name + ".off_on", {0.0F, 1.0F})}, {},
@@ -214,22 +222,30 @@ Stream merge_tokens(GraphBuilder& g, const Stream& s, const std::string& metric,
                      {{"keepdims", int64_t{0}}}, name + ".picked");  // [B, NA]: 1 where a token merges
   std::vector<float> order(static_cast<size_t>(na));
   for (int64_t i = 0; i < na; ++i) order[static_cast<size_t>(i)] = static_cast<float>(na - 1 - i);
-  auto key = g.op("Sub", {g.floats(name + ".order", order, std::vector<int64_t>{1, na}),
-                          g.op("Mul", {picked, g.scalar(name + ".push", static_cast<float>(na))}, {}, name + ".pushed")},
+  auto key = g.op("Sub",
+                  {g.floats(name + ".order", order, std::vector<int64_t>{1, na}),
+                   g.op("Mul", {picked, g.scalar(name + ".push", static_cast<float>(na))}, {}, name + ".pushed")},
                   {}, name + ".key");
-  auto unmerged = g.ops("TopK", {key, g.ints(name + ".kept", {kept})}, {{"axis", int64_t{-1}}}, name + ".unmerged", 2)[1];
+  auto unmerged =
+      g.ops("TopK", {key, g.ints(name + ".kept", {kept})}, {{"axis", int64_t{-1}}}, name + ".unmerged", 2)[1];
   std::vector<int64_t> odd(static_cast<size_t>(nb));
   for (int64_t j = 0; j < nb; ++j) odd[static_cast<size_t>(j)] = 2 * j + 1;
-  auto odd_rows = g.op("Expand", {g.ints(name + ".odd", odd, std::vector<int64_t>{1, nb}),
-                                  g.op("Concat", {bt.batch, g.ints(name + ".nb", {nb})}, {{"axis", int64_t{0}}}, name + ".odd_shape")},
-                       {}, name + ".odd_rows");  // [B, NB]
-  auto keep = g.op("Concat", {g.op("Mul", {unmerged, g.ints(name + ".two", {2}, std::vector<int64_t>{})}, {}, name + ".even_rows"), odd_rows},
-                   {{"axis", int64_t{1}}}, name + ".keep");  // [B, N - r]
+  auto odd_rows =
+      g.op("Expand",
+           {g.ints(name + ".odd", odd, std::vector<int64_t>{1, nb}),
+            g.op("Concat", {bt.batch, g.ints(name + ".nb", {nb})}, {{"axis", int64_t{0}}}, name + ".odd_shape")},
+           {}, name + ".odd_rows");  // [B, NB]
+  auto keep = g.op(
+      "Concat",
+      {g.op("Mul", {unmerged, g.ints(name + ".two", {2}, std::vector<int64_t>{})}, {}, name + ".even_rows"), odd_rows},
+      {{"axis", int64_t{1}}}, name + ".keep");  // [B, N - r]
   auto from = g.op("Mul", {src, g.ints(name + ".two_src", {2}, std::vector<int64_t>{})}, {}, name + ".from");  // [B, r]
-  auto into = g.op("Add", {dst, g.ints(name + ".kept_offset", {kept}, std::vector<int64_t>{})}, {}, name + ".into");  // [B, r]
+  auto into =
+      g.op("Add", {dst, g.ints(name + ".kept_offset", {kept}, std::vector<int64_t>{})}, {}, name + ".into");  // [B, r]
   auto one_hot = g.op("OneHot", {into, g.ints(name + ".out_n", {out_n}), g.floats(name + ".off_on_into", {0.0F, 1.0F})},
                       {}, name + ".into_one_hot");  // [B, r, N - r]
-  auto scatter = g.op("Transpose", {one_hot}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, name + ".scatter");  // [B, N - r, r]
+  auto scatter =
+      g.op("Transpose", {one_hot}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, name + ".scatter");  // [B, N - r, r]
   // Sizes: the kept tokens' plus those merging into them.
   std::string size_from, size_keep;
   if (s.size.empty()) {
@@ -239,18 +255,21 @@ Stream merge_tokens(GraphBuilder& g, const Stream& s, const std::string& metric,
     size_from = gather_rows(g, s.size, from, bt, n, 1, name + ".size_from");  // [B, r, 1]
     size_keep = gather_rows(g, s.size, keep, bt, n, 1, name + ".size_keep");  // [B, N - r, 1]
   }
-  auto merged_in = g.op("MatMul", {scatter, g.op("Expand", {size_from, g.op("Concat", {bt.batch, g.ints(name + ".r_1", {r, 1})},
-                                                                            {{"axis", int64_t{0}}}, name + ".from_shape")},
-                                                 {}, name + ".from_sizes")},
-                        {}, name + ".merged_in");                                      // [B, N - r, 1]
+  auto merged_in = g.op("MatMul",
+                        {scatter, g.op("Expand",
+                                       {size_from, g.op("Concat", {bt.batch, g.ints(name + ".r_1", {r, 1})},
+                                                        {{"axis", int64_t{0}}}, name + ".from_shape")},
+                                       {}, name + ".from_sizes")},
+                        {}, name + ".merged_in");                                  // [B, N - r, 1]
   Stream out{"", g.op("Add", {size_keep, merged_in}, {}, name + ".size"), out_n};  // [B, N - r, 1]
   // Tokens: x_d + sum_i (s_i / S_d) (x_i - x_d) for each partner d.
-  auto x_keep = gather_rows(g, s.x, keep, bt, n, C, name + ".x_keep");  // [B, N - r, C]
-  auto x_from = gather_rows(g, s.x, from, bt, n, C, name + ".x_from");  // [B, r, C]
-  auto x_dst = g.op("MatMul", {one_hot, x_keep}, {}, name + ".x_dst");   // [B, r, C]
+  auto x_keep = gather_rows(g, s.x, keep, bt, n, C, name + ".x_keep");          // [B, N - r, C]
+  auto x_from = gather_rows(g, s.x, from, bt, n, C, name + ".x_from");          // [B, r, C]
+  auto x_dst = g.op("MatMul", {one_hot, x_keep}, {}, name + ".x_dst");          // [B, r, C]
   auto size_dst = g.op("MatMul", {one_hot, out.size}, {}, name + ".size_dst");  // [B, r, 1]
   auto weight = g.op("Div", {size_from, size_dst}, {}, name + ".weight");
-  auto delta = g.op("Mul", {g.op("Sub", {x_from, x_dst}, {}, name + ".diff"), weight}, {}, name + ".delta");  // [B, r, C]
+  auto delta =
+      g.op("Mul", {g.op("Sub", {x_from, x_dst}, {}, name + ".diff"), weight}, {}, name + ".delta");  // [B, r, C]
   out.x = g.op("Add", {x_keep, g.op("MatMul", {scatter, delta}, {}, name + ".scattered")}, {}, name + ".x");
   return out;
 }
@@ -259,9 +278,11 @@ Stream merge_tokens(GraphBuilder& g, const Stream& s, const std::string& metric,
 Stream block(GraphBuilder& g, model::BlockImpl& blk, const Stream& s, const model::BlockMerge& merge, bool cls_only,
              const Batch& bt, const std::string& name) {
   const std::string& x = s.x;
-  auto rows = cls_only ? g.op("Slice", {x, g.ints(name + ".start", {0}), g.ints(name + ".end", {1}), g.ints(name + ".axis", {1})},
-                              {}, name + ".cls")
-                       : x;  // [B, Nq, C]
+  auto rows =
+      cls_only
+          ? g.op("Slice", {x, g.ints(name + ".start", {0}), g.ints(name + ".end", {1}), g.ints(name + ".axis", {1})},
+                 {}, name + ".cls")
+          : x;  // [B, Nq, C]
   const bool merges = merge.r > 0 && !cls_only;
   std::string y, metric = x;  // ToMe's metric: the keys of a full block, else the block's input
   switch (blk.mode()) {
@@ -294,10 +315,12 @@ Stream block(GraphBuilder& g, model::BlockImpl& blk, const Stream& s, const mode
 std::string embed(GraphBuilder& g, model::VisionTransformerImpl& vit, const std::string& images, const Batch& bt) {
   const ModelShape& s = vit.shape();
   auto& conv = vit.patch_embed->proj;
-  auto patches = g.op("Conv", {images, g.weight("patch_embed.proj.weight", conv->weight), g.weight("patch_embed.proj.bias", conv->bias)},
-                      {{"kernel_shape", std::vector<int64_t>{s.patch_size, s.patch_size}},
-                       {"strides", std::vector<int64_t>{s.patch_size, s.patch_size}}},
-                      "patch_embed.proj");  // [B, C, g, g]
+  auto patches =
+      g.op("Conv",
+           {images, g.weight("patch_embed.proj.weight", conv->weight), g.weight("patch_embed.proj.bias", conv->bias)},
+           {{"kernel_shape", std::vector<int64_t>{s.patch_size, s.patch_size}},
+            {"strides", std::vector<int64_t>{s.patch_size, s.patch_size}}},
+           "patch_embed.proj");  // [B, C, g, g]
   patches = g.op("Reshape", {patches, g.ints("patch_embed.shape", {0, s.embed_dim, -1})}, {}, "patch_embed.flatten");
   patches = g.op("Transpose", {patches}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, "patch_embed.tokens");  // [B, N, C]
   auto cls_shape = g.op("Concat", {bt.batch, g.ints("cls_token.shape", {1, s.embed_dim})}, {{"axis", int64_t{0}}},
@@ -313,8 +336,10 @@ Batch batch_values(GraphBuilder& g, const std::string& images, bool merging) {
   bt.batch = g.op("Shape", {images}, {{"start", int64_t{0}}, {"end", int64_t{1}}}, "batch");  // [1]
   if (!merging) return bt;
   auto count = g.op("Squeeze", {bt.batch}, {}, "batch.count");  // scalar
-  auto range = g.op("Range", {g.ints("batch.zero", {0}, std::vector<int64_t>{}), count, g.ints("batch.one", {1}, std::vector<int64_t>{})},
-                    {}, "batch.range");
+  auto range =
+      g.op("Range",
+           {g.ints("batch.zero", {0}, std::vector<int64_t>{}), count, g.ints("batch.one", {1}, std::vector<int64_t>{})},
+           {}, "batch.range");
   bt.image = g.op("Unsqueeze", {range, g.ints("batch.axis", {1})}, {}, "batch.image");  // [B, 1]
   return bt;
 }
@@ -338,9 +363,9 @@ uint64_t write_onnx(model::VisionTransformer& model, const std::map<std::string,
   for (int64_t b = 0; b < s.depth; ++b) {
     stream = block(g, *model->block(b), stream, model->merge_of(b), b == s.depth - 1, bt, cat("blocks.", b));
   }
-  auto x = layer_norm(g, stream.x, model->norm, "norm");                                      // [B, 1, C]
-  x = g.op("Reshape", {x, g.ints("cls.shape", {0, s.embed_dim})}, {}, "cls");                  // [B, C]
-  g.linear(x, model->head->weight, model->head->bias, "head");                               // [B, K]
+  auto x = layer_norm(g, stream.x, model->norm, "norm");                       // [B, 1, C]
+  x = g.op("Reshape", {x, g.ints("cls.shape", {0, s.embed_dim})}, {}, "cls");  // [B, C]
+  g.linear(x, model->head->weight, model->head->bias, "head");                 // [B, K]
   g.rename_last_output("logits");
   for (const auto& kv : model::model_metadata(model)) {
     if (kv.first != "format") m.metadata.push_back(kv);  // safetensors' own key

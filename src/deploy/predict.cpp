@@ -100,8 +100,10 @@ std::string predictions_csv(const data::Dataset& dataset, const Collected& c, in
   text += "\n";
   if (n == 0) return text;
   auto logits = torch::from_blob(const_cast<float*>(c.logits.data()), {n, classes}, torch::kFloat);  // [N, K]
-  auto [probs, top] = torch::softmax(logits, 1).topk(k, 1);                                         // [N, k]
-  auto class_text = [&](int64_t cls) { return names.empty() ? std::to_string(cls) : csv_field(names[static_cast<size_t>(cls)]); };
+  auto [probs, top] = torch::softmax(logits, 1).topk(k, 1);                                          // [N, k]
+  auto class_text = [&](int64_t cls) {
+    return names.empty() ? std::to_string(cls) : csv_field(names[static_cast<size_t>(cls)]);
+  };
   for (int64_t i = 0; i < n; ++i) {
     const int64_t label = c.label[static_cast<size_t>(i)];
     text += csv_field(dataset.item_name(c.index[static_cast<size_t>(i)])) + "," + (label >= 0 ? class_text(label) : "");
@@ -120,8 +122,9 @@ void write_rows(const std::string& path, const std::string& key, const std::vect
   const int64_t n = static_cast<int64_t>(c.index.size());
   auto rows = torch::from_blob(const_cast<float*>(values.data()), {n, width}, torch::kFloat).clone();  // [N, width]
   auto index = torch::tensor(c.index, torch::kLong);                                                   // [N]
-  model::write_safetensors(path, {{key, rows}, {"index", index}},
-                           {{"format", "pt"}, {"vitslim.rows", "input order; index: the image's position in the input"}});
+  model::write_safetensors(
+      path, {{key, rows}, {"index", index}},
+      {{"format", "pt"}, {"vitslim.rows", "input order; index: the image's position in the input"}});
 }
 
 void check_outputs(const PredictConfig& p) {
@@ -191,7 +194,8 @@ void run_predict(ModelRequest request, const DataConfig& data, const PredictConf
   }
   dataset->bad_images().summarise(dataset->name(), "they have no row in the outputs");
   if (mpi.rank() != 0) return;
-  if (collected.index.empty()) throw Error(cat("predict: none of the ", total, " images of ", dataset->name(), " could be read"));
+  if (collected.index.empty())
+    throw Error(cat("predict: none of the ", total, " images of ", dataset->name(), " could be read"));
 
   write_file_atomic(p.out, predictions_csv(*dataset, collected, shape.num_classes, p.topk, names));
   if (!p.save_logits.empty()) write_rows(p.save_logits, "logits", collected.logits, layout.classes, collected);

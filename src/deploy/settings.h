@@ -59,7 +59,7 @@ struct PredictConfig {
   std::string image_list;  // a text file naming one image per line
   std::string out;         // CSV: file, label, top-k classes and probabilities (names with --class-index)
   int64_t topk = 5;
-  std::string save_logits;  // .safetensors: "logits" [N, K] in input order
+  std::string save_logits;    // .safetensors: "logits" [N, K] in input order
   std::string save_features;  // .safetensors: "features" [N, C], the pooled (pre-head) features
   int64_t limit = 0;          // first N images (0: all)
   bool bf16 = false;

@@ -1,9 +1,9 @@
 // `vitslim export`: a model (weights or a training checkpoint) as ONNX or .safetensors, with its
 // preprocessing in the metadata (deploy/export.h does the work).
 #include "data/dataset.h"
+#include "deploy/export.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
-#include "deploy/export.h"
 
 namespace vitslim {
 
@@ -35,8 +35,9 @@ JobResult run(const Config& c, const dist::MpiSession&) {
 }  // namespace
 
 Job export_job() {
-  return make_job("export", "a model as ONNX (checked in ONNX Runtime/OpenVINO by scripts/check_onnx.py) or safetensors",
-                  declare, validate, run, "--out={out}/model.onnx");
+  return make_job("export",
+                  "a model as ONNX (checked in ONNX Runtime/OpenVINO by scripts/check_onnx.py) or safetensors", declare,
+                  validate, run, "--out={out}/model.onnx");
 }
 
 }  // namespace vitslim

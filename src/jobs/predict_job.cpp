@@ -34,8 +34,9 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
 }  // namespace
 
 Job predict_job() {
-  return make_job("predict", "top-k classes of image files or a dataset split as CSV (+ logits/features), over MPI ranks",
-                  declare, validate, run, "--out={out}/predictions.csv", defaults);
+  return make_job("predict",
+                  "top-k classes of image files or a dataset split as CSV (+ logits/features), over MPI ranks", declare,
+                  validate, run, "--out={out}/predictions.csv", defaults);
 }
 
 }  // namespace vitslim

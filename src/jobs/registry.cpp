@@ -24,9 +24,9 @@ Job export_job();
 Job predict_job();
 
 const std::vector<Job>& jobs() {
-  static const std::vector<Job> kJobs = {entropy_job(), search_job(),     eval_job(),  predict_job(),    convert_job(),
-                                         export_job(),  bench_job(),      tome_sweep_job(), train_job(), merge_job(),
-                                         bench_data_job(), pipeline_job()};
+  static const std::vector<Job> kJobs = {entropy_job(), search_job(), eval_job(),       predict_job(),
+                                         convert_job(), export_job(), bench_job(),      tome_sweep_job(),
+                                         train_job(),   merge_job(),  bench_data_job(), pipeline_job()};
   return kJobs;
 }
 

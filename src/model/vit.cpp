@@ -80,10 +80,10 @@ torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor&
 
 torch::Tensor AttentionImpl::forward_cls(const torch::Tensor& x, const torch::Tensor& bias) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2), D = C / num_heads;
-  auto w = qkv->weight, b = qkv->bias;  // [3C, C], [3C]: rows q | k | v
+  auto w = qkv->weight, b = qkv->bias;                                           // [3C, C], [3C]: rows q | k | v
   auto q = at::linear(x.narrow(1, 0, 1), w.narrow(0, 0, C), b.narrow(0, 0, C));  // [B, 1, C]
   auto kv = at::linear(x, w.narrow(0, C, 2 * C), b.narrow(0, C, 2 * C));         // [B, N, 2C]
-  kv = kv.reshape({B, N, 2, num_heads, D}).permute({2, 0, 3, 1, 4});                                // [2, B, H, N, D]
+  kv = kv.reshape({B, N, 2, num_heads, D}).permute({2, 0, 3, 1, 4});             // [2, B, H, N, D]
   auto mask = bias.defined() ? c10::optional<at::Tensor>(bias.to(kv.scalar_type())) : c10::nullopt;
   auto out = at::scaled_dot_product_attention(q.reshape({B, 1, num_heads, D}).transpose(1, 2), kv[0], kv[1], mask);
   return linear(proj, out.transpose(1, 2).reshape({B, 1, C}));  // [B, 1, C]
