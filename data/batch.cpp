@@ -22,22 +22,20 @@ TransformSettings eval_settings(const Dataset& dataset, const std::vector<double
   return s;
 }
 
-// Per-image eval transform of a variable-size dataset into [B, C, S, S].
-Batch load_folder_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
-                        const std::vector<double>& std, const ModelShape& shape) {
+// Per-image eval transform of a variable-size dataset into [B, C, S, S] (zeros where nothing is
+// written): load(b, settings, normaliser, pixels) fills image b's slot and returns its label.
+template <typename Load>
+Batch folder_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
+                   const std::vector<double>& std, const ModelShape& shape, Load&& load) {
   const int64_t B = static_cast<int64_t>(indices.size()), S = shape.img_size, C = shape.in_chans;
   const TransformSettings s = eval_settings(dataset, mean, std, shape);
   const Normaliser norm(mean, std, C);
-  auto images = torch::empty({B, C, S, S}, torch::kFloat);
+  auto images = torch::zeros({B, C, S, S}, torch::kFloat);
   auto labels = torch::empty({B}, torch::kLong);
   float* out = images.data_ptr<float>();
   int64_t* lab = labels.data_ptr<int64_t>();
   at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b) {
-      lab[b] = dataset.with_image(indices[static_cast<size_t>(b)], [&](const SourceImage& source) {
-        eval_transform(source, s, norm, out + b * C * S * S);
-      });
-    }
+    for (int64_t b = lo; b < hi; ++b) lab[b] = load(b, s, norm, out + b * C * S * S);
   });
   return {images, labels};
 }
@@ -46,7 +44,15 @@ Batch load_folder_batch(const Dataset& dataset, const std::vector<int64_t>& indi
 
 Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
                  const std::vector<double>& std, const ModelShape& shape) {
-  if (!dataset.fixed_size()) return load_folder_batch(dataset, indices, mean, std, shape);
+  if (!dataset.fixed_size()) {
+    // An unreadable image is replaced by the next readable one (Dataset::with_image).
+    return folder_batch(dataset, indices, mean, std, shape,
+                        [&](int64_t b, const TransformSettings& s, const Normaliser& norm, float* pixels) {
+                          return dataset.with_image(indices[static_cast<size_t>(b)], [&](const SourceImage& source) {
+                            eval_transform(source, s, norm, pixels);
+                          });
+                        });
+  }
   const int64_t B = static_cast<int64_t>(indices.size());
   const int64_t C = dataset.channels(), H = dataset.height(), W = dataset.width();
   auto pixels = torch::empty({B, C, H, W}, torch::kUInt8);
@@ -85,27 +91,18 @@ Batch load_batch_in_order(const Dataset& dataset, const std::vector<int64_t>& in
                           const std::vector<double>& std, const ModelShape& shape, std::vector<uint8_t>& readable) {
   readable.assign(indices.size(), 1);
   if (dataset.fixed_size()) return load_batch(dataset, indices, mean, std, shape);
-  const int64_t B = static_cast<int64_t>(indices.size()), S = shape.img_size, C = shape.in_chans;
-  const TransformSettings s = eval_settings(dataset, mean, std, shape);
-  const Normaliser norm(mean, std, C);
-  auto images = torch::zeros({B, C, S, S}, torch::kFloat);
-  auto labels = torch::empty({B}, torch::kLong);
-  float* out = images.data_ptr<float>();
-  int64_t* lab = labels.data_ptr<int64_t>();
-  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b) {
-      const int64_t index = indices[static_cast<size_t>(b)];
-      lab[b] = dataset.label(index);
-      try {
-        eval_transform(dataset.source(index), s, norm, out + b * C * S * S);
-      } catch (const BadImage& e) {
-        if (!dataset.skips_bad_images()) throw Error(cat(e.what(), " (--bad-images fail)"));
-        dataset.bad_images().record(e.what());
-        readable[static_cast<size_t>(b)] = 0;
-      }
-    }
-  });
-  return {images, labels};
+  return folder_batch(dataset, indices, mean, std, shape,
+                      [&](int64_t b, const TransformSettings& s, const Normaliser& norm, float* pixels) {
+                        const int64_t index = indices[static_cast<size_t>(b)];
+                        try {
+                          eval_transform(dataset.source(index), s, norm, pixels);
+                        } catch (const BadImage& e) {
+                          if (!dataset.skips_bad_images()) throw Error(cat(e.what(), " (--bad-images fail)"));
+                          dataset.bad_images().record(e.what());
+                          readable[static_cast<size_t>(b)] = 0;
+                        }
+                        return dataset.label(index);
+                      });
 }
 
 TransformSettings train_settings(const DataConfig& c, const std::vector<double>& mean, const std::vector<double>& std,

@@ -26,7 +26,10 @@ constexpr const char* kMetaDiluting = "vitslim.diluting";  // "block:lambda,..."
 
 std::string join_numbers(const std::vector<double>& values) {
   std::string out;
-  for (double v : values) out += (out.empty() ? "" : ",") + fmt(v, 8);
+  for (double v : values) {
+    if (!out.empty()) out += ',';
+    out += fmt(v, 8);
+  }
   return out;
 }
 
@@ -43,6 +46,9 @@ std::map<int64_t, double> set_dilution(model::VisionTransformer& vit, const trai
     const double at = b < ck.state.lambdas.size() ? ck.state.lambdas[b] : 1.0;
     if (at > 0) above_zero += cat(above_zero.empty() ? "" : ", ", "block ", b, " at lambda ", fmt(at));
     diluting[static_cast<int64_t>(b)] = lambda ? *lambda : at;
+  }
+  if (diluting.empty() && lambda) {
+    throw Error(cat("export: --lambda ", fmt(*lambda), ": checkpoint ", ck.path, " has no diluting block"));
   }
   if (!above_zero.empty() && !lambda) {
     throw Error(cat("export: checkpoint ", ck.path, " has blocks still diluting (", above_zero,

@@ -101,16 +101,23 @@ std::string predictions_csv(const data::Dataset& dataset, const Collected& c, in
   if (n == 0) return text;
   auto logits = torch::from_blob(const_cast<float*>(c.logits.data()), {n, classes}, torch::kFloat);  // [N, K]
   auto [probs, top] = torch::softmax(logits, 1).topk(k, 1);                                          // [N, k]
-  auto class_text = [&](int64_t cls) {
-    return names.empty() ? std::to_string(cls) : csv_field(names[static_cast<size_t>(cls)]);
+  const auto p = probs.accessor<float, 2>();
+  const auto t = top.accessor<int64_t, 2>();
+  auto class_text = [&](int64_t cls) {  // a dataset label may lie beyond the model's classes
+    const bool named = cls >= 0 && cls < static_cast<int64_t>(names.size());
+    return named ? csv_field(names[static_cast<size_t>(cls)]) : std::to_string(cls);
   };
   for (int64_t i = 0; i < n; ++i) {
     const int64_t label = c.label[static_cast<size_t>(i)];
-    text += csv_field(dataset.item_name(c.index[static_cast<size_t>(i)])) + "," + (label >= 0 ? class_text(label) : "");
+    text += csv_field(dataset.item_name(c.index[static_cast<size_t>(i)]));
+    text += ',';
+    if (label >= 0) text += class_text(label);
     for (int64_t j = 0; j < k; ++j) {
       char prob[32];
-      std::snprintf(prob, sizeof prob, "%.6f", probs[i][j].item<float>());
-      text += "," + class_text(top[i][j].item<int64_t>()) + "," + prob;
+      std::snprintf(prob, sizeof prob, ",%.6f", p[i][j]);
+      text += ',';
+      text += class_text(t[i][j]);
+      text += prob;
     }
     text += "\n";
   }

@@ -118,7 +118,8 @@ search::SearchResult read_search(const std::string& path) {
 class Pipeline {
  public:
   Pipeline(const Config& config, const dist::MpiSession& mpi) : base_(config), p_(base_.pipeline), mpi_(mpi) {
-    model::use_default_preset(base_.model);
+    // The pipeline names the weights it starts from itself (shipped, given, or pretrained here).
+    model::use_default_preset(base_.model, model::kDefaultPreset, false);
     const ModelRequest& m = base_.model;
     shipped_shape_ = m.preset == "vit_fmnist" && !m.img_size && !m.patch_size && !m.in_chans && !m.embed_dim &&
                      !m.depth && !m.num_heads && !m.num_classes && !m.mlp_ratio;

@@ -59,13 +59,13 @@ ModelShape preset(const std::string& name) {
   return presets().at(key);
 }
 
-bool use_default_preset(ModelRequest& r, const std::string& name) {
+bool use_default_preset(ModelRequest& r, const std::string& name, bool announce) {
   if (!r.preset.empty() || !r.weights.empty() || r.img_size || r.patch_size || r.in_chans || r.embed_dim || r.depth ||
       r.num_heads || r.num_classes) {
     return false;
   }
   r.preset = name;
-  log_info(cat("no model given: preset ", name, " with seeded random weights (--seed)"));
+  if (announce) log_info(cat("no model given: preset ", name, " with seeded random weights (--seed)"));
   return true;
 }
 

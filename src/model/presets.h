@@ -17,8 +17,9 @@ ModelShape preset(const std::string& name);
 
 // Jobs that run without any model option use the small Fashion-MNIST ViT.
 inline constexpr const char* kDefaultPreset = "vit_fmnist";
-// Sets request.preset = name (and says so) when no preset, weights or shape flag is given.
-bool use_default_preset(ModelRequest& request, const std::string& name = kDefaultPreset);
+// Sets request.preset = name (and, with `announce`, says it runs with seeded random weights) when no
+// preset, weights or shape flag is given.
+bool use_default_preset(ModelRequest& request, const std::string& name = kDefaultPreset, bool announce = true);
 
 // Writes the preset's values into every shape field the request leaves unset (for --dump-config).
 void fill_from_preset(ModelRequest& request);
