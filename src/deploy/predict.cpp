@@ -22,7 +22,7 @@ namespace vitslim::deploy {
 namespace {
 
 // A gathered row per batch slot: [status, dataset index, label, logits (K), features (C when asked)].
-enum Status { kAbsent = 0, kRead = 1, kUnreadable = 2 };
+constexpr double kAbsent = 0, kRead = 1, kUnreadable = 2;  // the row's status
 constexpr int64_t kRowHeader = 3;
 
 struct Layout {
