@@ -258,7 +258,9 @@ std::unique_ptr<Dataset> make_synthetic(int64_t size, int64_t channels, int64_t 
 
 std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& model, uint64_t seed) {
   if (c.dataset == "synthetic") {
-    return make_synthetic(c.calib_images, model.in_chans, model.img_size, model.num_classes, seed);
+    // A model without a head (a backbone) gets one-class labels: entropy and search ignore them.
+    return make_synthetic(c.calib_images, model.in_chans, model.img_size, std::max<int64_t>(model.num_classes, 1),
+                          seed);
   }
   std::string path = c.path;
   if (path.empty()) {

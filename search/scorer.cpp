@@ -14,7 +14,7 @@ PrefixScorer::PrefixScorer(model::VisionTransformer model, Estimator estimator, 
     : model_(std::move(model)), estimator_(estimator), cache_bytes_(cache_bytes), bf16_(bf16) {}
 
 int64_t PrefixScorer::channels() const {
-  return estimator_ == Estimator::Logits ? model_->shape().num_classes : model_->shape().embed_dim;
+  return estimator_ == Estimator::Logits ? model_->shape().output_dim() : model_->shape().embed_dim;
 }
 
 void PrefixScorer::set_modes(const LayerSet& skipped) {
@@ -35,8 +35,7 @@ entropy::ChannelStats PrefixScorer::stats_of(const model::TokenStream& tokens) {
   torch::Tensor rows;  // [B, K] or [B, C]
   {
     model::Bf16Autocast autocast(model_->device().type(), bf16_);
-    auto feature = model_->cls_feature(tokens.x);  // [B, C]
-    rows = estimator_ == Estimator::Logits ? model_->head(feature) : feature;
+    rows = estimator_ == Estimator::Logits ? model_->logits(tokens) : model_->pool(tokens);
   }
   entropy::ChannelStats stats(channels());
   stats.add(rows);

@@ -12,8 +12,12 @@
 namespace vitslim {
 
 // What G, the head output whose entropy NOSE measures, is: the logits or the final-norm CLS feature.
-enum class Estimator { Logits, ClsFeature };
-inline const EnumNames<Estimator> kEstimatorNames = {{Estimator::Logits, "logits"}, {Estimator::ClsFeature, "cls"}};
+// The head output G: the logits (the pooled feature of a model without a head), or the pooled
+// feature (timm's pre-logits: the class token after the final norm, or the patch-token mean);
+// "cls" is the older name of "pooled".
+enum class Estimator { Logits, Pooled };
+inline const EnumNames<Estimator> kEstimatorNames = {
+    {Estimator::Logits, "logits"}, {Estimator::Pooled, "pooled"}, {Estimator::Pooled, "cls"}};
 inline const char* to_string(Estimator e) { return enum_name(kEstimatorNames, e); }
 
 // How the removed attention layers are chosen (search/criteria.h): NOSE's transfer entropy, or a
@@ -47,7 +51,9 @@ struct SearchConfig {
     o.add("beam", beam, "sets kept per step (1: greedy)", at_least(1));
     o.add_switch("exhaustive", exhaustive, "score every subset of each requested size (small depths)");
     o.add("layers", layers, "candidate blocks, comma-separated (default: all)", at_least(0));
-    o.add_enum("estimator", estimator, "head output G: logits, or cls (final-norm CLS feature)", kEstimatorNames);
+    o.add_enum("estimator", estimator,
+               "head output G: logits, or pooled (the head's input: final-norm class token, or patch mean)",
+               kEstimatorNames);
     o.add("cache-mb", cache_mb, "prefix-cache budget per process in MiB (0: recompute everything)", at_least(0));
     o.add_switch("bf16", bf16, kBf16Help);
     o.add_path("out", out, "HDF5 result file; an unfinished one (<out>.partial) is resumed", PathRole::OutputFile);

@@ -348,6 +348,17 @@ void Options::add_switch(const std::string& flag, bool& field, const std::string
   add_custom(std::move(o));
 }
 
+void Options::add_switch(const std::string& flag, std::optional<bool>& field, const std::string& help) {
+  Option o;
+  o.flag = flag;
+  o.help = help;
+  o.is_switch = true;
+  o.parse = [&field, flag](const std::string& v) { field = parse_bool(v, "--" + flag); };
+  o.text = [&field]() { return field ? some(*field ? "true" : "false") : std::nullopt; };
+  o.samples = [&field]() { return std::vector<std::string>{field.value_or(false) ? "false" : "true"}; };
+  add_custom(std::move(o));
+}
+
 void Options::add_choice(const std::string& flag, std::string& field, const std::string& help,
                          const std::vector<std::string>& choices) {
   const std::string listed = list_choices(choices);

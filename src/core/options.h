@@ -110,11 +110,15 @@ class Options {
   void add_path(const std::string& flag, std::string& field, const std::string& help, PathRole role);
   // A boolean switch: `--flag`, `--flag=true|false`, INI `flag = true|false`.
   void add_switch(const std::string& flag, bool& field, const std::string& help);
+  // A switch that may stay unset (then something else decides: a preset, a weights file).
+  void add_switch(const std::string& flag, std::optional<bool>& field, const std::string& help);
   // A string from a fixed set of choices.
   void add_choice(const std::string& flag, std::string& field, const std::string& help,
                   const std::vector<std::string>& choices);
   template <typename E>
   void add_enum(const std::string& flag, E& field, const std::string& help, const EnumNames<E>& names);
+  template <typename E>
+  void add_enum(const std::string& flag, std::optional<E>& field, const std::string& help, const EnumNames<E>& names);
   // A flag this job keeps only to refuse with `message` (a flag other jobs take).
   void add_refused(const std::string& flag, const std::string& help, const std::string& message);
   // Anything else: the caller says how to read and write the field.
@@ -135,6 +139,24 @@ void Options::add_enum(const std::string& flag, E& field, const std::string& hel
   o.help = help + " (" + enum_choices(names) + "; default " + enum_name(names, field) + ")";
   o.parse = [&field, names, flag](const std::string& v) { field = parse_enum(names, v, "--" + flag); };
   o.text = [&field, names]() { return std::optional<std::string>(enum_name(names, field)); };
+  o.samples = [names]() {
+    std::vector<std::string> out;
+    for (const auto& [value, name] : names) out.emplace_back(name);
+    return out;
+  };
+  add_custom(std::move(o));
+}
+
+template <typename E>
+void Options::add_enum(const std::string& flag, std::optional<E>& field, const std::string& help,
+                       const EnumNames<E>& names) {
+  Option o;
+  o.flag = flag;
+  o.help = help + " (" + enum_choices(names) + ")";
+  o.parse = [&field, names, flag](const std::string& v) { field = parse_enum(names, v, "--" + flag); };
+  o.text = [&field, names]() {
+    return field ? std::optional<std::string>(enum_name(names, *field)) : std::optional<std::string>();
+  };
   o.samples = [names]() {
     std::vector<std::string> out;
     for (const auto& [value, name] : names) out.emplace_back(name);

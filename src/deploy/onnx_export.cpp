@@ -40,6 +40,7 @@ class GraphBuilder {
   std::string linear(const std::string& x, const torch::Tensor& w, const torch::Tensor& b, const std::string& name,
                      double scale = 1.0) {
     auto wt = weight(name + ".weight_t", w.t() * scale);
+    if (!b.defined()) return op("MatMul", {x, wt}, {}, name);  // a Linear without bias
     auto bias = weight(name + ".bias", b * scale);
     return op("Add", {op("MatMul", {x, wt}, {}, name + ".matmul"), bias}, {}, name);
   }
@@ -98,9 +99,20 @@ class GraphBuilder {
   std::map<std::string, int64_t> used_;
 };
 
-std::string layer_norm(GraphBuilder& g, const std::string& x, torch::nn::LayerNorm& norm, const std::string& name) {
-  return g.op("LayerNormalization", {x, g.weight(name + ".weight", norm->weight), g.weight(name + ".bias", norm->bias)},
+// LayerNorm over the last axis; `scale` multiplies its affine output (weight and bias).
+std::string layer_norm(GraphBuilder& g, const std::string& x, torch::nn::LayerNorm& norm, const std::string& name,
+                       double scale = 1.0) {
+  return g.op("LayerNormalization",
+              {x, g.weight(name + ".weight", norm->weight * scale), g.weight(name + ".bias", norm->bias * scale)},
               {{"axis", int64_t{-1}}, {"epsilon", static_cast<float>(norm->options.eps())}}, name);
+}
+
+// A per-channel scale (LayerScale gamma times `factor`) of x [..., C], or x scaled by `factor`.
+std::string channel_scale(GraphBuilder& g, const std::string& x, const model::LayerScale& ls, double factor,
+                          const std::string& name) {
+  if (!ls)
+    return factor == 1.0 ? x : g.op("Mul", {x, g.scalar(name + ".factor", static_cast<float>(factor))}, {}, name);
+  return g.op("Mul", {x, g.weight(name + ".gamma", ls->gamma * factor)}, {}, name);
 }
 
 // [B, N, C] -> [B, H, N, D], or with `keys_transposed` [B, H, D, N].
@@ -132,16 +144,32 @@ std::string attention(GraphBuilder& g, model::AttentionImpl& attn, const std::st
   const int64_t C = attn.proj->weight.size(0), H = attn.num_heads, D = C / H;
   const auto& w = attn.qkv->weight;  // [3C, C]: rows q | k | v
   const auto& b = attn.qkv->bias;
+  auto part = [&](const torch::Tensor& t, int64_t i) { return t.defined() ? t.narrow(0, i * C, C) : torch::Tensor(); };
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  auto q = g.linear(q_in, w.narrow(0, 0, C), b.narrow(0, 0, C), name + ".q", scale);    // [B, Nq, C]
-  auto k = g.linear(kv_in, w.narrow(0, C, C), b.narrow(0, C, C), name + ".k");          // [B, N, C]
-  auto v = g.linear(kv_in, w.narrow(0, 2 * C, C), b.narrow(0, 2 * C, C), name + ".v");  // [B, N, C]
-  if (metric) {
-    *metric = g.linear(kv_in, w.narrow(0, C, C).reshape({H, D, C}).sum(0), b.narrow(0, C, C).reshape({H, D}).sum(0),
-                       name + ".metric");  // [B, N, D]
+  const bool qk_norm = static_cast<bool>(attn.q_norm);
+  // The softmax scale goes into Wq, or into q_norm's affine output with QK-norm.
+  auto q = g.linear(q_in, part(w, 0), part(b, 0), name + ".q", qk_norm ? 1.0 : scale);  // [B, Nq, C]
+  auto k = g.linear(kv_in, part(w, 1), part(b, 1), name + ".k");                        // [B, N, C]
+  auto v = g.linear(kv_in, part(w, 2), part(b, 2), name + ".v");                        // [B, N, C]
+  auto qh = heads(g, q, H, D, false, name + ".q");                                      // [B, H, Nq, D]
+  std::string kh;                                                                       // [B, H, D, N]
+  if (qk_norm) {
+    qh = layer_norm(g, qh, attn.q_norm, name + ".q_norm", scale);
+    auto kn = layer_norm(g, heads(g, k, H, D, false, name + ".k"), attn.k_norm, name + ".k_norm");  // [B, H, N, D]
+    if (metric) {
+      *metric = g.op("ReduceSum", {kn, g.ints(name + ".head_axis", {1})}, {{"keepdims", int64_t{0}}},
+                     name + ".metric");  // [B, N, D]
+    }
+    kh = g.op("Transpose", {kn}, {{"perm", std::vector<int64_t>{0, 1, 3, 2}}}, name + ".k_t");
+  } else {
+    if (metric) {
+      auto kb = part(b, 1);
+      *metric = g.linear(kv_in, part(w, 1).reshape({H, D, C}).sum(0),
+                         kb.defined() ? kb.reshape({H, D}).sum(0) : torch::Tensor(), name + ".metric");  // [B, N, D]
+    }
+    kh = heads(g, k, H, D, true, name + ".k");
   }
-  auto logits = g.op("MatMul", {heads(g, q, H, D, false, name + ".q"), heads(g, k, H, D, true, name + ".k")}, {},
-                     name + ".logits");  // [B, H, Nq, N]
+  auto logits = g.op("MatMul", {qh, kh}, {}, name + ".logits");  // [B, H, Nq, N]
   if (!bias.empty()) logits = g.op("Add", {logits, bias}, {}, name + ".size_bias");
   auto probs = g.op("Softmax", {logits}, {{"axis", int64_t{-1}}}, name + ".softmax");
   auto out = g.op("MatMul", {probs, heads(g, v, H, D, false, name + ".v")}, {}, name + ".mix");  // [B, H, Nq, D]
@@ -150,9 +178,16 @@ std::string attention(GraphBuilder& g, model::AttentionImpl& attn, const std::st
   return g.linear(out, attn.proj->weight, attn.proj->bias, name + ".proj", out_scale);
 }
 
-// fc2(GELU(fc1 x)) with GELU(h) = 0.5 h (1 + erf(h / sqrt 2)): [B, N, C] -> [B, N, C].
+// fc2(GELU(fc1 x)) with GELU(h) = 0.5 h (1 + erf(h / sqrt 2)), or QuickGELU h sigmoid(1.702 h):
+// [B, N, C] -> [B, N, C].
 std::string mlp(GraphBuilder& g, model::MlpImpl& m, const std::string& x, const std::string& name) {
   auto h = g.linear(x, m.fc1->weight, m.fc1->bias, name + ".fc1");
+  if (m.act == Activation::QuickGelu) {
+    constexpr float kQuickGeluScale = 1.702F;
+    auto gate = g.op("Sigmoid", {g.op("Mul", {h, g.scalar(name + ".quick", kQuickGeluScale)}, {}, name + ".scaled")},
+                     {}, name + ".sigmoid");
+    return g.linear(g.op("Mul", {h, gate}, {}, name + ".quick_gelu"), m.fc2->weight, m.fc2->bias, name + ".fc2");
+  }
   auto erf =
       g.op("Erf", {g.op("Div", {h, g.scalar(name + ".sqrt2", static_cast<float>(std::sqrt(2.0)))}, {}, name + ".div")},
            {}, name + ".erf");
@@ -274,27 +309,33 @@ Stream merge_tokens(GraphBuilder& g, const Stream& s, const std::string& metric,
   return out;
 }
 
-// One block: the stream [B, N, C] -> [B, N - r, C], or with cls_only the class row [B, 1, C].
-Stream block(GraphBuilder& g, model::BlockImpl& blk, const Stream& s, const model::BlockMerge& merge, bool cls_only,
+// One block: the stream [B, N, C] -> [B, N - r, C], or with head_rows > 0 the first head_rows
+// rows only [B, head_rows, C] (the last block of a model that pools its prefix tokens).
+Stream block(GraphBuilder& g, model::BlockImpl& blk, const Stream& s, const model::BlockMerge& merge, int64_t head_rows,
              const Batch& bt, const std::string& name) {
   const std::string& x = s.x;
+  const bool rows_only = head_rows > 0;
   auto rows =
-      cls_only
-          ? g.op("Slice", {x, g.ints(name + ".start", {0}), g.ints(name + ".end", {1}), g.ints(name + ".axis", {1})},
-                 {}, name + ".cls")
+      rows_only
+          ? g.op("Slice",
+                 {x, g.ints(name + ".start", {0}), g.ints(name + ".end", {head_rows}), g.ints(name + ".axis", {1})}, {},
+                 name + ".rows")
           : x;  // [B, Nq, C]
-  const bool merges = merge.r > 0 && !cls_only;
+  const bool merges = merge.r > 0 && !rows_only;
   std::string y, metric = x;  // ToMe's metric: the keys of a full block, else the block's input
   switch (blk.mode()) {
     case model::AttentionMode::Full:
     case model::AttentionMode::Diluting: {
       const bool diluting = blk.mode() == model::AttentionMode::Diluting;
+      const double lambda = diluting ? blk.lambda() : 1.0;
       auto h = layer_norm(g, x, blk.norm1, name + ".norm1");
-      auto q_in = cls_only ? layer_norm(g, rows, blk.norm1, name + ".norm1_cls") : h;
+      auto q_in = rows_only ? layer_norm(g, rows, blk.norm1, name + ".norm1_rows") : h;
       const bool keys = !diluting && merges;
-      auto a = attention(g, *blk.attn, q_in, h, diluting ? blk.lambda() : 1.0, size_bias(g, s, merge.prop_attn, name),
+      // lambda goes into the projection, or into gamma where the block has LayerScale
+      auto a = attention(g, *blk.attn, q_in, h, blk.ls1 ? 1.0 : lambda, size_bias(g, s, merge.prop_attn, name),
                          keys ? &metric : nullptr, name + ".attn");
-      auto residual = diluting ? scaled(g, rows, 2.0 - blk.lambda(), name + ".dilute") : rows;
+      if (blk.ls1) a = channel_scale(g, a, blk.ls1, lambda, name + ".ls1");
+      auto residual = diluting ? scaled(g, rows, 2.0 - lambda, name + ".dilute") : rows;
       y = g.op("Add", {residual, a}, {}, name + ".attn_residual");
       break;
     }
@@ -304,30 +345,79 @@ Stream block(GraphBuilder& g, model::BlockImpl& blk, const Stream& s, const mode
     case model::AttentionMode::Skipped:
       throw Error(cat("ONNX export: ", name, " is in NOSE's skipped mode, which only measurement uses"));
   }
-  Stream out{y, s.size, cls_only ? 1 : s.tokens};
+  Stream out{y, s.size, rows_only ? head_rows : s.tokens};
   if (merges) out = merge_tokens(g, out, metric, merge.r, blk.mlp->fc2->weight.size(0), bt, name + ".merge");
   auto m = mlp(g, *blk.mlp, layer_norm(g, out.x, blk.norm2, name + ".norm2"), name + ".mlp");
+  m = channel_scale(g, m, blk.ls2, 1.0, name + ".ls2");
   out.x = g.op("Add", {out.x, m}, {}, name + ".mlp_residual");
   return out;
 }
 
-// Patches + class token + position embedding: images [B, Cin, H, W] -> [B, N+1, C].
+// A [1, R, C] parameter repeated over the batch: [B, R, C].
+std::string expand_token(GraphBuilder& g, const torch::Tensor& token, const std::string& name, const Batch& bt) {
+  auto shape = g.op("Concat", {bt.batch, g.ints(name + ".shape", {token.size(1), token.size(2)})},
+                    {{"axis", int64_t{0}}}, name + ".expand_shape");
+  return g.op("Expand", {g.weight(name, token), shape}, {}, name + ".expand");
+}
+
+// Patches + prefix tokens + position embedding (+ norm_pre): images [B, Cin, H, W] -> [B, N, C].
 std::string embed(GraphBuilder& g, model::VisionTransformerImpl& vit, const std::string& images, const Batch& bt) {
   const ModelShape& s = vit.shape();
   auto& conv = vit.patch_embed->proj;
-  auto patches =
-      g.op("Conv",
-           {images, g.weight("patch_embed.proj.weight", conv->weight), g.weight("patch_embed.proj.bias", conv->bias)},
-           {{"kernel_shape", std::vector<int64_t>{s.patch_size, s.patch_size}},
-            {"strides", std::vector<int64_t>{s.patch_size, s.patch_size}}},
-           "patch_embed.proj");  // [B, C, g, g]
+  std::vector<std::string> conv_in = {images, g.weight("patch_embed.proj.weight", conv->weight)};
+  if (conv->bias.defined()) conv_in.push_back(g.weight("patch_embed.proj.bias", conv->bias));
+  auto patches = g.op("Conv", conv_in,
+                      {{"kernel_shape", std::vector<int64_t>{s.patch_size, s.patch_size}},
+                       {"strides", std::vector<int64_t>{s.patch_size, s.patch_size}}},
+                      "patch_embed.proj");  // [B, C, g, g]
   patches = g.op("Reshape", {patches, g.ints("patch_embed.shape", {0, s.embed_dim, -1})}, {}, "patch_embed.flatten");
-  patches = g.op("Transpose", {patches}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, "patch_embed.tokens");  // [B, N, C]
-  auto cls_shape = g.op("Concat", {bt.batch, g.ints("cls_token.shape", {1, s.embed_dim})}, {{"axis", int64_t{0}}},
-                        "cls_token.expand_shape");
-  auto cls = g.op("Expand", {g.weight("cls_token", vit.cls_token), cls_shape}, {}, "cls_token.expand");  // [B, 1, C]
-  auto x = g.op("Concat", {cls, patches}, {{"axis", int64_t{1}}}, "tokens");
-  return g.op("Add", {x, g.weight("pos_embed", vit.pos_embed)}, {}, "pos_embed.add");
+  patches = g.op("Transpose", {patches}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, "patch_embed.tokens");  // [B, P, C]
+  auto add_pos = [&](const std::string& x) {
+    return g.op("Add", {x, g.weight("pos_embed", vit.pos_embed)}, {}, "pos_embed.add");
+  };
+  if (s.no_embed_class) patches = add_pos(patches);
+  std::vector<std::string> parts;  // class, registers, distillation as the model orders them
+  if (vit.cls_token.defined()) parts.push_back(expand_token(g, vit.cls_token, "cls_token", bt));
+  if (vit.reg_token.defined()) parts.push_back(expand_token(g, vit.reg_token, "reg_token", bt));
+  if (vit.dist_token.defined()) parts.push_back(expand_token(g, vit.dist_token, "dist_token", bt));
+  parts.push_back(patches);
+  auto x = parts.size() == 1 ? patches : g.op("Concat", parts, {{"axis", int64_t{1}}}, "tokens");  // [B, N, C]
+  if (!s.no_embed_class) x = add_pos(x);
+  return vit.norm_pre ? layer_norm(g, x, vit.norm_pre, "norm_pre") : x;
+}
+
+// The tokens leaving the last block -> logits [B, K] (or the pooled feature [B, C] without a head),
+// as VisionTransformerImpl::logits: token pooling reads rows 0 (and 1, distilled) of x; average
+// pooling the mean of the patch tokens (no token merging here, export_onnx refuses it).
+std::string head(GraphBuilder& g, model::VisionTransformerImpl& vit, const Stream& out) {
+  const ModelShape& s = vit.shape();
+  auto row = [&](int64_t i) {  // normed row i: [B, C]
+    auto r = g.op("Gather", {out.x, g.ints(cat("row", i), {i}, std::vector<int64_t>{})}, {{"axis", int64_t{1}}},
+                  cat("token", i));
+    return vit.norm ? layer_norm(g, r, vit.norm, cat("norm.row", i)) : r;
+  };
+  std::string pooled;
+  if (s.global_pool == GlobalPool::Token) {
+    if (s.distilled && vit.head) {
+      auto a = g.linear(row(0), vit.head->weight, vit.head->bias, "head");
+      auto d = g.linear(row(1), vit.head_dist->weight, vit.head_dist->bias, "head_dist");
+      return g.op("Mul", {g.op("Add", {a, d}, {}, "heads.sum"), g.scalar("heads.half", 0.5F)}, {}, "heads.mean");
+    }
+    pooled = row(0);
+    if (s.distilled) {
+      pooled = g.op("Mul", {g.op("Add", {pooled, row(1)}, {}, "pre_logits.sum"), g.scalar("pre_logits.half", 0.5F)}, {},
+                    "pre_logits");
+    }
+  } else {
+    const int64_t P = s.num_prefix_tokens();
+    auto patches =
+        g.op("Slice", {out.x, g.ints("pool.start", {P}), g.ints("pool.end", {out.tokens}), g.ints("pool.axis", {1})},
+             {}, "pool.patches");  // [B, N - P, C]
+    if (vit.norm) patches = layer_norm(g, patches, vit.norm, "norm");
+    pooled = g.op("ReduceMean", {patches, g.ints("pool.axes", {1})}, {{"keepdims", int64_t{0}}}, "pool");  // [B, C]
+  }
+  if (vit.fc_norm) pooled = layer_norm(g, pooled, vit.fc_norm, "fc_norm");
+  return vit.head ? g.linear(pooled, vit.head->weight, vit.head->bias, "head") : pooled;
 }
 
 // The batch size and, when tokens merge, each image's index (0..B-1) as a column.
@@ -356,16 +446,23 @@ uint64_t write_onnx(model::VisionTransformer& model, const std::map<std::string,
   m.producer_version = kVersion;
   m.graph_name = "vitslim_vit";
   m.inputs.push_back({"images", onnx::DataType::Float, {std::string("batch"), s.in_chans, s.img_size, s.img_size}});
-  m.outputs.push_back({"logits", onnx::DataType::Float, {std::string("batch"), s.num_classes}});
+  m.outputs.push_back({"logits", onnx::DataType::Float, {std::string("batch"), s.output_dim()}});
+  if (model->token_merging().active() && (s.num_prefix_tokens() != 1 || s.global_pool != GlobalPool::Token)) {
+    throw Error(
+        cat("ONNX export: token merging is exported for models with one class token and token pooling; this "
+            "model has ",
+            s.num_prefix_tokens(), " prefix tokens and ", enum_name(kGlobalPoolNames, s.global_pool),
+            " pooling (export without --tome-r, or as safetensors)"));
+  }
   GraphBuilder g(m);
   const Batch bt = batch_values(g, "images", model->token_merging().active());
   Stream stream{embed(g, *model, "images", bt), "", s.num_tokens()};
+  const int64_t head_rows = s.global_pool == GlobalPool::Token ? (s.distilled ? 2 : 1) : 0;
   for (int64_t b = 0; b < s.depth; ++b) {
-    stream = block(g, *model->block(b), stream, model->merge_of(b), b == s.depth - 1, bt, cat("blocks.", b));
+    stream =
+        block(g, *model->block(b), stream, model->merge_of(b), b == s.depth - 1 ? head_rows : 0, bt, cat("blocks.", b));
   }
-  auto x = layer_norm(g, stream.x, model->norm, "norm");                       // [B, 1, C]
-  x = g.op("Reshape", {x, g.ints("cls.shape", {0, s.embed_dim})}, {}, "cls");  // [B, C]
-  g.linear(x, model->head->weight, model->head->bias, "head");                 // [B, K]
+  head(g, *model, stream);  // [B, K]
   g.rename_last_output("logits");
   for (const auto& kv : model::model_metadata(model)) {
     if (kv.first != "format") m.metadata.push_back(kv);  // safetensors' own key

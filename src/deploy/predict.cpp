@@ -49,8 +49,9 @@ std::vector<double> predict_chunk(model::VisionTransformer& vit, const data::Dat
   {
     c10::InferenceMode inference;
     model::Bf16Autocast autocast(vit->device().type(), bf16);
-    pooled = vit->forward_pooled(cuda::to_device(batch.images, vit->device()));
-    logits = vit->head(pooled);
+    auto out = vit->forward_outputs(cuda::to_device(batch.images, vit->device()));
+    pooled = out.pooled;
+    logits = out.logits;
   }
   const auto host_logits = logits.to(torch::kCPU, torch::kDouble).contiguous();
   const auto host_pooled = pooled.to(torch::kCPU, torch::kDouble).contiguous();

@@ -52,7 +52,7 @@ BranchEntropies branch_entropies(model::VisionTransformer& model, const data::Da
                                  const std::vector<int64_t>& indices, const std::vector<double>& mean,
                                  const std::vector<double>& std, int64_t batch_size) {
   const ModelShape& shape = model->shape();
-  BranchStats stats(shape.depth, shape.embed_dim, shape.num_classes);
+  BranchStats stats(shape.depth, shape.embed_dim, shape.output_dim());
   model->eval();
   model->set_taps(true);
   {

@@ -95,7 +95,7 @@ EntropyRun::EntropyRun(ModelRequest request, const DataConfig& data, const Entro
   log_info(cat("model: ", shape_.describe(), "; data: ", dataset_->name(), " (", dataset_->size(), " images, ",
                dataset_->channels(), "x", dataset_->height(), "x", dataset_->width(),
                "); calibration images: ", indices_.size(), "; ranks: ", mpi.world_size()));
-  local_ = BranchStats(shape_.depth, shape_.embed_dim, shape_.num_classes);
+  local_ = BranchStats(shape_.depth, shape_.embed_dim, shape_.output_dim());
   merged_ = local_;
   // This rank's contiguous shard of the calibration list.
   const auto n = static_cast<int64_t>(indices_.size());
@@ -104,7 +104,7 @@ EntropyRun::EntropyRun(ModelRequest request, const DataConfig& data, const Entro
 }
 
 void EntropyRun::open_trace() {
-  const int64_t depth = shape_.depth, dim = shape_.embed_dim, classes = shape_.num_classes;
+  const int64_t depth = shape_.depth, dim = shape_.embed_dim, classes = shape_.output_dim();
   trace_ =
       std::make_unique<io::TraceFile>(out_.out, std::map<std::string, std::string>{{"program", "vitslim"},
                                                                                    {"version", kVersion},
@@ -119,7 +119,8 @@ void EntropyRun::open_trace() {
   trace_->create_series("/entropy/head", 0, "running entropy of the head logits");
   trace_->create_array("/entropy/attn_sigma", {depth, dim}, "final per-channel sigma, attention branch");
   trace_->create_array("/entropy/mlp_sigma", {depth, dim}, "final per-channel sigma, MLP branch");
-  trace_->create_array("/entropy/head_sigma", {classes}, "final per-class sigma of the logits");
+  trace_->create_array("/entropy/head_sigma", {classes},
+                       "final per-class sigma of the logits (the pooled feature of a model without a head)");
   trace_->create_array("/entropy/attn_gaussian", {depth}, "final Gaussian differential entropy, attention");
   trace_->create_array("/entropy/mlp_gaussian", {depth}, "final Gaussian differential entropy, MLP");
   trace_->create_array("/entropy/head_gaussian", {1}, "final Gaussian differential entropy, head");
@@ -159,7 +160,7 @@ void EntropyRun::add_batches(int64_t from, int64_t until) {
 void EntropyRun::merge_point() {
   auto all = mpi_.gather(local_.serialize());
   if (mpi_.rank() != 0) return;
-  merged_ = BranchStats(shape_.depth, shape_.embed_dim, shape_.num_classes);
+  merged_ = BranchStats(shape_.depth, shape_.embed_dim, shape_.output_dim());
   const size_t per_rank = all.size() / static_cast<size_t>(mpi_.world_size());
   for (int r = 0; r < mpi_.world_size(); ++r) merged_.merge_serialized(all.data() + per_rank * r);
   const int64_t rows = merged_.head.count();

@@ -473,7 +473,8 @@ void Pipeline::token_merging() {
   const ModelShape shape = model::preset(base_.model.preset);
   t.per_block = model::resolve_tome(tome, shape.depth).r;
   try {  // the unpruned model has more blocks that merge: the same r may not fit
-    model::token_schedule(shape.num_tokens(), std::vector<bool>(static_cast<size_t>(shape.depth), true),
+    model::token_schedule(shape.num_tokens(), shape.num_prefix_tokens(),
+                          std::vector<bool>(static_cast<size_t>(shape.depth), true),
                           model::resolve_tome(tome, shape.depth));
   } catch (const Error& e) {
     t.unpruned_note = e.what();

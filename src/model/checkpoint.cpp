@@ -18,6 +18,10 @@ namespace vitslim::model {
 namespace {
 
 constexpr size_t kMaxListed = 8;  // keys listed per category in a mismatch error
+constexpr const char* kSupportedFamilies =
+    "vitslim supports timm's VisionTransformer families: DeiT (also distilled), DeiT-III, AugReg ViT, DINOv2 (also "
+    "with registers), CLIP image towers, MAE/BEiT-style average pooling; not rotary embeddings, SwiGLU, "
+    "relative position biases or attention pooling (EVA, BEiT, SigLIP)";
 
 std::string join_limited(const std::vector<std::string>& names) {
   std::ostringstream out;
@@ -32,20 +36,22 @@ std::optional<int64_t> integer_sqrt(int64_t n) {
   return std::nullopt;
 }
 
-// [1, 1 + g0*g0, C] -> [1, 1 + g1*g1, C], bicubic on the patch grid (timm resample_abs_pos_embed).
-torch::Tensor resample_pos_embed(const torch::Tensor& pos, int64_t grid, const std::string& file) {
+// [1, P + g0*g0, C] -> [1, P + g1*g1, C] with the P prefix-token rows kept, bicubic on the patch
+// grid (timm resample_abs_pos_embed).
+torch::Tensor resample_pos_embed(const torch::Tensor& pos, int64_t prefix, int64_t grid, const std::string& file) {
   const int64_t C = pos.size(2);
-  auto old_grid = integer_sqrt(pos.size(1) - 1);
-  if (!old_grid) throw Error(cat("weights ", file, ": pos_embed has ", pos.size(1), " tokens, not 1 + a square grid"));
-  auto cls = pos.narrow(1, 0, 1);  // [1, 1, C]
-  auto grid_tokens = pos.narrow(1, 1, pos.size(1) - 1).to(torch::kFloat);
+  auto old_grid = pos.size(1) >= prefix ? integer_sqrt(pos.size(1) - prefix) : std::nullopt;
+  if (!old_grid)
+    throw Error(cat("weights ", file, ": pos_embed has ", pos.size(1), " tokens, not ", prefix, " + a square grid"));
+  auto head = pos.narrow(1, 0, prefix).to(torch::kFloat);  // [1, P, C]
+  auto grid_tokens = pos.narrow(1, prefix, pos.size(1) - prefix).to(torch::kFloat);
   grid_tokens = grid_tokens.reshape({1, *old_grid, *old_grid, C}).permute({0, 3, 1, 2});  // [1, C, g0, g0]
   grid_tokens = torch::nn::functional::interpolate(grid_tokens, torch::nn::functional::InterpolateFuncOptions()
                                                                     .size(std::vector<int64_t>{grid, grid})
                                                                     .mode(torch::kBicubic)
                                                                     .align_corners(false));
   grid_tokens = grid_tokens.permute({0, 2, 3, 1}).reshape({1, grid * grid, C});  // [1, g1*g1, C]
-  return torch::cat({cls.to(torch::kFloat), grid_tokens}, 1);
+  return torch::cat({head, grid_tokens}, 1);
 }
 
 // Drops `prefix` from every key when all keys carry it.
@@ -60,6 +66,49 @@ void strip_common_prefix(StateDict& w, const std::string& prefix) {
 
 }  // namespace
 
+namespace {
+
+bool has_key_ending(const StateDict& w, const std::string& suffix) {
+  for (const auto& entry : w.tensors) {
+    const std::string& name = entry.first;
+    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return true;
+  }
+  return false;
+}
+
+// Image size and whether pos_embed covers the prefix tokens, from its token count: the grid is
+// square, and (for a model with prefix tokens) exactly one of `tokens` and `tokens - prefix` is.
+void infer_grid(const at::Tensor& pos, int64_t prefix, ShapeFromWeights& s) {
+  const int64_t tokens = pos.size(1);
+  s.pos_embed_tokens = tokens;
+  const auto with_prefix = tokens > prefix ? integer_sqrt(tokens - prefix) : std::nullopt;
+  const auto patches_only = integer_sqrt(tokens);
+  if (prefix == 0 && patches_only) {
+    s.img_size = *patches_only * *s.patch_size;
+  } else if (with_prefix && !patches_only) {
+    s.no_embed_class = false;
+    s.img_size = *with_prefix * *s.patch_size;
+  } else if (patches_only && !with_prefix) {
+    s.no_embed_class = true;
+    s.img_size = *patches_only * *s.patch_size;
+  }
+}
+
+// The vitslim.* metadata of features the tensors cannot show; a bad value is an error naming it.
+void read_variant_metadata(const StateDict& w, ShapeFromWeights& s) {
+  auto meta = [&](const char* key) -> const std::string* {
+    auto it = w.metadata.find(key);
+    return it == w.metadata.end() ? nullptr : &it->second;
+  };
+  const std::string where = cat("weights ", w.file, ": metadata ");
+  if (const auto* v = meta(kMetaGlobalPool)) s.global_pool = parse_enum(kGlobalPoolNames, *v, where + kMetaGlobalPool);
+  if (const auto* v = meta(kMetaActLayer)) s.act_layer = parse_enum(kActivationNames, *v, where + kMetaActLayer);
+  if (const auto* v = meta(kMetaNormEps)) s.norm_eps = parse_double(*v, where + kMetaNormEps);
+}
+
+}  // namespace
+
 ShapeFromWeights shape_from_weights(const StateDict& w) {
   ShapeFromWeights s;
   s.file = w.file;
@@ -67,10 +116,22 @@ ShapeFromWeights shape_from_weights(const StateDict& w) {
     s.embed_dim = t->size(0);
     s.in_chans = t->size(1);
     s.patch_size = t->size(3);
+    s.pre_norm = w.find("norm_pre.weight") != nullptr;
+    s.class_token = w.find("cls_token") != nullptr;
+    s.distilled = w.find("dist_token") != nullptr;
+    const auto* reg = w.find("reg_token");
+    s.reg_tokens = reg && reg->dim() == 3 ? reg->size(1) : 0;
+    s.fc_norm = w.find("fc_norm.weight") != nullptr;
+    s.layer_scale = has_key_ending(w, ".ls2.gamma");
+    s.num_classes = 0;  // no head.weight: a backbone
   }
   if (const auto* t = w.find("head.weight"); t && t->dim() == 2) s.num_classes = t->size(0);
   if (const auto* t = w.find("pos_embed"); t && t->dim() == 3 && s.patch_size) {
-    if (auto g = integer_sqrt(t->size(1) - 1)) s.img_size = *g * *s.patch_size;
+    infer_grid(*t, (*s.class_token ? 1 : 0) + (*s.distilled ? 1 : 0) + *s.reg_tokens, s);
+  }
+  if (has_key_ending(w, ".attn.qkv.weight")) {  // blocks with attention show its biases and norms
+    s.qkv_bias = has_key_ending(w, ".attn.qkv.bias");
+    s.qk_norm = has_key_ending(w, ".attn.q_norm.weight");
   }
   std::regex block_key(R"(blocks\.(\d+)\..*)");
   int64_t depth = -1;
@@ -87,6 +148,7 @@ ShapeFromWeights shape_from_weights(const StateDict& w) {
   if (const auto* t = w.find("blocks.0.mlp.fc1.weight"); t && t->dim() == 2 && s.embed_dim) {
     s.mlp_ratio = static_cast<double>(t->size(0)) / static_cast<double>(*s.embed_dim);
   }
+  read_variant_metadata(w, s);
   auto meta_int = [&](const char* key) -> std::optional<int64_t> {
     auto it = w.metadata.find(key);
     if (it == w.metadata.end()) return std::nullopt;
@@ -109,8 +171,16 @@ ShapeFromWeights shape_from_weights(const StateDict& w) {
     s.num_heads = heads;
   }
   if (auto img = meta_int(kMetaImgSize)) {
-    if (!s.patch_size || !s.img_size)
+    if (!s.patch_size || !s.pos_embed_tokens)
       throw disagree(kMetaImgSize, *img, "no patch_embed.proj.weight and pos_embed to compare with");
+    if (!s.img_size && *img > 0) {  // pos_embed's count fits a grid with and without the prefix tokens
+      const int64_t grid = *img / *s.patch_size, prefix = *s.pos_embed_tokens - grid * grid;
+      if (prefix == 0 || prefix == (*s.class_token ? 1 : 0) + (*s.distilled ? 1 : 0) + *s.reg_tokens) {
+        s.no_embed_class = prefix == 0;
+        s.img_size = grid * *s.patch_size;
+      }
+    }
+    if (!s.img_size) throw disagree(kMetaImgSize, *img, "pos_embed's token count fits no grid of this size");
     if (*img <= 0 || *img / *s.patch_size != *s.img_size / *s.patch_size)
       throw disagree(kMetaImgSize, *img,
                      cat("pos_embed holds a ", *s.img_size / *s.patch_size, "x", *s.img_size / *s.patch_size,
@@ -132,7 +202,7 @@ namespace {
 // are dropped (this is the merge step of docs/method.md section 4).
 void drop_removed_attention(VisionTransformer& model, StateDict& weights) {
   for (int64_t b : model->removed_blocks()) {
-    for (const char* part : {"norm1.", "attn."}) {
+    for (const char* part : {"norm1.", "attn.", "ls1."}) {
       const std::string prefix = cat("blocks.", b, ".", part);
       std::vector<std::string> drop;
       for (const auto& [name, t] : weights.tensors) {
@@ -149,17 +219,20 @@ void adapt_weights(const ModelShape& shape, StateDict& weights, const LoadOption
                    std::set<std::string>& params) {
   const std::string& file = weights.file;
   if (const auto* pos = weights.find("pos_embed");
-      pos && pos->dim() == 3 && pos->size(1) != shape.num_tokens() && pos->size(2) == shape.embed_dim) {
-    log_info(cat("interpolating pos_embed of ", file, " from ", pos->size(1), " to ", shape.num_tokens(), " tokens"));
-    auto resized = resample_pos_embed(*pos, shape.grid(), file);
+      pos && pos->dim() == 3 && pos->size(1) != shape.pos_embed_tokens() && pos->size(2) == shape.embed_dim) {
+    log_info(
+        cat("interpolating pos_embed of ", file, " from ", pos->size(1), " to ", shape.pos_embed_tokens(), " tokens"));
+    const int64_t prefix = shape.no_embed_class ? 0 : shape.num_prefix_tokens();
+    auto resized = resample_pos_embed(*pos, prefix, shape.grid(), file);
     weights.erase("pos_embed");
     weights.tensors.emplace_back("pos_embed", resized);
   }
-  if (const auto* head = weights.find("head.weight");
-      options.reset_head && head && head->dim() == 2 && head->size(0) != shape.num_classes) {
-    log_info(
-        cat("re-initialising the head: ", file, " has ", head->size(0), " classes, the model ", shape.num_classes));
-    for (const char* name : {"head.weight", "head.bias"}) {
+  const auto* head = weights.find("head.weight");
+  const int64_t file_classes = head && head->dim() == 2 ? head->size(0) : 0;
+  if (options.reset_head && shape.num_classes > 0 && file_classes != shape.num_classes) {
+    log_info(cat("initialising a new head: ", file, " has ", file_classes ? cat(file_classes, " classes") : "no head",
+                 ", the model ", shape.num_classes));
+    for (const char* name : {"head.weight", "head.bias", "head_dist.weight", "head_dist.bias"}) {
       weights.erase(name);
       params.erase(name);
     }
@@ -189,6 +262,7 @@ void check_mapping(VisionTransformer& model, const StateDict& weights, const std
   if (!missing.empty()) msg << " missing [" << join_limited(missing) << "];";
   if (!unexpected.empty()) msg << " unexpected [" << join_limited(unexpected) << "];";
   if (!misshaped.empty()) msg << " wrong shape [" << join_limited(misshaped) << "];";
+  if (!unexpected.empty()) msg << " " << kSupportedFamilies;
   throw Error(msg.str());
 }
 
@@ -218,6 +292,9 @@ std::map<std::string, std::string> model_metadata(VisionTransformer& model) {
       {kMetaNumHeads, std::to_string(model->shape().num_heads)},
       {kMetaImgSize, std::to_string(model->shape().img_size)},
   };
+  meta[kMetaGlobalPool] = enum_name(kGlobalPoolNames, model->shape().global_pool);
+  meta[kMetaActLayer] = enum_name(kActivationNames, model->shape().act_layer);
+  meta[kMetaNormEps] = format_double(model->shape().norm_eps);
   if (model->residual_folded()) meta[kMetaResidualFolded] = "1";
   if (model->token_merging().active()) meta[kMetaTokenMerging] = tome_to_text(model->token_merging());
   return meta;
@@ -256,6 +333,23 @@ std::string weights_hash(VisionTransformer& model) {
 
 namespace {
 
+// Keys of a supported ViT (timm names); anything else is another architecture, refused before any
+// of it is read.
+void refuse_unknown_keys(const StateDict& w) {
+  static const std::regex kKnown(
+      R"((cls_token|dist_token|reg_token|pos_embed|patch_embed\.proj\.(weight|bias))"
+      R"(|(norm_pre|norm|fc_norm|head|head_dist)\.(weight|bias))"
+      R"(|blocks\.\d+\.((norm1|norm2|mlp\.fc1|mlp\.fc2|attn\.qkv|attn\.proj|attn\.q_norm|attn\.k_norm)\.(weight|bias)))"
+      R"(|blocks\.\d+\.(ls1|ls2)\.gamma))");
+  std::vector<std::string> unknown;
+  for (const auto& entry : w.tensors) {
+    if (!std::regex_match(entry.first, kKnown)) unknown.push_back(entry.first);
+  }
+  if (unknown.empty()) return;
+  throw Error(cat("weights ", w.file, ": unknown keys [", join_limited(unknown), "]: not a supported ViT variant. ",
+                  kSupportedFamilies));
+}
+
 VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optional<StateDict> weights) {
   std::optional<ShapeFromWeights> from_weights;
   ModelRequest r = request;
@@ -272,6 +366,7 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
       throw Error(cat("weights ", weights->file, ": no 'patch_embed.proj.weight'; not a timm/DeiT ViT state dict? ",
                       "first keys: ", join_limited(first)));
     }
+    refuse_unknown_keys(*weights);
     from_weights = shape_from_weights(*weights);
     recorded = removed_layers_from_metadata(*weights);
     auto f = weights->metadata.find(kMetaResidualFolded);

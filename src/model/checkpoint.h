@@ -22,6 +22,10 @@ inline constexpr const char* kMetaImgSize = "vitslim.img_size";
 inline constexpr const char* kMetaResidualFolded = "vitslim.residual_folded";  // "1": removed blocks are x -> x
 // Token merging the model runs with (model/tome.h tome_to_text), written when it merges.
 inline constexpr const char* kMetaTokenMerging = "vitslim.token_merging";
+// Variant features the tensors cannot show (core/shape.h), written by every export.
+inline constexpr const char* kMetaGlobalPool = "vitslim.global_pool";  // token | avg
+inline constexpr const char* kMetaActLayer = "vitslim.act_layer";      // gelu | quick_gelu
+inline constexpr const char* kMetaNormEps = "vitslim.norm_eps";
 // JSON: how the weights were made (job, settings, source commit, test top-1, weights_hash).
 inline constexpr const char* kMetaProvenance = "vitslim.provenance";
 

@@ -177,7 +177,7 @@ BenchRun measure_models(const ModelRequest& request, const BenchConfig& b, const
   const ModelShape& s = run.shape;
   auto images = torch::randn({b.batch_size, s.in_chans, s.img_size, s.img_size}, device);  // [B, C, H, W]
   auto labels =
-      torch::randint(s.num_classes, {b.batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device));
+      torch::randint(s.output_dim(), {b.batch_size}, torch::TensorOptions().dtype(torch::kLong).device(device));
   run.inference = measure(run.models, images, labels, false, b);
   if (b.train) run.training = measure(run.models, images, labels, true, b);
   return run;

@@ -26,21 +26,38 @@ bool fold_residual(VisionTransformer& model) {
   if (total == 0) return false;
   torch::NoGradGuard no_grad;
   const double embed_scale = std::ldexp(1.0, static_cast<int>(total));
-  model->patch_embed->proj->weight.mul_(embed_scale);
-  model->patch_embed->proj->bias.mul_(embed_scale);
-  model->cls_token.mul_(embed_scale);
-  model->pos_embed.mul_(embed_scale);
+  auto scale = [](const torch::Tensor& t, double by) {
+    if (t.defined()) t.mul_(by);
+  };
+  if (model->norm_pre) {  // the embedding leaves through norm_pre: scale its affine output
+    scale(model->norm_pre->weight, embed_scale);
+    scale(model->norm_pre->bias, embed_scale);
+  } else {
+    for (const auto& t : {model->patch_embed->proj->weight, model->patch_embed->proj->bias, model->cls_token,
+                          model->reg_token, model->dist_token, model->pos_embed}) {
+      scale(t, embed_scale);
+    }
+  }
   for (int64_t b = 0; b < depth; ++b) {
     auto& block = model->block(b);
     // Doublings still ahead after this block's own (a removed block's doubling precedes its MLP).
     const double s = std::ldexp(1.0, static_cast<int>(removed_after[static_cast<size_t>(b + 1)]));
     if (s == 1.0) continue;
+    // LayerScale models scale gamma (C values) instead of the projection (C x C + C).
     if (block->mode() == AttentionMode::Full) {
-      block->attn->proj->weight.mul_(s);
-      block->attn->proj->bias.mul_(s);
+      if (block->ls1) {
+        scale(block->ls1->gamma, s);
+      } else {
+        scale(block->attn->proj->weight, s);
+        scale(block->attn->proj->bias, s);
+      }
     }
-    block->mlp->fc2->weight.mul_(s);
-    block->mlp->fc2->bias.mul_(s);
+    if (block->ls2) {
+      scale(block->ls2->gamma, s);
+    } else {
+      scale(block->mlp->fc2->weight, s);
+      scale(block->mlp->fc2->bias, s);
+    }
   }
   model->set_residual_folded(true);
   return true;

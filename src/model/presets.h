@@ -1,5 +1,6 @@
-// Named model presets (DeiT sizes of docs/method.md section 1 plus small configs for Fashion-MNIST
-// and tests) and the resolution of a ModelRequest into a ModelShape.
+// Named model presets (DeiT sizes of docs/method.md section 1, the ViT variants of section 8 with
+// the timm model each matches, small configs for Fashion-MNIST and tests) and the resolution of a
+// ModelRequest into a ModelShape.
 #pragma once
 
 #include <optional>
@@ -10,8 +11,10 @@
 
 namespace vitslim::model {
 
-// Names accepted by --model (with and without the _patch16_224 suffix for DeiT).
+// Names accepted by --model (DeiT also with its _patch16_224 suffix).
 std::vector<std::string> preset_names();
+// The timm model a preset matches ("" for vitslim's own small shapes).
+std::string preset_timm_name(const std::string& name);
 // Throws vitslim::Error for an unknown name.
 ModelShape preset(const std::string& name);
 
@@ -29,6 +32,13 @@ struct ShapeFromWeights {
   std::string file;
   std::optional<int64_t> img_size, patch_size, in_chans, embed_dim, depth, num_heads, num_classes;
   std::optional<double> mlp_ratio;
+  // Variant features the tensors (or the metadata vitslim writes) show.
+  std::optional<bool> class_token, distilled, no_embed_class, fc_norm, pre_norm, qkv_bias, qk_norm, layer_scale;
+  std::optional<int64_t> reg_tokens;
+  std::optional<int64_t> pos_embed_tokens;  // where no_embed_class stays open: decided by the image grid
+  std::optional<GlobalPool> global_pool;
+  std::optional<Activation> act_layer;
+  std::optional<double> norm_eps;
 };
 
 // Preset, then explicit flags, then the weights; each flag the weights contradict is an error

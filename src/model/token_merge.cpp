@@ -23,24 +23,30 @@ struct Routes {
   at::Tensor into;  // [B * r]: output row of its partner
 };
 
-Routes match(const at::Tensor& metric, int64_t r) {
+Routes match(const at::Tensor& metric, int64_t r, int64_t prefix) {
   torch::NoGradGuard no_grad;
-  const int64_t B = metric.size(0), n = metric.size(1), na = (n + 1) / 2, nb = n / 2, kept = na - r;
+  const int64_t B = metric.size(0), n = metric.size(1), na = (n + 1) / 2, nb = n / 2;
+  const int64_t pa = (prefix + 1) / 2, pb = prefix / 2;  // protected tokens of A and of B
+  const int64_t kept = na - pa - r;                      // unprotected A tokens that stay
+  const double inf = std::numeric_limits<double>::infinity();
   auto m = metric / metric.norm(2, -1, true);  // [B, N, D]
   auto scores = m.index({Slice(), Slice(0, None, 2)}).matmul(m.index({Slice(), Slice(1, None, 2)}).transpose(-1, -2));
-  scores.select(1, 0).fill_(-std::numeric_limits<double>::infinity());  // [B, NA, NB]; the class token stays
-  auto [best, partner] = scores.max(-1);                                // [B, NA] each
-  auto src = std::get<1>(best.topk(r, -1));                             // [B, r]: the most similar A tokens
-  auto dst = partner.gather(1, src);                                    // [B, r]: their B partners
+  scores.narrow(1, 0, pa).fill_(-inf);       // [B, NA, NB]: protected A tokens never merge,
+  scores.narrow(2, 0, pb).fill_(-inf);       // protected B tokens never receive
+  auto [best, partner] = scores.max(-1);     // [B, NA] each
+  auto src = std::get<1>(best.topk(r, -1));  // [B, r]: the most similar A tokens
+  auto dst = partner.gather(1, src);         // [B, r]: their B partners
   const auto index = src.options();
   auto stays = torch::ones({B, na}, index.dtype(torch::kBool)).scatter_(1, src, false);
+  stays.narrow(1, 0, pa).fill_(false);  // emitted with the prefix
   auto unmerged = torch::arange(na, index).expand({B, na}).masked_select(stays).view({B, kept});  // in order
   auto image = torch::arange(B, index).unsqueeze(1);                                              // [B, 1]
   Routes rt;
-  auto b_positions = (torch::arange(nb, index) * 2 + 1).expand({B, nb});
-  rt.keep = (torch::cat({unmerged * 2, b_positions}, 1) + image * n).reshape(-1);
+  auto protected_positions = torch::arange(prefix, index).expand({B, prefix});
+  auto b_positions = (torch::arange(pb, nb, index) * 2 + 1).expand({B, nb - pb});
+  rt.keep = (torch::cat({protected_positions, unmerged * 2, b_positions}, 1) + image * n).reshape(-1);
   rt.from = (src * 2 + image * n).reshape(-1);
-  rt.into = (dst + kept + image * (n - r)).reshape(-1);
+  rt.into = (dst - pb + prefix + kept + image * (n - r)).reshape(-1);
   return rt;
 }
 
@@ -73,13 +79,13 @@ at::Tensor size_bias(const TokenStream& s) {
   return s.size.log().squeeze(-1).unsqueeze(1).unsqueeze(1);  // [B, N, 1] -> [B, 1, 1, N]
 }
 
-TokenStream merge_tokens(const TokenStream& s, const at::Tensor& metric, int64_t r) {
+TokenStream merge_tokens(const TokenStream& s, const at::Tensor& metric, int64_t r, int64_t prefix) {
   if (r == 0) return s;
   const int64_t n = s.x.size(1);
-  if (r < 0 || r > (n - kProtectedTokens) / 2) {
-    throw Error(cat("token merging: cannot merge ", r, " of ", n, " tokens"));
+  if (r < 0 || prefix < 0 || r > max_merges(n, prefix)) {
+    throw Error(cat("token merging: cannot merge ", r, " of ", n, " tokens (", prefix, " protected)"));
   }
-  const Routes rt = match(metric, r);
+  const Routes rt = match(metric, r, prefix);
   at::Tensor size = s.size.defined() ? s.size : torch::ones({s.x.size(0), n, 1}, s.x.options());
   TokenStream out;
   out.size = merge_sum(size, rt);               // [B, N - r, 1]

@@ -10,7 +10,7 @@ namespace vitslim::model {
 
 // The tokens between blocks and, once a block merged some, how many patches each stands for.
 struct TokenStream {
-  at::Tensor x;     // [B, N, C]; token 0 is the class token
+  at::Tensor x;     // [B, N, C]; prefix tokens (class, distillation, registers) first
   at::Tensor size;  // [B, N, 1]; undefined while every token is one patch (nothing merged yet)
 };
 
@@ -20,9 +20,10 @@ at::Tensor size_bias(const TokenStream& s);
 
 // Bipartite soft matching: tokens alternate between sets A (even positions) and B (odd); each A
 // token's most similar B token by cosine of `metric` [B, N, D]; the r A tokens with the highest
-// similarity merge into their B partners by a size-weighted average. The class token (A's first)
-// never merges. Result: [B, N - r, C] (unmerged A tokens in their order, class token first, then B),
-// with the summed sizes. r = 0 returns `s` as it is. Requires r <= (N - 1) / 2.
-TokenStream merge_tokens(const TokenStream& s, const at::Tensor& metric, int64_t r);
+// similarity merge into their B partners by a size-weighted average. The first `prefix` tokens
+// neither merge nor receive. Result: [B, N - r, C] (the prefix tokens in their order, then the
+// unmerged A tokens in theirs, then B), with the summed sizes. r = 0 returns `s` as it is.
+// Requires r <= max_merges(N, prefix) (model/tome.h). With one prefix token this is ToMe's order.
+TokenStream merge_tokens(const TokenStream& s, const at::Tensor& metric, int64_t r, int64_t prefix);
 
 }  // namespace vitslim::model

@@ -123,13 +123,19 @@ TokenMerging resolve_tome(const TomeRequest& q, int64_t depth) {
   return tm;
 }
 
-std::vector<BlockTokens> token_schedule(int64_t tokens, const std::vector<bool>& has_attention,
+int64_t max_merges(int64_t n, int64_t prefix) {
+  const int64_t a = (n + 1) / 2 - (prefix + 1) / 2;  // unprotected tokens of set A
+  const int64_t b = n / 2 - prefix / 2;              // unprotected tokens of set B
+  return b > 0 ? std::max<int64_t>(a, 0) : 0;
+}
+
+std::vector<BlockTokens> token_schedule(int64_t tokens, int64_t prefix, const std::vector<bool>& has_attention,
                                         const TokenMerging& tm) {
   std::vector<BlockTokens> out;
   int64_t n = tokens;
   for (size_t b = 0; b < has_attention.size(); ++b) {
     const int64_t r = tm.r_at(static_cast<int64_t>(b), has_attention[b]);
-    const int64_t most = (n - kProtectedTokens) / 2;  // pairs the bipartite split can form
+    const int64_t most = max_merges(n, prefix);
     if (r > most) {
       throw Error(
           cat("--tome-r: block ", b, " would merge ", r, " tokens but only ", n, " remain there (at most ", most, ")"));

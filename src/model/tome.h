@@ -16,8 +16,10 @@ enum class TomeSchedule { Constant, Decreasing };
 inline const EnumNames<TomeSchedule> kTomeScheduleNames = {{TomeSchedule::Constant, "constant"},
                                                            {TomeSchedule::Decreasing, "decreasing"}};
 
-// Tokens a block never merges away: the class token.
-inline constexpr int64_t kProtectedTokens = 1;
+// Pairs the bipartite split of n tokens can merge when the first `prefix` (class, distillation,
+// register tokens) never merge: the unprotected tokens of set A (even positions), given that set B
+// (odd positions) keeps an unprotected token to merge into.
+int64_t max_merges(int64_t n, int64_t prefix);
 
 // Resolved: what every block merges. Empty r (or all zeros) is no merging at all.
 struct TokenMerging {
@@ -61,8 +63,10 @@ TokenMerging resolve_tome(const TomeRequest& request, int64_t depth);
 struct BlockTokens {
   int64_t in = 0, out = 0;
 };
-// tokens: entering block 0 (patches + class token); has_attention: per block. Throws Error naming
-// --tome-r where a block would merge more pairs than its tokens allow ((tokens - 1) / 2).
-std::vector<BlockTokens> token_schedule(int64_t tokens, const std::vector<bool>& has_attention, const TokenMerging& tm);
+// tokens: entering block 0 (patches + prefix tokens); prefix: tokens that never merge;
+// has_attention: per block. Throws Error naming --tome-r where a block would merge more pairs
+// than its tokens allow (max_merges).
+std::vector<BlockTokens> token_schedule(int64_t tokens, int64_t prefix, const std::vector<bool>& has_attention,
+                                        const TokenMerging& tm);
 
 }  // namespace vitslim::model

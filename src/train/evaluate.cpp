@@ -67,9 +67,9 @@ EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& datase
 
 void check_class_count(const ModelShape& shape, const data::Dataset& dataset) {
   if (dataset.num_classes() != shape.num_classes) {
-    throw Error(cat("the model has ", shape.num_classes, " classes but ", dataset.name(), " has ",
-                    dataset.num_classes(), "; use --num-classes ", dataset.num_classes(),
-                    " --reset-head to attach a new head"));
+    throw Error(cat("the model has ", shape.num_classes ? cat(shape.num_classes, " classes") : "no head (a backbone)",
+                    " but ", dataset.name(), " has ", dataset.num_classes(), "; use --num-classes ",
+                    dataset.num_classes(), " --reset-head to attach a new head"));
   }
 }
 

@@ -22,12 +22,12 @@ passed=$((passed + 1))
 "$BIN" "${S[@]}" --exhaustive --out exhaustive.h5 --json exhaustive.json
 "$PY" "$CMP" cached.json exhaustive.json --exhaustive-not-worse && passed=$((passed + 1))
 
-# A model whose block 0 attention is already removed: block 0 is no candidate; the CLS estimator.
+# A model whose block 0 attention is already removed: block 0 is no candidate; the pooled-feature estimator (by its older name).
 "$BIN" "${S[@]}" --remove-layers 0 --estimator cls --out prog.h5 --json prog.json
 "$PY" - <<'PYEOF'
 import json
 r = json.load(open("prog.json"))
-assert r["estimator"] == "cls" and 0 not in r["candidate_layers"], r["candidate_layers"]
+assert r["estimator"] == "pooled" and 0 not in r["candidate_layers"], r["candidate_layers"]
 assert all(0 not in s["layers"] for s in r["selections"])
 print("search on a model with block 0 removed:", [s["layers"] for s in r["selections"]])
 PYEOF

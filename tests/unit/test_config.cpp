@@ -222,9 +222,10 @@ TEST(Options, ValuesThatWouldBreakTheIniAreRefused) {
 
 TEST(Options, EnumsParseOnceAndPrintBack) {
   auto p = parse({"search", "--estimator", "cls", "--out", "s.h5"});
-  EXPECT_EQ(p.config.search.estimator, vitslim::Estimator::ClsFeature);
-  EXPECT_STREQ(vitslim::to_string(p.config.search.estimator), "cls");
-  EXPECT_NE(error_of({"search", "--estimator", "mean"}).find("--estimator must be logits or cls"), std::string::npos);
+  EXPECT_EQ(p.config.search.estimator, vitslim::Estimator::Pooled);
+  EXPECT_STREQ(vitslim::to_string(p.config.search.estimator), "pooled");
+  EXPECT_NE(error_of({"search", "--estimator", "mean"}).find("--estimator must be logits, pooled or cls"),
+            std::string::npos);
   EXPECT_NE(error_of({"train", "--device", "tpu"}).find("--device must be cpu or cuda"), std::string::npos);
 }
 

@@ -94,6 +94,6 @@ TEST(Ledger, FingerprintCoversEverySettingThatCanChangeAScore) {
   seed.runtime.seed = 7;
   EXPECT_NE(s::fingerprint(model, seed), reference);
   s::SearchInputs estimator = base;
-  estimator.search.estimator = vitslim::Estimator::ClsFeature;
+  estimator.search.estimator = vitslim::Estimator::Pooled;
   EXPECT_NE(s::fingerprint(model, estimator), reference);
 }

@@ -91,7 +91,7 @@ TEST(Tome, LogitsAndGradientsMatchTheReference) {
     } else {
       torch::NoGradGuard no_grad;
       // All rows through the last block too (the entropy taps' path): same logits.
-      EXPECT_LE(max_diff(model->forward_head(model->forward_features(input)), want), kTolerance) << name;
+      EXPECT_LE(max_diff(model->logits(model->forward_tokens(input)), want), kTolerance) << name;
     }
     ++cases;
   }
@@ -120,7 +120,7 @@ TEST(Tome, TokenCountsAndMacsFollowTheSchedule) {
   torch::NoGradGuard no_grad;
   model->forward(*golden.find("input"));
   const auto& s = model->shape();
-  const auto tokens = m::token_schedule(s.num_tokens(), {true, false, true, true}, tm);
+  const auto tokens = m::token_schedule(s.num_tokens(), s.num_prefix_tokens(), {true, false, true, true}, tm);
   ASSERT_EQ(tokens.size(), 4u);
   EXPECT_EQ(tokens[1].in, tokens[1].out);  // no attention, no --tome-mlp-blocks: no merge
   int64_t macs = 0;                        // counted from the tensors the forward really made

@@ -95,7 +95,7 @@ TEST(VisionTransformer, ClsOnlyLastBlockIsExact) {
     auto model = test_model();
     model->set_mode(3, mode, 0.4);
     auto fast = model->forward(images());
-    auto all_rows = model->forward_head(model->forward_features(images()));
+    auto all_rows = model->logits(model->forward_tokens(images()));
     EXPECT_LT((fast - all_rows).abs().max().item<double>(), 1e-5) << m::to_string(mode);
   }
 }
