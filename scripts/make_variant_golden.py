@@ -3,7 +3,8 @@
 timm at test time (random weights, no download):
 
   <out>/variant_<case>.safetensors           timm's state dict of a scaled-down model
-  <out>/variant_<case>_expected.safetensors  input images and the logits of every attention mode
+  <out>/variant_<case>_expected.safetensors  input images, the logits of every attention mode and
+                                             pos_embed resampled by timm to 2x2 and 5x5 grids
   <out>/variant_costs.json                   full-size parameter counts and matmul multiply-adds
 
 Each case is a timm model (the one a vitslim preset names, or timm's VisionTransformer with one
@@ -53,6 +54,7 @@ MODES = {
     "mixed": {0: ("removed", 0.0), 1: ("diluting", 0.25), 3: ("skipped", 1.0)},
 }
 BATCH = 3
+RESAMPLED_GRIDS = (2, 5)  # from 3x3: down and up
 COST_PRESETS = {  # vitslim preset: (timm model at full size, its class count in the preset)
     "deit_base_distilled": ("deit_base_distilled_patch16_224", 1000),
     "deit3_base": ("deit3_base_patch16_224", 1000),
@@ -101,6 +103,13 @@ def write_case(out, case, seed):
             logits = forward_with_modes(model, images, modes_from_spec(SMALL["depth"], spec))
             expected[f"logits.{mode}"] = logits.contiguous()
         assert torch.allclose(expected["logits.full"], reference, atol=1e-5), f"{case}: mode forward != timm forward"
+    # pos_embed resampled as timm's checkpoint filter does (bicubic, antialiased) to a 2x2 and a
+    # 5x5 grid, prefix-token rows kept where pos_embed covers them.
+    prefix = 0 if model.no_embed_class else model.num_prefix_tokens
+    for grid in RESAMPLED_GRIDS:
+        resampled = timm.layers.resample_abs_pos_embed(model.pos_embed.detach(), new_size=[grid, grid],
+                                                       num_prefix_tokens=prefix)
+        expected[f"pos_embed.grid{grid}"] = resampled.contiguous()
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, os.path.join(out, f"variant_{case}.safetensors"), metadata={"format": "pt"})
     args = vitslim_args(preset, kwargs, extra, patch)

@@ -178,6 +178,11 @@ void run_predict(ModelRequest request, const DataConfig& data, const PredictConf
   model::VisionTransformer vit = model::build_model(request, runtime.seed);
   vit->eval();
   const ModelShape& shape = vit->shape();
+  if (shape.num_classes == 0) {
+    throw Error(
+        cat("predict: the model has no head (a backbone) and so no classes to rank; fine-tune one with "
+            "--num-classes K --reset-head, or compute features with entropy/search"));
+  }
   const auto names = class_names(data, shape.num_classes);
   data::Normalisation norm;
   auto dataset = open_input(data, p, shape, runtime.seed, norm);

@@ -36,8 +36,8 @@ std::optional<int64_t> integer_sqrt(int64_t n) {
   return std::nullopt;
 }
 
-// [1, P + g0*g0, C] -> [1, P + g1*g1, C] with the P prefix-token rows kept, bicubic on the patch
-// grid (timm resample_abs_pos_embed).
+// [1, P + g0*g0, C] -> [1, P + g1*g1, C] with the P prefix-token rows kept, bicubic and antialiased
+// on the patch grid (timm resample_abs_pos_embed, as its checkpoint filter calls it).
 torch::Tensor resample_pos_embed(const torch::Tensor& pos, int64_t prefix, int64_t grid, const std::string& file) {
   const int64_t C = pos.size(2);
   auto old_grid = pos.size(1) >= prefix ? integer_sqrt(pos.size(1) - prefix) : std::nullopt;
@@ -49,7 +49,8 @@ torch::Tensor resample_pos_embed(const torch::Tensor& pos, int64_t prefix, int64
   grid_tokens = torch::nn::functional::interpolate(grid_tokens, torch::nn::functional::InterpolateFuncOptions()
                                                                     .size(std::vector<int64_t>{grid, grid})
                                                                     .mode(torch::kBicubic)
-                                                                    .align_corners(false));
+                                                                    .align_corners(false)
+                                                                    .antialias(true));
   grid_tokens = grid_tokens.permute({0, 2, 3, 1}).reshape({1, grid * grid, C});  // [1, g1*g1, C]
   return torch::cat({head, grid_tokens}, 1);
 }

@@ -202,6 +202,7 @@ class Resolver {
     if (*w_->pos_embed_tokens == patches) w_->no_embed_class = true;
     if (*w_->pos_embed_tokens == patches + prefix && prefix > 0) w_->no_embed_class = false;
   }
+  bool has_preset() const { return base_.has_value(); }
   bool preset_has_layer_scale() const { return base_ && base_->layer_scale; }
   const ModelShape& base() const { return *base_; }
 
@@ -234,7 +235,10 @@ ModelShape resolve_shape(const ModelRequest& r, const std::optional<ShapeFromWei
   s.class_token = p.pick("class-token", r.class_token, &S::class_token, &W::class_token, false, {deit.class_token});
   s.distilled = p.pick("distilled", r.distilled, &S::distilled, &W::distilled, false, {deit.distilled});
   s.reg_tokens = p.pick("reg-tokens", r.reg_tokens, &S::reg_tokens, &W::reg_tokens, false, {deit.reg_tokens});
-  if (s.patch_size > 0) p.settle_no_embed_class(s.grid() * s.grid(), s.num_prefix_tokens());
+  // Only where neither a flag nor a preset says: a grid can fit both readings by chance.
+  if (s.patch_size > 0 && !r.no_embed_class && !p.has_preset()) {
+    p.settle_no_embed_class(s.grid() * s.grid(), s.num_prefix_tokens());
+  }
   s.no_embed_class =
       p.pick("no-embed-class", r.no_embed_class, &S::no_embed_class, &W::no_embed_class, false, {deit.no_embed_class});
   s.pre_norm = p.pick("pre-norm", r.pre_norm, &S::pre_norm, &W::pre_norm, false, {deit.pre_norm});

@@ -44,7 +44,7 @@ head -c 3000 /dev/urandom >"$WORK/cifar/train.bin"
 E=(entropy --out trace.h5 --json summary.json --calib-images 64)
 expect_error missing-weights "weights /nonexistent.pth: cannot open" "$BIN" "${E[@]}" --weights /nonexistent.pth
 expect_error truncated-pth "truncated.pth: corrupt or truncated" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/truncated.pth" --data-set synthetic
-expect_error wrong-keys "unexpected [blocks.3.mlp.fc3.weight]" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/wrong_keys.pth" --data-set synthetic
+expect_error wrong-keys "unknown keys [blocks.3.mlp.fc3.weight]" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/wrong_keys.pth" --data-set synthetic
 expect_error wrong-shapes "wrong shape [blocks.1.mlp.fc1.weight" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/wrong_shape.pth" --data-set synthetic
 expect_error preset-vs-weights "(preset deit_tiny) but weights" "$BIN" "${E[@]}" --model deit_tiny --weights "$VITSLIM_FIXTURES/golden_vit_test.safetensors"
 expect_error bad-idx-magic "bad magic" "$BIN" "${E[@]}" --data-path "$WORK/badmagic"
@@ -135,6 +135,22 @@ expect_error predict-empty-folder "no .jpg/.jpeg/.png images" "$BIN" predict --m
 expect_error predict-both-inputs "give --images or --image-list, not both" "$BIN" predict --model vit_test \
   --images "$WORK/empty" --image-list "$WORK/list.txt" --out p.csv
 expect_error predict-topk "--topk" "$BIN" predict --model vit_test --topk 0 --out p.csv
+
+# ViT variants that cannot be built, and what a backbone or a multi-token model cannot do.
+SMALL=(--img-size 42 --depth 2 --embed-dim 48 --num-heads 2)
+expect_error variant-token-pool-without-cls "--global-pool token needs a class token" "$BIN" eval --model vit_test \
+  --class-token false --global-pool token
+expect_error variant-distilled-registers "--distilled with --reg-tokens is no timm model" "$BIN" eval --model vit_test \
+  --distilled --reg-tokens 4
+expect_error variant-activation "--act-layer must be gelu or quick_gelu, got 'swiglu'" "$BIN" eval --model vit_test \
+  --act-layer swiglu
+expect_error variant-norm-eps "--norm-eps" "$BIN" eval --model vit_test --norm-eps 0
+expect_error predict-backbone "predict: the model has no head (a backbone)" "$BIN" predict --model vit_small_dinov2 \
+  "${SMALL[@]}" --data-set synthetic --out p.csv
+expect_error eval-backbone "the model has no head (a backbone) but synthetic has 1" "$BIN" eval --model vit_small_dinov2 \
+  "${SMALL[@]}" --data-set synthetic
+expect_error export-tome-distilled "token merging is exported for models with one class token" "$BIN" export \
+  --model deit_base_distilled --img-size 48 --depth 2 --embed-dim 48 --num-heads 2 --tome-r 1 --out d.onnx
 
 # Help and version succeed.
 "$BIN" --help >/dev/null && "$BIN" entropy --help | grep -q -- '--calib-images' && "$BIN" --version | grep -q vitslim \

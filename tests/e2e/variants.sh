@@ -65,6 +65,32 @@ assert not any(k.startswith(("blocks.1.ls1", "blocks.1.attn", "blocks.1.norm1"))
 print("ok   a removed block keeps no ls1, attn or norm1")
 PYEOF
 
+# Dilution learning on a LayerScale model and a distilled one: train while block 1 dilutes, merge
+# into the compact model (merge checks it reproduces the checkpoint's logits), fold its residual
+# factors into gamma / the embedding, and evaluate both alike.
+for preset in deit3_small deit_base_distilled vit_base_clip; do
+  M=(--model "$preset" --img-size 48 --depth 4 --embed-dim 48 --num-heads 2 --num-classes 10)
+  "$BIN" train "${M[@]}" --data-set synthetic --calib-images 64 --batch-size 16 --remove-layers 1 --epochs 2 \
+    --warmup-epochs 0 --decay-epochs 1 --steps-per-epoch 4 --eval-images 32 --entropy-images 0 --out-dir "run-$preset" \
+    "${T[@]}"
+  last=$(ls "run-$preset"/checkpoints/step-*.safetensors | tail -n 1)
+  "$BIN" merge --checkpoint "$last" --out "$preset-compact.safetensors" --json "$preset-merge.json" --quiet
+  "$BIN" merge --checkpoint "$last" --out "$preset-folded.safetensors" --fold-residual --json "$preset-fold.json" --quiet
+  for f in compact folded; do
+    "$BIN" eval --weights "$preset-$f.safetensors" --data-set synthetic --calib-images 64 --eval-images 64 \
+      --json "$preset-$f-eval.json" "${T[@]}"
+  done
+  "$PY" - "$preset" <<'PYEOF'
+import json, sys
+p = sys.argv[1]
+m, f = json.load(open(f"{p}-merge.json")), json.load(open(f"{p}-fold.json"))
+assert m["removed_layers"] == [1] and m["max_abs_diff"] <= 1e-5 and f["folded"] and f["fold_max_abs_diff"] <= 1e-4, (m, f)
+a, b = json.load(open(f"{p}-compact-eval.json")), json.load(open(f"{p}-folded-eval.json"))
+assert a["top1"] == b["top1"] and abs(a["loss"] - b["loss"]) < 1e-4, (a, b)
+print(f"ok   {p}: trained while diluting, merged (|diff| {m['max_abs_diff']:.1e}), folded, same eval")
+PYEOF
+done
+
 # An EVA-style file (rotary embeddings, SwiGLU) is refused by key, and nothing is written.
 "$PY" - <<'PYEOF'
 import torch

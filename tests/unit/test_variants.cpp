@@ -224,3 +224,20 @@ TEST(Variants, UnsupportedArchitecturesAreRefusedByKey) {
     }
   }
 }
+
+TEST(Variants, PosEmbedResamplesAsTimm) {
+  // Down (3x3 -> 2x2) and up (3x3 -> 5x5), with pos_embed covering the class token, the class and
+  // distillation tokens, or the patches only (registers).
+  for (const std::string c : {"vit_small_dinov2", "deit_base_distilled", "vit_small_dinov2_reg"}) {
+    auto expected = m::read_safetensors(data("variant_" + c + "_expected.safetensors"));
+    for (int64_t grid : {2, 5}) {
+      auto r = request_of(c);
+      const int64_t patch = m::build_model(r, 0)->shape().patch_size;
+      r.img_size = grid * patch;
+      auto model = m::build_model(r, 0);
+      const auto want = tensor(expected, "pos_embed.grid" + std::to_string(grid));
+      ASSERT_EQ(model->pos_embed.sizes(), want.sizes()) << c << " grid " << grid;
+      EXPECT_LE(max_diff(model->pos_embed, want), 1e-5) << c << " grid " << grid;
+    }
+  }
+}
