@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timm_compat import timm  # noqa: E402
+from make_golden import CASES as GOLDEN_CASES  # noqa: E402
 from vit_modes import forward_with_modes, modes_from_spec  # noqa: E402
 
 SMALL = dict(depth=4, embed_dim=48, num_heads=2)
@@ -46,13 +47,7 @@ CASES = {
                                                        global_pool="avg", fc_norm=False), ["--fc-norm", "false"]),
     "qk_norm": ("vit_base_patch16_224", "", dict(img_size=48, num_classes=10, qk_norm=True, qkv_bias=False), []),
 }
-MODES = {
-    "full": {},
-    "dilute": {1: ("diluting", 0.5), 2: ("diluting", 0.5)},
-    "removed": {0: ("removed", 0.0), 2: ("removed", 0.0)},
-    "skipped": {1: ("skipped", 1.0), 3: ("skipped", 1.0)},
-    "mixed": {0: ("removed", 0.0), 1: ("diluting", 0.25), 3: ("skipped", 1.0)},
-}
+MODES = GOLDEN_CASES  # the attention modes of the DeiT golden fixture, on the same 4 blocks
 BATCH = 3
 RESAMPLED_GRIDS = (2, 5)  # from 3x3: down and up
 COST_PRESETS = {  # vitslim preset: (timm model at full size, its class count in the preset)

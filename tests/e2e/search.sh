@@ -87,7 +87,7 @@ bad "asks for 3 layers but only 2 are candidates" --ratios 0.5 --layers 0,1 --ca
 bad "--layers: block 9 does not exist" --layers 0,9 --calib-images 64
 bad "smaller than one batch" --calib-images 10 --batch-size 64
 bad "wrong shape [blocks.1.mlp.fc1.weight" --model vit_test --weights "$VITSLIM_TEST_DATA/wrong_shape.pth" --data-set synthetic --calib-images 64
-bad "--estimator must be logits or cls" --estimator tokens
+bad "--estimator must be logits, pooled or cls" --estimator tokens
 head -c 4096 /dev/urandom >garbage.h5
 bad_out() {  # expected substring, existing file to use as --out
   local want="$1" file="$2"
