@@ -142,7 +142,10 @@ std::vector<double> default_std(const std::string& dataset);
 struct Normalisation {
   std::vector<double> mean, std;
 };
-// --mean/--std, or the dataset's defaults; checked against the images' channels (1 or C values).
+// --mean/--std, else for photos (image folders, image files) the model preset's pretrained
+// normalisation where it has one (DataConfig::preset_mean), else the dataset's defaults.
+Normalisation requested_normalisation(const DataConfig& config);
+// The same, checked against the images' channels (1 or C values).
 Normalisation normalisation(const DataConfig& config, const Dataset& dataset);
 
 // A seeded random choice of `count` distinct indices out of `size`, in a fixed order that does

@@ -306,9 +306,20 @@ std::vector<double> default_std(const std::string& dataset) {
   return {0.5};
 }
 
-Normalisation normalisation(const DataConfig& c, const Dataset& dataset) {
-  Normalisation n{c.mean.empty() ? default_mean(c.dataset) : c.mean, c.std.empty() ? default_std(c.dataset) : c.std};
+Normalisation requested_normalisation(const DataConfig& c) {
+  const bool preset = c.image_folder() && !c.preset_mean.empty();
+  Normalisation n{!c.mean.empty() ? c.mean
+                  : preset        ? c.preset_mean
+                                  : default_mean(c.dataset),
+                  !c.std.empty() ? c.std
+                  : preset       ? c.preset_std
+                                 : default_std(c.dataset)};
   if (n.mean.size() != n.std.size()) throw Error("--mean and --std must have the same number of values");
+  return n;
+}
+
+Normalisation normalisation(const DataConfig& c, const Dataset& dataset) {
+  const Normalisation n = requested_normalisation(c);
   if (n.mean.size() != 1 && static_cast<int64_t>(n.mean.size()) != dataset.channels()) {
     throw Error(cat("--mean/--std have ", n.mean.size(), " values; ", dataset.name(), " has ", dataset.channels(),
                     " channels"));

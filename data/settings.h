@@ -29,6 +29,9 @@ struct DataConfig {
   int64_t batch_size = 64;
   std::vector<double> mean;  // per channel, after scaling pixels to [0,1]; empty: dataset default
   std::vector<double> std;
+  // The model preset's pretrained normalisation (CLIP's, AugReg's, ImageNet's), the default for
+  // photos; set by the jobs layer from --model, not an option. Empty: none.
+  std::vector<double> preset_mean, preset_std;
   // Image folders (imagenet, folder) and the per-image transforms (data/transforms.h).
   std::string class_index;  // optional file naming the classes in label order
   BadImages bad_images = BadImages::Skip;

@@ -23,9 +23,9 @@ void validate(const Config& c) {
 
 JobResult run(const Config& c, const dist::MpiSession&) {
   deploy::Preprocessing p;
-  p.mean = c.data.mean.empty() ? data::default_mean(c.data.dataset) : c.data.mean;
-  p.std = c.data.std.empty() ? data::default_std(c.data.dataset) : c.data.std;
-  if (p.mean.size() != p.std.size()) throw Error("--mean and --std must have the same number of values");
+  const data::Normalisation n = data::requested_normalisation(c.data);
+  p.mean = n.mean;
+  p.std = n.std;
   p.crop_pct = c.data.crop_pct;
   p.interpolation = enum_name(data::kFilterNames, c.data.interpolation);
   deploy::run_export(c.model, c.export_model, p, c.runtime);

@@ -76,6 +76,11 @@ ParsedCommand parse_job_options(const std::string& name, const std::vector<std::
   Options options;
   job.declare(options, result.config);
   const OptionRequest request = parse_declared(name, options, args);
+  // Photos default to the normalisation the preset's pretrained weights expect (data/dataset.h).
+  if (auto norm = model::preset_normalisation(result.config.model.preset)) {
+    result.config.data.preset_mean = norm->mean;
+    result.config.data.preset_std = norm->std;
+  }
   result.help = request.help;
   result.dump_config = request.dump_config;
   result.help_text = request.help_text;

@@ -13,7 +13,12 @@ namespace {
 struct Preset {
   std::string timm;  // the timm model (and pretrained tag) it matches; "" for vitslim's own
   ModelShape shape;
+  std::optional<PresetNormalisation> norm = std::nullopt;  // its pretrained cfg's mean/std
 };
+
+const PresetNormalisation kImagenetNorm{{0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};  // timm IMAGENET_DEFAULT
+const PresetNormalisation kInceptionNorm{{0.5, 0.5, 0.5}, {0.5, 0.5, 0.5}};             // AugReg (JAX)
+const PresetNormalisation kOpenAiClipNorm{{0.48145466, 0.4578275, 0.40821073}, {0.26862954, 0.26130258, 0.27577711}};
 
 ModelShape make(int64_t img, int64_t patch, int64_t chans, int64_t dim, int64_t depth, int64_t heads, int64_t classes) {
   ModelShape s;
@@ -68,17 +73,18 @@ ModelShape clip() {
 
 const std::map<std::string, Preset>& presets() {
   static const std::map<std::string, Preset> kPresets = {
-      {"deit_tiny_patch16_224", {"deit_tiny_patch16_224.fb_in1k", make(224, 16, 3, 192, 12, 3, 1000)}},
-      {"deit_small_patch16_224", {"deit_small_patch16_224.fb_in1k", make(224, 16, 3, 384, 12, 6, 1000)}},
-      {"deit_base_patch16_224", {"deit_base_patch16_224.fb_in1k", make(224, 16, 3, 768, 12, 12, 1000)}},
+      {"deit_tiny_patch16_224", {"deit_tiny_patch16_224.fb_in1k", make(224, 16, 3, 192, 12, 3, 1000), kImagenetNorm}},
+      {"deit_small_patch16_224", {"deit_small_patch16_224.fb_in1k", make(224, 16, 3, 384, 12, 6, 1000), kImagenetNorm}},
+      {"deit_base_patch16_224", {"deit_base_patch16_224.fb_in1k", make(224, 16, 3, 768, 12, 12, 1000), kImagenetNorm}},
       {"deit_base_distilled_patch16_224",
-       {"deit_base_distilled_patch16_224.fb_in1k", distilled(make(224, 16, 3, 768, 12, 12, 1000))}},
-      {"deit3_small_patch16_224", {"deit3_small_patch16_224.fb_in1k", deit3(384, 6)}},
-      {"deit3_base_patch16_224", {"deit3_base_patch16_224.fb_in1k", deit3(768, 12)}},
-      {"vit_base_augreg", {"vit_base_patch16_224.augreg2_in21k_ft_in1k", make(224, 16, 3, 768, 12, 12, 1000)}},
-      {"vit_small_dinov2", {"vit_small_patch14_dinov2.lvd142m", dinov2(false)}},
-      {"vit_small_dinov2_reg", {"vit_small_patch14_reg4_dinov2.lvd142m", dinov2(true)}},
-      {"vit_base_clip", {"vit_base_patch16_clip_quickgelu_224.openai", clip()}},
+       {"deit_base_distilled_patch16_224.fb_in1k", distilled(make(224, 16, 3, 768, 12, 12, 1000)), kImagenetNorm}},
+      {"deit3_small_patch16_224", {"deit3_small_patch16_224.fb_in1k", deit3(384, 6), kImagenetNorm}},
+      {"deit3_base_patch16_224", {"deit3_base_patch16_224.fb_in1k", deit3(768, 12), kImagenetNorm}},
+      {"vit_base_augreg",
+       {"vit_base_patch16_224.augreg2_in21k_ft_in1k", make(224, 16, 3, 768, 12, 12, 1000), kInceptionNorm}},
+      {"vit_small_dinov2", {"vit_small_patch14_dinov2.lvd142m", dinov2(false), kImagenetNorm}},
+      {"vit_small_dinov2_reg", {"vit_small_patch14_reg4_dinov2.lvd142m", dinov2(true), kImagenetNorm}},
+      {"vit_base_clip", {"vit_base_patch16_clip_quickgelu_224.openai", clip(), kOpenAiClipNorm}},
       // Fashion-MNIST: 28 px grey images, 7x7 patches of 4 px (the e2e anchor of issue 8).
       {"vit_fmnist", {"", make(28, 4, 1, 64, 6, 4, 10)}},
       // Tiny shape for unit tests and the golden fixture.
@@ -104,6 +110,11 @@ std::vector<std::string> preset_names() {
 std::string preset_timm_name(const std::string& name) {
   const std::string key = canonical(name);
   return key.empty() ? "" : presets().at(key).timm;
+}
+
+std::optional<PresetNormalisation> preset_normalisation(const std::string& name) {
+  const std::string key = canonical(name);
+  return key.empty() ? std::nullopt : presets().at(key).norm;
 }
 
 std::string preset_help() {

@@ -15,6 +15,12 @@ namespace vitslim::model {
 std::vector<std::string> preset_names();
 // The timm model a preset matches ("" for vitslim's own small shapes).
 std::string preset_timm_name(const std::string& name);
+// The normalisation its pretrained weights expect (timm's pretrained cfg mean/std, after scaling
+// pixels to [0, 1]); nullopt for vitslim's own shapes and unknown names.
+struct PresetNormalisation {
+  std::vector<double> mean, std;
+};
+std::optional<PresetNormalisation> preset_normalisation(const std::string& name);
 // Throws vitslim::Error for an unknown name.
 ModelShape preset(const std::string& name);
 

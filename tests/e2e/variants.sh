@@ -91,6 +91,16 @@ print(f"ok   {p}: trained while diluting, merged (|diff| {m['max_abs_diff']:.1e}
 PYEOF
 done
 
+# Exports for photos carry the normalisation the preset's pretrained weights expect (CLIP's here).
+"$BIN" export --model vit_base_clip --img-size 48 --depth 2 --embed-dim 48 --num-heads 2 --data-set imagenet \
+  --out clip-norm.onnx "${T[@]}"
+"$PY" - <<'PYEOF'
+import onnx
+meta = {p.key: p.value for p in onnx.load("clip-norm.onnx", load_external_data=False).metadata_props}
+assert meta["vitslim.mean"].startswith("0.4814") and meta["vitslim.std"].startswith("0.2686"), meta
+print("ok   CLIP export metadata: mean", meta["vitslim.mean"], "std", meta["vitslim.std"])
+PYEOF
+
 # An EVA-style file (rotary embeddings, SwiGLU) is refused by key, and nothing is written.
 "$PY" - <<'PYEOF'
 import torch

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/json_text.h"
+#include "data/dataset.h"
 #include "jobs/job.h"
 #include "model/presets.h"
 #include "test_util.h"
@@ -265,4 +266,24 @@ TEST(JsonText, BytesThatAreNotUtf8RoundTripLosslessly) {
     EXPECT_EQ(back, doc) << text;
   }
   EXPECT_THROW(vitslim::parse_json_text("{\"a\": ", "test.json"), vitslim::Error);
+}
+
+// Photos default to the normalisation the preset's pretrained weights expect; given values and
+// the small datasets' own statistics win.
+TEST(Options, PresetNormalisationForPhotos) {
+  auto norm_of = [](std::vector<std::string> args) {
+    return vitslim::data::requested_normalisation(parse(std::move(args)).config.data);
+  };
+  const auto clip = norm_of({"export", "--model", "vit_base_clip", "--data-set", "imagenet", "--out", "m.onnx"});
+  EXPECT_EQ(clip.mean, (std::vector<double>{0.48145466, 0.4578275, 0.40821073}));
+  EXPECT_EQ(clip.std, (std::vector<double>{0.26862954, 0.26130258, 0.27577711}));
+  const auto augreg = norm_of({"export", "--model", "vit_base_augreg", "--data-set", "folder", "--out", "m.onnx"});
+  EXPECT_EQ(augreg.mean, (std::vector<double>{0.5, 0.5, 0.5}));
+  const auto given = norm_of({"export", "--model", "vit_base_clip", "--data-set", "imagenet", "--mean", "0.1,0.2,0.3",
+                              "--std", "0.4,0.5,0.6", "--out", "m.onnx"});
+  EXPECT_EQ(given.mean, (std::vector<double>{0.1, 0.2, 0.3}));
+  const auto small = norm_of({"export", "--model", "vit_base_clip", "--data-set", "fashion-mnist", "--out", "m.onnx"});
+  EXPECT_EQ(small.mean, vitslim::data::default_mean("fashion-mnist"));
+  const auto own = norm_of({"export", "--model", "vit_test", "--data-set", "imagenet", "--out", "m.onnx"});
+  EXPECT_EQ(own.mean, vitslim::data::default_mean("imagenet"));
 }
