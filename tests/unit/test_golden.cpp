@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 
+#include "golden_modes.h"
 #include "model/checkpoint.h"
 #include "test_util.h"
 
@@ -16,25 +17,6 @@ using m::AttentionMode;
 namespace {
 
 constexpr double kTolerance = 1e-4;
-
-struct Case {
-  std::map<int64_t, std::pair<AttentionMode, double>> modes;
-};
-
-const std::map<std::string, Case>& cases() {
-  // Must equal CASES in scripts/make_golden.py.
-  static const std::map<std::string, Case> kCases = {
-      {"full", {{}}},
-      {"dilute", {{{1, {AttentionMode::Diluting, 0.5}}, {2, {AttentionMode::Diluting, 0.5}}}}},
-      {"removed", {{{0, {AttentionMode::Removed, 0.0}}, {2, {AttentionMode::Removed, 0.0}}}}},
-      {"skipped", {{{1, {AttentionMode::Skipped, 1.0}}, {3, {AttentionMode::Skipped, 1.0}}}}},
-      {"mixed",
-       {{{0, {AttentionMode::Removed, 0.0}},
-         {1, {AttentionMode::Diluting, 0.25}},
-         {3, {AttentionMode::Skipped, 1.0}}}}},
-  };
-  return kCases;
-}
 
 torch::Tensor expected(const m::StateDict& sd, const std::string& name) {
   const auto* t = sd.find(name);
@@ -62,9 +44,9 @@ void expect_close(const torch::Tensor& got, const torch::Tensor& want, const std
 TEST(Golden, EveryAttentionModeMatchesTimm) {
   auto sd = m::read_safetensors(vitslim::test::fixture("golden_vit_test_expected.safetensors"));
   auto input = expected(sd, "input");
-  for (const auto& [name, c] : cases()) {
+  for (const auto& [name, modes] : vitslim::test::golden_modes()) {
     auto model = golden_model(vitslim::test::fixture("golden_vit_test.safetensors"));
-    for (const auto& [block, mode] : c.modes) model->set_mode(block, mode.first, mode.second);
+    for (const auto& [block, mode] : modes) model->set_mode(block, mode.first, mode.second);
     torch::NoGradGuard no_grad;
     expect_close(model->forward(input), expected(sd, "logits." + name), name);
     // The logits really differ between cases (the fixture exercises every path).

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/options.h"
+#include "golden_modes.h"
 #include "model/checkpoint.h"
 #include "model/flops.h"
 #include "model/merge.h"
@@ -25,7 +26,7 @@ namespace {
 
 constexpr double kTolerance = 1e-4;
 
-// Cases and modes of scripts/make_variant_golden.py.
+// Cases of scripts/make_variant_golden.py; its modes are the DeiT golden fixture's.
 const std::vector<std::string>& cases() {
   static const std::vector<std::string> kCases = {
       "deit_base_distilled",  "deit3_small",   "deit3_base",  "vit_base_augreg", "vit_small_dinov2",
@@ -33,17 +34,7 @@ const std::vector<std::string>& cases() {
   return kCases;
 }
 
-const std::map<std::string, std::map<int64_t, std::pair<AttentionMode, double>>>& modes() {
-  static const std::map<std::string, std::map<int64_t, std::pair<AttentionMode, double>>> kModes = {
-      {"full", {}},
-      {"dilute", {{1, {AttentionMode::Diluting, 0.5}}, {2, {AttentionMode::Diluting, 0.5}}}},
-      {"removed", {{0, {AttentionMode::Removed, 0.0}}, {2, {AttentionMode::Removed, 0.0}}}},
-      {"skipped", {{1, {AttentionMode::Skipped, 1.0}}, {3, {AttentionMode::Skipped, 1.0}}}},
-      {"mixed",
-       {{0, {AttentionMode::Removed, 0.0}}, {1, {AttentionMode::Diluting, 0.25}}, {3, {AttentionMode::Skipped, 1.0}}}},
-  };
-  return kModes;
-}
+const std::map<std::string, vitslim::test::BlockModes>& modes() { return vitslim::test::golden_modes(); }
 
 std::string data(const std::string& name) { return vitslim::test::test_data("variants/" + name); }
 
