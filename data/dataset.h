@@ -17,6 +17,7 @@
 
 #include "core/shape.h"
 #include "data/codec.h"
+#include "data/item_index.h"
 #include "data/resample.h"
 #include "data/settings.h"
 
@@ -60,6 +61,8 @@ class Dataset {
   // What names image `index` in outputs: its file (image folders) or "<name>#<index>".
   virtual std::string item_name(int64_t index) const { return cat(name(), "#", index); }
   int64_t image_bytes() const { return channels() * height() * width(); }
+  // Shard datasets: the index of each shard's first image, then size(); empty when not sharded.
+  virtual std::vector<int64_t> shard_bounds() const { return {}; }
   // "<name>: N images, K classes, CxHxW": what ranks must agree on before they share work.
   std::string size_summary() const {
     return cat(name(), ": ", size(), " images, ", num_classes(), " classes, ", channels(), "x", height(), "x", width());
@@ -128,8 +131,11 @@ std::unique_ptr<Dataset> read_cifar(const std::string& dir, int classes, const s
 std::unique_ptr<Dataset> make_synthetic(int64_t size, int64_t channels, int64_t image_size, int64_t num_classes,
                                         uint64_t seed);
 
-// Opens config.dataset at config.path (or its default); synthetic takes the model's shape.
-std::unique_ptr<Dataset> open_dataset(const DataConfig& config, const ModelShape& model, uint64_t seed);
+// Opens config.dataset at config.path (or its default); synthetic takes the model's shape, wds its
+// class count. Image folders and shards are listed by rank 0 and handed to the others by `share`
+// (data/item_index.h; empty: this process lists).
+std::unique_ptr<Dataset> open_dataset(const DataConfig& config, const ModelShape& model, uint64_t seed,
+                                      const RootShare& share = {});
 // Unlabelled image files (data/folder.h read_image_files) with the config's --bad-images policy and
 // evaluation transform.
 std::unique_ptr<Dataset> open_image_files(const DataConfig& config, const std::string& images,

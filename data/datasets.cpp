@@ -14,6 +14,7 @@
 #include "data/dataset.h"
 #include "data/folder.h"
 #include "data/sampler.h"
+#include "data/shards.h"
 
 namespace vitslim::data {
 namespace fs = std::filesystem;
@@ -256,7 +257,8 @@ std::unique_ptr<Dataset> make_synthetic(int64_t size, int64_t channels, int64_t 
                                         std::move(labels));
 }
 
-std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& model, uint64_t seed) {
+std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& model, uint64_t seed,
+                                      const RootShare& share) {
   if (c.dataset == "synthetic") {
     // A model without a head (a backbone) gets one-class labels: entropy and search ignore them.
     return make_synthetic(c.calib_images, model.in_chans, model.img_size, std::max<int64_t>(model.num_classes, 1),
@@ -267,13 +269,16 @@ std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& mod
     if (c.dataset != "fashion-mnist") throw Error(cat("--data-path is required for --data-set ", c.dataset));
     path = kFashionMnistDefaultPath;
   }
-  if (!fs::exists(path)) throw Error(cat("--data-path ", path, ": does not exist"));
   const bool skip = c.bad_images == BadImages::Skip;
   std::unique_ptr<Dataset> d;
-  if (c.dataset == "fashion-mnist") {
+  if (c.dataset == "wds") {
+    d = read_shards({path, c.split, c.index, model.num_classes, skip}, share);
+  } else if (!fs::exists(path)) {
+    throw Error(cat("--data-path ", path, ": does not exist"));
+  } else if (c.dataset == "fashion-mnist") {
     d = read_fashion_mnist(path, c.split);
   } else if (c.image_folder()) {
-    d = read_image_folder(path, c.dataset == "imagenet", c.split, c.class_index, skip);
+    d = read_image_folder({path, c.dataset == "imagenet", c.split, c.class_index, c.index, skip}, share);
   } else {
     d = read_cifar(path, c.dataset == "cifar10" ? 10 : 100, c.split, skip);
   }
@@ -294,7 +299,7 @@ std::vector<double> default_mean(const std::string& dataset) {
   if (dataset == "fashion-mnist") return {0.2860};
   if (dataset == "cifar10") return {0.4914, 0.4822, 0.4465};
   if (dataset == "cifar100") return {0.5071, 0.4865, 0.4409};
-  if (dataset == "imagenet" || dataset == "folder") return {0.485, 0.456, 0.406};
+  if (dataset == "imagenet" || dataset == "folder" || dataset == "wds") return {0.485, 0.456, 0.406};
   return {0.5};
 }
 
@@ -302,12 +307,12 @@ std::vector<double> default_std(const std::string& dataset) {
   if (dataset == "fashion-mnist") return {0.3530};
   if (dataset == "cifar10") return {0.2470, 0.2435, 0.2616};
   if (dataset == "cifar100") return {0.2673, 0.2564, 0.2762};
-  if (dataset == "imagenet" || dataset == "folder") return {0.229, 0.224, 0.225};
+  if (dataset == "imagenet" || dataset == "folder" || dataset == "wds") return {0.229, 0.224, 0.225};
   return {0.5};
 }
 
 Normalisation requested_normalisation(const DataConfig& c) {
-  const bool preset = c.image_folder() && !c.preset_mean.empty();
+  const bool preset = c.photos() && !c.preset_mean.empty();
   Normalisation n{!c.mean.empty() ? c.mean
                   : preset        ? c.preset_mean
                                   : default_mean(c.dataset),

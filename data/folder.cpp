@@ -1,17 +1,25 @@
-// Implements image-folder datasets (see folder.h): a directory scan with error codes (an
-// unreadable directory is a reported problem, never an exception from std::filesystem), file
-// names kept per class, images read from disk when loaded.
+// Implements image-folder datasets (see folder.h): the class folders listed by parallel threads
+// with readdir + fstatat (an unreadable folder is a recorded problem, never an exception), the
+// result kept as a compact ItemIndex (data/item_index.h) made once and shared, images read from
+// disk when loaded.
 #include "data/folder.h"
 
+#include <dirent.h>
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <map>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -31,36 +39,33 @@ bool readable_dir(const fs::path& p, std::string* why = nullptr) {
   return dir && !ec;
 }
 
+// Images of an index: file `name` in class folder `containers[label]` under `root`.
 class FolderDataset : public Dataset {
  public:
-  FolderDataset(std::string name, std::string root, std::vector<std::string> classes)
-      : name_(std::move(name)), root_(std::move(root)), classes_(std::move(classes)) {}
+  FolderDataset(std::string name, ItemIndex index) : name_(std::move(name)), x_(std::move(index)) {}
   std::string name() const override { return name_; }
-  int64_t size() const override { return static_cast<int64_t>(files_.size()); }
+  int64_t size() const override { return x_.size(); }
   int64_t channels() const override { return kFolderChannels; }
   int64_t height() const override { return 0; }
   int64_t width() const override { return 0; }
-  int64_t num_classes() const override { return static_cast<int64_t>(classes_.size()); }
+  int64_t num_classes() const override { return static_cast<int64_t>(x_.containers.size()); }
   int64_t read(int64_t, uint8_t*) const override {
     throw Error(cat(name_, ": images differ in size; they are read through the per-image transforms"));
   }
-  int64_t label(int64_t index) const override { return labels_.at(static_cast<size_t>(index)); }
+  int64_t label(int64_t index) const override { return entry(index).label; }
   SourceImage source(int64_t index) const override { return SourceImage::from_file(path(index)); }
   std::string item_name(int64_t index) const override {
-    const auto i = static_cast<size_t>(index);
-    return (fs::path(classes_[static_cast<size_t>(labels_.at(i))]) / files_.at(i)).string();
+    return cat(x_.containers[entry(index).container], "/", x_.name(index));
   }
-  std::string path(int64_t index) const { return (fs::path(root_) / item_name(index)).string(); }
-  void add(int64_t label, std::string file) {
-    labels_.push_back(static_cast<int32_t>(label));
-    files_.push_back(std::move(file));
-  }
+  std::string path(int64_t index) const { return cat(x_.root, "/", item_name(index)); }
 
  private:
-  std::string name_, root_;
-  std::vector<std::string> classes_;
-  std::vector<int32_t> labels_;
-  std::vector<std::string> files_;  // file name inside its class folder
+  const ItemIndex::Entry& entry(int64_t index) const {
+    if (index < 0 || index >= size()) throw Error(cat(name_, ": image index ", index, " out of range"));
+    return x_.entries[static_cast<size_t>(index)];
+  }
+  std::string name_;
+  ItemIndex x_;
 };
 
 // Image files without labels (read_image_files).
@@ -188,6 +193,52 @@ fs::path split_dir(const std::string& root, bool imagenet, const std::string& sp
 
 using Problem = std::function<void(const std::string&)>;
 
+constexpr int kListThreads = 8;  // directory listing waits on the file system (parallel file systems above all)
+
+// The image files of one class folder, sorted by name, with their sizes.
+struct ClassFiles {
+  std::vector<std::pair<std::string, uint64_t>> files;
+  int64_t ignored = 0;
+  std::string error;  // the folder cannot be listed
+};
+
+ClassFiles list_class(const fs::path& dir) {
+  ClassFiles out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) {
+    out.error = cat("class folder missing or unreadable (", std::strerror(errno), ")");
+    return out;
+  }
+  const int fd = ::dirfd(d);
+  errno = 0;
+  while (const dirent* e = ::readdir(d)) {
+    const char* name = e->d_name;
+    if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) continue;
+    if (e->d_type == DT_DIR || !is_image_name(name)) {
+      ++out.ignored;
+      continue;
+    }
+    struct stat st {};
+    if (::fstatat(fd, name, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
+      ++out.ignored;  // a dangling link or not a file: not an image (the loader would fail on it anyway)
+      continue;
+    }
+    out.files.emplace_back(name, static_cast<uint64_t>(st.st_size));
+  }
+  if (errno != 0) out.error = cat("cannot list (", std::strerror(errno), ")");
+  ::closedir(d);
+  std::sort(out.files.begin(), out.files.end());
+  return out;
+}
+
+// A folder's modification time (its entries were added, removed or renamed) in nanoseconds.
+std::string mtime_key(const fs::path& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return "unreadable";
+  return cat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec);
+}
+
+
 // The classes in label order: --class-index, or the sorted class folders.
 std::vector<std::string> class_list(const fs::path& dir, const std::string& class_index, const Problem& problem) {
   std::vector<std::string> classes;
@@ -209,39 +260,104 @@ std::vector<std::string> class_list(const fs::path& dir, const std::string& clas
 
 }  // namespace
 
-std::unique_ptr<Dataset> read_image_folder(const std::string& root, bool imagenet, const std::string& split,
-                                           const std::string& class_index, bool skip_bad) {
+FolderListing folder_listing(const std::string& root, bool imagenet, const std::string& split,
+                             const std::string& class_index) {
   bool found = false;
   const fs::path dir = split_dir(root, imagenet, split, found);
-  const Problem problem = [&](const std::string& what) {
-    if (!skip_bad) throw Error(cat(what, " (--bad-images fail)"));
-    log_warn(cat(what, "; skipped (--bad-images skip)"));
+  FolderListing out;
+  out.dir = dir.string();
+  out.name = cat(imagenet ? "imagenet " : "folder ", found ? dir.filename().string() : split);
+  out.classes = class_list(dir, class_index, [&](const std::string& what) { out.problems.push_back(what); });
+  out.key = cat("folder\n", fs::weakly_canonical(dir).string(), "\n", mtime_key(dir), "\n");
+  if (!class_index.empty()) out.key += cat("class-index ", fs::weakly_canonical(class_index).string(), "\n");
+  for (const auto& c : out.classes) out.key += cat(c, " ", mtime_key(dir / c), "\n");
+  return out;
+}
+
+ItemIndex list_folder(const FolderListing& listing) {
+  const size_t n = listing.classes.size();
+  std::vector<ClassFiles> found(n);
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t k = next++; k < n; k = next++) found[k] = list_class(fs::path(listing.dir) / listing.classes[k]);
   };
-  const std::vector<std::string> classes = class_list(dir, class_index, problem);
-  const std::string name = cat(imagenet ? "imagenet " : "folder ", found ? dir.filename().string() : split);
-  auto data = std::make_unique<FolderDataset>(name, dir.string(), classes);
+  std::vector<std::thread> threads;
+  for (int t = 1; t < std::min<int>(kListThreads, static_cast<int>(n)); ++t) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+
+  ItemIndex x;
+  x.kind = ItemIndex::Kind::Folder;
+  x.root = listing.dir;
+  x.containers = listing.classes;
   int64_t ignored = 0;
-  std::string error;
-  for (size_t k = 0; k < classes.size(); ++k) {
-    std::vector<std::string> files;
-    const fs::path class_dir = dir / classes[k];
-    std::string why;
-    if (!readable_dir(class_dir, &why)) {
-      problem(cat(class_dir.string(), ": class folder missing or unreadable (", why, ")"));
+  size_t total = 0, name_bytes = 0;
+  for (const auto& f : found) {
+    total += f.files.size();
+    for (const auto& [name, size] : f.files) name_bytes += name.size() + 1;
+  }
+  x.entries.reserve(total);
+  x.arena.reserve(name_bytes);
+  for (size_t k = 0; k < n; ++k) {
+    const std::string class_dir = (fs::path(listing.dir) / listing.classes[k]).string();
+    if (!found[k].error.empty()) {
+      x.problems.push_back(cat(class_dir, ": ", found[k].error));
       continue;
     }
-    if (!list_dir(class_dir, false, files, error, &ignored)) {
-      problem(error);
-      continue;
+    if (found[k].files.empty()) x.problems.push_back(cat(class_dir, ": empty class folder (no .jpg/.jpeg/.png files)"));
+    ignored += found[k].ignored;
+    for (const auto& [name, size] : found[k].files) {
+      ItemIndex::Entry e;
+      e.name = x.add_name(name);
+      e.size = static_cast<uint32_t>(std::min<uint64_t>(size, std::numeric_limits<uint32_t>::max()));
+      e.container = static_cast<uint32_t>(k);
+      e.label = static_cast<int32_t>(k);
+      x.entries.push_back(e);
     }
-    if (files.empty()) problem(cat(class_dir.string(), ": empty class folder (no .jpg/.jpeg/.png files)"));
-    for (auto& f : files) data->add(static_cast<int64_t>(k), std::move(f));
+    found[k] = {};
   }
-  if (ignored > 0) log_warn(cat(dir.string(), ": ignored ", ignored, " entries that are not .jpg/.jpeg/.png files"));
-  if (data->size() == 0) {
-    throw Error(cat("--data-path ", dir.string(), ": no images (.jpg/.jpeg/.png) in its class folders"));
+  if (ignored > 0) {
+    x.notes.push_back(cat(listing.dir, ": ignored ", ignored, " entries that are not .jpg/.jpeg/.png files"));
   }
-  return data;
+  return x;
+}
+
+void report_index_problems(const ItemIndex& x, bool skip_bad) {
+  for (const auto& note : x.notes) log_warn(note);
+  const auto n = static_cast<int64_t>(x.problems.size());
+  if (n > 0 && !skip_bad) throw Error(cat(x.problems.front(), " (--bad-images fail)"));
+  for (int64_t i = 0; i < std::min(n, BadImageLog::kNamedBadImages); ++i) {
+    log_warn(cat(x.problems[static_cast<size_t>(i)], "; skipped (--bad-images skip)"));
+  }
+  if (n > BadImageLog::kNamedBadImages) {
+    log_warn(cat(n, " problems with the dataset in all (the first ", BadImageLog::kNamedBadImages,
+                 " are named above); skipped (--bad-images skip)"));
+  }
+}
+
+ItemIndex folder_index(const FolderRequest& r, std::string* name) {
+  const FolderListing listing = folder_listing(r.root, r.imagenet, r.split, r.class_index);
+  const IndexPlace place =
+      index_place(r.index, cat("folder\n", fs::weakly_canonical(listing.dir).string(), "\n", r.class_index));
+  ItemIndex x = load_or_build_index(place, listing.key, [&] { return list_folder(listing); });
+  x.problems.insert(x.problems.begin(), listing.problems.begin(), listing.problems.end());
+  if (name) *name = listing.name;
+  return x;
+}
+
+std::unique_ptr<Dataset> read_image_folder(const FolderRequest& r, const RootShare& share) {
+  auto make = [&] {
+    std::string name;
+    ItemIndex x = folder_index(r, &name);
+    x.notes.insert(x.notes.begin(), name);  // carried to the other ranks, taken off below
+    return x.serialise();
+  };
+  ItemIndex x = ItemIndex::parse(share ? share(make) : make(), "dataset index");
+  const std::string name = x.notes.front();
+  x.notes.erase(x.notes.begin());
+  report_index_problems(x, r.skip_bad);
+  if (x.entries.empty()) throw Error(cat("--data-path ", x.root, ": no images (.jpg/.jpeg/.png) in its class folders"));
+  return std::make_unique<FolderDataset>(name, std::move(x));
 }
 
 }  // namespace vitslim::data

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "data/dataset.h"
 
 namespace vitslim::data {
 
@@ -74,6 +75,67 @@ std::vector<int64_t> DistributedSampler::epoch_indices(int64_t epoch) const {
     mine.push_back(order[static_cast<size_t>(e / repeats_)]);
   }
   return mine;
+}
+
+ShardSampler::ShardSampler(std::vector<int64_t> bounds, int rank, int world_size, uint64_t seed, int64_t repeats,
+                           int64_t buffer)
+    : bounds_(std::move(bounds)), rank_(rank), world_(world_size), seed_(seed), repeats_(repeats), buffer_(buffer) {
+  const int64_t shards = static_cast<int64_t>(bounds_.size()) - 1;
+  if (shards < world_size) {
+    throw Error(cat("--data-set wds: ", shards, " shard(s) cannot feed ", world_size,
+                    " ranks (every rank reads whole shards); write smaller shards (make-shards --shard-size)"));
+  }
+  if (repeats <= 0) throw Error("sampler: repeats must be positive");
+  const int64_t n = bounds_.back();
+  per_rank_ = repeats == 1 ? (n + world_ - 1) / world_ : n / world_;
+  if (per_rank_ == 0) throw Error(cat("sampler: ", n, " images cannot feed ", world_size, " ranks"));
+}
+
+std::vector<int64_t> ShardSampler::epoch_indices(int64_t epoch) const {
+  constexpr uint64_t kSaltBuffer = 0x627566ULL;
+  const int64_t shards = static_cast<int64_t>(bounds_.size()) - 1;
+  const auto order = shuffled_prefix(shards, shards, mix_seed(seed_, static_cast<uint64_t>(epoch)));
+  std::vector<int64_t> stream;
+  for (int64_t k = rank_; k < shards; k += world_) {
+    const auto s = static_cast<size_t>(order[static_cast<size_t>(k)]);
+    for (int64_t i = bounds_[s]; i < bounds_[s + 1]; ++i) stream.insert(stream.end(), static_cast<size_t>(repeats_), i);
+  }
+  std::vector<int64_t> out;
+  out.reserve(stream.size());
+  if (buffer_ <= 1) {
+    out = stream;
+  } else {
+    uint64_t state = mix_seed(seed_ ^ kSaltBuffer, static_cast<uint64_t>(epoch), static_cast<uint64_t>(rank_));
+    std::vector<int64_t> held;
+    held.reserve(static_cast<size_t>(std::min<int64_t>(buffer_, static_cast<int64_t>(stream.size()))));
+    for (const int64_t i : stream) {
+      if (static_cast<int64_t>(held.size()) < buffer_) {
+        held.push_back(i);
+        continue;
+      }
+      const auto j = static_cast<size_t>(uniform_below(state, held.size()));
+      out.push_back(held[j]);
+      held[j] = i;
+    }
+    while (!held.empty()) {  // drain in random order
+      const auto j = static_cast<size_t>(uniform_below(state, held.size()));
+      out.push_back(held[j]);
+      held[j] = held.back();
+      held.pop_back();
+    }
+  }
+  std::vector<int64_t> mine(static_cast<size_t>(per_rank_));
+  for (int64_t k = 0; k < per_rank_; ++k) mine[static_cast<size_t>(k)] = out[static_cast<size_t>(k) % out.size()];
+  return mine;
+}
+
+std::unique_ptr<Sampler> make_sampler(const Dataset& dataset, int rank, int world_size, uint64_t seed, int64_t repeats,
+                                      int64_t shuffle_buffer) {
+  auto bounds = dataset.shard_bounds();
+  if (!bounds.empty()) {
+    return std::make_unique<ShardSampler>(std::move(bounds), rank, world_size, seed, repeats, shuffle_buffer);
+  }
+  return std::make_unique<DistributedSampler>(dataset.size(), rank, world_size, seed, repeats);
 }
 
 }  // namespace vitslim::data

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@ inline const EnumNames<Augment> kAugmentNames = {
     {Augment::Deit, "deit"}, {Augment::None, "none"}, {Augment::Auto, "auto"}};
 
 inline constexpr double kMaxPrefetch = 64;
+inline constexpr double kMaxShuffleBuffer = 1e8;
 
 struct DataConfig {
   std::string dataset = "fashion-mnist";  // one of kDatasets
@@ -44,18 +46,25 @@ struct DataConfig {
   double crop_pct = 0.875;                             // eval: resize to size / crop_pct, centre crop
   data::Filter interpolation = data::Filter::Bicubic;
   bool dct_scaling = true;  // JPEG DCT-domain downscaling of large crops
+  std::string index;                  // image folders and shards: index file, "none", or empty (cache)
+  int64_t shuffle_buffer = 5000;      // shards, training: positions drawn from at random
   int64_t workers = 4;      // training loader threads per rank
   int64_t prefetch = 2;     // batches prepared ahead per worker
 
   static const std::vector<std::string>& datasets();
   bool image_folder() const { return dataset == "imagenet" || dataset == "folder"; }
-  bool train_augment() const { return augment == Augment::Deit || (augment == Augment::Auto && image_folder()); }
+  // Photos of any size, read per image (image folders and WebDataset shards).
+  bool photos() const { return image_folder() || dataset == "wds"; }
+  bool train_augment() const { return augment == Augment::Deit || (augment == Augment::Auto && photos()); }
 
   // What makes an image the model's input (export records it): the dataset whose defaults apply,
   // --mean/--std, and the evaluation resize.
-  void declare_preprocessing(Options& o) {
+  void declare_dataset(Options& o) {
     o.group("data", "Data");
     o.add_choice("data-set", dataset, "dataset", datasets());
+  }
+  void declare_preprocessing(Options& o) {
+    declare_dataset(o);
     o.add("mean", mean, "per-channel mean after scaling to [0,1] (default: dataset's)");
     o.add("std", std, "per-channel std after scaling to [0,1] (default: dataset's)", positive());
     o.add("crop-pct", crop_pct,
@@ -63,22 +72,32 @@ struct DataConfig {
           {0, 1, true, false});
     o.add_enum("interpolation", interpolation, "image folders: PIL's antialiased filter", data::kFilterNames);
   }
-  void declare(Options& o) {
-    declare_preprocessing(o);
+  // Where the images are and what becomes of unreadable ones (every job reading a dataset).
+  void declare_source(Options& o) {
     o.add_path("data-path", path,
                "dataset folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist; imagenet: the folder "
-               "holding train/ and val/)",
+               "holding train/ and val/); wds: shards as 'DIR/train-{000000..001023}.tar', a list file, or a folder "
+               "of train-*.tar and val-*.tar",
                PathRole::InputDir);
     o.add_choice("data-split", split, "split", {"train", "test"});
-    o.add("calib-images", calib_images, "calibration images (a seeded random subset of the split)", positive());
-    o.add("batch-size", batch_size, "images per forward pass", closed(1, kMaxBatch));
     o.add_path("class-index", class_index,
                "imagenet/folder: file naming the classes in label order (one folder name per line, or JSON "
                "{\"0\": [\"n01440764\", ...]}); default: sorted folder names",
                PathRole::InputFile);
+    o.add_path("index", index,
+               "imagenet/folder/wds: the file index rank 0 builds once and shares (read when it exists, written when "
+               "not; none: keep it in memory; default: a cache in $XDG_CACHE_HOME/vitslim)",
+               PathRole::OutputFile);
     o.add_enum("bad-images", bad_images,
-               "unreadable images, empty class folders, short CIFAR files: skip (counted warning) or fail",
+               "unreadable images, empty class folders, bad shards or samples, short CIFAR files: skip (counted "
+               "warning) or fail",
                kBadImagesNames);
+  }
+  void declare(Options& o) {
+    declare_preprocessing(o);
+    declare_source(o);
+    o.add("calib-images", calib_images, "calibration images (a seeded random subset of the split)", positive());
+    o.add("batch-size", batch_size, "images per forward pass", closed(1, kMaxBatch));
     o.add_switch("jpeg-dct-scaling", dct_scaling,
                  "decode large JPEG crops at 1/2, 1/4 or 1/8 in the DCT domain when still >= the model's size");
   }
@@ -93,6 +112,9 @@ struct DataConfig {
     o.add("hflip", hflip, "horizontal flip probability", closed(0, 1));
     o.add("scale", scale, "RandomResizedCrop area range lo,hi", {0, 1, true, false});
     o.add("ratio", ratio, "RandomResizedCrop aspect-ratio range lo,hi", positive());
+    o.add("shuffle-buffer", shuffle_buffer,
+          "wds: each rank streams its shards through a buffer of this many samples, drawn at random (0: in order)",
+          closed(0, kMaxShuffleBuffer));
     o.add("workers", workers, "loader threads per rank (0: load in the training thread)", closed(0, kMaxThreads));
     o.add("prefetch", prefetch, "batches prepared ahead per loader thread", closed(1, kMaxPrefetch));
   }
@@ -110,6 +132,23 @@ struct BenchDataConfig {
     o.add("images", images, "images timed per round", positive());
     o.add("rounds", rounds, "rounds (best reported)", positive());
     o.add_path("json", json, "write the result as JSON", PathRole::OutputFile);
+  }
+};
+
+// `vitslim make-shards`: WebDataset shards from an image folder (data/make_shards.h).
+struct MakeShardsConfig {
+  std::string out;  // printf pattern with one integer conversion: DIR/train-%06d.tar
+  int64_t shard_size = 1000;
+  std::optional<bool> shuffle;  // unset: shuffle the train split, keep the order of the others
+  bool force = false;
+
+  void declare(Options& o) {
+    o.group("make-shards", "WebDataset shards from an image folder");
+    o.add_path("out", out, "shard files, a printf pattern with one integer conversion (DIR/train-%06d.tar)",
+               PathRole::OutputFile);
+    o.add("shard-size", shard_size, "samples per shard", positive());
+    o.add_switch("shuffle", shuffle, "seeded shuffle of the samples across shards (default: for the train split)");
+    o.add_switch("force", force, "replace existing shard files");
   }
 };
 

@@ -241,7 +241,7 @@ void Search::choose_candidates() {
 // The calibration shards, the scorer and (rank 0) the ledger; the last checks before any output.
 void Search::open_data() {
   const ModelShape& shape = (*model_)->shape();
-  dataset_ = data::open_dataset(c_.data, shape, c_.runtime.seed);
+  dataset_ = data::open_dataset(c_.data, shape, c_.runtime.seed, dist::root_share(mpi_));
   dist::agree_across_ranks(mpi_, "data", dataset_->size_summary());
   calib_ = data::calibration_indices(dataset_->size(), c_.data.calib_images, c_.runtime.seed);
   const data::Normalisation norm = data::normalisation(c_.data, *dataset_);

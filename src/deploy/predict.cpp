@@ -142,9 +142,9 @@ void check_outputs(const PredictConfig& p) {
 }
 
 std::unique_ptr<data::Dataset> open_input(const DataConfig& data, const PredictConfig& p, const ModelShape& shape,
-                                          uint64_t seed, data::Normalisation& norm) {
+                                          uint64_t seed, data::Normalisation& norm, const dist::MpiSession& mpi) {
   if (p.images.empty() && p.image_list.empty()) {
-    auto dataset = data::open_dataset(data, shape, seed);
+    auto dataset = data::open_dataset(data, shape, seed, dist::root_share(mpi));
     norm = data::normalisation(data, *dataset);
     return dataset;
   }
@@ -185,7 +185,7 @@ void run_predict(ModelRequest request, const DataConfig& data, const PredictConf
   }
   const auto names = class_names(data, shape.num_classes);
   data::Normalisation norm;
-  auto dataset = open_input(data, p, shape, runtime.seed, norm);
+  auto dataset = open_input(data, p, shape, runtime.seed, norm, mpi);
   dist::agree_across_ranks(mpi, "data", dataset->size_summary());
   if (dataset->num_classes() > 0 && dataset->num_classes() != shape.num_classes) {
     log_warn(cat(dataset->name(), " has ", dataset->num_classes(), " classes, the model ", shape.num_classes));

@@ -245,3 +245,36 @@ void MpiSession::abort(int code) const {
 }
 
 }  // namespace vitslim::dist
+
+namespace vitslim::dist {
+
+std::string from_root(const MpiSession& mpi, const std::function<std::string()>& make) {
+  if (!mpi.active() || mpi.world_size() == 1) return make();
+  constexpr int kRoot = 0;
+  constexpr int64_t kChunk = int64_t{1} << 30;  // MPI counts are ints
+  std::string bytes;
+  std::exception_ptr failure;
+  if (mpi.rank() == kRoot) {
+    try {
+      bytes = make();
+    } catch (const std::exception& e) {
+      failure = std::current_exception();
+      bytes = e.what();
+    }
+  }
+  const auto head = mpi.broadcast({failure ? 1 : 0, static_cast<int64_t>(bytes.size())}, kRoot);
+  bytes.resize(static_cast<size_t>(head[1]));
+  for (int64_t at = 0; at < head[1]; at += kChunk) {
+    const int n = static_cast<int>(std::min(kChunk, head[1] - at));
+    check_mpi_call(MPI_Bcast(bytes.data() + at, n, MPI_BYTE, kRoot, MPI_COMM_WORLD), "MPI_Bcast", mpi.rank());
+  }
+  if (failure) std::rethrow_exception(failure);
+  if (head[0] != 0) throw Error(bytes);
+  return bytes;
+}
+
+std::function<std::string(const std::function<std::string()>&)> root_share(const MpiSession& mpi) {
+  return [&mpi](const std::function<std::string()>& make) { return from_root(mpi, make); };
+}
+
+}  // namespace vitslim::dist

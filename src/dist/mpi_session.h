@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -67,6 +68,13 @@ class MpiSession {
 // differs and its first differing line beside rank 0's. Ranks that disagree would otherwise mix
 // inconsistent statistics or wait forever in a collective.
 void agree_across_ranks(const MpiSession& mpi, const std::string& what, const std::string& text);
+
+// Rank 0 runs `make` and every rank returns its bytes (one broadcast): work that every rank would
+// otherwise repeat (listing a dataset of a million files). An exception on rank 0 is re-thrown
+// there and reaches the other ranks as an Error with its message, so no rank waits forever.
+std::string from_root(const MpiSession& mpi, const std::function<std::string()>& make);
+// from_root bound to `mpi`, in the form the data layer takes (data::RootShare).
+std::function<std::string(const std::function<std::string()>&)> root_share(const MpiSession& mpi);
 
 // Claims on n work items shared by every rank, for dynamic distribution with affinity: each
 // rank walks its own preferred order and claim(i) succeeds for exactly one rank per item

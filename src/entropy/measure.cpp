@@ -87,7 +87,7 @@ EntropyRun::EntropyRun(ModelRequest request, const DataConfig& data, const Entro
   model_ = model::build_model(request_, runtime.seed);
   model_->eval();
   shape_ = model_->shape();
-  dataset_ = data::open_dataset(data, shape_, runtime.seed);
+  dataset_ = data::open_dataset(data, shape_, runtime.seed, dist::root_share(mpi_));
   dist::agree_across_ranks(mpi_, "data", dataset_->size_summary());
   indices_ = data::calibration_indices(dataset_->size(), data.calib_images, runtime.seed);
   norm_ = data::normalisation(data, *dataset_);

@@ -29,6 +29,7 @@ struct Config {
   ConvertConfig convert;
   BenchConfig bench;
   BenchDataConfig bench_data;
+  MakeShardsConfig make_shards;
   TrainConfig train;
   MergeConfig merge;
   PipelineConfig pipeline;

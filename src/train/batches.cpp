@@ -21,7 +21,8 @@ TrainBatches::TrainBatches(const data::Dataset& train_set, const BatchSettings& 
     : set_(train_set),
       s_(settings),
       augment_(settings.data.train_augment()),
-      sampler_(train_set.size(), settings.rank, settings.world_size, settings.seed, settings.repeated_aug) {
+      sampler_(data::make_sampler(train_set, settings.rank, settings.world_size, settings.seed, settings.repeated_aug,
+                                  settings.data.shuffle_buffer)) {
   if (augment_) augment_settings_ = data::train_settings(s_.data, s_.norm.mean, s_.norm.std, s_.shape);
 }
 
@@ -49,7 +50,7 @@ data::Batch TrainBatches::make(const std::vector<int64_t>& order, int64_t epoch,
 
 void TrainBatches::start(int64_t epoch, int64_t first, int64_t count) {
   loader_.reset();
-  auto order = sampler_.epoch_indices(epoch);
+  auto order = sampler_->epoch_indices(epoch);
   auto build = [this, order = std::move(order), epoch](int64_t b) { return make(order, epoch, b); };
   loader_ = std::make_unique<data::Loader>(first, count, build, s_.data.workers, s_.data.prefetch);
 }

@@ -1,5 +1,5 @@
 // The training data of one rank: its share of every epoch (DistributedSampler, with repeated
-// augmentation), the threaded loader that builds the epoch's micro-batches ahead (per-image DeiT
+// augmentation; ShardSampler's shard streams for WebDataset shards), the threaded loader that builds the epoch's micro-batches ahead (per-image DeiT
 // augmentation or plain resizing), and mixup/cutmix per micro-batch. Every random draw is a
 // function of (seed, epoch, sample position) or (seed, rank, micro-batch stream), so any number
 // of loader threads and any resume give the same batches.
@@ -36,7 +36,7 @@ struct BatchSettings {
 class TrainBatches {
  public:
   TrainBatches(const data::Dataset& train_set, const BatchSettings& settings);
-  int64_t samples_per_rank() const { return sampler_.samples_per_rank(); }
+  int64_t samples_per_rank() const { return sampler_->samples_per_rank(); }
   // Starts the loader on `epoch` at micro-batch `first`, for `count` micro-batches.
   void start(int64_t epoch, int64_t first, int64_t count);
   // The next micro-batch on `device`, mixed there with random stream `stream` (global
@@ -51,7 +51,7 @@ class TrainBatches {
   BatchSettings s_;
   bool augment_ = false;
   data::TransformSettings augment_settings_;
-  data::DistributedSampler sampler_;
+  std::unique_ptr<data::Sampler> sampler_;
   std::unique_ptr<data::Loader> loader_;
 };
 

@@ -96,7 +96,7 @@ EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const Ev
   model::use_default_preset(model_request);
   model::VisionTransformer model = model::build_model(model_request, runtime.seed);
   const ModelShape& shape = model->shape();
-  auto dataset = data::open_dataset(data, shape, runtime.seed);
+  auto dataset = data::open_dataset(data, shape, runtime.seed, dist::root_share(mpi));
   dist::agree_across_ranks(mpi, "data", dataset->size_summary());
   check_class_count(shape, *dataset);
   const int64_t total = eval.images > 0 ? eval.images : dataset->size();

@@ -128,7 +128,7 @@ TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& dat
   model_request.tome.r.clear();  // the sweep sets merging itself; the model file's is ignored
   model::VisionTransformer model = model::build_model(model_request, runtime.seed);
   const ModelShape& shape = model->shape();
-  auto dataset = data::open_dataset(data, shape, runtime.seed);
+  auto dataset = data::open_dataset(data, shape, runtime.seed, dist::root_share(mpi));
   dist::agree_across_ranks(mpi, "data", dataset->size_summary());
   check_class_count(shape, *dataset);
   const int64_t total = sweep.images > 0 ? std::min(sweep.images, dataset->size()) : dataset->size();

@@ -183,8 +183,8 @@ void Trainer::setup_data() {
   train_data.split = "train";
   DataConfig eval_data = c_.data;
   eval_data.split = "test";
-  train_set_ = data::open_dataset(train_data, shape, c_.runtime.seed);
-  eval_set_ = data::open_dataset(eval_data, shape, c_.runtime.seed);
+  train_set_ = data::open_dataset(train_data, shape, c_.runtime.seed, dist::root_share(mpi_));
+  eval_set_ = data::open_dataset(eval_data, shape, c_.runtime.seed, dist::root_share(mpi_));
   dist::agree_across_ranks(mpi_, "data", train_set_->size_summary() + "\n" + eval_set_->size_summary());
   check_class_count(shape, *train_set_);
   norm_ = data::normalisation(c_.data, *train_set_);

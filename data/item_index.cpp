@@ -1,0 +1,216 @@
+// Implements the dataset index (see item_index.h): a little-endian binary file (magic, kind,
+// root, key, containers, problems, the name arena, the entries, an FNV-1a checksum), parsed with
+// every count checked against the bytes left before anything is allocated, and the cache.
+#include "data/item_index.h"
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/log.h"
+
+namespace vitslim::data {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr char kMagic[] = "VITSLIM-INDEX-1\n";
+constexpr size_t kMagicLen = sizeof(kMagic) - 1;
+constexpr size_t kEntryBytes = 24;
+constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL, kFnvPrime = 0x100000001b3ULL;
+
+uint64_t fnv1a(const char* p, size_t n) {
+  uint64_t h = kFnvOffset;
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * kFnvPrime;
+  return h;
+}
+
+class Writer {
+ public:
+  template <class T>
+  void put(T v) {
+    char b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));  // little-endian hosts only (x86-64, aarch64)
+    out.append(b, sizeof(T));
+  }
+  void text(const std::string& s) {
+    put<uint64_t>(s.size());
+    out += s;
+  }
+  std::string out;
+};
+
+class Parser {
+ public:
+  Parser(const std::string& bytes, std::string what) : b_(bytes), what_(std::move(what)) {}
+  template <class T>
+  T get() {
+    need(sizeof(T));
+    T v;
+    std::memcpy(&v, b_.data() + at_, sizeof(T));
+    at_ += sizeof(T);
+    return v;
+  }
+  // A count of items at least `item_bytes` each, checked against what is left.
+  uint64_t count(size_t item_bytes) {
+    const auto n = get<uint64_t>();
+    if (n > (b_.size() - at_) / item_bytes) fail("a count larger than the file");
+    return n;
+  }
+  std::string text() {
+    const uint64_t n = count(1);
+    std::string s = b_.substr(at_, n);
+    at_ += n;
+    return s;
+  }
+  void need(size_t n) {
+    if (b_.size() - at_ < n) fail("truncated");
+  }
+  size_t at() const { return at_; }
+  [[noreturn]] void fail(const std::string& why) const {
+    throw Error(cat(what_, ": not a valid vitslim index (", why, "); delete it to rebuild"));
+  }
+
+ private:
+  const std::string& b_;
+  std::string what_;
+  size_t at_ = 0;
+};
+
+std::string read_whole(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(cat("--index ", path, ": cannot open"));
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::string cache_dir() {
+  if (const char* d = std::getenv("VITSLIM_CACHE_DIR"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return (fs::path(x) / "vitslim").string();
+  if (const char* h = std::getenv("HOME"); h && *h) return (fs::path(h) / ".cache" / "vitslim").string();
+  return "";
+}
+
+}  // namespace
+
+uint32_t ItemIndex::add_name(std::string_view name) {
+  if (arena.size() + name.size() + 1 > std::numeric_limits<uint32_t>::max()) {
+    throw Error("dataset index: more than 4 GiB of file names");
+  }
+  const auto at = static_cast<uint32_t>(arena.size());
+  arena.append(name);
+  arena.push_back('\0');
+  return at;
+}
+
+int64_t ItemIndex::memory_bytes() const {
+  int64_t n = static_cast<int64_t>(entries.capacity() * sizeof(Entry) + arena.capacity());
+  for (const auto& c : containers) n += static_cast<int64_t>(sizeof(std::string) + c.capacity());
+  return n;
+}
+
+std::string ItemIndex::serialise() const {
+  Writer w;
+  w.out.append(kMagic, kMagicLen);
+  w.put<uint32_t>(static_cast<uint32_t>(kind));
+  w.text(root);
+  w.text(key);
+  for (const auto* list : {&containers, &problems, &notes}) {
+    w.put<uint64_t>(list->size());
+    for (const auto& s : *list) w.text(s);
+  }
+  w.text(arena);
+  w.put<uint64_t>(entries.size());
+  w.out.reserve(w.out.size() + entries.size() * kEntryBytes + sizeof(uint64_t));
+  for (const auto& e : entries) {
+    w.put(e.offset);
+    w.put(e.name);
+    w.put(e.size);
+    w.put(e.container);
+    w.put(e.label);
+  }
+  w.put<uint64_t>(fnv1a(w.out.data(), w.out.size()));
+  return std::move(w.out);
+}
+
+ItemIndex ItemIndex::parse(const std::string& bytes, const std::string& what) {
+  Parser p(bytes, what);
+  p.need(kMagicLen);
+  if (bytes.compare(0, kMagicLen, kMagic) != 0) p.fail("no vitslim index header");
+  if (bytes.size() < kMagicLen + sizeof(uint64_t)) p.fail("truncated");
+  uint64_t stored = 0;
+  std::memcpy(&stored, bytes.data() + bytes.size() - sizeof(uint64_t), sizeof(uint64_t));
+  if (stored != fnv1a(bytes.data(), bytes.size() - sizeof(uint64_t))) p.fail("checksum mismatch: truncated or corrupt");
+  p.get<std::array<char, kMagicLen>>();
+  ItemIndex x;
+  const auto kind = p.get<uint32_t>();
+  if (kind != static_cast<uint32_t>(Kind::Folder) && kind != static_cast<uint32_t>(Kind::Shards)) p.fail("unknown kind");
+  x.kind = static_cast<Kind>(kind);
+  x.root = p.text();
+  x.key = p.text();
+  for (auto* list : {&x.containers, &x.problems, &x.notes}) {
+    const uint64_t n = p.count(sizeof(uint64_t));
+    list->reserve(n);
+    for (uint64_t i = 0; i < n; ++i) list->push_back(p.text());
+  }
+  x.arena = p.text();
+  if (!x.arena.empty() && x.arena.back() != '\0') p.fail("names not terminated");
+  const uint64_t n = p.count(kEntryBytes);
+  x.entries.resize(n);
+  for (auto& e : x.entries) {
+    e.offset = p.get<uint64_t>();
+    e.name = p.get<uint32_t>();
+    e.size = p.get<uint32_t>();
+    e.container = p.get<uint32_t>();
+    e.label = p.get<int32_t>();
+    if (e.name >= x.arena.size() || e.container >= x.containers.size() || e.label < 0) p.fail("an entry out of range");
+  }
+  if (p.at() + sizeof(uint64_t) != bytes.size()) p.fail("trailing bytes");
+  return x;
+}
+
+IndexPlace index_place(const std::string& option, const std::string& identity) {
+  if (option == "none") return {};
+  if (!option.empty()) return {option, false};
+  const std::string dir = cache_dir();
+  if (dir.empty()) return {};
+  char name[32];
+  std::snprintf(name, sizeof name, "index-%016llx.bin",
+                static_cast<unsigned long long>(fnv1a(identity.data(), identity.size())));
+  return {(fs::path(dir) / name).string(), true};
+}
+
+ItemIndex load_or_build_index(const IndexPlace& place, const std::string& key,
+                              const std::function<ItemIndex()>& build) {
+  if (place.file.empty()) return build();
+  std::error_code ec;
+  if (fs::exists(place.file, ec)) {
+    try {
+      ItemIndex x = ItemIndex::parse(read_whole(place.file), "--index " + place.file);
+      if (x.key == key) return x;
+      if (!place.cached) {
+        throw Error(cat("--index ", place.file, ": made from another dataset or an older state of it (",
+                        x.root.empty() ? "the shards changed" : x.root + " changed", "); delete it to rebuild"));
+      }
+      log_info(cat("dataset index ", place.file, " is stale; rebuilding it"));
+    } catch (const Error&) {
+      if (!place.cached) throw;
+      log_warn(cat("dataset index ", place.file, " is unreadable; rebuilding it"));
+    }
+  }
+  ItemIndex x = build();
+  x.key = key;
+  try {
+    if (place.cached) fs::create_directories(fs::path(place.file).parent_path());
+    write_file_atomic(place.file, x.serialise());
+  } catch (const std::exception& e) {
+    if (!place.cached) throw Error(cat("--index ", place.file, ": cannot write (", e.what(), ")"));
+    log_warn(cat("dataset index cache ", place.file, ": cannot write (", e.what(), "); continuing without it"));
+  }
+  return x;
+}
+
+}  // namespace vitslim::data
