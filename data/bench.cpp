@@ -1,4 +1,5 @@
-// Implements `vitslim bench-data` (see bench.h). Each measurement runs `rounds` times
+// Implements `vitslim bench-data` (see bench.h): on the image files of a folder or the samples of
+// WebDataset shards. Each measurement runs `rounds` times
 // over the same images and reports the best round (the machine's noise only slows rounds down).
 #include "data/bench.h"
 
@@ -17,6 +18,7 @@
 #include "data/folder.h"
 #include "data/loader.h"
 #include "data/sampler.h"
+#include "data/shards.h"
 
 namespace vitslim::data {
 namespace fs = std::filesystem;
@@ -55,7 +57,7 @@ namespace {
 // The benchmark's files as a dataset, for the loader.
 class Files : public Dataset {
  public:
-  explicit Files(const std::vector<std::string>& f) : f_(f) {}
+  explicit Files(std::vector<std::string> f) : f_(std::move(f)) {}
   std::string name() const override { return "bench files"; }
   int64_t size() const override { return static_cast<int64_t>(f_.size()); }
   int64_t channels() const override { return 3; }
@@ -67,19 +69,28 @@ class Files : public Dataset {
   SourceImage source(int64_t i) const override { return SourceImage::from_file(f_[static_cast<size_t>(i)]); }
 
  private:
-  const std::vector<std::string>& f_;
+  std::vector<std::string> f_;
 };
+
+// The images to time: every image file below --data-path, or the samples of WebDataset shards
+// (--data-set wds), whose images are read from the shard files by offset.
+std::unique_ptr<Dataset> bench_images(const DataConfig& data) {
+  if (data.dataset == "wds") {
+    return read_shards({data.path, data.split, data.index, 0, data.bad_images == BadImages::Skip});
+  }
+  std::vector<std::string> files = image_files(data.path);
+  if (files.empty()) throw Error(cat("--data-path ", data.path, ": no .jpg/.jpeg/.png files"));
+  return std::make_unique<Files>(std::move(files));
+}
 
 struct LoaderRate {
   int64_t batch = 0;
   double images_per_s = 0, waited = 0;
 };
 
-// Batches of --batch-size train images from --workers threads (rounds x the files).
-LoaderRate time_loader(const std::vector<std::string>& files, const DataConfig& data, const TransformSettings& train,
+// Batches of --batch-size train images from --workers threads (rounds x the first `count` images).
+LoaderRate time_loader(const Dataset& dataset, int64_t count, const DataConfig& data, const TransformSettings& train,
                        int64_t rounds) {
-  const Files dataset(files);
-  const auto count = static_cast<int64_t>(files.size());
   LoaderRate rate;
   rate.batch = std::min(data.batch_size, count);
   const int64_t B = rate.batch;
@@ -121,6 +132,7 @@ void report(const Rates& r, const DataConfig& data, const BenchDataConfig& bench
               static_cast<long long>(r.loader.batch), r.loader.images_per_s);
   if (bench.json.empty()) return;
   const nlohmann::json j = {{"images", count},
+                            {"source", data.dataset == "wds" ? "wds" : "files"},
                             {"img_size", size},
                             {"rounds", bench.rounds},
                             {"decode_per_s", r.decode},
@@ -138,10 +150,8 @@ void report(const Rates& r, const DataConfig& data, const BenchDataConfig& bench
 }  // namespace
 
 void run_bench_data(const DataConfig& data, const BenchDataConfig& bench, std::optional<int64_t> img_size) {
-  const std::vector<std::string> all = image_files(data.path);
-  if (all.empty()) throw Error(cat("--data-path ", data.path, ": no .jpg/.jpeg/.png files"));
-  const int64_t count = std::min<int64_t>(bench.images, static_cast<int64_t>(all.size()));
-  const std::vector<std::string> files(all.begin(), all.begin() + count);
+  const std::unique_ptr<Dataset> images = bench_images(data);
+  const int64_t count = std::min<int64_t>(bench.images, images->size());
   ModelShape shape;
   shape.img_size = img_size.value_or(kDefaultSize);
   shape.in_chans = 3;
@@ -151,21 +161,18 @@ void run_bench_data(const DataConfig& data, const BenchDataConfig& bench, std::o
   const TransformSettings& eval = train;
   const Normaliser norm(mean, stdev, shape.in_chans);
   std::vector<float> out(static_cast<size_t>(shape.in_chans * shape.img_size * shape.img_size));
-  for (const auto& f : files) SourceImage::from_file(f).decode_all(3);  // every file must decode; warms the cache
-  log_info(cat("bench-data: ", count, " images from ", data.path, ", output ", shape.img_size, "x", shape.img_size,
-               ", ", bench.rounds, " rounds (best reported), one thread"));
+  for (int64_t i = 0; i < count; ++i) images->source(i).decode_all(3);  // every image must decode; warms the cache
+  log_info(cat("bench-data: ", count, " images from ", data.path, data.dataset == "wds" ? " (shards)" : "", ", output ",
+               shape.img_size, "x", shape.img_size, ", ", bench.rounds, " rounds (best reported), one thread"));
   const int64_t rounds = bench.rounds;
   Rates r;
-  r.decode =
-      best_rate(rounds, count, [&](int64_t i) { SourceImage::from_file(files[static_cast<size_t>(i)]).decode_all(3); });
+  r.decode = best_rate(rounds, count, [&](int64_t i) { images->source(i).decode_all(3); });
   r.train = best_rate(rounds, count, [&](int64_t i) {
     Rng rng(mix_seed(kBenchSeed, static_cast<uint64_t>(i)));
-    train_transform(SourceImage::from_file(files[static_cast<size_t>(i)]), train, norm, rng, out.data());
+    train_transform(images->source(i), train, norm, rng, out.data());
   });
-  r.eval = best_rate(rounds, count, [&](int64_t i) {
-    eval_transform(SourceImage::from_file(files[static_cast<size_t>(i)]), eval, norm, out.data());
-  });
-  r.loader = time_loader(files, data, train, rounds);
+  r.eval = best_rate(rounds, count, [&](int64_t i) { eval_transform(images->source(i), eval, norm, out.data()); });
+  r.loader = time_loader(*images, count, data, train, rounds);
   report(r, data, bench, count, shape.img_size);
 }
 

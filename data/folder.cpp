@@ -337,9 +337,9 @@ void report_index_problems(const ItemIndex& x, bool skip_bad) {
 
 ItemIndex folder_index(const FolderRequest& r, std::string* name) {
   const FolderListing listing = folder_listing(r.root, r.imagenet, r.split, r.class_index);
-  const IndexPlace place =
-      index_place(r.index, cat("folder\n", fs::weakly_canonical(listing.dir).string(), "\n", r.class_index));
-  ItemIndex x = load_or_build_index(place, listing.key, [&] { return list_folder(listing); });
+  const std::string source = fs::weakly_canonical(listing.dir).string();
+  const IndexPlace place = index_place(r.index, cat("folder\n", source, "\n", r.class_index));
+  ItemIndex x = load_or_build_index(place, source, listing.key, [&] { return list_folder(listing); });
   x.problems.insert(x.problems.begin(), listing.problems.begin(), listing.problems.end());
   if (name) *name = listing.name;
   return x;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -174,34 +175,65 @@ ItemIndex ItemIndex::parse(const std::string& bytes, const std::string& what) {
 
 IndexPlace index_place(const std::string& option, const std::string& identity) {
   if (option == "none") return {};
-  if (!option.empty()) return {option, false};
-  const std::string dir = cache_dir();
-  if (dir.empty()) return {};
-  char name[32];
-  std::snprintf(name, sizeof name, "index-%016llx.bin",
-                static_cast<unsigned long long>(fnv1a(identity.data(), identity.size())));
-  return {(fs::path(dir) / name).string(), true};
+  IndexPlace place;
+  if (const std::string dir = cache_dir(); !dir.empty()) {
+    char name[32];
+    std::snprintf(name, sizeof name, "index-%016llx.bin",
+                  static_cast<unsigned long long>(fnv1a(identity.data(), identity.size())));
+    place.cache = (fs::path(dir) / name).string();
+  }
+  place.file = option.empty() ? place.cache : option;
+  place.cached = option.empty();
+  return place;
 }
 
-ItemIndex load_or_build_index(const IndexPlace& place, const std::string& key,
-                              const std::function<ItemIndex()>& build) {
-  if (place.file.empty()) return build();
+namespace {
+
+// The index in the user's --index file when it was made from `source` in the state `key`; the
+// file made from another source: nullopt (that source uses the cache); stale: an Error.
+std::optional<ItemIndex> read_user_index(const std::string& file, const std::string& source, const std::string& key) {
+  ItemIndex x = ItemIndex::parse(read_whole(file), "--index " + file);
+  if (x.root != source) {
+    log_info(cat("--index ", file, " indexes ", x.root, "; ", source, " uses the cache directory"));
+    return std::nullopt;
+  }
+  if (x.key != key) {
+    throw Error(cat("--index ", file, ": made from an older state of ", source,
+                    " (files or folders changed since); delete it to rebuild"));
+  }
+  return x;
+}
+
+// The index in a cache file when current; nullopt when missing, stale or unreadable.
+std::optional<ItemIndex> read_cached_index(const std::string& file, const std::string& source, const std::string& key) {
   std::error_code ec;
-  if (fs::exists(place.file, ec)) {
-    try {
-      ItemIndex x = ItemIndex::parse(read_whole(place.file), "--index " + place.file);
-      if (x.key == key) return x;
-      if (!place.cached) {
-        throw Error(cat("--index ", place.file, ": made from another dataset or an older state of it (",
-                        x.root.empty() ? "the shards changed" : x.root + " changed", "); delete it to rebuild"));
-      }
-      log_info(cat("dataset index ", place.file, " is stale; rebuilding it"));
-    } catch (const Error&) {
-      if (!place.cached) throw;
-      log_warn(cat("dataset index ", place.file, " is unreadable; rebuilding it"));
-    }
+  if (!fs::exists(file, ec)) return std::nullopt;
+  try {
+    ItemIndex x = ItemIndex::parse(read_whole(file), "dataset index " + file);
+    if (x.root == source && x.key == key) return x;
+    log_info(cat("dataset index ", file, " is stale; rebuilding it"));
+  } catch (const Error&) {
+    log_warn(cat("dataset index ", file, " is unreadable; rebuilding it"));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ItemIndex load_or_build_index(const IndexPlace& given, const std::string& source, const std::string& key,
+                              const std::function<ItemIndex()>& build) {
+  IndexPlace place = given;
+  std::error_code ec;
+  if (!place.cached && !place.file.empty() && fs::exists(place.file, ec)) {
+    if (auto x = read_user_index(place.file, source, key)) return std::move(*x);
+    place = {place.cache, true, place.cache};
+  }
+  if (place.file.empty()) return build();
+  if (place.cached) {
+    if (auto x = read_cached_index(place.file, source, key)) return std::move(*x);
   }
   ItemIndex x = build();
+  x.root = source;
   x.key = key;
   try {
     if (place.cached) fs::create_directories(fs::path(place.file).parent_path());

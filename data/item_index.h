@@ -27,7 +27,7 @@ struct ItemIndex {
   };
 
   Kind kind = Kind::Folder;
-  std::string root;                     // folders: the split folder; shards: empty
+  std::string root;                     // what it indexes: the split folder, or the shard pattern and split
   std::string key;                      // what it was made from (see make_*_key); equal keys, same items
   std::vector<std::string> containers;  // folders: class folder names in label order; shards: shard paths
   std::vector<std::string> problems;    // bad input met while building: skipped (--bad-images skip) or an Error
@@ -52,18 +52,22 @@ struct ItemIndex {
 using RootShare = std::function<std::string(const std::function<std::string()>& make)>;
 
 // Where an index lives, from --index: "none" keeps it in memory only; a file path is read when it
-// exists (Error when it was made from something else) and written when it does not; empty
-// means the cache directory ($VITSLIM_CACHE_DIR, else $XDG_CACHE_HOME/vitslim, else
-// ~/.cache/vitslim), where a stale index is rebuilt.
+// exists and written when it does not; empty means the cache directory ($VITSLIM_CACHE_DIR, else
+// $XDG_CACHE_HOME/vitslim, else ~/.cache/vitslim), where a stale index is rebuilt. A --index file
+// holds one split of one dataset (the first a job opens: train's training split); a job's other
+// splits, whose `source` differs from the file's, use the cache. `identity` names what is indexed
+// (the cache file's name comes from it).
 struct IndexPlace {
   std::string file;     // empty: none
   bool cached = false;  // a cache file (rebuilt when stale) rather than the user's --index
+  std::string cache;    // the cache file for `identity` (empty: no cache directory or --index none)
 };
 IndexPlace index_place(const std::string& index_option, const std::string& identity);
-
-// Reads the index at `place` when its key equals `key`, else runs `build` and writes the result
-// there (atomically; a cache directory that cannot be written is a warning). Runs on one rank.
-ItemIndex load_or_build_index(const IndexPlace& place, const std::string& key,
+// Reads the index at `place` when it was made from `source` in the state `key`, else runs `build`
+// and writes the result there (atomically; a cache directory that cannot be written is a
+// warning). A user's file made from the same source in another state is an Error (stale). Runs
+// on one rank.
+ItemIndex load_or_build_index(const IndexPlace& place, const std::string& source, const std::string& key,
                               const std::function<ItemIndex()>& build);
 
 }  // namespace vitslim::data

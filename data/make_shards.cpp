@@ -114,6 +114,7 @@ std::string shard_name(const std::string& pattern, int64_t k) {
 }
 
 ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uint64_t seed) {
+  shard_name(c.out, 0);  // a bad --out pattern fails before the folder is listed
   const bool skip = data.bad_images == BadImages::Skip;
   std::string dataset_name;
   ItemIndex x = folder_index({data.path, data.dataset == "imagenet", data.split, data.class_index, data.index, skip},
@@ -125,12 +126,19 @@ ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uin
   const int64_t n = x.size();
   const int64_t most_shards = (n + c.shard_size - 1) / c.shard_size;
   std::set<std::string> names;
+  std::set<fs::path> new_dirs;  // made once everything is checked
   for (int64_t k = 0; k < most_shards; ++k) {
     const std::string name = shard_name(c.out, k);
     if (!names.insert(name).second) throw Error(cat("--out ", c.out, ": shards ", k, " and another share the name ", name));
-    check_new_output(name, "--out", c.force);
+    const fs::path dir = fs::absolute(name).parent_path();
+    std::error_code ec;
+    if (fs::exists(dir, ec)) {
+      check_new_output(name, "--out", c.force);
+    } else {
+      new_dirs.insert(dir);
+    }
   }
-  fs::create_directories(fs::absolute(shard_name(c.out, 0)).parent_path());
+  for (const auto& dir : new_dirs) fs::create_directories(dir);
 
   const bool shuffle = c.shuffle.value_or(data.split == "train");
   std::vector<int64_t> order(static_cast<size_t>(n));

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -36,9 +37,34 @@ constexpr int64_t kMaxLabel = std::numeric_limits<int32_t>::max();
 
 bool is_image_ext(const std::string& ext) { return ext == "jpg" || ext == "jpeg" || ext == "png"; }
 
+bool all_digits(const std::string& s) {
+  return !s.empty() && s.size() < 19 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The ends of a brace range {a..b}: integers, or single letters as bash's; false otherwise.
+bool range_ends(const std::string& inner, std::string& a, std::string& b) {
+  const size_t dots = inner.find("..");
+  if (dots == std::string::npos) return false;
+  a = inner.substr(0, dots);
+  b = inner.substr(dots + 2);
+  const auto letter = [](const std::string& s) { return s.size() == 1 && std::isalpha(static_cast<unsigned char>(s[0])); };
+  return (all_digits(a) && all_digits(b)) || (letter(a) && letter(b));
+}
+
+bool top_level_comma(const std::string& inner) {
+  int depth = 0;
+  for (const char c : inner) {
+    if (c == '{') ++depth;
+    if (c == '}') --depth;
+    if (c == ',' && depth == 0) return true;
+  }
+  return false;
+}
+
 // The `{...}` group that brace expansion applies to first: a top-level brace holding a comma or
-// "..". npos when there is none.
+// a range; others ({}, {x}, {a..xyz}) stay literal. npos when there is none.
 size_t first_group(const std::string& p, size_t& close) {
+  std::string a, b;
   for (size_t open = p.find('{'); open != std::string::npos; open = p.find('{', open + 1)) {
     int depth = 0;
     for (size_t i = open; i < p.size(); ++i) {
@@ -46,7 +72,7 @@ size_t first_group(const std::string& p, size_t& close) {
       if (p[i] == '}' && --depth == 0) {
         close = i;
         const std::string inner = p.substr(open + 1, i - open - 1);
-        if (inner.find(',') != std::string::npos || inner.find("..") != std::string::npos) return open;
+        if (top_level_comma(inner) || range_ends(inner, a, b)) return open;
         break;
       }
     }
@@ -54,30 +80,33 @@ size_t first_group(const std::string& p, size_t& close) {
   return std::string::npos;
 }
 
-// {a..b} as integers (zero-padded when an end has a leading zero); false when not a range.
-bool range(const std::string& inner, std::vector<std::string>& out) {
-  const size_t dots = inner.find("..");
-  const std::string a = inner.substr(0, dots), b = inner.substr(dots + 2);
-  auto digits = [](const std::string& s) {
-    return !s.empty() && s.size() < 19 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-  };
-  if (!digits(a) || !digits(b)) return false;
+// {a..b} as integers (zero-padded when an end has a leading zero) or letters.
+std::vector<std::string> range(const std::string& a, const std::string& b) {
+  std::vector<std::string> out;
+  if (!all_digits(a)) {
+    for (char c = a[0];; c = static_cast<char>(c + (b[0] >= a[0] ? 1 : -1))) {
+      out.emplace_back(1, c);
+      if (c == b[0]) break;
+    }
+    return out;
+  }
   const int64_t lo = std::stoll(a), hi = std::stoll(b);
   const bool pad = (a.size() > 1 && a[0] == '0') || (b.size() > 1 && b[0] == '0');
   const int width = pad ? static_cast<int>(std::max(a.size(), b.size())) : 0;
-  if (static_cast<uint64_t>(std::abs(hi - lo)) >= kMaxExpansion) throw Error(cat("brace range {", inner, "} is too long"));
+  if (static_cast<uint64_t>(std::abs(hi - lo)) >= kMaxExpansion) throw Error(cat("brace range {", a, "..", b, "} is too long"));
   for (int64_t v = lo;; v += hi >= lo ? 1 : -1) {
     char text[32];
     std::snprintf(text, sizeof text, "%0*lld", width, static_cast<long long>(v));
     out.push_back(text);
     if (v == hi) break;
   }
-  return true;
+  return out;
 }
 
 std::vector<std::string> alternatives(const std::string& inner) {
+  std::string a, b;
+  if (!top_level_comma(inner) && range_ends(inner, a, b)) return range(a, b);
   std::vector<std::string> out;
-  if (inner.find(',') == std::string::npos && range(inner, out)) return out;
   int depth = 0;
   size_t start = 0;
   for (size_t i = 0; i <= inner.size(); ++i) {
@@ -432,8 +461,9 @@ ItemIndex scan_shards(const std::vector<std::string>& shards) {
 
 ItemIndex shard_index(const ShardRequest& r) {
   const ShardFiles files = shard_files(r.path, r.split);
-  const IndexPlace place = index_place(r.index, cat("shards\n", fs::absolute(r.path).string(), "\n", r.split));
-  ItemIndex x = load_or_build_index(place, shard_key(files.files), [&] { return scan_shards(files.files); });
+  const std::string source = cat("shards ", fs::absolute(r.path).string(), " (split ", r.split, ")");
+  const IndexPlace place = index_place(r.index, source);
+  ItemIndex x = load_or_build_index(place, source, shard_key(files.files), [&] { return scan_shards(files.files); });
   x.problems.insert(x.problems.begin(), files.problems.begin(), files.problems.end());
   return x;
 }

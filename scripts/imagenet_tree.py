@@ -2,8 +2,9 @@
 # Benchmark helper: an ImageNet-shaped image tree and torchvision's scan of it, as the baseline
 # for vitslim's folder index.
 #   make: DIR/train/n%08d/<class>_<i>.JPEG, --images files over --classes folders (as even as can
-#         be). Each class writes one tiny distinct JPEG (32x24 solid colour, class in its comment)
-#         and hard-links the rest of its files to it, so 1.28M files cost ~1000 inodes. Idempotent:
+#         be), and DIR/val/n%08d/ with --val-per-class links each (a training job evaluates on
+#         val/). Each class writes one tiny distinct JPEG (32x24 solid colour, class in its
+#         comment) and hard-links the rest of its files to it, so 1.28M files cost ~1000 inodes. Idempotent:
 #         DIR/.complete records the parameters; a tree left half-made (DIR/.incomplete) is redone.
 #   scan: best-of---repeat time of torchvision.datasets.ImageFolder(root) construction (its real
 #         find_classes + make_dataset directory scan), printed as one JSON line.
@@ -42,10 +43,10 @@ def tiny_jpeg(k):
     return out.getvalue()
 
 
-def make(root, images, classes):
+def make(root, images, classes, val_per_class):
     root = Path(root)
-    params = json.dumps({"images": images, "classes": classes})
-    done, partial, train = root / ".complete", root / ".incomplete", root / "train"
+    params = json.dumps({"images": images, "classes": classes, "val_per_class": val_per_class})
+    done, partial, train, val = root / ".complete", root / ".incomplete", root / "train", root / "val"
     if done.exists() and done.read_text() == params:
         print(f"imagenet_tree make: {train} already has {images} images in {classes} classes")
         return 0
@@ -55,8 +56,9 @@ def make(root, images, classes):
     root.mkdir(parents=True, exist_ok=True)
     partial.write_text(params)
     done.unlink(missing_ok=True)
-    if train.exists():
-        shutil.rmtree(train)
+    for split in (train, val):
+        if split.exists():
+            shutil.rmtree(split)
     per, extra = divmod(images, classes)
     for k in range(classes):
         name = f"n{k:08d}"
@@ -73,6 +75,9 @@ def make(root, images, classes):
                     os.link(seed, dst, src_dir_fd=fd, dst_dir_fd=fd)
         finally:
             os.close(fd)
+        (val / name).mkdir(parents=True)
+        for i in range(val_per_class):
+            os.link(train / name / f"{name}_0.JPEG", val / name / f"{name}_val_{i}.JPEG")
     done.write_text(params)
     partial.unlink()
     seconds = time.perf_counter() - start
@@ -134,6 +139,7 @@ def main():
     m.add_argument("--root", required=True)
     m.add_argument("--images", type=int, default=1281167)
     m.add_argument("--classes", type=int, default=1000)
+    m.add_argument("--val-per-class", type=int, default=1)
     s = sub.add_parser("scan", help="time torchvision.datasets.ImageFolder(root)")
     s.add_argument("--root", required=True, help="the class folders' parent, e.g. DIR/train")
     s.add_argument("--repeat", type=int, default=3)
@@ -144,7 +150,7 @@ def main():
     if args.cmd == "make":
         if args.classes < 1 or args.images < args.classes:
             sys.exit("imagenet_tree make: need --classes >= 1 and --images >= --classes")
-        return make(args.root, args.images, args.classes)
+        return make(args.root, args.images, args.classes, args.val_per_class)
     return scan(args.root, args.repeat, args.python, args.torchvision_dir)
 
 

@@ -7,7 +7,7 @@
 #   - a project virtual environment (.venv) from the `python3` on PATH with the pinned PyTorch
 #     wheel (its LibTorch is what the C++ code links), NCCL headers/library (nvidia-nccl wheel),
 #     and the Python tools the scripts use (timm, safetensors, h5py, matplotlib; onnx, onnxruntime and
-#     openvino check and time ONNX exports)
+#     openvino check and time ONNX exports; webdataset checks shard interoperability)
 #   - configure + build (build/, Release, -j$(nproc))
 # Environment knobs:
 #   VITSLIM_TORCH_PREFIX=/path/to/libtorch   link an existing LibTorch instead of the wheel's
@@ -27,7 +27,7 @@ APT_PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist mate-backgrounds
   slurm-wlm munge clang-format)
 PY_PACKAGES=(numpy safetensors h5py matplotlib pyyaml huggingface_hub "pillow==13.0.0" "onnx==1.23.2"
-  "onnxruntime==1.32.0" "openvino==2026.4.1")
+  "onnxruntime==1.32.0" "openvino==2026.4.1" "webdataset==1.0.2")
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -56,7 +56,7 @@ if ! "$PY" -c "import torch,sys; sys.exit(0 if torch.__version__.startswith('$TO
   log "installing torch==$TORCH_VERSION"
   pip_q "torch==$TORCH_VERSION"
 fi
-if ! "$PY" -c "import safetensors, h5py, matplotlib, numpy, yaml, huggingface_hub, PIL, onnx, onnxruntime, openvino, sys
+if ! "$PY" -c "import safetensors, h5py, matplotlib, numpy, yaml, huggingface_hub, PIL, onnx, onnxruntime, openvino, webdataset, sys
 sys.exit(PIL.__version__ != '13.0.0' or onnx.__version__ != '1.23.2' or onnxruntime.__version__ != '1.32.0')" 2>/dev/null; then
   log "installing Python tools: ${PY_PACKAGES[*]}"
   pip_q "${PY_PACKAGES[@]}"

@@ -3,7 +3,7 @@
 #   check: read shards with webdataset (no shuffle, no decoding) and compare every sample with the
 #          image folder they came from: key, label (.cls or .json), image bytes, each image once,
 #          folder order (classes sorted, files sorted; --any-order for shuffled shards, as
-#          `vitslim make-shards` writes for the train split unless --no-shuffle).
+#          `vitslim make-shards` writes for the train split unless --shuffle false).
 #   write: write shards of a folder with webdataset.ShardWriter, for vitslim to read; even
 #          positions carry a .cls label, odd ones a .json {"label": N}.
 # Key rule (as make-shards): <class>/<stem>, stem = file name less its last extension with the

@@ -10,6 +10,7 @@
 #include "core/cpu_memory.h"
 #include "data/folder.h"
 #include "data/shards.h"
+#include "dist/mpi_session.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
 

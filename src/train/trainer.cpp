@@ -138,6 +138,7 @@ class Trainer {
   Clock::time_point last_settle_ = Clock::now();
   double last_loss_ = 0, last_top1_ = -1;
   int stop_signal_ = 0;
+  bool first_batch_seen_ = false;
   double rss_start_mib_ = -1;  // resident memory when the first step starts
   Clock::time_point started_ = Clock::now();
 };
@@ -297,6 +298,10 @@ bool Trainer::train_step(int64_t epoch) {
       [&](int64_t m) {
         MicroBatch batch =
             batches_->next(static_cast<uint64_t>(state_.global_step * t_.accum_steps + m), device_, data_seconds);
+        if (!first_batch_seen_) {  // start-up cost: MPI, the dataset index, the model, the loader
+          first_batch_seen_ = true;
+          log_info(cat("train: first batch after ", fmt(process_seconds(), 3), " s (from the process start)"));
+        }
         if (teacher_) batch.teacher = teacher_->logits(batch.images, t_.bf16);  // [B, K], same mixed images
         return batch;
       },

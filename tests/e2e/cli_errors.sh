@@ -152,6 +152,29 @@ expect_error eval-backbone "the model has no head (a backbone) but synthetic has
 expect_error export-tome-distilled "token merging is exported for models with one class token" "$BIN" export \
   --model deit_base_distilled --img-size 48 --depth 2 --embed-dim 48 --num-heads 2 --tome-r 1 --out d.onnx
 
+# WebDataset shards and the dataset index.
+mkdir -p "$WORK/imgs/a" "$WORK/shards"
+: >"$WORK/imgs/a/x.jpg"
+: >"$WORK/shards/train-0.tar"
+echo "not an index" >"$WORK/garbage.index"
+expect_error make-shards-no-out "make-shards: --out (e.g. DIR/train-%06d.tar) is required" "$BIN" make-shards \
+  --data-set folder --data-path "$WORK/imgs"
+expect_error make-shards-pattern "--out x.tar: needs exactly one %d or %0Nd" "$BIN" make-shards --data-set folder \
+  --data-path "$WORK/imgs" --out x.tar
+expect_error make-shards-not-a-folder "make-shards: --data-set must be imagenet or folder" "$BIN" make-shards \
+  --data-set cifar10 --data-path "$WORK/cifar" --out "s-%d.tar"
+expect_error wds-no-match "matches no shard file" "$BIN" eval --model vit_test --data-set wds --data-path "$WORK/none-{0..3}.tar"
+expect_error wds-empty-shard-fail "train-0.tar: empty shard (no samples) (--bad-images fail)" "$BIN" eval --model vit_test \
+  --data-set wds --data-path "$WORK/shards" --data-split train --bad-images fail
+expect_error wds-no-samples "no samples in its 1 shard(s)" "$BIN" eval --model vit_test --data-set wds \
+  --data-path "$WORK/shards/train-0.tar"
+expect_error wds-no-path "--data-set wds needs --data-path" "$BIN" eval --model vit_test --data-set wds
+expect_error index-garbage "garbage.index: not a valid vitslim index" "$BIN" eval --model vit_test --data-set folder \
+  --data-path "$WORK/imgs" --index "$WORK/garbage.index"
+expect_error index-not-photos "--index applies to --data-set imagenet, folder or wds" "$BIN" eval --model vit_test \
+  --index i.bin
+expect_error shuffle-buffer-range "--shuffle-buffer must be in" "$BIN" train --model vit_test --shuffle-buffer -1
+
 # Help and version succeed.
 "$BIN" --help >/dev/null && "$BIN" entropy --help | grep -q -- '--calib-images' && "$BIN" --version | grep -q vitslim \
   || { echo "FAIL help/version"; failures=$((failures + 1)); }

@@ -330,6 +330,31 @@ entry 'mpirun -np 2 build/vitslim_nccl_check' \
 entry 'build/vitslim-launch --dry-run runs/c100.ini' \
   'build/vitslim-launch --dry-run runs/c100.ini >c100-dry.txt; [[ $(grep -c "^# submit: sbatch --parsable" c100-dry.txt) -eq 3 ]]'
 entry 'build/vitslim-launch runs/c100.ini' 'submit_recorded build/vitslim-launch runs/c100.ini'
+# docs/cluster.md, ImageNet as shards (the stand-in imagenet/: 1000 classes, one image each per split;
+# shards of 250 so that two ranks get two each)
+entry "build/vitslim make-shards --data-set imagenet --data-path /data/imagenet --out '/data/imagenet-wds/train-%06d.tar' --shard-size 1000" \
+  'build/vitslim make-shards --data-set imagenet --data-path imagenet --out "imagenet-wds/train-%06d.tar" --shard-size 250 $T1
+   test -s imagenet-wds/train-000003.tar'
+entry "build/vitslim make-shards --data-set imagenet --data-path /data/imagenet --data-split test --out '/data/imagenet-wds/val-%06d.tar' --shard-size 1000" \
+  'build/vitslim make-shards --data-set imagenet --data-path imagenet --data-split test --out "imagenet-wds/val-%06d.tar" --shard-size 250 $T1'
+entry 'build/vitslim index --data-set wds --data-path /data/imagenet-wds --index /data/imagenet-wds/train.index' \
+  'build/vitslim index --data-set wds --data-path imagenet-wds --index imagenet-wds/train.index $T1 | grep -q "index: 1000 images in 4 shards"'
+entry 'mpirun -np 8 build/vitslim search --model deit_base --weights deit_base.pth --data-set wds --data-path /data/imagenet-wds --calib-images 2048 --ratios 0.4,0.5 --out search.h5 --json search.json' \
+  '"$MPIEXEC" -np 2 build/vitslim search --model deit_base --weights deit_base.pth --data-set wds --data-path imagenet-wds \
+     --calib-images 8 --batch-size 4 --img-size 64 --ratios 0.4,0.5 --out search-wds.h5 --json search-wds.json'
+entry 'mpirun -np 8 build/vitslim train --device cuda --bf16 --model deit_base --weights deit_base.pth --data-set wds --data-path /data/imagenet-wds --index /data/imagenet-wds/train.index --batch-size 256 --repeated-aug 3 --drop-path 0.1 --workers 10 --shuffle-buffer 5000 --remove-layers search.json@0.4 --epochs 400 --decay-epochs 299 --out-dir runs/b40-wds' \
+  'cuda_or_refused "$MPIEXEC" -np 2 build/vitslim train --device cuda --bf16 --model deit_base --weights deit_base.pth \
+     --data-set wds --data-path imagenet-wds --index imagenet-wds/train.index --batch-size 2 --repeated-aug 3 \
+     --drop-path 0.1 --workers 1 --shuffle-buffer 5000 --remove-layers search-wds.json@0.4 --img-size 64 $DEITB \
+     --out-dir runs/b40-wds-cuda
+   "$MPIEXEC" -np 2 build/vitslim train --model deit_base --weights deit_base.pth \
+     --data-set wds --data-path imagenet-wds --index imagenet-wds/train.index --batch-size 2 --repeated-aug 3 \
+     --drop-path 0.1 --workers 1 --shuffle-buffer 5000 --remove-layers search-wds.json@0.4 --img-size 64 $DEITB \
+     --out-dir runs/b40-wds'
+entry 'mpirun -np 8 build/vitslim eval --weights runs/b40-wds/final.safetensors --data-set wds --data-path /data/imagenet-wds --json runs/b40-wds/eval.json' \
+  '"$MPIEXEC" -np 2 build/vitslim eval --weights runs/b40-wds/final.safetensors --data-set wds --data-path imagenet-wds \
+     --eval-images 8 --json runs/b40-wds/eval.json
+   test -s runs/b40-wds/eval.json'
 
 # docs/training.md
 entry 'mpirun -np 8 build/vitslim train --device cuda --bf16 --model deit_base --weights deit_base.pth ...' \

@@ -133,10 +133,13 @@ std::vector<std::string> required_args(const std::string& job) {
   if (job == "bench-data") return {"--data-path", "photos"};
   if (job == "export") return {"--out", "o.onnx"};
   if (job == "predict") return {"--out", "p.csv"};
+  if (job == "make-shards") return {"--data-set", "folder", "--data-path", "photos", "--out", "s-%06d.tar"};
+  if (job == "index") return {"--data-set", "folder", "--data-path", "photos"};
   return {};
 }
 std::vector<std::string> context_args(const std::string& job, const std::string& flag) {
-  if (flag == "class-index") return {"--data-set", "folder"};
+  const bool folder_job = job == "make-shards" || job == "index";
+  if ((flag == "class-index" || flag == "index") && !folder_job) return {"--data-set", "folder"};
   if (flag == "tome-start") return {"--tome-r", "1"};
   if (job == "export" && flag == "lambda") return {"--checkpoint", "c.safetensors"};
   if (job == "train" && flag == "teacher") return {"--distill", "soft"};

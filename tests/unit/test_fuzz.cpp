@@ -1,5 +1,5 @@
 // Bounded, seeded mutation fuzzing of every parser of untrusted bytes: the pickle machine, the zip
-// reader (.pth), safetensors, IDX, CIFAR, JPEG/PNG and INI config files. Each target mutates valid
+// reader (.pth), safetensors, IDX, CIFAR, JPEG/PNG, INI config files, tar shards and dataset index files. Each target mutates valid
 // seed files (bit flips, boundary values, cut, repeated and inserted ranges) and requires that the
 // parser either succeeds or throws vitslim::Error: any other exception fails the test, a crash
 // fails the run. Reproducible: VITSLIM_FUZZ_SEED (default 1) fixes the inputs; each target stops
@@ -19,6 +19,9 @@
 #include "core/error.h"
 #include "data/codec.h"
 #include "data/dataset.h"
+#include "data/item_index.h"
+#include "data/shards.h"
+#include "data/tar.h"
 #include "jobs/job.h"
 #include "model/pickle.h"
 #include "model/weights.h"
@@ -236,5 +239,48 @@ TEST(Fuzz, IniConfig) {
   fuzz("ini", {Bytes(text.begin(), text.end())}, 0, [&](const Bytes& b) {
     write_file(file, b);
     vitslim::parse_job_options("entropy", {"--config", file});
+  });
+}
+
+TEST(Fuzz, TarShard) {
+  vitslim::test::TempDir dir;
+  const std::string seed_file = dir.file("seed.tar");
+  {
+    std::FILE* f = std::fopen(seed_file.c_str(), "wb");
+    data::TarWriter w(f, seed_file);
+    const std::string image(700, 'x'), json = R"({"label": 4})", long_name(150, 'n');
+    w.add("c/1.jpg", image.data(), image.size());
+    w.add("c/1.cls", "3", 1);
+    w.add(long_name + "/2.png", image.data(), 20);
+    w.add(long_name + "/2.json", json.data(), json.size());
+    w.finish();
+    std::fclose(f);
+  }
+  const std::string file = dir.file("fuzz.tar");
+  fuzz("tar", {read_file(seed_file)}, 0, [&](const Bytes& b) {
+    write_file(file, b);
+    data::scan_shards({file});
+  });
+}
+
+TEST(Fuzz, DatasetIndex) {
+  data::ItemIndex x;
+  x.kind = data::ItemIndex::Kind::Folder;
+  x.root = "/data/train";
+  x.key = "key";
+  x.containers = {"n01", "n02"};
+  x.problems = {"a problem"};
+  for (int i = 0; i < 4; ++i) {
+    data::ItemIndex::Entry e;
+    e.name = x.add_name("img" + std::to_string(i) + ".jpg");
+    e.size = 100;
+    e.container = static_cast<uint32_t>(i % 2);
+    e.label = i % 2;
+    x.entries.push_back(e);
+  }
+  const std::string bytes = x.serialise();
+  fuzz("index", {Bytes(bytes.begin(), bytes.end())}, 0, [](const Bytes& b) {
+    const data::ItemIndex y = data::ItemIndex::parse(std::string(b.begin(), b.end()), "fuzz index");
+    for (int64_t i = 0; i < y.size(); ++i) (void)y.name(i);
   });
 }
