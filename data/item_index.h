@@ -1,5 +1,5 @@
 // The file index of a big dataset: where every image lies (its file, or its shard and byte
-// offset), its label and size, in compact entries whose names share one arena (24 bytes per
+// offset), its label and (shards) size, in compact entries whose names share one arena (24 bytes per
 // entry plus the name, instead of a std::string each). Listing ImageNet's 1.28M files is a
 // metadata storm on a parallel file system when every rank does it, so one rank builds the
 // index (data/folder.cpp lists a tree, data/shards.cpp reads shard headers), writes it as a file
@@ -21,7 +21,7 @@ struct ItemIndex {
   struct Entry {
     uint64_t offset = 0;     // shards: of the member's data in its shard; folders: 0
     uint32_t name = 0;       // offset of the NUL-terminated name in `arena`
-    uint32_t size = 0;       // bytes of the image file or member
+    uint32_t size = 0;       // shards: bytes of the member; folders: 0 (not read: a stat per file)
     uint32_t container = 0;  // folders: the class folder (= label); shards: the shard
     int32_t label = 0;
   };
