@@ -254,7 +254,6 @@ std::string mtime_key(const fs::path& dir) {
   return cat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec);
 }
 
-
 // The classes in label order: --class-index, or the sorted class folders.
 std::vector<std::string> class_list(const fs::path& dir, const std::string& class_index, const Problem& problem) {
   std::vector<std::string> classes;
@@ -320,7 +319,8 @@ ItemIndex list_folder(const FolderListing& listing) {
       x.problems.push_back(cat(class_dir, ": ", found[k].error));
       continue;
     }
-    if (found[k].starts.empty()) x.problems.push_back(cat(class_dir, ": empty class folder (no .jpg/.jpeg/.png files)"));
+    if (found[k].starts.empty())
+      x.problems.push_back(cat(class_dir, ": empty class folder (no .jpg/.jpeg/.png files)"));
     ignored += found[k].ignored;
     for (const uint32_t start : found[k].starts) {
       ItemIndex::Entry e;

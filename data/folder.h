@@ -2,8 +2,8 @@
 // layout of ImageNet-1k (`<root>/train/<wnid>/*.JPEG`, `<root>/val/<wnid>/*.JPEG`) and of
 // torchvision's ImageFolder. Classes are the sorted folder names, or the order of a class index
 // file. Files are listed once into an index (sorted, so indices are stable; cached and shared
-// between ranks, see data/item_index.h) and decoded per image when loaded. Empty class folders and unreadable directories follow --bad-images (skip: a warning
-// naming them, the class keeps its label; fail: an Error).
+// between ranks, see data/item_index.h) and decoded per image when loaded. Empty class folders and unreadable
+// directories follow --bad-images (skip: a warning naming them, the class keeps its label; fail: an Error).
 #pragma once
 
 #include <memory>

@@ -159,11 +159,13 @@ ItemIndex ItemIndex::parse(const std::string& bytes, const std::string& what) {
   if (bytes.size() < kMagicLen + sizeof(uint64_t)) p.fail("truncated");
   uint64_t stored = 0;
   std::memcpy(&stored, bytes.data() + bytes.size() - sizeof(uint64_t), sizeof(uint64_t));
-  if (stored != checksum(bytes.data(), bytes.size() - sizeof(uint64_t))) p.fail("checksum mismatch: truncated or corrupt");
+  if (stored != checksum(bytes.data(), bytes.size() - sizeof(uint64_t)))
+    p.fail("checksum mismatch: truncated or corrupt");
   p.get<std::array<char, kMagicLen>>();
   ItemIndex x;
   const auto kind = p.get<uint32_t>();
-  if (kind != static_cast<uint32_t>(Kind::Folder) && kind != static_cast<uint32_t>(Kind::Shards)) p.fail("unknown kind");
+  if (kind != static_cast<uint32_t>(Kind::Folder) && kind != static_cast<uint32_t>(Kind::Shards))
+    p.fail("unknown kind");
   x.kind = static_cast<Kind>(kind);
   x.root = p.text();
   x.key = p.text();

@@ -105,7 +105,8 @@ std::string shard_name(const std::string& pattern, int64_t k) {
     i = j;
   }
   if (conversions != 1) {
-    throw Error(cat("--out ", pattern, ": needs exactly one %d or %0Nd for the shard number (e.g. DIR/train-%06d.tar)"));
+    throw Error(
+        cat("--out ", pattern, ": needs exactly one %d or %0Nd for the shard number (e.g. DIR/train-%06d.tar)"));
   }
   char name[4096];
   const int n = std::snprintf(name, sizeof name, pattern.c_str(), static_cast<int>(k));
@@ -129,7 +130,8 @@ ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uin
   std::set<fs::path> new_dirs;  // made once everything is checked
   for (int64_t k = 0; k < most_shards; ++k) {
     const std::string name = shard_name(c.out, k);
-    if (!names.insert(name).second) throw Error(cat("--out ", c.out, ": shards ", k, " and another share the name ", name));
+    if (!names.insert(name).second)
+      throw Error(cat("--out ", c.out, ": shards ", k, " and another share the name ", name));
     const fs::path dir = fs::absolute(name).parent_path();
     std::error_code ec;
     if (fs::exists(dir, ec)) {

@@ -62,8 +62,8 @@ class ShardSampler : public Sampler {
 };
 
 // ShardSampler for shard datasets, DistributedSampler (shuffled) for the others.
-std::unique_ptr<Sampler> make_sampler(const Dataset& dataset, int rank, int world_size, uint64_t seed,
-                                      int64_t repeats, int64_t shuffle_buffer);
+std::unique_ptr<Sampler> make_sampler(const Dataset& dataset, int rank, int world_size, uint64_t seed, int64_t repeats,
+                                      int64_t shuffle_buffer);
 
 // Seeded randomness that is the same on every platform and standard library.
 uint64_t splitmix64(uint64_t x);

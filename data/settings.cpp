@@ -6,15 +6,16 @@
 namespace vitslim {
 
 const std::vector<std::string>& DataConfig::datasets() {
-  static const std::vector<std::string> kDatasets = {"fashion-mnist", "cifar10", "cifar100",
-                                                     "imagenet",      "folder",  "wds", "synthetic"};
+  static const std::vector<std::string> kDatasets = {"fashion-mnist", "cifar10", "cifar100", "imagenet",
+                                                     "folder",        "wds",     "synthetic"};
   return kDatasets;
 }
 
 void DataConfig::validate() const {
   if (!class_index.empty() && !image_folder()) throw Error("--class-index applies to --data-set imagenet or folder");
   if (!index.empty() && !photos()) throw Error("--index applies to --data-set imagenet, folder or wds");
-  if (dataset == "wds" && path.empty()) throw Error("--data-set wds needs --data-path (shards: a pattern, a list or a folder)");
+  if (dataset == "wds" && path.empty())
+    throw Error("--data-set wds needs --data-path (shards: a pattern, a list or a folder)");
   if (scale.size() != 2 || !(scale[0] <= scale[1]))
     throw Error("--scale must be two values 0 < lo <= hi <= 1 (e.g. 0.08,1)");
   if (ratio.size() != 2 || !(ratio[0] <= ratio[1]))

@@ -45,11 +45,11 @@ struct DataConfig {
   std::vector<double> ratio = {3.0 / 4.0, 4.0 / 3.0};  // RandomResizedCrop aspect range
   double crop_pct = 0.875;                             // eval: resize to size / crop_pct, centre crop
   data::Filter interpolation = data::Filter::Bicubic;
-  bool dct_scaling = true;  // JPEG DCT-domain downscaling of large crops
-  std::string index;                  // image folders and shards: index file, "none", or empty (cache)
-  int64_t shuffle_buffer = 5000;      // shards, training: positions drawn from at random
-  int64_t workers = 4;      // training loader threads per rank
-  int64_t prefetch = 2;     // batches prepared ahead per worker
+  bool dct_scaling = true;        // JPEG DCT-domain downscaling of large crops
+  std::string index;              // image folders and shards: index file, "none", or empty (cache)
+  int64_t shuffle_buffer = 5000;  // shards, training: positions drawn from at random
+  int64_t workers = 4;            // training loader threads per rank
+  int64_t prefetch = 2;           // batches prepared ahead per worker
 
   static const std::vector<std::string>& datasets();
   bool image_folder() const { return dataset == "imagenet" || dataset == "folder"; }

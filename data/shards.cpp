@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -47,7 +47,9 @@ bool range_ends(const std::string& inner, std::string& a, std::string& b) {
   if (dots == std::string::npos) return false;
   a = inner.substr(0, dots);
   b = inner.substr(dots + 2);
-  const auto letter = [](const std::string& s) { return s.size() == 1 && std::isalpha(static_cast<unsigned char>(s[0])); };
+  const auto letter = [](const std::string& s) {
+    return s.size() == 1 && std::isalpha(static_cast<unsigned char>(s[0]));
+  };
   return (all_digits(a) && all_digits(b)) || (letter(a) && letter(b));
 }
 
@@ -93,7 +95,8 @@ std::vector<std::string> range(const std::string& a, const std::string& b) {
   const int64_t lo = std::stoll(a), hi = std::stoll(b);
   const bool pad = (a.size() > 1 && a[0] == '0') || (b.size() > 1 && b[0] == '0');
   const int width = pad ? static_cast<int>(std::max(a.size(), b.size())) : 0;
-  if (static_cast<uint64_t>(std::abs(hi - lo)) >= kMaxExpansion) throw Error(cat("brace range {", a, "..", b, "} is too long"));
+  if (static_cast<uint64_t>(std::abs(hi - lo)) >= kMaxExpansion)
+    throw Error(cat("brace range {", a, "..", b, "} is too long"));
   for (int64_t v = lo;; v += hi >= lo ? 1 : -1) {
     char text[32];
     std::snprintf(text, sizeof text, "%0*lld", width, static_cast<long long>(v));
@@ -284,11 +287,12 @@ class ShardDataset : public Dataset {
     const auto file = open_shard(e.container);
     size_t done = 0;
     while (done < bytes.size()) {
-      const ssize_t got = ::pread(file->fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(e.offset + done));
+      const ssize_t got =
+          ::pread(file->fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(e.offset + done));
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) {
-        throw BadImage(cat("image ", item_name(index), ": cannot read (", got < 0 ? std::strerror(errno) : "shard shorter than its index",
-                           ")"));
+        throw BadImage(cat("image ", item_name(index), ": cannot read (",
+                           got < 0 ? std::strerror(errno) : "shard shorter than its index", ")"));
       }
       done += static_cast<size_t>(got);
     }
@@ -350,7 +354,8 @@ std::string shard_key(const std::vector<std::string>& files) {
       key += cat(f, " missing\n");
       continue;
     }
-    key += cat(fs::weakly_canonical(f).string(), " ", st.st_size, " ", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, "\n");
+    key +=
+        cat(fs::weakly_canonical(f).string(), " ", st.st_size, " ", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, "\n");
   }
   return key;
 }
@@ -477,7 +482,8 @@ std::unique_ptr<Dataset> read_shards(const ShardRequest& r, const RootShare& sha
   }
   drop_out_of_range(x, classes);
   report_index_problems(x, r.skip_bad);
-  if (x.entries.empty()) throw Error(cat("--data-path ", r.path, ": no samples in its ", x.containers.size(), " shard(s)"));
+  if (x.entries.empty())
+    throw Error(cat("--data-path ", r.path, ": no samples in its ", x.containers.size(), " shard(s)"));
   return std::make_unique<ShardDataset>(cat("wds ", r.split), std::move(x), classes);
 }
 

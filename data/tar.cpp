@@ -182,7 +182,8 @@ TarListing list_tar(const std::string& path) {
     if (has_next_size && (type == '0' || type == '\0' || type == '7')) size = next_size;
     const uint64_t data = at + kBlock;
     if (size > in.size() || data + size > in.size()) {
-      return damaged(cat("member ", header_name(b), " declaring ", size, " bytes past the end of the file (truncated)"));
+      return damaged(
+          cat("member ", header_name(b), " declaring ", size, " bytes past the end of the file (truncated)"));
     }
     if (type == 'x' || type == 'g' || type == 'L') {
       if (size > kMaxRecordBytes) return damaged("an oversized extended header");
@@ -215,7 +216,9 @@ void TarWriter::write(const void* data, uint64_t size) {
 
 void TarWriter::header(const std::string& name, uint64_t size, char type) {
   Block b{};
-  auto put = [&](size_t at, size_t len, const std::string& s) { std::memcpy(b.data() + at, s.data(), std::min(len, s.size())); };
+  auto put = [&](size_t at, size_t len, const std::string& s) {
+    std::memcpy(b.data() + at, s.data(), std::min(len, s.size()));
+  };
   auto octal = [&](size_t at, size_t len, uint64_t v) {
     char text[32];
     std::snprintf(text, sizeof text, "%0*llo", static_cast<int>(len - 1), static_cast<unsigned long long>(v));

@@ -7,7 +7,8 @@
 #   - a project virtual environment (.venv) from the `python3` on PATH with the pinned PyTorch
 #     wheel (its LibTorch is what the C++ code links), NCCL headers/library (nvidia-nccl wheel),
 #     and the Python tools the scripts use (timm, safetensors, h5py, matplotlib; onnx, onnxruntime and
-#     openvino check and time ONNX exports; webdataset checks shard interoperability)
+#     openvino check and time ONNX exports; webdataset checks shard interoperability; torchvision
+#     0.28.0 in .venv/extras is bench_index.sh's peer)
 #   - configure + build (build/, Release, -j$(nproc))
 # Environment knobs:
 #   VITSLIM_TORCH_PREFIX=/path/to/libtorch   link an existing LibTorch instead of the wheel's
@@ -66,6 +67,13 @@ fi
 if ! "$PY" -c "import importlib.metadata as m,sys; sys.exit(0 if m.version('timm')=='$TIMM_VERSION' else 1)" 2>/dev/null; then
   log "installing timm==$TIMM_VERSION (no deps)"
   pip_q --no-deps "timm==$TIMM_VERSION"
+fi
+# torchvision's ImageFolder is the peer of scripts/bench_index.sh: the release paired with torch
+# 2.13, in a folder of its own (the venv keeps no torchvision; see scripts/imagenet_tree.py).
+TV_DIR="$VENV/extras/torchvision-0.28.0"
+if ! compgen -G "$TV_DIR/torchvision-*.dist-info" >/dev/null; then
+  log "installing torchvision==0.28.0 (no deps) into $TV_DIR"
+  pip_q --no-deps --target "$TV_DIR" "torchvision==0.28.0" || log "torchvision unavailable; bench_index.sh installs it on first use"
 fi
 if ! "$PY" -c "import nvidia.nccl" 2>/dev/null; then
   log "installing $NCCL_WHEEL (NCCL headers and library for the NCCL code path)"

@@ -17,7 +17,8 @@ void declare(Options& o, Config& c) {
 
 void validate(const Config& c) {
   c.data.validate();
-  if (c.data.path.empty()) throw Error("bench-data: --data-path (a folder of JPEG/PNG images, or shards with --data-set wds) is required");
+  if (c.data.path.empty())
+    throw Error("bench-data: --data-path (a folder of JPEG/PNG images, or shards with --data-set wds) is required");
 }
 
 JobResult run(const Config& c, const dist::MpiSession&) {

@@ -38,11 +38,10 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
   malloc_trim(0);
   const double rss_before = resident_mib();
   const auto start = std::chrono::steady_clock::now();
-  const data::ItemIndex x =
-      c.data.dataset == "wds"
-          ? data::shard_index({c.data.path, c.data.split, c.data.index, 0, skip})
-          : data::folder_index({c.data.path, c.data.dataset == "imagenet", c.data.split, c.data.class_index,
-                                c.data.index, skip});
+  const data::ItemIndex x = c.data.dataset == "wds"
+                                ? data::shard_index({c.data.path, c.data.split, c.data.index, 0, skip})
+                                : data::folder_index({c.data.path, c.data.dataset == "imagenet", c.data.split,
+                                                      c.data.class_index, c.data.index, skip});
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   malloc_trim(0);  // the listing's temporaries go back; what stays is the index
   const double rss_after = resident_mib();
@@ -50,14 +49,15 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
   const double n = std::max<double>(1, static_cast<double>(x.size()));
   std::error_code ec;
   const auto file_bytes = c.data.index == "none" ? 0 : std::filesystem::file_size(c.data.index, ec);
-  std::printf("index: %lld images in %zu %s, %.2f s; %s%s; in memory %.1f B/image (entries %zu B + names %.1f B), "
-              "resident +%.1f B/image\n",
-              static_cast<long long>(x.size()), x.containers.size(),
-              x.kind == data::ItemIndex::Kind::Shards ? "shards" : "classes", seconds,
-              c.data.index.empty() ? "in the cache directory" : c.data.index.c_str(),
-              ec || c.data.index.empty() ? "" : cat(" (", file_bytes, " bytes)").c_str(),
-              static_cast<double>(x.memory_bytes()) / n, sizeof(data::ItemIndex::Entry),
-              static_cast<double>(x.arena.size()) / n, (rss_after - rss_before) * kBytesPerMib / n);
+  std::printf(
+      "index: %lld images in %zu %s, %.2f s; %s%s; in memory %.1f B/image (entries %zu B + names %.1f B), "
+      "resident +%.1f B/image\n",
+      static_cast<long long>(x.size()), x.containers.size(),
+      x.kind == data::ItemIndex::Kind::Shards ? "shards" : "classes", seconds,
+      c.data.index.empty() ? "in the cache directory" : c.data.index.c_str(),
+      ec || c.data.index.empty() ? "" : cat(" (", file_bytes, " bytes)").c_str(),
+      static_cast<double>(x.memory_bytes()) / n, sizeof(data::ItemIndex::Entry),
+      static_cast<double>(x.arena.size()) / n, (rss_after - rss_before) * kBytesPerMib / n);
   return {};
 }
 

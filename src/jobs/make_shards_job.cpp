@@ -32,9 +32,10 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
   const auto start = std::chrono::steady_clock::now();
   const auto w = data::make_shards(c.data, c.make_shards, c.runtime.seed);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("make-shards: %lld samples in %lld shard(s) (%s .. %s), %.1f MB, %lld unreadable image(s) skipped, %.1f s\n",
-              static_cast<long long>(w.samples), static_cast<long long>(w.shards), w.first.c_str(), w.last.c_str(),
-              static_cast<double>(w.bytes) / kMegabyte, static_cast<long long>(w.skipped), seconds);
+  std::printf(
+      "make-shards: %lld samples in %lld shard(s) (%s .. %s), %.1f MB, %lld unreadable image(s) skipped, %.1f s\n",
+      static_cast<long long>(w.samples), static_cast<long long>(w.shards), w.first.c_str(), w.last.c_str(),
+      static_cast<double>(w.bytes) / kMegabyte, static_cast<long long>(w.skipped), seconds);
   return {};
 }
 

@@ -1,8 +1,8 @@
 // The training data of one rank: its share of every epoch (DistributedSampler, with repeated
-// augmentation; ShardSampler's shard streams for WebDataset shards), the threaded loader that builds the epoch's micro-batches ahead (per-image DeiT
-// augmentation or plain resizing), and mixup/cutmix per micro-batch. Every random draw is a
-// function of (seed, epoch, sample position) or (seed, rank, micro-batch stream), so any number
-// of loader threads and any resume give the same batches.
+// augmentation; ShardSampler's shard streams for WebDataset shards), the threaded loader that builds the epoch's
+// micro-batches ahead (per-image DeiT augmentation or plain resizing), and mixup/cutmix per micro-batch. Every random
+// draw is a function of (seed, epoch, sample position) or (seed, rank, micro-batch stream), so any number of loader
+// threads and any resume give the same batches.
 #pragma once
 
 #include <c10/core/Device.h>

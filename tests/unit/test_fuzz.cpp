@@ -1,10 +1,10 @@
 // Bounded, seeded mutation fuzzing of every parser of untrusted bytes: the pickle machine, the zip
-// reader (.pth), safetensors, IDX, CIFAR, JPEG/PNG, INI config files, tar shards and dataset index files. Each target mutates valid
-// seed files (bit flips, boundary values, cut, repeated and inserted ranges) and requires that the
-// parser either succeeds or throws vitslim::Error: any other exception fails the test, a crash
-// fails the run. Reproducible: VITSLIM_FUZZ_SEED (default 1) fixes the inputs; each target stops
-// after VITSLIM_FUZZ_ITERATIONS inputs (default 5000) or VITSLIM_FUZZ_SECONDS (default 4),
-// whichever comes first (a longer campaign: VITSLIM_FUZZ_SECONDS=600 VITSLIM_FUZZ_ITERATIONS=1e9).
+// reader (.pth), safetensors, IDX, CIFAR, JPEG/PNG, INI config files, tar shards and dataset index files. Each target
+// mutates valid seed files (bit flips, boundary values, cut, repeated and inserted ranges) and requires that the parser
+// either succeeds or throws vitslim::Error: any other exception fails the test, a crash fails the run. Reproducible:
+// VITSLIM_FUZZ_SEED (default 1) fixes the inputs; each target stops after VITSLIM_FUZZ_ITERATIONS inputs (default 5000)
+// or VITSLIM_FUZZ_SECONDS (default 4), whichever comes first (a longer campaign: VITSLIM_FUZZ_SECONDS=600
+// VITSLIM_FUZZ_ITERATIONS=1e9).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <zlib.h>

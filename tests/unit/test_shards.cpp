@@ -82,7 +82,7 @@ TEST(Shards, TarRoundTripWithLongNamesAndEmptyMembers) {
   const Members members = {{"cls0/x.jpg", blob(1000, 'a')},
                            {"cls0/x.cls", "0"},
                            {long_dir + "/y.png", blob(512, 'b')},  // ustar prefix split
-                           {long_name + ".png", blob(3, 'c')},      // a pax path record
+                           {long_name + ".png", blob(3, 'c')},     // a pax path record
                            {"empty.json", ""}};
   write_tar(file, members);
   EXPECT_EQ(fs::file_size(file) % d::kTarBlock, 0u);
@@ -161,8 +161,8 @@ TEST(Shards, ScanGroupsMembersAndRecordsProblems) {
 
 TEST(Shards, ReadShardsAppliesTheBadInputPolicy) {
   vitslim::test::TempDir dir;
-  write_tar(dir.file("train-0.tar"), {{"k/1.jpg", blob(10, 'a')}, {"k/1.cls", "0"}, {"k/2.jpg", blob(10, 'b')},
-                                      {"k/2.cls", "5"}});
+  write_tar(dir.file("train-0.tar"),
+            {{"k/1.jpg", blob(10, 'a')}, {"k/1.cls", "0"}, {"k/2.jpg", blob(10, 'b')}, {"k/2.cls", "5"}});
   d::ShardRequest r;
   r.path = dir.file("train-{0..1}.tar");  // train-1.tar is missing
   r.index = "none";
@@ -274,7 +274,7 @@ TEST(Shards, IndexPlacesAndTheCache) {
   d::load_or_build_index(user, "src", "v1", build);
   EXPECT_EQ(builds, 3);
   EXPECT_EQ(d::load_or_build_index(user, "src", "v1", build).root, "src");
-  EXPECT_EQ(builds, 3);  // the user's file read
+  EXPECT_EQ(builds, 3);                                                            // the user's file read
   EXPECT_THROW(d::load_or_build_index(user, "src", "v2", build), vitslim::Error);  // stale: never replaced
   // Another split of the job (another source) uses the cache, not the user's file.
   d::load_or_build_index(other, "another split", "v9", build);
