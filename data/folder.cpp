@@ -395,9 +395,11 @@ std::vector<std::string> images_under(const fs::path& dir) {
   return files;
 }
 
-std::vector<std::string> listed_images(const std::string& list) {
+}  // namespace
+
+std::vector<std::string> read_path_list(const std::string& list, const std::string& flag) {
   std::ifstream in(list);
-  if (!in) throw Error(cat("--image-list ", list, ": cannot open"));
+  if (!in) throw Error(cat(flag, " ", list, ": cannot open"));
   const fs::path base = fs::path(list).parent_path();
   std::vector<std::string> files;
   std::string line;
@@ -411,13 +413,11 @@ std::vector<std::string> listed_images(const std::string& list) {
   return files;
 }
 
-}  // namespace
-
 std::unique_ptr<Dataset> read_image_files(const std::string& images, const std::string& image_list) {
   std::vector<std::string> files;
   std::string what;
   if (!image_list.empty()) {
-    files = listed_images(image_list);
+    files = read_path_list(image_list, "--image-list");
     what = "--image-list " + image_list;
   } else {
     std::error_code ec;

@@ -53,6 +53,10 @@ void report_index_problems(const ItemIndex& index, bool skip_bad);
 // of them is non-empty. Missing files are found when read (the --bad-images policy); an empty
 // selection is an Error naming the input.
 std::unique_ptr<Dataset> read_image_files(const std::string& images, const std::string& image_list);
+// The paths a list file names, one per line (blank lines and `#` comments skipped, surrounding
+// spaces trimmed, relative paths from the list's folder); an Error naming `flag` when it cannot
+// be opened.
+std::vector<std::string> read_path_list(const std::string& list, const std::string& flag);
 
 // Whether a file name is an image the folder datasets read: .jpg, .jpeg or .png, any case.
 bool is_image_name(const std::string& name);

@@ -85,8 +85,9 @@ struct DataConfig {
                "{\"0\": [\"n01440764\", ...]}); default: sorted folder names",
                PathRole::InputFile);
     o.add_path("index", index,
-               "imagenet/folder/wds: the file index rank 0 builds once and shares (read when it exists, written when "
-               "not; none: keep it in memory; default: a cache in $XDG_CACHE_HOME/vitslim)",
+               "imagenet/folder/wds: the dataset index rank 0 builds once and shares (read when it exists, written "
+               "when not; train keeps its training split's here, the test split's in the cache; none: in memory "
+               "only; default: a cache in $VITSLIM_CACHE_DIR, else $XDG_CACHE_HOME/vitslim or ~/.cache/vitslim)",
                PathRole::OutputFile);
     o.add_enum("bad-images", bad_images,
                "unreadable images, empty class folders, bad shards or samples, short CIFAR files: skip (counted "

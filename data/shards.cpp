@@ -172,21 +172,6 @@ std::vector<std::string> split_folder_shards(const std::string& dir, const std::
                   "train-*.tar and val-*.tar; or give a pattern such as 'DIR/train-{000000..000127}.tar')"));
 }
 
-std::vector<std::string> listed_shards(const std::string& list) {
-  std::ifstream in(list);
-  if (!in) throw Error(cat("--data-path ", list, ": cannot open the shard list"));
-  const fs::path base = fs::path(list).parent_path();
-  std::vector<std::string> files;
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto a = line.find_first_not_of(" \t\r");
-    if (a == std::string::npos || line[a] == '#') continue;
-    const fs::path p(line.substr(a, line.find_last_not_of(" \t\r") - a + 1));
-    files.push_back(p.is_absolute() ? p.string() : (base / p).string());
-  }
-  return files;
-}
-
 // A label member's value: .cls holds a decimal integer, .json an object with "label".
 bool parse_label(const std::string& ext, const std::string& text, int64_t& label) {
   try {
@@ -407,7 +392,7 @@ ShardFiles shard_files(const std::string& path, const std::string& split) {
   std::vector<std::string> named;
   const bool list = fs::is_regular_file(path, ec) && !ends_with(path, ".tar");
   if (list) {
-    named = listed_shards(path);
+    named = read_path_list(path, "--data-path");
   } else {
     for (const auto& p : brace_expand(path)) {
       if (!has_glob(p)) {

@@ -50,7 +50,7 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
   std::error_code ec;
   const auto file_bytes = c.data.index == "none" ? 0 : std::filesystem::file_size(c.data.index, ec);
   std::printf(
-      "index: %lld images in %zu %s, %.2f s; %s%s; in memory %.1f B/image (entries %zu B + names %.1f B), "
+      "index: %lld images in %zu %s, %.3f s; %s%s; in memory %.1f B/image (entries %zu B + names %.1f B), "
       "resident +%.1f B/image\n",
       static_cast<long long>(x.size()), x.containers.size(),
       x.kind == data::ItemIndex::Kind::Shards ? "shards" : "classes", seconds,
