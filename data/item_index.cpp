@@ -79,6 +79,7 @@ class Parser {
     return n;
   }
   void copy(void* to, size_t n) {
+    if (n == 0) return;  // `to` may be null (an empty vector's data())
     need(n);
     std::memcpy(to, b_.data() + at_, n);
     at_ += n;
@@ -147,7 +148,9 @@ std::string ItemIndex::serialise() const {
   w.text(arena);
   w.put<uint64_t>(entries.size());
   w.out.reserve(w.out.size() + entries.size() * kEntryBytes + sizeof(uint64_t));
-  w.out.append(reinterpret_cast<const char*>(entries.data()), entries.size() * kEntryBytes);  // packed, little-endian
+  if (!entries.empty()) {
+    w.out.append(reinterpret_cast<const char*>(entries.data()), entries.size() * kEntryBytes);  // packed, little-endian
+  }
   w.put<uint64_t>(checksum(w.out.data(), w.out.size()));
   return std::move(w.out);
 }
