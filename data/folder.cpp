@@ -8,7 +8,6 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -19,10 +18,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/threads.h"
 
 namespace vitslim::data {
 namespace fs = std::filesystem;
@@ -292,14 +291,7 @@ FolderListing folder_listing(const std::string& root, bool imagenet, const std::
 ItemIndex list_folder(const FolderListing& listing) {
   const size_t n = listing.classes.size();
   std::vector<ClassFiles> found(n);
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t k = next++; k < n; k = next++) found[k] = list_class(fs::path(listing.dir) / listing.classes[k]);
-  };
-  std::vector<std::thread> threads;
-  for (int t = 1; t < std::min<int>(kListThreads, static_cast<int>(n)); ++t) threads.emplace_back(work);
-  work();
-  for (auto& t : threads) t.join();
+  parallel_for(n, kListThreads, [&](size_t k) { found[k] = list_class(fs::path(listing.dir) / listing.classes[k]); });
 
   ItemIndex x;
   x.kind = ItemIndex::Kind::Folder;

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -19,10 +18,10 @@
 #include <list>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/threads.h"
 #include "data/folder.h"
 #include "data/tar.h"
 
@@ -420,20 +419,13 @@ ItemIndex scan_shards(const std::vector<std::string>& shards) {
   const size_t n = shards.size();
   std::vector<TarListing> listings(n);
   std::vector<std::string> errors(n);
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t k = next++; k < n; k = next++) {
-      try {
-        listings[k] = list_tar(shards[k]);
-      } catch (const std::exception& e) {
-        errors[k] = e.what();
-      }
+  parallel_for(n, kScanThreads, [&](size_t k) {
+    try {
+      listings[k] = list_tar(shards[k]);
+    } catch (const std::exception& e) {
+      errors[k] = e.what();
     }
-  };
-  std::vector<std::thread> threads;
-  for (int t = 1; t < std::min<int>(kScanThreads, static_cast<int>(n)); ++t) threads.emplace_back(work);
-  work();
-  for (auto& t : threads) t.join();
+  });
 
   ItemIndex x;
   x.kind = ItemIndex::Kind::Shards;
