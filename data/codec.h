@@ -41,6 +41,8 @@ class SourceImage {
   int64_t width() const { return width_; }
   int64_t height() const { return height_; }
   const std::string& name() const { return name_; }
+  // The encoded file as read (empty for pixels already in memory).
+  const std::vector<uint8_t>& bytes() const { return bytes_; }
 
   // Decodes `region` (full-resolution pixels, inside the image) with `channels` output channels
   // (3: RGB; 1: only for in-memory grey images). A JPEG may be shrunk by s in {2, 4, 8} in the

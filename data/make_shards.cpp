@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include "core/atomic_file.h"
@@ -30,12 +30,6 @@ std::pair<std::string, std::string> key_of(const std::string& cls, const std::st
   std::replace(stem.begin(), stem.end(), '.', '_');
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   return {cls + "/" + stem, ext};
-}
-
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw BadImage(cat("image ", path, ": cannot open"));
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 // One shard being written: a partial file renamed into place by commit().
@@ -164,10 +158,9 @@ ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uin
     const auto& e = x.entries[static_cast<size_t>(i)];
     const std::string cls = x.containers[e.container], file(x.name(i));
     const std::string path = cat(x.root, "/", cls, "/", file);
-    std::vector<uint8_t> bytes;
+    std::optional<SourceImage> image;  // read with its header: a file the reader would refuse is not written
     try {
-      bytes = read_file(path);
-      SourceImage::from_bytes(bytes, path);  // the header: a file the reader would refuse is not written
+      image = SourceImage::from_file(path);
     } catch (const BadImage& err) {
       if (!skip) throw Error(cat(err.what(), " (--bad-images fail)"));
       if (out.skipped++ < BadImageLog::kNamedBadImages) log_warn(cat("skipping unreadable image: ", err.what()));
@@ -175,7 +168,7 @@ ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uin
     }
     if (!shard) shard = std::make_unique<ShardFile>(shard_name(c.out, out.shards));
     const auto [key, ext] = key_of(cls, file);
-    shard->tar().add(key + "." + ext, bytes.data(), bytes.size());
+    shard->tar().add(key + "." + ext, image->bytes().data(), image->bytes().size());
     const std::string label = std::to_string(e.label);
     shard->tar().add(key + ".cls", label.data(), label.size());
     ++out.samples;

@@ -101,10 +101,10 @@ std::vector<int64_t> ShardSampler::epoch_indices(int64_t epoch) const {
     for (int64_t i = bounds_[s]; i < bounds_[s + 1]; ++i) stream.insert(stream.end(), static_cast<size_t>(repeats_), i);
   }
   std::vector<int64_t> out;
-  out.reserve(stream.size());
   if (buffer_ <= 1) {
-    out = stream;
+    out = std::move(stream);
   } else {
+    out.reserve(stream.size());
     uint64_t state = mix_seed(seed_ ^ kSaltBuffer, static_cast<uint64_t>(epoch), static_cast<uint64_t>(rank_));
     std::vector<int64_t> held;
     held.reserve(static_cast<size_t>(std::min<int64_t>(buffer_, static_cast<int64_t>(stream.size()))));

@@ -244,10 +244,6 @@ void MpiSession::abort(int code) const {
   std::_Exit(code);
 }
 
-}  // namespace vitslim::dist
-
-namespace vitslim::dist {
-
 std::string from_root(const MpiSession& mpi, const std::function<std::string()>& make) {
   if (!mpi.active() || mpi.world_size() == 1) return make();
   constexpr int kRoot = 0;
