@@ -49,7 +49,9 @@ done
 [[ -n "$CUDA_ROOT" ]] || { log "FAIL: no CUDA toolkit with include/cuda_runtime.h (set CUDA_HOME)"; exit 1; }
 WHEELS="$("$VENV/bin/python" -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))')/nvidia"
 rm -f "$OUT/build/CMakeCache.txt"
-cmake -S "$ROOT" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" \
+GENERATOR=()  # Ninja for a new build directory, when installed (scripts/setup.sh installs it)
+[[ ! -f "$OUT/build/Makefile" ]] && command -v ninja >/dev/null && GENERATOR=(-G Ninja)
+cmake -S "$ROOT" -B "$OUT/build" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" \
   -DVITSLIM_PYTHON="$VENV/bin/python" -DVITSLIM_NCCL=ON -DNCCL_ROOT="$WHEELS/nccl" -DVITSLIM_WERROR=ON \
   -DCUDA_TOOLKIT_ROOT_DIR="$CUDA_ROOT" -DCMAKE_CUDA_COMPILER="$CUDA_ROOT/bin/nvcc" \
   -DCUDA_NVRTC_LIB="$(ls "$WHEELS"/cu*/lib/libnvrtc.so.* | head -n 1)" >"$OUT/cmake.log" 2>&1 ||

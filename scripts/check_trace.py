@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Reads a vitslim entropy trace with h5py and checks it (used by the tests; handy by hand).
 
-  check_trace.py TRACE [--swmr --wait-rows N --timeout S] [--json SUMMARY] [--compare OTHER.json]
+  check_trace.py TRACE [--swmr --wait-rows N --while-pid PID] [--json SUMMARY] [--compare OTHER.json]
                        [--expect-complete | --expect-incomplete] [--expect-images N] [--min-rows N]
 Exit 0 when every requested check holds; one line per failed check otherwise.
 """
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -23,9 +24,19 @@ def open_trace(path, swmr):
     return h5py.File(path, "r")
 
 
-def wait_rows(path, rows, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def wait_rows(path, rows, pid):
+    """Polls the trace until it has `rows` rows; fails once process `pid` (the writer) has ended
+    without writing them. No clock decides: a slow writer only makes the wait longer."""
+    while True:
+        writer_alive = alive(pid)  # before reading: rows written before it ended still count
         try:
             with open_trace(path, True) as f:
                 ds = f["entropy/images"]
@@ -39,8 +50,9 @@ def wait_rows(path, rows, timeout):
                     return
         except (OSError, KeyError):
             pass  # not created yet
+        if not writer_alive:
+            sys.exit(f"FAIL: {path} did not reach {rows} rows before its writer (pid {pid}) ended")
         time.sleep(0.05)
-    sys.exit(f"FAIL: {path} did not reach {rows} rows in {timeout} s")
 
 
 def close(a, b):
@@ -54,7 +66,7 @@ def main():
     ap.add_argument("trace")
     ap.add_argument("--swmr", action="store_true")
     ap.add_argument("--wait-rows", type=int)
-    ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--while-pid", type=int, help="with --wait-rows: the writer's pid (fail once it ends)")
     ap.add_argument("--json")
     ap.add_argument("--compare")
     ap.add_argument("--expect-complete", action="store_true")
@@ -64,7 +76,9 @@ def main():
     ap.add_argument("--world-size", type=int)
     a = ap.parse_args()
     if a.wait_rows:
-        wait_rows(a.trace, a.wait_rows, a.timeout)
+        if not a.while_pid:
+            ap.error("--wait-rows needs --while-pid")
+        wait_rows(a.trace, a.wait_rows, a.while_pid)
         return
     errors = []
     with open_trace(a.trace, a.swmr) as f:

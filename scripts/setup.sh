@@ -3,7 +3,8 @@
 #   - Debian packages: compiler, CMake, Open MPI, Boost.Program_options, HDF5, nlohmann-json,
 #     GoogleTest, zlib, libjpeg-turbo, libpng, dataset-fashion-mnist, mate-backgrounds (real
 #     photos for the JPEG tests and bench-data), slurm-wlm + munge (the Slurm test; skipped when
-#     already installed)
+#     already installed), ccache and Ninja (the build compiles through ccache and, in a new build
+#     directory, with Ninja when they are present)
 #   - a project virtual environment (.venv) from the `python3` on PATH with the pinned PyTorch
 #     wheel (its LibTorch is what the C++ code links), NCCL headers/library (nvidia-nccl wheel),
 #     and the Python tools the scripts use (timm, safetensors, h5py, matplotlib; onnx, onnxruntime and
@@ -26,7 +27,7 @@ NCCL_WHEEL="nvidia-nccl-cu13==2.30.7"
 APT_PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libboost-program-options-dev libhdf5-dev hdf5-tools libgtest-dev libgmock-dev
   nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist mate-backgrounds
-  slurm-wlm munge clang-format)
+  slurm-wlm munge clang-format ccache ninja-build)
 PY_PACKAGES=(numpy safetensors h5py matplotlib pyyaml huggingface_hub "pillow==13.0.0" "onnx==1.23.2"
   "onnxruntime==1.32.0" "openvino==2026.4.1" "webdataset==1.0.2")
 
@@ -84,8 +85,12 @@ fi
 TORCH_PREFIX="${VITSLIM_TORCH_PREFIX:-$("$PY" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')}"
 log "LibTorch from $TORCH_PREFIX"
 mkdir -p "$BUILD_DIR"
+# A new build directory is generated for Ninja when it is installed (it starts each file as soon as
+# what it needs is there; Make waits for whole libraries); an existing one keeps its generator.
+GENERATOR=()
+[[ ! -f "$BUILD_DIR/CMakeCache.txt" ]] && command -v ninja >/dev/null && GENERATOR=(-G Ninja)
 # shellcheck disable=SC2086
-cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
+cmake -S "$ROOT" -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DVITSLIM_PYTHON="$PY" ${VITSLIM_CMAKE_ARGS:-} >"$BUILD_DIR/configure.log" 2>&1 \
   || { cat "$BUILD_DIR/configure.log"; exit 1; }
 grep -E '^-- vitslim' "$BUILD_DIR/configure.log" || true

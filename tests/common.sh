@@ -8,3 +8,13 @@ cd "$WORK"
 export VITSLIM_CACHE_DIR="$WORK/index-cache"
 BIN="$VITSLIM_BIN"
 PY="$VITSLIM_PYTHON"
+# Waits until a file matching the glob $2 exists or process $1 has ended, whichever comes first;
+# true when the file exists. It counts no time: how fast the run gets there never decides a test
+# (ctest's TIMEOUT is the only bound).
+wait_for_file() {
+  local pid="$1" glob="$2"
+  until compgen -G "$glob" >/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { compgen -G "$glob" >/dev/null; return; }
+    sleep 0.01
+  done
+}

@@ -3,11 +3,13 @@
 // queued, calls the timeout handler once with its description and stops watching. The NCCL
 // communicator watches its kernels with it (the host never blocks on them, so only a separate
 // thread can notice that a peer hangs) and aborts the NCCL communicator from the handler. Generic
-// and CUDA-free, so it is unit-tested on CPU.
+// and CUDA-free, so it is unit-tested on CPU, with an injected clock: whether an item timed out is
+// decided by that clock alone, never by how fast the test's threads happen to run.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -20,8 +22,10 @@ class Watchdog {
  public:
   using Done = std::function<bool()>;  // polled from the watchdog thread; must be thread-safe
   using OnTimeout = std::function<void(const std::string& what, double seconds)>;
+  using Now = std::function<double()>;  // seconds on a monotonic clock; called from both threads
 
-  Watchdog(double timeout_seconds, OnTimeout on_timeout, double poll_seconds);
+  // `now` defaults to std::chrono::steady_clock; `poll_seconds` is real time between polls.
+  Watchdog(double timeout_seconds, OnTimeout on_timeout, double poll_seconds, Now now = {});
   ~Watchdog();  // stops the thread; never calls the handler afterwards
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
@@ -31,23 +35,27 @@ class Watchdog {
   // Items not yet seen finished.
   size_t pending() const;
   bool fired() const;
+  // Polls done so far (tests wait on it after moving their clock).
+  uint64_t polls() const;
 
  private:
   struct Item {
     std::string what;
     Done done;
-    std::chrono::steady_clock::time_point queued;
+    double queued;  // now() when it was watched
   };
   void loop();
 
   const double timeout_seconds_;
   const std::chrono::duration<double> poll_;
   OnTimeout on_timeout_;
+  Now now_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<Item> items_;
   bool stopping_ = false;
   bool fired_ = false;
+  uint64_t polls_ = 0;
   std::thread thread_;
 };
 

@@ -439,6 +439,7 @@ model::TomeRequest Pipeline::tune_merging(const PipelineRun& nose) {
     c.tome_sweep.r = p_.tome_sweep_r;
     c.tome_sweep.start = {0};
     c.tome_sweep.max_drop = p_.tome_max_drop;
+    c.tome_sweep.speeds = p_.tome_speeds;
     c.tome_sweep.images = p_.tome_tune_images;
     c.tome_sweep.bench_batch = kBenchBatch;
     c.tome_sweep.bench_iters = p_.bench_iters;

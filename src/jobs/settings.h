@@ -45,6 +45,7 @@ struct PipelineConfig {
   std::vector<int64_t> tome_sweep_r = {1, 2, 3, 4, 6};
   double tome_max_drop = 0.3;
   int64_t tome_tune_images = 10000;  // training images the ToMe sweep tunes on
+  std::string tome_speeds;           // the sweep's images/s from this CSV (tome-sweep --speeds)
 
   void declare(Options& o) {
     o.group("pipeline", "Pipeline (every stage resumes from its files in --out-dir)");
@@ -81,6 +82,9 @@ struct PipelineConfig {
     o.add("tome-tune-images", tome_tune_images,
           "first N training-split images the ToMe sweep measures top-1 on (the test split stays for the report)",
           positive());
+    o.add_path("tome-speeds", tome_speeds,
+               "the ToMe sweep takes each point's images/s from this CSV (tome-sweep --speeds) instead of timing it",
+               PathRole::InputFile);
   }
   // --criteria as enums (nose excluded; it is always run).
   std::vector<Criterion> other_criteria() const {

@@ -163,6 +163,7 @@ struct TomeSweepConfig {
   int64_t images = 0;  // first N images of the split (0: all)
   bool bf16 = false;
   std::string json, csv;
+  std::string speeds;  // images/s of every point from this CSV instead of timing them
 
   void declare(Options& o) {
     o.group("tome-sweep",
@@ -176,6 +177,10 @@ struct TomeSweepConfig {
     o.add_switch("bf16", bf16, kBf16Help);
     o.add_path("json", json, "every point, the Pareto front and the choice as JSON", PathRole::OutputFile);
     o.add_path("csv", csv, "every point as CSV (for plots)", PathRole::OutputFile);
+    o.add_path("speeds", speeds,
+               "take every point's images/s from this CSV (columns r, start, images_per_s, as --csv writes: a sweep "
+               "timed on the deployment machine) instead of timing here; the choice is then reproducible",
+               PathRole::InputFile);
   }
 };
 

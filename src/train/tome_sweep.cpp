@@ -7,12 +7,16 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "core/version.h"
 #include "data/batch.h"
 #include "model/autocast.h"
@@ -85,6 +89,7 @@ void write_outputs(const TomeSweepResult& result, const TomeSweepConfig& sweep, 
                               {"removed_layers", removed},
                               {"max_drop", sweep.max_drop},
                               {"bench_batch", sweep.bench_batch},
+                              {"speeds", sweep.speeds.empty() ? "timed" : sweep.speeds},
                               {"threads", at::get_num_threads()},
                               {"points", points},
                               {"chosen", point_json(result.best())}};
@@ -101,7 +106,54 @@ void write_outputs(const TomeSweepResult& result, const TomeSweepConfig& sweep, 
   }
 }
 
+std::vector<std::string> split_csv_line(const std::string& line) {
+  std::vector<std::string> fields;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = line.find(',', start);
+    fields.push_back(line.substr(start, comma - start));
+    if (comma == std::string::npos) return fields;
+    start = comma + 1;
+  }
+}
+
 }  // namespace
+
+SpeedTable read_speed_table(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw Error(cat("--speeds ", path, ": not a regular file (missing, a folder or a pipe)"));
+  }
+  std::ifstream in(path);
+  if (!in) throw Error(cat("--speeds ", path, ": cannot be read"));
+  std::string line;
+  if (!std::getline(in, line)) throw Error(cat("--speeds ", path, ": empty; want a header with r,start,images_per_s"));
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  const std::vector<std::string> header = split_csv_line(line);
+  const auto column = [&](const std::string& name) {
+    const auto it = std::find(header.begin(), header.end(), name);
+    if (it == header.end()) throw Error(cat("--speeds ", path, ":1: no '", name, "' column (want r,start,images_per_s)"));
+    return static_cast<size_t>(it - header.begin());
+  };
+  const size_t r_at = column("r"), start_at = column("start"), speed_at = column("images_per_s");
+  SpeedTable table;
+  for (int64_t number = 2; std::getline(in, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    const std::vector<std::string> f = split_csv_line(line);
+    const std::string where = cat("--speeds ", path, ":", number);
+    if (f.size() != header.size()) throw Error(cat(where, ": ", f.size(), " fields, the header has ", header.size()));
+    const int64_t r = parse_int(f[r_at], where + " r");
+    const int64_t start = parse_int(f[start_at], where + " start");
+    const double speed = parse_double(f[speed_at], where + " images_per_s");
+    if (!(speed > 0) || !std::isfinite(speed)) throw Error(cat(where, ": images_per_s must be positive, not ", f[speed_at]));
+    if (!table.emplace(std::make_pair(r, start), speed).second) {
+      throw Error(cat(where, ": r ", r, " from block ", start, " a second time"));
+    }
+  }
+  if (table.empty()) throw Error(cat("--speeds ", path, ": no rows"));
+  return table;
+}
 
 void choose(TomeSweepResult& result, double max_drop) {
   auto& pts = result.points;
@@ -138,14 +190,26 @@ TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& dat
                ", ", total, " images; r in {", join_list(sweep.r), "}, start in {", join_list(sweep.start), "}"));
   model::warn_if_bf16_emulated(model->device().type(), sweep.bf16);
 
+  std::optional<SpeedTable> speeds;
+  if (!sweep.speeds.empty()) {
+    speeds = read_speed_table(sweep.speeds);
+    log_info(cat("tome-sweep: images/s from ", sweep.speeds, " (--speeds), not timed here"));
+  }
+
   TomeSweepResult result;
   auto measure = [&](int64_t r, int64_t start) {  // the model's current merging
     const model::TokenMerging& tm = model->token_merging();
     TomePoint p{r, start, tm.r, 0, 0, model::analytic_cost(shape, removed, tm).macs, false};
     p.top1 = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, sweep.bf16, mpi).top1_percent();
-    // Every rank times (they share the machine alike); rank 0's figure, to the milli-image, decides.
-    const double local = images_per_s(model, sweep.bench_batch, sweep.bench_iters, sweep.bf16);
-    p.images_per_s = static_cast<double>(mpi.broadcast({std::llround(local * kMilli)})[0]) / kMilli;
+    if (speeds) {
+      const auto it = speeds->find({r, start});
+      if (it == speeds->end()) throw Error(cat("--speeds ", sweep.speeds, ": no images_per_s for r ", r, " from block ", start));
+      p.images_per_s = it->second;
+    } else {
+      // Every rank times (they share the machine alike); rank 0's figure, to the milli-image, decides.
+      const double local = images_per_s(model, sweep.bench_batch, sweep.bench_iters, sweep.bf16);
+      p.images_per_s = static_cast<double>(mpi.broadcast({std::llround(local * kMilli)})[0]) / kMilli;
+    }
     log_info(cat("tome-sweep: r ", r, " from block ", start, ": top-1 ", p.top1, "%, ", p.images_per_s, " img/s"));
     result.points.push_back(p);
   };

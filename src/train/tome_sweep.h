@@ -1,10 +1,14 @@
 // `vitslim tome-sweep`: token merging tuned for one model (docs/method.md section 7). Every point
 // of a grid over r and the start block is measured for top-1 on the eval split, images/s on
 // random input and analytic MACs; the report gives the Pareto front (top-1 against images/s) and
-// the fastest setting within --max-drop points of the model without merging.
+// the fastest setting within --max-drop points of the model without merging. With --speeds the
+// images/s come from a table instead of the clock (the choice is then exactly reproducible).
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/runtime.h"
@@ -30,6 +34,12 @@ struct TomeSweepResult {
   const TomePoint& reference() const { return points.front(); }
   const TomePoint& best() const { return points[static_cast<size_t>(chosen)]; }
 };
+
+// images/s per (r, start) point, read from a CSV with r, start and images_per_s columns (what
+// --csv writes): speeds timed elsewhere (the deployment machine, or a test's table) given to the
+// chooser instead of timing each point here. Errors name the file and line.
+using SpeedTable = std::map<std::pair<int64_t, int64_t>, double>;
+SpeedTable read_speed_table(const std::string& path);
 
 // Marks the points no other point beats in both top-1 and images/s, and picks the fastest within
 // `max_drop` points of points[0]. Pure; exposed for tests.

@@ -99,9 +99,10 @@ checks=$((checks + 2))
 # A second run into an --out-dir that a live run holds is refused, naming the holder.
 mkdir -p "$WORK/locked"
 echo "pid 4242 on testhost" >"$WORK/locked/.vitslim.lock"
-flock "$WORK/locked/.vitslim.lock" sleep 60 &
+# (the holder touches lock-held once it has the lock: no sleep decides when the lock is taken)
+flock "$WORK/locked/.vitslim.lock" bash -c 'touch "$0"; exec sleep 600' "$WORK/lock-held" &
 holder=$!
-sleep 0.5
+until [[ -e "$WORK/lock-held" ]] || ! kill -0 "$holder" 2>/dev/null; do sleep 0.01; done
 expect_error out-dir-locked "--out-dir $WORK/locked is in use by another vitslim run (pid 4242 on testhost" \
   "$BIN" train --model vit_test --data-set synthetic --epochs 1 --warmup-epochs 0 --entropy-images 0 --out-dir "$WORK/locked"
 pkill -P "$holder" 2>/dev/null; kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null

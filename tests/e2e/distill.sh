@@ -35,7 +35,7 @@ PYEOF
 # Killed after its first checkpoint and resumed: the same weights as the uninterrupted run.
 "$BIN" "${K[@]}" --out-dir killed &
 pid=$!
-for _ in $(seq 1 600); do compgen -G "killed/checkpoints/step-*.safetensors" >/dev/null && break; sleep 0.05; done
+wait_for_file "$pid" "killed/checkpoints/step-*.safetensors" || { echo "FAIL: no checkpoint before the run ended"; exit 1; }
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 "$BIN" "${K[@]}" --out-dir killed --resume

@@ -15,7 +15,7 @@ CHECK="$VITSLIM_SCRIPTS/check_trace.py"
 # 2. Read while being written, then killed: the partial file keeps every flushed row.
 "$VITSLIM_BIN" entropy --calib-images 40000 --batch-size 32 --trace-points 400 --out live.h5 --threads 1 --quiet &
 pid=$!
-"$PY" "$CHECK" live.h5.partial --swmr --wait-rows 3 --timeout 120
+"$PY" "$CHECK" live.h5.partial --swmr --wait-rows 3 --while-pid "$pid"
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 test ! -e live.h5 || { echo "FAIL: a killed run left a final trace"; exit 1; }

@@ -105,10 +105,7 @@ stop_and_resume() {
   local pid
   "$@" &
   pid=$!
-  for _ in $(seq 1 600); do
-    compgen -G "runs/resume/checkpoints/step-*.safetensors" >/dev/null && break
-    sleep 0.02
-  done
+  wait_for_file "$pid" "runs/resume/checkpoints/step-*.safetensors"
   kill -TERM "$pid" 2>/dev/null || true  # (or it has finished already)
   wait "$pid"
   "$@" --resume

@@ -60,10 +60,7 @@ T=(train "${MB[@]}" --data-set wds --data-path shards --epochs 3 --warmup-epochs
 "$PY" "$CMP" w1/final.safetensors w3/final.safetensors --traces w1/train.h5 w3/train.h5 >/dev/null
 "$BIN" "${T[@]}" --shuffle-buffer 6 --workers 1 --out-dir killed 2>/dev/null &
 pid=$!
-for _ in $(seq 1 3000); do
-  compgen -G "killed/checkpoints/step-*.safetensors" >/dev/null && break
-  sleep 0.01
-done
+wait_for_file "$pid" "killed/checkpoints/step-*.safetensors" || fail "no checkpoint before the run ended"
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 test ! -e killed/final.safetensors || fail "the run finished before the kill"

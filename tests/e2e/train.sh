@@ -39,10 +39,7 @@ passed=$((passed + 1))
 # kill -9 as soon as the first checkpoint exists (somewhere in epoch 1), then resume.
 "$BIN" "${T[@]}" --out-dir killed &
 pid=$!
-for _ in $(seq 1 600); do
-  compgen -G "killed/checkpoints/step-*.safetensors" >/dev/null && break
-  sleep 0.01
-done
+wait_for_file "$pid" "killed/checkpoints/step-*.safetensors" || fail "no checkpoint before the run ended"
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 test ! -e killed/final.safetensors || { echo "FAIL: the run finished before the kill"; exit 1; }
@@ -71,10 +68,7 @@ passed=$((passed + 1))
 # SIGTERM: checkpoint at the next step boundary, exit 0; the resumed run ends identical.
 "$BIN" "${T[@]}" --out-dir term &
 pid=$!
-for _ in $(seq 1 600); do
-  compgen -G "term/checkpoints/step-*.safetensors" >/dev/null && break
-  sleep 0.01
-done
+wait_for_file "$pid" "term/checkpoints/step-*.safetensors" || fail "no checkpoint before the run ended"
 kill -TERM "$pid"
 wait "$pid"  # must be 0
 "$PY" -c "import json; j = json.load(open('term/train.json')); assert not j['finished'] and j['stopped_by_signal'] == 15, j"

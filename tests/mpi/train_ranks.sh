@@ -18,10 +18,7 @@ T=(train --remove-layers 1,4 --epochs 3 --decay-epochs 2 --warmup-epochs 1 --ste
 "$MPIEXEC" -np 2 "$BIN" train --epochs 50 --warmup-epochs 1 --batch-size 8 --threads 1 --quiet \
   --out-dir dead >/dev/null 2>err.txt &
 launcher=$!
-for _ in $(seq 1 400); do
-  compgen -G "dead/train.h5.partial" >/dev/null && break
-  sleep 0.05
-done
+wait_for_file "$launcher" "dead/train.h5.partial" || { echo "FAIL: the job ended before its trace"; exit 1; }
 victim=$(pgrep -f "^$BIN train --epochs 50" | tail -n 1)
 kill -9 "$victim"
 rc=0

@@ -15,6 +15,8 @@ mkdir -p "$S/state" "$S/spool"
 HOST=$(hostname -s)
 PIDS=()
 cleanup() {
+  # shellcheck disable=SC2086
+  [[ -z "${HELD:-}" ]] || kill -9 $HELD 2>/dev/null || true  # tasks a failed test left stopped
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   sleep 1
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
@@ -28,6 +30,53 @@ chmod 400 "$S/munge.key"
 munged --foreground --force --key-file="$S/munge.key" --socket="$S/munge.sock" --pid-file="$S/munged.pid" \
   --log-file="$S/munged.log" --seed-file="$S/munge.seed" &
 PIDS+=($!)
+
+# The PIDs of this test's vitslim tasks: processes of $BIN whose arguments name $1 (the run's output
+# directory), so that runs of tests beside this one are never touched.
+task_pids() {
+  python3 - "$BIN" "$1" <<'PYEOF'
+import os, sys
+binary, out = os.path.realpath(sys.argv[1]), sys.argv[2].encode()
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if os.path.realpath(f"/proc/{pid}/exe") == binary and out in open(f"/proc/{pid}/cmdline", "rb").read():
+            print(pid)
+    except OSError:
+        pass
+PYEOF
+}
+# Holds the run's training at a step the test chooses, whatever the machine's speed: waits (up to
+# 600 polls of 0.1 s, a hang guard) until the run in $1 has written its first checkpoint, then
+# stops its tasks with SIGSTOP and sets HELD to their PIDs. Signals sent to them meanwhile stay pending.
+HELD=""
+freeze_at_first_checkpoint() {
+  local out="$1"
+  for _ in $(seq 1 600); do
+    compgen -G "$out/checkpoints/step-*.safetensors" >/dev/null && break
+    sleep 0.1
+  done
+  compgen -G "$out/checkpoints/step-*.safetensors" >/dev/null || fail "no checkpoint appeared"
+  HELD=$(task_pids "$out" | tr '\n' ' ')
+  [[ -n "$HELD" ]] || fail "the run in $out has no running task to hold"
+  # shellcheck disable=SC2086
+  kill -STOP $HELD 2>/dev/null || true
+}
+# True when signal number $2 is pending on process $1 (sent while it is stopped), or the process is
+# gone (it took the signal before it was stopped, and ended).
+signal_pending_or_gone() {
+  local mask
+  mask=$(awk '/^ShdPnd:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 0
+  [[ -z "$mask" ]] || (((16#$mask >> ($2 - 1)) & 1))
+}
+# Lets the held tasks go on once signal $1 is pending on each of them (up to 100 polls each).
+release_when_pending() {
+  local pid
+  for pid in $HELD; do
+    for _ in $(seq 1 100); do signal_pending_or_gone "$pid" "$1" && break; sleep 0.05; done
+  done
+  # shellcheck disable=SC2086
+  kill -CONT $HELD 2>/dev/null || true
+}
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 cat >"$S/slurm.conf" <<EOF
@@ -58,7 +107,11 @@ NodeName=$HOST CPUs=2 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 EOF
 export SLURM_CONF="$S/slurm.conf"
-sleep 1
+for _ in $(seq 1 600); do  # until munged listens (polls: a hang guard)
+  [[ -S "$S/munge.sock" ]] && break
+  kill -0 "${PIDS[0]}" 2>/dev/null || fail "munged ended"
+  sleep 0.05
+done
 slurmctld -D -f "$SLURM_CONF" >/dev/null 2>&1 &
 PIDS+=($!)
 slurmd -D -f "$SLURM_CONF" >/dev/null 2>&1 &

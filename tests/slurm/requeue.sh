@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # vitslim-launch on a real Slurm: starts munged, slurmctld -D and slurmd -D (Debian's slurm-wlm,
 # a slurm.conf in a temporary directory, no systemd), submits a 2-task Fashion-MNIST training job
-# through vitslim-launch (srun --mpi=pmix), requeues it mid-run with `scontrol requeue`, and checks
+# through vitslim-launch (srun --mpi=pmix), requeues it mid-run with `scontrol requeue` (the test
+# holds the training at its first checkpoint, so the requeue never races a fast machine), and checks
 # that it resumed from its checkpoint and finished with the weights of an uninterrupted 2-rank run.
 # Every daemon it started is stopped by PID on exit.
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,12 +36,11 @@ EOF
 "$LAUNCH" run.ini >submit.txt || fail "vitslim-launch: $(cat submit.txt)"
 JOB=$(awk '/submitted/ {print $4}' submit.txt)
 echo "ok   submitted job $JOB"
-for _ in $(seq 1 600); do
-  compgen -G "$WORK/out/checkpoints/step-*.safetensors" >/dev/null && break
-  sleep 0.1
-done
-compgen -G "$WORK/out/checkpoints/step-*.safetensors" >/dev/null || fail "no checkpoint appeared"
+# Requeued while the training is held at its first checkpoint (SIGSTOP): Slurm's SIGTERM then stops
+# it at its next step, so the requeue always lands mid-run, whatever the machine's speed.
+freeze_at_first_checkpoint "$WORK/out"
 scontrol requeue "$JOB" || fail "scontrol requeue"
+release_when_pending 15  # SIGTERM
 echo "ok   requeued job $JOB after $(ls "$WORK/out/checkpoints")"
 # A requeued job waits for a begin time in the future; make it eligible now.
 for _ in $(seq 1 100); do

@@ -50,27 +50,54 @@ TEST(GpuSelect, SharedGpuIsRefusedNamingBothRanks) {
   }
 }
 
+// The watchdog's tests drive its clock by hand: an item times out when the test moves the clock
+// past the timeout, not when the machine happens to be slow, so no real time is measured or
+// compared. They only wait (polls of real time, a hang guard) for the watchdog thread to have
+// looked again after each move.
+class FakeClock {
+ public:
+  dist::Watchdog::Now now() {
+    return [this] { return seconds_.load(); };
+  }
+  void set(double seconds) { seconds_ = seconds; }
+
+ private:
+  std::atomic<double> seconds_{0};
+};
+
+// Waits until `dog` has polled `more` more times (a hang guard of 10,000 real polls).
+void wait_for_polls(const dist::Watchdog& dog, uint64_t more) {
+  const uint64_t target = dog.polls() + more;
+  for (int k = 0; k < 10000 && dog.polls() < target && !dog.fired(); ++k) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(kPoll));
+  }
+}
+
 TEST(Watchdog, FinishedWorkNeverFires) {
+  FakeClock clock;
   std::atomic<int> fired{0};
   dist::Watchdog dog(
-      kTimeout, [&](const std::string&, double) { ++fired; }, kPoll);
+      kTimeout, [&](const std::string&, double) { ++fired; }, kPoll, clock.now());
   for (int k = 0; k < 10; ++k) dog.watch("done", [] { return true; });
   std::atomic<bool> later{false};
   dog.watch("finishes in time", [&] { return later.load(); });
-  std::this_thread::sleep_for(std::chrono::duration<double>(kTimeout / 3));
+  clock.set(kTimeout / 3);
+  wait_for_polls(dog, 2);
+  EXPECT_EQ(dog.pending(), 1u);  // the finished ten are dropped, the late one is still watched
   later = true;
-  std::this_thread::sleep_for(std::chrono::duration<double>(kTimeout * 2));
+  clock.set(kTimeout * 10);
+  wait_for_polls(dog, 2);
   EXPECT_EQ(fired.load(), 0);
   EXPECT_EQ(dog.pending(), 0u);
   EXPECT_FALSE(dog.fired());
 }
 
 TEST(Watchdog, HungWorkFiresOnceNamingIt) {
+  FakeClock clock;
   std::mutex mutex;
   std::string what;
   double seconds = 0;
   std::atomic<int> fired{0};
-  const auto start = std::chrono::steady_clock::now();
   dist::Watchdog dog(
       kTimeout,
       [&](const std::string& w, double s) {
@@ -79,18 +106,20 @@ TEST(Watchdog, HungWorkFiresOnceNamingIt) {
         seconds = s;
         ++fired;
       },
-      kPoll);
+      kPoll, clock.now());
   dog.watch("ok", [] { return true; });
   dog.watch("all-reduce of 4096 bytes at global step 12", [] { return false; });
+  clock.set(kTimeout / 3);
   dog.watch("another hung one", [] { return false; });
-  while (!dog.fired() && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
-    std::this_thread::sleep_for(std::chrono::duration<double>(kPoll));
-  }
-  std::this_thread::sleep_for(std::chrono::duration<double>(kTimeout));
+  clock.set(kTimeout * 0.9);  // just short of the timeout
+  wait_for_polls(dog, 2);
+  EXPECT_FALSE(dog.fired()) << "fired before its clock reached the timeout";
+  clock.set(kTimeout + 2);  // the oldest item is now kTimeout + 2 s old
+  wait_for_polls(dog, 2);
   std::lock_guard<std::mutex> lock(mutex);
   EXPECT_EQ(fired.load(), 1);
   EXPECT_EQ(what, "all-reduce of 4096 bytes at global step 12");
-  EXPECT_GE(seconds, kTimeout);
+  EXPECT_DOUBLE_EQ(seconds, kTimeout + 2);
   dog.watch("after firing", [] { return false; });  // ignored: the handler already ran
   EXPECT_EQ(dog.pending(), 0u);
 }

@@ -1,15 +1,18 @@
 // Token merging (ToMe): logits and gradients against the Python reference that patches timm
 // (scripts/tome_reference.py) in every attention mode, r = 0 bit-identical to no merging, token
-// counts and MACs against the schedule, settings and their errors, metadata round trip.
+// counts and MACs against the schedule, settings and their errors, metadata round trip; tome-sweep's
+// choice and its speed table (speeds injected, never timed).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <fstream>
 #include <sstream>
 
 #include "core/error.h"
 #include "model/checkpoint.h"
 #include "model/flops.h"
 #include "test_util.h"
+#include "train/tome_sweep.h"
 
 namespace m = vitslim::model;
 using m::AttentionMode;
@@ -206,4 +209,74 @@ TEST(Tome, ExportedModelsCarryTheirMerging) {
   EXPECT_FALSE(m::build_model(r, 0)->token_merging().active());
   r.tome.r = {2};
   EXPECT_EQ(m::build_model(r, 0)->token_merging().r, (std::vector<int64_t>{2, 2, 2, 2}));
+}
+
+// tome-sweep's choice (train/tome_sweep.h) with the speeds injected as a table: the choice is
+// checked exactly, whatever this machine's timings would have been.
+namespace {
+vitslim::train::TomePoint point(int64_t r, double top1, double images_per_s) {
+  vitslim::train::TomePoint p;
+  p.r = r;
+  p.top1 = top1;
+  p.images_per_s = images_per_s;
+  return p;
+}
+}  // namespace
+
+TEST(TomeSweep, ChoosesTheFastestPointWithinTheBudget) {
+  vitslim::train::TomeSweepResult result;
+  result.points = {point(0, 90.0, 100), point(2, 89.9, 120), point(4, 89.5, 150), point(8, 88.0, 300)};
+  vitslim::train::choose(result, 0.3);
+  EXPECT_EQ(result.chosen, 1);  // r = 4 is faster but 0.5 points down; r = 8 is 2 down
+  vitslim::train::choose(result, 0.5);
+  EXPECT_EQ(result.chosen, 2);
+  vitslim::train::choose(result, 100);
+  EXPECT_EQ(result.chosen, 3);
+  // The Pareto front: nothing beats r = 0 in top-1, nor r = 8 in speed; each between trades one off.
+  for (const auto& p : result.points) EXPECT_TRUE(p.pareto) << p.r;
+}
+
+TEST(TomeSweep, KeepsNoMergingWhenNothingIsFasterWithinTheBudget) {
+  vitslim::train::TomeSweepResult result;
+  // r = 2 is slower than r = 0 (merging overhead on a small model), r = 6 costs too much accuracy.
+  result.points = {point(0, 90.0, 100), point(2, 90.0, 95), point(6, 85.0, 200)};
+  vitslim::train::choose(result, 0.3);
+  EXPECT_EQ(result.chosen, 0);
+  EXPECT_TRUE(result.points[0].pareto);
+  EXPECT_FALSE(result.points[1].pareto);  // r = 0 beats it in speed at the same top-1
+  EXPECT_TRUE(result.points[2].pareto);
+  // A tie in speed is no gain: the earlier point stays.
+  result.points = {point(0, 90.0, 100), point(2, 90.0, 100)};
+  vitslim::train::choose(result, 0.3);
+  EXPECT_EQ(result.chosen, 0);
+}
+
+TEST(TomeSweep, SpeedTableReadsWhatCsvWritesAndRefusesBadTables) {
+  vitslim::test::TempDir dir;
+  const auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir.file(name)) << text;
+    return dir.file(name);
+  };
+  const auto table = vitslim::train::read_speed_table(
+      write("ok.csv", "r,start,top1,images_per_s,macs,pareto,chosen\n0,0,90,100.5,10,1,0\n2,1,89,250,8,1,1\n"));
+  ASSERT_EQ(table.size(), 2u);
+  EXPECT_DOUBLE_EQ(table.at({0, 0}), 100.5);
+  EXPECT_DOUBLE_EQ(table.at({2, 1}), 250);
+  const auto refused = [&](const std::string& text, const std::string& want) {
+    try {
+      vitslim::train::read_speed_table(write("bad.csv", text));
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const vitslim::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("bad.csv"), std::string::npos) << e.what();
+    }
+  };
+  refused("r,start\n0,0\n", "no 'images_per_s' column");
+  refused("r,start,images_per_s\n0,0,100\n0,0,120\n", ":3: r 0 from block 0 a second time");
+  refused("r,start,images_per_s\n0,0,nan\n", "images_per_s");
+  refused("r,start,images_per_s\n0,0,-5\n", "must be positive");
+  refused("r,start,images_per_s\n0,0\n", ":2: 2 fields, the header has 3");
+  refused("r,start,images_per_s\n", "no rows");
+  refused("", "empty");
+  EXPECT_THROW(vitslim::train::read_speed_table(dir.path()), vitslim::Error);  // a folder
 }
