@@ -111,6 +111,14 @@ stop_and_resume() {
   "$@" --resume
   "$PY" -c "import json; j = json.load(open('runs/resume/train.json')); assert j['finished'], j"
 }
+# `bash scripts/test.sh ARGS` (docs/testing.md): what it selects, listed by ctest (-N, nothing runs), in
+# the copy of the build's CTestTestfile.cmake tree; prints the list for the caller's checks.
+test_sh_list() {
+  ctest_tree
+  with_stubs env VITSLIM_BUILD_DIR="$WORK/ctest" bash scripts/test.sh -N "$@" >"$WORK/ctest-list.txt"
+  grep -q "Total Tests: [1-9]" "$WORK/ctest-list.txt"
+  sed -n 's/^ *Test *#[0-9]*: \([^ ]*\)$/\1/p' "$WORK/ctest-list.txt"
+}
 # `vitslim-launch runs/c100.ini` (mode = sbatch): submitted to a recording sbatch; three stages, each
 # after the one before (afterok on the job id sbatch returned), every script valid bash.
 submit_recorded() {
@@ -122,10 +130,14 @@ submit_recorded() {
 }
 # `bash scripts/test.sh`: the suite as ctest sees it (-N), then its first unit test run through
 # test.sh, in a copy of the build's CTestTestfile.cmake tree (the real build directory is not touched).
-test_sh_short() {
+ctest_tree() {
+  [[ -d "$WORK/ctest" ]] && return
   (cd "$BUILD" && find . -name CTestTestfile.cmake) | while read -r f; do
     mkdir -p "$WORK/ctest/$(dirname "$f")" && cp "$BUILD/$f" "$WORK/ctest/$f"
   done
+}
+test_sh_short() {
+  ctest_tree
   with_stubs env VITSLIM_BUILD_DIR="$WORK/ctest" bash scripts/test.sh -N | tee "$WORK/ctest.txt"
   grep -q "Total Tests: [1-9]" "$WORK/ctest.txt"
   local first
@@ -151,7 +163,7 @@ DEITB="--epochs 1 --decay-epochs 1 --warmup-epochs 0 --steps-per-epoch 1 --eval-
 entry 'bash scripts/run.sh' \
   ': >"$WORK/cmake.log"
    with_stubs bash scripts/run.sh --pretrain-epochs 1 --finetune-epochs 1 --steps-per-epoch 2 --batch-size 16 \
-     --calib-images 64 --eval-images 200 --bench-iters 1 --threads 1 --quiet
+     --calib-images 64 --eval-images 200 --bench-iters 1 --tome-tune-images 64 --tome-sweep-r 2 --threads 1 --quiet
    grep -q -- "--build" "$WORK/cmake.log"
    test -s runs/pipeline/report.md && test -s runs/pipeline/report.json && test -s runs/pipeline/plots/training.png'
 entry 'bash scripts/test.sh' 'test_sh_short'
@@ -168,7 +180,8 @@ entry ".venv/bin/python -c \"import json; from safetensors import safe_open; pri
   '.venv/bin/python -c "import json; from safetensors import safe_open; print(json.dumps(json.loads(safe_open(\"pretrained/vit_fmnist.safetensors\", \"np\").metadata()[\"vitslim.provenance\"]), indent=1))" >prov.txt && grep -q tensors prov.txt'
 entry 'bash scripts/reproduce_fmnist.sh' \
   'with_stubs bash scripts/reproduce_fmnist.sh --finetune-epochs 1 --steps-per-epoch 2 --batch-size 16 \
-     --calib-images 64 --eval-images 100 --bench-iters 1 --threads 1 --quiet >repro.txt
+     --calib-images 64 --eval-images 100 --bench-iters 1 --tome-tune-images 64 --tome-sweep-r 2 --threads 1 \
+     --quiet >repro.txt
    grep -q "^reproduce_fmnist: .* s on" repro.txt
    "$PY" -c "import json; r = json.load(open(\"runs/reproduce-fmnist/report.json\")); assert r[\"seeds\"] == 3 and all(len(x[\"top1_seeds\"]) == 3 for x in r[\"runs\"]), r[\"runs\"]"
    test -s runs/reproduce-fmnist/plots/ratios.png'
@@ -365,6 +378,19 @@ entry 'srun --mpi=pmix --ntasks-per-node=8 --gpus-per-node=8 build/vitslim train
   'cuda_or_refused "$MPIEXEC" -np 2 build/vitslim train --device cuda --remove-layers 1,3 $FM --eval-images 100 --out-dir runs/srun
    note "srun (no Slurm here) replaced by mpiexec -np 2"'
 
+# docs/testing.md (each selection listed, not run: `bash scripts/test.sh` above runs one test through it)
+entry 'bash scripts/test.sh -L unit' \
+  'test_sh_list -L unit >unit.txt
+   grep -q "^TomeSweep\.ChoosesTheFastestPointWithinTheBudget$" unit.txt && ! grep -q "^e2e_\|^mpi_\|^slurm_" unit.txt'
+entry 'bash scripts/test.sh -L e2e' \
+  'test_sh_list -L e2e >e2e.txt
+   grep -q "^e2e_readme_commands$" e2e.txt && ! grep -q "^mpi_\|^slurm_\|^TomeSweep\." e2e.txt'
+entry "bash scripts/test.sh -R '^e2e_train\$'" \
+  'test_sh_list -R "^e2e_train\$" >one.txt
+   [[ "$(grep -v "^make_" one.txt)" == e2e_train ]]  # (with the fixture tests it needs)'
+entry "build/vitslim_unit --gtest_filter='TomeSweep.*'" \
+  'build/vitslim_unit --gtest_filter="TomeSweep.*" >gtest.txt; grep -q "PASSED.* 3 tests" gtest.txt'
+
 # ---- the stand-in repository root ----------------------------------------------------------------
 mkdir -p "$REPO/build" "$REPO/runs" "$STUBS" "$WORK/slurm" "$WORK/no-wheels" "$WORK/logs"
 if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
@@ -376,7 +402,7 @@ else
 fi
 rm -rf "$REPO/scripts" && cp -r "$VITSLIM_SCRIPTS" "$REPO/scripts"
 ln -s "$(cd "$(dirname "$PY")/.." && pwd)" "$REPO/.venv"
-for b in vitslim vitslim-launch vitslim_bench_allreduce vitslim_nccl_check; do
+for b in vitslim vitslim-launch vitslim_bench_allreduce vitslim_nccl_check vitslim_unit; do
   [[ -x "$BUILD/$b" ]] && ln -s "$BUILD/$b" "$REPO/build/$b"
 done
 for name in deit_tiny_patch16_224-a1311bcf.pth deit_tiny.pth; do ln -s "$DATA/deit_tiny.pth" "$REPO/$name"; done
