@@ -54,18 +54,33 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PY="$VENV/bin/python"
 pip_q() { "$PY" -m pip install -q "$@" 2>&1 | grep -v -E '^WARNING: Location' || true; }
-if ! "$PY" -c "import torch,sys; sys.exit(0 if torch.__version__.startswith('$TORCH_VERSION') else 1)" 2>/dev/null; then
+# True when every NAME[=VERSION-PREFIX] is installed (with that version), read from the packages'
+# metadata: no imports, which cost seconds (torch, openvino) each time setup runs (test.sh, run.sh).
+dist_ok() {
+  "$PY" - "$@" <<'PYEOF' 2>/dev/null
+import importlib.metadata as m, sys
+for spec in sys.argv[1:]:
+    name, _, want = spec.partition("=")
+    try:
+        have = m.version(name)
+    except m.PackageNotFoundError:
+        sys.exit(1)
+    if not have.startswith(want):
+        sys.exit(1)
+PYEOF
+}
+if ! dist_ok "torch=$TORCH_VERSION"; then
   log "installing torch==$TORCH_VERSION"
   pip_q "torch==$TORCH_VERSION"
 fi
-if ! "$PY" -c "import safetensors, h5py, matplotlib, numpy, yaml, huggingface_hub, PIL, onnx, onnxruntime, openvino, webdataset, sys
-sys.exit(PIL.__version__ != '13.0.0' or onnx.__version__ != '1.23.2' or onnxruntime.__version__ != '1.32.0')" 2>/dev/null; then
+if ! dist_ok safetensors h5py matplotlib numpy pyyaml huggingface_hub pillow=13.0.0 onnx=1.23.2 onnxruntime=1.32.0 \
+  openvino=2026.4.1 webdataset=1.0.2; then
   log "installing Python tools: ${PY_PACKAGES[*]}"
   pip_q "${PY_PACKAGES[@]}"
 fi
 # timm's model code needs torch only; its torchvision dependency has no build matching the CPU
 # torch, so timm is installed without dependencies (scripts/timm_compat.py covers the import).
-if ! "$PY" -c "import importlib.metadata as m,sys; sys.exit(0 if m.version('timm')=='$TIMM_VERSION' else 1)" 2>/dev/null; then
+if ! dist_ok "timm=$TIMM_VERSION"; then
   log "installing timm==$TIMM_VERSION (no deps)"
   pip_q --no-deps "timm==$TIMM_VERSION"
 fi
@@ -76,13 +91,15 @@ if ! compgen -G "$TV_DIR/torchvision-*.dist-info" >/dev/null; then
   log "installing torchvision==0.28.0 (no deps) into $TV_DIR"
   pip_q --no-deps --target "$TV_DIR" "torchvision==0.28.0" || log "torchvision unavailable; bench_index.sh installs it on first use"
 fi
-if ! "$PY" -c "import nvidia.nccl" 2>/dev/null; then
+if ! dist_ok "${NCCL_WHEEL%%==*}"; then
   log "installing $NCCL_WHEEL (NCCL headers and library for the NCCL code path)"
   pip_q --no-deps "$NCCL_WHEEL" || log "NCCL wheel unavailable; the NCCL code path will be off"
 fi
-"$PY" -c "import torch; assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__"
+dist_ok "torch=$TORCH_VERSION" || { log "FAIL: torch $TORCH_VERSION is not installed in $VENV"; exit 1; }
 
-TORCH_PREFIX="${VITSLIM_TORCH_PREFIX:-$("$PY" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')}"
+# torch.utils.cmake_prefix_path, found without importing torch.
+TORCH_PREFIX="${VITSLIM_TORCH_PREFIX:-$("$PY" -c 'import importlib.util, os
+print(os.path.join(importlib.util.find_spec("torch").submodule_search_locations[0], "share", "cmake"))')}"
 log "LibTorch from $TORCH_PREFIX"
 mkdir -p "$BUILD_DIR"
 # A new build directory is generated for Ninja when it is installed (it starts each file as soon as

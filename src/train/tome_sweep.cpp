@@ -132,7 +132,8 @@ SpeedTable read_speed_table(const std::string& path) {
   const std::vector<std::string> header = split_csv_line(line);
   const auto column = [&](const std::string& name) {
     const auto it = std::find(header.begin(), header.end(), name);
-    if (it == header.end()) throw Error(cat("--speeds ", path, ":1: no '", name, "' column (want r,start,images_per_s)"));
+    if (it == header.end())
+      throw Error(cat("--speeds ", path, ":1: no '", name, "' column (want r,start,images_per_s)"));
     return static_cast<size_t>(it - header.begin());
   };
   const size_t r_at = column("r"), start_at = column("start"), speed_at = column("images_per_s");
@@ -146,7 +147,8 @@ SpeedTable read_speed_table(const std::string& path) {
     const int64_t r = parse_int(f[r_at], where + " r");
     const int64_t start = parse_int(f[start_at], where + " start");
     const double speed = parse_double(f[speed_at], where + " images_per_s");
-    if (!(speed > 0) || !std::isfinite(speed)) throw Error(cat(where, ": images_per_s must be positive, not ", f[speed_at]));
+    if (!(speed > 0) || !std::isfinite(speed))
+      throw Error(cat(where, ": images_per_s must be positive, not ", f[speed_at]));
     if (!table.emplace(std::make_pair(r, start), speed).second) {
       throw Error(cat(where, ": r ", r, " from block ", start, " a second time"));
     }
@@ -203,7 +205,8 @@ TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& dat
     p.top1 = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, sweep.bf16, mpi).top1_percent();
     if (speeds) {
       const auto it = speeds->find({r, start});
-      if (it == speeds->end()) throw Error(cat("--speeds ", sweep.speeds, ": no images_per_s for r ", r, " from block ", start));
+      if (it == speeds->end())
+        throw Error(cat("--speeds ", sweep.speeds, ": no images_per_s for r ", r, " from block ", start));
       p.images_per_s = it->second;
     } else {
       // Every rank times (they share the machine alike); rank 0's figure, to the milli-image, decides.

@@ -163,7 +163,8 @@ DEITB="--epochs 1 --decay-epochs 1 --warmup-epochs 0 --steps-per-epoch 1 --eval-
 entry 'bash scripts/run.sh' \
   ': >"$WORK/cmake.log"
    with_stubs bash scripts/run.sh --pretrain-epochs 1 --finetune-epochs 1 --steps-per-epoch 2 --batch-size 16 \
-     --calib-images 64 --eval-images 200 --bench-iters 1 --tome-tune-images 64 --tome-sweep-r 2 --threads 1 --quiet
+     --calib-images 64 --eval-images 200 --bench-iters 1 --ratios 0.5 --criteria random --tome-tune-images 64 \
+     --tome-sweep-r 2 --threads 1 --quiet
    grep -q -- "--build" "$WORK/cmake.log"
    test -s runs/pipeline/report.md && test -s runs/pipeline/report.json && test -s runs/pipeline/plots/training.png'
 entry 'bash scripts/test.sh' 'test_sh_short'
@@ -180,8 +181,8 @@ entry ".venv/bin/python -c \"import json; from safetensors import safe_open; pri
   '.venv/bin/python -c "import json; from safetensors import safe_open; print(json.dumps(json.loads(safe_open(\"pretrained/vit_fmnist.safetensors\", \"np\").metadata()[\"vitslim.provenance\"]), indent=1))" >prov.txt && grep -q tensors prov.txt'
 entry 'bash scripts/reproduce_fmnist.sh' \
   'with_stubs bash scripts/reproduce_fmnist.sh --finetune-epochs 1 --steps-per-epoch 2 --batch-size 16 \
-     --calib-images 64 --eval-images 100 --bench-iters 1 --tome-tune-images 64 --tome-sweep-r 2 --threads 1 \
-     --quiet >repro.txt
+     --calib-images 64 --eval-images 100 --bench-iters 1 --ratios 0.5 --criteria random --tome-tune-images 64 \
+     --tome-sweep-r 2 --threads 1 --quiet >repro.txt
    grep -q "^reproduce_fmnist: .* s on" repro.txt
    "$PY" -c "import json; r = json.load(open(\"runs/reproduce-fmnist/report.json\")); assert r[\"seeds\"] == 3 and all(len(x[\"top1_seeds\"]) == 3 for x in r[\"runs\"]), r[\"runs\"]"
    test -s runs/reproduce-fmnist/plots/ratios.png'
