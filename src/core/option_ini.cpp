@@ -118,13 +118,25 @@ po::options_description describe(const Options& options) {
   return all;
 }
 
+// A word that is no option's value (`--remove-layers 1 2 3`, `--images a.jpg b.jpg`, anything after
+// `--`): Boost would drop it silently, so the command would run on less than the user typed.
+void refuse_stray_arguments(const std::string& job, const po::parsed_options& parsed) {
+  for (const po::option& o : parsed.options) {
+    if (!o.string_key.empty() || o.original_tokens.empty()) continue;
+    throw Error(cat("vitslim ", job, ": unexpected argument '", o.original_tokens.front(),
+                    "': every option takes one value (lists are comma-separated, e.g. --remove-layers 1,2,3)"));
+  }
+}
+
 }  // namespace
 
 OptionRequest parse_declared(const std::string& job, const Options& options, const std::vector<std::string>& args) {
   const po::options_description description = describe(options);
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(args).options(description).run(), vm);
+    const po::parsed_options parsed = po::command_line_parser(args).options(description).run();
+    refuse_stray_arguments(job, parsed);
+    po::store(parsed, vm);
     if (vm.count("config")) {
       po::store(po::command_line_parser(read_ini(vm["config"].as<std::string>())).options(description).run(), vm);
     }

@@ -117,6 +117,20 @@ std::vector<std::string> split_csv_line(const std::string& line) {
   }
 }
 
+// Before any point is measured: the table has r = 0 and every (r, start) of the grid.
+void check_speed_table(const SpeedTable& table, const TomeSweepConfig& sweep) {
+  std::vector<std::pair<int64_t, int64_t>> want = {{0, 0}};
+  for (int64_t start : sweep.start) {
+    for (int64_t r : sweep.r) want.emplace_back(r, start);
+  }
+  for (const auto& [r, start] : want) {
+    if (table.count({r, start}) == 0) {
+      throw Error(cat("--speeds ", sweep.speeds, ": no images_per_s for r ", r, " from block ", start,
+                      " (the table needs r 0 from block 0 and every --sweep-r x --sweep-start point)"));
+    }
+  }
+}
+
 }  // namespace
 
 SpeedTable read_speed_table(const std::string& path) {
@@ -195,6 +209,7 @@ TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& dat
   std::optional<SpeedTable> speeds;
   if (!sweep.speeds.empty()) {
     speeds = read_speed_table(sweep.speeds);
+    check_speed_table(*speeds, sweep);
     log_info(cat("tome-sweep: images/s from ", sweep.speeds, " (--speeds), not timed here"));
   }
 
@@ -204,10 +219,7 @@ TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& dat
     TomePoint p{r, start, tm.r, 0, 0, model::analytic_cost(shape, removed, tm).macs, false};
     p.top1 = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, sweep.bf16, mpi).top1_percent();
     if (speeds) {
-      const auto it = speeds->find({r, start});
-      if (it == speeds->end())
-        throw Error(cat("--speeds ", sweep.speeds, ": no images_per_s for r ", r, " from block ", start));
-      p.images_per_s = it->second;
+      p.images_per_s = speeds->at({r, start});  // present: check_speed_table
     } else {
       // Every rank times (they share the machine alike); rank 0's figure, to the milli-image, decides.
       const double local = images_per_s(model, sweep.bench_batch, sweep.bench_iters, sweep.bf16);

@@ -121,6 +121,12 @@ expect_error tome-schedule-name "--tome-schedule must be constant or decreasing"
   --tome-schedule fast
 expect_error tome-sweep-given-r "--tome-r: tome-sweep chooses r and the start block itself" "$BIN" tome-sweep --model vit_test --data-set synthetic \
   --tome-r 2 --json s.json
+# A speed table (--speeds) without a point of the grid, or not a file: refused before anything is measured.
+printf 'r,start,images_per_s\n0,0,100\n2,0,150\n' >"$WORK/speeds.csv"
+expect_error tome-sweep-speeds-point "--speeds $WORK/speeds.csv: no images_per_s for r 4 from block 0" "$BIN" tome-sweep \
+  --model vit_test --data-set synthetic --eval-images 8 --sweep-r 2,4 --speeds "$WORK/speeds.csv" --json s.json
+expect_error tome-sweep-speeds-folder "--speeds $WORK: not a regular file" "$BIN" tome-sweep --model vit_test \
+  --data-set synthetic --eval-images 8 --sweep-r 2 --speeds "$WORK" --json s.json
 
 # Deployment: export and predict inputs that cannot work.
 expect_error export-no-out "export: --out is required" "$BIN" export --model vit_test

@@ -78,6 +78,11 @@ TEST(Options, ErrorsNameTheFlag) {
   EXPECT_NE(error_of({"entropy", "--depth", "4", "--remove-layers", "5"}).find("--remove-layers"), std::string::npos);
   EXPECT_NE(error_of({"entropy", "--remove-layers", "1,1"}).find("twice"), std::string::npos);
   EXPECT_NE(error_of({"entropy", "--config", "/nonexistent.ini"}).find("/nonexistent.ini"), std::string::npos);
+  // Words that are no option's value are refused by name, never dropped.
+  EXPECT_NE(error_of({"entropy", "--remove-layers", "1", "2", "3"}).find("unexpected argument '2'"), std::string::npos);
+  EXPECT_NE(error_of({"eval", "typo"}).find("unexpected argument 'typo'"), std::string::npos);
+  EXPECT_NE(error_of({"entropy", "--", "--remove-layers", "1"}).find("unexpected argument '--remove-layers'"),
+            std::string::npos);
   EXPECT_NE(error_of({"convert", "--out", "x.safetensors"}).find("--weights"), std::string::npos);
   EXPECT_TRUE(parse({"entropy", "--help"}).help);
 }
