@@ -5,13 +5,18 @@
 # smoothing, drop-path), evaluated on the 10,000 test images after every epoch. final.safetensors
 # carries its provenance (settings, source commit, test top-1, tensor hash) in its metadata.
 #   bash scripts/pretrain_fmnist.sh [--out DIR] [--install] [--smoke]
-#     --out DIR   run directory (default runs/pretrain-fmnist; an interrupted run resumes there)
-#     --install   copy final.safetensors and train.json into pretrained/ when the run finishes, with
-#                 the per-epoch curve from train.h5 as vit_fmnist.epochs.csv
+#     --out DIR   run directory, relative to the repository root (default runs/pretrain-fmnist; an
+#                 interrupted run resumes there)
+#     --install   copy final.safetensors and train.json (its paths made relative to the repository)
+#                 into pretrained/ when the run finishes, with the per-epoch curve from train.h5 as
+#                 vit_fmnist.epochs.csv
 #     --smoke     2 short epochs (a test of the script, not a usable model)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="$ROOT/runs/pretrain-fmnist"
+# Run from the repository root with a relative --out-dir, so that the provenance the checkpoint
+# records (its settings) names no machine's path.
+cd "$ROOT"
+OUT="runs/pretrain-fmnist"
 INSTALL=0
 LENGTH=(--epochs 30 --warmup-epochs 1)
 while [[ $# -gt 0 ]]; do
@@ -31,7 +36,24 @@ if [[ $INSTALL == 1 ]]; then
   mkdir -p "$ROOT/pretrained"
   cp "$OUT/final.safetensors" "$ROOT/pretrained/vit_fmnist.safetensors.tmp"
   mv "$ROOT/pretrained/vit_fmnist.safetensors.tmp" "$ROOT/pretrained/vit_fmnist.safetensors"
-  cp "$OUT/train.json" "$ROOT/pretrained/vit_fmnist.train.json"
+  # train.json with the paths under the repository made relative to it (no machine's path in git).
+  "$ROOT/.venv/bin/python" - "$OUT/train.json" "$ROOT/pretrained/vit_fmnist.train.json" "$ROOT" <<'PYEOF'
+import json, os, sys
+source, target, root = sys.argv[1], sys.argv[2], os.path.realpath(sys.argv[3])
+def relative(v):
+    if isinstance(v, dict):
+        return {k: relative(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [relative(x) for x in v]
+    if isinstance(v, str) and os.path.isabs(v) and os.path.realpath(v).startswith(root + os.sep):
+        return os.path.relpath(os.path.realpath(v), root)
+    return v
+with open(source) as f:
+    j = relative(json.load(f))
+with open(target + ".tmp", "w") as f:
+    f.write(json.dumps(j, indent=2) + "\n")
+os.replace(target + ".tmp", target)
+PYEOF
   # The per-epoch curve (train loss, test top-1/top-5, test loss, seconds) from the run's train.h5.
   "$ROOT/.venv/bin/python" - "$OUT/train.h5" "$ROOT/pretrained/vit_fmnist.epochs.csv" <<'PYEOF'
 import os
