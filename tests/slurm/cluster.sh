@@ -45,17 +45,19 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         pass
 PYEOF
 }
-# Holds the run's training at a step the test chooses, whatever the machine's speed: waits (up to
-# 600 polls of 0.1 s, a hang guard) until the run in $1 has written its first checkpoint, then
-# stops its tasks with SIGSTOP and sets HELD to their PIDs. Signals sent to them meanwhile stay pending.
+# Holds the run's training at a step the test chooses, whatever the machine's speed: waits until
+# the run in $1 (Slurm job $2) has written its first checkpoint, or until the job has left
+# PENDING/RUNNING (then the test fails), then stops its tasks with SIGSTOP and sets HELD to their
+# PIDs. Signals sent to them meanwhile stay pending.
 HELD=""
 freeze_at_first_checkpoint() {
-  local out="$1"
-  for _ in $(seq 1 600); do
-    compgen -G "$out/checkpoints/step-*.safetensors" >/dev/null && break
+  local out="$1" job="$2" state
+  until compgen -G "$out/checkpoints/step-*.safetensors" >/dev/null; do
+    state=$(scontrol show job "$job" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2 || true)
+    [[ "$state" == PENDING || "$state" == RUNNING || "$state" == CONFIGURING ]] ||
+      fail "job $job is ${state:-gone} and wrote no checkpoint"
     sleep 0.1
   done
-  compgen -G "$out/checkpoints/step-*.safetensors" >/dev/null || fail "no checkpoint appeared"
   HELD=$(task_pids "$out" | tr '\n' ' ')
   [[ -n "$HELD" ]] || fail "the run in $out has no running task to hold"
   # shellcheck disable=SC2086

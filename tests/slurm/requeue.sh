@@ -38,7 +38,7 @@ JOB=$(awk '/submitted/ {print $4}' submit.txt)
 echo "ok   submitted job $JOB"
 # Requeued while the training is held at its first checkpoint (SIGSTOP): Slurm's SIGTERM then stops
 # it at its next step, so the requeue always lands mid-run, whatever the machine's speed.
-freeze_at_first_checkpoint "$WORK/out"
+freeze_at_first_checkpoint "$WORK/out" "$JOB"
 scontrol requeue "$JOB" || fail "scontrol requeue"
 release_when_pending 15  # SIGTERM
 echo "ok   requeued job $JOB after $(ls "$WORK/out/checkpoints")"

@@ -41,7 +41,7 @@ EOF
 JOB=$(awk '/submitted/ {print $4}' submit.txt)
 echo "ok   submitted job $JOB (time limit 1 min, USR1 50 s before)"
 
-freeze_at_first_checkpoint "$WORK/out"
+freeze_at_first_checkpoint "$WORK/out" "$JOB"
 echo "ok   training held at $(ls "$WORK/out/checkpoints" | head -n 1) (tasks $HELD)"
 # Slurm's warning reaches the batch script within the minute; the script passes it to the step.
 for _ in $(seq 1 1200); do
