@@ -109,7 +109,7 @@ LoaderRate time_loader(const Dataset& dataset, int64_t count, const DataConfig& 
     double waited = 0;
     const auto start = std::chrono::steady_clock::now();
     {
-      Loader loader(0, batches, make, data.workers, data.prefetch);
+      Loader loader(0, batches, make, data.loader_threads(false), data.prefetch);
       for (int64_t b = 0; b < batches; ++b) {
         loader.next();
         waited += loader.last_wait_seconds();
@@ -136,8 +136,9 @@ void report(const Rates& r, const DataConfig& data, const BenchDataConfig& bench
   std::printf("  decode (read + full decode), 1 thread   %8.1f images/s\n", r.decode);
   std::printf("  train transform (DeiT), 1 thread        %8.1f images/s\n", r.train);
   std::printf("  eval transform, 1 thread                %8.1f images/s\n", r.eval);
-  std::printf("  loader, %lld worker(s), batch %lld        %8.1f images/s\n", static_cast<long long>(data.workers),
-              static_cast<long long>(r.loader.batch), r.loader.images_per_s);
+  std::printf("  loader, %lld worker(s), batch %lld        %8.1f images/s\n",
+              static_cast<long long>(data.loader_threads(false)), static_cast<long long>(r.loader.batch),
+              r.loader.images_per_s);
   if (bench.json.empty()) return;
   const nlohmann::json j = {{"images", count},
                             {"source", data.dataset == "wds" ? "wds" : "files"},
@@ -146,7 +147,7 @@ void report(const Rates& r, const DataConfig& data, const BenchDataConfig& bench
                             {"decode_per_s", r.decode},
                             {"train_per_s", r.train},
                             {"eval_per_s", r.eval},
-                            {"loader_workers", data.workers},
+                            {"loader_workers", data.loader_threads(false)},
                             {"loader_batch", r.loader.batch},
                             {"loader_per_s", r.loader.images_per_s},
                             {"loader_wait_s", r.loader.waited},

@@ -1,9 +1,14 @@
 // Implements the cross-field checks of the data settings (see settings.h).
 #include "data/settings.h"
 
+#include "core/threads.h"
 #include "data/augment.h"
 
 namespace vitslim {
+
+int64_t DataConfig::loader_threads(bool cuda) const {
+  return workers ? *workers : default_loader_threads(available_cores(), compute_threads(), cuda);
+}
 
 const std::vector<std::string>& DataConfig::datasets() {
   static const std::vector<std::string> kDatasets = {"fashion-mnist", "cifar10", "cifar100", "imagenet",

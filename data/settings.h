@@ -45,13 +45,15 @@ struct DataConfig {
   std::vector<double> ratio = {3.0 / 4.0, 4.0 / 3.0};  // RandomResizedCrop aspect range
   double crop_pct = 0.875;                             // eval: resize to size / crop_pct, centre crop
   data::Filter interpolation = data::Filter::Bicubic;
-  bool dct_scaling = true;        // JPEG DCT-domain downscaling of large crops
-  std::string index;              // image folders and shards: index file, "none", or empty (cache)
-  int64_t shuffle_buffer = 5000;  // shards, training: positions drawn from at random
-  int64_t workers = 4;            // training loader threads per rank
-  int64_t prefetch = 2;           // batches prepared ahead per worker
+  bool dct_scaling = true;         // JPEG DCT-domain downscaling of large crops
+  std::string index;               // image folders and shards: index file, "none", or empty (cache)
+  int64_t shuffle_buffer = 5000;   // shards, training: positions drawn from at random
+  std::optional<int64_t> workers;  // training loader threads per rank (unset: loader_threads' choice)
+  int64_t prefetch = 2;            // batches prepared ahead per worker
 
   static const std::vector<std::string>& datasets();
+  // --workers, or when unset the threads this rank's cores allow (core/threads.h).
+  int64_t loader_threads(bool cuda) const;
   bool image_folder() const { return dataset == "imagenet" || dataset == "folder"; }
   // Photos of any size, read per image (image folders and WebDataset shards).
   bool photos() const { return image_folder() || dataset == "wds"; }
@@ -116,7 +118,10 @@ struct DataConfig {
     o.add("shuffle-buffer", shuffle_buffer,
           "wds: each rank streams its shards through a buffer of this many samples, drawn at random (0: in order)",
           closed(0, kMaxShuffleBuffer));
-    o.add("workers", workers, "loader threads per rank (0: load in the training thread)", closed(0, kMaxThreads));
+    o.add("workers", workers,
+          "loader threads per rank (0: load in the training thread; default: with a GPU the rank's cores less one, "
+          "at most 16; on the CPU the cores the compute threads leave, 1 to 4)",
+          closed(0, kMaxThreads));
     o.add("prefetch", prefetch, "batches prepared ahead per loader thread", closed(1, kMaxPrefetch));
   }
   // Cross-field checks (throws Error naming the flag).

@@ -1,6 +1,7 @@
 // Implements reading and validating run descriptions (see run_description.h).
 #include "run_description.h"
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -220,8 +221,19 @@ RunDescription read_run_description(const std::string& path) {
     if (section.empty()) throw Error(cat(where, ": a key before any [section]"));
     read_key(d, section, text, where, seen);
   }
+  if (d.cpus_per_task == 0) d.cpus_per_task = d.gpus_per_node > 0 ? kCpusPerGpuRank : 1;
   check_description(d, path);
   return d;
+}
+
+std::vector<std::pair<std::string, std::string>> RunDescription::eval_options() const {
+  std::vector<std::pair<std::string, std::string>> out = options_of("eval");
+  for (const auto& [key, value] : options_of("train")) {
+    if (key != "device" && key != "tf32") continue;
+    const bool given = std::any_of(out.begin(), out.end(), [&](const auto& kv) { return kv.first == key; });
+    if (!given) out.emplace_back(key, value);
+  }
+  return out;
 }
 
 const std::vector<std::pair<std::string, std::string>>& RunDescription::options_of(const std::string& job) const {

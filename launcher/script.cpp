@@ -112,7 +112,7 @@ std::string render_sbatch(const RunDescription& d, const std::string& stage, con
           << "run_step srun --mpi=pmix --ntasks=1 " << shell_quote(d.binary) << " merge"
           << option_words(d.options_of("merge"))
           << " --checkpoint=\"$CKPT\" --out=\"$OUT\"/compact.safetensors --json=\"$OUT\"/merge.json || status=$?\n"
-          << "[[ $status -eq 0 ]] && { " << srun << "eval" << option_words(d.options_of("eval"))
+          << "[[ $status -eq 0 ]] && { " << srun << "eval" << option_words(d.eval_options())
           << " --weights=\"$OUT\"/compact.safetensors --json=\"$OUT\"/eval.json || status=$?; }";
   } else {
     std::string args = job_arguments(d, stage, kOut);

@@ -16,12 +16,14 @@
 #include <sstream>
 
 #include "core/atomic_file.h"
+#include "core/cuda_device.h"
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "data/batch.h"
 #include "data/dataset.h"
+#include "dist/gpu_select.h"
 #include "dist/mpi_session.h"
 #include "io/trace.h"
 #include "io/trace_reader.h"
@@ -102,7 +104,8 @@ at::Tensor Search::shard_images(int64_t shard) {
   const int64_t bs = c_.data.batch_size;
   const int64_t lo = shard * bs, hi = std::min<int64_t>(lo + bs, static_cast<int64_t>(calib_.size()));
   std::vector<int64_t> chunk(calib_.begin() + lo, calib_.begin() + hi);
-  return data::load_batch(*dataset_, chunk, mean_, std_, (*model_)->shape()).images;
+  return cuda::to_device(data::load_batch(*dataset_, chunk, mean_, std_, (*model_)->shape()).images,
+                         (*model_)->device());  // [B, C, H, W]
 }
 
 void Search::handle(int64_t step, const std::vector<Evaluation>& evals, const std::vector<double>& message) {
@@ -206,7 +209,9 @@ std::vector<Scored> Search::round(int64_t step, const std::vector<Evaluation>& e
 // The candidates (every block whose attention still exists, or --layers) and the layer count of
 // every requested ratio.
 void Search::choose_candidates() {
+  const c10::Device device = dist::open_device(c_.compute, mpi_);
   model_ = model::build_model(c_.model, c_.runtime.seed);
+  (*model_)->to(device);
   (*model_)->eval();
   depth_ = (*model_)->shape().depth;
   if (depth_ > kMaxDepth) throw Error(cat("search supports models of up to ", kMaxDepth, " blocks"));

@@ -22,6 +22,7 @@ struct SearchInputs {
   ModelRequest model;
   DataConfig data;
   SearchConfig search;
+  ComputeConfig compute;
   RuntimeConfig runtime;
   std::string config_ini;
 };

@@ -34,7 +34,7 @@ std::string fingerprint(model::VisionTransformer& model, const SearchInputs& c) 
     for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ULL;
   };
   for (const auto& p : model->named_parameters()) {
-    auto t = p.value().detach().contiguous();
+    auto t = p.value().detach().to(at::kCPU).contiguous();
     mix(p.key().data(), p.key().size());
     mix(t.data_ptr(), static_cast<size_t>(t.numel() * t.element_size()));
   }
@@ -49,6 +49,9 @@ std::string fingerprint(model::VisionTransformer& model, const SearchInputs& c) 
   for (const Option& o : declared.all()) what << o.flag << "=" << o.text().value_or("<unset>") << "\n";
   what << "shape=" << model->shape().describe() << "\nseed=" << c.runtime.seed
        << "\nestimator=" << to_string(c.search.estimator) << "\n";
+  // Statistics from a GPU differ from the CPU's in the last bits: a ledger resumes on its device
+  // kind (CPU fingerprints are those of the versions before --device).
+  if (model->device().is_cuda()) what << "device=cuda\ntf32=" << c.compute.tf32 << "\n";
   const std::string text = what.str();
   mix(text.data(), text.size());
   return hex(h);

@@ -36,7 +36,7 @@ int run_job(const vitslim::Config& config, vitslim::dist::MpiSession& mpi) {
   try {
     vitslim::set_log_rank(mpi.rank(), mpi.world_size());
     vitslim::set_log_quiet(config.runtime.quiet);
-    int threads = vitslim::configure_threads(config.runtime.threads, mpi.local_size());
+    int threads = vitslim::configure_threads(config.runtime.threads, vitslim::dist::ranks_sharing_cores(mpi));
     vitslim::log_info(vitslim::cat("vitslim ", vitslim::kVersion, " ", config.job, ": ", threads,
                                    " threads per process, ", mpi.world_size(), " process(es)"));
     // Ranks started with different settings (or binaries) would mix statistics or hang.

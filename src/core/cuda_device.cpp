@@ -2,6 +2,10 @@
 // CUDA build of LibTorch (VITSLIM_TORCH_CUDA); the CPU half reports no device.
 #include "core/cuda_device.h"
 
+#include <ATen/Context.h>
+
+#include <cstdlib>
+
 #include "core/error.h"
 
 #if defined(VITSLIM_TORCH_CUDA)
@@ -10,6 +14,9 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+
+#include <map>
+#include <mutex>
 #endif
 
 namespace vitslim::cuda {
@@ -17,6 +24,36 @@ namespace vitslim::cuda {
 at::Tensor to_device(const at::Tensor& t, c10::Device device) {
   if (!device.is_cuda()) return t.device() == device ? t : t.to(device);
   return copy_to_device(t, device.index());
+}
+
+std::string cuda_unavailable_reason(bool built, int visible, const char* visible_env) {
+  if (!built) {
+    return "--device cuda: this vitslim is built against a CPU LibTorch (no CUDA); build it against a CUDA LibTorch "
+           "(README, GPUs) or use --device cpu";
+  }
+  if (visible > 0) return "";
+  if (visible_env != nullptr && *visible_env == '\0') {
+    return "--device cuda: CUDA_VISIBLE_DEVICES is set and empty, so no GPU is visible to this process";
+  }
+  return cat("--device cuda: no CUDA device is visible (",
+             visible_env ? cat("CUDA_VISIBLE_DEVICES=", visible_env) : std::string("CUDA_VISIBLE_DEVICES unset"),
+             "; no GPU, or no NVIDIA driver)");
+}
+
+Device resolve_device(Device requested) {
+  if (requested == Device::Cpu) return Device::Cpu;
+  const bool built = built_with_cuda();
+  const int visible = built ? device_count() : 0;
+  if (requested == Device::Auto) return visible > 0 ? Device::Cuda : Device::Cpu;
+  const std::string why = cuda_unavailable_reason(built, visible, std::getenv("CUDA_VISIBLE_DEVICES"));
+  if (!why.empty()) throw Error(why);
+  return Device::Cuda;
+}
+
+void set_tf32(bool on) {
+  if (!built_with_cuda()) return;
+  at::globalContext().setAllowTF32CuBLAS(on);
+  at::globalContext().setAllowTF32CuDNN(on);
 }
 
 #if defined(VITSLIM_TORCH_CUDA)
@@ -28,6 +65,20 @@ c10::DeviceIndex checked(int index) {
   const int count = device_count();
   if (index < 0 || index >= count) throw Error(cat("CUDA device ", index, " requested; ", count, " visible"));
   return static_cast<c10::DeviceIndex>(index);
+}
+
+// One copy stream per device for the life of the process: the caching allocator reuses a block
+// only on the stream it was allocated on, so a new pool stream per copy would park a batch buffer
+// on each of the pool's streams.
+c10::cuda::CUDAStream copy_stream(c10::DeviceIndex index) {
+  static std::mutex mutex;
+  static std::map<c10::DeviceIndex, c10::cuda::CUDAStream> streams;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = streams.find(index);
+  if (it == streams.end()) {
+    it = streams.emplace(index, c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index)).first;
+  }
+  return it->second;
 }
 }  // namespace
 
@@ -55,7 +106,7 @@ void synchronize(int index) {
 at::Tensor copy_to_device(const at::Tensor& host, int device) {
   const c10::DeviceIndex index = checked(device);
   const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(index);
-  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index);
+  const c10::cuda::CUDAStream side = copy_stream(index);
   at::Tensor out;
   {
     c10::cuda::CUDAStreamGuard guard(side);

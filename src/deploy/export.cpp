@@ -7,9 +7,11 @@
 #include <map>
 
 #include "core/atomic_file.h"
+#include "core/cuda_device.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "deploy/onnx_export.h"
+#include "dist/gpu_select.h"
 #include "model/checkpoint.h"
 #include "train/train_checkpoint.h"
 
@@ -78,14 +80,16 @@ std::map<std::string, std::string> metadata(model::VisionTransformer& vit, const
   return meta;
 }
 
-void write_sample(model::VisionTransformer& vit, const ExportConfig& config, uint64_t seed) {
+// Seeded CPU images (the same on every device) and the model's logits for them on `device`.
+void write_sample(model::VisionTransformer& vit, const ExportConfig& config, uint64_t seed, c10::Device device) {
   const ModelShape& s = vit->shape();
   torch::manual_seed(seed);
   auto images = torch::randn({config.sample_images, s.in_chans, s.img_size, s.img_size});  // [N, C, H, W]
+  vit->to(device);
   torch::Tensor logits;
   {
     c10::InferenceMode inference;
-    logits = vit->forward(images);  // [N, K]
+    logits = vit->forward(cuda::to_device(images, device)).to(torch::kCPU);  // [N, K]
   }
   model::write_safetensors(config.sample, {{"images", images}, {"logits", logits}},
                            {{"format", "pt"}, {"vitslim.model", config.out}});
@@ -94,7 +98,8 @@ void write_sample(model::VisionTransformer& vit, const ExportConfig& config, uin
 }  // namespace
 
 void run_export(const ModelRequest& request, const ExportConfig& config, const Preprocessing& preprocessing,
-                const RuntimeConfig& runtime) {
+                const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
+  const c10::Device device = dist::open_device(compute, mpi);
   check_new_output(config.out, "--out", config.force);
   if (!config.sample.empty()) check_new_output(config.sample, "--sample", config.force);
   std::map<int64_t, double> diluting;
@@ -118,7 +123,7 @@ void run_export(const ModelRequest& request, const ExportConfig& config, const P
     }
     model::export_safetensors(vit, config.out, meta);
   }
-  if (!config.sample.empty()) write_sample(vit, config, runtime.seed);
+  if (!config.sample.empty()) write_sample(vit, config, runtime.seed, device);
   std::printf("wrote %s (%s%s): %s, attention removed in blocks [%s]%s%s\n", config.out.c_str(),
               enum_name(kExportFormatNames, config.format),
               bytes ? cat(", ", fmt(static_cast<double>(bytes) / 1e6, 4), " MB").c_str() : "",

@@ -11,6 +11,10 @@
 #include "deploy/settings.h"
 #include "model/request.h"
 
+namespace vitslim::dist {
+class MpiSession;
+}
+
 namespace vitslim::deploy {
 
 // How images become the model's input: recorded in the exported file's metadata.
@@ -20,7 +24,9 @@ struct Preprocessing {
   std::string interpolation;      // "bicubic" / "bilinear"
 };
 
+// Writes --out (and --sample, its logits computed on the device of `compute`); nothing is written
+// when an input or the device is bad.
 void run_export(const ModelRequest& request, const ExportConfig& config, const Preprocessing& preprocessing,
-                const RuntimeConfig& runtime);
+                const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::deploy

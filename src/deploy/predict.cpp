@@ -13,6 +13,7 @@
 #include "data/batch.h"
 #include "data/dataset.h"
 #include "data/folder.h"
+#include "dist/gpu_select.h"
 #include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/presets.h"
@@ -170,12 +171,14 @@ std::vector<std::string> class_names(const DataConfig& data, int64_t classes) {
 
 }  // namespace
 
-void run_predict(ModelRequest request, const DataConfig& data, const PredictConfig& p, const RuntimeConfig& runtime,
-                 const dist::MpiSession& mpi) {
+void run_predict(ModelRequest request, const DataConfig& data, const PredictConfig& p, const ComputeConfig& compute,
+                 const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
   const auto started = std::chrono::steady_clock::now();
   check_outputs(p);
   model::use_default_preset(request);
+  const c10::Device device = dist::open_device(compute, mpi);
   model::VisionTransformer vit = model::build_model(request, runtime.seed);
+  vit->to(device);
   vit->eval();
   const ModelShape& shape = vit->shape();
   if (shape.num_classes == 0) {

@@ -14,7 +14,8 @@
 
 namespace vitslim::deploy {
 
+// The model runs on the device of `compute` (dist::open_device); outputs are written on rank 0.
 void run_predict(ModelRequest request, const DataConfig& data, const PredictConfig& predict,
-                 const RuntimeConfig& runtime, const dist::MpiSession& mpi);
+                 const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::deploy

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <map>
+#include <optional>
 
 #include "core/cuda_device.h"
 #include "core/error.h"
@@ -54,6 +55,28 @@ int select_gpu(const MpiSession& mpi) {
     log_info(line);
   }
   return index;
+}
+
+c10::Device open_device(const ComputeConfig& compute, const MpiSession& mpi) {
+  static std::optional<c10::Device> chosen;  // GPU selection is collective and logged: once per process
+  if (chosen) return *chosen;
+  const Device local = cuda::resolve_device(compute.device);  // throws for cuda where there is none
+  const long long with_gpu = mpi.allreduce_sum(local == Device::Cuda ? 1 : 0);
+  if (with_gpu < mpi.world_size()) {
+    if (compute.device == Device::Cuda) throw Error("--device cuda: a rank has no CUDA device");  // not reached
+    chosen = c10::Device(c10::kCPU);
+    if (compute.device == Device::Auto && mpi.rank() == 0) {
+      log_info(with_gpu ? cat("device: cpu (--device auto: only ", with_gpu, " of ", mpi.world_size(),
+                              " ranks see a CUDA device)")
+                        : std::string("device: cpu"));
+    }
+    return *chosen;
+  }
+  const int index = select_gpu(mpi);
+  cuda::set_tf32(compute.tf32);
+  if (mpi.rank() == 0) log_info(cat("device: cuda, TF32 ", compute.tf32 ? "on" : "off", " for float32"));
+  chosen = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  return *chosen;
 }
 
 }  // namespace vitslim::dist

@@ -5,8 +5,12 @@
 // with "Duplicate GPU detected", and sharing a GPU silently halves the throughput.
 #pragma once
 
+#include <c10/core/Device.h>
+
 #include <string>
 #include <vector>
+
+#include "core/runtime.h"
 
 namespace vitslim::dist {
 
@@ -23,5 +27,11 @@ void check_distinct_gpus(const std::vector<std::string>& placements);
 // Collective: chooses this rank's GPU, makes it current, checks that no GPU is shared, and logs
 // "rank -> host, GPU bus id" for every rank on rank 0. Returns the device index.
 int select_gpu(const MpiSession& mpi);
+
+// Collective: the device this rank computes on for --device / --tf32. cpu: the CPU. cuda: this
+// rank's own GPU (select_gpu), or one error line naming --device when there is none. auto: cuda
+// when every rank sees a CUDA device, else the CPU on every rank. Sets TF32 for CUDA. A process
+// chooses once; later calls (the pipeline's stages) return the same device.
+c10::Device open_device(const ComputeConfig& compute, const MpiSession& mpi);
 
 }  // namespace vitslim::dist

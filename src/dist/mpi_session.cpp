@@ -15,6 +15,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace vitslim::dist {
 
@@ -137,6 +138,27 @@ std::vector<std::string> lines_of(const std::string& text) {
 }
 
 }  // namespace
+
+int sharing_ranks(const std::vector<std::string>& placements, size_t me) {
+  const auto split = [](const std::string& p) {
+    const size_t space = p.find(' ');
+    return std::make_pair(p.substr(0, space), space == std::string::npos ? std::string() : p.substr(space + 1));
+  };
+  const auto [host, mask] = split(placements.at(me));
+  int n = 0;
+  for (const std::string& p : placements) {
+    const auto [other_host, other_mask] = split(p);
+    if (other_host == host && masks_overlap(mask, other_mask)) ++n;
+  }
+  return n;
+}
+
+int ranks_sharing_cores(const MpiSession& mpi) {
+  char host[256] = "?";
+  gethostname(host, sizeof(host) - 1);
+  const std::vector<std::string> placements = mpi.allgather_text(cat(host, " ", affinity_text()));
+  return sharing_ranks(placements, static_cast<size_t>(mpi.rank()));
+}
 
 void agree_across_ranks(const MpiSession& mpi, const std::string& what, const std::string& text) {
   if (mpi.world_size() == 1) return;

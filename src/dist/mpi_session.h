@@ -69,6 +69,12 @@ class MpiSession {
 // inconsistent statistics or wait forever in a collective.
 void agree_across_ranks(const MpiSession& mpi, const std::string& what, const std::string& text);
 
+// Collective: how many ranks of this host have a CPU affinity mask that overlaps this rank's,
+// itself included (core/threads.h configure_threads divides the cores by it). `placements[r]` is
+// rank r's "host mask"; sharing_ranks is the pure part.
+int ranks_sharing_cores(const MpiSession& mpi);
+int sharing_ranks(const std::vector<std::string>& placements, size_t me);
+
 // Rank 0 runs `make` and every rank returns its bytes (one broadcast): work that every rank would
 // otherwise repeat (listing a dataset of a million files). An exception on rank 0 is re-thrown
 // there and reaches the other ranks as an Error with its message, so no rank waits forever.

@@ -11,11 +11,13 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "core/cuda_device.h"
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "data/batch.h"
+#include "dist/gpu_select.h"
 #include "dist/mpi_session.h"
 #include "entropy/branch_stats.h"
 #include "io/trace.h"
@@ -41,8 +43,8 @@ std::vector<double> sigmas(const ChannelStats& s) {
 
 class EntropyRun {
  public:
-  EntropyRun(ModelRequest request, const DataConfig& data, const EntropyConfig& out, const RuntimeConfig& runtime,
-             const std::string& config_ini, const dist::MpiSession& mpi);
+  EntropyRun(ModelRequest request, const DataConfig& data, const EntropyConfig& out, const ComputeConfig& compute,
+             const RuntimeConfig& runtime, const std::string& config_ini, const dist::MpiSession& mpi);
   void run();
 
  private:
@@ -74,7 +76,8 @@ class EntropyRun {
 
 // Inputs first: weights, data, options. Nothing is written before all of them are good.
 EntropyRun::EntropyRun(ModelRequest request, const DataConfig& data, const EntropyConfig& out,
-                       const RuntimeConfig& runtime, const std::string& config_ini, const dist::MpiSession& mpi)
+                       const ComputeConfig& compute, const RuntimeConfig& runtime, const std::string& config_ini,
+                       const dist::MpiSession& mpi)
     : data_(data),
       out_(out),
       config_ini_(config_ini),
@@ -84,7 +87,9 @@ EntropyRun::EntropyRun(ModelRequest request, const DataConfig& data, const Entro
       merged_(0, 0, 0) {
   seed_ = runtime.seed;
   model::use_default_preset(request_);
+  const c10::Device device = dist::open_device(compute, mpi);
   model_ = model::build_model(request_, runtime.seed);
+  model_->to(device);
   model_->eval();
   shape_ = model_->shape();
   dataset_ = data::open_dataset(data, shape_, runtime.seed, dist::root_share(mpi_));
@@ -145,7 +150,7 @@ void EntropyRun::add_batches(int64_t from, int64_t until) {
     torch::Tensor logits;  // [B, K]
     {
       model::Bf16Autocast autocast(model_->device().type(), out_.bf16);
-      logits = model_->forward(batch.images).to(torch::kFloat);
+      logits = model_->forward(cuda::to_device(batch.images, model_->device())).to(torch::kFloat);
     }
     if (!torch::isfinite(logits).all().item<bool>()) {
       throw Error(cat("non-finite logits for calibration images ", lo, "..", hi - 1, " (check the weights)"));
@@ -286,8 +291,9 @@ void EntropyRun::run() {
 }  // namespace
 
 void run_entropy(ModelRequest model_request, const DataConfig& data, const EntropyConfig& out,
-                 const RuntimeConfig& runtime, const std::string& config_ini, const dist::MpiSession& mpi) {
-  EntropyRun run(std::move(model_request), data, out, runtime, config_ini, mpi);
+                 const ComputeConfig& compute, const RuntimeConfig& runtime, const std::string& config_ini,
+                 const dist::MpiSession& mpi) {
+  EntropyRun run(std::move(model_request), data, out, compute, runtime, config_ini, mpi);
   run.run();
 }
 

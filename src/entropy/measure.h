@@ -14,8 +14,10 @@
 namespace vitslim::entropy {
 
 // Measures and writes the trace (and JSON) named by `out`; `config_ini` is recorded in the trace.
-// Throws vitslim::Error on bad input, before anything is written.
+// Runs on the device of `compute` (dist::open_device). Throws vitslim::Error on bad input, before
+// anything is written.
 void run_entropy(ModelRequest model_request, const DataConfig& data, const EntropyConfig& out,
-                 const RuntimeConfig& runtime, const std::string& config_ini, const dist::MpiSession& mpi);
+                 const ComputeConfig& compute, const RuntimeConfig& runtime, const std::string& config_ini,
+                 const dist::MpiSession& mpi);
 
 }  // namespace vitslim::entropy

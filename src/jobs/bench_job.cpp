@@ -10,13 +10,14 @@ namespace {
 void declare(Options& o, Config& c) {
   declare_model(o, c);
   c.bench.declare(o);
+  c.compute.declare(o);
   c.runtime.declare(o);
 }
 
 void validate(const Config& c) { c.model.validate(c.model.removed_layers); }
 
 JobResult run(const Config& c, const dist::MpiSession&) {
-  model::run_bench(c.model, c.bench, c.runtime);
+  model::run_bench(c.model, c.bench, c.compute, c.runtime);
   return {};
 }
 

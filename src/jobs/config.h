@@ -21,6 +21,7 @@ struct Config {
   std::string job;
   ModelRequest model;
   DataConfig data;
+  ComputeConfig compute;
   RuntimeConfig runtime;
   EntropyConfig entropy;
   SearchConfig search;

@@ -13,6 +13,7 @@ void declare(Options& o, Config& c) {
   declare_model(o, c);
   c.data.declare(o);
   c.entropy.declare(o);
+  c.compute.declare(o);
   c.runtime.declare(o);
 }
 
@@ -23,7 +24,7 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  entropy::run_entropy(c.model, c.data, c.entropy, c.runtime, config_to_ini(c), mpi);
+  entropy::run_entropy(c.model, c.data, c.entropy, c.compute, c.runtime, config_to_ini(c), mpi);
   return {};
 }
 

@@ -13,6 +13,7 @@ void declare(Options& o, Config& c) {
   declare_model(o, c);
   c.data.declare_preprocessing(o);
   c.export_model.declare(o);
+  c.compute.declare(o);
   c.runtime.declare(o);
 }
 
@@ -21,14 +22,14 @@ void validate(const Config& c) {
   c.export_model.validate(!c.model.weights.empty());
 }
 
-JobResult run(const Config& c, const dist::MpiSession&) {
+JobResult run(const Config& c, const dist::MpiSession& mpi) {
   deploy::Preprocessing p;
   const data::Normalisation n = data::requested_normalisation(c.data);
   p.mean = n.mean;
   p.std = n.std;
   p.crop_pct = c.data.crop_pct;
   p.interpolation = enum_name(data::kFilterNames, c.data.interpolation);
-  deploy::run_export(c.model, c.export_model, p, c.runtime);
+  deploy::run_export(c.model, c.export_model, p, c.compute, c.runtime, mpi);
   return {};
 }
 

@@ -218,7 +218,8 @@ Config Pipeline::train_config(const std::string& dir, const std::string& weights
 
 void Pipeline::train(const Config& c, const std::string& stage_name) {
   find_job("train").validate(c);
-  const train::TrainResult result = train::run_training({c.model, c.data, c.train, c.runtime, config_to_ini(c)}, mpi_);
+  const train::TrainResult result =
+      train::run_training({c.model, c.data, c.train, c.compute, c.runtime, config_to_ini(c)}, mpi_);
   if (!result.finished) throw StoppedBySignal{stage_name};
 }
 
@@ -274,7 +275,7 @@ void Pipeline::analyse() {
     c.entropy.out = path("entropy.h5");
     c.entropy.json = path("entropy.json");
     find_job("entropy").validate(c);
-    entropy::run_entropy(c.model, c.data, c.entropy, c.runtime, config_to_ini(c), mpi_);
+    entropy::run_entropy(c.model, c.data, c.entropy, c.compute, c.runtime, config_to_ini(c), mpi_);
   });
   results_.search = search_stage(Criterion::Nose, p_.ratios, "search");
   for (Criterion criterion : p_.other_criteria()) {
@@ -299,7 +300,7 @@ search::SearchResult Pipeline::search_stage(Criterion criterion, const std::vect
     c.search.out = path(stem + ".h5");
     c.search.json = json_file;
     find_job("search").validate(c);
-    result = search::run_search({c.model, c.data, c.search, c.runtime, config_to_ini(c)}, mpi_);
+    result = search::run_search({c.model, c.data, c.search, c.compute, c.runtime, config_to_ini(c)}, mpi_);
     share(result, ratios);
   });
   return result;
@@ -398,7 +399,7 @@ EvalOutcome Pipeline::evaluate(const std::string& name, const std::string& weigh
     c.eval.images = p_.eval_images;
     c.eval.json = out;
     find_job("eval").validate(c);
-    const train::EvalCounts n = train::run_eval(c.model, c.data, c.eval, c.runtime, mpi_);
+    const train::EvalCounts n = train::run_eval(c.model, c.data, c.eval, c.compute, c.runtime, mpi_);
     outcome = {n.top1_percent(), n.top5_percent(), n.mean_loss()};
   });
   return outcome;
@@ -417,7 +418,7 @@ void Pipeline::bench(const PipelineRun& run) {
     c.bench.train = false;  // inference speed is what the compact model is for
     c.bench.json = out;
     find_job("bench").validate(c);
-    results_.benches[run.name] = model::run_bench(c.model, c.bench, c.runtime);
+    results_.benches[run.name] = model::run_bench(c.model, c.bench, c.compute, c.runtime);
   });
 }
 
@@ -446,7 +447,8 @@ model::TomeRequest Pipeline::tune_merging(const PipelineRun& nose) {
     c.tome_sweep.json = out;
     c.tome_sweep.csv = path("tome-sweep-" + nose.name + ".csv");
     find_job("tome-sweep").validate(c);
-    const train::TomeSweepResult result = train::run_tome_sweep(c.model, c.data, c.tome_sweep, c.runtime, mpi_);
+    const train::TomeSweepResult result =
+        train::run_tome_sweep(c.model, c.data, c.tome_sweep, c.compute, c.runtime, mpi_);
     t.r = result.best().r;
     t.start = result.best().start;
   });
@@ -502,7 +504,7 @@ void Pipeline::token_merging() {
     c.bench.train = false;
     c.bench.json = out;
     find_job("bench").validate(c);
-    t.bench = model::run_bench(c.model, c.bench, c.runtime);
+    t.bench = model::run_bench(c.model, c.bench, c.compute, c.runtime);
   });
 }
 
@@ -586,6 +588,7 @@ void declare(Options& o, Config& c) {
   c.data.declare(o);
   c.data.declare_augment(o);
   c.pipeline.declare(o);
+  c.compute.declare(o);
   c.runtime.declare(o);
 }
 

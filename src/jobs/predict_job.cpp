@@ -15,6 +15,7 @@ void declare(Options& o, Config& c) {
   declare_model(o, c);
   c.data.declare(o);
   c.predict.declare(o);
+  c.compute.declare(o);
   c.runtime.declare(o);
 }
 
@@ -27,7 +28,7 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  deploy::run_predict(c.model, c.data, c.predict, c.runtime, mpi);
+  deploy::run_predict(c.model, c.data, c.predict, c.compute, c.runtime, mpi);
   return {};
 }
 

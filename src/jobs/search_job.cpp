@@ -13,6 +13,7 @@ void declare(Options& o, Config& c) {
   declare_model(o, c);
   c.data.declare(o);
   c.search.declare(o);
+  c.compute.declare(o);
   c.runtime.declare(o);
 }
 
@@ -27,7 +28,7 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  search::run_search({c.model, c.data, c.search, c.runtime, config_to_ini(c)}, mpi);
+  search::run_search({c.model, c.data, c.search, c.compute, c.runtime, config_to_ini(c)}, mpi);
   return {};
 }
 

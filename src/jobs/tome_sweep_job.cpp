@@ -15,6 +15,7 @@ void declare(Options& o, Config& c) {
   declare_model(o, c, "tome-sweep");
   c.data.declare(o);
   c.tome_sweep.declare(o);
+  c.compute.declare(o);
   c.runtime.declare(o);
 }
 
@@ -24,7 +25,7 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  train::run_tome_sweep(c.model, c.data, c.tome_sweep, c.runtime, mpi);
+  train::run_tome_sweep(c.model, c.data, c.tome_sweep, c.compute, c.runtime, mpi);
   return {};
 }
 

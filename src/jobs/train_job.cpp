@@ -17,6 +17,7 @@ void declare(Options& o, Config& c) {
   c.data.declare(o);
   c.data.declare_augment(o);
   c.train.declare(o);
+  c.compute.declare(o);
   c.runtime.declare(o);
 }
 
@@ -27,7 +28,8 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  const train::TrainResult result = train::run_training({c.model, c.data, c.train, c.runtime, config_to_ini(c)}, mpi);
+  const train::TrainResult result =
+      train::run_training({c.model, c.data, c.train, c.compute, c.runtime, config_to_ini(c)}, mpi);
   JobResult out;
   out.stopped_by_signal = !result.finished;
   return out;

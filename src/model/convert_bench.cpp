@@ -280,6 +280,7 @@ void write_bench_json(const BenchRun& run, const BenchConfig& b, const nlohmann:
       {"token_merging", run.merging.active() ? tome_to_text(run.merging) : ""},
       {"batch_size", b.batch_size},
       {"device", to_string(b.device)},
+      {"tf32", b.device == Device::Cuda && at::globalContext().allowTF32CuBLAS()},
       {"bf16", b.bf16},
       {"threads", at::get_num_threads()},
       {"iters", b.iters},
@@ -295,12 +296,13 @@ void write_bench_json(const BenchRun& run, const BenchConfig& b, const nlohmann:
 
 }  // namespace
 
-BenchRatios run_bench(ModelRequest request, const BenchConfig& b, const RuntimeConfig& runtime) {
+BenchRatios run_bench(ModelRequest request, const BenchConfig& bench, const ComputeConfig& compute,
+                      const RuntimeConfig& runtime) {
+  BenchConfig b = bench;
+  b.device = cuda::resolve_device(compute.device);  // throws naming --device
+  if (b.device == Device::Cuda) cuda::set_tf32(compute.tf32);
   use_default_preset(request, "deit_tiny");
   if (!b.json.empty()) check_writable_output(b.json, "--json");
-  if (b.device == Device::Cuda && !torch::cuda::is_available()) {
-    throw Error("--device cuda: no CUDA device is available to this build of LibTorch");
-  }
   warn_if_bf16_emulated(b.device == Device::Cuda ? c10::DeviceType::CUDA : c10::DeviceType::CPU, b.bf16);
   install_cpu_memory_tracker();
   const BenchRun run = measure_models(request, b, runtime);

@@ -21,6 +21,7 @@ struct BenchRatios {
   bool full_merged = false;
   double full_merged_macs = 1, full_merged_inference_speedup = 1;
 };
-BenchRatios run_bench(ModelRequest request, const BenchConfig& bench, const RuntimeConfig& runtime);
+BenchRatios run_bench(ModelRequest request, const BenchConfig& bench, const ComputeConfig& compute,
+                      const RuntimeConfig& runtime);
 
 }  // namespace vitslim::model

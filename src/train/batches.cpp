@@ -52,7 +52,7 @@ void TrainBatches::start(int64_t epoch, int64_t first, int64_t count) {
   loader_.reset();
   auto order = sampler_->epoch_indices(epoch);
   auto build = [this, order = std::move(order), epoch](int64_t b) { return make(order, epoch, b); };
-  loader_ = std::make_unique<data::Loader>(first, count, build, s_.data.workers, s_.data.prefetch);
+  loader_ = std::make_unique<data::Loader>(first, count, build, s_.data.loader_threads(s_.pinned), s_.data.prefetch);
 }
 
 MicroBatch TrainBatches::next(uint64_t stream, c10::Device device, double& seconds) {

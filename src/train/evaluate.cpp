@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/version.h"
 #include "data/batch.h"
+#include "dist/gpu_select.h"
 #include "dist/mpi_session.h"
 #include "model/autocast.h"
 #include "model/checkpoint.h"
@@ -91,10 +92,12 @@ EvalCounts evaluate_sharded(model::VisionTransformer& model, const data::Dataset
 }
 
 EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const EvalConfig& eval,
-                    const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
+                    const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
   const auto started = std::chrono::steady_clock::now();
   model::use_default_preset(model_request);
+  const c10::Device device = dist::open_device(compute, mpi);
   model::VisionTransformer model = model::build_model(model_request, runtime.seed);
+  model->to(device);
   const ModelShape& shape = model->shape();
   auto dataset = data::open_dataset(data, shape, runtime.seed, dist::root_share(mpi));
   dist::agree_across_ranks(mpi, "data", dataset->size_summary());
@@ -135,6 +138,7 @@ EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const Ev
         {"top5", top5},
         {"loss", loss},
         {"bf16", eval.bf16},
+        {"device", model->device().is_cuda() ? "cuda" : "cpu"},
         {"world_size", mpi.world_size()},
         {"seconds", seconds}};
     write_file_atomic(eval.json, json_text(j) + "\n");

@@ -44,6 +44,6 @@ EvalCounts evaluate_sharded(model::VisionTransformer& model, const data::Dataset
 
 // `vitslim eval`: evaluates the requested model on `data` and reports (stdout, eval.json).
 EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const EvalConfig& eval,
-                    const RuntimeConfig& runtime, const dist::MpiSession& mpi);
+                    const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::train

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "core/error.h"
 
 namespace vitslim::train {
@@ -27,7 +29,6 @@ struct Group {
 void AdamW::step(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr,
                  const at::Tensor& found_inf) {
   torch::NoGradGuard no_grad;
-  ++steps_;
   Group decayed, plain;
   for (const auto& [name, p] : params) {
     const at::Tensor& grad = p.grad();
@@ -45,9 +46,12 @@ void AdamW::step(const std::vector<std::pair<std::string, at::Tensor>>& params, 
   if (decayed.params.empty() && plain.params.empty()) return;
   const at::Tensor& any = decayed.params.empty() ? plain.params.front() : decayed.params.front();
   if (!step_count_.defined() || step_count_.device() != any.device()) {
-    step_count_ = torch::zeros({}, any.options().dtype(torch::kFloat32));
+    step_count_ = torch::full({}, static_cast<double>(steps()), any.options().dtype(torch::kFloat32));
   }
-  step_count_.fill_(static_cast<double>(steps_));  // queued, not synchronised
+  // As torch's fused AdamW: the count advances, and steps back where found_inf holds 1 (queued on
+  // the device, not synchronised; integers are exact in float32 up to 2^24 steps).
+  step_count_.add_(1);
+  if (found_inf.defined()) step_count_.sub_(found_inf);
   for (auto* g : {&decayed, &plain}) {
     if (g->params.empty()) continue;
     const std::vector<at::Tensor> steps(g->params.size(), step_count_);
@@ -77,7 +81,10 @@ void AdamW::load_state(const std::map<std::string, at::Tensor>& tensors, int64_t
     state_[name] = Moments{t.clone(), sq->second.clone()};
   }
   steps_ = steps;
+  step_count_ = at::Tensor();
 }
+
+int64_t AdamW::steps() const { return step_count_.defined() ? std::llround(step_count_.item<double>()) : steps_; }
 
 void AdamW::retain(const std::set<std::string>& names) {
   for (auto it = state_.begin(); it != state_.end();) {

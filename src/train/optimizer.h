@@ -31,7 +31,8 @@ class AdamW {
   // where it holds 1 the kernels leave parameters and moments unchanged (torch's GradScaler
   // protocol), so a non-finite step is skipped without the host looking at it.
   void step(const std::vector<std::pair<std::string, at::Tensor>>& params, double lr, const at::Tensor& found_inf);
-  int64_t steps() const { return steps_; }
+  // Steps taken, skipped ones not counted (reads the device's count back: a sync on a GPU).
+  int64_t steps() const;
 
   // Checkpointing: "exp_avg/<name>", "exp_avg_sq/<name>" tensors and the step count.
   std::vector<std::pair<std::string, at::Tensor>> state_tensors() const;
@@ -46,8 +47,8 @@ class AdamW {
   AdamWOptions options_;
   std::set<std::string> no_decay_;
   std::map<std::string, Moments> state_;
-  int64_t steps_ = 0;
-  at::Tensor step_count_;  // float32 [] on the parameters' device: steps_, read by the kernel
+  int64_t steps_ = 0;      // the count loaded from a checkpoint, until the first step
+  at::Tensor step_count_;  // float32 [] on the parameters' device: the count the kernel reads
 };
 
 // The L2 norm over all gradients, float32 [] on their device (NaN/Inf when any gradient is):

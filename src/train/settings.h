@@ -65,9 +65,8 @@ struct TrainConfig {
   int64_t bucket_mb = 25;           // gradient all-reduce bucket size
   double collective_timeout = 600;  // seconds a collective may take before the job stops (0: none)
   double first_bucket_mb = 1;       // smaller first bucket: the first all-reduce starts early
-  Device device = Device::Cpu;
-  bool bf16 = false;       // bf16 autocast (CPU or CUDA)
-  int64_t log_every = 50;  // sync point: losses read back, trace written, stop signals agreed
+  bool bf16 = false;                // bf16 autocast (CPU or CUDA)
+  int64_t log_every = 50;           // sync point: losses read back, trace written, stop signals agreed
 
   double resolved_decay_epochs() const { return decay_epochs ? *decay_epochs : 0.75 * static_cast<double>(epochs); }
 
@@ -119,7 +118,6 @@ struct TrainConfig {
           "seconds a gradient all-reduce may stay unfinished before every rank stops with an error naming the "
           "rank and step (0: wait forever)",
           at_least(0));
-    o.add_enum("device", device, "one GPU per rank with cuda", kDeviceNames);
     o.add_switch("bf16", bf16, kBf16Help);
     o.add("log-every", log_every,
           "every N steps: read losses back from the device, write the trace, agree on stop signals and "

@@ -45,15 +45,28 @@ void update_step(NamedTensors& params, AdamW& optimizer, double lr, const at::Te
                  const StepOptions& options, std::map<std::string, at::Tensor>& ema) {
   clip_grad_norm(params, options.clip_grad, norm);
   optimizer.step(params, lr, found_inf);
-  if (options.ema_decay > 0) {
-    torch::NoGradGuard no_grad;
-    std::vector<at::Tensor> averages, weights;
-    for (auto& [name, p] : params) {
-      averages.push_back(ema.at(name));
-      weights.push_back(p);
-    }
-    torch::_foreach_lerp_(averages, weights, 1.0 - options.ema_decay);
+  if (options.ema_decay > 0) update_ema(params, ema, options.ema_decay, found_inf);
+}
+
+void update_ema(NamedTensors& params, std::map<std::string, at::Tensor>& ema, double decay,
+                const at::Tensor& found_inf) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> averages, weights;
+  for (auto& [name, p] : params) {
+    averages.push_back(ema.at(name));
+    weights.push_back(p);
   }
+  if (averages.empty()) return;
+  if (!averages.front().is_cuda()) {
+    // The CPU reads the flag at no cost and keeps the scalar kernel (the same bits as before).
+    if (found_inf.defined() && found_inf.item<float>() != 0) return;
+    torch::_foreach_lerp_(averages, weights, 1.0 - decay);
+    return;
+  }
+  // On a GPU the weight itself is gated, (1 - decay) x (1 - found_inf), so the host never waits.
+  at::Tensor w = torch::full({}, 1.0 - decay, averages.front().options());  // []
+  if (found_inf.defined()) w = w * (1 - found_inf.to(w.dtype()));
+  torch::_foreach_lerp_(averages, weights, std::vector<at::Tensor>(averages.size(), w));
 }
 
 namespace {

@@ -59,6 +59,10 @@ at::Tensor not_finite(const at::Tensor& loss, const at::Tensor& norm);
 // `norm`: the global gradient norm (grad_norm); where `found_inf` holds 1 nothing is updated.
 void update_step(NamedTensors& params, AdamW& optimizer, double lr, const at::Tensor& norm, const at::Tensor& found_inf,
                  const StepOptions& options, std::map<std::string, at::Tensor>& ema);
+// The EMA of the weights, ema <- ema + (1 - decay) (p - ema), left alone where found_inf holds 1
+// (torch's skip: a step that did not update the weights does not move their average either).
+void update_ema(NamedTensors& params, std::map<std::string, at::Tensor>& ema, double decay,
+                const at::Tensor& found_inf);
 
 // The collective decision at a sync point, the same on every rank: the largest stop signal any
 // rank received, and the earliest step (-1: none) whose loss or gradient norm was not finite on

@@ -13,12 +13,14 @@
 #include <optional>
 
 #include "core/atomic_file.h"
+#include "core/cuda_device.h"
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/log.h"
 #include "core/options.h"
 #include "core/version.h"
 #include "data/batch.h"
+#include "dist/gpu_select.h"
 #include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/flops.h"
@@ -43,6 +45,7 @@ double images_per_s(model::VisionTransformer& model, int64_t batch, int64_t iter
       model::Bf16Autocast autocast(model->device().type(), bf16);
       model->forward(images);
     }
+    if (images.is_cuda()) cuda::synchronize(images.device().index());  // the kernels, not their launch
     if (i >= kWarmup) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(seconds.begin(), seconds.end());
@@ -189,12 +192,15 @@ void choose(TomeSweepResult& result, double max_drop) {
 }
 
 TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& data, const TomeSweepConfig& sweep,
-                               const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
+                               const ComputeConfig& compute, const RuntimeConfig& runtime,
+                               const dist::MpiSession& mpi) {
   model::use_default_preset(model_request);
   if (!sweep.json.empty()) check_writable_output(sweep.json, "--json");
   if (!sweep.csv.empty()) check_writable_output(sweep.csv, "--csv");
   model_request.tome.r.clear();  // the sweep sets merging itself; the model file's is ignored
+  const c10::Device device = dist::open_device(compute, mpi);
   model::VisionTransformer model = model::build_model(model_request, runtime.seed);
+  model->to(device);
   const ModelShape& shape = model->shape();
   auto dataset = data::open_dataset(data, shape, runtime.seed, dist::root_share(mpi));
   dist::agree_across_ranks(mpi, "data", dataset->size_summary());

@@ -45,7 +45,8 @@ SpeedTable read_speed_table(const std::string& path);
 // `max_drop` points of points[0]. Pure; exposed for tests.
 void choose(TomeSweepResult& result, double max_drop);
 
+// The sweep on the device of `compute`; accuracy by evaluate_sharded, speed timed there (or --speeds).
 TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& data, const TomeSweepConfig& sweep,
-                               const RuntimeConfig& runtime, const dist::MpiSession& mpi);
+                               const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::train

@@ -158,11 +158,7 @@ void Trainer::setup() {
 
 void Trainer::setup_model() {
   model::use_default_preset(c_.model);
-  if (t_.device == Device::Cuda) {
-    if (!torch::cuda::is_available())
-      throw Error("--device cuda: no CUDA device is available to this build of LibTorch");
-    device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist::select_gpu(mpi_)));
-  }
+  device_ = dist::open_device(c_.compute, mpi_);
   model_ = model::build_model(c_.model, c_.runtime.seed);
   model::warn_if_bf16_emulated(device_.type(), t_.bf16);
   const ModelShape& shape = model_->shape();
@@ -208,8 +204,8 @@ void Trainer::setup_optimisation() {
   plan_ = make_plan(t_, c_.data.batch_size, batches_->samples_per_rank(), mpi_.world_size());
   const auto no_decay = model_->no_weight_decay_names();
   optimizer_ = std::make_unique<AdamW>(adamw_options(t_), std::set<std::string>(no_decay.begin(), no_decay.end()));
-  comm_ = dist::make_communicator(mpi_, t_.device, device_.is_cuda() ? device_.index() : 0,
-                                  dist::CommOptions{t_.collective_timeout});
+  comm_ = dist::make_communicator(mpi_, device_.is_cuda() ? Device::Cuda : Device::Cpu,
+                                  device_.is_cuda() ? device_.index() : 0, dist::CommOptions{t_.collective_timeout});
   model_->to(device_);
   progress_ = std::make_unique<ProgressLine>(mpi_.rank() == 0 && !c_.runtime.quiet, t_.log_every);
 }

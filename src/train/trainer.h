@@ -23,6 +23,7 @@ struct TrainInputs {
   ModelRequest model;
   DataConfig data;
   TrainConfig train;
+  ComputeConfig compute;
   RuntimeConfig runtime;
   std::string config_ini;
 };

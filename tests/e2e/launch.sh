@@ -67,11 +67,13 @@ cat >sweep.ini <<INI
 job = chain
 mode = sbatch
 name = sweep
+gpus_per_node = 4
 output_dir = $WORK/sweep
 binary = $BIN
 
 [train]
 epochs = 2
+device = cuda
 
 [sweep]
 ratios = 0.25,0.5
@@ -81,7 +83,10 @@ INI
 grep -qF -- "--dependency=afterok:<search job id>" chain.txt || fail "train depends on search"
 grep -qF -- "--dependency=afterok:<train job id>" chain.txt || fail "merge-eval depends on train"
 grep -qF -- "--remove-layers='$WORK/sweep/search/search.json'@\"\$RATIO\"" chain.txt || fail "remove-layers per ratio"
-echo "ok   chain: search -> train array -> merge + eval array"
+grep -qE -- "srun .*'eval' '--device=cuda'" chain.txt || fail "the eval step runs on [train]'s device"
+[[ $(grep -c '^#SBATCH --cpus-per-task=8$' chain.txt) -eq 3 ]] || fail "a GPU rank gets 8 CPUs by default"
+grep -qxF "#SBATCH --cpus-per-task=1" dry.txt || fail "a CPU rank gets 1 CPU by default"
+echo "ok   chain: search -> train array -> merge + eval array (on [train]'s device, 8 CPUs per GPU rank)"
 
 # Bad descriptions: one line with file:line, exit 2.
 bad() {

@@ -1,6 +1,7 @@
 // Unit tests of the GPU path's pieces that run without a GPU: choosing each rank's GPU and
 // refusing shared ones (dist/gpu_select.h), the collective watchdog (dist/watchdog.h), and the
-// device helpers' CPU behaviour (core/cuda_device.h). tests/gpu/ holds what needs a GPU.
+// device helpers' CPU behaviour (core/cuda_device.h), --device resolution, and the thread policy
+// (core/threads.h). tests/gpu/ holds what needs a GPU.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -12,7 +13,9 @@
 
 #include "core/cuda_device.h"
 #include "core/error.h"
+#include "core/threads.h"
 #include "dist/gpu_select.h"
+#include "dist/mpi_session.h"
 #include "dist/watchdog.h"
 
 namespace dist = vitslim::dist;
@@ -132,4 +135,42 @@ TEST(CudaDevice, CpuTensorsStayWhereTheyAre) {
     EXPECT_EQ(vitslim::cuda::device_count(), 0);
     EXPECT_THROW(vitslim::cuda::set_device(0), vitslim::Error);
   }
+}
+
+// --device cuda where it cannot run: one line naming the flag and what was found.
+TEST(CudaDevice, UnavailableReasonNamesWhatWasFound) {
+  using vitslim::cuda::cuda_unavailable_reason;
+  EXPECT_NE(cuda_unavailable_reason(false, 0, nullptr).find("--device cuda: this vitslim is built against a CPU"),
+            std::string::npos);
+  EXPECT_NE(cuda_unavailable_reason(true, 0, "").find("CUDA_VISIBLE_DEVICES is set and empty"), std::string::npos);
+  EXPECT_NE(cuda_unavailable_reason(true, 0, "3").find("no CUDA device is visible (CUDA_VISIBLE_DEVICES=3"),
+            std::string::npos);
+  EXPECT_NE(cuda_unavailable_reason(true, 0, nullptr).find("CUDA_VISIBLE_DEVICES unset"), std::string::npos);
+  EXPECT_EQ(cuda_unavailable_reason(true, 2, ""), "");  // devices seen: nothing to say
+  // auto never throws; it is the CPU where no device is visible, and cpu is always the CPU.
+  EXPECT_EQ(vitslim::cuda::resolve_device(vitslim::Device::Cpu), vitslim::Device::Cpu);
+  if (vitslim::cuda::device_count() == 0) {
+    EXPECT_EQ(vitslim::cuda::resolve_device(vitslim::Device::Auto), vitslim::Device::Cpu);
+    EXPECT_THROW(vitslim::cuda::resolve_device(vitslim::Device::Cuda), vitslim::Error);
+  }
+}
+
+// Ranks bound to their own cores (srun --cpus-per-task, mpirun --bind-to core) keep them all;
+// ranks that see the same cores share them.
+TEST(Threads, CoresAreDividedOnlyAmongRanksThatShareThem) {
+  EXPECT_TRUE(vitslim::masks_overlap("0-7", "7-15"));
+  EXPECT_FALSE(vitslim::masks_overlap("0-7", "8-15"));
+  EXPECT_FALSE(vitslim::masks_overlap("0,2,4", "1,3,5"));
+  EXPECT_TRUE(vitslim::masks_overlap("", "1"));  // unknown: shared
+  const std::vector<std::string> bound = {"n1 0-7", "n1 8-15", "n2 0-7", "n2 8-15"};
+  EXPECT_EQ(dist::sharing_ranks(bound, 1), 1);
+  const std::vector<std::string> unbound = {"n1 0-15", "n1 0-15", "n2 0-15"};
+  EXPECT_EQ(dist::sharing_ranks(unbound, 0), 2);
+  EXPECT_EQ(dist::sharing_ranks(unbound, 2), 1);
+  // Loader threads: a GPU rank's cores less the main thread; on the CPU what compute leaves.
+  EXPECT_EQ(vitslim::default_loader_threads(8, 8, true), 7);
+  EXPECT_EQ(vitslim::default_loader_threads(64, 1, true), 16);
+  EXPECT_EQ(vitslim::default_loader_threads(1, 1, true), 1);
+  EXPECT_EQ(vitslim::default_loader_threads(2, 2, false), 1);
+  EXPECT_EQ(vitslim::default_loader_threads(16, 8, false), 4);
 }

@@ -113,11 +113,31 @@ TEST(Optimizer, NonFiniteStepIsSkippedOnTheDevice) {
   EXPECT_EQ(found_inf.item<float>(), 1.0f);
   adam.step(params, 0.1, found_inf);
   EXPECT_TRUE(torch::equal(w, torch::ones({3})));
+  EXPECT_EQ(adam.steps(), 0);  // torch: the skipped step is not counted (bias correction unchanged)
   EXPECT_EQ(t::not_finite(torch::tensor(INFINITY, torch::kFloat64), torch::tensor(1.0f)).item<float>(), 1.0f);
   w.mutable_grad() = torch::tensor({1.0f, 1.0f, 1.0f});
   const auto norm = t::grad_norm(params);
   adam.step(params, 0.1, t::not_finite(torch::tensor(0.5, torch::kFloat64), norm));
   EXPECT_LT(w[0].item<float>(), 1.0f);
+  EXPECT_EQ(adam.steps(), 1);
+  // The same finite step from a fresh optimizer: step 1 of both, so the same weights exactly.
+  auto fresh = torch::ones({3});
+  fresh.mutable_grad() = torch::tensor({1.0f, 1.0f, 1.0f});
+  std::vector<std::pair<std::string, torch::Tensor>> fresh_params = {{"w", fresh}};
+  t::AdamW fresh_adam(t::AdamWOptions{}, {});
+  fresh_adam.step(fresh_params, 0.1, torch::zeros({}));
+  EXPECT_TRUE(torch::equal(w, fresh));
+}
+
+// The EMA does not move on a skipped step and moves by (1 - decay) on a finite one.
+TEST(Optimizer, EmaSkipsWithTheStep) {
+  auto w = torch::full({4}, 2.0f);
+  t::NamedTensors params = {{"w", w}};
+  std::map<std::string, torch::Tensor> ema = {{"w", torch::zeros({4})}};
+  t::update_ema(params, ema, 0.75, torch::ones({}));
+  EXPECT_TRUE(torch::equal(ema.at("w"), torch::zeros({4})));
+  t::update_ema(params, ema, 0.75, torch::zeros({}));
+  EXPECT_TRUE(torch::allclose(ema.at("w"), torch::full({4}, 0.5f)));
 }
 
 // The ranks' decision packs (step, rank) so that the maximum is the earliest step: one process
