@@ -1,36 +1,83 @@
 #!/usr/bin/env bash
-# scripts/gpu_smoke.sh: the first run of vitslim on a GPU machine, under 8 minutes on one GPU.
-# It prints one PASS/FAIL line per check, then DeiT-B bf16 training img/s, MFU and the
-# pruned/full speed-up, and exits 0 only when every check passed:
+# scripts/gpu_smoke.sh: the GPU kit. On a bare, offline GPU machine (one H100/H200, a CUDA torch
+# in python3, nvcc, CMake; none of vitslim's development packages) it builds vitslim against the
+# bundle of scripts/gpu_bundle.sh and that python3's torch (scripts/bundle_build.sh --cuda), then
+# prints one PASS/FAIL line per check and the DeiT-B numbers; exit 0 only when every check passed.
+# A preflight names what is missing first (no NVIDIA driver or GPU, no bundle, a CPU or
+# wrong-architecture torch, no nvcc, no NCCL headers, a binary with unresolved libraries, no
+# mpiexec); nothing is ever SKIPped with exit 0. Under 10 minutes there (build at most 4).
 #   nccl_check     vitslim_nccl_check on one rank (all-reduce, max, broadcast, all-gather)
 #   shared_gpu     2 ranks on 1 GPU are refused on every rank, with no hang
-#   bench_fp32     bench --device cuda
-#   bench_bf16     bench --device cuda --bf16
-#   train_cuda     3 training steps + the end-of-epoch evaluation on CUDA fp32, from the same
-#                  weights and batches as on CPU: the last step's loss within 2e-3 relative
+#   reducer        vitslim_gpu_test: NCCL communicator + reducer against plain backward
+#   bench_fp32/bf16  bench --device cuda (TF32 on / bf16 autocast)
+#   entropy        entropy on CUDA vs CPU (TF32 off): every entropy within 1e-4 relative
+#   search         NOSE search on CUDA vs CPU (TF32 off): the same picks at 0.25 and 0.5
+#   eval           eval on CUDA vs CPU (TF32 off): the same top-1/top-5 counts
+#   predict        predict --save-logits on CUDA vs CPU (TF32 off): logits within 1e-3
+#   tome           tome-sweep on CUDA vs CPU (TF32 off): every point's top-1 within 0.5 points
+#   export_sample  export --sample on CUDA vs CPU (TF32 off): sample logits within 1e-3
+#   train_cuda     3 steps + evaluation on CUDA fp32 (TF32 off) vs CPU: last loss within 2e-3
 #   train_bf16     the same in bf16 autocast, within 3e-2
-#   reducer        vitslim_gpu_test: a 1-rank NCCL communicator + the reducer against plain
-#                  backward, at accumulation 1 and 2
-# Environment: VITSLIM_BUILD (the CUDA build: vitslim, vitslim_nccl_check, vitslim_gpu_test;
-# default build-cuda/build), MPIEXEC (default mpiexec), VITSLIM_DATA (a Fashion-MNIST folder;
-# default Debian's, else a small random one is written), VITSLIM_PEAK_TFLOPS (dense bf16 peak of
-# the GPU for MFU; default 989, H100/H200 SXM), VITSLIM_SMOKE_OUT (kept outputs; default a
-# temporary folder). Only python3's standard library is used.
+#   pipeline       the whole pipeline in a short mode with --device cuda: finished, report.json
+# Numbers: DeiT-B bf16 batch 256 training images/s and MFU from `vitslim train` on synthetic data,
+# full and with blocks 0,1,3,4,6 removed; the same step in timm eager and torch.compile
+# (scripts/gpu_peer_train.py); NOSE search of DeiT-B at 50% over 1,024 images; pruned/full
+# inference at batch 256 bf16 (the paper: 1.205x). Goals: vitslim >= 1.0x timm eager, MFU >= 40%.
+# Environment: VITSLIM_BUILD (already built binaries: vitslim, vitslim_nccl_check,
+# vitslim_gpu_test; default: build here with scripts/bundle_build.sh --cuda into build-bundle/),
+# VITSLIM_PYTHON (default python3), MPIEXEC (default the bundle's), VITSLIM_DATA (a Fashion-MNIST
+# folder; default Debian's, else 512 + 256 random images are written), VITSLIM_PEAK_TFLOPS (dense
+# bf16 peak for MFU; default 989, H100/H200 SXM), VITSLIM_SMOKE_OUT (outputs; default
+# build-bundle/smoke), VITSLIM_SMOKE_DEVICE (default cuda; cpu runs every command on the CPU,
+# which checks the kit itself on a machine without a GPU), VITSLIM_SMOKE_NUMBERS=0 (skip the
+# DeiT-B numbers).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${VITSLIM_BUILD:-$ROOT/build-cuda/build}"
-MPIEXEC="${MPIEXEC:-mpiexec}"
+PY="${VITSLIM_PYTHON:-python3}"
 PEAK_TFLOPS="${VITSLIM_PEAK_TFLOPS:-989}"
-BIN="$BUILD/vitslim"
-OUT="${VITSLIM_SMOKE_OUT:-$(mktemp -d)}"
-mkdir -p "$OUT"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-FP32_TOLERANCE=2e-3
-BF16_TOLERANCE=3e-2
+DEVICE="${VITSLIM_SMOKE_DEVICE:-cuda}"
+OUT="${VITSLIM_SMOKE_OUT:-}"
+COMPARE=("$PY" "$ROOT/scripts/gpu_compare.py")
+PRUNED=0,1,3,4,6
 failed=0
+started=$SECONDS
 
 result() {  # name, status (0 = pass), detail
   if [[ $2 -eq 0 ]]; then echo "PASS $1: $3"; else echo "FAIL $1: $3"; failed=$((failed + 1)); fi
+}
+stop() {
+  echo "FAIL preflight: $*"
+  echo "gpu_smoke: stopped before the checks"
+  exit 1
+}
+last_line() { tail -n 1 "$1" 2>/dev/null | cut -c1-300; }
+
+preflight() {
+  if [[ $DEVICE == cuda ]]; then
+    command -v nvidia-smi >/dev/null || stop "nvidia-smi not found: no NVIDIA driver on this machine"
+    local gpus
+    gpus=$(nvidia-smi -L 2>&1) || stop "nvidia-smi failed (driver not loaded?): $(head -n 1 <<<"$gpus")"
+    grep -q "^GPU " <<<"$gpus" || stop "nvidia-smi lists no GPU"
+    echo "gpu_smoke: $(head -n 1 <<<"$gpus")"
+  fi
+  if [[ -z "${VITSLIM_BUILD:-}" ]]; then
+    local flags=(--python "$PY")
+    [[ $DEVICE == cuda ]] && flags+=(--cuda)
+    bash "$ROOT/scripts/bundle_build.sh" "${flags[@]}" || stop "the build against the bundle failed (above)"
+    VITSLIM_BUILD="$ROOT/build-bundle/build"
+    # shellcheck source=/dev/null
+    source "$ROOT/build-bundle/prefix/env.sh"
+  fi
+  BIN="$VITSLIM_BUILD/vitslim"
+  for b in "$BIN" "$VITSLIM_BUILD/vitslim_nccl_check" "$VITSLIM_BUILD/vitslim_gpu_test"; do
+    [[ -x "$b" ]] || stop "$b not found (VITSLIM_BUILD=$VITSLIM_BUILD)"
+    local missing
+    missing=$(ldd "$b" 2>/dev/null | grep "not found" | head -n 3 | tr '\n' ' ')
+    [[ -z "$missing" ]] || stop "$b: libraries not found: $missing"
+  done
+  MPIEXEC="${MPIEXEC:-$(command -v mpiexec || true)}"
+  [[ -n "$MPIEXEC" && -x "$MPIEXEC" ]] || stop "no mpiexec (the bundle's openmpi-bin, or MPIEXEC=)"
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 }
 
 # A Fashion-MNIST folder: Debian's, or 512 + 256 random 28x28 images in the IDX format.
@@ -38,7 +85,7 @@ data_dir() {
   local debian=/usr/share/datasets/fashion-mnist
   if [[ -n "${VITSLIM_DATA:-}" ]]; then echo "$VITSLIM_DATA"; return; fi
   if [[ -f "$debian/train-images-idx3-ubyte.gz" ]]; then echo "$debian"; return; fi
-  python3 - "$OUT/data" <<'PY'
+  "$PY" - "$OUT/data" <<'PY'
 import os, random, struct, sys
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
@@ -52,118 +99,176 @@ PY
   echo "$OUT/data"
 }
 
-json_field() {  # file, python expression over `j`
-  python3 -c "import json, sys; j = json.load(open(sys.argv[1])); print($2)" "$1"
+# Runs `vitslim JOB ARGS` twice, TF32 off: "ref" on the CPU, "dev" on $DEVICE; logs in
+# $OUT/NAME-ref.log and NAME-dev.log; the caller compares the outputs. Returns non-zero (and sets
+# DETAIL) when either run fails.
+twin() {  # name, job, args with @ standing for ref / dev in output names
+  local name=$1 job=$2 run dev
+  shift 2
+  for run in ref dev; do
+    dev=cpu
+    [[ $run == dev ]] && dev=$DEVICE
+    local args=("${@//@/$run}")
+    if ! timeout 300 "$BIN" "$job" "${args[@]}" --device "$dev" --tf32=false >"$OUT/$name-$run.log" 2>&1; then
+      DETAIL="$job --device $dev failed: $(last_line "$OUT/$name-$run.log")"
+      return 1
+    fi
+  done
+}
+
+check_compare() {  # name, twin arguments..., --, compare arguments...
+  local name=$1 i
+  shift
+  for ((i = 1; i <= $#; i++)); do [[ ${!i} == -- ]] && break; done
+  local run=("${@:1:i-1}") compare=("${@:i+1}") line
+  if ! twin "$name" "${run[@]}"; then
+    result "$name" 1 "$DETAIL"
+    return
+  fi
+  line=$("${COMPARE[@]}" "${compare[@]}")
+  [[ $line == ok* ]]
+  result "$name" $? "${line#* }"
 }
 
 check_nccl() {
   local log="$OUT/nccl_check.log"
-  timeout 120 "$BUILD/vitslim_nccl_check" >"$log" 2>&1
+  timeout 120 "$VITSLIM_BUILD/vitslim_nccl_check" >"$log" 2>&1
   local rc=$?
   grep -q "^PASS" "$log" && [[ $rc -eq 0 ]]
-  result nccl_check $? "$(grep -m1 "NCCL allreduce" "$log" || tail -n 1 "$log")"
+  result nccl_check $? "$(grep -m1 "NCCL allreduce" "$log" || last_line "$log")"
 }
 
 check_shared_gpu() {
-  local log="$OUT/shared_gpu.log" rc=0
-  local first="${CUDA_VISIBLE_DEVICES:-0}"
+  local log="$OUT/shared_gpu.log" rc=0 first="${CUDA_VISIBLE_DEVICES:-0}"
   CUDA_VISIBLE_DEVICES="${first%%,*}" timeout 180 "$MPIEXEC" -np 2 "$BIN" train --device cuda \
     "${TRAIN[@]}" --out-dir "$OUT/shared" >"$log" 2>&1 || rc=$?
   [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "share one GPU" "$log"
-  result shared_gpu $? "exit $rc (124: hung); $(grep -m1 "share one GPU" "$log" || tail -n 1 "$log")"
-}
-
-check_bench() {  # name, extra flags
-  local name=$1 log="$OUT/$1.log"
-  shift
-  timeout 300 "$BIN" bench --device cuda --batch-size 64 --iters 5 --warmup 2 "$@" --json "$OUT/$name.json" >"$log" 2>&1
-  local rc=$?
-  local rate=""
-  [[ $rc -eq 0 ]] && rate=$(json_field "$OUT/$name.json" 'j["models"][0]["train_step"]["images_per_s"]' 2>/dev/null)
-  if [[ -n "$rate" ]]; then
-    result "$name" 0 "deit_tiny batch 64 training $rate img/s"
-  else
-    result "$name" 1 "$(tail -n 1 "$log")"
-  fi
-}
-
-# Trains the same 3 steps (same weights, batches and mixing) on `device` with `flags`.
-train_on() {  # out-dir name, flags...
-  local name=$1
-  shift
-  timeout 300 "$BIN" train "${TRAIN[@]}" "$@" --out-dir "$OUT/$name" >"$OUT/$name.log" 2>&1
-}
-
-compare_train() {  # name, tolerance
-  local name=$1 tolerance=$2 detail
-  detail=$(python3 - "$OUT/train_cpu/train.json" "$OUT/$name/train.json" "$tolerance" <<'PY'
-import json, sys
-cpu, gpu = (json.load(open(p)) for p in sys.argv[1:3])
-tol = float(sys.argv[3])
-rel = abs(gpu["last_loss"] - cpu["last_loss"]) / abs(cpu["last_loss"])
-ok = gpu["finished"] and gpu["last_top1"] >= 0 and rel <= tol
-print(f"{'ok' if ok else 'bad'} step-3 loss {gpu['last_loss']:.5f} vs CPU {cpu['last_loss']:.5f} "
-      f"(relative {rel:.1e}, limit {tol:g}), end-of-epoch top-1 {gpu['last_top1']:.2f}% vs CPU {cpu['last_top1']:.2f}%")
-PY
-  ) || detail="bad: no train.json ($(tail -n 1 "$OUT/$name.log"))"
-  [[ $detail == ok* ]]
-  result "$name" $? "${detail#* }"
-}
-
-check_train() {
-  if ! train_on train_cpu --device cpu; then
-    result train_cuda 1 "the CPU reference run failed: $(tail -n 1 "$OUT/train_cpu.log")"
-    result train_bf16 1 "the CPU reference run failed"
-    return
-  fi
-  train_on train_cuda --device cuda
-  compare_train train_cuda "$FP32_TOLERANCE"
-  train_on train_bf16 --device cuda --bf16
-  compare_train train_bf16 "$BF16_TOLERANCE"
+  result shared_gpu $? "exit $rc (124: hung); $(grep -m1 "share one GPU" "$log" || last_line "$log")"
 }
 
 check_reducer() {
   local log="$OUT/reducer.log"
-  timeout 300 "$BUILD/vitslim_gpu_test" >"$log" 2>&1
+  timeout 300 "$VITSLIM_BUILD/vitslim_gpu_test" >"$log" 2>&1
   local rc=$?
   [[ $rc -eq 0 ]] && ! grep -q "SKIPPED" "$log" && grep -q "PASSED" "$log"
-  result reducer $? "$(grep -m1 -E "PASSED|FAILED|SKIPPED" "$log" || tail -n 1 "$log")"
+  result reducer $? "$(grep -m1 -E "PASSED|FAILED|SKIPPED" "$log" || last_line "$log")"
 }
 
-# DeiT-B bf16 training at batch 256, full and with 5 of 12 attention layers removed.
-report_deit_base() {
-  local json="$OUT/deit_base.json"
-  if ! timeout 600 "$BIN" bench --model deit_base --remove-layers 0,1,3,4,6 --device cuda --bf16 --batch-size 256 \
-    --iters 10 --warmup 3 --json "$json" >"$OUT/deit_base.log" 2>&1; then
-    result deit_base 1 "bench failed: $(tail -n 1 "$OUT/deit_base.log")"
+check_bench() {  # name, extra flags
+  local name=$1 log="$OUT/$1.log" rate=""
+  shift
+  if timeout 300 "$BIN" bench --device "$DEVICE" --batch-size 64 --iters 5 --warmup 2 "$@" --json "$OUT/$name.json" \
+    >"$log" 2>&1; then
+    rate=$("$PY" -c 'import json,sys; print("%.1f" % json.load(open(sys.argv[1]))["models"][0]["train_step"]["images_per_s"])' \
+      "$OUT/$name.json" 2>/dev/null)
+  fi
+  [[ -n "$rate" ]]
+  result "$name" $? "${rate:+deit_tiny batch 64 training $rate img/s}$([[ -z $rate ]] && last_line "$log")"
+}
+
+check_train() {  # name, tolerance, flags
+  local name=$1 tolerance=$2 line
+  shift 2
+  if [[ ! -f "$OUT/train_cpu/train.json" ]] &&
+    ! timeout 300 "$BIN" train "${TRAIN[@]}" --device cpu --out-dir "$OUT/train_cpu" >"$OUT/train_cpu.log" 2>&1; then
+    result "$name" 1 "the CPU reference run failed: $(last_line "$OUT/train_cpu.log")"
     return
   fi
-  python3 - "$json" "$PEAK_TFLOPS" <<'PY'
-import json, sys
-j = json.load(open(sys.argv[1]))
-peak = float(sys.argv[2]) * 1e12
-full, pruned = j["models"]
-for row in (full, pruned):
-    rate = row["train_step"]["images_per_s"]
-    mfu = 6 * row["macs_per_image"] * rate / peak  # forward + backward = 3 x 2 FLOPs per MAC
-    print(f"DeiT-B bf16 batch 256 {row['model']}: {rate:.0f} img/s training, MFU {100 * mfu:.1f}% "
-          f"of {sys.argv[2]} TFLOPS, inference {row['inference']['images_per_s']:.0f} img/s")
-speedup = pruned["train_step"]["images_per_s"] / full["train_step"]["images_per_s"]
-infer = pruned["inference"]["images_per_s"] / full["inference"]["images_per_s"]
-print(f"pruned/full speed-up: training {speedup:.3f}x, inference {infer:.3f}x (paper: 1.205x)")
-PY
+  if ! timeout 300 "$BIN" train "${TRAIN[@]}" --device "$DEVICE" "$@" --out-dir "$OUT/$name" >"$OUT/$name.log" 2>&1; then
+    result "$name" 1 "$(last_line "$OUT/$name.log")"
+    return
+  fi
+  line=$("${COMPARE[@]}" train "$OUT/train_cpu/train.json" "$OUT/$name/train.json" "$tolerance")
+  [[ $line == ok* ]]
+  result "$name" $? "${line#* }"
 }
 
+check_pipeline() {
+  local log="$OUT/pipeline.log" rc=0
+  timeout 600 "$BIN" pipeline --device "$DEVICE" --data-path "$DATA" --out-dir "$OUT/pipeline" --ratios 0.5 \
+    --criteria none --distill none --tome-rows=false --finetune-epochs 1 --decay-epochs 0.5 --steps-per-epoch 4 \
+    --eval-images 256 --bench-iters 2 --quiet >"$log" 2>&1 || rc=$?
+  [[ $rc -eq 0 && -f "$OUT/pipeline/report.json" ]]
+  result pipeline $? "exit $rc; $(grep -m1 -i "report" "$log" || last_line "$log")"
+}
+
+numbers() {
+  local synthetic=(--model deit_base --data-set synthetic --bf16 --device "$DEVICE" --batch-size 256 --epochs 1
+    --warmup-epochs 0 --steps-per-epoch 12 --eval-images 256 --entropy-images 0 --drop-path 0.1 --quiet)
+  if timeout 300 "$BIN" convert --model deit_base --remove-layers "$PRUNED" --out "$OUT/deit_base_pruned.safetensors" \
+    >"$OUT/convert.log" 2>&1; then :; else echo "numbers: convert failed: $(last_line "$OUT/convert.log")"; fi
+  local name weights
+  for name in full pruned; do
+    weights=()
+    [[ $name == pruned ]] && weights=(--weights "$OUT/deit_base_pruned.safetensors")
+    if timeout 420 "$BIN" train "${synthetic[@]}" "${weights[@]}" --calib-images 3328 --out-dir "$OUT/deit_base_$name" \
+      >"$OUT/deit_base_$name.log" 2>&1; then
+      "${COMPARE[@]}" mfu "$OUT/deit_base_$name/train.json" "$PEAK_TFLOPS" "$name" \
+        "$([[ $name == pruned ]] && echo "$PRUNED")"
+    else
+      echo "numbers: DeiT-B $name training failed: $(last_line "$OUT/deit_base_$name.log")"
+    fi
+  done
+  timeout 420 "$PY" "$ROOT/scripts/gpu_peer_train.py" --device "$DEVICE" --batch-size 256 --steps 12 \
+    2>"$OUT/peer.log" || echo "numbers: timm peer failed: $(last_line "$OUT/peer.log")"
+  local t0=$SECONDS
+  if timeout 420 "$BIN" search --model deit_base --data-set synthetic --calib-images 1024 --batch-size 128 --ratios 0.5 \
+    --bf16 --device "$DEVICE" --out "$OUT/search_deit_base.h5" --quiet >"$OUT/search_deit_base.log" 2>&1; then
+    echo "NOSE search of DeiT-B at 50% over 1,024 synthetic images: $((SECONDS - t0)) s"
+  else
+    echo "numbers: DeiT-B search failed: $(last_line "$OUT/search_deit_base.log")"
+  fi
+  if timeout 300 "$BIN" bench --model deit_base --remove-layers "$PRUNED" --device "$DEVICE" --bf16 --batch-size 256 \
+    --train=false --iters 10 --warmup 3 --json "$OUT/deit_base_bench.json" >"$OUT/deit_base_bench.log" 2>&1; then
+    "$PY" - "$OUT/deit_base_bench.json" <<'PY'
+import json, sys
+full, pruned = json.load(open(sys.argv[1]))["models"][:2]
+a, b = full["inference"]["images_per_s"], pruned["inference"]["images_per_s"]
+print(f"DeiT-B bf16 batch 256 inference: full {a:.0f} img/s, pruned {b:.0f} img/s, pruned/full {b / a:.3f}x (paper: 1.205x)")
+PY
+  else
+    echo "numbers: DeiT-B bench failed: $(last_line "$OUT/deit_base_bench.log")"
+  fi
+}
+
+if [[ -z "$OUT" ]]; then  # the default folder is the kit's own: each run starts it afresh
+  OUT="$ROOT/build-bundle/smoke"
+  rm -rf "$OUT"
+elif [[ -e "$OUT" && -n "$(ls -A "$OUT")" ]]; then
+  stop "VITSLIM_SMOKE_OUT=$OUT is not empty (the checks compare fresh outputs)"
+fi
+mkdir -p "$OUT"
+preflight
 DATA="$(data_dir)"
-TRAIN=(--model vit_fmnist --data-path "$DATA" --epochs 1 --warmup-epochs 0 --steps-per-epoch 3 --batch-size 64
-  --drop-path 0 --eval-images 256 --entropy-images 64 --log-every 1 --seed 0 --quiet)
-echo "gpu_smoke: $BIN, data $DATA, outputs in $OUT"
+MODEL=(--model vit_fmnist --weights "$ROOT/pretrained/vit_fmnist.safetensors" --seed 0 --quiet)
+FM=("${MODEL[@]}" --data-path "$DATA")
+TRAIN=("${FM[@]}" --epochs 1 --warmup-epochs 0 --steps-per-epoch 3 --batch-size 64 --drop-path 0 --eval-images 256
+  --entropy-images 64 --log-every 1 --tf32=false)
+echo "gpu_smoke: $BIN on $DEVICE, data $DATA, outputs in $OUT"
 check_nccl
 check_shared_gpu
+check_reducer
 check_bench bench_fp32
 check_bench bench_bf16 --bf16
-check_train
-check_reducer
-report_deit_base
-echo "gpu_smoke: $failed check(s) failed"
+check_compare entropy entropy "${FM[@]}" --calib-images 256 --out "$OUT/entropy-@.h5" --json "$OUT/entropy-@.json" -- \
+  entropy "$OUT/entropy-ref.json" "$OUT/entropy-dev.json" 1e-4
+check_compare search search "${FM[@]}" --calib-images 256 --ratios 0.25,0.5 --out "$OUT/search-@.h5" \
+  --json "$OUT/search-@.json" -- \
+  search "$OUT/search-ref.json" "$OUT/search-dev.json"
+check_compare eval eval "${FM[@]}" --eval-images 256 --json "$OUT/eval-@.json" -- \
+  eval "$OUT/eval-ref.json" "$OUT/eval-dev.json"
+check_compare predict predict "${FM[@]}" --data-split test --limit 128 --out "$OUT/predict-@.csv" \
+  --save-logits "$OUT/predict-@.safetensors" --force -- \
+  tensors "$OUT/predict-ref.safetensors" "$OUT/predict-dev.safetensors" logits 1e-3
+check_compare tome tome-sweep "${FM[@]}" --sweep-r 1,2 --eval-images 256 --bench-iters 1 --json "$OUT/tome-@.json" -- \
+  tome "$OUT/tome-ref.json" "$OUT/tome-dev.json" 0.5
+check_compare export_sample export "${MODEL[@]}" --format safetensors --out "$OUT/export-@.safetensors" \
+  --sample "$OUT/sample-@.safetensors" --force -- \
+  tensors "$OUT/sample-ref.safetensors" "$OUT/sample-dev.safetensors" logits 1e-3
+check_train train_cuda 2e-3
+check_train train_bf16 3e-2 --bf16
+check_pipeline
+echo "gpu_smoke: $failed check(s) failed ($((SECONDS - started)) s)"
+[[ "${VITSLIM_SMOKE_NUMBERS:-1}" == 0 ]] || numbers
+echo "gpu_smoke: done in $((SECONDS - started)) s"
 [[ $failed -eq 0 ]]

@@ -20,6 +20,7 @@
 #include "core/json_text.h"
 #include "core/log.h"
 #include "data/sampler.h"
+#include "dist/gpu_select.h"
 #include "dist/mpi_session.h"
 #include "entropy/measure.h"
 #include "jobs/common.h"
@@ -564,6 +565,7 @@ void Pipeline::check_settings() {
 }
 
 void Pipeline::run() {
+  dist::open_device(base_.compute, mpi_);  // a bad --device stops here, before --out-dir exists
   if (mpi_.rank() == 0) out_lock_ = std::make_unique<DirLock>(p_.out_dir, "--out-dir");  // creates it
   check_settings();
   mpi_.barrier();

@@ -60,7 +60,18 @@ expect_error mean-channels "--mean/--std have 2 values" "$BIN" "${E[@]}" --mean 
 expect_error out-dir-missing "directory" "$BIN" entropy --out /no/such/dir/t.h5 --calib-images 8
 expect_error remove-too-deep "--remove-layers: block 7 does not exist" "$BIN" "${E[@]}" --model vit_fmnist --remove-layers 7
 expect_error nan-weights "has NaN or Inf" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/nan_values.pth" --data-set synthetic
-expect_error bench-no-cuda "--device cuda: no CUDA device" "$BIN" bench --model vit_test --device cuda
+# --device cuda in a CPU build: every job that runs the model refuses it by name, writing nothing.
+NO_CUDA="--device cuda: this vitslim is built against a CPU LibTorch"
+expect_error bench-no-cuda "$NO_CUDA" "$BIN" bench --model vit_test --device cuda --json b.json
+expect_error eval-no-cuda "$NO_CUDA" "$BIN" eval --model vit_test --device cuda --json e.json
+expect_error entropy-no-cuda "$NO_CUDA" "$BIN" entropy --model vit_test --device cuda --out e.h5 --json e.json
+expect_error search-no-cuda "$NO_CUDA" "$BIN" search --model vit_test --device cuda --out s.h5 --json s.json
+expect_error predict-no-cuda "$NO_CUDA" "$BIN" predict --model vit_test --device cuda --out p.csv
+expect_error tome-sweep-no-cuda "$NO_CUDA" "$BIN" tome-sweep --model vit_test --device cuda --json t.json
+expect_error export-no-cuda "$NO_CUDA" "$BIN" export --model vit_test --device cuda --out m.onnx --sample s.safetensors
+expect_error train-no-cuda "$NO_CUDA" "$BIN" train --model vit_test --device cuda --out-dir run
+expect_error pipeline-no-cuda "$NO_CUDA" "$BIN" pipeline --model vit_test --device cuda --out-dir run
+expect_error device-typo "--device must be cpu, cuda or auto, got 'gpu'" "$BIN" eval --model vit_test --device gpu
 expect_error convert-no-out "--out is required" "$BIN" convert --weights "$DATA/golden_flat.pth"
 expect_error weights-is-dir "weights $DATA: is a directory, not a file" "$BIN" "${E[@]}" --weights "$DATA"
 expect_error crc-mismatch "crc_mismatch.pth: corrupt or truncated archive (CRC-32 of" "$BIN" "${E[@]}" --model vit_test --weights "$DATA/crc_mismatch.pth" --data-set synthetic

@@ -83,7 +83,7 @@ INI
 grep -qF -- "--dependency=afterok:<search job id>" chain.txt || fail "train depends on search"
 grep -qF -- "--dependency=afterok:<train job id>" chain.txt || fail "merge-eval depends on train"
 grep -qF -- "--remove-layers='$WORK/sweep/search/search.json'@\"\$RATIO\"" chain.txt || fail "remove-layers per ratio"
-grep -qE -- "srun .*'eval' '--device=cuda'" chain.txt || fail "the eval step runs on [train]'s device"
+grep -qF -- " eval '--device=cuda' --weights=" chain.txt || fail "the eval step runs on [train]'s device"
 [[ $(grep -c '^#SBATCH --cpus-per-task=8$' chain.txt) -eq 3 ]] || fail "a GPU rank gets 8 CPUs by default"
 grep -qxF "#SBATCH --cpus-per-task=1" dry.txt || fail "a CPU rank gets 1 CPU by default"
 echo "ok   chain: search -> train array -> merge + eval array (on [train]'s device, 8 CPUs per GPU rank)"

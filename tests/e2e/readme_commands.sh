@@ -94,8 +94,19 @@ cuda_or_refused() {
   "$@" 2>"$WORK/cuda.err" || rc=$?
   cat "$WORK/cuda.err" >&2
   ((rc == 0)) && return 0
-  ((rc == 1)) && grep -q -- "error.*--device cuda: no CUDA device is available" "$WORK/cuda.err" || return 1
+  ((rc == 1)) && grep -q -- "error.*--device cuda: this vitslim is built against a CPU LibTorch" "$WORK/cuda.err" || return 1
   note "--device cuda refused as documented (no CUDA device for this build)"
+}
+# The GPU kit where there is no GPU: its preflight stops with one line naming what is missing (the
+# driver here); on a GPU machine it would build and run every check (tests/e2e/gpu_smoke.sh runs the
+# checks themselves on the CPU).
+smoke_preflight() {
+  local rc=0
+  VITSLIM_SMOKE_OUT="$WORK/smoke" bash scripts/gpu_smoke.sh >"$WORK/smoke.txt" 2>&1 || rc=$?
+  cat "$WORK/smoke.txt" >&2
+  ((rc == 0)) && return 0
+  grep -q "^FAIL preflight: " "$WORK/smoke.txt" || return 1
+  note "gpu_smoke.sh stopped in its preflight: $(grep -m1 '^FAIL preflight' "$WORK/smoke.txt")"
 }
 same_selections() {
   "$PY" -c "import json, sys; a, b = (json.load(open(f))['selections'] for f in sys.argv[1:]); assert a == b, (a, b)" "$@"
@@ -375,6 +386,10 @@ entry 'mpirun -np 8 build/vitslim eval --weights runs/b40-wds/final.safetensors 
 entry 'mpirun -np 8 build/vitslim train --device cuda --bf16 --model deit_base --weights deit_base.pth ...' \
   'cuda_or_refused "$MPIEXEC" -np 2 build/vitslim train --device cuda --bf16 --model deit_base --weights deit_base.pth \
      --img-size 64 --batch-size 2 $DEITB --out-dir runs/gpu'
+entry 'build/vitslim eval --device cuda --tf32=false --weights runs/train/final.safetensors' \
+  'cuda_or_refused build/vitslim eval --device cuda --tf32=false --weights runs/train/final.safetensors --eval-images 64 $T1'
+entry 'bash scripts/gpu_bundle.sh' 'bash scripts/gpu_bundle.sh --list >"$WORK/bundle.txt" && grep -q "^total " "$WORK/bundle.txt"'
+entry 'bash scripts/gpu_smoke.sh' 'smoke_preflight'
 entry 'srun --mpi=pmix --ntasks-per-node=8 --gpus-per-node=8 build/vitslim train --device cuda ...' \
   'cuda_or_refused "$MPIEXEC" -np 2 build/vitslim train --device cuda --remove-layers 1,3 $FM --eval-images 100 --out-dir runs/srun
    note "srun (no Slurm here) replaced by mpiexec -np 2"'

@@ -235,7 +235,7 @@ TEST(Options, EnumsParseOnceAndPrintBack) {
   EXPECT_STREQ(vitslim::to_string(p.config.search.estimator), "pooled");
   EXPECT_NE(error_of({"search", "--estimator", "mean"}).find("--estimator must be logits, pooled or cls"),
             std::string::npos);
-  EXPECT_NE(error_of({"train", "--device", "tpu"}).find("--device must be cpu or cuda"), std::string::npos);
+  EXPECT_NE(error_of({"train", "--device", "tpu"}).find("--device must be cpu, cuda or auto"), std::string::npos);
 }
 
 // Values that would exhaust the machine or wrap around are refused by name, not run.
