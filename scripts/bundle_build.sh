@@ -143,6 +143,8 @@ export OPAL_PREFIX="$PREFIX/usr"
 export PATH="$PREFIX/usr/bin:\$PATH"
 export LD_LIBRARY_PATH="$fill:$PREFIX/usr/lib/$ARCH_DIR/openmpi/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Debian's multiarch headers (jconfig.h), which the compiler searches only under /usr.
+export CPATH="$PREFIX/usr/include/$ARCH_DIR\${CPATH:+:\$CPATH}"
 EOF
   log "$(ls "$fill" | wc -l) of the bundle's libraries are missing on this system and come from the bundle"
 }

@@ -2,9 +2,10 @@
 # scripts/check_bundle_chroot.sh: proves, without a GPU, that the bundle of scripts/gpu_bundle.sh
 # is enough to build vitslim on a machine that has none of its development packages. A bare
 # Debian bookworm made by debootstrap (minbase + a compiler, CMake, Ninja, python3 and nothing
-# else) gets the working tree, the bundle, the pinned CPU torch wheel and the Python-made test
-# inputs; inside it scripts/bundle_build.sh --unit-tests builds the CPU variant against the
-# bundle and runs vitslim_unit. Slow (debootstrap the first time, a full build on this machine's
+# else) gets the working tree, the bundle, the pinned CPU torch wheel, the Python-made test
+# inputs and the two data packages the unit tests read (Fashion-MNIST, MATE's photos); inside it
+# scripts/bundle_build.sh --unit-tests builds the CPU variant against the bundle and runs
+# vitslim_unit. Slow (debootstrap the first time, a full build on this machine's
 # cores): a script to run by hand, not part of CI. Needs root and Debian's registry.
 # Usage: scripts/check_bundle_chroot.sh [CHROOT_DIR]   (default /var/tmp/vitslim-bookworm; kept
 #        between runs, so the second run skips debootstrap)
@@ -46,12 +47,19 @@ done
 
 mount -t proc proc "$CHROOT/proc"
 trap 'umount "$CHROOT/proc" 2>/dev/null || true' EXIT
-rm -rf "$CHROOT/src"
+rm -rf "$CHROOT/src/vitslim" "$CHROOT/src/wheels" "$CHROOT/src/test-data"  # src/work: the build, kept
 mkdir -p "$CHROOT/src/vitslim" "$CHROOT/src/wheels"
 (cd "$ROOT" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | tar -C "$CHROOT/src/vitslim" -xf -
 cp -r "$ROOT/gpu-bundle" "$CHROOT/src/vitslim/gpu-bundle"
 cp -r "$ROOT/build/test-data" "$CHROOT/src/test-data"
 cp "$WHEEL" "$CHROOT/src/wheels/"
+# Data, not development packages: two unit tests read Debian's Fashion-MNIST and a photo.
+for data in /usr/share/datasets/fashion-mnist /usr/share/backgrounds/mate; do
+  [[ -d "$data" ]] || fail "$data missing here (scripts/setup.sh installs it)"
+  mkdir -p "$CHROOT$(dirname "$data")"
+  rm -rf "${CHROOT:?}$data"
+  cp -r "$data" "$CHROOT$data"
+done
 log "in the chroot: a venv with $(basename "$WHEEL"), then scripts/bundle_build.sh --unit-tests"
 started=$SECONDS
 chroot "$CHROOT" /bin/bash -euo pipefail -c '

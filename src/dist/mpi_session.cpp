@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -13,6 +14,7 @@
 #include <list>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -73,47 +75,109 @@ MpiSession::~MpiSession() {
   if (!finalized) MPI_Finalize();
 }
 
+namespace {
+constexpr int kSpinPolls = 1000;                      // MPI_Test at full speed first
+constexpr std::chrono::microseconds kPollSleep{100};  // then this between polls
+}  // namespace
+
+void MpiSession::finish(void* request, const char* call) const {
+  auto* r = static_cast<MPI_Request*>(request);
+  if (deadline_seconds_ <= 0) {
+    VITSLIM_MPI(MPI_Wait(r, MPI_STATUS_IGNORE));
+    return;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  for (int polls = 0;; ++polls) {
+    int done = 0;
+    VITSLIM_MPI(MPI_Test(r, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() > deadline_seconds_) {
+      char host[256] = "?";
+      gethostname(host, sizeof(host) - 1);
+      throw Error(cat(call, " did not complete within --collective-timeout ", deadline_seconds_, " s on rank ", rank_,
+                      " (", host, "): another rank is stuck or gone"));
+    }
+    if (polls > kSpinPolls) std::this_thread::sleep_for(kPollSleep);
+  }
+}
+
 std::vector<double> MpiSession::gather(const std::vector<double>& local, int root) const {
   if (!active_) return local;
   std::vector<double> all;
   if (rank_ == root) all.resize(local.size() * static_cast<size_t>(world_size_));
-  VITSLIM_MPI(MPI_Gather(local.data(), static_cast<int>(local.size()), MPI_DOUBLE, all.data(),
-                         static_cast<int>(local.size()), MPI_DOUBLE, root, MPI_COMM_WORLD));
+  MPI_Request r;
+  VITSLIM_MPI(MPI_Igather(local.data(), static_cast<int>(local.size()), MPI_DOUBLE, all.data(),
+                          static_cast<int>(local.size()), MPI_DOUBLE, root, MPI_COMM_WORLD, &r));
+  finish(&r, "MPI_Gather");
   return all;
 }
 
 long long MpiSession::allreduce_sum(long long value) const {
   if (!active_) return value;
   long long total = 0;
-  VITSLIM_MPI(MPI_Allreduce(&value, &total, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD));
+  MPI_Request r;
+  VITSLIM_MPI(MPI_Iallreduce(&value, &total, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD, &r));
+  finish(&r, "MPI_Allreduce (sum)");
   return total;
 }
 
 std::vector<int64_t> MpiSession::allreduce_max(std::vector<int64_t> values) const {
   if (!active_ || values.empty()) return values;
-  VITSLIM_MPI(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_INT64_T, MPI_MAX,
-                            MPI_COMM_WORLD));
+  MPI_Request r;
+  VITSLIM_MPI(MPI_Iallreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_INT64_T, MPI_MAX,
+                             MPI_COMM_WORLD, &r));
+  finish(&r, "MPI_Allreduce (max)");
   return values;
 }
 
 void MpiSession::barrier() const {
-  if (active_) VITSLIM_MPI(MPI_Barrier(MPI_COMM_WORLD));
+  if (!active_) return;
+  MPI_Request r;
+  VITSLIM_MPI(MPI_Ibarrier(MPI_COMM_WORLD, &r));
+  finish(&r, "MPI_Barrier");
 }
 
 std::vector<int64_t> MpiSession::broadcast(std::vector<int64_t> values, int root) const {
   if (!active_) return values;
   long long n = static_cast<long long>(values.size());
-  VITSLIM_MPI(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, MPI_COMM_WORLD));
+  MPI_Request r;
+  VITSLIM_MPI(MPI_Ibcast(&n, 1, MPI_LONG_LONG, root, MPI_COMM_WORLD, &r));
+  finish(&r, "MPI_Bcast");
   values.resize(static_cast<size_t>(n));
-  if (n) VITSLIM_MPI(MPI_Bcast(values.data(), static_cast<int>(n), MPI_INT64_T, root, MPI_COMM_WORLD));
+  if (n) {
+    VITSLIM_MPI(MPI_Ibcast(values.data(), static_cast<int>(n), MPI_INT64_T, root, MPI_COMM_WORLD, &r));
+    finish(&r, "MPI_Bcast");
+  }
   return values;
 }
+
+void MpiSession::broadcast_bytes(std::string& bytes, int root) const {
+  constexpr int64_t kChunk = int64_t{1} << 30;  // MPI counts are int
+  const auto size = broadcast({static_cast<int64_t>(bytes.size())}, root);
+  if (!active_) return;
+  bytes.resize(static_cast<size_t>(size.at(0)));
+  for (int64_t at = 0; at < size[0]; at += kChunk) {
+    const int n = static_cast<int>(std::min(kChunk, size[0] - at));
+    MPI_Request r;
+    VITSLIM_MPI(MPI_Ibcast(bytes.data() + at, n, MPI_BYTE, root, MPI_COMM_WORLD, &r));
+    finish(&r, "MPI_Bcast");
+  }
+}
+
+CollectiveDeadline::CollectiveDeadline(const MpiSession& mpi, double seconds)
+    : mpi_(mpi), previous_(mpi.deadline_seconds_) {
+  mpi_.deadline_seconds_ = seconds;
+}
+
+CollectiveDeadline::~CollectiveDeadline() { mpi_.deadline_seconds_ = previous_; }
 
 std::vector<std::string> MpiSession::allgather_text(const std::string& text) const {
   if (!active_) return {text};
   const int n = static_cast<int>(text.size());
   std::vector<int> sizes(static_cast<size_t>(world_size_)), offsets(static_cast<size_t>(world_size_));
-  VITSLIM_MPI(MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, MPI_COMM_WORLD));
+  MPI_Request request;
+  VITSLIM_MPI(MPI_Iallgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, MPI_COMM_WORLD, &request));
+  finish(&request, "MPI_Allgather");
   long long total = 0;
   for (size_t r = 0; r < sizes.size(); ++r) {
     offsets[r] = static_cast<int>(total);
@@ -121,8 +185,9 @@ std::vector<std::string> MpiSession::allgather_text(const std::string& text) con
   }
   if (total > std::numeric_limits<int>::max()) throw Error(cat("allgather_text: ", total, " bytes are too many"));
   std::string all(static_cast<size_t>(total), '\0');
-  VITSLIM_MPI(
-      MPI_Allgatherv(text.data(), n, MPI_CHAR, all.data(), sizes.data(), offsets.data(), MPI_CHAR, MPI_COMM_WORLD));
+  VITSLIM_MPI(MPI_Iallgatherv(text.data(), n, MPI_CHAR, all.data(), sizes.data(), offsets.data(), MPI_CHAR,
+                              MPI_COMM_WORLD, &request));
+  finish(&request, "MPI_Allgatherv");
   std::vector<std::string> out;
   for (size_t r = 0; r < sizes.size(); ++r) out.push_back(all.substr(static_cast<size_t>(offsets[r]), sizes[r]));
   return out;
@@ -269,7 +334,6 @@ void MpiSession::abort(int code) const {
 std::string from_root(const MpiSession& mpi, const std::function<std::string()>& make) {
   if (!mpi.active() || mpi.world_size() == 1) return make();
   constexpr int kRoot = 0;
-  constexpr int64_t kChunk = int64_t{1} << 30;  // MPI counts are ints
   std::string bytes;
   std::exception_ptr failure;
   if (mpi.rank() == kRoot) {
@@ -280,14 +344,10 @@ std::string from_root(const MpiSession& mpi, const std::function<std::string()>&
       bytes = e.what();
     }
   }
-  const auto head = mpi.broadcast({failure ? 1 : 0, static_cast<int64_t>(bytes.size())}, kRoot);
-  bytes.resize(static_cast<size_t>(head[1]));
-  for (int64_t at = 0; at < head[1]; at += kChunk) {
-    const int n = static_cast<int>(std::min(kChunk, head[1] - at));
-    check_mpi_call(MPI_Bcast(bytes.data() + at, n, MPI_BYTE, kRoot, MPI_COMM_WORLD), "MPI_Bcast", mpi.rank());
-  }
+  const auto failed = mpi.broadcast({failure ? 1 : 0}, kRoot);
+  mpi.broadcast_bytes(bytes, kRoot);
   if (failure) std::rethrow_exception(failure);
-  if (head[0] != 0) throw Error(bytes);
+  if (failed.at(0) != 0) throw Error(bytes);
   return bytes;
 }
 

@@ -49,6 +49,8 @@ class MpiSession {
   // Receives one message with `tag` from any rank into `values`; returns its source, or -1
   // when `block` is false and nothing is waiting.
   int receive(std::vector<double>& values, int tag, bool block) const;
+  // Root's bytes on every rank (any size; chunked broadcasts).
+  void broadcast_bytes(std::string& bytes, int root) const;
   // Ends every rank of the job (after a fatal error on this one).
   [[noreturn]] void abort(int code) const;
   // Prints "vitslim: error (rank R): <first line of what>" and ends every rank with exit code 1.
@@ -56,11 +58,35 @@ class MpiSession {
   [[noreturn]] void abort_with_error(const std::string& what) const;
 
  private:
+  friend class CollectiveDeadline;
+  // Completes a started collective; with a deadline armed (CollectiveDeadline) it polls and
+  // throws naming `call` once the deadline has passed.
+  void finish(void* request, const char* call) const;
+
+  // 0: wait forever. Set while a CollectiveDeadline lives: a setting of the session's waiting, not
+  // of its state, so the jobs' const sessions can arm it.
+  mutable double deadline_seconds_ = 0;
   bool active_ = false;
   int rank_ = 0, world_size_ = 1, local_rank_ = 0, local_size_ = 1;
   void* local_comm_ = nullptr;  // MPI_Comm, freed in the destructor
   struct PendingSends;
   std::unique_ptr<PendingSends> sends_;
+};
+
+// While alive, every blocking collective of `mpi` (gather, all-reduce, barrier, broadcast,
+// all-gather) that is still unfinished after `seconds` throws an Error naming the call, the rank
+// and the host; the executables then end every rank with MPI_Abort, so no rank waits for a stuck
+// or dead peer until the walltime. 0: no deadline. The trainer arms it with --collective-timeout.
+class CollectiveDeadline {
+ public:
+  CollectiveDeadline(const MpiSession& mpi, double seconds);
+  ~CollectiveDeadline();
+  CollectiveDeadline(const CollectiveDeadline&) = delete;
+  CollectiveDeadline& operator=(const CollectiveDeadline&) = delete;
+
+ private:
+  const MpiSession& mpi_;
+  double previous_;
 };
 
 // Checks that every rank holds the same `text` (its settings, its data sizes): one all-gather;

@@ -280,20 +280,23 @@ NcclCommunicator::NcclCommunicator(const MpiSession& mpi, int device, CurrentStr
   VITSLIM_NCCL(ncclCommInitRank(state_->comm.out(), size_, id, rank_));
   if (options.timeout_seconds > 0) {
     // The host never waits on NCCL kernels, so a hung peer shows only here. Aborting the NCCL
-    // communicator releases the kernels; the process then ends, and the MPI launcher ends the job.
+    // communicator releases the kernels; MPI_Abort then ends every rank of the job (from this
+    // thread: Open MPI's abort needs no progress from the thread that may sit in an MPI call), so
+    // no rank outlives a dead peer whatever the launcher's policy.
     const double timeout = options.timeout_seconds;
     ncclComm_t comm = state_->comm.get();
     const int rank = rank_;
+    const MpiSession* session = &mpi;  // outlives the communicator
     state_->watchdog = std::make_unique<Watchdog>(
         timeout,
-        [comm, rank, timeout](const std::string& what, double seconds) {
+        [comm, rank, timeout, session](const std::string& what, double seconds) {
           std::fprintf(stderr,
                        "vitslim: error (rank %d): NCCL watchdog: %s on %s did not complete within "
                        "--collective-timeout %g s (%.0f s): a peer is stuck or gone; aborting\n",
                        rank, what.c_str(), host_name().c_str(), timeout, seconds);
           std::fflush(stderr);
           ncclCommAbort(comm);
-          std::_Exit(EXIT_FAILURE);
+          session->abort(EXIT_FAILURE);
         },
         kWatchdogPollSeconds);
   }

@@ -12,8 +12,10 @@
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/log.h"
+#include "core/threads.h"
 #include "core/version.h"
 #include "data/batch.h"
+#include "data/loader.h"
 #include "dist/gpu_select.h"
 #include "dist/mpi_session.h"
 #include "model/autocast.h"
@@ -23,6 +25,7 @@
 namespace vitslim::train {
 namespace {
 constexpr int64_t kTopK = 5;
+constexpr int64_t kEvalPrefetch = 2;  // batches per loader thread decoded ahead
 }  // namespace
 
 EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& dataset, const std::vector<int64_t>& indices,
@@ -37,11 +40,25 @@ EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& datase
   const int64_t k = std::min<int64_t>(kTopK, model->shape().num_classes);
   EvalCounts counts;
   model::Bf16Autocast pass(device.type(), bf16);  // the weights cast to bf16 once (model/autocast.h)
-  for (size_t lo = 0; lo < indices.size(); lo += static_cast<size_t>(batch_size)) {
-    const size_t hi = std::min(indices.size(), lo + static_cast<size_t>(batch_size));
-    std::vector<int64_t> chunk(indices.begin() + static_cast<std::ptrdiff_t>(lo),
-                               indices.begin() + static_cast<std::ptrdiff_t>(hi));
-    auto batch = data::load_batch(dataset, chunk, mean, std, model->shape());
+  // Batches decoded ahead by loader threads (pinned for the copy to a GPU), while the model runs.
+  const auto batches =
+      static_cast<int64_t>((indices.size() + static_cast<size_t>(batch_size) - 1) / static_cast<size_t>(batch_size));
+  const ModelShape shape = model->shape();
+  data::Loader loader(
+      0, batches,
+      [&](int64_t b) {
+        const size_t lo = static_cast<size_t>(b * batch_size);
+        const size_t hi = std::min(indices.size(), lo + static_cast<size_t>(batch_size));
+        const std::vector<int64_t> chunk(indices.begin() + static_cast<std::ptrdiff_t>(lo),
+                                         indices.begin() + static_cast<std::ptrdiff_t>(hi));
+        data::Batch batch = data::load_batch(dataset, chunk, mean, std, shape);
+        if (device.is_cuda()) batch.images = batch.images.pin_memory();
+        return batch;
+      },
+      default_loader_threads(available_cores(), compute_threads(), device.is_cuda()), kEvalPrefetch);
+  for (int64_t b = 0; b < batches; ++b) {
+    const data::Batch batch = loader.next();
+    const int64_t n = batch.labels.size(0);
     const auto images = cuda::to_device(batch.images, device);  // [B, C, H, W]
     const auto labels = cuda::to_device(batch.labels, device);  // [B]
     torch::Tensor logits;                                       // [B, K], float32
@@ -56,7 +73,7 @@ EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& datase
     loss_sum += torch::nn::functional::cross_entropy(
                     logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                     .to(torch::kFloat64);
-    counts.images += static_cast<int64_t>(chunk.size());
+    counts.images += n;
   }
   const auto host = torch::stack({top1.to(torch::kFloat64), top5.to(torch::kFloat64), loss_sum}).cpu();  // [3]
   const double* v = host.data_ptr<double>();

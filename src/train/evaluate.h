@@ -29,7 +29,8 @@ struct EvalCounts {
 };
 
 // Evaluates `indices` of `dataset` in batches (eval mode, inference, the model's current modes; in
-// bf16 autocast when `bf16`, with the counts and the loss sum in 64-bit).
+// bf16 autocast when `bf16`, with the counts and the loss sum in 64-bit). Loader threads, as many
+// as the cores allow (core/threads.h), decode the next batches while the model runs.
 EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& dataset, const std::vector<int64_t>& indices,
                     const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size, bool bf16);
 

@@ -115,8 +115,9 @@ struct TrainConfig {
     o.add("first-bucket-mb", first_bucket_mb,
           "size of the first bucket (MiB), so the first all-reduce starts early in backward", positive());
     o.add("collective-timeout", collective_timeout,
-          "seconds a gradient all-reduce may stay unfinished before every rank stops with an error naming the "
-          "rank and step (0: wait forever)",
+          "seconds a gradient all-reduce or any other collective (the ranks' agreement at sync points, the "
+          "evaluation's sums) may stay unfinished before every rank stops with an error naming the rank and "
+          "step or call (0: wait forever)",
           at_least(0));
     o.add_switch("bf16", bf16, kBf16Help);
     o.add("log-every", log_every,

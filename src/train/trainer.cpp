@@ -129,7 +129,8 @@ class Trainer {
   std::map<std::string, torch::Tensor> ema_;
   TrainPlan plan_;
   TrainState state_;
-  std::unique_ptr<DirLock> out_lock_;  // rank 0: --out-dir is this run's alone
+  std::unique_ptr<DirLock> out_lock_;                   // rank 0: --out-dir is this run's alone
+  std::unique_ptr<dist::CollectiveDeadline> deadline_;  // MPI collectives end after --collective-timeout
   std::unique_ptr<TrainTrace> trace_;
   std::unique_ptr<ProgressLine> progress_;
   int64_t eval_images_ = 0;
@@ -204,6 +205,7 @@ void Trainer::setup_optimisation() {
   plan_ = make_plan(t_, c_.data.batch_size, batches_->samples_per_rank(), mpi_.world_size());
   const auto no_decay = model_->no_weight_decay_names();
   optimizer_ = std::make_unique<AdamW>(adamw_options(t_), std::set<std::string>(no_decay.begin(), no_decay.end()));
+  deadline_ = std::make_unique<dist::CollectiveDeadline>(mpi_, t_.collective_timeout);
   comm_ = dist::make_communicator(mpi_, device_.is_cuda() ? Device::Cuda : Device::Cpu,
                                   device_.is_cuda() ? device_.index() : 0, dist::CommOptions{t_.collective_timeout});
   model_->to(device_);
