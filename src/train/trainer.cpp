@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/background.h"
 #include "core/cpu_memory.h"
 #include "core/dir_lock.h"
 #include "core/error.h"
@@ -104,6 +105,7 @@ class Trainer {
   // final.safetensors' provenance (model::kMetaProvenance): what made it and its last evaluation.
   std::map<std::string, std::string> provenance();
   void write_summary(bool finished);
+  TrainSummary summary(bool finished);
   double current_lambda(int64_t epoch) const { return plan_.lambda.at(epoch, state_.global_step); }
   StepOptions step_options() const { return {t_.accum_steps, t_.clip_grad, t_.ema_decay, t_.bf16, t_.distill}; }
   // What teaches this run, for its identity: empty without distillation.
@@ -131,6 +133,7 @@ class Trainer {
   TrainState state_;
   std::unique_ptr<DirLock> out_lock_;                   // rank 0: --out-dir is this run's alone
   std::unique_ptr<dist::CollectiveDeadline> deadline_;  // MPI collectives end after --collective-timeout
+  BackgroundTask writer_;                               // rank 0, GPU runs: checkpoint writes
   std::unique_ptr<TrainTrace> trace_;
   std::unique_ptr<ProgressLine> progress_;
   int64_t eval_images_ = 0;
@@ -433,19 +436,35 @@ void Trainer::record_epoch(const EpochRow& row, const std::vector<double>& lambd
                best ? " (best)" : (eligible ? "" : " (not final)"), ", ", fmt(row.seconds, 3), " s"));
 }
 
+// On a GPU the tensors come to host memory here (checkpoint_tensors copies them: a snapshot) and
+// rank 0 writes the file on a background thread while training goes on; on the CPU they are the
+// live tensors, written before the next step.
 void Trainer::save_checkpoint() {
   if (mpi_.rank() != 0) return;
   state_.modes = block_modes(model_);
   state_.lambdas.clear();
   for (int64_t b = 0; b < model_->depth(); ++b) state_.lambdas.push_back(model_->block(b)->lambda());
-  const std::string path = checkpoint_path(t_.out_dir, state_.global_step);
-  write_checkpoint(path, state_, checkpoint_tensors(params_, optimizer_->state_tensors(), ema_),
-                   model::model_metadata(model_));
-  prune_checkpoints(t_.out_dir, t_.keep_last);
-  write_summary(false);
+  auto write = [path = checkpoint_path(t_.out_dir, state_.global_step), state = state_,
+                tensors = checkpoint_tensors(params_, optimizer_->state_tensors(), ema_),
+                metadata = model::model_metadata(model_), record = summary(false), out_dir = t_.out_dir,
+                keep = t_.keep_last] {
+    write_checkpoint(path, state, tensors, metadata);
+    prune_checkpoints(out_dir, keep);
+    write_train_summary((fs::path(out_dir) / "train.json").string(), record);
+  };
+  if (device_.is_cuda()) {
+    writer_.run(std::move(write));
+  } else {
+    write();
+  }
 }
 
 void Trainer::write_summary(bool finished) {
+  writer_.finish();  // a checkpoint's summary in flight must not land after this one
+  write_train_summary((fs::path(t_.out_dir) / "train.json").string(), summary(finished));
+}
+
+TrainSummary Trainer::summary(bool finished) {
   TrainSummary s;
   s.finished = finished;
   s.stopped_by_signal = stop_signal_;
@@ -467,7 +486,7 @@ void Trainer::write_summary(bool finished) {
   s.rss_start_mib = rss_start_mib_;
   s.rss_peak_mib = peak_resident_mib();
   s.checkpoint = state_.global_step > 0 ? checkpoint_path(t_.out_dir, state_.global_step) : "";
-  write_train_summary((fs::path(t_.out_dir) / "train.json").string(), s);
+  return s;
 }
 
 // Errors on one rank end every rank here, before the communicator and reducer unwind: their
@@ -504,6 +523,7 @@ TrainResult Trainer::run_steps() {
       if (train_step(epoch)) continue;
       progress_->finish();
       save_checkpoint();
+      writer_.finish();
       log_info(cat("signal ", stop_signal_, ": checkpoint ", checkpoint_path(t_.out_dir, state_.global_step),
                    " written; resume with --resume"));
       return {false, stop_signal_, t_.out_dir, state_.best_top1};
@@ -516,6 +536,7 @@ TrainResult Trainer::run_steps() {
   train_set_->bad_images().summarise(train_set_->name());
   eval_set_->bad_images().summarise(eval_set_->name());
   if (mpi_.rank() == 0) {
+    writer_.finish();
     export_model("final.safetensors", false, provenance());
     if (t_.ema_decay > 0) export_model("final-ema.safetensors", true);
     trace_->commit();

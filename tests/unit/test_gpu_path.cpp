@@ -1,7 +1,8 @@
 // Unit tests of the GPU path's pieces that run without a GPU: choosing each rank's GPU and
 // refusing shared ones (dist/gpu_select.h), the collective watchdog (dist/watchdog.h), and the
 // device helpers' CPU behaviour (core/cuda_device.h), --device resolution, and the thread policy
-// (core/threads.h). tests/gpu/ holds what needs a GPU.
+// (core/threads.h), and rank 0's background writes (core/background.h). tests/gpu/ holds what
+// needs a GPU.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -11,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "core/background.h"
 #include "core/cuda_device.h"
 #include "core/error.h"
 #include "core/threads.h"
@@ -173,4 +175,22 @@ TEST(Threads, CoresAreDividedOnlyAmongRanksThatShareThem) {
   EXPECT_EQ(vitslim::default_loader_threads(1, 1, true), 1);
   EXPECT_EQ(vitslim::default_loader_threads(2, 2, false), 1);
   EXPECT_EQ(vitslim::default_loader_threads(16, 8, false), 4);
+}
+
+// Rank 0's background writes: one at a time, in order, and an error comes back on the next call.
+TEST(BackgroundTask, RunsInOrderAndRethrows) {
+  vitslim::BackgroundTask task;
+  std::vector<int> order;
+  task.run([&] { order.push_back(1); });
+  task.run([&] { order.push_back(2); });  // waits for the first
+  task.finish();
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+  task.run([] { throw vitslim::Error("disk full"); });
+  EXPECT_THROW(task.run([&] { order.push_back(3); }), vitslim::Error);  // the error, not the next task
+  task.finish();
+  EXPECT_EQ(order.size(), 2u);
+  task.run([&] { order.push_back(4); });
+  task.finish();
+  EXPECT_EQ(order.back(), 4);
+  EXPECT_FALSE(task.busy());
 }
