@@ -28,7 +28,7 @@ PY
 else
   TORCH="$SOURCE"
 fi
-[[ -f "$TORCH/include/torch/torch.h" ]] || { log "FAIL: no include/torch/torch.h in $TORCH"; exit 1; }
+[[ -f "$TORCH/include/torch/csrc/api/include/torch/torch.h" ]] || { log "FAIL: no LibTorch headers (include/torch/csrc/api/include/torch/torch.h) in $TORCH"; exit 1; }
 VERSION=$(python3 -c "ns = {}; exec(open('$TORCH/version.py').read(), ns); print(ns['__version__'])" 2>/dev/null || echo "?")
 log "torch $VERSION headers from $TORCH against the commands of $BUILD"
 python3 - "$BUILD/compile_commands.json" "$TORCH/include" "$OUT/commands.txt" <<'PY'

@@ -39,13 +39,15 @@ struct ComputeConfig {
 };
 
 struct RuntimeConfig {
-  int threads = 0;  // 0: all available cores (divided among ranks on one node)
+  int threads = 0;  // 0: the affinity's cores, divided among the node's ranks that share them
   uint64_t seed = 0;
   bool quiet = false;
 
   void declare(Options& o) {
     o.group("runtime", "Runtime");
-    o.add("threads", threads, "compute threads per process (0: all cores, shared among the ranks of a node)",
+    o.add("threads", threads,
+          "compute threads per process (0: the cores of its CPU affinity, shared among the ranks of the node "
+          "whose affinities overlap)",
           closed(0, kMaxThreads));
     o.add("seed", seed, "seed of initialisation and sampling");
     o.add_switch("quiet", quiet, "no progress lines");

@@ -50,7 +50,12 @@ std::string affinity_text() {
     if (!CPU_ISSET(c, &set)) continue;
     int last = c;
     while (last + 1 < CPU_SETSIZE && CPU_ISSET(last + 1, &set)) ++last;
-    out += (out.empty() ? "" : ",") + std::to_string(c) + (last > c ? "-" + std::to_string(last) : "");
+    if (!out.empty()) out += ',';
+    out += std::to_string(c);
+    if (last > c) {
+      out += '-';
+      out += std::to_string(last);
+    }
     c = last;
   }
   return out;

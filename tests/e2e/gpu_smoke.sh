@@ -62,6 +62,32 @@ expect_stop "is not empty" VITSLIM_SMOKE_OUT=$PWD/ok
 expect_stop "nvidia-smi not found" VITSLIM_SMOKE_DEVICE=cuda PATH=/usr/bin:/bin VITSLIM_SMOKE_OUT=$PWD/s3
 echo "ok   preflight names the missing binary, mpiexec, a used output folder and the driver"
 
+# The bundle build's preflight: a missing bundle, a damaged one, a torch for another architecture,
+# and a CPU torch where the GPU build needs CUDA; one FAIL line each, nothing built.
+BUILD_SH="$VITSLIM_SCRIPTS/bundle_build.sh"
+expect_build_fail() {  # what the line must say, then the arguments
+  local want=$1 rc=0
+  shift
+  bash "$BUILD_SH" --work "$PWD/bw" "$@" >build.txt 2>&1 || rc=$?
+  [[ $rc -ne 0 ]] && grep -q "^\[bundle_build\] FAIL: .*$want" build.txt && [[ ! -d bw/build ]] ||
+    { cat build.txt; echo "FAIL: bundle_build should name: $want"; exit 1; }
+}
+expect_build_fail "no bundle in $PWD/nothing" --bundle "$PWD/nothing"
+mkdir bundle && echo "not really a package" >bundle/libfake_1_amd64.deb
+(cd bundle && { echo "header"; sha256sum -- *.deb; } >MANIFEST)
+mkdir -p fakepy/torch/lib && touch fakepy/torch/__init__.py  # a regular package: found before the venv's torch
+echo "__version__ = '2.11.0+cu130'; cuda = '13.0'" >fakepy/torch/version.py
+"$PY" -c "import sys; open(sys.argv[1], 'wb').write(b'\x7fELF' + bytes(14) + (183).to_bytes(2, 'little'))" fakepy/torch/lib/libtorch_cpu.so
+PYTHONPATH=$PWD/fakepy expect_build_fail "is for aarch64, not x86_64" --bundle "$PWD/bundle" --python "$PY"
+echo "__version__ = '2.13.0+cpu'; cuda = None" >fakepy/torch/version.py
+"$PY" -c "import sys; open(sys.argv[1], 'wb').write(b'\x7fELF' + bytes(14) + (62).to_bytes(2, 'little'))" fakepy/torch/lib/libtorch_cpu.so
+mkdir -p fakepy/torch/share/cmake/Torch && touch fakepy/torch/share/cmake/Torch/TorchConfig.cmake
+PYTHONPATH=$PWD/fakepy expect_build_fail "is a CPU build; the GPU checks need a CUDA torch" --cuda --bundle "$PWD/bundle" \
+  --python "$PY"
+echo "tampered" >>bundle/libfake_1_amd64.deb
+expect_build_fail "does not match its MANIFEST" --bundle "$PWD/bundle"
+echo "ok   bundle_build preflight: missing or damaged bundle, foreign-architecture torch, CPU torch for --cuda"
+
 # The comparisons themselves.
 cat >a.json <<'J'
 {"blocks": [{"block": 0, "attn_entropy": 2.0, "mlp_entropy": 3.0}], "head": {"entropy": 1.0},
