@@ -29,8 +29,8 @@
 # folder; default Debian's, else 512 + 256 random images are written), VITSLIM_PEAK_TFLOPS (dense
 # bf16 peak for MFU; default 989, H100/H200 SXM), VITSLIM_SMOKE_OUT (outputs; default
 # build-bundle/smoke), VITSLIM_SMOKE_DEVICE (default cuda; cpu runs every command on the CPU,
-# which checks the kit itself on a machine without a GPU), VITSLIM_SMOKE_NUMBERS=0 (skip the
-# DeiT-B numbers).
+# which checks the kit itself on a machine without a GPU), VITSLIM_SMOKE_NUMBERS (0: skip the
+# DeiT-B numbers; tiny: the same commands at toy sizes).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${VITSLIM_PYTHON:-python3}"
@@ -193,15 +193,22 @@ check_pipeline() {
 }
 
 numbers() {
-  local synthetic=(--model deit_base --data-set synthetic --bf16 --device "$DEVICE" --batch-size 256 --epochs 1
-    --warmup-epochs 0 --steps-per-epoch 12 --eval-images 256 --entropy-images 0 --drop-path 0.1 --quiet)
-  if timeout 300 "$BIN" convert --model deit_base --remove-layers "$PRUNED" --out "$OUT/deit_base_pruned.safetensors" \
-    >"$OUT/convert.log" 2>&1; then :; else echo "numbers: convert failed: $(last_line "$OUT/convert.log")"; fi
+  # Full size, or VITSLIM_SMOKE_NUMBERS=tiny: the same commands at toy sizes (the kit's CPU dry run).
+  local batch=256 steps=12 images=3328 calib=1024 calib_batch=128 iters=10 warmup=3 compile=()
+  if [[ "${VITSLIM_SMOKE_NUMBERS:-1}" == tiny ]]; then
+    batch=2 steps=2 images=16 calib=4 calib_batch=2 iters=1 warmup=1 compile=(--no-compile)
+  fi
+  local synthetic=(--model deit_base --data-set synthetic --bf16 --device "$DEVICE" --batch-size "$batch" --epochs 1
+    --warmup-epochs 0 --steps-per-epoch "$steps" --eval-images "$batch" --entropy-images 0 --drop-path 0.1 --quiet)
+  # The pruned model: DeiT-B with those blocks' attention removed (random weights; speed only).
+  timeout 300 "$BIN" export --model deit_base --remove-layers "$PRUNED" --format safetensors \
+    --out "$OUT/deit_base_pruned.safetensors" >"$OUT/export_pruned.log" 2>&1 ||
+    echo "numbers: export of the pruned model failed: $(last_line "$OUT/export_pruned.log")"
   local name weights
   for name in full pruned; do
     weights=()
     [[ $name == pruned ]] && weights=(--weights "$OUT/deit_base_pruned.safetensors")
-    if timeout 420 "$BIN" train "${synthetic[@]}" "${weights[@]}" --calib-images 3328 --out-dir "$OUT/deit_base_$name" \
+    if timeout 420 "$BIN" train "${synthetic[@]}" "${weights[@]}" --calib-images "$images" --out-dir "$OUT/deit_base_$name" \
       >"$OUT/deit_base_$name.log" 2>&1; then
       "${COMPARE[@]}" mfu "$OUT/deit_base_$name/train.json" "$PEAK_TFLOPS" "$name" \
         "$([[ $name == pruned ]] && echo "$PRUNED")"
@@ -209,22 +216,23 @@ numbers() {
       echo "numbers: DeiT-B $name training failed: $(last_line "$OUT/deit_base_$name.log")"
     fi
   done
-  timeout 420 "$PY" "$ROOT/scripts/gpu_peer_train.py" --device "$DEVICE" --batch-size 256 --steps 12 \
+  timeout 420 "$PY" "$ROOT/scripts/gpu_peer_train.py" --device "$DEVICE" --batch-size "$batch" --steps "$steps" "${compile[@]}" \
     2>"$OUT/peer.log" || echo "numbers: timm peer failed: $(last_line "$OUT/peer.log")"
   local t0=$SECONDS
-  if timeout 420 "$BIN" search --model deit_base --data-set synthetic --calib-images 1024 --batch-size 128 --ratios 0.5 \
+  if timeout 420 "$BIN" search --model deit_base --data-set synthetic --calib-images "$calib" --batch-size "$calib_batch" --ratios 0.5 \
     --bf16 --device "$DEVICE" --out "$OUT/search_deit_base.h5" --quiet >"$OUT/search_deit_base.log" 2>&1; then
-    echo "NOSE search of DeiT-B at 50% over 1,024 synthetic images: $((SECONDS - t0)) s"
+    echo "NOSE search of DeiT-B at 50% over $calib synthetic images: $((SECONDS - t0)) s"
   else
     echo "numbers: DeiT-B search failed: $(last_line "$OUT/search_deit_base.log")"
   fi
-  if timeout 300 "$BIN" bench --model deit_base --remove-layers "$PRUNED" --device "$DEVICE" --bf16 --batch-size 256 \
-    --train=false --iters 10 --warmup 3 --json "$OUT/deit_base_bench.json" >"$OUT/deit_base_bench.log" 2>&1; then
-    "$PY" - "$OUT/deit_base_bench.json" <<'PY'
+  if timeout 300 "$BIN" bench --model deit_base --remove-layers "$PRUNED" --device "$DEVICE" --bf16 --batch-size "$batch" \
+    --train=false --iters "$iters" --warmup "$warmup" --json "$OUT/deit_base_bench.json" >"$OUT/deit_base_bench.log" 2>&1; then
+    "$PY" - "$OUT/deit_base_bench.json" "$batch" <<'PY'
 import json, sys
 full, pruned = json.load(open(sys.argv[1]))["models"][:2]
 a, b = full["inference"]["images_per_s"], pruned["inference"]["images_per_s"]
-print(f"DeiT-B bf16 batch 256 inference: full {a:.0f} img/s, pruned {b:.0f} img/s, pruned/full {b / a:.3f}x (paper: 1.205x)")
+print(f"DeiT-B bf16 batch {sys.argv[2]} inference: full {a:.0f} img/s, pruned {b:.0f} img/s, pruned/full {b / a:.3f}x "
+      "(paper: 1.205x)")
 PY
   else
     echo "numbers: DeiT-B bench failed: $(last_line "$OUT/deit_base_bench.log")"

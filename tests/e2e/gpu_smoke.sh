@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU kit (scripts/gpu_smoke.sh) without a GPU: every check runs its real vitslim commands with
-# VITSLIM_SMOKE_DEVICE=cpu (twins on the CPU, so each comparison must pass), while fake
+# VITSLIM_SMOKE_DEVICE=cpu (twins on the CPU, so each comparison must pass), and the DeiT-B numbers
+# at toy sizes (VITSLIM_SMOKE_NUMBERS=tiny), while fake
 # vitslim_nccl_check, vitslim_gpu_test, mpiexec and a wrapper that answers "share one GPU" for the
 # 2-rank run stand in for what needs a GPU. Then: a failing job and a skipped GPU test are FAIL
 # lines and a non-zero exit; the preflight stops with one line when a binary or mpiexec is missing
@@ -29,14 +30,20 @@ export VITSLIM_BUILD=$PWD/fake MPIEXEC=$PWD/fake/mpiexec VITSLIM_SMOKE_DEVICE=cp
 export VITSLIM_PYTHON="$PY"
 
 rc=0
-VITSLIM_SMOKE_OUT=$PWD/ok bash "$SMOKE" >ok.txt 2>&1 || rc=$?
+VITSLIM_SMOKE_NUMBERS=tiny VITSLIM_SMOKE_OUT=$PWD/ok bash "$SMOKE" >ok.txt 2>&1 || rc=$?
 cat ok.txt
 checks=(nccl_check shared_gpu reducer bench_fp32 bench_bf16 entropy search eval predict tome export_sample train_cuda
   train_bf16 pipeline)
 for c in "${checks[@]}"; do grep -q "^PASS $c: " ok.txt || { echo "FAIL: no PASS line for $c"; exit 1; }; done
 [[ $rc -eq 0 && $(grep -c "^PASS" ok.txt) -eq ${#checks[@]} ]] || { echo "FAIL: expected ${#checks[@]} PASS lines and exit 0 (exit $rc)"; exit 1; }
 grep -q "^PASS search: NOSE picks 0.25: \[" ok.txt || { echo "FAIL: search detail"; exit 1; }
-echo "ok   all ${#checks[@]} checks pass with their real commands on the CPU"
+for line in "DeiT-B bf16 batch 2 full: .* img/s training (vitslim train, 2 steps, synthetic data), 16.35 GMACs" \
+  "DeiT-B bf16 batch 2 pruned: .* 13.73 GMACs executed per image" "timm eager DeiT-B bf16 batch 2: .* img/s training" \
+  "NOSE search of DeiT-B at 50% over 4 synthetic images: [0-9]* s" "DeiT-B bf16 batch 2 inference: full .*pruned/full"; do
+  grep -q "^$line" ok.txt || { echo "FAIL: no numbers line '$line'"; exit 1; }
+done
+grep -q "^numbers:" ok.txt && { echo "FAIL: a numbers step failed"; exit 1; }
+echo "ok   all ${#checks[@]} checks pass with their real commands on the CPU, and the numbers at toy sizes"
 
 rc=0
 printf '#!/usr/bin/env bash\necho "[  SKIPPED ] 2 tests"\n' >fake/vitslim_gpu_test
