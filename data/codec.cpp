@@ -4,14 +4,17 @@
 // the file, which is an error (PIL refuses truncated images the same way).
 #include "data/codec.h"
 
+#include <fcntl.h>
 #include <png.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <iterator>
 
 // jpeglib.h needs FILE and size_t declared first.
@@ -219,14 +222,31 @@ Image crop_pixels(const Image& src, int64_t x0, int64_t x1, int64_t y0, int64_t 
 
 }  // namespace
 
+// Opened without blocking and checked to be a regular file first: a FIFO named like an image (in
+// a folder or a list) would otherwise block the loader forever.
 SourceImage SourceImage::from_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw BadImage(cat("image ", path, ": cannot open"));
-  const std::streamoff size = in.tellg();
-  if (size <= 0) throw BadImage(cat("image ", path, ": empty file"));
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  in.seekg(0);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), size)) throw BadImage(cat("image ", path, ": read error"));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw BadImage(cat("image ", path, ": cannot open"));
+  struct stat st {};
+  std::vector<uint8_t> bytes;
+  const char* problem = nullptr;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    problem = S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file (a FIFO, socket or device)";
+  } else if (st.st_size <= 0) {
+    problem = "empty file";
+  } else {
+    bytes.resize(static_cast<size_t>(st.st_size));
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    if (done != bytes.size()) problem = "read error (the file changed size or could not be read)";
+  }
+  ::close(fd);
+  if (problem) throw BadImage(cat("image ", path, ": ", problem));
   return from_bytes(std::move(bytes), path);
 }
 

@@ -389,17 +389,25 @@ std::vector<std::string> images_under(const fs::path& dir) {
 
 }  // namespace
 
-std::vector<std::string> read_path_list(const std::string& list, const std::string& flag) {
+std::vector<std::string> read_path_list(const std::string& list, const std::string& flag, bool comments) {
+  std::error_code ec;
+  if (fs::is_directory(list, ec)) {
+    throw Error(cat(flag, " ", list, ": is a directory; give a text file naming one image per line"));
+  }
   std::ifstream in(list);
   if (!in) throw Error(cat(flag, " ", list, ": cannot open"));
   const fs::path base = fs::path(list).parent_path();
   std::vector<std::string> files;
   std::string line;
   while (std::getline(in, line)) {
-    const auto first = line.find_first_not_of(" \t\r");
-    if (first == std::string::npos || line[first] == '#') continue;
-    const auto last = line.find_last_not_of(" \t\r");
-    const fs::path p(line.substr(first, last - first + 1));
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // a list written on Windows
+    if (comments) {
+      const auto first = line.find_first_not_of(" \t");
+      if (first == std::string::npos || line[first] == '#') continue;
+      line = line.substr(first, line.find_last_not_of(" \t") - first + 1);
+    }
+    if (line.empty()) continue;
+    const fs::path p(line);
     files.push_back(p.is_absolute() ? p.string() : (base / p).string());
   }
   return files;
@@ -409,7 +417,7 @@ std::unique_ptr<Dataset> read_image_files(const std::string& images, const std::
   std::vector<std::string> files;
   std::string what;
   if (!image_list.empty()) {
-    files = read_path_list(image_list, "--image-list");
+    files = read_path_list(image_list, "--image-list", false);
     what = "--image-list " + image_list;
   } else {
     std::error_code ec;

@@ -48,15 +48,17 @@ ItemIndex list_folder(const FolderListing& listing);
 void report_index_problems(const ItemIndex& index, bool skip_bad);
 
 // Unlabelled image files (label -1, no classes) for prediction: `images` is one file or a folder
-// searched recursively (sorted paths), `image_list` a text file naming one image per line (blank
-// lines and #-comments skipped; relative paths are relative to the list's folder). Exactly one
+// searched recursively (sorted paths), `image_list` a text file naming one image per line (each
+// line a name as written, empty lines skipped; relative paths are relative to the list's folder). Exactly one
 // of them is non-empty. Missing files are found when read (the --bad-images policy); an empty
 // selection is an Error naming the input.
 std::unique_ptr<Dataset> read_image_files(const std::string& images, const std::string& image_list);
-// The paths a list file names, one per line (blank lines and `#` comments skipped, surrounding
-// spaces trimmed, relative paths from the list's folder); an Error naming `flag` when it cannot
-// be opened.
-std::vector<std::string> read_path_list(const std::string& list, const std::string& flag);
+// The paths a list file names, one per line, relative paths from the list's folder; a trailing CR
+// is dropped and empty lines skipped. With `comments` (shard lists) blank lines and `#` comments
+// are skipped and surrounding spaces trimmed; without (image lists, whose file names may start
+// with `#` or a space) every other line is a name as written. An Error naming `flag` when the list
+// is a directory or cannot be opened.
+std::vector<std::string> read_path_list(const std::string& list, const std::string& flag, bool comments);
 
 // Whether a file name is an image the folder datasets read: .jpg, .jpeg or .png, any case.
 bool is_image_name(const std::string& name);

@@ -105,6 +105,10 @@ class Parser {
 };
 
 std::string read_whole(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    throw Error(cat("--index ", path, ": is a directory; give the index file (or none, or leave it out)"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(cat("--index ", path, ": cannot open"));
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -157,8 +161,12 @@ std::string ItemIndex::serialise() const {
 
 ItemIndex ItemIndex::parse(const std::string& bytes, const std::string& what) {
   Parser p(bytes, what);
-  p.need(kMagicLen);
-  if (bytes.compare(0, kMagicLen, kMagic) != 0) p.fail("no vitslim index header");
+  // Not an index at all (a photo, a weights file): say so, and never advise deleting it.
+  if (bytes.size() < kMagicLen || bytes.compare(0, kMagicLen, kMagic) != 0) {
+    throw Error(cat(what,
+                    ": not a vitslim index file (no index header); --index takes a file that `vitslim "
+                    "index` or a job wrote, or none"));
+  }
   if (bytes.size() < kMagicLen + sizeof(uint64_t)) p.fail("truncated");
   uint64_t stored = 0;
   std::memcpy(&stored, bytes.data() + bytes.size() - sizeof(uint64_t), sizeof(uint64_t));

@@ -32,7 +32,8 @@ std::pair<std::string, std::string> key_of(const std::string& cls, const std::st
   return {cls + "/" + stem, ext};
 }
 
-// One shard being written: a partial file renamed into place by commit().
+// One shard being written: a partial file, closed by finish() and renamed into place by commit();
+// destroyed uncommitted, its partial file goes.
 class ShardFile {
  public:
   explicit ShardFile(const std::string& path) : atomic_(path) {
@@ -46,16 +47,16 @@ class ShardFile {
   ShardFile(const ShardFile&) = delete;
   ShardFile& operator=(const ShardFile&) = delete;
   TarWriter& tar() { return *tar_; }
-  uint64_t commit() {
+  uint64_t finish() {
     tar_->finish();
     const uint64_t bytes = tar_->bytes_written();
     const bool ok = std::fflush(file_) == 0 && !std::ferror(file_);
     std::fclose(file_);
     file_ = nullptr;
     if (!ok) throw Error(cat("--out ", atomic_.path(), ": write failed (disk full?)"));
-    atomic_.commit();
     return bytes;
   }
+  void commit() { atomic_.commit(); }
 
  private:
   AtomicFile atomic_;
@@ -108,6 +109,17 @@ std::string shard_name(const std::string& pattern, int64_t k) {
   return name;
 }
 
+namespace {
+// Whether `inner` lies below the directory `dir` (both canonical).
+bool lies_inside(const fs::path& inner, const fs::path& dir) {
+  auto d = dir.begin(), i = inner.begin();
+  for (; d != dir.end(); ++d, ++i) {
+    if (i == inner.end() || *d != *i) return false;
+  }
+  return i != inner.end();
+}
+}  // namespace
+
 ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uint64_t seed) {
   shard_name(c.out, 0);  // a bad --out pattern fails before the folder is listed
   const bool skip = data.bad_images == BadImages::Skip;
@@ -120,14 +132,25 @@ ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uin
 
   const int64_t n = x.size();
   const int64_t most_shards = (n + c.shard_size - 1) / c.shard_size;
-  std::set<std::string> names;
+  // Shards are compared as the files they will be (DIR/c/%d/../x.tar names one file for every k),
+  // and none may lie inside the input tree: --force must never replace an input of the same run.
+  std::map<fs::path, int64_t> files;
   std::set<fs::path> new_dirs;  // made once everything is checked
+  std::error_code ec;
+  const fs::path input_root = fs::weakly_canonical(fs::absolute(x.root), ec);
   for (int64_t k = 0; k < most_shards; ++k) {
     const std::string name = shard_name(c.out, k);
-    if (!names.insert(name).second)
-      throw Error(cat("--out ", c.out, ": shards ", k, " and another share the name ", name));
+    const fs::path file = fs::weakly_canonical(fs::absolute(name), ec);
+    const auto [other, fresh] = files.emplace(file, k);
+    if (!fresh) {
+      throw Error(cat("--out ", c.out, ": shards ", other->second, " and ", k, " are the same file ", file.string(),
+                      "; the pattern must give each shard its own file"));
+    }
+    if (lies_inside(file, input_root)) {
+      throw Error(cat("--out ", c.out, ": shard ", name, " lies inside --data-path ", x.root,
+                      ", the images it reads; write the shards outside it"));
+    }
     const fs::path dir = fs::absolute(name).parent_path();
-    std::error_code ec;
     if (fs::exists(dir, ec)) {
       check_new_output(name, "--out", c.force);
     } else {
@@ -145,13 +168,16 @@ ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uin
   }
   ShardsWritten out;
   std::unique_ptr<ShardFile> shard;
+  // Finished shards stay partial files until every shard is written: a run that fails (a bad
+  // image under --bad-images fail, a full disk) leaves none of its shards behind.
+  std::vector<std::unique_ptr<ShardFile>> finished;
   int64_t in_shard = 0;
   auto close_shard = [&] {
-    out.bytes += shard->commit();
+    out.bytes += shard->finish();
+    finished.push_back(std::move(shard));
     out.last = shard_name(c.out, out.shards);
     if (out.shards == 0) out.first = out.last;
     ++out.shards;
-    shard.reset();
     in_shard = 0;
   };
   for (const int64_t i : order) {
@@ -175,6 +201,7 @@ ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uin
     if (++in_shard == c.shard_size) close_shard();
   }
   if (shard) close_shard();
+  for (auto& s : finished) s->commit();
   if (out.samples == 0) throw Error(cat("--data-path ", x.root, ": no readable image"));
   if (out.skipped > 0) log_warn(cat(dataset_name, ": skipped ", out.skipped, " unreadable image(s); not written"));
   return out;

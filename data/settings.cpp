@@ -1,6 +1,8 @@
 // Implements the cross-field checks of the data settings (see settings.h).
 #include "data/settings.h"
 
+#include <filesystem>
+
 #include "core/threads.h"
 #include "data/augment.h"
 
@@ -16,9 +18,26 @@ const std::vector<std::string>& DataConfig::datasets() {
   return kDatasets;
 }
 
+bool DataConfig::index_inside_data() const {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path root = fs::weakly_canonical(fs::absolute(path), ec);
+  const fs::path file = fs::weakly_canonical(fs::absolute(index), ec);
+  auto r = root.begin(), f = file.begin();
+  for (; r != root.end(); ++r, ++f) {
+    if (f == file.end() || *r != *f) return false;
+  }
+  return f != file.end();
+}
+
 void DataConfig::validate() const {
   if (!class_index.empty() && !image_folder()) throw Error("--class-index applies to --data-set imagenet or folder");
   if (!index.empty() && !photos()) throw Error("--index applies to --data-set imagenet, folder or wds");
+  if (image_folder() && !index.empty() && index != "none" && !path.empty() && index_inside_data()) {
+    throw Error(cat("--index ", index, " lies inside --data-path ", path,
+                    ": writing it changes the folder whose listing it records, so it would be stale at every use; "
+                    "put it outside the data"));
+  }
   if (dataset == "wds" && path.empty())
     throw Error("--data-set wds needs --data-path (shards: a pattern, a list or a folder)");
   if (scale.size() != 2 || !(scale[0] <= scale[1]))

@@ -54,6 +54,8 @@ struct DataConfig {
   static const std::vector<std::string>& datasets();
   // --workers, or when unset the threads this rank's cores allow (core/threads.h).
   int64_t loader_threads(bool cuda) const;
+  // Whether --index names a file below --data-path (refused for image folders: see validate).
+  bool index_inside_data() const;
   bool image_folder() const { return dataset == "imagenet" || dataset == "folder"; }
   // Photos of any size, read per image (image folders and WebDataset shards).
   bool photos() const { return image_folder() || dataset == "wds"; }

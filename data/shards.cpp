@@ -18,6 +18,7 @@
 #include <list>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -33,6 +34,7 @@ constexpr size_t kMaxExpansion = 1000000;
 constexpr int kScanThreads = 8;     // shard headers are read in parallel (file-system latency, not CPU)
 constexpr size_t kOpenShards = 64;  // shard files a dataset keeps open at once
 constexpr int64_t kMaxLabel = std::numeric_limits<int32_t>::max();
+constexpr uint64_t kMaxLabelBytes = uint64_t{1} << 16;  // a .cls/.json label member; more is damage
 
 bool is_image_ext(const std::string& ext) { return ext == "jpg" || ext == "jpeg" || ext == "png"; }
 
@@ -204,28 +206,48 @@ std::string read_member(const std::string& shard, const TarMember& m) {
 // The samples of one shard, appended to `x` (shard number `s`).
 void add_shard_samples(const std::string& shard, const TarListing& t, uint32_t s, ItemIndex& x) {
   const size_t before = x.entries.size();
-  int64_t unlabelled = 0, imageless = 0;
-  std::string first_problem;
+  int64_t unlabelled = 0, imageless = 0, refused = 0;
+  std::string first_problem, first_refused;
+  const auto problem = [](int64_t& count, std::string& first, const std::string& what) {
+    ++count;
+    if (first.empty()) first = what;
+  };
   size_t i = 0;
   while (i < t.members.size()) {
     const std::string key = split_member_name(t.members[i].name).first;
     const TarMember* image = nullptr;
     int64_t label = -1;
+    std::set<std::string> exts;
+    std::string wrong;  // why this sample is refused, if it is
     for (; i < t.members.size(); ++i) {
       const auto [k, ext] = split_member_name(t.members[i].name);
       if (k != key) break;
-      if (!image && is_image_ext(ext)) image = &t.members[i];
-      if (label < 0 && (ext == "cls" || ext == "json")) parse_label(ext, read_member(shard, t.members[i]), label);
-    }
-    if (!image || label < 0) {
-      ++(image ? unlabelled : imageless);
-      if (first_problem.empty()) {
-        first_problem = image ? cat("sample ", key, " has no label (.cls, or .json with an integer \"label\")")
-                              : cat("sample ", key, " has no .jpg/.jpeg/.png member");
+      if (!exts.insert(ext).second && wrong.empty()) {
+        wrong = cat("sample ", key, " has two ", t.members[i].name, " members (duplicate file name)");
       }
+      if (!image && is_image_ext(ext)) image = &t.members[i];
+      if (label >= 0 || (ext != "cls" && ext != "json")) continue;
+      if (t.members[i].size > kMaxLabelBytes) {
+        if (wrong.empty())
+          wrong = cat("sample ", key, "'s label ", t.members[i].name, " is ", t.members[i].size,
+                      " bytes (a label is at most ", kMaxLabelBytes, ")");
+        continue;
+      }
+      parse_label(ext, read_member(shard, t.members[i]), label);
+    }
+    if (image && image->size > std::numeric_limits<uint32_t>::max() && wrong.empty()) {
+      wrong = cat("sample ", key, "'s image ", image->name, " is ", image->size, " bytes (at most 4 GiB)");
+    }
+    if (!wrong.empty()) {
+      problem(refused, first_refused, wrong);
       continue;
     }
-    if (image->size > std::numeric_limits<uint32_t>::max()) continue;
+    if (!image || label < 0) {
+      problem(image ? unlabelled : imageless, first_problem,
+              image ? cat("sample ", key, " has no label (.cls, or .json with an integer \"label\")")
+                    : cat("sample ", key, " has no .jpg/.jpeg/.png member"));
+      continue;
+    }
     ItemIndex::Entry e;
     e.offset = image->offset;
     e.name = x.add_name(image->name);
@@ -233,6 +255,9 @@ void add_shard_samples(const std::string& shard, const TarListing& t, uint32_t s
     e.container = s;
     e.label = static_cast<int32_t>(label);
     x.entries.push_back(e);
+  }
+  if (refused > 0) {
+    x.problems.push_back(cat("shard ", shard, ": ", refused, " sample(s) refused, first ", first_refused));
   }
   if (unlabelled + imageless > 0) {
     x.problems.push_back(cat("shard ", shard, ": ", unlabelled + imageless, " sample(s) without ",
@@ -391,7 +416,7 @@ ShardFiles shard_files(const std::string& path, const std::string& split) {
   std::vector<std::string> named;
   const bool list = fs::is_regular_file(path, ec) && !ends_with(path, ".tar");
   if (list) {
-    named = read_path_list(path, "--data-path");
+    named = read_path_list(path, "--data-path", true);
   } else {
     for (const auto& p : brace_expand(path)) {
       if (!has_glob(p)) {
@@ -441,11 +466,30 @@ ItemIndex scan_shards(const std::vector<std::string>& shards) {
   return x;
 }
 
+// Every entry's bytes lie inside its shard: an index file that says otherwise (damaged, or forged
+// with a size of 4 GiB) would make each read of that image allocate and read past the shard.
+void check_entries_fit(const ItemIndex& x, const std::string& what) {
+  std::vector<uint64_t> sizes;
+  for (const auto& shard : x.containers) {
+    struct stat st {};
+    sizes.push_back(::stat(shard.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0);
+  }
+  for (int64_t i = 0; i < x.size(); ++i) {
+    const auto& e = x.entries[static_cast<size_t>(i)];
+    if (e.container >= sizes.size() || e.offset + e.size > sizes[e.container]) {
+      throw Error(cat(what, ": entry ", x.name(i), " ends at byte ", e.offset + e.size, ", beyond its shard ",
+                      e.container < x.containers.size() ? x.containers[e.container] : std::string("?"), " (",
+                      e.container < sizes.size() ? sizes[e.container] : 0, " bytes): not a valid index"));
+    }
+  }
+}
+
 ItemIndex shard_index(const ShardRequest& r) {
   const ShardFiles files = shard_files(r.path, r.split);
   const std::string source = cat("shards ", fs::absolute(r.path).string(), " (split ", r.split, ")");
   const IndexPlace place = index_place(r.index, source);
   ItemIndex x = load_or_build_index(place, source, shard_key(files.files), [&] { return scan_shards(files.files); });
+  check_entries_fit(x, r.index.empty() ? std::string("the dataset index cache") : cat("--index ", r.index));
   x.problems.insert(x.problems.begin(), files.problems.begin(), files.problems.end());
   return x;
 }

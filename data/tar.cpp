@@ -202,6 +202,9 @@ TarListing list_tar(const std::string& path) {
       next_path.clear();
       has_next_size = false;
     }
+    if (data + round_up(size) > in.size()) {  // Python's tarfile: "unexpected end of data"
+      return damaged(cat("member ", header_name(b), " whose last block is cut off (truncated)"));
+    }
     at = data + round_up(size);
   }
   return out;  // ends without end-of-archive blocks, as Python's tarfile accepts

@@ -30,7 +30,26 @@ std::string launchable_list() {
   return out;
 }
 
-const std::set<std::string> kOutputKeys = {"out-dir", "out", "json", "config", "checkpoint"};
+// The keys the launcher owns in a job's section: every option the job declares as something it
+// writes (PathRole::OutputFile/OutputDir: --out, --json, --csv, --sample, --save-logits, ...),
+// every flag of its launch_outputs (merge's --checkpoint), and --config.
+std::set<std::string> owned_keys(const std::string& name) {
+  const Job& job = find_job(name);
+  Config config;
+  if (job.defaults) job.defaults(config);
+  Options options;
+  job.declare(options, config);
+  std::set<std::string> keys = {"config"};
+  for (const Option& o : options.all()) {
+    if (o.role == PathRole::OutputFile || o.role == PathRole::OutputDir) keys.insert(o.flag);
+  }
+  static const std::regex kFlag(R"(--([a-z][a-z0-9-]*)=)");
+  for (auto it = std::sregex_iterator(job.launch_outputs.begin(), job.launch_outputs.end(), kFlag);
+       it != std::sregex_iterator(); ++it) {
+    keys.insert((*it)[1].str());
+  }
+  return keys;
+}
 // Values that go into #SBATCH lines unquoted: a conservative character set, so no value can
 // end the directive or reach a shell.
 const std::regex kSlurmValue(R"([A-Za-z0-9_.:,+\-=/]*)");
@@ -144,9 +163,10 @@ void read_key(RunDescription& d, const std::string& section, const std::string& 
   const std::string at = cat(where, ": ", key);
   if (launchable(section)) {
     if (!std::regex_match(key, kOptionKey)) throw Error(cat(where, ": '", key, "' is not an option name"));
-    if (kOutputKeys.count(key)) {
+    if (owned_keys(section).count(key)) {
       throw Error(cat(at, ": output paths are set by the launcher (output_dir in [launch]); remove it"));
     }
+    if (!seen.insert(section + "." + key).second) throw Error(cat(at, ": given twice"));
     d.options[section].emplace_back(key, value);
     return;
   }

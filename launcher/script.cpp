@@ -57,10 +57,20 @@ std::string shell_quote(const std::string& value) {
 
 std::string job_arguments(const RunDescription& d, const std::string& job, const std::string& out) {
   std::string args = shell_quote(job) + option_words(d.options_of(job));
-  // The job's own output flags from the registry, with {out} replaced by the output directory.
+  // The job's own output flags from the registry, with {out} replaced by the output directory and
+  // {format} by the job's --format (export: model.onnx or model.safetensors).
   std::string outputs = find_job(job).launch_outputs;
   for (size_t at = outputs.find("{out}"); at != std::string::npos; at = outputs.find("{out}", at + out.size())) {
     outputs.replace(at, 5, out);
+  }
+  if (const size_t at = outputs.find("{format}"); at != std::string::npos) {
+    std::string format = "onnx";
+    for (const auto& [key, value] : d.options_of(job)) {
+      if (key == "format") format = value;
+    }
+    static const std::regex kFormat("[a-z0-9]+");  // it goes into a file name, unquoted
+    if (!std::regex_match(format, kFormat)) throw Error(cat("[", job, "] format = ", format, ": not a format name"));
+    outputs.replace(at, 8, format);
   }
   return outputs.empty() ? args : args + " " + outputs;
 }

@@ -56,13 +56,20 @@ std::vector<std::string> read_ini(const std::string& path) {
   std::vector<std::string> args;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
+    // A UTF-8 byte-order mark (editors on Windows write one) is not part of the first key.
+    if (number == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
     const std::string text = trim_blanks(line);
-    if (text.empty() || text[0] == '#' || text[0] == ';' || text[0] == '[') continue;
+    if (text.empty() || text[0] == '#' || text[0] == ';') continue;
+    if (text[0] == '[') {
+      if (text.back() != ']') throw Error(cat("--config ", path, ":", number, ": unterminated section '", line, "'"));
+      continue;
+    }
     const size_t eq = text.find('=');
     if (eq == std::string::npos) {
       throw Error(cat("--config ", path, ":", number, ": expected 'key = value', got '", line, "'"));
     }
     const std::string key = trim_blanks(text.substr(0, eq));
+    if (key.empty()) throw Error(cat("--config ", path, ":", number, ": no key before '=' in '", line, "'"));
     std::string value = trim_blanks(text.substr(eq + 1));
     if (key == "config") throw Error(cat("--config ", path, ":", number, ": nested config files"));
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = unquote(value);

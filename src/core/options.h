@@ -181,7 +181,8 @@ OptionRequest parse_declared(const std::string& job, const Options& options, con
 // Refuses (Error naming both flags) an output path that resolves to an input (`inputs`: the
 // --config files; and every InputFile/InputDir option), lies inside an output directory while
 // being an input, or resolves to another output. Paths are compared canonically (symlinks
-// resolved) and, for files that exist, by device and inode (hard links).
+// resolved) and, for files that exist, by device and inode (hard links). Also refuses any path
+// option naming a FIFO, socket or device: opening one would block or read without end.
 void refuse_colliding_paths(const Options& options, const std::vector<std::string>& config_files);
 
 // The declared fields as INI text: a `[section]` line per group, `flag = value` lines (unset

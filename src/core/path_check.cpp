@@ -1,6 +1,7 @@
 // Implements refuse_colliding_paths (see options.h): every path option's value is resolved
 // (weakly_canonical: symlinks of the existing part followed), existing files are also compared by
-// device and inode, and an output that meets an input or another output is an error naming both.
+// device and inode, and an output that meets an input or another output is an error naming both;
+// a path that names a FIFO, socket or device is refused before anything opens it.
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -18,15 +19,28 @@ struct NamedPath {
   fs::path resolved;
   std::optional<std::pair<dev_t, ino_t>> inode;  // when it exists
   PathRole role;
+  mode_t mode = 0;  // when it exists (stat: symlinks followed)
 };
 
+// "a FIFO" etc. for a file that is neither a regular file nor a directory, else nullptr.
+const char* special_kind(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return nullptr;
+}
+
 NamedPath resolve(const std::string& flag, const std::string& text, PathRole role) {
-  NamedPath p{flag, text, {}, std::nullopt, role};
+  NamedPath p{flag, text, {}, std::nullopt, role, 0};
   std::error_code ec;
   p.resolved = fs::weakly_canonical(fs::absolute(text, ec), ec);
   if (ec) p.resolved = fs::absolute(text, ec).lexically_normal();
   struct stat st {};
-  if (::stat(text.c_str(), &st) == 0) p.inode = std::make_pair(st.st_dev, st.st_ino);
+  if (::stat(text.c_str(), &st) == 0) {
+    p.inode = std::make_pair(st.st_dev, st.st_ino);
+    p.mode = st.st_mode;
+  }
   return p;
 }
 
@@ -55,6 +69,13 @@ void refuse_colliding_paths(const Options& options, const std::vector<std::strin
     if (o.role == PathRole::None) continue;
     const auto value = o.text();
     if (value && !value->empty()) paths.push_back(resolve("--" + o.flag, *value, o.role));
+  }
+  for (const NamedPath& p : paths) {
+    if (const char* kind = p.inode ? special_kind(p.mode) : nullptr) {
+      throw Error(cat(p.flag, " ", p.text, ": is ", kind, ", not a file",
+                      p.role == PathRole::OutputDir ? " or folder" : "",
+                      is_output(p.role) ? "; it would block or never end" : " or folder; reading it would block"));
+    }
   }
   for (size_t a = 0; a < paths.size(); ++a) {
     for (size_t b = 0; b < paths.size(); ++b) {

@@ -69,7 +69,10 @@ struct PredictConfig {
     o.group("predict", "Prediction");
     o.add_path("images", images, "an image file, or a folder of .jpg/.jpeg/.png files (recursive, sorted)",
                PathRole::InputFile);
-    o.add_path("image-list", image_list, "a text file naming one image file per line", PathRole::InputFile);
+    o.add_path("image-list", image_list,
+               "a text file naming one image file per line, relative to its folder; each line is a name as written "
+               "(spaces and # included), empty lines are skipped",
+               PathRole::InputFile);
     o.add_path("out", out, "predictions as CSV: one row per image, in input order", PathRole::OutputFile);
     o.add("topk", topk, "classes per image in the CSV", closed(1, kMaxTopK));
     o.add_path("save-logits", save_logits, "also write the logits [N, K] as .safetensors (input order)",

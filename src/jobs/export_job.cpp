@@ -38,7 +38,7 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
 Job export_job() {
   return make_job("export",
                   "a model as ONNX (checked in ONNX Runtime/OpenVINO by scripts/check_onnx.py) or safetensors", declare,
-                  validate, run, "--out={out}/model.onnx");
+                  validate, run, "--out={out}/model.{format}");
 }
 
 }  // namespace vitslim

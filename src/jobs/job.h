@@ -29,7 +29,8 @@ struct Job {
   // Checks across parts (ranges are checked by the declarations); throws Error naming the flag.
   void (*validate)(const Config& config) = nullptr;
   JobResult (*run)(const Config& config, const dist::MpiSession& mpi) = nullptr;
-  // Output flags the launcher appends; "{out}" stands for the run's output directory.
+  // Output flags the launcher appends; "{out}" stands for the run's output directory, "{format}"
+  // for the job's --format (default onnx).
   std::string launch_outputs;
   // SIGUSR1/SIGTERM stop it at its next safe point (a checkpoint) instead of ending the process;
   // main arms the handler before anything else, so a signal during start-up is not lost.

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -97,6 +98,31 @@ void read_metadata(const std::string& path, const nlohmann::json& meta, StateDic
   }
 }
 
+// As the safetensors library validates: the tensors' data, in offset order, tile the data section
+// exactly (no overlap, which would let two tensors share bytes, no gap, nothing after the last).
+// `sd.tensors` is in offset order; `begin` maps each name to its first byte.
+void check_data_layout(const std::string& path, const StateDict& sd, const std::map<std::string, uint64_t>& begin,
+                       uint64_t data_bytes) {
+  uint64_t end = 0;
+  std::string previous;
+  for (const auto& [name, t] : sd.tensors) {
+    const uint64_t first = begin.at(name), bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
+    if (first < end) {
+      throw corrupt(path, cat("tensor '", name, "' starts at data byte ", first, ", inside tensor '", previous,
+                              "' (which ends at byte ", end, "): overlapping data, invalid offsets"));
+    }
+    if (first > end) {
+      throw corrupt(path, cat("tensor '", name, "' starts at data byte ", first,
+                              " but the data before it ends at byte ", end, ": a gap, invalid offsets"));
+    }
+    end = first + bytes;
+    previous = name;
+  }
+  if (end != data_bytes) {
+    throw corrupt(path, cat(data_bytes - end, " bytes after the last tensor's data: invalid offsets"));
+  }
+}
+
 // The JSON header, and the data after it.
 nlohmann::json read_header(const std::string& path, std::ifstream& in, uint64_t file_size, std::vector<char>& data) {
   uint64_t header_size = 0;
@@ -106,12 +132,22 @@ nlohmann::json read_header(const std::string& path, std::ifstream& in, uint64_t 
   std::string header(header_size, '\0');
   if (!in.read(header.data(), static_cast<std::streamsize>(header_size))) throw corrupt(path, "truncated header");
   nlohmann::json j;
+  std::set<std::string> names;
+  std::string twice;  // a name given twice (JSON keeps the last copy silently; safetensors refuses it)
+  const auto note_names = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::key && depth == 1 && !names.insert(parsed.get<std::string>()).second &&
+        twice.empty()) {
+      twice = parsed.get<std::string>();
+    }
+    return true;
+  };
   try {
-    j = nlohmann::json::parse(header);
+    j = nlohmann::json::parse(header, note_names);
   } catch (const nlohmann::json::exception& e) {
     throw corrupt(path, cat("header is not JSON (", e.what(), ")"));
   }
   if (!j.is_object()) throw corrupt(path, "header is not a JSON object");
+  if (!twice.empty()) throw corrupt(path, cat("'", twice, "' is named twice in the header"));
   data.resize(file_size - 8 - header_size);
   if (!data.empty() && !in.read(data.data(), static_cast<std::streamsize>(data.size()))) {
     throw corrupt(path, "truncated data");
@@ -147,6 +183,7 @@ StateDict read_safetensors(const std::string& path) {
   // Keep file order (the JSON object is sorted by name).
   std::stable_sort(sd.tensors.begin(), sd.tensors.end(),
                    [&](const auto& a, const auto& b) { return position[a.first] < position[b.first]; });
+  check_data_layout(path, sd, position, data.size());
   return sd;
 }
 

@@ -58,6 +58,11 @@ void print(const TomeSweepResult& result, double max_drop) {
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (size_t i = 0; i < result.points.size(); ++i) {
     const TomePoint& p = result.points[i];
+    if (!p.merges) {
+      std::printf("| %lld | %lld | merges nothing (no attention where it would merge) | - | - | - | - | %.3f | |\n",
+                  static_cast<long long>(p.r), static_cast<long long>(p.start), static_cast<double>(p.macs) / 1e9);
+      continue;
+    }
     std::printf("| %lld | %lld | %s | %.2f | %+.2f | %.1f | %.2fx | %.3f | %s%s |\n", static_cast<long long>(p.r),
                 static_cast<long long>(p.start), p.r == 0 ? "-" : join_list(p.per_block).c_str(), p.top1,
                 p.top1 - ref.top1, p.images_per_s, p.images_per_s / ref.images_per_s, static_cast<double>(p.macs) / 1e9,
@@ -77,6 +82,7 @@ nlohmann::json point_json(const TomePoint& p) {
           {"top1", p.top1},
           {"images_per_s", p.images_per_s},
           {"macs", p.macs},
+          {"merges", p.merges},
           {"pareto", p.pareto}};
 }
 
@@ -177,14 +183,14 @@ SpeedTable read_speed_table(const std::string& path) {
 void choose(TomeSweepResult& result, double max_drop) {
   auto& pts = result.points;
   for (auto& p : pts) {
-    p.pareto = std::none_of(pts.begin(), pts.end(), [&](const TomePoint& q) {
-      return q.top1 >= p.top1 && q.images_per_s >= p.images_per_s &&
-             (q.top1 > p.top1 || q.images_per_s > p.images_per_s);
-    });
+    p.pareto = p.merges && std::none_of(pts.begin(), pts.end(), [&](const TomePoint& q) {
+                 return q.merges && q.top1 >= p.top1 && q.images_per_s >= p.images_per_s &&
+                        (q.top1 > p.top1 || q.images_per_s > p.images_per_s);
+               });
   }
   result.chosen = 0;
   for (size_t i = 1; i < pts.size(); ++i) {
-    if (pts[i].top1 >= pts[0].top1 - max_drop &&
+    if (pts[i].merges && pts[i].top1 >= pts[0].top1 - max_drop &&
         pts[i].images_per_s > pts[static_cast<size_t>(result.chosen)].images_per_s) {
       result.chosen = static_cast<int64_t>(i);
     }
@@ -223,6 +229,14 @@ TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& dat
   auto measure = [&](int64_t r, int64_t start) {  // the model's current merging
     const model::TokenMerging& tm = model->token_merging();
     TomePoint p{r, start, tm.r, 0, 0, model::analytic_cost(shape, removed, tm).macs, false};
+    if (r > 0 && p.macs == result.reference().macs) {  // fewer tokens anywhere would cost fewer MACs
+      p.merges = false;
+      log_info(cat("tome-sweep: r ", r, " from block ", start,
+                   " merges nothing: every block it would merge in has "
+                   "its attention removed"));
+      result.points.push_back(p);
+      return;
+    }
     p.top1 = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, sweep.bf16, mpi).top1_percent();
     if (speeds) {
       p.images_per_s = speeds->at({r, start});  // present: check_speed_table

@@ -26,6 +26,9 @@ struct TomePoint {
   double images_per_s = 0;
   int64_t macs = 0;  // per image
   bool pareto = false;
+  // False when no block merges a token (every block the schedule reaches has its attention
+  // removed): not measured, shown as such, never on the front nor chosen.
+  bool merges = true;
 };
 
 struct TomeSweepResult {
@@ -42,7 +45,7 @@ using SpeedTable = std::map<std::pair<int64_t, int64_t>, double>;
 SpeedTable read_speed_table(const std::string& path);
 
 // Marks the points no other point beats in both top-1 and images/s, and picks the fastest within
-// `max_drop` points of points[0]. Pure; exposed for tests.
+// `max_drop` points of points[0]; points that merge nothing take no part. Pure; exposed for tests.
 void choose(TomeSweepResult& result, double max_drop);
 
 // The sweep on the device of `compute`; accuracy by evaluate_sharded, speed timed there (or --speeds).

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Every bad input gives exactly one error line naming the input, a non-zero exit, and no output
-# file (not even a partial one). Env from ctest: VITSLIM_BIN, VITSLIM_TEST_DATA, VITSLIM_FIXTURES.
+# file (not even a partial one). Env from ctest: VITSLIM_BIN, VITSLIM_TEST_DATA, VITSLIM_FIXTURES,
+# VITSLIM_PYTHON.
 set -u
 BIN="$VITSLIM_BIN"
 DATA="$VITSLIM_TEST_DATA"
+PY="$VITSLIM_PYTHON"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 failures=0
@@ -153,6 +155,21 @@ expect_error predict-empty-folder "no .jpg/.jpeg/.png images" "$BIN" predict --m
 expect_error predict-both-inputs "give --images or --image-list, not both" "$BIN" predict --model vit_test \
   --images "$WORK/empty" --image-list "$WORK/list.txt" --out p.csv
 expect_error predict-topk "--topk" "$BIN" predict --model vit_test --topk 0 --out p.csv
+# Issue 33 items 7 and 11: a FIFO anywhere a path goes is refused before it is opened (opening it
+# would block forever); one inside a list is a bad image; a list that is a directory says so.
+mkfifo "$WORK/pipe.jpg"
+echo "$WORK/pipe.jpg" >"$WORK/fifo-list.txt"
+expect_error predict-fifo-images "--images $WORK/pipe.jpg: is a FIFO (named pipe), not a file or folder" \
+  timeout 60 "$BIN" predict --model vit_test --images "$WORK/pipe.jpg" --out p.csv
+expect_error predict-fifo-list "--image-list $WORK/pipe.jpg: is a FIFO" \
+  timeout 60 "$BIN" predict --model vit_test --image-list "$WORK/pipe.jpg" --out p.csv
+expect_error predict-fifo-in-list "image $WORK/pipe.jpg: not a regular file (a FIFO, socket or device)" \
+  timeout 60 "$BIN" predict --model vit_test --image-list "$WORK/fifo-list.txt" --bad-images fail --out p.csv
+expect_error weights-fifo "--weights $WORK/pipe.jpg: is a FIFO" timeout 60 "$BIN" eval --weights "$WORK/pipe.jpg"
+expect_error json-fifo "--json $WORK/pipe.jpg: is a FIFO (named pipe), not a file; it would block" \
+  timeout 60 "$BIN" eval --model vit_test --json "$WORK/pipe.jpg"
+expect_error predict-list-is-dir "--image-list $WORK/empty: is a directory; give a text file" \
+  "$BIN" predict --model vit_test --image-list "$WORK/empty" --out p.csv
 
 # ViT variants that cannot be built, and what a backbone or a multi-token model cannot do.
 SMALL=(--img-size 42 --depth 2 --embed-dim 48 --num-heads 2)
@@ -187,11 +204,40 @@ expect_error wds-empty-shard-fail "train-0.tar: empty shard (no samples) (--bad-
 expect_error wds-no-samples "no samples in its 1 shard(s)" "$BIN" eval --model vit_test --data-set wds \
   --data-path "$WORK/shards/train-0.tar"
 expect_error wds-no-path "--data-set wds needs --data-path" "$BIN" eval --model vit_test --data-set wds
-expect_error index-garbage "garbage.index: not a valid vitslim index" "$BIN" eval --model vit_test --data-set folder \
+expect_error index-garbage "garbage.index: not a vitslim index file (no index header)" "$BIN" eval --model vit_test --data-set folder \
   --data-path "$WORK/imgs" --index "$WORK/garbage.index"
+expect_error index-inside-data "--index $WORK/imgs/i.bin lies inside --data-path $WORK/imgs: writing it changes the folder" \
+  "$BIN" index --data-set folder --data-path "$WORK/imgs" --index "$WORK/imgs/i.bin"
+expect_error index-is-dir "--index $WORK/shards: is a directory; give the index file" "$BIN" eval --model vit_test \
+  --data-set folder --data-path "$WORK/imgs" --index "$WORK/shards"
 expect_error index-not-photos "--index applies to --data-set imagenet, folder or wds" "$BIN" eval --model vit_test \
   --index i.bin
 expect_error shuffle-buffer-range "--shuffle-buffer must be in" "$BIN" train --model vit_test --shuffle-buffer -1
+# Issue 33 item 4: a shard cut inside a member's last block, a sample with a member twice, and a
+# 100 KiB label member are damage that --bad-images fail stops at (Python's tarfile and webdataset
+# raise on the first two).
+"$PY" - "$WORK" <<'PYEOF'
+import io, sys, tarfile
+work = sys.argv[1]
+def shard(path, members):
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+shard(work + "/cut.tar", [(f"s{i}.{e}", b"x" * 100 if e == "jpg" else b"1") for i in range(6) for e in ("jpg", "cls")])
+with open(work + "/cut.tar", "r+b") as f:
+    f.truncate(1600)  # inside the padding of s0.cls: s0 is whole, the rest is gone
+shard(work + "/twice.tar", [("a.jpg", b"x"), ("a.cls", b"1"), ("a.jpg", b"y"), ("a.cls", b"2")])
+shard(work + "/biglabel.tar", [("a.jpg", b"x"), ("a.cls", b"1" * 100000)])
+PYEOF
+W=(eval --model vit_test --data-set wds --bad-images fail)
+expect_error wds-cut-member "cut.tar: damaged tar (member s0.cls whose last block is cut off (truncated)" \
+  "$BIN" "${W[@]}" --data-path "$WORK/cut.tar"
+expect_error wds-duplicate-member "sample a has two a.jpg members (duplicate file name) (--bad-images fail)" \
+  "$BIN" "${W[@]}" --data-path "$WORK/twice.tar"
+expect_error wds-huge-label "sample a's label a.cls is 100000 bytes (a label is at most 65536)" \
+  "$BIN" "${W[@]}" --data-path "$WORK/biglabel.tar"
 
 # Help and version succeed.
 "$BIN" --help >/dev/null && "$BIN" entropy --help | grep -q -- '--calib-images' && "$BIN" --version | grep -q vitslim \

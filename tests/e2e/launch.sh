@@ -88,6 +88,22 @@ grep -qF -- " eval '--device=cuda' --weights=" chain.txt || fail "the eval step 
 grep -qxF "#SBATCH --cpus-per-task=1" dry.txt || fail "a CPU rank gets 1 CPU by default"
 echo "ok   chain: search -> train array -> merge + eval array (on [train]'s device, 8 CPUs per GPU rank)"
 
+# Issue 33 item 12: the launcher owns every output a job declares (not a fixed list), a key given
+# twice is refused, and export's file is named by its --format.
+launch_error() {  # section, body, expected message
+  printf '[launch]\njob = %s\nmode = local\noutput_dir = %s\nbinary = %s\n\n[%s]\n%b\n' "$1" "$WORK/o12" "$BIN" "$1" "$2" >k.ini
+  local rc=0
+  "$LAUNCH" --dry-run k.ini >k.out 2>&1 || rc=$?
+  [[ $rc -ne 0 ]] && grep -qF -- "$3" k.out || { cat k.out; fail "[$1] $2: expected '$3'"; }
+}
+launch_error tome-sweep "csv = sweep.csv" "k.ini:8: csv: output paths are set by the launcher"
+launch_error export "sample = s.safetensors" "k.ini:8: sample: output paths are set by the launcher"
+launch_error predict "save-logits = l.safetensors" "k.ini:8: save-logits: output paths are set by the launcher"
+launch_error eval "eval-images = 10\neval-images = 20" "k.ini:9: eval-images: given twice"
+printf '[launch]\njob = export\nmode = local\noutput_dir = %s\nbinary = %s\n\n[export]\nformat = safetensors\n' "$WORK/o12" "$BIN" >fmt.ini
+"$LAUNCH" --dry-run fmt.ini | grep -qF -- "/model.safetensors" || fail "export --format safetensors is not named model.safetensors"
+echo "ok   launcher: declared outputs owned, keys given twice refused, export named by its format"
+
 # Bad descriptions: one line with file:line, exit 2.
 bad() {
   local want="$1" text="$2" rc=0

@@ -60,10 +60,14 @@ assert len(rows) == 40 and rows[0]["label"] == "" and "class_3" in rows[0] and "
 print("ok   image files: the split's logits exactly, in sorted order, the broken file skipped")
 EOF
 printf 'T-shirt/top\nTrouser\nPullover\nDress\nCoat\nSandal\nShirt\nSneaker\nBag\nAnkle boot\n' >names.txt
-printf '# two files\nimg000.png\n\nimg001.png\n' >pngs/list.txt
+# A list line is a name as written (issue 33 item 13): "#hash.png" is a file, not a comment.
+cp pngs/img000.png 'pngs/#hash.png'
+printf '#hash.png\nimg000.png\n\nimg001.png\n' >pngs/list.txt
 "$BIN" "${P[@]}" --image-list pngs/list.txt --crop-pct 1 --mean 0.286 --std 0.353 --class-index names.txt --out named.csv
-[[ $(sed -n 2p named.csv | cut -d, -f1,3) == "pngs/img000.png,Ankle boot" ]] || { cat named.csv; fail "class names"; }
-echo "ok   --image-list and --class-index: $(sed -n 2p named.csv | cut -d, -f1-4)"
+[[ $(sed -n 3p named.csv | cut -d, -f1,3) == "pngs/img000.png,Ankle boot" ]] || { cat named.csv; fail "class names"; }
+[[ $(sed -n 2p named.csv | cut -d, -f1,3) == "pngs/#hash.png,Ankle boot" && $(wc -l <named.csv) -eq 4 ]] ||
+  { cat named.csv; fail "a name starting with # was dropped"; }
+echo "ok   --image-list (names as written, #hash.png kept) and --class-index: $(sed -n 3p named.csv | cut -d, -f1-4)"
 
 # Refusals: nothing written.
 bad() {

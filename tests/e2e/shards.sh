@@ -38,6 +38,26 @@ check_error "exists; pass --force to overwrite it" make-shards --data-set imagen
 check_error "needs exactly one %d" make-shards --data-set imagenet --data-path imnet --out 'x/train.tar' --quiet
 passed=$((passed + 1))
 
+# 1b. Issue 33 items 1 and 2: a pattern that maps two shards to one file (c/%d/../same.tar), and
+# shards inside the input folder even with --force, are refused before anything is written.
+before=$(find imnet | sort | md5sum)
+check_error "shards 0 and 1 are the same file" make-shards --data-set imagenet --data-path imnet \
+  --out 'c/%d/../same.tar' --shard-size 12 --quiet
+[[ ! -e c ]] || fail "a refused make-shards created c/"
+check_error "lies inside --data-path .*, the images it reads" make-shards --data-set imagenet --data-path imnet \
+  --out 'imnet/train/n00000000/img%d.JPEG' --shard-size 1 --force --quiet
+[[ $(find imnet | sort | md5sum) == "$before" ]] || fail "make-shards changed its input folder"
+echo "ok   make-shards: colliding shard names and shards over its inputs are refused, nothing written"
+# Item 8: a bad image late in the folder under --bad-images fail leaves no shard behind, not the
+# shards written before it.
+cp -r imnet imbad
+last_class=$(find imbad -mindepth 2 -maxdepth 2 -type d -path '*val*' | sort | tail -n 1)
+echo "not a JPEG" >"$last_class/zzz_broken.JPEG"
+check_error "zzz_broken.JPEG.*(--bad-images fail)" make-shards --data-set imagenet --data-path imbad --data-split test \
+  --out 'badshards/val-%06d.tar' --shard-size 4 --bad-images fail --quiet
+[[ -z "$(find badshards -type f 2>/dev/null)" ]] || { find badshards; fail "a failed make-shards left files"; }
+echo "ok   make-shards: a failure on the last image leaves no shard (all are renamed into place at the end)"
+
 # 2. Eval on the folder and on its shards: the same images in the same order, identical results,
 #    with 1 and 2 ranks; and shards written by webdataset.ShardWriter (.cls and .json labels).
 "$BIN" eval "${MB[@]}" --data-set imagenet --data-path imnet --batch-size 8 --json folder.json
@@ -93,7 +113,7 @@ grep -q "index: 40 images in 4 shards" idx.txt || { cat idx.txt; fail "index job
   --batch-size 8 --eval-images 8 --entropy-images 0 --index tr.index --out-dir ti2 2>/dev/null
 "$BIN" index --data-set imagenet --data-path imnet --index tr.index | grep -q "index: 40 images in 4 classes"
 echo garbage > bad.index
-check_error "bad.index: not a valid vitslim index" "${I[@]}" --index bad.index
+check_error "bad.index: not a vitslim index file (no index header); --index takes a file" "${I[@]}" --index bad.index
 passed=$((passed + 1))
 
 # 5. Bad shards: skipped with counts under --bad-images skip, one error line under fail.

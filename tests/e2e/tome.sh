@@ -2,7 +2,8 @@
 # Token merging (ToMe) in every job: entropy and search run the merging model; train fine-tunes
 # with merging on while blocks dilute, merge's compact model reproduces the checkpoint and records
 # the setting in its metadata, eval (also in bf16) and bench then apply it (and --tome-r 0 turns it
-# off); a tome-sweep on the compact model reports its points and choice.
+# off); a tome-sweep on the compact model reports its points and choice, and one on a model without
+# attention shows that no setting merges anything.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 fail() { echo "FAIL: $*"; exit 1; }
 T=(--threads 1 --quiet)
@@ -68,4 +69,15 @@ assert len(list(csv.DictReader(open("sweep.csv")))) == 7
 print("ok   tome-sweep:", points, "chosen", j["chosen"]["r"], j["chosen"]["start"])
 PYEOF
 grep -q "^chosen within 0.30 points of r = 0" sweep.txt || { cat sweep.txt; fail "no choice printed"; }
+
+# Every block without attention: no setting merges a token, each says so, and r = 0 stays chosen.
+"$BIN" tome-sweep "${S[@]}" --remove-layers 0,1,2,3 --eval-images 32 --sweep-r 1,2 --bench-batch 4 --bench-iters 1 \
+  --json none.json "${T[@]}" >none.txt
+grep -q "| 2 | 0 | merges nothing (no attention where it would merge) |" none.txt || { cat none.txt; fail "not shown"; }
+"$PY" -c "
+import json
+j = json.load(open('none.json'))
+assert [p['merges'] for p in j['points']] == [True, False, False] and j['chosen']['r'] == 0, j
+assert not any(p['pareto'] for p in j['points'][1:]), j
+print('ok   tome-sweep: settings that merge nothing are shown as such and never chosen')"
 echo "tome e2e: ok"

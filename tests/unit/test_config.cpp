@@ -66,6 +66,27 @@ TEST(Options, IniFileWithSectionsAndFlagsWin) {
   EXPECT_EQ(vitslim::config_to_ini(again.config), vitslim::config_to_ini(p.config));
 }
 
+// Issue 33 item 11: a byte-order mark is not part of the first key; `= 8` and `[entropy` are
+// refused by line, not skipped.
+TEST(Options, IniByteOrderMarkEmptyKeyAndOpenSection) {
+  vitslim::test::TempDir dir;
+  std::ofstream(dir.file("bom.ini")) << "\xEF\xBB\xBF"
+                                     << "calib-images = 8\n";
+  EXPECT_EQ(parse({"entropy", "--config", dir.file("bom.ini")}).config.data.calib_images, 8);
+  const auto error_of = [&](const std::string& text) {
+    std::ofstream(dir.file("bad.ini")) << text;
+    try {
+      parse({"entropy", "--config", dir.file("bad.ini")});
+    } catch (const vitslim::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(error_of("calib-images = 8\n= 8\n").find("bad.ini:2: no key before '='"), std::string::npos);
+  EXPECT_NE(error_of("[entropy\ncalib-images = 8\n").find("bad.ini:1: unterminated section '[entropy'"),
+            std::string::npos);
+}
+
 TEST(Options, ErrorsNameTheFlag) {
   EXPECT_NE(error_of({"entropy", "--no-such-flag"}).find("no-such-flag"), std::string::npos);
   EXPECT_NE(error_of({"frobnicate"}).find("unknown job 'frobnicate'"), std::string::npos);

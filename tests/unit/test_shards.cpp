@@ -195,6 +195,38 @@ TEST(Shards, ReadShardsAppliesTheBadInputPolicy) {
   EXPECT_EQ(d::read_shards(r)->size(), 1);
 }
 
+// Issue 33 items 4 and 10: an index whose entry claims 4 GiB of a small shard is refused before
+// any read; a sample with a member twice, or a label member of more than 64 KiB, is a problem
+// (refused under --bad-images fail), and a shard cut inside a member's last block is damage.
+TEST(Shards, ForgedIndexEntriesDuplicatesHugeLabelsAndCutPaddingAreCaught) {
+  vitslim::test::TempDir dir;
+  write_tar(dir.file("a.tar"), {{"k/1.jpg", blob(700, 'a')}, {"k/1.cls", "1"}});
+  const d::ShardRequest request{dir.file("a.tar"), "train", dir.file("a.index"), 0, true};
+  ASSERT_EQ(d::shard_index(request).size(), 1);  // writes a.index
+  std::ifstream in(dir.file("a.index"), std::ios::binary);
+  d::ItemIndex x = d::ItemIndex::parse(std::string(std::istreambuf_iterator<char>(in), {}), "a.index");
+  x.entries[0].size = 0xFFFFFFFFu;
+  std::ofstream(dir.file("a.index"), std::ios::binary | std::ios::trunc) << x.serialise();
+  try {
+    d::shard_index(request);
+    FAIL() << "a forged entry was accepted";
+  } catch (const vitslim::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("beyond its shard"), std::string::npos) << e.what();
+  }
+  write_tar(dir.file("twice.tar"), {{"a.jpg", "x"}, {"a.cls", "1"}, {"a.jpg", "y"}, {"a.cls", "2"}});
+  const auto twice = d::shard_index({dir.file("twice.tar"), "train", "none", 0, true});
+  EXPECT_EQ(twice.size(), 0);
+  ASSERT_FALSE(twice.problems.empty());
+  EXPECT_NE(twice.problems[0].find("has two a.jpg members (duplicate file name)"), std::string::npos);
+  write_tar(dir.file("label.tar"), {{"a.jpg", "x"}, {"a.cls", std::string(70000, '1')}});
+  const auto label = d::shard_index({dir.file("label.tar"), "train", "none", 0, true});
+  ASSERT_FALSE(label.problems.empty());
+  EXPECT_NE(label.problems[0].find("a.cls is 70000 bytes"), std::string::npos) << label.problems[0];
+  write_tar(dir.file("cut.tar"), {{"a.jpg", blob(100, 'a')}, {"a.cls", "1"}, {"b.jpg", blob(100, 'b')}});
+  fs::resize_file(dir.file("cut.tar"), 1024 + 512 + 1);  // a.jpg whole; a.cls's data, its padding cut
+  EXPECT_NE(d::list_tar(dir.file("cut.tar")).damage.find("a.cls whose last block is cut off"), std::string::npos);
+}
+
 TEST(Shards, ShardListFilesAreRelativeToTheList) {
   vitslim::test::TempDir dir;
   fs::create_directory(dir.file("s"));

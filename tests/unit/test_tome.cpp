@@ -251,6 +251,22 @@ TEST(TomeSweep, KeepsNoMergingWhenNothingIsFasterWithinTheBudget) {
   EXPECT_EQ(result.chosen, 0);
 }
 
+// Issue 33 item 5: a point whose schedule only reaches blocks without attention merges nothing; a
+// noisy timing of it ("1.08x faster") must neither be chosen nor dominate the front.
+TEST(TomeSweep, APointThatMergesNothingIsNeverChosen) {
+  vitslim::train::TomeSweepResult result;
+  result.points = {point(0, 90.0, 100), point(2, 90.0, 108), point(4, 89.9, 104)};
+  result.points[1].merges = false;
+  vitslim::train::choose(result, 0.3);
+  EXPECT_EQ(result.chosen, 2);
+  EXPECT_FALSE(result.points[1].pareto);
+  EXPECT_TRUE(result.points[2].pareto);  // the 108 of a point that merges nothing does not dominate it
+  result.points = {point(0, 90.0, 100), point(2, 90.0, 108)};
+  result.points[1].merges = false;
+  vitslim::train::choose(result, 0.3);
+  EXPECT_EQ(result.chosen, 0);
+}
+
 TEST(TomeSweep, SpeedTableReadsWhatCsvWritesAndRefusesBadTables) {
   vitslim::test::TempDir dir;
   const auto write = [&](const std::string& name, const std::string& text) {

@@ -158,6 +158,45 @@ TEST(Weights, SafetensorsWriterIsReadableAndTyped) {
   }
 }
 
+// Issue 33 item 6: what the safetensors library refuses ("invalid offset", a name twice) is refused
+// here too, naming the tensor: two tensors sharing bytes, a gap, bytes after the last tensor, and a
+// duplicate key whose last copy JSON would silently keep.
+TEST(Weights, SafetensorsWithOverlappingOffsetsOrDuplicateNamesAreRefused) {
+  vitslim::test::TempDir dir;
+  const auto write = [&](const std::string& name, std::string header, size_t data_bytes) {
+    header.append((8 - header.size() % 8) % 8, ' ');
+    const uint64_t n = header.size();
+    std::ofstream out(dir.file(name), std::ios::binary);
+    out.write(reinterpret_cast<const char*>(&n), 8);
+    out << header << std::string(data_bytes, '\0');
+    return dir.file(name);
+  };
+  const auto error_of = [](const std::string& path) {
+    try {
+      m::read_safetensors(path);
+    } catch (const vitslim::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  const std::string a = R"("a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]})";
+  EXPECT_NE(
+      error_of(write("overlap.safetensors", "{" + a + R"(,"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})", 24))
+          .find("tensor 'b' starts at data byte 8, inside tensor 'a'"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of(write("gap.safetensors", "{" + a + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[20,28]}})", 28))
+          .find("a gap, invalid offsets"),
+      std::string::npos);
+  EXPECT_NE(error_of(write("tail.safetensors", "{" + a + "}", 20)).find("4 bytes after the last tensor"),
+            std::string::npos);
+  EXPECT_NE(error_of(write("twice.safetensors", "{" + a + "," + a + "}", 16)).find("'a' is named twice"),
+            std::string::npos);
+  EXPECT_EQ(
+      error_of(write("good.safetensors", "{" + a + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[16,24]}})", 24)),
+      "accepted");
+}
+
 TEST(Weights, MetadataThatDisagreesWithTheTensorsIsRefusedByKey) {
   vitslim::test::TempDir dir;
   const auto golden = m::read_safetensors(fixture("golden_vit_test.safetensors"));
