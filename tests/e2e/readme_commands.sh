@@ -405,7 +405,7 @@ entry "bash scripts/test.sh -R '^e2e_train\$'" \
   'test_sh_list -R "^e2e_train\$" >one.txt
    [[ "$(grep -v "^make_" one.txt)" == e2e_train ]]  # (with the fixture tests it needs)'
 entry "build/vitslim_unit --gtest_filter='TomeSweep.*'" \
-  'build/vitslim_unit --gtest_filter="TomeSweep.*" >gtest.txt; grep -q "PASSED.* 3 tests" gtest.txt'
+  'build/vitslim_unit --gtest_filter="TomeSweep.*" >gtest.txt; grep -q "PASSED.* 4 tests" gtest.txt'
 
 # ---- the stand-in repository root ----------------------------------------------------------------
 mkdir -p "$REPO/build" "$REPO/runs" "$STUBS" "$WORK/slurm" "$WORK/no-wheels" "$WORK/logs"
