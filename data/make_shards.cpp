@@ -109,17 +109,6 @@ std::string shard_name(const std::string& pattern, int64_t k) {
   return name;
 }
 
-namespace {
-// Whether `inner` lies below the directory `dir` (both canonical).
-bool lies_inside(const fs::path& inner, const fs::path& dir) {
-  auto d = dir.begin(), i = inner.begin();
-  for (; d != dir.end(); ++d, ++i) {
-    if (i == inner.end() || *d != *i) return false;
-  }
-  return i != inner.end();
-}
-}  // namespace
-
 ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uint64_t seed) {
   shard_name(c.out, 0);  // a bad --out pattern fails before the folder is listed
   const bool skip = data.bad_images == BadImages::Skip;
@@ -137,16 +126,16 @@ ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uin
   std::map<fs::path, int64_t> files;
   std::set<fs::path> new_dirs;  // made once everything is checked
   std::error_code ec;
-  const fs::path input_root = fs::weakly_canonical(fs::absolute(x.root), ec);
+  const fs::path input_root = canonical_path(x.root);
   for (int64_t k = 0; k < most_shards; ++k) {
     const std::string name = shard_name(c.out, k);
-    const fs::path file = fs::weakly_canonical(fs::absolute(name), ec);
+    const fs::path file = canonical_path(name);
     const auto [other, fresh] = files.emplace(file, k);
     if (!fresh) {
       throw Error(cat("--out ", c.out, ": shards ", other->second, " and ", k, " are the same file ", file.string(),
                       "; the pattern must give each shard its own file"));
     }
-    if (lies_inside(file, input_root)) {
+    if (path_inside(file, input_root)) {
       throw Error(cat("--out ", c.out, ": shard ", name, " lies inside --data-path ", x.root,
                       ", the images it reads; write the shards outside it"));
     }

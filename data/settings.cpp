@@ -1,8 +1,6 @@
 // Implements the cross-field checks of the data settings (see settings.h).
 #include "data/settings.h"
 
-#include <filesystem>
-
 #include "core/threads.h"
 #include "data/augment.h"
 
@@ -18,17 +16,7 @@ const std::vector<std::string>& DataConfig::datasets() {
   return kDatasets;
 }
 
-bool DataConfig::index_inside_data() const {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path root = fs::weakly_canonical(fs::absolute(path), ec);
-  const fs::path file = fs::weakly_canonical(fs::absolute(index), ec);
-  auto r = root.begin(), f = file.begin();
-  for (; r != root.end(); ++r, ++f) {
-    if (f == file.end() || *r != *f) return false;
-  }
-  return f != file.end();
-}
+bool DataConfig::index_inside_data() const { return path_inside(canonical_path(index), canonical_path(path)); }
 
 void DataConfig::validate() const {
   if (!class_index.empty() && !image_folder()) throw Error("--class-index applies to --data-set imagenet or folder");

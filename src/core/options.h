@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -177,6 +178,13 @@ struct OptionRequest {
 // names, command line wins) into the declared fields, checking each value's range. Throws Error
 // with one line naming the flag or file. Adds --config, --dump-config and --help itself.
 OptionRequest parse_declared(const std::string& job, const Options& options, const std::vector<std::string>& args);
+
+// `text` made absolute with the symlinks of its existing part resolved (std::filesystem's
+// weakly_canonical; lexically normalised where that fails), so that two spellings of one file
+// compare equal.
+std::filesystem::path canonical_path(const std::string& text);
+// Whether `inner` lies strictly below the directory `dir` (both from canonical_path).
+bool path_inside(const std::filesystem::path& inner, const std::filesystem::path& dir);
 
 // Refuses (Error naming both flags) an output path that resolves to an input (`inputs`: the
 // --config files; and every InputFile/InputDir option), lies inside an output directory while

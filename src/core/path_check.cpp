@@ -32,10 +32,7 @@ const char* special_kind(mode_t mode) {
 }
 
 NamedPath resolve(const std::string& flag, const std::string& text, PathRole role) {
-  NamedPath p{flag, text, {}, std::nullopt, role, 0};
-  std::error_code ec;
-  p.resolved = fs::weakly_canonical(fs::absolute(text, ec), ec);
-  if (ec) p.resolved = fs::absolute(text, ec).lexically_normal();
+  NamedPath p{flag, text, canonical_path(text), std::nullopt, role, 0};
   struct stat st {};
   if (::stat(text.c_str(), &st) == 0) {
     p.inode = std::make_pair(st.st_dev, st.st_ino);
@@ -49,18 +46,24 @@ bool same(const NamedPath& a, const NamedPath& b) {
   return a.resolved == b.resolved;
 }
 
-// Whether `inner` lies somewhere below the directory `dir`.
-bool inside(const NamedPath& inner, const NamedPath& dir) {
-  auto d = dir.resolved.begin(), i = inner.resolved.begin();
-  for (; d != dir.resolved.end(); ++d, ++i) {
-    if (i == inner.resolved.end() || *d != *i) return false;
-  }
-  return i != inner.resolved.end();
-}
-
 bool is_output(PathRole r) { return r == PathRole::OutputFile || r == PathRole::OutputDir; }
 
 }  // namespace
+
+fs::path canonical_path(const std::string& text) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(text, ec), ec);
+  if (ec) p = fs::absolute(text, ec).lexically_normal();
+  return p;
+}
+
+bool path_inside(const fs::path& inner, const fs::path& dir) {
+  auto d = dir.begin(), i = inner.begin();
+  for (; d != dir.end(); ++d, ++i) {
+    if (i == inner.end() || *d != *i) return false;
+  }
+  return i != inner.end();
+}
 
 void refuse_colliding_paths(const Options& options, const std::vector<std::string>& config_files) {
   std::vector<NamedPath> paths;
@@ -88,7 +91,8 @@ void refuse_colliding_paths(const Options& options, const std::vector<std::strin
             out.flag, " ", out.text, " is the same ", other_out ? "path" : "file", " as ", other.flag, " ", other.text,
             other_out ? ": two outputs would overwrite each other" : ": the output would destroy an input"));
       }
-      if (out.role == PathRole::OutputDir && other.role == PathRole::InputFile && inside(other, out)) {
+      if (out.role == PathRole::OutputDir && other.role == PathRole::InputFile &&
+          path_inside(other.resolved, out.resolved)) {
         throw Error(cat(other.flag, " ", other.text, " lies inside ", out.flag, " ", out.text,
                         ": the job's outputs could overwrite its input; copy it elsewhere or choose another ",
                         out.flag));
