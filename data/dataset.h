@@ -127,7 +127,7 @@ IdxArray read_idx(const std::string& path, int expected_dims);
 std::unique_ptr<Dataset> read_cifar(const std::string& dir, int classes, const std::string& split,
                                     bool skip_bad = false);
 
-// Deterministic pseudo-random images and labels from (seed, index).
+// Deterministic pseudo-random images and labels from (seed, index), made when read (no memory held).
 std::unique_ptr<Dataset> make_synthetic(int64_t size, int64_t channels, int64_t image_size, int64_t num_classes,
                                         uint64_t seed);
 

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 
+#include "core/cpu_memory.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "data/dataset.h"
@@ -240,21 +241,45 @@ std::unique_ptr<Dataset> read_cifar(const std::string& dir, int classes, const s
                                         classes, std::move(pixels), std::move(labels));
 }
 
+namespace {
+
+// Image i and its label are a function of (seed, i), made when read: no memory held, whatever the size.
+class SyntheticDataset : public Dataset {
+ public:
+  SyntheticDataset(int64_t size, int64_t channels, int64_t image_size, int64_t num_classes, uint64_t seed)
+      : size_(size), c_(channels), s_(image_size), classes_(num_classes), seed_(seed) {}
+  std::string name() const override { return "synthetic"; }
+  int64_t size() const override { return size_; }
+  int64_t channels() const override { return c_; }
+  int64_t height() const override { return s_; }
+  int64_t width() const override { return s_; }
+  int64_t num_classes() const override { return classes_; }
+  int64_t read(int64_t index, uint8_t* pixels) const override {
+    uint64_t state = first_state(index);
+    for (int64_t k = 0; k < image_bytes(); ++k) {
+      state = splitmix64(state);
+      pixels[k] = static_cast<uint8_t>(state >> 56);
+    }
+    return label(index);
+  }
+  int64_t label(int64_t index) const override {
+    return static_cast<int64_t>(first_state(index) % static_cast<uint64_t>(classes_));
+  }
+
+ private:
+  uint64_t first_state(int64_t index) const {
+    if (index < 0 || index >= size_) throw Error(cat("synthetic: image index ", index, " out of range"));
+    return splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(index)));
+  }
+  int64_t size_, c_, s_, classes_;
+  uint64_t seed_;
+};
+
+}  // namespace
+
 std::unique_ptr<Dataset> make_synthetic(int64_t size, int64_t channels, int64_t image_size, int64_t num_classes,
                                         uint64_t seed) {
-  const int64_t n = channels * image_size * image_size;
-  std::vector<uint8_t> pixels(static_cast<size_t>(size * n));
-  std::vector<int64_t> labels(static_cast<size_t>(size));
-  for (int64_t i = 0; i < size; ++i) {
-    uint64_t state = splitmix64(seed ^ splitmix64(static_cast<uint64_t>(i)));
-    labels[static_cast<size_t>(i)] = static_cast<int64_t>(state % static_cast<uint64_t>(num_classes));
-    for (int64_t k = 0; k < n; ++k) {
-      state = splitmix64(state);
-      pixels[static_cast<size_t>(i * n + k)] = static_cast<uint8_t>(state >> 56);
-    }
-  }
-  return std::make_unique<ArrayDataset>("synthetic", channels, image_size, image_size, num_classes, std::move(pixels),
-                                        std::move(labels));
+  return std::make_unique<SyntheticDataset>(size, channels, image_size, num_classes, seed);
 }
 
 std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& model, uint64_t seed,
@@ -334,6 +359,12 @@ Normalisation normalisation(const DataConfig& c, const Dataset& dataset) {
 
 std::vector<int64_t> calibration_indices(int64_t size, int64_t count, uint64_t seed) {
   if (count > size) throw Error(cat("--calib-images ", count, " is more than the ", size, " images the data has"));
+  // The list of `size` indices is held while it is shuffled (synthetic data is as large as asked for).
+  const double bytes = static_cast<double>(size) * sizeof(int64_t), memory = physical_memory_bytes();
+  if (memory > 0 && bytes > memory / 2) {
+    throw Error(cat("--calib-images ", count, ": the list of ", size, " image indices alone takes ", fmt(bytes / 1e9, 6),
+                    " GB, more than half of this machine's ", fmt(memory / 1e9, 3), " GB of memory"));
+  }
   return shuffled_prefix(size, count, seed);
 }
 

@@ -3,6 +3,7 @@
 // abort of every rank so that no rank is left waiting.
 #include <ATen/Parallel.h>
 
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <new>
@@ -66,6 +67,9 @@ int run_job(const vitslim::Config& config, vitslim::dist::MpiSession& mpi) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past a file size limit (ulimit -f) a write fails with EFBIG and the job reports it and removes its
+  // partial outputs, instead of being killed by SIGXFSZ with them left behind.
+  std::signal(SIGXFSZ, SIG_IGN);
   vitslim::tune_malloc_for_images();
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     print_usage();

@@ -70,18 +70,35 @@ void AtomicFile::commit() {
   fsync_path(dir.string(), true);
 }
 
-void write_pieces_atomic(const std::string& path, const std::vector<BytePiece>& pieces) {
-  AtomicFile file(path);
-  std::FILE* f = std::fopen(file.partial_path().c_str(), "wbe");  // the file AtomicFile created
+void OutputSet::write(const std::string& path, const std::vector<BytePiece>& pieces) {
+  auto file = std::make_unique<AtomicFile>(path);
+  std::FILE* f = std::fopen(file->partial_path().c_str(), "wbe");  // the file AtomicFile created
   if (!f) throw Error(cat(path, ": cannot write: ", std::strerror(errno)));
   bool ok = true;
+  errno = 0;
   for (const BytePiece& piece : pieces) {
     if (ok && piece.size) ok = std::fwrite(piece.data, 1, piece.size, f) == piece.size;
   }
   ok = ok && std::fflush(f) == 0;
+  const int error = errno ? errno : EIO;
   std::fclose(f);
-  if (!ok) throw Error(cat(path, ": write failed (disk full?)"));
-  file.commit();
+  if (!ok) throw Error(cat("output ", path, ": write failed: ", std::strerror(error), "; not written"));
+  files_.push_back(std::move(file));
+}
+
+void OutputSet::write(const std::string& path, const std::string& text) { write(path, {{text.data(), text.size()}}); }
+
+void OutputSet::adopt(std::unique_ptr<AtomicFile> file) { files_.push_back(std::move(file)); }
+
+void OutputSet::commit() {
+  for (auto& file : files_) file->commit();
+  files_.clear();
+}
+
+void write_pieces_atomic(const std::string& path, const std::vector<BytePiece>& pieces) {
+  OutputSet out;
+  out.write(path, pieces);
+  out.commit();
 }
 
 void write_bytes_atomic(const std::string& path, const void* data, size_t size) {

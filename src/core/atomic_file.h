@@ -3,8 +3,13 @@
 // output. An uncommitted AtomicFile removes its partial file when destroyed. The partial file
 // is created exclusively (O_EXCL, O_NOFOLLOW): a symlink in its place is refused, a stray
 // regular one (an interrupted run's) is replaced with a warning.
+//
+// A job with several outputs writes them through one OutputSet: each output is written in full to
+// its partial file first and commit() renames them all at the end, so a run that fails on its last
+// output (a full disk, a size limit) leaves none of them, not the first ones alone.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,15 +36,32 @@ class AtomicFile {
   bool keep_partial_;
 };
 
+struct BytePiece {
+  const void* data;
+  size_t size;
+};
+
+// The outputs of one run, made visible together (see the file comment). Destroyed uncommitted, it
+// removes every partial file it wrote.
+class OutputSet {
+ public:
+  // Writes the pieces, one after the other, to path's partial file now; path appears on commit().
+  void write(const std::string& path, const std::vector<BytePiece>& pieces);
+  void write(const std::string& path, const std::string& text);
+  // An output that its own writer has written completely to file->partial_path() (HDF5 traces).
+  void adopt(std::unique_ptr<AtomicFile> file);
+  // Renames every output into place, in the order they were written.
+  void commit();
+
+ private:
+  std::vector<std::unique_ptr<AtomicFile>> files_;
+};
+
 // Writes text to path atomically.
 void write_file_atomic(const std::string& path, const std::string& content);
 // Same for binary content.
 void write_bytes_atomic(const std::string& path, const void* data, size_t size);
 // Binary content given as pieces written one after the other (no copy into one buffer).
-struct BytePiece {
-  const void* data;
-  size_t size;
-};
 void write_pieces_atomic(const std::string& path, const std::vector<BytePiece>& pieces);
 
 // Fails with a clear error when the directory of path does not exist or is not writable.

@@ -2,6 +2,7 @@
 #include "core/cpu_memory.h"
 
 #include <malloc.h>
+#include <unistd.h>
 
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
@@ -76,6 +77,11 @@ double status_mib(const char* key) {
 
 double resident_mib() { return status_mib("VmRSS"); }
 double peak_resident_mib() { return status_mib("VmHWM"); }
+
+double physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0.0;
+}
 
 void tune_malloc_for_images() {
 #if defined(__GLIBC__)

@@ -16,6 +16,8 @@ void reset_cpu_tensor_peak();       // peak := live now
 // /proc/self/status) in MiB; -1 where unavailable.
 double resident_mib();
 double peak_resident_mib();
+// This machine's physical memory in bytes (sysconf); 0 where unknown.
+double physical_memory_bytes();
 
 // glibc malloc: blocks up to 32 MiB come from the heap and up to 128 MiB of freed heap is kept.
 // Image decoding allocates and frees buffers of 0.1-1 MiB per image; with glibc's defaults each

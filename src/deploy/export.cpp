@@ -81,7 +81,8 @@ std::map<std::string, std::string> metadata(model::VisionTransformer& vit, const
 }
 
 // Seeded CPU images (the same on every device) and the model's logits for them on `device`.
-void write_sample(model::VisionTransformer& vit, const ExportConfig& config, uint64_t seed, c10::Device device) {
+void write_sample(model::VisionTransformer& vit, const ExportConfig& config, uint64_t seed, c10::Device device,
+                  OutputSet& outputs) {
   const ModelShape& s = vit->shape();
   torch::manual_seed(seed);
   auto images = torch::randn({config.sample_images, s.in_chans, s.img_size, s.img_size});  // [N, C, H, W]
@@ -92,7 +93,7 @@ void write_sample(model::VisionTransformer& vit, const ExportConfig& config, uin
     logits = vit->forward(cuda::to_device(images, device)).to(torch::kCPU);  // [N, K]
   }
   model::write_safetensors(config.sample, {{"images", images}, {"logits", logits}},
-                           {{"format", "pt"}, {"vitslim.model", config.out}});
+                           {{"format", "pt"}, {"vitslim.model", config.out}}, &outputs);
 }
 
 }  // namespace
@@ -114,16 +115,18 @@ void run_export(const ModelRequest& request, const ExportConfig& config, const P
   vit->eval();
   auto meta = metadata(vit, preprocessing, diluting);
   uint64_t bytes = 0;
+  OutputSet outputs;  // the model and its sample appear together
   if (config.format == ExportFormat::Onnx) {
-    bytes = write_onnx(vit, meta, config.out);
+    bytes = write_onnx(vit, meta, config.out, &outputs);
   } else {
     if (meta.count(kMetaDiluting)) {
       throw Error(cat("export --format safetensors: blocks ", meta[kMetaDiluting],
                       " would be diluting, which a weights file cannot record; use --format onnx or --lambda 0"));
     }
-    model::export_safetensors(vit, config.out, meta);
+    model::export_safetensors(vit, config.out, meta, &outputs);
   }
-  if (!config.sample.empty()) write_sample(vit, config, runtime.seed, device);
+  if (!config.sample.empty()) write_sample(vit, config, runtime.seed, device, outputs);
+  outputs.commit();
   std::printf("wrote %s (%s%s): %s, attention removed in blocks [%s]%s%s\n", config.out.c_str(),
               enum_name(kExportFormatNames, config.format),
               bytes ? cat(", ", fmt(static_cast<double>(bytes) / 1e6, 4), " MB").c_str() : "",

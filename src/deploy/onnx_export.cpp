@@ -437,7 +437,7 @@ Batch batch_values(GraphBuilder& g, const std::string& images, bool merging) {
 }  // namespace
 
 uint64_t write_onnx(model::VisionTransformer& model, const std::map<std::string, std::string>& metadata,
-                    const std::string& path) {
+                    const std::string& path, OutputSet* outputs) {
   torch::NoGradGuard no_grad;
   const ModelShape& s = model->shape();
   onnx::Model m;
@@ -469,7 +469,11 @@ uint64_t write_onnx(model::VisionTransformer& model, const std::map<std::string,
   }
   for (const auto& kv : metadata) m.metadata.push_back(kv);
   const auto encoded = onnx::encode(m);
-  write_pieces_atomic(path, encoded.pieces);
+  if (outputs) {
+    outputs->write(path, encoded.pieces);
+  } else {
+    write_pieces_atomic(path, encoded.pieces);
+  }
   return encoded.size;
 }
 

@@ -127,13 +127,13 @@ std::string predictions_csv(const data::Dataset& dataset, const Collected& c, in
 }
 
 void write_rows(const std::string& path, const std::string& key, const std::vector<float>& values, int64_t width,
-                const Collected& c) {
+                const Collected& c, OutputSet& outputs) {
   const int64_t n = static_cast<int64_t>(c.index.size());
   auto rows = torch::from_blob(const_cast<float*>(values.data()), {n, width}, torch::kFloat).clone();  // [N, width]
   auto index = torch::tensor(c.index, torch::kLong);                                                   // [N]
   model::write_safetensors(
       path, {{key, rows}, {"index", index}},
-      {{"format", "pt"}, {"vitslim.rows", "input order; index: the image's position in the input"}});
+      {{"format", "pt"}, {"vitslim.rows", "input order; index: the image's position in the input"}}, &outputs);
 }
 
 void check_outputs(const PredictConfig& p) {
@@ -213,9 +213,13 @@ void run_predict(ModelRequest request, const DataConfig& data, const PredictConf
   if (collected.index.empty())
     throw Error(cat("predict: none of the ", total, " images of ", dataset->name(), " could be read"));
 
-  write_file_atomic(p.out, predictions_csv(*dataset, collected, shape.num_classes, p.topk, names));
-  if (!p.save_logits.empty()) write_rows(p.save_logits, "logits", collected.logits, layout.classes, collected);
-  if (!p.save_features.empty()) write_rows(p.save_features, "features", collected.features, layout.features, collected);
+  OutputSet outputs;  // the CSV, logits and features appear together, or none of them
+  outputs.write(p.out, predictions_csv(*dataset, collected, shape.num_classes, p.topk, names));
+  if (!p.save_logits.empty())
+    write_rows(p.save_logits, "logits", collected.logits, layout.classes, collected, outputs);
+  if (!p.save_features.empty())
+    write_rows(p.save_features, "features", collected.features, layout.features, collected, outputs);
+  outputs.commit();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::printf("predict: %zu images -> %s%s (%.1f s)\n", collected.index.size(), p.out.c_str(),
               collected.unreadable ? cat(", ", collected.unreadable, " unreadable skipped").c_str() : "", seconds);

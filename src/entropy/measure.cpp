@@ -69,6 +69,7 @@ class EntropyRun {
   std::vector<int64_t> indices_;
   data::Normalisation norm_;
   std::unique_ptr<io::TraceFile> trace_;
+  OutputSet outputs_;  // the trace and the JSON summary, committed together
   BranchStats local_, merged_;
   uint64_t seed_ = 0;
   int64_t begin_ = 0, end_ = 0, last_rows_ = -1;
@@ -217,7 +218,7 @@ void EntropyRun::write_final() {
   trace_->write("/entropy/mlp_gaussian", mlp_g);
   trace_->write("/entropy/head_gaussian", {merged_.head.gaussian_entropy()});
   trace_->write("/entropy/complete", {1.0});
-  trace_->commit();
+  outputs_.adopt(trace_->close());
 }
 
 nlohmann::json EntropyRun::block_json(int64_t b) {
@@ -264,7 +265,7 @@ void EntropyRun::write_summary(double seconds) {
       {"trace", out_.out},
       {"seconds", seconds},
   };
-  write_file_atomic(out_.json, json_text(summary) + "\n");
+  outputs_.write(out_.json, json_text(summary) + "\n");
 }
 
 void EntropyRun::print_table(double seconds) {
@@ -285,6 +286,7 @@ void EntropyRun::run() {
   write_final();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   write_summary(seconds);
+  outputs_.commit();
   print_table(seconds);
 }
 

@@ -191,12 +191,15 @@ void TraceFile::flush() {
   checked_status(H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL), cat("trace ", path_, ": flush failed"));
 }
 
-void TraceFile::commit() {
+std::unique_ptr<AtomicFile> TraceFile::close() {
+  if (!impl_->atomic) throw Error(cat("trace ", path_, ": already closed"));
   flush();
   impl_->series.clear();
   impl_->arrays.clear();
   impl_->file.reset();
-  impl_->atomic->commit();
+  return std::move(impl_->atomic);
 }
+
+void TraceFile::commit() { close()->commit(); }
 
 }  // namespace vitslim::io

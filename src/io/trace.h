@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+namespace vitslim {
+class AtomicFile;
+}
+
 namespace vitslim::io {
 
 class TraceFile {
@@ -38,6 +42,9 @@ class TraceFile {
   void flush();
   // Closes the file and renames it into place. Without commit() the partial file is removed.
   void commit();
+  // Closes the file, complete, and hands its partial file over (to an OutputSet that commits it
+  // with the job's other outputs). The TraceFile is unusable afterwards.
+  std::unique_ptr<AtomicFile> close();
 
   const std::string& path() const { return path_; }
 

@@ -288,8 +288,10 @@ void write_pipeline_report(const ReportContext& ctx, const PipelineResults& r) {
                   {"stages", r.stages},
                   {"seconds", ctx.seconds},
                   {"config", ctx.config_ini}};
-  write_file_atomic(out_path(ctx, "report.json"), json_text(j) + "\n");
-  write_file_atomic(out_path(ctx, "report.md"), md.str());
+  OutputSet outputs;  // report.json and report.md appear together
+  outputs.write(out_path(ctx, "report.json"), json_text(j) + "\n");
+  outputs.write(out_path(ctx, "report.md"), md.str());
+  outputs.commit();
   std::printf("%s", md.str().c_str());
 }
 

@@ -302,12 +302,12 @@ std::map<std::string, std::string> model_metadata(VisionTransformer& model) {
 }
 
 void export_safetensors(VisionTransformer& model, const std::string& path,
-                        const std::map<std::string, std::string>& extra) {
+                        const std::map<std::string, std::string>& extra, OutputSet* outputs) {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().to(torch::kFloat));
   auto metadata = model_metadata(model);
   for (const auto& [key, value] : extra) metadata[key] = value;
-  write_safetensors(path, tensors, metadata);
+  write_safetensors(path, tensors, metadata, outputs);
 }
 
 namespace {
@@ -352,6 +352,7 @@ void refuse_unknown_keys(const StateDict& w) {
 }
 
 VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optional<StateDict> weights) {
+  const std::string file = weights ? weights->file : std::string();
   std::optional<ShapeFromWeights> from_weights;
   ModelRequest r = request;
   bool folded = false;
@@ -399,7 +400,7 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
   if (weights) {
     LoadOptions options;
     options.reset_head = r.reset_head;
-    load_weights(model, std::move(*weights), options);
+    load_weights(model, std::move(*weights), options);  // *weights is moved from now: name it by `file`
   }
   if (r.tome.given() || !recorded_merging) {
     model->set_token_merging(resolve_tome(r.tome, shape.depth));
@@ -407,7 +408,7 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
     try {
       model->set_token_merging(*recorded_merging);
     } catch (const Error& e) {
-      throw Error(cat("weights ", weights->file, ": metadata ", kMetaTokenMerging, ": ", e.what()));
+      throw Error(cat("weights ", file, ": metadata ", kMetaTokenMerging, ": ", e.what()));
     }
   }
   return model;

@@ -44,9 +44,9 @@ void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions
 // whether the residual factors are folded, token merging.
 std::map<std::string, std::string> model_metadata(VisionTransformer& model);
 // All parameters with timm names (float32, contiguous) + model_metadata + `extra`, written
-// atomically.
+// atomically (into `outputs` when given, as write_safetensors).
 void export_safetensors(VisionTransformer& model, const std::string& path,
-                        const std::map<std::string, std::string>& extra = {});
+                        const std::map<std::string, std::string>& extra = {}, OutputSet* outputs = nullptr);
 // FNV-1a over every parameter's name, shape and float32 bytes, as 16 hex digits: which weights
 // these are (a teacher's identity, a shipped checkpoint's provenance).
 std::string weights_hash(VisionTransformer& model);

@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "core/cpu_memory.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -294,6 +295,24 @@ void check_variant(const ModelShape& s, const std::optional<ShapeFromWeights>& w
   if (s.layer_scale && !(s.init_values > 0)) throw Error(cat("--init-values ", s.init_values, " must be positive"));
 }
 
+// Refuses a shape whose float32 parameters alone exceed this machine's memory (a typo in --embed-dim,
+// --num-classes or --img-size), naming the flags, instead of an allocator failure that blames the
+// batch size. Counted in double: such shapes overflow 64-bit integer counts.
+void check_fits_memory(const ModelShape& s, const std::optional<ShapeFromWeights>& w) {
+  const double C = static_cast<double>(s.embed_dim), hidden = C * s.mlp_ratio, grid = s.img_size / s.patch_size;
+  const double params = static_cast<double>(s.depth) * (4 * C * C + 2 * C * hidden) +
+                        static_cast<double>(s.in_chans * s.patch_size) * static_cast<double>(s.patch_size) * C +
+                        (grid * grid + static_cast<double>(s.num_prefix_tokens())) * C +
+                        (s.distilled ? 2 : 1) * C * static_cast<double>(s.num_classes);
+  const double bytes = 4 * params, memory = physical_memory_bytes();
+  if (memory <= 0 || bytes <= memory) return;
+  throw Error(cat("the model (--embed-dim ", s.embed_dim, ", --depth ", s.depth, ", --num-classes ", s.num_classes,
+                  ", --img-size ", s.img_size, ", --patch-size ", s.patch_size,
+                  w ? cat("; shape from weights ", w->file) : "", ") has ", fmt(params / 1e9, 6),
+                  "G parameters, ", fmt(bytes / 1e9, 6), " GB in float32: more than this machine's ",
+                  fmt(memory / 1e9, 3), " GB of memory"));
+}
+
 // The resolved shape must describe a model that can exist.
 void check_resolved(const ModelShape& s, const std::optional<ShapeFromWeights>& w) {
   constexpr int64_t kMaxDepth = 1024;
@@ -322,6 +341,7 @@ void check_resolved(const ModelShape& s, const std::optional<ShapeFromWeights>& 
     throw Error(cat("embed dim ", s.embed_dim, " is not divisible by ", s.num_heads, " heads"));
   }
   check_variant(s, w);
+  check_fits_memory(s, w);
   // The removed blocks are checked against this depth by build_model, which knows whether each
   // came from --remove-layers or from the weights' metadata.
 }

@@ -188,7 +188,7 @@ StateDict read_safetensors(const std::string& path) {
 }
 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+                       const std::map<std::string, std::string>& metadata, OutputSet* outputs) {
   nlohmann::json header = nlohmann::json::object();
   for (const auto& [key, value] : metadata) {
     // Other safetensors readers accept only UTF-8 headers (vitslim's own metadata always is).
@@ -212,7 +212,11 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   const uint64_t header_size = text.size();  // little-endian host
   std::vector<BytePiece> pieces = {{&header_size, sizeof(header_size)}, {text.data(), text.size()}};
   for (const auto& c : contiguous) pieces.push_back({c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size()});
-  write_pieces_atomic(path, pieces);
+  if (outputs) {
+    outputs->write(path, pieces);
+  } else {
+    write_pieces_atomic(path, pieces);
+  }
 }
 
 StateDict read_weights(const std::string& path) {

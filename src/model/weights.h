@@ -11,6 +11,10 @@
 #include <utility>
 #include <vector>
 
+namespace vitslim {
+class OutputSet;
+}
+
 namespace vitslim::model {
 
 struct StateDict {
@@ -26,8 +30,9 @@ StateDict read_weights(const std::string& path);
 StateDict read_pth(const std::string& path);
 StateDict read_safetensors(const std::string& path);
 
-// Writes atomically (temporary file, fsync, rename). Tensors are stored contiguous, in their dtype.
+// Writes atomically (temporary file, fsync, rename), or into `outputs` (committed by the caller with
+// the run's other outputs) when given. Tensors are stored contiguous, in their dtype.
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata);
+                       const std::map<std::string, std::string>& metadata, OutputSet* outputs = nullptr);
 
 }  // namespace vitslim::model

@@ -94,8 +94,9 @@ int64_t parameter_count(model::VisionTransformer& model) {
   return n;
 }
 
+// Prints the summary line and writes the JSON summary into `outputs`.
 void report(const MergeConfig& m, const Selection& sel, model::VisionTransformer& reference,
-            model::VisionTransformer& compact, const MergeCheck& check) {
+            model::VisionTransformer& compact, const MergeCheck& check, OutputSet& outputs) {
   const int64_t params = parameter_count(compact), before = parameter_count(reference);
   std::printf("merge: %s -> %s, attention removed in blocks %s, %.3fM -> %.3fM parameters, max |logits diff| %.2e%s\n",
               m.checkpoint.c_str(), m.out.c_str(), join_list(compact->removed_blocks()).c_str(), before / 1e6,
@@ -115,7 +116,7 @@ void report(const MergeConfig& m, const Selection& sel, model::VisionTransformer
                             {"folded", check.folded},
                             {"fold_max_abs_diff", check.fold_diff},
                             {"check_images", m.check_images}};
-  write_file_atomic(m.json, json_text(j) + "\n");
+  outputs.write(m.json, json_text(j) + "\n");
 }
 
 }  // namespace
@@ -139,8 +140,10 @@ void run_merge(const MergeConfig& m, const RuntimeConfig& runtime, const dist::M
                join_list(compact->removed_blocks()), " (", sel.diluting.size(), " merged now at lambda 0, ",
                sel.removed.size(), " removed during training)"));
   const MergeCheck check = check_equivalence(reference, compact, m, runtime.seed);
-  model::export_safetensors(compact, m.out);
-  report(m, sel, reference, compact, check);
+  OutputSet outputs;  // the compact model and its summary appear together
+  model::export_safetensors(compact, m.out, {}, &outputs);
+  report(m, sel, reference, compact, check, outputs);
+  outputs.commit();
 }
 
 }  // namespace vitslim::train

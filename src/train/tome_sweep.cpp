@@ -86,8 +86,10 @@ nlohmann::json point_json(const TomePoint& p) {
           {"pareto", p.pareto}};
 }
 
+// The JSON and CSV outputs, committed together.
 void write_outputs(const TomeSweepResult& result, const TomeSweepConfig& sweep, const std::string& weights,
                    const std::vector<int64_t>& removed) {
+  OutputSet outputs;
   if (!sweep.json.empty()) {
     nlohmann::json points = nlohmann::json::array();
     for (const auto& p : result.points) points.push_back(point_json(p));
@@ -102,7 +104,7 @@ void write_outputs(const TomeSweepResult& result, const TomeSweepConfig& sweep, 
                               {"threads", at::get_num_threads()},
                               {"points", points},
                               {"chosen", point_json(result.best())}};
-    write_file_atomic(sweep.json, json_text(j) + "\n");
+    outputs.write(sweep.json, json_text(j) + "\n");
   }
   if (!sweep.csv.empty()) {
     std::string text = "r,start,top1,images_per_s,macs,pareto,chosen\n";
@@ -111,8 +113,9 @@ void write_outputs(const TomeSweepResult& result, const TomeSweepConfig& sweep, 
       text += cat(p.r, ",", p.start, ",", p.top1, ",", p.images_per_s, ",", p.macs, ",", p.pareto ? 1 : 0, ",",
                   static_cast<int64_t>(i) == result.chosen ? 1 : 0, "\n");
     }
-    write_file_atomic(sweep.csv, text);
+    outputs.write(sweep.csv, text);
   }
+  outputs.commit();
 }
 
 std::vector<std::string> split_csv_line(const std::string& line) {

@@ -239,6 +239,20 @@ expect_error wds-duplicate-member "sample a has two a.jpg members (duplicate fil
 expect_error wds-huge-label "sample a's label a.cls is 100000 bytes (a label is at most 65536)" \
   "$BIN" "${W[@]}" --data-path "$WORK/biglabel.tar"
 
+# Issue 33 item 8: outputs appear together or not at all. Past a file size limit (ulimit -f: 300 KiB
+# holds the 215 KB CSV, not the 312 KB features), predict used to leave p.csv behind; entropy's trace
+# and summary, and export's model and sample, are committed the same way.
+expect_error predict-file-limit "output f.st: write failed: File too large; not written" bash -c \
+  'ulimit -f 300; exec "$0" "$@"' "$BIN" predict --model vit_test --data-set synthetic --calib-images 3000 \
+  --out p.csv --save-features f.st
+# Issue 33 item 11: sizes no machine can hold are named before anything allocates them.
+expect_error huge-embed-dim "the model (--embed-dim 1000000, --depth 4" "$BIN" eval --model vit_test \
+  --embed-dim 1000000 --num-heads 2
+expect_error huge-num-classes "--num-classes 100000000000, --img-size 32, --patch-size 8) has 2400G parameters" \
+  "$BIN" eval --model vit_test --num-classes 100000000000
+expect_error huge-calib-images "--calib-images 100000000000: the list of 100000000000 image indices alone takes 800 GB" \
+  "$BIN" entropy --model vit_test --data-set synthetic --calib-images 100000000000 --out e.h5
+
 # Help and version succeed.
 "$BIN" --help >/dev/null && "$BIN" entropy --help | grep -q -- '--calib-images' && "$BIN" --version | grep -q vitslim \
   || { echo "FAIL help/version"; failures=$((failures + 1)); }

@@ -271,6 +271,29 @@ TEST(Shards, IndexFileRoundTripsAndRefusesCorruption) {
   }
 }
 
+// A forged image-folder index whose entry carries a label no class folder has (issue 33 item 11: it
+// reached the loss as torch's "Target 1000 is out of bounds").
+TEST(Shards, FolderIndexLabelsAreTheirFolders) {
+  d::ItemIndex x;
+  x.kind = d::ItemIndex::Kind::Folder;
+  x.root = "/r";
+  x.containers = {"a", "b"};
+  d::ItemIndex::Entry e;
+  e.name = x.add_name("1.jpg");
+  e.container = 1;
+  e.label = 1;
+  x.entries.push_back(e);
+  EXPECT_NO_THROW(d::ItemIndex::parse(x.serialise(), "good"));
+  x.entries[0].label = 1000;
+  try {
+    d::ItemIndex::parse(x.serialise(), "forged.index");
+    FAIL() << "a label that is not its folder was accepted";
+  } catch (const vitslim::Error& err) {
+    EXPECT_NE(std::string(err.what()).find("forged.index"), std::string::npos) << err.what();
+    EXPECT_NE(std::string(err.what()).find("label is not its folder"), std::string::npos) << err.what();
+  }
+}
+
 TEST(Shards, IndexPlacesAndTheCache) {
   vitslim::test::TempDir dir;
   const char* before = std::getenv("VITSLIM_CACHE_DIR");

@@ -209,6 +209,16 @@ TEST(Tome, ExportedModelsCarryTheirMerging) {
   EXPECT_FALSE(m::build_model(r, 0)->token_merging().active());
   r.tome.r = {2};
   EXPECT_EQ(m::build_model(r, 0)->token_merging().r, (std::vector<int64_t>{2, 2, 2, 2}));
+  // A recorded setting this model cannot run: the error names the file (issue 33 item 11).
+  m::export_safetensors(model, dir.file("bad.safetensors"), {{m::kMetaTokenMerging, "r=16,16,16,16;prop_attn=1"}});
+  r.weights = dir.file("bad.safetensors");
+  r.tome = {};
+  try {
+    m::build_model(r, 0);
+    FAIL() << "a recorded merging the model cannot run was accepted";
+  } catch (const vitslim::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("weights " + r.weights + ": metadata"), std::string::npos) << e.what();
+  }
 }
 
 // tome-sweep's choice (train/tome_sweep.h) with the speeds injected as a table: the choice is
