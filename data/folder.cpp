@@ -21,6 +21,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/text_file.h"
 #include "core/threads.h"
 
 namespace vitslim::data {
@@ -131,9 +132,7 @@ bool is_image_name(const std::string& name) {
 }
 
 std::vector<std::string> read_class_index(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(cat("--class-index ", path, ": cannot open"));
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = read_text_file(path, "--class-index");
   std::vector<std::string> classes;
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && text[first] == '{') {
@@ -394,8 +393,7 @@ std::vector<std::string> read_path_list(const std::string& list, const std::stri
   if (fs::is_directory(list, ec)) {
     throw Error(cat(flag, " ", list, ": is a directory; give a text file naming one image per line"));
   }
-  std::ifstream in(list);
-  if (!in) throw Error(cat(flag, " ", list, ": cannot open"));
+  std::istringstream in(read_text_file(list, flag));
   const fs::path base = fs::path(list).parent_path();
   std::vector<std::string> files;
   std::string line;

@@ -5,8 +5,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 
 #include "core/error.h"
@@ -34,8 +36,10 @@ std::string this_process() {
 
 }  // namespace
 
-DirLock::DirLock(const std::string& dir, const std::string& flag) {
+DirLock::DirLock(const std::string& dir, const std::string& flag, std::vector<std::string> scaffolding)
+    : dir_(dir), scaffolding_(std::move(scaffolding)), uncaught_(std::uncaught_exceptions()) {
   std::error_code ec;
+  created_ = !fs::exists(fs::symlink_status(dir, ec));
   fs::create_directories(dir, ec);
   if (ec) throw Error(cat(flag, " ", dir, ": cannot create (", ec.message(), ")"));
   const std::string path = (fs::path(dir) / kFileName).string();
@@ -60,7 +64,23 @@ DirLock::DirLock(const std::string& dir, const std::string& flag) {
   }
 }
 
+bool DirLock::holds_no_result() const {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name == kFileName || std::find(scaffolding_.begin(), scaffolding_.end(), name) != scaffolding_.end()) continue;
+    if (it->is_directory(ec) && fs::is_empty(it->path(), ec)) continue;
+    return false;
+  }
+  return !ec;
+}
+
 DirLock::~DirLock() {
+  const bool failed = std::uncaught_exceptions() > uncaught_;
+  if (failed && created_ && fd_ >= 0 && holds_no_result()) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);  // only what this run made: the lock, empty folders, scaffolding
+  }
   if (fd_ >= 0) ::close(fd_);  // releases the flock
 }
 

@@ -2,11 +2,11 @@
 // command lines and `--config` INI files (keys are flag names, the command line wins), and the
 // INI dump that reads back exactly.
 #include <boost/program_options.hpp>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "core/options.h"
+#include "core/text_file.h"
 #include "core/utf8.h"
 
 namespace vitslim {
@@ -49,10 +49,8 @@ std::string unquote(const std::string& value) {
 // INI: `key = value` lines, `[section]` headers, `#`/`;` comments; a value in double quotes is
 // unescaped. Returns `--key=value` arguments.
 std::vector<std::string> read_ini(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error(cat("--config ", path, ": is a directory, not an INI file"));
-  std::ifstream in(path);
-  if (!in) throw Error(cat("--config ", path, ": cannot open file"));
+  // Read before the path checks of the options it sets: read_text_file refuses FIFOs and devices.
+  std::istringstream in(read_text_file(path, "--config"));
   std::vector<std::string> args;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {

@@ -190,7 +190,8 @@ bool path_inside(const std::filesystem::path& inner, const std::filesystem::path
 // --config files; and every InputFile/InputDir option), lies inside an output directory while
 // being an input, or resolves to another output. Paths are compared canonically (symlinks
 // resolved) and, for files that exist, by device and inode (hard links). Also refuses any path
-// option naming a FIFO, socket or device: opening one would block or read without end.
+// option naming a FIFO, socket or device (opening one would block or read without end) or a
+// symlink loop.
 void refuse_colliding_paths(const Options& options, const std::vector<std::string>& config_files);
 
 // The declared fields as INI text: a `[section]` line per group, `flag = value` lines (unset

@@ -1,8 +1,10 @@
 // Implements refuse_colliding_paths (see options.h): every path option's value is resolved
 // (weakly_canonical: symlinks of the existing part followed), existing files are also compared by
 // device and inode, and an output that meets an input or another output is an error naming both;
-// a path that names a FIFO, socket or device is refused before anything opens it.
+// a path that names a FIFO, socket or device, or a symlink loop, is refused before anything opens it.
 #include <sys/stat.h>
+
+#include <cerrno>
 
 #include <filesystem>
 #include <optional>
@@ -19,7 +21,8 @@ struct NamedPath {
   fs::path resolved;
   std::optional<std::pair<dev_t, ino_t>> inode;  // when it exists
   PathRole role;
-  mode_t mode = 0;  // when it exists (stat: symlinks followed)
+  mode_t mode = 0;     // when it exists (stat: symlinks followed)
+  bool loop = false;  // a symlink chain that never ends (ELOOP)
 };
 
 // "a FIFO" etc. for a file that is neither a regular file nor a directory, else nullptr.
@@ -37,6 +40,8 @@ NamedPath resolve(const std::string& flag, const std::string& text, PathRole rol
   if (::stat(text.c_str(), &st) == 0) {
     p.inode = std::make_pair(st.st_dev, st.st_ino);
     p.mode = st.st_mode;
+  } else {
+    p.loop = errno == ELOOP;
   }
   return p;
 }
@@ -74,6 +79,7 @@ void refuse_colliding_paths(const Options& options, const std::vector<std::strin
     if (value && !value->empty()) paths.push_back(resolve("--" + o.flag, *value, o.role));
   }
   for (const NamedPath& p : paths) {
+    if (p.loop) throw Error(cat(p.flag, " ", p.text, ": a symlink loop (too many levels of symbolic links)"));
     if (const char* kind = p.inode ? special_kind(p.mode) : nullptr) {
       throw Error(cat(p.flag, " ", p.text, ": is ", kind, ", not a file",
                       p.role == PathRole::OutputDir ? " or folder" : "",

@@ -19,6 +19,12 @@ void validate(const Config& c) {
   c.data.validate();
   if (c.data.path.empty())
     throw Error("bench-data: --data-path (a folder of JPEG/PNG images, or shards with --data-set wds) is required");
+  // Image files are listed directly and no label is read: these would be ignored.
+  if (!c.data.class_index.empty())
+    throw Error(cat("bench-data: --class-index ", c.data.class_index, " is not used (no label is read)"));
+  if (!c.data.index.empty() && c.data.dataset != "wds")
+    throw Error(cat("bench-data: --index ", c.data.index, " applies to --data-set wds only (image files are listed "
+                    "directly)"));
 }
 
 JobResult run(const Config& c, const dist::MpiSession&) {

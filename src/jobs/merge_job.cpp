@@ -9,8 +9,8 @@ namespace vitslim {
 
 namespace {
 
+// No model options: the checkpoint's tensors and metadata say what the model is.
 void declare(Options& o, Config& c) {
-  c.model.declare(o);
   o.add_refused("remove-layers", "not used: the checkpoint says which layers go",
                 "merge: the checkpoint says which layers go; --remove-layers is not used");
   c.merge.declare(o);

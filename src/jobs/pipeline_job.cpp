@@ -46,6 +46,7 @@ using nlohmann::json;
 namespace {
 
 constexpr double kPretrainWarmupEpochs = 0.3;
+constexpr const char* kSettingsFile = "pipeline.ini";  // the resolved settings a rerun must match
 constexpr double kFinetuneWarmupEpochs = 0.1;
 constexpr double kLabelSmoothing = 0.1;
 constexpr int64_t kCalibImages = 2048;
@@ -546,7 +547,7 @@ void Pipeline::report() {
 // are kept in pipeline.ini and a different request is refused rather than mixed with old results.
 void Pipeline::check_settings() {
   if (mpi_.rank() != 0) return;
-  const std::string file = path("pipeline.ini");
+  const std::string file = path(kSettingsFile);
   Config mine = base_;
   mine.runtime.threads = 0;  // how fast, not what: may differ between runs
   mine.runtime.quiet = false;
@@ -566,7 +567,7 @@ void Pipeline::check_settings() {
 
 void Pipeline::run() {
   dist::open_device(base_.compute, mpi_);  // a bad --device stops here, before --out-dir exists
-  if (mpi_.rank() == 0) out_lock_ = std::make_unique<DirLock>(p_.out_dir, "--out-dir");  // creates it
+  if (mpi_.rank() == 0) out_lock_ = std::make_unique<DirLock>(p_.out_dir, "--out-dir", std::vector<std::string>{kSettingsFile});
   check_settings();
   mpi_.barrier();
   pretrain();
@@ -595,9 +596,15 @@ void declare(Options& o, Config& c) {
 }
 
 void validate(const Config& c) {
+  if (!c.model.weights.empty()) {
+    throw Error(cat("pipeline: --weights ", c.model.weights,
+                    " is not used; give the weights to start from as --pretrained (their provenance is checked)"));
+  }
   c.model.validate(c.model.removed_layers);
   c.data.validate();
   c.pipeline.validate();
+  // Read now, not when the ToMe stage comes after hours of fine-tuning.
+  if (!c.pipeline.tome_speeds.empty()) train::read_speed_table(c.pipeline.tome_speeds, "--tome-speeds");
 }
 
 JobResult run(const Config& config, const dist::MpiSession& mpi) {

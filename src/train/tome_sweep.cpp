@@ -11,10 +11,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 
 #include "core/atomic_file.h"
 #include "core/cuda_device.h"
 #include "core/error.h"
+#include "core/text_file.h"
 #include "core/json_text.h"
 #include "core/log.h"
 #include "core/options.h"
@@ -145,21 +147,16 @@ void check_speed_table(const SpeedTable& table, const TomeSweepConfig& sweep) {
 
 }  // namespace
 
-SpeedTable read_speed_table(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    throw Error(cat("--speeds ", path, ": not a regular file (missing, a folder or a pipe)"));
-  }
-  std::ifstream in(path);
-  if (!in) throw Error(cat("--speeds ", path, ": cannot be read"));
+SpeedTable read_speed_table(const std::string& path, const std::string& flag) {
+  std::istringstream in(read_text_file(path, flag));
   std::string line;
-  if (!std::getline(in, line)) throw Error(cat("--speeds ", path, ": empty; want a header with r,start,images_per_s"));
+  if (!std::getline(in, line)) throw Error(cat(flag, " ", path, ": empty; want a header with r,start,images_per_s"));
   if (!line.empty() && line.back() == '\r') line.pop_back();
   const std::vector<std::string> header = split_csv_line(line);
   const auto column = [&](const std::string& name) {
     const auto it = std::find(header.begin(), header.end(), name);
     if (it == header.end())
-      throw Error(cat("--speeds ", path, ":1: no '", name, "' column (want r,start,images_per_s)"));
+      throw Error(cat(flag, " ", path, ":1: no '", name, "' column (want r,start,images_per_s)"));
     return static_cast<size_t>(it - header.begin());
   };
   const size_t r_at = column("r"), start_at = column("start"), speed_at = column("images_per_s");
@@ -168,7 +165,7 @@ SpeedTable read_speed_table(const std::string& path) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     const std::vector<std::string> f = split_csv_line(line);
-    const std::string where = cat("--speeds ", path, ":", number);
+    const std::string where = cat(flag, " ", path, ":", number);
     if (f.size() != header.size()) throw Error(cat(where, ": ", f.size(), " fields, the header has ", header.size()));
     const int64_t r = parse_int(f[r_at], where + " r");
     const int64_t start = parse_int(f[start_at], where + " start");
@@ -179,7 +176,7 @@ SpeedTable read_speed_table(const std::string& path) {
       throw Error(cat(where, ": r ", r, " from block ", start, " a second time"));
     }
   }
-  if (table.empty()) throw Error(cat("--speeds ", path, ": no rows"));
+  if (table.empty()) throw Error(cat(flag, " ", path, ": no rows"));
   return table;
 }
 

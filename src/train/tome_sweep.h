@@ -40,9 +40,10 @@ struct TomeSweepResult {
 
 // images/s per (r, start) point, read from a CSV with r, start and images_per_s columns (what
 // --csv writes): speeds timed elsewhere (the deployment machine, or a test's table) given to the
-// chooser instead of timing each point here. Errors name the file and line.
+// chooser instead of timing each point here. Errors name `flag` (--speeds, the pipeline's
+// --tome-speeds), the file and the line.
 using SpeedTable = std::map<std::pair<int64_t, int64_t>, double>;
-SpeedTable read_speed_table(const std::string& path);
+SpeedTable read_speed_table(const std::string& path, const std::string& flag = "--speeds");
 
 // Marks the points no other point beats in both top-1 and images/s, and picks the fastest within
 // `max_drop` points of points[0]; points that merge nothing take no part. Pure; exposed for tests.

@@ -138,7 +138,7 @@ expect_error tome-sweep-given-r "--tome-r: tome-sweep chooses r and the start bl
 printf 'r,start,images_per_s\n0,0,100\n2,0,150\n' >"$WORK/speeds.csv"
 expect_error tome-sweep-speeds-point "--speeds $WORK/speeds.csv: no images_per_s for r 4 from block 0" "$BIN" tome-sweep \
   --model vit_test --data-set synthetic --eval-images 8 --sweep-r 2,4 --speeds "$WORK/speeds.csv" --json s.json
-expect_error tome-sweep-speeds-folder "--speeds $WORK: not a regular file" "$BIN" tome-sweep --model vit_test \
+expect_error tome-sweep-speeds-folder "--speeds $WORK: is a directory; give a file" "$BIN" tome-sweep --model vit_test \
   --data-set synthetic --eval-images 8 --sweep-r 2 --speeds "$WORK" --json s.json
 
 # Deployment: export and predict inputs that cannot work.
