@@ -362,8 +362,9 @@ std::vector<int64_t> calibration_indices(int64_t size, int64_t count, uint64_t s
   // The list of `size` indices is held while it is shuffled (synthetic data is as large as asked for).
   const double bytes = static_cast<double>(size) * sizeof(int64_t), memory = physical_memory_bytes();
   if (memory > 0 && bytes > memory / 2) {
-    throw Error(cat("--calib-images ", count, ": the list of ", size, " image indices alone takes ", fmt(bytes / 1e9, 6),
-                    " GB, more than half of this machine's ", fmt(memory / 1e9, 3), " GB of memory"));
+    throw Error(cat("--calib-images ", count, ": the list of ", size, " image indices alone takes ",
+                    fmt(bytes / 1e9, 6), " GB, more than half of this machine's ", fmt(memory / 1e9, 3),
+                    " GB of memory"));
   }
   return shuffled_prefix(size, count, seed);
 }

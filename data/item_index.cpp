@@ -193,7 +193,8 @@ ItemIndex ItemIndex::parse(const std::string& bytes, const std::string& what) {
   for (const auto& e : x.entries) {
     if (e.name >= x.arena.size() || e.container >= x.containers.size() || e.label < 0) p.fail("an entry out of range");
     // An image folder's label is its class folder; another one would be a label no class has.
-    if (x.kind == Kind::Folder && static_cast<uint32_t>(e.label) != e.container) p.fail("an entry's label is not its folder");
+    if (x.kind == Kind::Folder && static_cast<uint32_t>(e.label) != e.container)
+      p.fail("an entry's label is not its folder");
   }
   if (p.at() + sizeof(uint64_t) != bytes.size()) p.fail("trailing bytes");
   return x;

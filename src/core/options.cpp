@@ -302,6 +302,19 @@ void Options::add_refused(const std::string& flag, const std::string& help, cons
   add_custom(std::move(o));
 }
 
+void Options::refuse(const std::string& flag, const std::string& message) {
+  for (Option& o : options_) {
+    if (o.flag != flag) continue;
+    o.help = "not used: " + message;
+    o.parse = [message](const std::string&) -> void { throw Error(message); };
+    o.text = []() { return std::optional<std::string>(); };
+    o.samples = []() { return std::vector<std::string>{}; };
+    o.role = PathRole::None;
+    return;
+  }
+  throw Error(cat("internal: refuse(--", flag, "): no such option declared"));
+}
+
 void Options::add(const std::string& flag, std::vector<double>& field, const std::string& help, Range range) {
   Option o;
   o.flag = flag;

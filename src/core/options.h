@@ -122,6 +122,9 @@ class Options {
   void add_enum(const std::string& flag, std::optional<E>& field, const std::string& help, const EnumNames<E>& names);
   // A flag this job keeps only to refuse with `message` (a flag other jobs take).
   void add_refused(const std::string& flag, const std::string& help, const std::string& message);
+  // Turns an option a shared declaration made (a part's declare()) into a refused one, for a job
+  // that would not use it: giving it is an error with `message`, never silently ignored.
+  void refuse(const std::string& flag, const std::string& message);
   // Anything else: the caller says how to read and write the field.
   void add_custom(Option option);
 

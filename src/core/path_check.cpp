@@ -21,7 +21,7 @@ struct NamedPath {
   fs::path resolved;
   std::optional<std::pair<dev_t, ino_t>> inode;  // when it exists
   PathRole role;
-  mode_t mode = 0;     // when it exists (stat: symlinks followed)
+  mode_t mode = 0;    // when it exists (stat: symlinks followed)
   bool loop = false;  // a symlink chain that never ends (ELOOP)
 };
 

@@ -11,7 +11,6 @@ namespace vitslim {
 
 inline constexpr uint64_t kMaxTextInputBytes = uint64_t{1} << 30;
 
-std::string read_text_file(const std::string& path, const std::string& what,
-                           uint64_t max_bytes = kMaxTextInputBytes);
+std::string read_text_file(const std::string& path, const std::string& what, uint64_t max_bytes = kMaxTextInputBytes);
 
 }  // namespace vitslim

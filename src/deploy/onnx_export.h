@@ -19,8 +19,8 @@
 namespace vitslim::deploy {
 
 // Writes `model` (evaluation mode, CPU float32 weights) to `path` atomically, or into `outputs`
-// (committed by the caller with the run's other outputs) when given; `metadata` goes into the file's metadata_props next to the model description
-// (model::model_metadata). Returns the file size in bytes.
+// (committed by the caller with the run's other outputs) when given; `metadata` goes into the file's metadata_props
+// next to the model description (model::model_metadata). Returns the file size in bytes.
 uint64_t write_onnx(model::VisionTransformer& model, const std::map<std::string, std::string>& metadata,
                     const std::string& path, OutputSet* outputs = nullptr);
 

@@ -215,8 +215,7 @@ void run_predict(ModelRequest request, const DataConfig& data, const PredictConf
 
   OutputSet outputs;  // the CSV, logits and features appear together, or none of them
   outputs.write(p.out, predictions_csv(*dataset, collected, shape.num_classes, p.topk, names));
-  if (!p.save_logits.empty())
-    write_rows(p.save_logits, "logits", collected.logits, layout.classes, collected, outputs);
+  if (!p.save_logits.empty()) write_rows(p.save_logits, "logits", collected.logits, layout.classes, collected, outputs);
   if (!p.save_features.empty())
     write_rows(p.save_features, "features", collected.features, layout.features, collected, outputs);
   outputs.commit();

@@ -42,7 +42,7 @@ size_t Watchdog::pending() const {
 
 bool Watchdog::fired() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return fired_;
+  return handled_;
 }
 
 uint64_t Watchdog::polls() const {
@@ -68,6 +68,8 @@ void Watchdog::loop() {
     items_.clear();
     lock.unlock();
     on_timeout_(what, age);
+    lock.lock();
+    handled_ = true;
     return;
   }
 }

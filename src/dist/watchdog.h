@@ -34,6 +34,7 @@ class Watchdog {
   void watch(std::string what, Done done);
   // Items not yet seen finished.
   size_t pending() const;
+  // Whether the timeout handler has run (returned: tests; in a run it aborts and never returns).
   bool fired() const;
   // Polls done so far (tests wait on it after moving their clock).
   uint64_t polls() const;
@@ -54,7 +55,8 @@ class Watchdog {
   std::condition_variable wake_;
   std::vector<Item> items_;
   bool stopping_ = false;
-  bool fired_ = false;
+  bool fired_ = false;    // an item timed out: nothing more is watched
+  bool handled_ = false;  // and on_timeout_ has returned
   uint64_t polls_ = 0;
   std::thread thread_;
 };

@@ -9,6 +9,7 @@ namespace {
 
 void declare(Options& o, Config& c) {
   c.data.declare(o);
+  o.refuse("class-index", "bench-data reads no label; --class-index is not used");
   c.data.declare_augment(o);
   c.bench_data.declare(o);
   o.add("img-size", c.model.img_size, "output side of the transforms (default 224)", positive());
@@ -19,11 +20,10 @@ void validate(const Config& c) {
   c.data.validate();
   if (c.data.path.empty())
     throw Error("bench-data: --data-path (a folder of JPEG/PNG images, or shards with --data-set wds) is required");
-  // Image files are listed directly and no label is read: these would be ignored.
-  if (!c.data.class_index.empty())
-    throw Error(cat("bench-data: --class-index ", c.data.class_index, " is not used (no label is read)"));
+  // Image files are listed directly: an index would be ignored.
   if (!c.data.index.empty() && c.data.dataset != "wds")
-    throw Error(cat("bench-data: --index ", c.data.index, " applies to --data-set wds only (image files are listed "
+    throw Error(cat("bench-data: --index ", c.data.index,
+                    " applies to --data-set wds only (image files are listed "
                     "directly)"));
 }
 

@@ -567,7 +567,10 @@ void Pipeline::check_settings() {
 
 void Pipeline::run() {
   dist::open_device(base_.compute, mpi_);  // a bad --device stops here, before --out-dir exists
-  if (mpi_.rank() == 0) out_lock_ = std::make_unique<DirLock>(p_.out_dir, "--out-dir", std::vector<std::string>{kSettingsFile});
+  // Read now, not when the ToMe stage comes after hours of fine-tuning.
+  if (!p_.tome_speeds.empty()) train::read_speed_table(p_.tome_speeds, "--tome-speeds");
+  if (mpi_.rank() == 0)
+    out_lock_ = std::make_unique<DirLock>(p_.out_dir, "--out-dir", std::vector<std::string>{kSettingsFile});
   check_settings();
   mpi_.barrier();
   pretrain();
@@ -586,6 +589,9 @@ void Pipeline::run() {
 
 void declare(Options& o, Config& c) {
   c.model.declare(o, "the pipeline");
+  o.refuse("weights",
+           "pipeline: --weights is not used; give the weights to start from as --pretrained (their "
+           "provenance is checked)");
   o.add_refused("remove-layers", "not used: the search chooses the layers",
                 "pipeline: the search chooses the layers; --remove-layers is not used");
   c.data.declare(o);
@@ -596,15 +602,9 @@ void declare(Options& o, Config& c) {
 }
 
 void validate(const Config& c) {
-  if (!c.model.weights.empty()) {
-    throw Error(cat("pipeline: --weights ", c.model.weights,
-                    " is not used; give the weights to start from as --pretrained (their provenance is checked)"));
-  }
   c.model.validate(c.model.removed_layers);
   c.data.validate();
   c.pipeline.validate();
-  // Read now, not when the ToMe stage comes after hours of fine-tuning.
-  if (!c.pipeline.tome_speeds.empty()) train::read_speed_table(c.pipeline.tome_speeds, "--tome-speeds");
 }
 
 JobResult run(const Config& config, const dist::MpiSession& mpi) {

@@ -308,9 +308,9 @@ void check_fits_memory(const ModelShape& s, const std::optional<ShapeFromWeights
   if (memory <= 0 || bytes <= memory) return;
   throw Error(cat("the model (--embed-dim ", s.embed_dim, ", --depth ", s.depth, ", --num-classes ", s.num_classes,
                   ", --img-size ", s.img_size, ", --patch-size ", s.patch_size,
-                  w ? cat("; shape from weights ", w->file) : "", ") has ", fmt(params / 1e9, 6),
-                  "G parameters, ", fmt(bytes / 1e9, 6), " GB in float32: more than this machine's ",
-                  fmt(memory / 1e9, 3), " GB of memory"));
+                  w ? cat("; shape from weights ", w->file) : "", ") has ", fmt(params / 1e9, 6), "G parameters, ",
+                  fmt(bytes / 1e9, 6), " GB in float32: more than this machine's ", fmt(memory / 1e9, 3),
+                  " GB of memory"));
 }
 
 // The resolved shape must describe a model that can exist.

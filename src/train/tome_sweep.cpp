@@ -16,10 +16,10 @@
 #include "core/atomic_file.h"
 #include "core/cuda_device.h"
 #include "core/error.h"
-#include "core/text_file.h"
 #include "core/json_text.h"
 #include "core/log.h"
 #include "core/options.h"
+#include "core/text_file.h"
 #include "core/version.h"
 #include "data/batch.h"
 #include "dist/gpu_select.h"
@@ -155,8 +155,7 @@ SpeedTable read_speed_table(const std::string& path, const std::string& flag) {
   const std::vector<std::string> header = split_csv_line(line);
   const auto column = [&](const std::string& name) {
     const auto it = std::find(header.begin(), header.end(), name);
-    if (it == header.end())
-      throw Error(cat(flag, " ", path, ":1: no '", name, "' column (want r,start,images_per_s)"));
+    if (it == header.end()) throw Error(cat(flag, " ", path, ":1: no '", name, "' column (want r,start,images_per_s)"));
     return static_cast<size_t>(it - header.begin());
   };
   const size_t r_at = column("r"), start_at = column("start"), speed_at = column("images_per_s");

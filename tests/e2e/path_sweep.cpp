@@ -115,10 +115,19 @@ Fixtures make_fixtures(const std::string& bin, const fs::path& work, const fs::p
   must(run(bin, {"export", "--model", "vit_test", "--format", "safetensors", "--out", f.weights}, work, log, 300)
                .status == 0,
        "export of vit_test weights");
-  must(run(bin,
-           {"train", "--model", "vit_test", "--data-set", "synthetic", "--calib-images", "16", "--batch-size", "8",
-            "--remove-layers", "1", "--epochs", "2", "--decay-epochs", "1", "--warmup-epochs", "0", "--steps-per-epoch",
-            "1", "--entropy-images", "0", "--threads", "1", "--quiet", "--out-dir", (f.dir / "run").string()},
+  must(run(bin, {"train",     "--model",
+                 "vit_test",  "--data-set",
+                 "synthetic", "--calib-images",
+                 "16",        "--batch-size",
+                 "8",         "--remove-layers",
+                 "1",         "--epochs",
+                 "2",         "--decay-epochs",
+                 "1",         "--warmup-epochs",
+                 "0",         "--steps-per-epoch",
+                 "1",         "--entropy-images",
+                 "0",         "--threads",
+                 "1",         "--quiet",
+                 "--out-dir", (f.dir / "run").string()},
            work, log, 300)
                .status == 0,
        "a training run for a checkpoint");
@@ -153,21 +162,41 @@ std::map<std::string, Args> base_commands(const Fixtures& f) {
       {"search", with({"--model", "vit_test", "--calib-images", "8", "--batch-size", "8", "--ratio", "0.25"},
                       with(folder, {"--out", "s.h5", "--json", "s.json"}))},
       {"eval", with({"--weights", w}, with(folder, {"--json", "e.json"}))},
-      {"predict", with({"--weights", w}, with(folder, {"--out", "p.csv", "--save-logits", "l.st", "--save-features",
-                                                        "f.st"}))},
+      {"predict",
+       with({"--weights", w}, with(folder, {"--out", "p.csv", "--save-logits", "l.st", "--save-features", "f.st"}))},
       {"convert", {"--weights", w, "--out", "c.safetensors", "--quiet"}},
       {"export", {"--weights", w, "--out", "m.onnx", "--sample", "s.safetensors", "--quiet"}},
-      {"bench", {"--model", "vit_test", "--iters", "1", "--warmup", "1", "--threads", "1", "--json", "b.json",
-                 "--quiet"}},
-      {"tome-sweep", with({"--weights", w, "--eval-images", "10"}, with(folder, {"--json", "t.json", "--csv", "t.csv"}))},
+      {"bench",
+       {"--model", "vit_test", "--iters", "1", "--warmup", "1", "--threads", "1", "--json", "b.json", "--quiet"}},
+      {"tome-sweep",
+       with({"--weights", w, "--eval-images", "10"}, with(folder, {"--json", "t.json", "--csv", "t.csv"}))},
       {"train", with({"--model", "vit_test", "--epochs", "1", "--warmup-epochs", "0", "--entropy-images", "0",
                       "--batch-size", "5"},
                      with(folder, {"--out-dir", "run"}))},
       {"merge", {"--checkpoint", f.checkpoint.string(), "--out", "m.safetensors", "--json", "m.json", "--quiet"}},
       {"bench-data", with({"--images", "8", "--rounds", "1"}, with(folder, {"--json", "b.json"}))},
-      {"pipeline", {"--pretrain-epochs", "1", "--finetune-epochs", "2", "--decay-epochs", "1", "--ratios", "0.5",
-                    "--steps-per-epoch", "1", "--batch-size", "8", "--eval-images", "16", "--bench-iters", "1",
-                    "--threads", "1", "--quiet", "--out-dir", "run"}},
+      {"pipeline",
+       {"--pretrain-epochs",
+        "1",
+        "--finetune-epochs",
+        "2",
+        "--decay-epochs",
+        "1",
+        "--ratios",
+        "0.5",
+        "--steps-per-epoch",
+        "1",
+        "--batch-size",
+        "8",
+        "--eval-images",
+        "16",
+        "--bench-iters",
+        "1",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out-dir",
+        "run"}},
       {"make-shards", with({"--out", "shard-%d.tar"}, folder)},
       {"index", with({"--index", "i.bin"}, folder)},
   };
@@ -294,9 +323,12 @@ int main(int argc, char** argv) {
         } else if (o.status <= 0) {
           problem = o.status == 0 ? "exit 0: accepted" : "killed by a signal:\n" + o.err;
         } else if (problem = check_message(o.err, p.flag, c.value); problem.empty()) {
-          if (!fs::is_empty(cwd)) problem = "left " + fs::begin(fs::directory_iterator(cwd))->path().filename().string();
-          else if (snapshot(work / "fixtures") != before) problem = "changed a fixture";
-          else if (!fs::is_empty(f.empty_dir) || !fs::is_fifo(f.fifo)) problem = "changed a hostile path";
+          if (!fs::is_empty(cwd))
+            problem = "left " + fs::begin(fs::directory_iterator(cwd))->path().filename().string();
+          else if (snapshot(work / "fixtures") != before)
+            problem = "changed a fixture";
+          else if (!fs::is_empty(f.empty_dir) || !fs::is_fifo(f.fifo))
+            problem = "changed a hostile path";
         }
         ++checks;
         const std::string name = job.name + " --" + p.flag + " " + c.kind;

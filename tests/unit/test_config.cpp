@@ -165,8 +165,9 @@ std::vector<std::string> required_args(const std::string& job) {
 }
 std::vector<std::string> context_args(const std::string& job, const std::string& flag) {
   const bool folder_job = job == "make-shards" || job == "index";
-  if ((flag == "class-index" || flag == "index") && !folder_job) return {"--data-set", "folder"};
+  if ((flag == "class-index" || flag == "index") && !folder_job && job != "bench-data") return {"--data-set", "folder"};
   if (flag == "tome-start") return {"--tome-r", "1"};
+  if (job == "bench-data" && flag == "index") return {"--data-set", "wds"};
   if (job == "export" && flag == "lambda") return {"--checkpoint", "c.safetensors"};
   if (job == "train" && flag == "teacher") return {"--distill", "soft"};
   if (job == "train" && flag == "distill") return {"--teacher", "start"};
