@@ -19,7 +19,7 @@ DATA_ARGS=(-DVITSLIM_TEST_DATA_DIR=)
 CTEST_FIXTURES=()
 REUSE="$ROOT/build/test-data"
 if [[ -z "${VITSLIM_SANITIZE_OWN_DATA:-}" && -f "$REUSE/deit_tiny.pth" && -d "$REUSE/images" &&
-      -f "$REUSE/tome_golden_weights.safetensors" && -f "$REUSE/variants/variant_costs.json" ]]; then
+      -f "$REUSE/tome_golden_weights.safetensors" && -f "$REUSE/variants/variant_costs.json" && -f "$REUSE/hf/cases.json" ]]; then
   DATA_ARGS=(-DVITSLIM_TEST_DATA_DIR="$REUSE")
   CTEST_FIXTURES=(-FS checkpoints)
   log "reusing the test inputs of $REUSE (VITSLIM_SANITIZE_OWN_DATA=1: make them anew)"

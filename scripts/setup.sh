@@ -29,7 +29,7 @@ APT_PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist mate-backgrounds
   slurm-wlm munge clang-format ccache ninja-build)
 PY_PACKAGES=(numpy safetensors h5py matplotlib pyyaml huggingface_hub "pillow==13.0.0" "onnx==1.23.2"
-  "onnxruntime==1.32.0" "openvino==2026.4.1" "webdataset==1.0.2")
+  "onnxruntime==1.32.0" "openvino==2026.4.1" "webdataset==1.0.2" "transformers==5.25.0")
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -74,7 +74,7 @@ if ! dist_ok "torch=$TORCH_VERSION"; then
   pip_q "torch==$TORCH_VERSION"
 fi
 if ! dist_ok safetensors h5py matplotlib numpy pyyaml huggingface_hub pillow=13.0.0 onnx=1.23.2 onnxruntime=1.32.0 \
-  openvino=2026.4.1 webdataset=1.0.2; then
+  openvino=2026.4.1 webdataset=1.0.2 transformers=5.25.0; then
   log "installing Python tools: ${PY_PACKAGES[*]}"
   pip_q "${PY_PACKAGES[@]}"
 fi

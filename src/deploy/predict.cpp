@@ -160,8 +160,10 @@ std::unique_ptr<data::Dataset> open_input(const DataConfig& data, const PredictC
   return dataset;
 }
 
-std::vector<std::string> class_names(const DataConfig& data, int64_t classes) {
-  if (data.class_index.empty()) return {};
+// --class-index, else the names the weights carry (a transformers id2label), else none.
+std::vector<std::string> class_names(const DataConfig& data, const model::VisionTransformer& vit) {
+  const int64_t classes = vit->shape().num_classes;
+  if (data.class_index.empty()) return vit->class_names();
   auto names = data::read_class_index(data.class_index);
   if (static_cast<int64_t>(names.size()) != classes) {
     throw Error(cat("--class-index ", data.class_index, " names ", names.size(), " classes; the model has ", classes));
@@ -186,7 +188,7 @@ void run_predict(ModelRequest request, const DataConfig& data, const PredictConf
         cat("predict: the model has no head (a backbone) and so no classes to rank; fine-tune one with "
             "--num-classes K --reset-head, or compute features with entropy/search"));
   }
-  const auto names = class_names(data, shape.num_classes);
+  const auto names = class_names(data, vit);
   data::Normalisation norm;
   auto dataset = open_input(data, p, shape, runtime.seed, norm, mpi);
   dist::agree_across_ranks(mpi, "data", dataset->size_summary());

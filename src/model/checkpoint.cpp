@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/log.h"
 
 namespace vitslim::model {
@@ -298,6 +299,7 @@ std::map<std::string, std::string> model_metadata(VisionTransformer& model) {
   meta[kMetaNormEps] = format_double(model->shape().norm_eps);
   if (model->residual_folded()) meta[kMetaResidualFolded] = "1";
   if (model->token_merging().active()) meta[kMetaTokenMerging] = tome_to_text(model->token_merging());
+  if (!model->class_names().empty()) meta[kMetaClassNames] = json_text(nlohmann::json(model->class_names()), -1);
   return meta;
 }
 
@@ -358,6 +360,7 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
   bool folded = false;
   std::vector<int64_t> recorded;  // removed layers the weights' metadata names
   std::optional<TokenMerging> recorded_merging;
+  std::vector<std::string> class_names;  // a transformers id2label
   if (weights) {
     strip_common_prefix(*weights, "module.");  // saved from a DistributedDataParallel wrapper
     if (!weights->find("patch_embed.proj.weight")) {
@@ -373,6 +376,15 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
     recorded = removed_layers_from_metadata(*weights);
     auto f = weights->metadata.find(kMetaResidualFolded);
     folded = f != weights->metadata.end() && f->second == "1";
+    if (auto n = weights->metadata.find(kMetaClassNames); n != weights->metadata.end()) {
+      const std::string what = cat("weights ", file, ": metadata ", kMetaClassNames);
+      const auto j = parse_json_text(n->second, what);
+      if (!j.is_array()) throw Error(what + ": not a list of names");
+      for (const auto& name : j) {
+        if (!name.is_string()) throw Error(what + ": not a list of names");
+        class_names.push_back(name.get<std::string>());
+      }
+    }
     auto t = weights->metadata.find(kMetaTokenMerging);
     if (t != weights->metadata.end()) {
       recorded_merging = tome_from_text(t->second, cat("weights ", weights->file, ": metadata ", kMetaTokenMerging));
@@ -397,6 +409,7 @@ VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optiona
   VisionTransformer model(shape, r.drop_path);
   for (int64_t b : r.removed_layers) model->set_mode(b, AttentionMode::Removed);
   model->set_residual_folded(folded);
+  if (static_cast<int64_t>(class_names.size()) == shape.num_classes) model->set_class_names(std::move(class_names));
   if (weights) {
     LoadOptions options;
     options.reset_head = r.reset_head;

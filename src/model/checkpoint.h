@@ -26,6 +26,7 @@ inline constexpr const char* kMetaTokenMerging = "vitslim.token_merging";
 inline constexpr const char* kMetaGlobalPool = "vitslim.global_pool";  // token | avg
 inline constexpr const char* kMetaActLayer = "vitslim.act_layer";      // gelu | quick_gelu
 inline constexpr const char* kMetaNormEps = "vitslim.norm_eps";
+inline constexpr const char* kMetaClassNames = "vitslim.class_names";  // JSON array in label order (id2label)
 // JSON: how the weights were made (job, settings, source commit, test top-1, weights_hash).
 inline constexpr const char* kMetaProvenance = "vitslim.provenance";
 

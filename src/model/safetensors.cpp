@@ -13,6 +13,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/utf8.h"
+#include "model/hf_checkpoint.h"
 #include "model/weights.h"
 
 namespace vitslim::model {
@@ -220,8 +221,16 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
 }
 
 StateDict read_weights(const std::string& path) {
+  if (is_hf_folder(path)) return read_hf_folder(path);
+  StateDict file = read_weight_file(path);
+  if (auto converted = hf_file_to_timm(file)) return std::move(*converted);
+  return file;
+}
+
+StateDict read_weight_file(const std::string& path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error(cat("weights ", path, ": is a directory, not a file"));
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(cat("weights ", path, ": is a directory, not a file (nor a transformers folder with config.json)"));
   std::ifstream probe(path, std::ios::binary);
   if (!probe) throw Error(cat("weights ", path, ": cannot open file (missing or unreadable)"));
   // safetensors: an 8-byte little-endian header length, then the JSON header's '{'. Checked

@@ -172,6 +172,9 @@ class VisionTransformerImpl : public torch::nn::Module {
   // then leave the residual stream as it is.
   void set_residual_folded(bool folded);
   bool residual_folded() const { return residual_folded_; }
+  // The classes' names, in label order, when the weights name them (a transformers id2label); else empty.
+  void set_class_names(std::vector<std::string> names) { class_names_ = std::move(names); }
+  const std::vector<std::string>& class_names() const { return class_names_; }
 
   // Parameters that get no weight decay (1-D tensors, pos_embed and the prefix tokens), timm's convention.
   std::vector<std::string> no_weight_decay_names() const;
@@ -193,6 +196,7 @@ class VisionTransformerImpl : public torch::nn::Module {
   std::vector<Block> block_refs_;
   bool residual_folded_ = false;
   TokenMerging merging_;
+  std::vector<std::string> class_names_;
 };
 TORCH_MODULE(VisionTransformer);
 

@@ -26,7 +26,11 @@ struct StateDict {
   void erase(const std::string& name);
 };
 
+// A weights file (format by content), a transformers folder or a file inside one (model/hf_checkpoint.h):
+// timm key names.
 StateDict read_weights(const std::string& path);
+// One .pth/.safetensors file by content, keys as stored.
+StateDict read_weight_file(const std::string& path);
 StateDict read_pth(const std::string& path);
 StateDict read_safetensors(const std::string& path);
 

@@ -250,6 +250,12 @@ entry 'build/vitslim train ... --resume' \
   'stop_and_resume build/vitslim train --remove-layers 1,3 --epochs 2 --decay-epochs 1 --warmup-epochs 0 \
      --steps-per-epoch 5 --checkpoint-steps 1 --entropy-images 16 --eval-images 100 --out-dir runs/resume $T1'
 
+# README, Weights: a transformers folder (make_hf_golden.py's ViTForImageClassification, 5 named classes)
+entry 'build/vitslim predict --weights path/to/vit-base-patch16-224 --images photos/ --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --out predictions.csv' \
+  'mkdir -p photos && cp "$DATA/images/baseline.jpg" "$DATA/images/progressive.jpg" photos/ &&
+     build/vitslim predict --weights "$DATA/hf/vit_classifier" --images photos/ --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 \
+     --out predictions.csv --force $T1 && grep -q "class " predictions.csv'
+
 # README, Data
 entry 'build/vitslim eval --model deit_tiny --weights deit_tiny.safetensors --data-set imagenet --data-path /data/imagenet' \
   'build/vitslim eval --model deit_tiny --weights deit_tiny.safetensors --data-set imagenet --data-path imagenet \
