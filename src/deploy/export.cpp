@@ -4,18 +4,23 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <map>
+#include <memory>
 
 #include "core/atomic_file.h"
 #include "core/cuda_device.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/options.h"
+#include "deploy/hf_export.h"
 #include "deploy/onnx_export.h"
 #include "dist/gpu_select.h"
 #include "model/checkpoint.h"
 #include "train/train_checkpoint.h"
 
 namespace vitslim::deploy {
+namespace fs = std::filesystem;
 namespace {
 
 // Metadata keys of the preprocessing and of blocks still diluting.
@@ -80,6 +85,50 @@ std::map<std::string, std::string> metadata(model::VisionTransformer& vit, const
   return meta;
 }
 
+// --format hf's --out: a folder that is new, empty, or (with --force) replaced file by file; never
+// the folder an input lies in (a transformers folder exported over itself).
+void check_new_folder(const std::string& dir, bool force, const std::vector<std::string>& inputs) {
+  for (const auto& input : inputs) {
+    if (input.empty()) continue;
+    const auto in = canonical_path(input), out = canonical_path(dir);
+    if (in == out || path_inside(in, out))
+      throw Error(cat("--out ", dir, ": holds the input ", input, "; the export would overwrite it"));
+  }
+  std::error_code ec;
+  const auto status = fs::symlink_status(dir, ec);
+  if (!fs::exists(status)) {
+    check_writable_output(dir, "--out");
+    return;
+  }
+  if (!fs::is_directory(dir, ec))
+    throw Error(cat("--out ", dir, ": exists and is not a folder (--format hf writes one)"));
+  if (!fs::is_empty(dir, ec) && !force)
+    throw Error(cat("--out ", dir, ": a folder that is not empty; pass --force to write into it"));
+}
+
+// The folder --format hf writes into, created now and removed again unless keep() (the export
+// failed before its files were committed).
+class NewFolder {
+ public:
+  explicit NewFolder(std::string dir) : dir_(std::move(dir)) {
+    std::error_code ec;
+    created_ = !fs::exists(dir_, ec);
+    fs::create_directories(dir_, ec);
+    if (ec) throw Error(cat("--out ", dir_, ": cannot create (", ec.message(), ")"));
+  }
+  ~NewFolder() {
+    std::error_code ec;
+    if (created_ && !kept_) fs::remove_all(dir_, ec);  // only what this run created, which its OutputSet emptied
+  }
+  NewFolder(const NewFolder&) = delete;
+  NewFolder& operator=(const NewFolder&) = delete;
+  void keep() { kept_ = true; }
+
+ private:
+  std::string dir_;
+  bool created_ = false, kept_ = false;
+};
+
 // Seeded CPU images (the same on every device) and the model's logits for them on `device`.
 void write_sample(model::VisionTransformer& vit, const ExportConfig& config, uint64_t seed, c10::Device device,
                   OutputSet& outputs) {
@@ -101,7 +150,11 @@ void write_sample(model::VisionTransformer& vit, const ExportConfig& config, uin
 void run_export(const ModelRequest& request, const ExportConfig& config, const Preprocessing& preprocessing,
                 const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
   const c10::Device device = dist::open_device(compute, mpi);
-  check_new_output(config.out, "--out", config.force);
+  if (config.format == ExportFormat::Hf) {
+    check_new_folder(config.out, config.force, {request.weights, config.checkpoint});
+  } else {
+    check_new_output(config.out, "--out", config.force);
+  }
   if (!config.sample.empty()) check_new_output(config.sample, "--sample", config.force);
   std::map<int64_t, double> diluting;
   model::VisionTransformer vit{nullptr};
@@ -115,9 +168,15 @@ void run_export(const ModelRequest& request, const ExportConfig& config, const P
   vit->eval();
   auto meta = metadata(vit, preprocessing, diluting);
   uint64_t bytes = 0;
-  OutputSet outputs;  // the model and its sample appear together
+  OutputSet outputs;                  // the model and its sample appear together
+  std::unique_ptr<NewFolder> folder;  // --format hf: removed again when the export fails
   if (config.format == ExportFormat::Onnx) {
     bytes = write_onnx(vit, meta, config.out, &outputs);
+  } else if (config.format == ExportFormat::Hf) {
+    folder = std::make_unique<NewFolder>(config.out);
+    const std::string architecture = write_hf_folder(vit, meta, config.out, outputs);
+    log_info(cat("export: ", config.out, " holds a transformers ", architecture,
+                 architecture == "VitslimVisionTransformer" ? " (load with trust_remote_code=True)" : ""));
   } else {
     if (meta.count(kMetaDiluting)) {
       throw Error(cat("export --format safetensors: blocks ", meta[kMetaDiluting],
@@ -127,6 +186,7 @@ void run_export(const ModelRequest& request, const ExportConfig& config, const P
   }
   if (!config.sample.empty()) write_sample(vit, config, runtime.seed, device, outputs);
   outputs.commit();
+  if (folder) folder->keep();
   std::printf("wrote %s (%s%s): %s, attention removed in blocks [%s]%s%s\n", config.out.c_str(),
               enum_name(kExportFormatNames, config.format),
               bytes ? cat(", ", fmt(static_cast<double>(bytes) / 1e6, 4), " MB").c_str() : "",

@@ -12,9 +12,9 @@
 
 namespace vitslim {
 
-enum class ExportFormat { Onnx, Safetensors };
-inline const EnumNames<ExportFormat> kExportFormatNames = {{ExportFormat::Onnx, "onnx"},
-                                                           {ExportFormat::Safetensors, "safetensors"}};
+enum class ExportFormat { Onnx, Safetensors, Hf };
+inline const EnumNames<ExportFormat> kExportFormatNames = {
+    {ExportFormat::Onnx, "onnx"}, {ExportFormat::Safetensors, "safetensors"}, {ExportFormat::Hf, "hf"}};
 
 inline constexpr int64_t kMaxSampleImages = 1024;
 
@@ -29,9 +29,11 @@ struct ExportConfig {
 
   void declare(Options& o) {
     o.group("export", "Export");
-    o.add_enum("format", format, "file format: onnx (opset 17, dynamic batch) or safetensors (timm names)",
+    o.add_enum("format", format,
+               "file format: onnx (opset 17, dynamic batch), safetensors (timm names) or hf (a Hugging Face "
+               "transformers folder: config.json + model.safetensors, + modeling_vitslim.py for remote code)",
                kExportFormatNames);
-    o.add_path("out", out, "the exported model file", PathRole::OutputFile);
+    o.add_path("out", out, "the exported model file (--format hf: a folder, new or empty)", PathRole::OutputFile);
     o.add_path("checkpoint", checkpoint,
                "export a training checkpoint (<out-dir>/checkpoints/step-N.safetensors) instead of --weights",
                PathRole::InputFile);

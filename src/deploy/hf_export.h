@@ -1,0 +1,25 @@
+// `vitslim export --format hf`: a model as a Hugging Face transformers folder (config.json,
+// model.safetensors and, where no stock class expresses the model, modeling_vitslim.py for
+// trust_remote_code). An unpruned ViT or DeiT (with teacher) is written for its stock class
+// (ViTForImageClassification / ViTModel, DeiTForImageClassificationWithTeacher) with transformers'
+// key names, no remote code; every other model (removed attention blocks, folded residuals, the
+// other variants) for the template's VitslimVisionTransformer, whose parameters keep timm's names.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "core/atomic_file.h"
+#include "model/vit.h"
+
+namespace vitslim::deploy {
+
+// The files of the folder `dir` (which must exist) written into `outputs`; returns the
+// architecture written ("ViTForImageClassification", "VitslimVisionTransformer", ...).
+std::string write_hf_folder(model::VisionTransformer& model, const std::map<std::string, std::string>& metadata,
+                            const std::string& dir, OutputSet& outputs);
+
+// modeling_vitslim.py, built in from src/deploy/hf_template/.
+const char* hf_modeling_template();
+
+}  // namespace vitslim::deploy

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Hugging Face transformers folders out of vitslim (`export --format hf`), checked in transformers
+# itself by scripts/check_hf_export.py against the export's --sample logits: unpruned ViT and DeiT
+# (with teacher, from a sharded checkpoint) and a ViTModel backbone round-trip to their stock class
+# with every tensor bit-identical; DINOv2 (with registers), CLIP and vitslim's compact models
+# (removed attention, folded or not, a backbone) load through the template with
+# trust_remote_code. Refusals: a folder holding the input, a non-empty folder, token merging.
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+fail() { echo "FAIL: $*"; exit 1; }
+HF="$VITSLIM_TEST_DATA/hf"
+CHECK=("$PY" "$VITSLIM_SCRIPTS/check_hf_export.py")
+Q=(--quiet --threads 1)
+
+# Stock classes: transformers -> vitslim -> transformers is the identity on the tensors.
+for c in vit_classifier deit_teacher_sharded vit_backbone_bin; do
+  "$BIN" export --weights "$HF/$c" --format hf --out "$c" --sample "$c.st" "${Q[@]}" >/dev/null
+  "${CHECK[@]}" "$c" "$c.st" --original "$HF/$c" --stock 2>/dev/null | grep check_hf_export || fail "$c"
+done
+# Through the template: other families and compact models.
+for c in dinov2 dinov2_registers clip_projection; do
+  "$BIN" export --weights "$HF/$c" --format hf --out "$c" --sample "$c.st" "${Q[@]}" >/dev/null
+  "${CHECK[@]}" "$c" "$c.st" --remote 2>/dev/null | grep check_hf_export || fail "$c"
+done
+"$BIN" export --weights "$HF/vit_classifier" --remove-layers 1,3 --format hf --out compact --sample compact.st \
+  "${Q[@]}" >/dev/null
+"${CHECK[@]}" compact compact.st --remote 2>/dev/null | grep check_hf_export || fail "compact"
+"$BIN" export --model vit_test --num-classes 0 --remove-layers 0 --format hf --out backbone --sample backbone.st \
+  "${Q[@]}" >/dev/null
+"${CHECK[@]}" backbone backbone.st --remote 2>/dev/null | grep check_hf_export || fail "backbone"
+# Folded: a dilution run merged with --fold-residual.
+"$BIN" train --model vit_test --data-set synthetic --calib-images 16 --batch-size 8 --remove-layers 1 --epochs 2 \
+  --decay-epochs 1 --warmup-epochs 0 --steps-per-epoch 1 --entropy-images 0 --out-dir run "${Q[@]}" >/dev/null
+last=$(ls run/checkpoints/step-*.safetensors | tail -n 1)
+"$BIN" merge --checkpoint "$last" --out folded.safetensors --fold-residual --quiet >/dev/null
+"$BIN" export --weights folded.safetensors --format hf --out folded --sample folded.st "${Q[@]}" >/dev/null
+"${CHECK[@]}" folded folded.st --remote 2>/dev/null | grep check_hf_export || fail "folded"
+grep -q '"residual_folded": true' folded/config.json || fail "folded config"
+
+# Refusals: one line, nothing written.
+one_error() {  # expected substring, command...
+  local want="$1"; shift
+  local rc=0; "$@" >/dev/null 2>err.txt || rc=$?
+  [[ $rc -ne 0 ]] || fail "exit 0: $*"
+  [[ $(grep -vc '^\[vitslim\]' err.txt) -eq 1 ]] && grep -qF -- "$want" err.txt || { cat err.txt; fail "message: $want"; }
+}
+cp -r "$HF/vit_classifier" own
+one_error "the output would destroy an input" "$BIN" export --weights own --format hf --out own --force "${Q[@]}"
+one_error "holds the input own/model.safetensors" "$BIN" export --weights own/model.safetensors --format hf --out own \
+  --force "${Q[@]}"
+"${CHECK[@]}" own vit_classifier.st --original "$HF/vit_classifier" >/dev/null 2>&1 || fail "the input folder changed"
+mkdir full && touch full/x
+one_error "a folder that is not empty; pass --force" "$BIN" export --model vit_test --format hf --out full "${Q[@]}"
+one_error "token merging is not in the transformers template" "$BIN" export --model vit_test --tome-r 2 --format hf \
+  --out tome "${Q[@]}"
+[[ ! -e tome ]] || fail "a failed export left its folder"
+echo "hf e2e: ok"
