@@ -254,7 +254,7 @@ entry 'build/vitslim train ... --resume' \
 entry 'build/vitslim predict --weights path/to/vit-base-patch16-224 --images photos/ --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --out predictions.csv' \
   'mkdir -p photos && cp "$DATA/images/baseline.jpg" "$DATA/images/progressive.jpg" photos/ &&
      build/vitslim predict --weights "$DATA/hf/vit_classifier" --images photos/ --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 \
-     --out predictions.csv --force $T1 && grep -q "class " predictions.csv'
+     --out hf-predictions.csv $T1 && grep -q "class " hf-predictions.csv'
 
 # README, Data
 entry 'build/vitslim eval --model deit_tiny --weights deit_tiny.safetensors --data-set imagenet --data-path /data/imagenet' \
@@ -387,6 +387,13 @@ entry 'mpirun -np 8 build/vitslim eval --weights runs/b40-wds/final.safetensors 
   '"$MPIEXEC" -np 2 build/vitslim eval --weights runs/b40-wds/final.safetensors --data-set wds --data-path imagenet-wds \
      --eval-images 8 --json runs/b40-wds/eval.json
    test -s runs/b40-wds/eval.json'
+
+# docs/deploy.md: the compact model of the entries above as a transformers folder, checked in transformers
+entry 'build/vitslim export --weights compact.safetensors --format hf --out compact-hf --sample compact-hf.sample.safetensors' \
+  'build/vitslim export --weights compact.safetensors --format hf --out compact-hf --sample compact-hf.sample.safetensors \
+     --force $T1'
+entry '.venv/bin/python scripts/check_hf_export.py compact-hf compact-hf.sample.safetensors' \
+  '.venv/bin/python scripts/check_hf_export.py compact-hf compact-hf.sample.safetensors'
 
 # docs/training.md
 entry 'mpirun -np 8 build/vitslim train --device cuda --bf16 --model deit_base --weights deit_base.pth ...' \
