@@ -5,7 +5,7 @@ trust_remote_code for vitslim's template), runs the images of the export's --sam
 compares the outputs with vitslim's logits there (max |diff| <= --tolerance). With --original, the
 folder a model was imported from: every tensor must be bit-identical and the class the same (the
 round trip transformers -> vitslim -> transformers of an unpruned model; ViTModel's pooler, which is
-not part of the ViT, left out). Prints one line; exits 1
+and DINOv2's mask token, not part of the ViT, left out). Prints one line; exits 1
 on a mismatch.
 
 Usage: check_hf_export.py FOLDER SAMPLE [--original DIR] [--stock | --remote] [--tolerance 1e-4]
@@ -52,19 +52,29 @@ def main():
         fail(f"{args.folder} needs remote code; a stock class was expected")
     if args.remote and not remote:
         fail(f"{args.folder} is a stock {config['architectures'][0]}; vitslim's template was expected")
-    has_head = config.get("num_classes", 1) > 0 and config["architectures"][0] not in ("ViTModel", "Dinov2Model")
-    auto = tf.AutoModelForImageClassification if has_head else tf.AutoModel
-    model = auto.from_pretrained(args.folder, trust_remote_code=remote).eval()
+    architecture = config["architectures"][0]
+    if remote:
+        has_head = config["num_classes"] > 0
+        auto = tf.AutoModelForImageClassification if has_head else tf.AutoModel
+        model = auto.from_pretrained(args.folder, trust_remote_code=True).eval()
+    else:  # the stock class config.json names
+        has_head = architecture.endswith(("ForImageClassification", "WithTeacher", "WithProjection"))
+        model = getattr(tf, architecture).from_pretrained(args.folder).eval()
     sample = load_file(args.sample)
     with torch.no_grad():
         out = model(pixel_values=sample["images"])
-    got = out.logits if has_head else (out.pooler_output if remote else out.last_hidden_state[:, 0])
+    if not has_head:
+        got = out.last_hidden_state[:, 0] if architecture == "ViTModel" else out.pooler_output
+    else:
+        got = out.image_embeds if architecture.endswith("WithProjection") else out.logits
     diff = (got - sample["logits"]).abs().max().item()
     if diff > args.tolerance:
         fail(f"{args.folder}: outputs differ from vitslim's by {diff:.3g} (> {args.tolerance})")
     if args.original:
         a = load_folder(args.folder)
-        b = {k: v for k, v in load_folder(args.original).items() if not k.startswith("pooler.")}  # not the ViT's
+        # ViTModel's pooler and DINOv2's mask token are not part of the ViT
+        b = {k: v for k, v in load_folder(args.original).items() if not k.startswith("pooler.") and "mask_token" not in k}
+        a = {k: v for k, v in a.items() if "mask_token" not in k}
         if set(a) != set(b):
             fail(f"keys differ: only in the export {sorted(set(a) - set(b))[:5]}, only in the original "
                  f"{sorted(set(b) - set(a))[:5]}")

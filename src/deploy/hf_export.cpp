@@ -1,12 +1,14 @@
 // Implements the transformers folder export (see hf_export.h): the choice of class, the stock
-// classes' key names (the inverse of model/hf_checkpoint.cpp's table for ViT and DeiT), and
+// classes' key names (the inverse of model/hf_checkpoint.cpp's table), and
 // config.json for the stock classes and for the template.
 #include "deploy/hf_export.h"
 
 #include <torch/torch.h>
 
+#include <array>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/error.h"
 #include "core/json_text.h"
@@ -21,16 +23,6 @@ constexpr const char* kTemplateFile = "modeling_vitslim.py";
 
 using Tensors = std::vector<std::pair<std::string, at::Tensor>>;
 
-// An unpruned model that transformers' ViT (or DeiT with teacher) classes compute exactly.
-bool stock_vit(model::VisionTransformer& vit) {
-  const ModelShape& s = vit->shape();
-  const bool deit = s.distilled && s.num_classes > 0;
-  return s.class_token && (!s.distilled || deit) && s.reg_tokens == 0 && !s.no_embed_class &&
-         s.global_pool == GlobalPool::Token && !s.fc_norm && !s.pre_norm && s.qkv_bias && !s.qk_norm &&
-         !s.layer_scale && s.act_layer == Activation::Gelu && vit->removed_blocks().empty() &&
-         !vit->residual_folded() && !vit->token_merging().active();
-}
-
 nlohmann::json labels(model::VisionTransformer& vit) {
   nlohmann::json id2label = nlohmann::json::object();
   const auto& names = vit->class_names();
@@ -39,74 +31,175 @@ nlohmann::json labels(model::VisionTransformer& vit) {
   return id2label;
 }
 
-// The inverse of the import's key table for ViT/DeiT: q, k and v split from timm's qkv.
-Tensors stock_tensors(model::VisionTransformer& vit, const std::string& prefix) {
-  static const std::map<std::string, std::string> kBlock = {{"norm1", "layernorm_before"},
-                                                            {"norm2", "layernorm_after"},
-                                                            {"attn.proj", "attention.output.dense"},
-                                                            {"mlp.fc1", "intermediate.dense"},
-                                                            {"mlp.fc2", "output.dense"}};
-  const bool deit = vit->shape().distilled;
-  const std::map<std::string, std::string> kStem = {
-      {"cls_token", prefix + "embeddings.cls_token"},
-      {"dist_token", prefix + "embeddings.distillation_token"},
-      {"pos_embed", prefix + "embeddings.position_embeddings"},
-      {"patch_embed.proj.weight", prefix + "embeddings.patch_embeddings.projection.weight"},
-      {"patch_embed.proj.bias", prefix + "embeddings.patch_embeddings.projection.bias"},
-      {"norm.weight", prefix + "layernorm.weight"},
-      {"norm.bias", prefix + "layernorm.bias"},
-      {"head.weight", deit ? "cls_classifier.weight" : "classifier.weight"},
-      {"head.bias", deit ? "cls_classifier.bias" : "classifier.bias"},
-      {"head_dist.weight", "distillation_classifier.weight"},
-      {"head_dist.bias", "distillation_classifier.bias"}};
+// A stock transformers class that computes a vitslim model exactly: its names (the inverse of
+// model/hf_checkpoint.cpp's table) and config.json.
+struct StockClass {
+  std::string architecture, model_type;
+  std::string prefix;                       // of every key: "vit.", "deit.", "", "vision_model."
+  std::string layers;                       // "encoder.layer." or "encoder.layers."
+  std::map<std::string, std::string> stem;  // timm name -> transformers name (after prefix, unless it starts with '/')
+  std::map<std::string, std::string> blocks;  // timm module -> transformers module
+  std::array<std::string, 3> qkv;             // transformers modules of q, k, v
+};
+
+const std::map<std::string, std::string>& vit_blocks() {
+  static const std::map<std::string, std::string> kMap = {{"norm1", "layernorm_before"},
+                                                          {"norm2", "layernorm_after"},
+                                                          {"attn.proj", "attention.output.dense"},
+                                                          {"mlp.fc1", "intermediate.dense"},
+                                                          {"mlp.fc2", "output.dense"}};
+  return kMap;
+}
+
+// The model's features no stock class has, or nullopt when one computes it exactly. Unpruned only.
+std::optional<StockClass> stock_class(model::VisionTransformer& vit) {
+  const ModelShape& s = vit->shape();
+  if (!vit->removed_blocks().empty() || vit->residual_folded() || !s.class_token ||
+      s.global_pool != GlobalPool::Token || s.fc_norm || !s.qkv_bias || s.qk_norm)
+    return std::nullopt;
+  const std::map<std::string, std::string> embeddings = {
+      {"cls_token", "embeddings.cls_token"},
+      {"pos_embed", "embeddings.position_embeddings"},
+      {"patch_embed.proj.weight", "embeddings.patch_embeddings.projection.weight"},
+      {"patch_embed.proj.bias", "embeddings.patch_embeddings.projection.bias"},
+      {"norm.weight", "layernorm.weight"},
+      {"norm.bias", "layernorm.bias"}};
+  const std::array<std::string, 3> attention = {"attention.attention.query", "attention.attention.key",
+                                                "attention.attention.value"};
+  const bool plain = !s.pre_norm && s.act_layer == Activation::Gelu && !s.no_embed_class;
+  if (plain && !s.layer_scale && s.reg_tokens == 0) {  // ViT, DeiT with teacher
+    if (s.distilled && s.num_classes == 0) return std::nullopt;
+    StockClass c{s.distilled         ? "DeiTForImageClassificationWithTeacher"
+                 : s.num_classes > 0 ? "ViTForImageClassification"
+                                     : "ViTModel",
+                 s.distilled ? "deit" : "vit",
+                 s.num_classes == 0 ? ""
+                 : s.distilled      ? "deit."
+                                    : "vit.",
+                 "encoder.layer.",
+                 embeddings,
+                 vit_blocks(),
+                 attention};
+    c.stem["dist_token"] = "embeddings.distillation_token";
+    c.stem["head.weight"] = s.distilled ? "/cls_classifier.weight" : "/classifier.weight";
+    c.stem["head.bias"] = s.distilled ? "/cls_classifier.bias" : "/classifier.bias";
+    c.stem["head_dist.weight"] = "/distillation_classifier.weight";
+    c.stem["head_dist.bias"] = "/distillation_classifier.bias";
+    return c;
+  }
+  const int64_t hidden = vit->block(0)->mlp->fc1->weight.size(0);
+  const bool registers = s.reg_tokens > 0 && s.no_embed_class;
+  if (!s.pre_norm && s.act_layer == Activation::Gelu && s.layer_scale && !s.distilled && s.num_classes == 0 &&
+      hidden % s.embed_dim == 0 && (registers || (s.reg_tokens == 0 && !s.no_embed_class))) {  // DINOv2
+    StockClass c{registers ? "Dinov2WithRegistersModel" : "Dinov2Model",
+                 registers ? "dinov2_with_registers" : "dinov2",
+                 "",
+                 "encoder.layer.",
+                 embeddings,
+                 {{"norm1", "norm1"},
+                  {"norm2", "norm2"},
+                  {"attn.proj", "attention.output.dense"},
+                  {"mlp.fc1", "mlp.fc1"},
+                  {"mlp.fc2", "mlp.fc2"},
+                  {"ls1", "layer_scale1"},
+                  {"ls2", "layer_scale2"}},
+                 attention};
+    c.stem["reg_token"] = "embeddings.register_tokens";
+    return c;
+  }
+  const bool zero_bias = s.num_classes == 0 || vit->head->bias.abs().max().item<double>() == 0.0;
+  if (s.pre_norm && s.act_layer == Activation::QuickGelu && !s.layer_scale && s.reg_tokens == 0 && !s.distilled &&
+      !s.no_embed_class && zero_bias) {  // CLIP's vision tower
+    return StockClass{s.num_classes > 0 ? "CLIPVisionModelWithProjection" : "CLIPVisionModel",
+                      "clip_vision_model",
+                      s.num_classes > 0 ? "vision_model." : "",  // as transformers saves each class
+                      "encoder.layers.",
+                      {{"cls_token", "embeddings.class_embedding"},
+                       {"pos_embed", "embeddings.position_embedding.weight"},
+                       {"patch_embed.proj.weight", "embeddings.patch_embedding.weight"},
+                       {"norm_pre.weight", "pre_layrnorm.weight"},
+                       {"norm_pre.bias", "pre_layrnorm.bias"},
+                       {"norm.weight", "post_layernorm.weight"},
+                       {"norm.bias", "post_layernorm.bias"},
+                       {"head.weight", "/visual_projection.weight"},
+                       {"head.bias", ""}},  // zero: the projection has none
+                      {{"norm1", "layer_norm1"},
+                       {"norm2", "layer_norm2"},
+                       {"attn.proj", "self_attn.out_proj"},
+                       {"mlp.fc1", "mlp.fc1"},
+                       {"mlp.fc2", "mlp.fc2"}},
+                      {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}};
+  }
+  return std::nullopt;
+}
+
+// Layout differences undone: CLIP's flat class embedding and position table; DINOv2 registers,
+// whose class token carries its position (a zero row goes back in front of the positions).
+at::Tensor to_stock_layout(const StockClass& c, const std::string& name, at::Tensor t) {
+  if (c.model_type == "clip_vision_model" && name == "cls_token") return t.reshape({-1});             // [C]
+  if (c.model_type == "clip_vision_model" && name == "pos_embed") return t.reshape({-1, t.size(2)});  // [N, C]
+  if (c.model_type == "dinov2_with_registers" && name == "pos_embed")
+    return torch::cat({torch::zeros({1, 1, t.size(2)}, t.options()), t}, 1);
+  return t;
+}
+
+Tensors stock_tensors(model::VisionTransformer& vit, const StockClass& c) {
   Tensors out;
+  auto full = [&](const std::string& name) { return name[0] == '/' ? name.substr(1) : c.prefix + name; };
   for (const auto& p : vit->named_parameters()) {
     const std::string& name = p.key();
-    const at::Tensor t = p.value().detach().to(torch::kFloat);
-    if (auto it = kStem.find(name); it != kStem.end()) {
-      out.emplace_back(it->second, t);
+    const at::Tensor t = to_stock_layout(c, name, p.value().detach().to(torch::kFloat));
+    if (auto it = c.stem.find(name); it != c.stem.end()) {
+      if (!it->second.empty()) out.emplace_back(full(it->second), t);
       continue;
     }
     const auto dot = name.find('.', 7);  // "blocks.N.rest"
-    const std::string block = prefix + "encoder.layer." + name.substr(7, dot - 7) + ".", rest = name.substr(dot + 1);
+    const std::string block = c.prefix + c.layers + name.substr(7, dot - 7) + ".", rest = name.substr(dot + 1);
     const auto leaf_at = rest.rfind('.');
     const std::string module = rest.substr(0, leaf_at), leaf = rest.substr(leaf_at + 1);
     if (module == "attn.qkv") {
       const auto parts = t.chunk(3, 0);
-      const char* names[] = {"query", "key", "value"};
-      for (int i = 0; i < 3; ++i) out.emplace_back(block + "attention.attention." + names[i] + "." + leaf, parts[i]);
-    } else if (auto it = kBlock.find(module); it != kBlock.end()) {
-      out.emplace_back(block + it->second + "." + leaf, t);
+      for (size_t i = 0; i < 3; ++i) out.emplace_back(block + c.qkv[i] + "." + leaf, parts[i]);
+    } else if (auto it = c.blocks.find(module); it != c.blocks.end()) {
+      out.emplace_back(block + it->second + "." + (leaf == "gamma" ? "lambda1" : leaf), t);
     } else {
-      throw Error(cat("export --format hf: parameter ", name, " has no transformers name"));
+      throw Error(cat("export --format hf: parameter ", name, " has no ", c.architecture, " name"));
     }
   }
+  if (c.model_type.rfind("dinov2", 0) == 0)  // the masked-image-modelling token, unused in inference
+    out.emplace_back("embeddings.mask_token", torch::zeros({1, vit->shape().embed_dim}));
   return out;
 }
 
-nlohmann::json stock_config(model::VisionTransformer& vit) {
+nlohmann::json stock_config(model::VisionTransformer& vit, const StockClass& c) {
   const ModelShape& s = vit->shape();
-  const bool deit = s.distilled;
-  const char* architecture = deit                ? "DeiTForImageClassificationWithTeacher"
-                             : s.num_classes > 0 ? "ViTForImageClassification"
-                                                 : "ViTModel";
-  nlohmann::json c = {{"architectures", {architecture}},
-                      {"model_type", deit ? "deit" : "vit"},
+  const int64_t hidden = vit->block(0)->mlp->fc1->weight.size(0);
+  nlohmann::json j = {{"architectures", {c.architecture}},
+                      {"model_type", c.model_type},
                       {"hidden_size", s.embed_dim},
                       {"num_hidden_layers", s.depth},
                       {"num_attention_heads", s.num_heads},
-                      {"intermediate_size", vit->block(0)->mlp->fc1->weight.size(0)},
-                      {"hidden_act", "gelu"},
+                      {"hidden_act", enum_name(kActivationNames, s.act_layer)},
                       {"layer_norm_eps", s.norm_eps},
                       {"image_size", s.img_size},
                       {"patch_size", s.patch_size},
                       {"num_channels", s.in_chans},
-                      {"qkv_bias", true},
-                      {"hidden_dropout_prob", 0.0},
-                      {"attention_probs_dropout_prob", 0.0},
                       {"dtype", "float32"}};
-  if (s.num_classes > 0) c["id2label"] = labels(vit);
-  return c;
+  if (c.model_type.rfind("dinov2", 0) == 0) {
+    j["mlp_ratio"] = hidden / s.embed_dim;
+    j["qkv_bias"] = true;
+    if (s.reg_tokens > 0) j["num_register_tokens"] = s.reg_tokens;
+  } else {
+    j["intermediate_size"] = hidden;
+  }
+  if (c.model_type == "vit" || c.model_type == "deit") {
+    j["qkv_bias"] = true;
+    j["hidden_dropout_prob"] = 0.0;
+    j["attention_probs_dropout_prob"] = 0.0;
+  }
+  if (c.model_type == "clip_vision_model" && s.num_classes > 0) j["projection_dim"] = s.num_classes;
+  if (s.num_classes > 0 && c.model_type != "clip_vision_model") j["id2label"] = labels(vit);
+  return j;
 }
 
 nlohmann::json template_config(model::VisionTransformer& vit, const std::map<std::string, std::string>& metadata) {
@@ -160,12 +253,10 @@ std::string write_hf_folder(model::VisionTransformer& vit, const std::map<std::s
   }
   const fs::path folder(dir);
   nlohmann::json config;
-  if (stock_vit(vit)) {
-    const ModelShape& s = vit->shape();
-    const std::string prefix = s.num_classes == 0 ? "" : s.distilled ? "deit." : "vit.";
-    model::write_safetensors((folder / "model.safetensors").string(), stock_tensors(vit, prefix), {{"format", "pt"}},
+  if (const auto stock = stock_class(vit)) {
+    model::write_safetensors((folder / "model.safetensors").string(), stock_tensors(vit, *stock), {{"format", "pt"}},
                              &outputs);
-    config = stock_config(vit);
+    config = stock_config(vit, *stock);
   } else {
     Tensors tensors;
     for (const auto& p : vit->named_parameters()) tensors.emplace_back(p.key(), p.value().detach().to(torch::kFloat));

@@ -1,9 +1,10 @@
 // `vitslim export --format hf`: a model as a Hugging Face transformers folder (config.json,
 // model.safetensors and, where no stock class expresses the model, modeling_vitslim.py for
-// trust_remote_code). An unpruned ViT or DeiT (with teacher) is written for its stock class
-// (ViTForImageClassification / ViTModel, DeiTForImageClassificationWithTeacher) with transformers'
-// key names, no remote code; every other model (removed attention blocks, folded residuals, the
-// other variants) for the template's VitslimVisionTransformer, whose parameters keep timm's names.
+// trust_remote_code). An unpruned model a stock class computes exactly is written for that class
+// with transformers' key names, no remote code: ViTForImageClassification / ViTModel,
+// DeiTForImageClassificationWithTeacher, Dinov2Model, Dinov2WithRegistersModel, CLIPVisionModel and
+// CLIPVisionModelWithProjection. Every other model (removed attention blocks, folded residuals, the
+// other variants) goes to the template's VitslimVisionTransformer, whose parameters keep timm's names.
 #pragma once
 
 #include <map>

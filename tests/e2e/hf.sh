@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Hugging Face transformers folders out of vitslim (`export --format hf`), checked in transformers
 # itself by scripts/check_hf_export.py against the export's --sample logits: unpruned ViT and DeiT
-# (with teacher, from a sharded checkpoint) and a ViTModel backbone round-trip to their stock class
-# with every tensor bit-identical; DINOv2 (with registers), CLIP and vitslim's compact models
-# (removed attention, folded or not, a backbone) load through the template with
-# trust_remote_code. Refusals: a folder holding the input, a non-empty folder, token merging.
+# (with teacher, from a sharded checkpoint), a ViTModel backbone, DINOv2 and CLIP (with and without
+# projection) round-trip to their stock class with every tensor bit-identical, DINOv2 with registers
+# to its stock class; vitslim's compact models (removed attention, folded or not, a backbone, a
+# DINOv2) load through the template with trust_remote_code. Refusals: a folder holding the input, a non-empty folder, token merging.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 fail() { echo "FAIL: $*"; exit 1; }
 HF="$VITSLIM_TEST_DATA/hf"
@@ -12,15 +12,19 @@ CHECK=("$PY" "$VITSLIM_SCRIPTS/check_hf_export.py")
 Q=(--quiet --threads 1)
 
 # Stock classes: transformers -> vitslim -> transformers is the identity on the tensors.
-for c in vit_classifier deit_teacher_sharded vit_backbone_bin; do
+for c in vit_classifier deit_teacher_sharded vit_backbone_bin dinov2 clip_vision clip_projection; do
   "$BIN" export --weights "$HF/$c" --format hf --out "$c" --sample "$c.st" "${Q[@]}" >/dev/null
   "${CHECK[@]}" "$c" "$c.st" --original "$HF/$c" --stock 2>/dev/null | grep check_hf_export || fail "$c"
 done
-# Through the template: other families and compact models.
-for c in dinov2 dinov2_registers clip_projection; do
-  "$BIN" export --weights "$HF/$c" --format hf --out "$c" --sample "$c.st" "${Q[@]}" >/dev/null
-  "${CHECK[@]}" "$c" "$c.st" --remote 2>/dev/null | grep check_hf_export || fail "$c"
-done
+# DINOv2 with registers: its stock class again (the class token carries its position in vitslim, so
+# the tensors differ there; the outputs do not).
+"$BIN" export --weights "$HF/dinov2_registers" --format hf --out dinov2_registers --sample dinov2_registers.st "${Q[@]}" \
+  >/dev/null
+"${CHECK[@]}" dinov2_registers dinov2_registers.st --stock 2>/dev/null | grep check_hf_export || fail "dinov2_registers"
+# Through the template: compact models, folded or not, and a compact DINOv2.
+"$BIN" export --weights "$HF/dinov2" --remove-layers 2 --format hf --out dinov2_compact --sample dinov2_compact.st \
+  "${Q[@]}" >/dev/null
+"${CHECK[@]}" dinov2_compact dinov2_compact.st --remote 2>/dev/null | grep check_hf_export || fail "dinov2_compact"
 "$BIN" export --weights "$HF/vit_classifier" --remove-layers 1,3 --format hf --out compact --sample compact.st \
   "${Q[@]}" >/dev/null
 "${CHECK[@]}" compact compact.st --remote 2>/dev/null | grep check_hf_export || fail "compact"
