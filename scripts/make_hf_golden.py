@@ -37,6 +37,7 @@ def configs():
         "deit_teacher_sharded": (tf.DeiTForImageClassificationWithTeacher, tf.DeiTConfig(**vit),
                                  {"max_shard_size": "20KB"}),
         "dinov2": (tf.Dinov2Model, tf.Dinov2Config(**dino), {}),
+        "dinov2_classifier": (tf.Dinov2ForImageClassification, tf.Dinov2Config(**dino, id2label=LABELS), {}),
         "dinov2_registers": (tf.Dinov2WithRegistersModel, tf.Dinov2WithRegistersConfig(**dino, num_register_tokens=2),
                              {}),
         "clip_vision": (tf.CLIPVisionModel, tf.CLIPVisionConfig(**clip), {}),

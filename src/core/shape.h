@@ -12,10 +12,12 @@
 
 namespace vitslim {
 
-// What reaches the head: the class token (timm global_pool='token') or the mean of the patch
-// tokens (global_pool='avg', MAE/BEiT fine-tunes).
-enum class GlobalPool { Token, Avg };
-inline const EnumNames<GlobalPool> kGlobalPoolNames = {{GlobalPool::Token, "token"}, {GlobalPool::Avg, "avg"}};
+// What reaches the head: the class token (timm global_pool='token'), the mean of the patch tokens
+// (global_pool='avg', MAE/BEiT fine-tunes), or both side by side, [class token, mean of patches]
+// (2C features: transformers' Dinov2ForImageClassification).
+enum class GlobalPool { Token, Avg, TokenAvg };
+inline const EnumNames<GlobalPool> kGlobalPoolNames = {
+    {GlobalPool::Token, "token"}, {GlobalPool::Avg, "avg"}, {GlobalPool::TokenAvg, "token_avg"}};
 
 // The MLP's activation: exact GELU, or OpenAI CLIP's QuickGELU x * sigmoid(1.702 x).
 enum class Activation { Gelu, QuickGelu };
@@ -56,7 +58,9 @@ struct ModelShape {
   int64_t num_tokens() const { return grid() * grid() + num_prefix_tokens(); }
   int64_t pos_embed_tokens() const { return grid() * grid() + (no_embed_class ? 0 : num_prefix_tokens()); }
   // What forward returns per image: logits, or the pooled feature of a model without a head.
-  int64_t output_dim() const { return num_classes > 0 ? num_classes : embed_dim; }
+  // The pooled features the head reads: C, or 2C for token_avg.
+  int64_t pooled_dim() const { return global_pool == GlobalPool::TokenAvg ? 2 * embed_dim : embed_dim; }
+  int64_t output_dim() const { return num_classes > 0 ? num_classes : pooled_dim(); }
   bool operator==(const ModelShape& o) const;
   std::string describe() const;
   // The variant features that differ from DeiT's, as "layer_scale, reg_tokens=4" ("" for DeiT).

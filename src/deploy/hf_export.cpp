@@ -54,9 +54,10 @@ const std::map<std::string, std::string>& vit_blocks() {
 // The model's features no stock class has, or nullopt when one computes it exactly. Unpruned only.
 std::optional<StockClass> stock_class(model::VisionTransformer& vit) {
   const ModelShape& s = vit->shape();
-  if (!vit->removed_blocks().empty() || vit->residual_folded() || !s.class_token ||
-      s.global_pool != GlobalPool::Token || s.fc_norm || !s.qkv_bias || s.qk_norm)
+  if (!vit->removed_blocks().empty() || vit->residual_folded() || !s.class_token || s.global_pool == GlobalPool::Avg ||
+      s.fc_norm || !s.qkv_bias || s.qk_norm)
     return std::nullopt;
+  const bool token = s.global_pool == GlobalPool::Token;
   const std::map<std::string, std::string> embeddings = {
       {"cls_token", "embeddings.cls_token"},
       {"pos_embed", "embeddings.position_embeddings"},
@@ -67,7 +68,7 @@ std::optional<StockClass> stock_class(model::VisionTransformer& vit) {
   const std::array<std::string, 3> attention = {"attention.attention.query", "attention.attention.key",
                                                 "attention.attention.value"};
   const bool plain = !s.pre_norm && s.act_layer == Activation::Gelu && !s.no_embed_class;
-  if (plain && !s.layer_scale && s.reg_tokens == 0) {  // ViT, DeiT with teacher
+  if (plain && token && !s.layer_scale && s.reg_tokens == 0) {  // ViT, DeiT with teacher
     if (s.distilled && s.num_classes == 0) return std::nullopt;
     StockClass c{s.distilled         ? "DeiTForImageClassificationWithTeacher"
                  : s.num_classes > 0 ? "ViTForImageClassification"
@@ -89,11 +90,13 @@ std::optional<StockClass> stock_class(model::VisionTransformer& vit) {
   }
   const int64_t hidden = vit->block(0)->mlp->fc1->weight.size(0);
   const bool registers = s.reg_tokens > 0 && s.no_embed_class;
-  if (!s.pre_norm && s.act_layer == Activation::Gelu && s.layer_scale && !s.distilled && s.num_classes == 0 &&
+  const bool classifier = s.num_classes > 0;  // Dinov2ForImageClassification reads [CLS, mean of patches]
+  if (!s.pre_norm && s.act_layer == Activation::Gelu && s.layer_scale && !s.distilled && token != classifier &&
       hidden % s.embed_dim == 0 && (registers || (s.reg_tokens == 0 && !s.no_embed_class))) {  // DINOv2
-    StockClass c{registers ? "Dinov2WithRegistersModel" : "Dinov2Model",
-                 registers ? "dinov2_with_registers" : "dinov2",
-                 "",
+    const std::string type = registers ? "dinov2_with_registers" : "dinov2";
+    StockClass c{cat(registers ? "Dinov2WithRegisters" : "Dinov2", classifier ? "ForImageClassification" : "Model"),
+                 type,
+                 classifier ? type + "." : "",
                  "encoder.layer.",
                  embeddings,
                  {{"norm1", "norm1"},
@@ -105,11 +108,13 @@ std::optional<StockClass> stock_class(model::VisionTransformer& vit) {
                   {"ls2", "layer_scale2"}},
                  attention};
     c.stem["reg_token"] = "embeddings.register_tokens";
+    c.stem["head.weight"] = "/classifier.weight";
+    c.stem["head.bias"] = "/classifier.bias";
     return c;
   }
   const bool zero_bias = s.num_classes == 0 || vit->head->bias.abs().max().item<double>() == 0.0;
-  if (s.pre_norm && s.act_layer == Activation::QuickGelu && !s.layer_scale && s.reg_tokens == 0 && !s.distilled &&
-      !s.no_embed_class && zero_bias) {  // CLIP's vision tower
+  if (token && s.pre_norm && s.act_layer == Activation::QuickGelu && !s.layer_scale && s.reg_tokens == 0 &&
+      !s.distilled && !s.no_embed_class && zero_bias) {  // CLIP's vision tower
     return StockClass{s.num_classes > 0 ? "CLIPVisionModelWithProjection" : "CLIPVisionModel",
                       "clip_vision_model",
                       s.num_classes > 0 ? "vision_model." : "",  // as transformers saves each class
@@ -167,7 +172,7 @@ Tensors stock_tensors(model::VisionTransformer& vit, const StockClass& c) {
     }
   }
   if (c.model_type.rfind("dinov2", 0) == 0)  // the masked-image-modelling token, unused in inference
-    out.emplace_back("embeddings.mask_token", torch::zeros({1, vit->shape().embed_dim}));
+    out.emplace_back(c.prefix + "embeddings.mask_token", torch::zeros({1, vit->shape().embed_dim}));
   return out;
 }
 

@@ -2,9 +2,10 @@
 // model.safetensors and, where no stock class expresses the model, modeling_vitslim.py for
 // trust_remote_code). An unpruned model a stock class computes exactly is written for that class
 // with transformers' key names, no remote code: ViTForImageClassification / ViTModel,
-// DeiTForImageClassificationWithTeacher, Dinov2Model, Dinov2WithRegistersModel, CLIPVisionModel and
-// CLIPVisionModelWithProjection. Every other model (removed attention blocks, folded residuals, the
-// other variants) goes to the template's VitslimVisionTransformer, whose parameters keep timm's names.
+// DeiTForImageClassificationWithTeacher, Dinov2Model, Dinov2WithRegistersModel (and their
+// ...ForImageClassification), CLIPVisionModel and CLIPVisionModelWithProjection. Every other model (removed attention
+// blocks, folded residuals, the other variants) goes to the template's VitslimVisionTransformer, whose parameters keep
+// timm's names.
 #pragma once
 
 #include <map>

@@ -414,7 +414,11 @@ std::string head(GraphBuilder& g, model::VisionTransformerImpl& vit, const Strea
         g.op("Slice", {out.x, g.ints("pool.start", {P}), g.ints("pool.end", {out.tokens}), g.ints("pool.axis", {1})},
              {}, "pool.patches");  // [B, N - P, C]
     if (vit.norm) patches = layer_norm(g, patches, vit.norm, "norm");
-    pooled = g.op("ReduceMean", {patches, g.ints("pool.axes", {1})}, {{"keepdims", int64_t{0}}}, "pool");  // [B, C]
+    // Opset 17's ReduceMean takes its axes as an attribute (an input only from opset 18).
+    pooled = g.op("ReduceMean", {patches}, {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t{0}}},
+                  "pool");  // [B, C]
+    if (s.global_pool == GlobalPool::TokenAvg)
+      pooled = g.op("Concat", {row(0), pooled}, {{"axis", int64_t{1}}}, "pool.token_avg");  // [B, 2C]
   }
   if (vit.fc_norm) pooled = layer_norm(g, pooled, vit.fc_norm, "fc_norm");
   return vit.head ? g.linear(pooled, vit.head->weight, vit.head->bias, "head") : pooled;

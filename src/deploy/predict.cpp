@@ -196,7 +196,7 @@ void run_predict(ModelRequest request, const DataConfig& data, const PredictConf
     log_warn(cat(dataset->name(), " has ", dataset->num_classes(), " classes, the model ", shape.num_classes));
   }
   const int64_t total = p.limit > 0 ? std::min(p.limit, dataset->size()) : dataset->size();
-  const Layout layout{shape.num_classes, p.save_features.empty() ? 0 : shape.embed_dim};
+  const Layout layout{shape.num_classes, p.save_features.empty() ? 0 : shape.pooled_dim()};
   log_info(cat("predict: ", shape.describe(), ", removed attention ", vit->removed_blocks().size(), " blocks; ",
                dataset->name(), ", ", total, " images over ", mpi.world_size(), " rank(s)", p.bf16 ? ", bf16" : ""));
   model::warn_if_bf16_emulated(vit->device().type(), p.bf16);

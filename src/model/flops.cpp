@@ -13,7 +13,7 @@ int64_t stem_and_head_params(const ModelShape& s) {
   int64_t p = s.in_chans * s.patch_size * s.patch_size * C + (s.pre_norm ? 0 : C);  // patch projection
   p += (s.class_token ? C : 0) + (s.distilled ? C : 0) + s.reg_tokens * C + s.pos_embed_tokens() * C;
   p += (s.pre_norm ? ln : 0) + ln;  // norm_pre; the final norm or fc_norm
-  if (K > 0) p += (s.distilled ? 2 : 1) * (C * K + K);
+  if (K > 0) p += (s.distilled ? 2 : 1) * (s.pooled_dim() * K + K);
   return p;
 }
 
@@ -31,7 +31,7 @@ Cost analytic_cost(const ModelShape& s, const std::vector<int64_t>& removed, con
   const std::vector<BlockTokens> tokens = token_schedule(N, s.num_prefix_tokens(), attention, tm);
   Cost c;
   c.params = stem_and_head_params(s);
-  c.macs = P * patch_in * C + (K > 0 ? (s.distilled ? 2 : 1) * C * K : 0);
+  c.macs = P * patch_in * C + (K > 0 ? (s.distilled ? 2 : 1) * s.pooled_dim() * K : 0);
   // norm_pre on every token; the final norm on every token the last block leaves, or fc_norm on
   // the pooled vector.
   c.norm_macs = (s.pre_norm ? kLayerNormOpsPerElement * N * C : 0) +

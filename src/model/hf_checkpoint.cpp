@@ -254,10 +254,11 @@ std::optional<std::string> stem_name(const std::string& key) {
   return it->second;
 }
 
-// The model prefix of the keys ("vit.", "deit.", "dinov2.", "vision_model.", or none), and the
+// The model prefix of the keys ("vit.", "deit.", "dinov2.", "dinov2_with_registers.", "vision_model.",
+// or none), and the
 // keys of other towers a CLIPModel also holds.
 std::string strip_model_prefix(const std::string& key) {
-  for (const char* prefix : {"vit.", "deit.", "dinov2.", "vision_model."}) {
+  for (const char* prefix : {"vit.", "deit.", "dinov2_with_registers.", "dinov2.", "vision_model."}) {
     if (key.rfind(prefix, 0) == 0) return key.substr(std::string(prefix).size());
   }
   return key;
@@ -392,10 +393,12 @@ void check_and_describe(StateDict& w, const HfConfig& c, const std::string& conf
     throw disagree("num_register_tokens", c.registers, reg ? reg->size(1) : 0, "register tokens");
   if (patch->size(0) % c.heads != 0)
     throw disagree("num_attention_heads", c.heads, patch->size(0), "a width they must divide");
-  if (const auto* head = w.find("head.weight"); head && head->size(1) != patch->size(0)) {
-    throw Error(cat("weights ", w.file, ": the classifier reads ", head->size(1), " features, not the ", patch->size(0),
-                    " of the class token (Dinov2ForImageClassification's [CLS, mean of patches] head is not one "
-                    "vitslim has: take its backbone with --num-classes K --reset-head)"));
+  // Dinov2ForImageClassification's head reads [class token, mean of the patch tokens]: 2C features.
+  const auto* head = w.find("head.weight");
+  const bool token_avg = head && head->dim() == 2 && head->size(1) == 2 * patch->size(0);
+  if (head && head->size(1) != patch->size(0) && !token_avg) {
+    throw Error(cat("weights ", w.file, ": the classifier reads ", head->size(1), " features, neither the ",
+                    patch->size(0), " of the class token nor twice that"));
   }
   if (c.act != "gelu" && c.act != "quick_gelu")
     throw Error(cat("weights ", config_file, ": hidden_act '", c.act, "' is not one vitslim has (gelu, quick_gelu)"));
@@ -403,8 +406,8 @@ void check_and_describe(StateDict& w, const HfConfig& c, const std::string& conf
   w.metadata[kMetaNormEps] = format_double(c.eps);
   w.metadata[kMetaActLayer] = c.act;
   w.metadata[kMetaImgSize] = std::to_string(c.image_size);
-  w.metadata[kMetaGlobalPool] = "token";
-  if (const auto* head = w.find("head.weight"); head && !c.id2label.empty()) {
+  w.metadata[kMetaGlobalPool] = token_avg ? "token_avg" : "token";
+  if (head && !c.id2label.empty()) {
     nlohmann::json names = nlohmann::json::array();
     for (int64_t k = 0; k < head->size(0); ++k) {
       auto it = c.id2label.find(k);

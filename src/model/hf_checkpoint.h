@@ -1,7 +1,8 @@
 // Hugging Face `transformers` checkpoints: a folder with config.json and model.safetensors,
 // pytorch_model.bin, or a sharded *.index.json with its shards, for ViTModel /
 // ViTForImageClassification, DeiTModel / DeiTForImageClassification(WithTeacher), Dinov2Model,
-// Dinov2WithRegistersModel and CLIP's vision tower (CLIPVisionModel, CLIPVisionModelWithProjection,
+// Dinov2ForImageClassification, Dinov2WithRegistersModel (and ...ForImageClassification) and CLIP's
+// vision tower (CLIPVisionModel, CLIPVisionModelWithProjection,
 // or the vision half of a CLIPModel). They are read into a StateDict with timm key names (the key
 // map is one table in hf_checkpoint.cpp) and the vitslim.* metadata of what only config.json says
 // (heads, LayerNorm eps, activation, image size, class names), so every job reads them as it

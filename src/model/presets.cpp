@@ -283,8 +283,11 @@ namespace {
 // The variant features must form a model timm has.
 void check_variant(const ModelShape& s, const std::optional<ShapeFromWeights>& w) {
   const std::string from = w ? cat(" (weights ", w->file, ")") : "";
-  if (s.global_pool == GlobalPool::Token && !s.class_token)
-    throw Error(cat("--global-pool token needs a class token", from, "; use --global-pool avg"));
+  if (s.global_pool != GlobalPool::Avg && !s.class_token)
+    throw Error(cat("--global-pool ", enum_name(kGlobalPoolNames, s.global_pool), " needs a class token", from,
+                    "; use --global-pool avg"));
+  if (s.global_pool == GlobalPool::TokenAvg && s.fc_norm)
+    throw Error(cat("--global-pool token_avg with --fc-norm is no model vitslim reads", from));
   if (s.distilled && (!s.class_token || s.global_pool != GlobalPool::Token))
     throw Error(cat("--distilled needs a class token and --global-pool token", from));
   if (s.distilled && s.reg_tokens > 0) throw Error(cat("--distilled with --reg-tokens is no timm model", from));

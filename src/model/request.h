@@ -67,7 +67,9 @@ struct ModelRequest {
     o.add("reg-tokens", reg_tokens, "register tokens after the class token (DINOv2 with registers)", {0, 64});
     o.add_switch("distilled", distilled, "DeiT distillation token and head_dist; logits are the mean of both heads");
     o.add_switch("no-embed-class", no_embed_class, "pos_embed covers the patches only (DeiT-III, registers)");
-    o.add_enum("global-pool", global_pool, "what the head reads: the class token, or the mean of the patch tokens",
+    o.add_enum("global-pool", global_pool,
+               "what the head reads: the class token, the mean of the patch tokens, or both side by side "
+               "(token_avg: 2C features, transformers' Dinov2ForImageClassification)",
                kGlobalPoolNames);
     o.add_switch("fc-norm", fc_norm, "LayerNorm after pooling instead of on the tokens (default with avg pooling)");
     o.add_switch("pre-norm", pre_norm, "LayerNorm norm_pre after the embedding; no patch bias (CLIP)");

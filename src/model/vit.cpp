@@ -245,7 +245,7 @@ VisionTransformerImpl::VisionTransformerImpl(const ModelShape& shape, double dro
     norm = register_module("norm", layer_norm(C, shape.norm_eps));
   }
   if (shape.num_classes > 0) {
-    head = register_module("head", torch::nn::Linear(C, shape.num_classes));
+    head = register_module("head", torch::nn::Linear(shape.pooled_dim(), shape.num_classes));
     init_linear(head);
     if (shape.distilled) {
       head_dist = register_module("head_dist", torch::nn::Linear(C, shape.num_classes));
@@ -387,7 +387,8 @@ torch::Tensor VisionTransformerImpl::pool(const TokenStream& s) {
   } else {
     mean = patches.mean(1);
   }
-  return through(fc_norm, mean);  // [B, C]
+  if (shape_.global_pool == GlobalPool::TokenAvg) return torch::cat({through(norm, row(s.x, 0)), mean}, 1);  // [B, 2C]
+  return through(fc_norm, mean);                                                                             // [B, C]
 }
 
 torch::Tensor VisionTransformerImpl::logits(const TokenStream& s) {

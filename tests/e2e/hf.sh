@@ -2,7 +2,7 @@
 # Hugging Face transformers folders out of vitslim (`export --format hf`), checked in transformers
 # itself by scripts/check_hf_export.py against the export's --sample logits: unpruned ViT and DeiT
 # (with teacher, from a sharded checkpoint), a ViTModel backbone, DINOv2 and CLIP (with and without
-# projection) round-trip to their stock class with every tensor bit-identical, DINOv2 with registers
+# projection, DINOv2's [CLS, mean of patches] classifier) round-trip to their stock class with every tensor bit-identical, DINOv2 with registers
 # to its stock class; vitslim's compact models (removed attention, folded or not, a backbone, a
 # DINOv2) load through the template with trust_remote_code. Refusals: a folder holding the input, a non-empty folder, token merging.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
@@ -12,7 +12,7 @@ CHECK=("$PY" "$VITSLIM_SCRIPTS/check_hf_export.py")
 Q=(--quiet --threads 1)
 
 # Stock classes: transformers -> vitslim -> transformers is the identity on the tensors.
-for c in vit_classifier deit_teacher_sharded vit_backbone_bin dinov2 clip_vision clip_projection; do
+for c in vit_classifier deit_teacher_sharded vit_backbone_bin dinov2 dinov2_classifier clip_vision clip_projection; do
   "$BIN" export --weights "$HF/$c" --format hf --out "$c" --sample "$c.st" "${Q[@]}" >/dev/null
   "${CHECK[@]}" "$c" "$c.st" --original "$HF/$c" --stock 2>/dev/null | grep check_hf_export || fail "$c"
 done
@@ -25,6 +25,10 @@ done
 "$BIN" export --weights "$HF/dinov2" --remove-layers 2 --format hf --out dinov2_compact --sample dinov2_compact.st \
   "${Q[@]}" >/dev/null
 "${CHECK[@]}" dinov2_compact dinov2_compact.st --remote 2>/dev/null | grep check_hf_export || fail "dinov2_compact"
+"$BIN" export --weights "$HF/dinov2_classifier" --remove-layers 0 --format hf --out dinov2_classifier_compact \
+  --sample dinov2_classifier_compact.st "${Q[@]}" >/dev/null
+"${CHECK[@]}" dinov2_classifier_compact dinov2_classifier_compact.st --remote 2>/dev/null | grep check_hf_export ||
+  fail "dinov2_classifier_compact"
 "$BIN" export --weights "$HF/vit_classifier" --remove-layers 1,3 --format hf --out compact --sample compact.st \
   "${Q[@]}" >/dev/null
 "${CHECK[@]}" compact compact.st --remote 2>/dev/null | grep check_hf_export || fail "compact"
@@ -39,6 +43,15 @@ last=$(ls run/checkpoints/step-*.safetensors | tail -n 1)
 "$BIN" export --weights folded.safetensors --format hf --out folded --sample folded.st "${Q[@]}" >/dev/null
 "${CHECK[@]}" folded folded.st --remote 2>/dev/null | grep check_hf_export || fail "folded"
 grep -q '"residual_folded": true' folded/config.json || fail "folded config"
+
+# The [class token, mean of patches] head (token_avg) in ONNX Runtime and OpenVINO too, and plain
+# average pooling (whose ReduceMean took its axes as an input, which opset 17 does not have).
+"$BIN" export --weights "$HF/dinov2_classifier" --remove-layers 1 --out token_avg.onnx --sample token_avg.st "${Q[@]}" \
+  >/dev/null
+env -i PATH=/usr/bin:/bin "$PY" "$VITSLIM_SCRIPTS/check_onnx.py" token_avg.onnx token_avg.st --removed 1 >/dev/null ||
+  fail "token_avg in ONNX"
+"$BIN" export --model vit_test --global-pool avg --out avg.onnx --sample avg.st "${Q[@]}" >/dev/null
+env -i PATH=/usr/bin:/bin "$PY" "$VITSLIM_SCRIPTS/check_onnx.py" avg.onnx avg.st >/dev/null || fail "avg pooling in ONNX"
 
 # Refusals: one line, nothing written.
 one_error() {  # expected substring, command...

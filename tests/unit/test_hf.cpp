@@ -1,8 +1,8 @@
 // Hugging Face transformers checkpoints (model/hf_checkpoint.h) against transformers itself: every
 // class of scripts/make_hf_golden.py (ViT, DeiT with and without teacher, DINOv2 with and without
-// registers, CLIP vision with and without projection; safetensors, pytorch_model.bin and sharded)
-// read by vitslim gives transformers' outputs in every attention mode; class names come from
-// id2label; broken folders are errors naming the file.
+// registers and with its [CLS, mean of patches] classifier, CLIP vision with and without projection; safetensors,
+// pytorch_model.bin and sharded) read by vitslim gives transformers' outputs in every attention mode; class names come
+// from id2label; broken folders are errors naming the file.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -46,7 +46,7 @@ void copy_hf_folder(const std::string& from, const std::string& to) {
 }  // namespace
 
 TEST(HuggingFace, EveryClassMatchesTransformersInEveryMode) {
-  ASSERT_EQ(hf_cases().size(), 8u);  // the classes of scripts/make_hf_golden.py
+  ASSERT_EQ(hf_cases().size(), 9u);  // the classes of scripts/make_hf_golden.py
   for (const auto& c : hf_cases()) {
     const auto expected = m::read_safetensors(hf_data(c + "_expected.safetensors"));
     vitslim::ModelRequest request;

@@ -2,7 +2,8 @@
 
 The Vision Transformer of timm with what vitslim changes: blocks whose attention was removed (their
 residual doubles the stream, or leaves it as it is when the factors are folded into the weights),
-and the variants vitslim reads (class/distillation/register tokens, average pooling with fc_norm,
+and the variants vitslim reads (class/distillation/register tokens, average pooling with fc_norm or
+beside the class token,
 pre-norm, LayerScale, QK-norm, QuickGELU). Parameters keep timm's names, so model.safetensors is a
 vitslim export as it is. Load it with
     AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True)
@@ -135,7 +136,8 @@ class VitslimVisionTransformer(PreTrainedModel):
         else:
             self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
         if c.num_classes:
-            self.head = nn.Linear(c.embed_dim, c.num_classes)
+            pooled = 2 * c.embed_dim if c.global_pool == "token_avg" else c.embed_dim
+            self.head = nn.Linear(pooled, c.num_classes)
             if c.distilled:
                 self.head_dist = nn.Linear(c.embed_dim, c.num_classes)
         if c.residual_folded:  # the stream is 2^(removed blocks so far) larger: LayerNorm's eps scales with it
@@ -166,11 +168,13 @@ class VitslimVisionTransformer(PreTrainedModel):
             x = blk(x)
         return x if self.config.fc_norm else self.norm(x)
 
-    def pool(self, x):  # [B, T, C] -> [B, C]
-        if self.config.global_pool == "avg":
-            x = x[:, self.config.prefix_tokens:].mean(dim=1)
-            return self.fc_norm(x) if self.config.fc_norm else x
-        return x[:, 0]
+    def pool(self, x):  # [B, T, C] -> [B, C] ([B, 2C] for token_avg)
+        if self.config.global_pool == "token":
+            return x[:, 0]
+        mean = x[:, self.config.prefix_tokens:].mean(dim=1)
+        if self.config.global_pool == "token_avg":
+            return torch.cat([x[:, 0], mean], dim=1)
+        return self.fc_norm(mean) if self.config.fc_norm else mean
 
     def forward(self, pixel_values, labels=None, **kwargs):
         tokens = self.features(pixel_values)
