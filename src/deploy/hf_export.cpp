@@ -54,8 +54,8 @@ const std::map<std::string, std::string>& vit_blocks() {
 // The model's features no stock class has, or nullopt when one computes it exactly. Unpruned only.
 std::optional<StockClass> stock_class(model::VisionTransformer& vit) {
   const ModelShape& s = vit->shape();
-  if (!vit->removed_blocks().empty() || vit->residual_folded() || !s.class_token || s.global_pool == GlobalPool::Avg ||
-      s.fc_norm || !s.qkv_bias || s.qk_norm)
+  if (!vit->removed_blocks().empty() || vit->residual_folded() || vit->token_merging().active() || !s.class_token ||
+      s.global_pool == GlobalPool::Avg || s.fc_norm || !s.qkv_bias || s.qk_norm)
     return std::nullopt;
   const bool token = s.global_pool == GlobalPool::Token;
   const std::map<std::string, std::string> embeddings = {
@@ -238,9 +238,15 @@ nlohmann::json template_config(model::VisionTransformer& vit, const std::map<std
                       {"norm_eps", s.norm_eps},
                       {"removed_layers", vit->removed_blocks()},
                       {"residual_folded", vit->residual_folded()},
+                      {"token_merging", nullptr},
                       {"vitslim_version", kVersion},
                       {"dtype", "float32"}};
   if (s.num_classes > 0) c["id2label"] = labels(vit);
+  if (const auto& tm = vit->token_merging(); tm.active()) {
+    std::vector<int64_t> r(static_cast<size_t>(s.depth), 0);  // one r per block, as the template reads it
+    for (size_t b = 0; b < r.size() && b < tm.r.size(); ++b) r[b] = tm.r[b];
+    c["token_merging"] = {{"r", r}, {"prop_attn", tm.prop_attn}, {"mlp_blocks", tm.mlp_blocks}};
+  }
   for (const auto& [key, value] : metadata) {
     if (key.rfind("vitslim.", 0) == 0) c["vitslim_metadata"][key] = value;  // provenance, preprocessing
   }
@@ -251,11 +257,6 @@ nlohmann::json template_config(model::VisionTransformer& vit, const std::map<std
 
 std::string write_hf_folder(model::VisionTransformer& vit, const std::map<std::string, std::string>& metadata,
                             const std::string& dir, OutputSet& outputs) {
-  if (vit->token_merging().active()) {
-    throw Error(
-        "export --format hf: token merging is not in the transformers template; export without it (--tome-r 0) or "
-        "as ONNX");
-  }
   const fs::path folder(dir);
   nlohmann::json config;
   if (const auto stock = stock_class(vit)) {

@@ -2,14 +2,17 @@
 
 The Vision Transformer of timm with what vitslim changes: blocks whose attention was removed (their
 residual doubles the stream, or leaves it as it is when the factors are folded into the weights),
-and the variants vitslim reads (class/distillation/register tokens, average pooling with fc_norm or
-beside the class token,
+token merging (ToMe: bipartite soft matching after the attention, size-weighted means, proportional
+attention, as vitslim runs it), and the variants vitslim reads (class/distillation/register tokens,
+average pooling with fc_norm or beside the class token,
 pre-norm, LayerScale, QK-norm, QuickGELU). Parameters keep timm's names, so model.safetensors is a
 vitslim export as it is. Load it with
     AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True)
 (AutoModel for a backbone without a head). The template lives in the vitslim repository
 (src/deploy/hf_template/) and is copied unchanged; the folder's config.json says the shape.
 """
+import math
+
 import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
@@ -23,13 +26,15 @@ class VitslimConfig(PretrainedConfig):
                  mlp_hidden=3072, num_classes=1000, class_token=True, reg_tokens=0, distilled=False,
                  no_embed_class=False, global_pool="token", fc_norm=False, pre_norm=False, qkv_bias=True,
                  qk_norm=False, layer_scale=False, act_layer="gelu", norm_eps=1e-6, removed_layers=(),
-                 residual_folded=False, **kwargs):
+                 residual_folded=False, token_merging=None, **kwargs):
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.embed_dim, self.depth, self.num_heads, self.mlp_hidden = embed_dim, depth, num_heads, mlp_hidden
         self.num_classes, self.class_token, self.reg_tokens, self.distilled = num_classes, class_token, reg_tokens, distilled
         self.no_embed_class, self.global_pool, self.fc_norm, self.pre_norm = no_embed_class, global_pool, fc_norm, pre_norm
         self.qkv_bias, self.qk_norm, self.layer_scale, self.act_layer = qkv_bias, qk_norm, layer_scale, act_layer
         self.norm_eps, self.removed_layers, self.residual_folded = norm_eps, list(removed_layers), residual_folded
+        # {"r": pairs merged per block, "prop_attn": bool, "mlp_blocks": bool}, or None
+        self.token_merging = token_merging
         super().__init__(**kwargs)
 
     @property
@@ -53,13 +58,45 @@ class Attention(nn.Module):
         self.k_norm = nn.LayerNorm(head_dim, eps=c.norm_eps) if c.qk_norm else nn.Identity()
         self.proj = nn.Linear(c.embed_dim, c.embed_dim)
 
-    def forward(self, x):  # [B, N, C]
+    def forward(self, x, size=None):  # [B, N, C], token sizes [B, N, 1] -> [B, N, C], ToMe metric [B, N, D]
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)  # [B, H, N, D]
         q, k = self.q_norm(q), self.k_norm(k)
         attn = (q * self.scale) @ k.transpose(-2, -1)
+        if size is not None:  # proportional attention: each key counts as the tokens it stands for
+            attn = attn + size.log()[:, None, :, 0][:, :, None, :]
         x = attn.softmax(dim=-1) @ v
-        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+        return self.proj(x.transpose(1, 2).reshape(B, N, C)), k.sum(dim=1)
+
+
+def merge_tokens(x, size, metric, r, prefix):
+    """ToMe's bipartite soft matching as vitslim does it: tokens alternate into A (even positions) and
+    B (odd); the prefix tokens never merge; the r A tokens most similar (cosine of `metric`) to
+    their best B partner merge into it as size-weighted means. Out: the prefix, the other A tokens in
+    their order, then B. x [B, N, C], size [B, N, 1] -> [B, N - r, C], [B, N - r, 1]."""
+    batch, n, channels = x.shape
+    pa, pb = (prefix + 1) // 2, prefix // 2
+    m = metric / metric.norm(dim=-1, keepdim=True)
+    scores = m[:, ::2] @ m[:, 1::2].transpose(-1, -2)  # [B, NA, NB]
+    scores[:, :pa] = -math.inf
+    scores[:, :, :pb] = -math.inf
+    best, partner = scores.max(dim=-1)
+    src = best.topk(r, dim=-1).indices  # [B, r]: A tokens that merge
+    dst = partner.gather(1, src)  # [B, r]: their B partners
+    na, nb = (n + 1) // 2, n // 2
+    stays = torch.ones(batch, na, dtype=torch.bool, device=x.device).scatter(1, src, False)
+    stays[:, :pa] = False
+    kept = na - pa - r
+    unmerged = torch.arange(na, device=x.device).expand(batch, na)[stays].view(batch, kept)
+    keep = torch.cat([torch.arange(prefix, device=x.device).expand(batch, prefix), unmerged * 2,
+                      (torch.arange(pb, nb, device=x.device) * 2 + 1).expand(batch, nb - pb)], dim=1)
+    into = (dst - pb + prefix + kept)[..., None]  # [B, r, 1]: output rows of the partners
+    rows = lambda t, index: t.gather(1, index.expand(-1, -1, t.shape[-1]))  # noqa: E731
+    new_size = rows(size, keep[..., None]).scatter_add(1, into, rows(size, (src * 2)[..., None]))
+    out = rows(x, keep[..., None])
+    weight = rows(size, (src * 2)[..., None]) / rows(new_size, into)
+    delta = (rows(x, (src * 2)[..., None]) - rows(out, into)) * weight
+    return out.scatter_add(1, into.expand(-1, -1, channels), delta), new_size
 
 
 class LayerScale(nn.Module):
@@ -95,12 +132,18 @@ class Block(nn.Module):
         self.mlp = Mlp(c)
         self.ls2 = LayerScale(c.embed_dim) if c.layer_scale else nn.Identity()
 
-    def forward(self, x):
+    def forward(self, x, size=None, r=0, prefix=1, prop_attn=True):  # [B, N, C] (ToMe: N - r out)
+        metric = x  # ToMe's similarity: the keys of the attention, else the block input
         if self.has_attention:
-            x = x + self.ls1(self.attn(self.norm1(x)))
+            a, metric = self.attn(self.norm1(x), size if prop_attn else None)
+            x = x + self.ls1(a)
         elif not self.folded:
             x = 2.0 * x  # the removed branch is the identity: x + x
-        return x + self.ls2(self.mlp(self.norm2(x)))
+        if r > 0:
+            if size is None:
+                size = torch.ones(x.shape[0], x.shape[1], 1, dtype=x.dtype, device=x.device)
+            x, size = merge_tokens(x, size, metric, r, prefix)
+        return x + self.ls2(self.mlp(self.norm2(x))), size
 
 
 class PatchEmbed(nn.Module):
@@ -154,7 +197,7 @@ class VitslimVisionTransformer(PreTrainedModel):
     def _init_weights(self, module):
         pass  # every parameter comes from model.safetensors
 
-    def features(self, pixel_values):  # [B, C_in, H, W] -> tokens [B, T, C]
+    def features(self, pixel_values):  # [B, C_in, H, W] -> tokens [B, T, C], sizes [B, T, 1] (None: all 1)
         x = self.patch_embed(pixel_values)
         prefix = [t.expand(x.shape[0], -1, -1) for t in
                   (getattr(self, "cls_token", None), getattr(self, "dist_token", None), getattr(self, "reg_token", None))
@@ -164,21 +207,29 @@ class VitslimVisionTransformer(PreTrainedModel):
         else:
             x = torch.cat(prefix + [x], dim=1) + self.pos_embed
         x = self.norm_pre(x)
-        for blk in self.blocks:
-            x = blk(x)
-        return x if self.config.fc_norm else self.norm(x)
+        tm = self.config.token_merging or {}
+        size = None
+        for b, blk in enumerate(self.blocks):
+            r = tm["r"][b] if tm and b < len(tm["r"]) and (blk.has_attention or tm["mlp_blocks"]) else 0
+            x, size = blk(x, size, r, self.config.prefix_tokens, tm.get("prop_attn", True))
+        return (x if self.config.fc_norm else self.norm(x)), size
 
-    def pool(self, x):  # [B, T, C] -> [B, C] ([B, 2C] for token_avg)
+    def pool(self, x, size=None):  # [B, T, C] -> [B, C] ([B, 2C] for token_avg)
         if self.config.global_pool == "token":
             return x[:, 0]
-        mean = x[:, self.config.prefix_tokens:].mean(dim=1)
+        patches = x[:, self.config.prefix_tokens:]
+        if size is None:
+            mean = patches.mean(dim=1)
+        else:  # merged tokens stand for several patches
+            weight = size[:, self.config.prefix_tokens:]
+            mean = (patches * weight).sum(dim=1) / weight.sum(dim=1)
         if self.config.global_pool == "token_avg":
             return torch.cat([x[:, 0], mean], dim=1)
         return self.fc_norm(mean) if self.config.fc_norm else mean
 
     def forward(self, pixel_values, labels=None, **kwargs):
-        tokens = self.features(pixel_values)
-        pooled = self.pool(tokens)
+        tokens, size = self.features(pixel_values)
+        pooled = self.pool(tokens, size)
         if not self.config.num_classes:
             return BaseModelOutputWithPooling(last_hidden_state=tokens, pooler_output=pooled)
         logits = self.head(pooled)
