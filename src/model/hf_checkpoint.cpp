@@ -445,7 +445,10 @@ bool is_hf_folder(const std::string& path) {
 }
 
 StateDict read_hf_folder(const std::string& dir) {
-  return convert(read_folder_tensors(dir), config_beside(dir).string());
+  StateDict tensors = read_folder_tensors(dir);
+  // timm's own hub folders hold config.json beside timm-named weights: those need no conversion.
+  if (tensors.find("patch_embed.proj.weight")) return tensors;
+  return convert(std::move(tensors), config_beside(dir).string());
 }
 
 std::optional<StateDict> hf_file_to_timm(StateDict& file) {

@@ -16,9 +16,10 @@
 
 namespace vitslim::model {
 
-// A folder holding config.json: a transformers checkpoint.
+// A folder holding config.json: a transformers checkpoint (or timm's hub layout, whose weights
+// already have timm's names).
 bool is_hf_folder(const std::string& path);
-// Reads a transformers folder as timm-named tensors.
+// Reads a transformers folder as timm-named tensors (a timm hub folder's as they are).
 StateDict read_hf_folder(const std::string& dir);
 // A weights file read as stored whose keys are transformers' and that has config.json beside it (the
 // model.safetensors of such a folder, named directly): the same conversion; nullopt for any other file.

@@ -78,6 +78,19 @@ TEST(HuggingFace, TheWeightsFileInsideTheFolderAndClassNames) {
   EXPECT_EQ(std::stod(folder.metadata.at(m::kMetaNormEps)), 1e-12);
 }
 
+// timm's hub layout: config.json (timm's, without model_type) beside timm-named model.safetensors.
+TEST(HuggingFace, TimmHubFoldersAreReadAsTheyAre) {
+  vitslim::test::TempDir dir;
+  fs::create_directories(dir.file("timm"));
+  const auto timm = m::read_weights(vitslim::test::test_data("deit_tiny.safetensors"));
+  std::vector<std::pair<std::string, at::Tensor>> tensors(timm.tensors.begin(), timm.tensors.end());
+  m::write_safetensors(dir.file("timm/model.safetensors"), tensors, {{"format", "pt"}});
+  std::ofstream(dir.file("timm/config.json")) << R"({"architecture": "deit_tiny_patch16_224", "num_classes": 1000})";
+  const auto read = m::read_weights(dir.file("timm"));
+  ASSERT_EQ(read.tensors.size(), timm.tensors.size());
+  EXPECT_TRUE(read.find("blocks.0.attn.qkv.weight")->equal(*timm.find("blocks.0.attn.qkv.weight")));
+}
+
 TEST(HuggingFace, BrokenFoldersNameTheFile) {
   vitslim::test::TempDir dir;
   // No config.json: not a transformers folder, so a folder where a file goes.
