@@ -87,13 +87,16 @@ std::map<std::string, std::string> metadata(model::VisionTransformer& vit, const
 
 // --format hf's --out: a folder that is new, empty, or (with --force) replaced file by file; never
 // the folder an input lies in (a transformers folder exported over itself).
-void check_new_folder(const std::string& dir, bool force, const std::vector<std::string>& inputs) {
+void check_new_folder(const std::string& dir, bool force, const std::vector<std::string>& inputs,
+                      const std::string& sample) {
   for (const auto& input : inputs) {
     if (input.empty()) continue;
     const auto in = canonical_path(input), out = canonical_path(dir);
     if (in == out || path_inside(in, out))
       throw Error(cat("--out ", dir, ": holds the input ", input, "; the export would overwrite it"));
   }
+  if (!sample.empty() && path_inside(canonical_path(sample), canonical_path(dir)))
+    throw Error(cat("--sample ", sample, " lies inside --out ", dir, " (the transformers folder); write it elsewhere"));
   std::error_code ec;
   const auto status = fs::symlink_status(dir, ec);
   if (!fs::exists(status)) {
@@ -104,6 +107,12 @@ void check_new_folder(const std::string& dir, bool force, const std::vector<std:
     throw Error(cat("--out ", dir, ": exists and is not a folder (--format hf writes one)"));
   if (!fs::is_empty(dir, ec) && !force)
     throw Error(cat("--out ", dir, ": a folder that is not empty; pass --force to write into it"));
+  // --force replaces what an export writes; other files (old weights, shards) would be read with it.
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!hf_folder_file(name))
+      throw Error(cat("--out ", dir, ": holds ", name, ", which an export does not write; choose an empty folder"));
+  }
 }
 
 // The folder --format hf writes into, created now and removed again unless keep() (the export
@@ -151,7 +160,7 @@ void run_export(const ModelRequest& request, const ExportConfig& config, const P
                 const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
   const c10::Device device = dist::open_device(compute, mpi);
   if (config.format == ExportFormat::Hf) {
-    check_new_folder(config.out, config.force, {request.weights, config.checkpoint});
+    check_new_folder(config.out, config.force, {request.weights, config.checkpoint}, config.sample);
   } else {
     check_new_output(config.out, "--out", config.force);
   }
@@ -170,6 +179,10 @@ void run_export(const ModelRequest& request, const ExportConfig& config, const P
   uint64_t bytes = 0;
   OutputSet outputs;                  // the model and its sample appear together
   std::unique_ptr<NewFolder> folder;  // --format hf: removed again when the export fails
+  if (config.format != ExportFormat::Onnx && meta.count(kMetaDiluting)) {
+    throw Error(cat("export --format ", enum_name(kExportFormatNames, config.format), ": blocks ", meta[kMetaDiluting],
+                    " would be diluting, which only ONNX records; use --format onnx or --lambda 0"));
+  }
   if (config.format == ExportFormat::Onnx) {
     bytes = write_onnx(vit, meta, config.out, &outputs);
   } else if (config.format == ExportFormat::Hf) {
@@ -178,10 +191,6 @@ void run_export(const ModelRequest& request, const ExportConfig& config, const P
     log_info(cat("export: ", config.out, " holds a transformers ", architecture,
                  architecture == "VitslimVisionTransformer" ? " (load with trust_remote_code=True)" : ""));
   } else {
-    if (meta.count(kMetaDiluting)) {
-      throw Error(cat("export --format safetensors: blocks ", meta[kMetaDiluting],
-                      " would be diluting, which a weights file cannot record; use --format onnx or --lambda 0"));
-    }
     model::export_safetensors(vit, config.out, meta, &outputs);
   }
   if (!config.sample.empty()) write_sample(vit, config, runtime.seed, device, outputs);

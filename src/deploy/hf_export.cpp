@@ -255,6 +255,10 @@ nlohmann::json template_config(model::VisionTransformer& vit, const std::map<std
 
 }  // namespace
 
+bool hf_folder_file(const std::string& name) {
+  return name == "config.json" || name == "model.safetensors" || name == kTemplateFile;
+}
+
 std::string write_hf_folder(model::VisionTransformer& vit, const std::map<std::string, std::string>& metadata,
                             const std::string& dir, OutputSet& outputs) {
   const fs::path folder(dir);
@@ -264,9 +268,8 @@ std::string write_hf_folder(model::VisionTransformer& vit, const std::map<std::s
                              &outputs);
     config = stock_config(vit, *stock);
   } else {
-    Tensors tensors;
-    for (const auto& p : vit->named_parameters()) tensors.emplace_back(p.key(), p.value().detach().to(torch::kFloat));
-    model::write_safetensors((folder / "model.safetensors").string(), tensors, {{"format", "pt"}}, &outputs);
+    // A vitslim export as it is (timm names, vitslim.* metadata): vitslim reads the folder back.
+    model::export_safetensors(vit, (folder / "model.safetensors").string(), metadata, &outputs);
     outputs.write((folder / kTemplateFile).string(), std::string(hf_modeling_template()));
     config = template_config(vit, metadata);
   }

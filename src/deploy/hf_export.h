@@ -21,6 +21,9 @@ namespace vitslim::deploy {
 std::string write_hf_folder(model::VisionTransformer& model, const std::map<std::string, std::string>& metadata,
                             const std::string& dir, OutputSet& outputs);
 
+// Whether write_hf_folder writes a file of this name (config.json, model.safetensors, modeling_vitslim.py).
+bool hf_folder_file(const std::string& name);
+
 // modeling_vitslim.py, built in from src/deploy/hf_template/.
 const char* hf_modeling_template();
 

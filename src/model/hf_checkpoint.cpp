@@ -109,10 +109,14 @@ HfConfig read_config(const std::string& file) {
   read_field(j, "num_channels", c.channels, file);
   read_field(j, "num_register_tokens", c.registers, file);
   read_field(j, "use_swiglu_ffn", c.swiglu, file);
-  int64_t v = 0;
-  if (j.contains("hidden_size")) read_field(j, "hidden_size", v, file), c.hidden = v;
-  if (j.contains("num_hidden_layers")) read_field(j, "num_hidden_layers", v, file), c.layers = v;
-  if (j.contains("intermediate_size")) read_field(j, "intermediate_size", v, file), c.intermediate = v;
+  for (auto [key, field] : {std::pair<const char*, std::optional<int64_t>*>{"hidden_size", &c.hidden},
+                            {"num_hidden_layers", &c.layers},
+                            {"intermediate_size", &c.intermediate}}) {
+    if (!j.contains(key) || j[key].is_null()) continue;
+    int64_t v = 0;
+    read_field(j, key, v, file);
+    *field = v;
+  }
   if (j.contains("id2label") && j["id2label"].is_object()) {
     for (const auto& [key, name] : j["id2label"].items()) {
       try {
@@ -128,25 +132,25 @@ HfConfig read_config(const std::string& file) {
   return c;
 }
 
-// The weight files of a transformers folder: exactly one of model.safetensors, pytorch_model.bin
-// or a sharded index; the shards must all exist and hold what the index says.
+// The weight files of a transformers folder, in transformers' order: safetensors (one file or a
+// sharded index) before pytorch_model.bin (hub folders often hold both, the same weights); one file
+// and an index of the same format is ambiguous. The shards must all exist and hold what the index says.
 StateDict read_folder_tensors(const fs::path& dir) {
-  std::vector<fs::path> found;
-  for (const auto& name : kSingleFiles) {
-    if (fs::exists(dir / name)) found.push_back(dir / name);
+  std::optional<fs::path> chosen;
+  for (size_t format = 0; format < kSingleFiles.size() && !chosen; ++format) {
+    const fs::path single = dir / kSingleFiles[format], index = dir / kIndexFiles[format];
+    const bool has_single = fs::exists(single), has_index = fs::exists(index);
+    if (has_single && has_index) {
+      throw Error(cat("weights ", dir.string(), ": two weight files (", single.filename().string(), " and ",
+                      index.filename().string(), "); keep one"));
+    }
+    if (has_single || has_index) chosen = has_single ? single : index;
   }
-  for (const auto& name : kIndexFiles) {
-    if (fs::exists(dir / name)) found.push_back(dir / name);
-  }
-  if (found.empty()) {
+  if (!chosen) {
     throw Error(cat("weights ", dir.string(), ": no model.safetensors, pytorch_model.bin or sharded *.index.json ",
                     "beside its config.json"));
   }
-  if (found.size() > 1) {
-    throw Error(cat("weights ", dir.string(), ": two weight files (", found[0].filename().string(), " and ",
-                    found[1].filename().string(), "); keep one"));
-  }
-  const fs::path file = found[0];
+  const fs::path file = *chosen;
   if (file.extension() != ".json") return read_weight_file(file.string());
   nlohmann::json index;
   try {
@@ -361,6 +365,7 @@ void adapt_layout(Mapped& m, const HfConfig& c) {
                            torch::zeros({w.find("head.weight")->size(0)}, w.find("head.weight")->options()));
   }
   if (m.dist_token.defined()) w.tensors.emplace_back(m.dist_head ? "dist_token" : "reg_token", m.dist_token);
+  if (const auto* reg = w.find("reg_token"); reg && reg->dim() == 3 && reg->size(1) == 0) w.erase("reg_token");
   if (c.model_type == "dinov2_with_registers" && w.find("reg_token")) {
     auto* cls = find_mutable(w, "cls_token");
     auto* pos = find_mutable(w, "pos_embed");

@@ -102,7 +102,7 @@ bad() {
 bad "--out full.onnx: exists; pass --force to overwrite it" --weights "$SHIPPED" --out full.onnx
 [[ "$(sha256sum full.onnx)" == "$before" ]] || fail "full.onnx changed"
 bad "--lambda needs --checkpoint" --weights "$SHIPPED" --lambda 0.5 --out l.onnx
-bad "which a weights file cannot record" --checkpoint "$middle" --lambda 0.5 --format safetensors --out d.safetensors
+bad "which only ONNX records" --checkpoint "$middle" --lambda 0.5 --format safetensors --out d.safetensors
 [[ ! -e l.onnx && ! -e d.safetensors ]] || fail "a refused export left a file"
 "$BIN" "${X[@]}" --weights "$SHIPPED" --remove-layers 2 --out full.onnx --force
 [[ "$(sha256sum full.onnx)" != "$before" ]] || fail "--force did not overwrite"

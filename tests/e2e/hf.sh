@@ -33,12 +33,18 @@ done
 "$BIN" export --weights "$HF/vit_classifier" --remove-layers 1,3 --format hf --out compact --sample compact.st \
   "${Q[@]}" >/dev/null
 "${CHECK[@]}" compact compact.st --remote 2>/dev/null | grep check_hf_export || fail "compact"
+# vitslim reads its own template folder back: the same model, the same sample logits.
+"$BIN" export --weights compact --out back.safetensors --format safetensors --sample back.st "${Q[@]}" >/dev/null
+"$PY" -c "
+import sys, torch; from safetensors.torch import load_file
+a, b = load_file('compact.st'), load_file('back.st')
+sys.exit(0 if torch.equal(a['logits'], b['logits']) else 1)" || fail "vitslim does not read its template folder back"
 "$BIN" export --model vit_test --num-classes 0 --remove-layers 0 --format hf --out backbone --sample backbone.st \
   "${Q[@]}" >/dev/null
 "${CHECK[@]}" backbone backbone.st --remote 2>/dev/null | grep check_hf_export || fail "backbone"
 # Folded: a dilution run merged with --fold-residual.
 "$BIN" train --model vit_test --data-set synthetic --calib-images 16 --batch-size 8 --remove-layers 1 --epochs 2 \
-  --decay-epochs 1 --warmup-epochs 0 --steps-per-epoch 1 --entropy-images 0 --out-dir run "${Q[@]}" >/dev/null
+  --decay-epochs 1 --warmup-epochs 0 --steps-per-epoch 2 --entropy-images 0 --out-dir run "${Q[@]}" >/dev/null
 last=$(ls run/checkpoints/step-*.safetensors | tail -n 1)
 "$BIN" merge --checkpoint "$last" --out folded.safetensors --fold-residual --quiet >/dev/null
 "$BIN" export --weights folded.safetensors --format hf --out folded --sample folded.st "${Q[@]}" >/dev/null
@@ -78,6 +84,13 @@ one_error "the output would destroy an input" "$BIN" export --weights own --form
 one_error "holds the input own/model.safetensors" "$BIN" export --weights own/model.safetensors --format hf --out own \
   --force "${Q[@]}"
 "${CHECK[@]}" own vit_classifier.st --original "$HF/vit_classifier" >/dev/null 2>&1 || fail "the input folder changed"
+first=$(ls run/checkpoints/step-*.safetensors | head -n 1)  # block 1 still diluting
+one_error "would be diluting, which only ONNX records" "$BIN" export --checkpoint "$first" --lambda 0.5 --format hf \
+  --out diluting "${Q[@]}"
+one_error "lies inside --out" "$BIN" export --model vit_test --format hf --out inside --sample inside/s.safetensors "${Q[@]}"
+mkdir stale && touch stale/pytorch_model.bin  # --force replaces an export's files, never other weights
+one_error "holds pytorch_model.bin, which an export does not write" "$BIN" export --model vit_test --format hf \
+  --out stale --force "${Q[@]}"
 mkdir full && touch full/x
 one_error "a folder that is not empty; pass --force" "$BIN" export --model vit_test --format hf --out full "${Q[@]}"
 one_error "write failed: File too large" bash -c 'ulimit -f 8; exec "$0" "$@"' "$BIN" export --model vit_test \

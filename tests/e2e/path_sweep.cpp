@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -62,7 +63,11 @@ Outcome run(const std::string& bin, const Args& args, const fs::path& cwd, const
   Outcome o;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   int status = 0;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
+  for (pid_t got; (got = ::waitpid(pid, &status, WNOHANG)) <= 0;) {
+    if (got < 0 && errno != EINTR) {
+      status = W_EXITCODE(255, 0);  // cannot wait: reported as a failed run, never as exit 0
+      break;
+    }
     if (std::chrono::steady_clock::now() > deadline) {
       o.timed_out = true;
       ::kill(-pid, SIGKILL);

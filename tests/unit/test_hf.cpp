@@ -96,10 +96,15 @@ TEST(HuggingFace, BrokenFoldersNameTheFile) {
   // No config.json: not a transformers folder, so a folder where a file goes.
   fs::create_directories(dir.file("empty"));
   EXPECT_NE(hf_error(dir.file("empty")).find("is a directory"), std::string::npos);
-  // Two weight files.
+  // Two weight files of one format: ambiguous. Safetensors beside pytorch_model.bin (hub folders hold
+  // both, the same weights): safetensors, as transformers chooses.
   copy_hf_folder(hf_data("vit_classifier"), dir.file("two"));
-  fs::copy_file(dir.file("two/model.safetensors"), dir.file("two/pytorch_model.bin"));
+  fs::copy_file(hf_data("deit_teacher_sharded/model.safetensors.index.json"),
+                dir.file("two/model.safetensors.index.json"));
   EXPECT_NE(hf_error(dir.file("two")).find("two weight files"), std::string::npos);
+  copy_hf_folder(hf_data("vit_classifier"), dir.file("both"));
+  std::ofstream(dir.file("both/pytorch_model.bin")) << "not read";
+  EXPECT_EQ(hf_error(dir.file("both")), "no error");
   // A config of another architecture.
   copy_hf_folder(hf_data("vit_classifier"), dir.file("bert"));
   std::ofstream(dir.file("bert/config.json")) << R"({"model_type": "bert", "architectures": ["BertModel"]})";

@@ -216,7 +216,10 @@ class VitslimVisionTransformer(PreTrainedModel):
 
     def pool(self, x, size=None):  # [B, T, C] -> [B, C] ([B, 2C] for token_avg)
         if self.config.global_pool == "token":
-            return x[:, 0]
+            pooled = x[:, 0]
+            if self.config.distilled:  # the pre-logits of both tokens (the logits use each head apart)
+                pooled = (pooled + x[:, 1]) / 2
+            return self.fc_norm(pooled) if self.config.fc_norm else pooled
         patches = x[:, self.config.prefix_tokens:]
         if size is None:
             mean = patches.mean(dim=1)
@@ -232,9 +235,10 @@ class VitslimVisionTransformer(PreTrainedModel):
         pooled = self.pool(tokens, size)
         if not self.config.num_classes:
             return BaseModelOutputWithPooling(last_hidden_state=tokens, pooler_output=pooled)
-        logits = self.head(pooled)
-        if self.config.distilled:
-            logits = (logits + self.head_dist(tokens[:, 1])) / 2
+        if self.config.distilled:  # each head reads its own token; the logits are their mean
+            logits = (self.head(tokens[:, 0]) + self.head_dist(tokens[:, 1])) / 2
+        else:
+            logits = self.head(pooled)
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return ImageClassifierOutput(loss=loss, logits=logits)
 
