@@ -28,6 +28,9 @@ inline const EnumNames<Criterion> kCriterionNames = {{Criterion::Nose, "nose"}, 
                                                      {Criterion::Random, "random"}, {Criterion::First, "first"}};
 inline const char* to_string(Criterion c) { return enum_name(kCriterionNames, c); }
 
+// "none", or criteria other than nose, comma-separated, each once (Error naming `flag`).
+std::vector<Criterion> parse_criteria_list(const std::string& text, const std::string& flag);
+
 struct SearchConfig {
   Criterion criterion = Criterion::Nose;
   std::vector<double> ratios = {0.25, 0.5};  // removal ratios of depth, each in (0, 1)

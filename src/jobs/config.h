@@ -12,6 +12,7 @@
 #include "jobs/settings.h"
 #include "model/request.h"
 #include "model/settings.h"
+#include "plan/settings.h"
 #include "search/settings.h"
 #include "train/settings.h"
 
@@ -34,6 +35,7 @@ struct Config {
   TrainConfig train;
   MergeConfig merge;
   PipelineConfig pipeline;
+  PlanConfig plan;
   ExportConfig export_model;  // `export` is a C++ keyword
   PredictConfig predict;
 };

@@ -19,6 +19,7 @@ Job train_job();
 Job merge_job();
 Job bench_data_job();
 Job pipeline_job();
+Job plan_job();
 Job tome_sweep_job();
 Job export_job();
 Job predict_job();
@@ -26,9 +27,10 @@ Job make_shards_job();
 Job index_job();
 
 const std::vector<Job>& jobs() {
-  static const std::vector<Job> kJobs = {
-      entropy_job(),    search_job(), eval_job(),  predict_job(),    convert_job(),  export_job(),      bench_job(),
-      tome_sweep_job(), train_job(),  merge_job(), bench_data_job(), pipeline_job(), make_shards_job(), index_job()};
+  static const std::vector<Job> kJobs = {entropy_job(),  search_job(),      eval_job(),       predict_job(),
+                                         convert_job(),  export_job(),      bench_job(),      tome_sweep_job(),
+                                         train_job(),    merge_job(),       bench_data_job(), plan_job(),
+                                         pipeline_job(), make_shards_job(), index_job()};
   return kJobs;
 }
 

@@ -87,20 +87,7 @@ struct PipelineConfig {
                PathRole::InputFile);
   }
   // --criteria as enums (nose excluded; it is always run).
-  std::vector<Criterion> other_criteria() const {
-    std::vector<Criterion> out;
-    if (criteria == "none") return out;
-    size_t start = 0;
-    while (start <= criteria.size()) {
-      const size_t comma = std::min(criteria.find(',', start), criteria.size());
-      const Criterion c = parse_enum(kCriterionNames, criteria.substr(start, comma - start), "--criteria");
-      if (c == Criterion::Nose) throw Error("--criteria: nose is always run; list the others");
-      if (std::find(out.begin(), out.end(), c) != out.end()) throw Error(cat("--criteria: ", to_string(c), " twice"));
-      out.push_back(c);
-      start = comma + 1;
-    }
-    return out;
-  }
+  std::vector<Criterion> other_criteria() const { return parse_criteria_list(criteria, "--criteria"); }
   void validate() const {
     if (out_dir.empty()) throw Error("--out-dir is required");
     if (!(decay_epochs < static_cast<double>(finetune_epochs))) {

@@ -40,8 +40,9 @@ struct ModelRequest {
 
   // The model flags every model-using job takes (--remove-layers is declared by the job: it
   // names removed or diluting blocks, and may read a search result). tome_tuned_by: a job that
-  // chooses --tome-r and --tome-start itself (refused as flags), or "".
-  void declare(Options& o, const std::string& tome_tuned_by = "") {
+  // chooses --tome-r and --tome-start itself (refused as flags, or with `job_declares_tome_r`
+  // declared by that job with its own meaning), or "".
+  void declare(Options& o, const std::string& tome_tuned_by = "", bool job_declares_tome_r = false) {
     o.group("model", "Model (a preset, explicit flags, or both; weights fill the rest)");
     o.add("model", preset, preset_help());
     o.add("img-size", img_size, "input resolution (pixels)", positive());
@@ -59,7 +60,7 @@ struct ModelRequest {
                ".pth (torch.save zip, {'model': ...} or flat) or .safetensors; none: seeded random init",
                PathRole::InputFile);
     o.add_switch("reset-head", reset_head, "re-initialise the head when the weights have another class count");
-    tome.declare(o, tome_tuned_by);
+    tome.declare(o, tome_tuned_by, job_declares_tome_r);
   }
   // The variant flags, named as timm's VisionTransformer arguments.
   void declare_variant(Options& o) {

@@ -76,7 +76,7 @@ TokenMerging tome_from_text(const std::string& text, const std::string& what) {
   return tm;
 }
 
-void TomeRequest::declare(Options& o, const std::string& tuned_by) {
+void TomeRequest::declare(Options& o, const std::string& tuned_by, bool job_declares_r) {
   o.group("tome", "Token merging (ToMe) on the blocks that keep their attention");
   if (tuned_by.empty()) {
     o.add("tome-r", r,
@@ -84,7 +84,7 @@ void TomeRequest::declare(Options& o, const std::string& tuned_by) {
           "0 turns merging off (overrides a model file's recorded merging)",
           at_least(0));
     o.add("tome-start", start, "first block that merges", at_least(0));
-  } else {
+  } else if (!job_declares_r) {
     for (const char* flag : {"tome-r", "tome-start"}) {
       o.add_refused(flag, cat("not used: ", tuned_by, " chooses it"),
                     cat("--", flag, ": ", tuned_by, " chooses r and the start block itself"));

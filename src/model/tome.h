@@ -49,8 +49,9 @@ struct TomeRequest {
 
   bool given() const { return !r.empty(); }
   // tuned_by: the job that chooses r and the start block itself ("" for none); its --tome-r and
-  // --tome-start are then refused with a message naming it.
-  void declare(Options& o, const std::string& tuned_by = "");
+  // --tome-start are then refused with a message naming it, or, with `job_declares_r`, left for the
+  // job to declare with its own meaning (plan's grid of r).
+  void declare(Options& o, const std::string& tuned_by = "", bool job_declares_r = false);
 };
 
 // One r per block of a depth-`depth` model: blocks before `start` merge nothing; from `start` on,
