@@ -6,8 +6,9 @@
   time_onnx.py REQUEST.json RESULT.json   time the request's ONNX files, write their median ms
 
 REQUEST: {"engine", "precision", "threads", "batch", "input_shape": [C, H, W], "warmup", "rounds",
-"models": [paths]}. Every model is loaded first; then `warmup` untimed passes each, then `rounds`
-rounds in which every model runs once, in order (machine drift hits all alike). RESULT:
+"min_ms", "max_rounds", "models": [paths]}. Every model is loaded first; then `warmup` untimed
+passes each, then rounds in which every model runs once, in order (machine drift hits all alike):
+at least `rounds`, and more until every model has run for `min_ms` in all (at most `max_rounds`). RESULT:
 {"median_ms": [one per model], "engine_version": "..."}. Random float32 input, seeded.
 """
 import json
@@ -74,13 +75,17 @@ def run(request_path, result_path):
     runs = [session(engine, module, p, precision, int(req["threads"])) for p in req["models"]]
     rng = np.random.default_rng(0)
     images = rng.standard_normal([int(req["batch"])] + list(req["input_shape"])).astype(np.float32)
+    warmup, rounds = int(req["warmup"]), int(req["rounds"])
     times = [[] for _ in runs]
-    for round_index in range(int(req["warmup"]) + int(req["rounds"])):
+    round_index = 0
+    while (round_index < warmup + rounds
+           or (round_index < warmup + int(req["max_rounds"]) and min(map(sum, times)) < float(req["min_ms"]))):
         for i, one in enumerate(runs):
             t0 = time.perf_counter()
             one(images)
-            if round_index >= int(req["warmup"]):
+            if round_index >= warmup:
                 times[i].append((time.perf_counter() - t0) * 1000.0)
+        round_index += 1
     result = {"median_ms": [statistics.median(t) for t in times], "engine_version": module.__version__}
     with open(result_path + ".partial", "w") as f:
         json.dump(result, f)

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/dir_lock.h"
 #include "core/error.h"
@@ -97,6 +98,7 @@ class Planner {
   int64_t max_count_ = 0;
   std::vector<PlanRuntime> runtimes_;
   std::unique_ptr<TimingCache> cache_;
+  std::set<std::string> warmed_;  // in-process runtimes whose first group ran
   PlanResult result_;
 };
 
@@ -279,8 +281,11 @@ std::vector<double> Planner::time_group(const PlanRuntimeInfo& info, const std::
     const Candidate& c = result_.candidates[i];
     variants.push_back({c.blocks, merging(c.tome_r)});
   }
-  const TimingSettings s{in_.data.batch_size, p_.warmup, p_.rounds};
-  if (!*info.engine) return time_in_process(model_, variants, s, info.runtime == PlanRuntime::LibtorchBf16);
+  TimingSettings s{in_.data.batch_size, p_.warmup, p_.rounds};
+  if (!*info.engine) {
+    if (!warmed_.insert(info.name).second) s.warmup = 0;  // the same model, already warm
+    return time_in_process(model_, variants, s, info.runtime == PlanRuntime::LibtorchBf16);
+  }
   const std::string dir = path("onnx");
   fs::create_directories(dir);
   std::vector<std::string> files;

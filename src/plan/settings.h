@@ -75,8 +75,12 @@ struct PlanConfig {
                "--out-dir)",
                PathRole::InputFile);
     o.add("beam", beam, "the search here: sets kept per step (1: greedy)", at_least(1));
-    o.add("warmup", warmup, "untimed passes before each timing group", at_least(0));
-    o.add("rounds", rounds, "timed passes per candidate, candidates alternating round by round (median)", positive());
+    o.add("warmup", warmup, "untimed passes per model before timing (in-process: before the first group only)",
+          at_least(0));
+    o.add("rounds", rounds,
+          "timed passes per candidate at least (more until each has run 1 s), candidates alternating round by round; "
+          "the median counts",
+          positive());
     o.add("probe-steps", probe_steps,
           "dilution fine-tuning steps per candidate on the front (lambda 1 -> 0 over the first half; 0: no probe)",
           at_least(0));

@@ -26,6 +26,8 @@ namespace {
 
 constexpr double kTimerTimeoutSeconds = 4 * 3600.0;  // one group of a very large model on a slow machine
 constexpr int kNotInstalled = 3;                     // the timer's exit status for a missing engine
+constexpr double kMinTimedMs = 1000;  // timed milliseconds per model, at least
+constexpr int64_t kMaxRounds = 200;
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -39,6 +41,14 @@ void apply(model::VisionTransformer& model, const Variant& v) {
   for (int64_t b = 0; b < model->depth(); ++b) model->set_mode(b, model::AttentionMode::Full);
   for (int64_t b : v.blocks) model->set_mode(b, model::AttentionMode::Skipped);
   model->set_token_merging(v.merging);
+}
+
+// Warm-up, then at least `rounds` timed rounds, and more until every model has run for
+// kMinTimedMs (small models: a few milliseconds each are too noisy), at most kMaxRounds.
+bool more_rounds(int64_t round, const TimingSettings& s, const std::vector<double>& total) {
+  if (round < s.warmup + s.rounds) return true;
+  if (round >= s.warmup + kMaxRounds) return false;
+  return *std::min_element(total.begin(), total.end()) < kMinTimedMs;
 }
 
 double forward_ms(model::VisionTransformer& model, const torch::Tensor& images) {
@@ -64,11 +74,15 @@ std::vector<double> time_in_process(model::VisionTransformer& model, const std::
   const auto images = torch::randn({s.batch, shape.in_chans, shape.img_size, shape.img_size},
                                    torch::TensorOptions().device(device));  // [B, C, H, W]
   std::vector<std::vector<double>> ms(variants.size());
-  for (int64_t round = 0; round < s.warmup + s.rounds; ++round) {
+  std::vector<double> total(variants.size(), 0.0);
+  for (int64_t round = 0; more_rounds(round, s, total); ++round) {
     for (size_t v = 0; v < variants.size(); ++v) {
       apply(model, variants[v]);
       const double t = forward_ms(model, images);
-      if (round >= s.warmup) ms[v].push_back(t);
+      if (round >= s.warmup) {
+        ms[v].push_back(t);
+        total[v] += t;
+      }
     }
   }
   apply(model, Variant{});
@@ -120,7 +134,8 @@ std::vector<double> time_external(const ExternalTimer& timer, const std::vector<
   fs::remove(log);
   const nlohmann::json req = {{"engine", timer.engine}, {"precision", timer.precision}, {"threads", timer.threads},
                               {"batch", s.batch},       {"input_shape", input_shape},   {"warmup", s.warmup},
-                              {"rounds", s.rounds},     {"models", onnx_files}};
+                              {"rounds", s.rounds},     {"min_ms", kMinTimedMs},  {"max_rounds", kMaxRounds},
+                              {"models", onnx_files}};
   write_file_atomic(request, json_text(req) + "\n");
   std::vector<std::string> argv = timer.command;
   argv.insert(argv.end(), {request, result});

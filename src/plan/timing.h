@@ -1,7 +1,8 @@
 // Timing the plan's candidates where they will run: in this process (LibTorch, CPU or CUDA, fp32 or
 // bf16 autocast), or as exported ONNX files in ONNX Runtime / OpenVINO through an external timer
 // program. Both alternate the models of one group round by round (machine drift hits all alike),
-// after untimed warm-up passes, and report each model's median milliseconds per batch.
+// after untimed warm-up passes, for at least --rounds rounds and until each model has run for a
+// second in all, and report each model's median milliseconds per batch.
 #pragma once
 
 #include <cstdint>
