@@ -5,6 +5,8 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -112,6 +114,9 @@ std::vector<std::string> timer_command(const std::string& timer) {
 
 void Planner::prepare() {
   runtimes_ = p_.runtime_list();
+  if (!p_.timer.empty() && (!fs::is_regular_file(p_.timer) || ::access(p_.timer.c_str(), X_OK) != 0)) {
+    throw Error(cat("--timer ", p_.timer, ": not an executable file"));
+  }
   for (PlanRuntime r : runtimes_) result_.runtimes.push_back(plan_runtime_info(r).name);
   if (mpi_.rank() == 0) lock_ = std::make_unique<DirLock>(p_.out_dir, "--out-dir");
   const c10::Device device = dist::open_device(in_.compute, mpi_);

@@ -202,6 +202,9 @@ std::map<std::string, Args> base_commands(const Fixtures& f) {
         "--quiet",
         "--out-dir",
         "run"}},
+      {"plan", with({"--weights", w, "--max-drop", "100", "--calib-images", "5", "--batch-size", "5", "--probe-steps",
+                     "1", "--probe-images", "5", "--rounds", "1"},
+                    with(folder, {"--out-dir", "run"}))},
       {"make-shards", with({"--out", "shard-%d.tar"}, folder)},
       {"index", with({"--index", "i.bin"}, folder)},
   };
