@@ -290,6 +290,17 @@ entry 'build/vitslim bench --model deit_base --remove-layers 0,1,3,4,6 --batch-s
   'build/vitslim bench --model deit_base --remove-layers 0,1,3,4,6 --img-size 64 --batch-size 2 --iters 1 \
      --warmup 0 --json bench.json $T1'
 
+# README, Plan: the shipped vit_fmnist, few candidates, short probes; the fake timer stands in for
+# ONNX Runtime when the environment has none
+entry 'build/vitslim plan --weights pretrained/vit_fmnist.safetensors --target-speedup 1.2 --runtime libtorch,onnxruntime --tome-r 0,2 --out-dir runs/plan' \
+  'build/vitslim plan --weights pretrained/vit_fmnist.safetensors --max-drop 100 --runtime libtorch,onnxruntime \
+     --tome-r 0,2 --max-ratio 0.34 --calib-images 64 --probe-steps 2 --probe-images 64 --rounds 1 --out-dir runs/plan $T1'
+entry 'build/vitslim train --config runs/plan/plan-train.ini --epochs 2' \
+  'build/vitslim train --config runs/plan/plan-train.ini --epochs 2 --steps-per-epoch 2 --decay-epochs 1 \
+     --warmup-epochs 0 --eval-images 64 --entropy-images 0 --out-dir runs/plan-train $T1'
+entry '.venv/bin/python scripts/plot_plan.py runs/plan' \
+  '.venv/bin/python scripts/plot_plan.py runs/plan && test -s runs/plan/plots/plan.png'
+
 # README, Token merging (ToMe): the shipped vit_fmnist stands in for the compact model
 entry 'build/vitslim eval --weights pretrained/vit_fmnist.safetensors --data-set fashion-mnist --tome-r 4' \
   'build/vitslim eval --weights pretrained/vit_fmnist.safetensors --data-set fashion-mnist --tome-r 4 \
