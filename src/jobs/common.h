@@ -19,4 +19,8 @@ void declare_remove_layers(Options& options, std::vector<int64_t>& layers, const
 // ModelRequest::declare.
 void declare_model(Options& options, Config& config, const std::string& tome_tuned_by = "");
 
+// The INI text of a `vitslim train` run: `base` with these parts (plan-train.ini, the plan's probes).
+std::string train_config_ini(const Config& base, const ModelRequest& model, const DataConfig& data,
+                             const TrainConfig& train);
+
 }  // namespace vitslim

@@ -3,8 +3,8 @@
 // provenance is checked, or --pretrained), or pretrain from scratch (--pretrain-epochs); entropy;
 // the NOSE search per ratio and the other --criteria at the largest ratio; dilution fine-tuning of
 // every row (unpruned, NOSE per ratio, NOSE + distillation from the starting weights, each other
-// criterion), each repeated for --seeds seeds; merge, evaluation on the test split, benchmark, and
-// a report with mean and std over the seeds (jobs/pipeline_report.h). Stages run in-process with
+// criterion), each repeated for --seeds seeds; merge, evaluation on the test split, benchmark, the
+// plan for a measured speed-up (vitslim plan with the search's order), and a report with mean and std over the seeds (jobs/pipeline_report.h). Stages run in-process with
 // configurations derived from the pipeline's own and pass their typed results on in memory; each
 // stage's files in --out-dir mark it done, so a rerun resumes, and a reused stage's result is read
 // back from its file.
@@ -30,6 +30,7 @@
 #include "model/convert_bench.h"
 #include "model/presets.h"
 #include "model/provenance.h"
+#include "plan/planner.h"
 #include "search/coordinator.h"
 #include "train/evaluate.h"
 #include "train/merge_checkpoint.h"
@@ -159,6 +160,9 @@ class Pipeline {
   void bench(const PipelineRun& run);
   // NOSE at the largest ratio + token merging tuned by tome-sweep, and the unpruned model with it.
   void token_merging();
+  // vitslim plan on the starting weights with the search's NOSE order; its answer from plan.json.
+  void plan_stage();
+  void read_plan(const std::string& file);
   model::TomeRequest tune_merging(const PipelineRun& nose);
   std::string compact_path(const PipelineRun& run, int64_t seed) const {
     return path("compact-" + run.name + "-seed" + std::to_string(seed) + ".safetensors");
@@ -510,6 +514,61 @@ void Pipeline::token_merging() {
   });
 }
 
+void Pipeline::plan_stage() {
+  if (p_.plan_target_speedup <= 0) return;
+  const std::string dir = path("plan");
+  const std::string file = (fs::path(dir) / "plan.json").string();
+  stage("plan", fs::exists(file), [&] {
+    Config c = stage_config("plan");
+    c.model.weights = pretrained_;
+    PlanConfig& plan = c.plan;
+    plan.target_speedup = p_.plan_target_speedup;
+    plan.runtimes = p_.plan_runtime;
+    plan.max_ratio = largest_ratio();
+    plan.search = path("search.json");
+    plan.probe_steps =
+        p_.steps_per_epoch > 0 ? std::min(p_.plan_probe_steps, p_.steps_per_epoch) : p_.plan_probe_steps;
+    plan.probe_lr = p_.finetune_lr;
+    plan.probe_images = p_.eval_images > 0 ? p_.eval_images : plan.probe_images;
+    plan.out_dir = dir;
+    find_job("plan").validate(c);
+    plan::PlanInputs inputs{c.model, c.data, plan, c.compute, c.runtime, config_to_ini(c), {}};
+    inputs.train_ini = [&c](const ModelRequest& m, const DataConfig& d, const TrainConfig& t) {
+      return train_config_ini(c, m, d, t);
+    };
+    plan::run_plan(inputs, mpi_);  // a target not met is part of the report, not a failure
+  });
+  if (mpi_.rank() == 0) read_plan(file);
+}
+
+void Pipeline::read_plan(const std::string& file) {
+  const json j = read_json(file);
+  PlanSummary s;
+  s.runtime = j.at("runtimes").at(0).get<std::string>();
+  s.target = j.at("target").at("speedup").get<double>();
+  s.met = j.at("met").get<bool>();
+  const json& choice = j.at("choices").at(s.runtime);
+  s.reason = choice.at("reason").get<std::string>();
+  const json& cands = j.at("candidates");
+  const auto top1 = [](const json& c) {
+    return c.at("probe_top1").is_null() ? std::optional<double>() : c.at("probe_top1").get<double>();
+  };
+  if (!choice.at("chosen").is_null()) {
+    const json& c = cands.at(choice.at("chosen").get<size_t>());
+    s.chosen = c.at("label").get<std::string>();
+    s.speedup = c.at("timings").at(s.runtime).at("speedup").get<double>();
+    s.probe_top1 = top1(c);
+  }
+  if (!j.at("fixed_half").is_null()) {
+    const json& c = cands.at(j.at("fixed_half").get<size_t>());
+    s.fixed_half = c.at("label").get<std::string>();
+    s.fixed_half_speedup = c.at("timings").at(s.runtime).at("speedup").get<double>();
+    s.fixed_half_top1 = top1(c);
+  }
+  s.unpruned_top1 = top1(cands.at(0));
+  results_.plan = s;
+}
+
 // The starting weights evaluate to what their provenance records (same test images).
 void Pipeline::check_pretrained_top1() {
   if (!provenance_) return;
@@ -582,6 +641,7 @@ void Pipeline::run() {
     for (const PipelineRun& run : results_.runs) finetune(run, k);
   }
   token_merging();
+  plan_stage();
   report();
   log_info(cat("pipeline: done in ", fmt(std::chrono::duration<double>(Clock::now() - started_).count(), 4),
                " s; report in ", path("report.md")));

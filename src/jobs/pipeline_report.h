@@ -41,6 +41,15 @@ struct TomeRows {
   model::BenchRatios bench;           // full, pruned, full + ToMe, pruned + ToMe
 };
 
+// The plan stage's answer on its first runtime (from its plan.json).
+struct PlanSummary {
+  std::string runtime, reason, chosen, fixed_half;  // labels ("" when none)
+  double target = 0;
+  bool met = false;
+  double speedup = 0, fixed_half_speedup = 0;
+  std::optional<double> probe_top1, fixed_half_top1, unpruned_top1;
+};
+
 struct PipelineResults {
   std::vector<PipelineRun> runs;
   EvalOutcome pretrained;                                              // the starting weights
@@ -50,6 +59,7 @@ struct PipelineResults {
   search::SearchResult search;                                         // NOSE
   std::vector<std::pair<std::string, search::SearchResult>> criteria;  // the other criteria, --criteria order
   std::optional<TomeRows> tome;                                        // with --tome-rows
+  std::optional<PlanSummary> plan;                                     // with --plan-target-speedup
   nlohmann::json stages = nlohmann::json::object();                    // seconds per stage, or "reused"
 };
 

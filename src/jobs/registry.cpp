@@ -53,6 +53,16 @@ void declare_model(Options& options, Config& config, const std::string& tome_tun
   declare_remove_layers(options, config.model.removed_layers, kRemoveLayersHelp);
 }
 
+std::string train_config_ini(const Config& base, const ModelRequest& model, const DataConfig& data,
+                             const TrainConfig& train) {
+  Config c = base;
+  c.job = "train";
+  c.model = model;
+  c.data = data;
+  c.train = train;
+  return config_to_ini(c);
+}
+
 const Job& find_job(const std::string& name) {
   for (const Job& job : jobs()) {
     if (job.name == name) return job;

@@ -46,6 +46,9 @@ struct PipelineConfig {
   double tome_max_drop = 0.3;
   int64_t tome_tune_images = 10000;  // training images the ToMe sweep tunes on
   std::string tome_speeds;           // the sweep's images/s from this CSV (tome-sweep --speeds)
+  double plan_target_speedup = 1.2;  // the plan stage's target (0: no plan stage)
+  std::string plan_runtime = "libtorch";
+  int64_t plan_probe_steps = 50;
 
   void declare(Options& o) {
     o.group("pipeline", "Pipeline (every stage resumes from its files in --out-dir)");
@@ -85,6 +88,13 @@ struct PipelineConfig {
     o.add_path("tome-speeds", tome_speeds,
                "the ToMe sweep takes each point's images/s from this CSV (tome-sweep --speeds) instead of timing it",
                PathRole::InputFile);
+    o.add("plan-target-speedup", plan_target_speedup,
+          "the plan stage (vitslim plan on the starting weights, NOSE order of the search): measured speed-up to "
+          "reach (0: no plan stage)",
+          at_least(0));
+    o.add("plan-runtime", plan_runtime, "the plan stage's --runtime", {"libtorch,onnxruntime"});
+    o.add("plan-probe-steps", plan_probe_steps,
+          "the plan stage's --probe-steps (at most --steps-per-epoch when that is set)", positive());
   }
   // --criteria as enums (nose excluded; it is always run).
   std::vector<Criterion> other_criteria() const { return parse_criteria_list(criteria, "--criteria"); }
@@ -96,6 +106,9 @@ struct PipelineConfig {
     }
     if (ratios.empty()) throw Error("--ratios: at least one ratio is required");
     other_criteria();  // throws naming --criteria
+    if (plan_target_speedup > 0 && plan_target_speedup <= 1) {
+      throw Error(cat("--plan-target-speedup ", plan_target_speedup, ": a speed-up above 1, or 0 for no plan stage"));
+    }
     if (pretrain_epochs && !weights.empty()) {
       throw Error("--pretrained and --pretrain-epochs exclude each other: start from weights, or pretrain them");
     }

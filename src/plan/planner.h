@@ -44,10 +44,11 @@ struct PlanResult {
   std::optional<size_t> fixed_half;     // NOSE at a fixed 50%, ToMe off (the paper's way), when a candidate
   std::vector<std::string> skipped;     // candidates left out, with the reason
   bool met() const;                     // every runtime has a choice
+  std::string unmet_reason() const;     // the first runtime without one: why ("" when met)
 };
 
 // Runs the plan and writes its outputs (rank 0). Throws Error naming the flag or file on bad
-// input, and, after writing the report, when the target is not met on some runtime.
+// input; a target that no candidate meets is a result (met() false), its report written.
 PlanResult run_plan(const PlanInputs& inputs, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::plan
