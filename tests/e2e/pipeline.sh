@@ -53,10 +53,17 @@ assert [(p["r"], p["images_per_s"]) for p in sweep["points"]] == [(0, 1000), (2,
 assert len(t["pruned"]["top1_seeds"]) == 2 and t["pruned"]["macs"] < r["runs"][1]["bench"]["macs"], t
 assert "unpruned" not in t, t
 print("ok   token merging:", t)
+p = r["plan"]
+assert p["runtime"] == "libtorch" and p["target_speedup"] == 1.2 and p["unpruned_probe_top1"] is not None, p
+assert p["fixed_half"] == "remove {" + ",".join(map(str, r["runs"][1]["removed_layers"])) + "}", p
+plan = json.load(open("run/plan/plan.json"))
+assert plan["met"] == p["met"] and len(plan["candidates"]) == 4, plan["candidates"]  # unpruned + 1 to 3 removed
+print("ok   plan stage:", p["chosen"] or "not met", round(p["speedup"], 3))
 print("ok   report:", [(row["run"], round(row["top1"], 2), round(row["top1_std"], 2)) for row in r["runs"]])
 PYEOF
 grep -q "± " run/report.md || fail "no mean ± std in report.md"
 grep -q "^## Token merging (ToMe) on nose-0.5" run/report.md || fail "no token-merging section in report.md"
+grep -q "^## Plan for a 1.2x speed-up on libtorch" run/report.md || fail "no plan section in report.md"
 test -s run/tome-sweep-nose-0.5.csv || fail "no tome-sweep CSV"
 grep -q "^| nose-0.5 + ToMe r=12 |" run/report.md || fail "no NOSE + ToMe row in report.md"
 grep -q "^No unpruned + ToMe row: --tome-r: block" run/report.md || fail "no reason for the missing unpruned + ToMe row"
