@@ -11,6 +11,10 @@ It prints images/s per runtime, the pruned/full ratio of each runtime for DeiT-B
 vitslim bf16 >= timm bf16 and >= 2x vitslim fp32; pruned/full >= 1.2x everywhere; ONNX Runtime
 within 10% of the fastest runtime on the pruned model, and of the fastest float32 one.
 Usage: scripts/bench_deploy.py [--models deit_tiny,deit_base] [--batches 1,32] [--json out.json]
+       [--pruned 0,1,3,4,6] [--tome-r R]
+--pruned and --tome-r make "pruned" another candidate (what `vitslim plan` chose, to check its
+measured speed-up independently); with --tome-r the timm rows of the pruned model are n/a (timm
+has no token merging).
 """
 import argparse
 import json
@@ -58,7 +62,7 @@ def median_ms(run, warmup, iters):
 
 
 def vitslim_ms(args, model, removed, batch, bf16):
-    """{'full': ms, 'pruned': ms} from one `vitslim bench` run."""
+    """{'full': ms, 'pruned': ms} from one `vitslim bench` run (pruned: with --tome-r when given)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
         cmd = [args.binary, "bench", "--model", model, "--batch-size", str(batch), "--warmup", str(args.warmup),
@@ -67,16 +71,21 @@ def vitslim_ms(args, model, removed, batch, bf16):
             cmd += ["--remove-layers", ",".join(map(str, removed))]
         if bf16:
             cmd.append("--bf16")
+        if args.tome_r:
+            cmd += ["--tome-r", str(args.tome_r)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         with open(out) as f:
-            rows = json.load(f)["models"]
-    return {row["model"]: row["inference"]["median_ms"] for row in rows if row["model"] in ("full", "pruned")}
+            rows = {row["model"]: row["inference"]["median_ms"] for row in json.load(f)["models"]}
+    pruned = "pruned + ToMe" if args.tome_r else "pruned"
+    return {"full": rows["full"], "pruned": rows.get(pruned)}
 
 
 def export_onnx(args, model, removed, path):
     cmd = [args.binary, "export", "--model", model, "--out", path, "--data-set", "imagenet", "--quiet", "--force"]
     if removed:
         cmd += ["--remove-layers", ",".join(map(str, removed))]
+        if args.tome_r:
+            cmd += ["--tome-r", str(args.tome_r)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -121,7 +130,7 @@ def measure(args, model, batch, tmp):
     """ms per batch of each runtime, for the full model and (deit_base) the pruned one."""
     variants = {"full": []}
     if model == "deit_base":
-        variants["pruned"] = PRUNED
+        variants["pruned"] = [int(b) for b in args.pruned.split(",")]
     images = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
     timed = {v: {} for v in variants}
     for bf16 in (False, True):
@@ -129,11 +138,14 @@ def measure(args, model, batch, tmp):
         for v in variants:
             timed[v][f"vitslim {'bf16' if bf16 else 'fp32'}"] = ms[v]
     for v, removed in variants.items():
-        m = timm_model(model, removed)
-        torch_images = torch.from_numpy(images)
-        timed[v]["timm fp32"] = timm_ms(args, m, torch_images, False)
-        timed[v]["timm bf16"] = timm_ms(args, m, torch_images, True)
-        del m
+        if v == "full" or not args.tome_r:
+            m = timm_model(model, removed)
+            torch_images = torch.from_numpy(images)
+            timed[v]["timm fp32"] = timm_ms(args, m, torch_images, False)
+            timed[v]["timm bf16"] = timm_ms(args, m, torch_images, True)
+            del m
+        else:  # timm has no token merging
+            timed[v]["timm fp32"] = timed[v]["timm bf16"] = None
         path = os.path.join(tmp, f"{model}_{v}.onnx")
         export_onnx(args, model, removed, path)
         timed[v]["onnxruntime fp32"] = ort_ms(args, path, images)
@@ -161,8 +173,9 @@ def report(results, args):
         for v in names:
             ips = variants[v]
             ours, timm_bf16, fp32 = ips["vitslim bf16"], ips["timm bf16"], ips["vitslim fp32"]
-            goals.append((f"{model} {v} b{batch}: vitslim bf16 >= timm bf16", ours >= timm_bf16,
-                          f"{ours / timm_bf16:.2f}x"))
+            if timm_bf16 is not None:
+                goals.append((f"{model} {v} b{batch}: vitslim bf16 >= timm bf16", ours >= timm_bf16,
+                              f"{ours / timm_bf16:.2f}x"))
             goals.append((f"{model} {v} b{batch}: vitslim bf16 >= 2x fp32", ours >= 2 * fp32, f"{ours / fp32:.2f}x"))
         if "pruned" in variants:
             ips = {r: s for r, s in variants["pruned"].items() if s is not None}
@@ -189,6 +202,8 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "vitslim"))
     ap.add_argument("--json", help="write the images/s table here")
+    ap.add_argument("--pruned", default=",".join(map(str, PRUNED)), help="DeiT-B's removed attention layers")
+    ap.add_argument("--tome-r", type=int, default=0, help="token merging r of the pruned DeiT-B (vitslim, ONNX)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, timm {timm.__version__}, CPU threads {args.threads}")

@@ -4,10 +4,10 @@
 // the NOSE search per ratio and the other --criteria at the largest ratio; dilution fine-tuning of
 // every row (unpruned, NOSE per ratio, NOSE + distillation from the starting weights, each other
 // criterion), each repeated for --seeds seeds; merge, evaluation on the test split, benchmark, the
-// plan for a measured speed-up (vitslim plan with the search's order), and a report with mean and std over the seeds (jobs/pipeline_report.h). Stages run in-process with
-// configurations derived from the pipeline's own and pass their typed results on in memory; each
-// stage's files in --out-dir mark it done, so a rerun resumes, and a reused stage's result is read
-// back from its file.
+// plan for a measured speed-up (vitslim plan with the search's order), and a report with mean and std over the seeds
+// (jobs/pipeline_report.h). Stages run in-process with configurations derived from the pipeline's own and pass their
+// typed results on in memory; each stage's files in --out-dir mark it done, so a rerun resumes, and a reused stage's
+// result is read back from its file.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -526,8 +526,7 @@ void Pipeline::plan_stage() {
     plan.runtimes = p_.plan_runtime;
     plan.max_ratio = largest_ratio();
     plan.search = path("search.json");
-    plan.probe_steps =
-        p_.steps_per_epoch > 0 ? std::min(p_.plan_probe_steps, p_.steps_per_epoch) : p_.plan_probe_steps;
+    plan.probe_steps = p_.steps_per_epoch > 0 ? std::min(p_.plan_probe_steps, p_.steps_per_epoch) : p_.plan_probe_steps;
     plan.probe_lr = p_.finetune_lr;
     plan.probe_images = p_.eval_images > 0 ? p_.eval_images : plan.probe_images;
     plan.out_dir = dir;

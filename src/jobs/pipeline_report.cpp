@@ -242,19 +242,27 @@ json plan_section(std::ostringstream& md, const PipelineResults& r) {
   if (!r.plan) return nullptr;
   const PlanSummary& p = *r.plan;
   const auto top1 = [](const std::optional<double>& v) { return v ? fmt(*v, 4) + "%" : std::string("-"); };
-  md << "\n## Plan for a " << fmt(p.target, 3) << "x speed-up on " << p.runtime << "\n\n`vitslim plan` (in plan/): "
-     << p.reason << ".\n\n| candidate | measured speed-up | probe top-1 |\n|---|---|---|\n";
-  if (!p.chosen.empty()) md << "| " << p.chosen << " (the plan) | " << fmt(p.speedup, 3) << "x | " << top1(p.probe_top1) << " |\n";
+  md << "\n## Plan for a " << fmt(p.target, 3) << "x speed-up on " << p.runtime
+     << "\n\n`vitslim plan` (in plan/): " << p.reason
+     << ".\n\n| candidate | measured speed-up | probe top-1 |\n|---|---|---|\n";
+  if (!p.chosen.empty())
+    md << "| " << p.chosen << " (the plan) | " << fmt(p.speedup, 3) << "x | " << top1(p.probe_top1) << " |\n";
   if (!p.fixed_half.empty()) {
     md << "| " << p.fixed_half << " (NOSE at a fixed 50%) | " << fmt(p.fixed_half_speedup, 3) << "x | "
        << top1(p.fixed_half_top1) << " |\n";
   }
   md << "| unpruned | 1x | " << top1(p.unpruned_top1) << " |\n";
   const auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
-  return {{"runtime", p.runtime},           {"target_speedup", p.target}, {"met", p.met},
-          {"chosen", p.chosen},             {"speedup", p.speedup},       {"probe_top1", opt(p.probe_top1)},
-          {"fixed_half", p.fixed_half},     {"fixed_half_speedup", p.fixed_half_speedup},
-          {"fixed_half_probe_top1", opt(p.fixed_half_top1)}, {"unpruned_probe_top1", opt(p.unpruned_top1)}};
+  return {{"runtime", p.runtime},
+          {"target_speedup", p.target},
+          {"met", p.met},
+          {"chosen", p.chosen},
+          {"speedup", p.speedup},
+          {"probe_top1", opt(p.probe_top1)},
+          {"fixed_half", p.fixed_half},
+          {"fixed_half_speedup", p.fixed_half_speedup},
+          {"fixed_half_probe_top1", opt(p.fixed_half_top1)},
+          {"unpruned_probe_top1", opt(p.unpruned_top1)}};
 }
 
 json selections(std::ostringstream& md, const PipelineResults& r) {

@@ -33,6 +33,10 @@ bool more_accurate(const Candidate& a, const Candidate& b) {
   return std::fabs(a.te) < std::fabs(b.te);
 }
 
+// Transfer entropy measures what removing attention costs, not what merging tokens costs: a
+// candidate with ToMe is judged only by its probe.
+bool judged(const Candidate& c) { return c.tome_r == 0 || c.probe_top1.has_value(); }
+
 bool meets_speed(const Timing& t, const Target& target) {
   if (target.speedup) return t.speedup() >= *target.speedup;
   if (target.latency_ms) return t.ms <= *target.latency_ms;
@@ -57,9 +61,11 @@ std::vector<size_t> pareto_front(const std::vector<Candidate>& candidates, const
     for (size_t j = 0; j < candidates.size() && !dominated; ++j) {
       const Timing* tj = timing_on(candidates[j], runtime);
       if (j == i || !tj) continue;
+      // Accuracy before probes: |TE| for the attention removed, and more merging is never better.
       const double ei = std::fabs(candidates[i].te), ej = std::fabs(candidates[j].te);
-      const bool no_worse = tj->speedup() >= ti->speedup() && ej <= ei;
-      const bool better = tj->speedup() > ti->speedup() || ej < ei;
+      const int64_t ri = candidates[i].tome_r, rj = candidates[j].tome_r;
+      const bool no_worse = tj->speedup() >= ti->speedup() && ej <= ei && rj <= ri;
+      const bool better = tj->speedup() > ti->speedup() || ej < ei || rj < ri;
       // Equal on both: the earlier candidate stays (one of a tie).
       dominated = no_worse && (better || j < i);
     }
@@ -83,12 +89,18 @@ Choice choose_for_speed(const std::vector<Candidate>& cs, const std::vector<size
   Choice out;
   std::vector<size_t> fast;  // meeting the speed target
   for (size_t i : front) {
-    if (meets_speed(*timing_on(cs[i], runtime), target)) fast.push_back(i);
+    if (judged(cs[i]) && meets_speed(*timing_on(cs[i], runtime), target)) fast.push_back(i);
   }
   if (fast.empty()) {
     out.closest = front.front();  // the fastest
+    for (size_t i : front) {
+      if (judged(cs[i])) {
+        out.closest = i;
+        break;
+      }
+    }
     out.reason = cat("no candidate reaches ", target_text(target), " on ", runtime, ": the fastest, ",
-                     cs[front.front()].label(), ", runs at ", speed_text(*timing_on(cs[front.front()], runtime)));
+                     cs[*out.closest].label(), ", runs at ", speed_text(*timing_on(cs[*out.closest], runtime)));
     return out;
   }
   std::vector<size_t> ok;

@@ -1,6 +1,6 @@
 // The plan's decision logic, free of torch: candidates (removed attention layers, token merging r)
 // with their measured speed per runtime, transfer entropy and probe top-1; the Pareto front of
-// (speed-up, |TE|); and the choice for a target (docs/method.md section 9). Unit-tested with
+// (speed-up, |TE|, r); and the choice for a target (docs/method.md section 9). Unit-tested with
 // injected timings.
 #pragma once
 
@@ -38,8 +38,9 @@ struct Target {
   std::optional<double> speedup, latency_ms, max_drop;
 };
 
-// Indices of the candidates no other beats in both speed-up (higher) and |TE| (lower) on `runtime`,
-// fastest first. Candidates without a timing there take no part.
+// Indices of the candidates no other beats in speed-up (higher) and in accuracy as known before the
+// probes: |TE| (lower) and token merging r (lower: TE does not see merging), on `runtime`, fastest
+// first. Candidates without a timing there take no part.
 std::vector<size_t> pareto_front(const std::vector<Candidate>& candidates, const std::string& runtime);
 
 struct Choice {
@@ -51,6 +52,7 @@ struct Choice {
 // The choice on `runtime` among the front (`front`: pareto_front's indices):
 //  - a speed or latency target: the most accurate candidate meeting it (probe top-1, or the lowest
 //    |TE| without probes), within --max-drop when given (then only probed candidates qualify);
+//    a candidate with token merging qualifies only with a probe (TE does not see what merging costs);
 //  - --max-drop alone: the fastest probed candidate within it.
 // `unpruned_top1`: the unpruned model's probe (needed for --max-drop).
 Choice choose(const std::vector<Candidate>& candidates, const std::vector<size_t>& front, const std::string& runtime,

@@ -23,13 +23,12 @@
 #include "model/checkpoint.h"
 #include "model/flops.h"
 #include "model/tome.h"
+#include "plan/probe.h"
 #include "plan/report.h"
 #include "plan/timing.h"
 #include "plan/timing_cache.h"
 #include "search/coordinator.h"
 #include "search/nose.h"
-#include "train/evaluate.h"
-#include "train/trainer.h"
 
 #ifndef VITSLIM_SOURCE_DIR
 #define VITSLIM_SOURCE_DIR "."
@@ -60,9 +59,6 @@ namespace {
 
 constexpr int64_t kGroupSize = 8;                   // candidates per timing group (plus the reference)
 constexpr double kGroupBytes = 2.0 * (1ull << 30);  // ONNX files written at once, at most
-constexpr double kProbeDecay = 0.5;                 // lambda 1 -> 0 over the first half of the probe
-constexpr double kProbeWarmup = 0.1;
-constexpr double kProbeSmoothing = 0.1;
 
 // One removal count's pick: the blocks and their transfer entropy.
 struct Pick {
@@ -95,8 +91,6 @@ class Planner {
   std::string context(const PlanRuntimeInfo& info) const;
   void load_timings(const PlanRuntimeInfo& info);
   void probe();
-  TrainConfig probe_training(const std::vector<int64_t>& blocks, const std::string& dir) const;
-  std::vector<double> probe_set(const std::vector<int64_t>& blocks, const std::vector<int64_t>& rs);
   void write_outputs() const;
 
   const PlanInputs& in_;
@@ -377,74 +371,13 @@ void Planner::probe() {
   log_info(cat("plan: probing ", sets.size(), " block set(s), ", p_.probe_steps, " steps each"));
   for (auto& [blocks, rs] : sets) {
     std::sort(rs.begin(), rs.end());
-    const std::vector<double> top1 = probe_set(blocks, rs);
+    const std::vector<double> top1 = probe_block_set(in_, blocks, rs, mpi_);
     for (Candidate& c : result_.candidates) {
       const auto it = std::find(rs.begin(), rs.end(), c.tome_r);
       if (c.blocks == blocks && it != rs.end()) c.probe_top1 = top1[static_cast<size_t>(it - rs.begin())];
     }
   }
   result_.unpruned_top1 = result_.candidates.front().probe_top1;
-}
-
-TrainConfig Planner::probe_training(const std::vector<int64_t>& blocks, const std::string& dir) const {
-  TrainConfig t;
-  t.dilute_layers = blocks;
-  t.epochs = 1;
-  t.steps_per_epoch = p_.probe_steps;
-  t.decay_epochs = kProbeDecay;
-  t.lambda_per_step = true;
-  t.warmup_epochs = kProbeWarmup;
-  t.lr = p_.probe_lr;
-  t.mixup = 0;
-  t.cutmix = 0;
-  t.smoothing = kProbeSmoothing;
-  t.eval_images = p_.probe_images;
-  t.entropy_images = 0;
-  t.out_dir = dir;
-  t.resume = true;  // an interrupted plan continues its probe
-  t.keep_last = 1;
-  return t;
-}
-
-// Trains the probe of `blocks` (reused when finished earlier) and evaluates it at each r.
-std::vector<double> Planner::probe_set(const std::vector<int64_t>& blocks, const std::vector<int64_t>& rs) {
-  std::string name = "unpruned";
-  if (!blocks.empty()) {
-    name = "remove";
-    for (int64_t b : blocks) name += cat("-", b);
-  }
-  const std::string dir = path("probes/" + name);
-  const fs::path summary = fs::path(dir) / "train.json";
-  const bool finished =
-      fs::exists(summary) &&
-      parse_json_text(read_text_file(summary.string(), "probe summary"), summary.string()).value("finished", false);
-  if (!finished) {
-    train::TrainInputs t{in_.model, in_.data, probe_training(blocks, dir), in_.compute, in_.runtime, ""};
-    t.data.split = "train";
-    t.config_ini = in_.train_ini(t.model, t.data, t.train);
-    const train::TrainResult r = train::run_training(t, mpi_);
-    if (!r.finished) throw Error(cat("plan: the probe in ", dir, " stopped early; rerun the plan to resume it"));
-  }
-  std::vector<double> top1;
-  for (int64_t r : rs) {
-    const std::string out = (fs::path(dir) / cat("eval-r", r, ".json")).string();
-    if (fs::exists(out)) {
-      top1.push_back(parse_json_text(read_text_file(out, "probe evaluation"), out).at("top1").get<double>());
-      continue;
-    }
-    ModelRequest m = in_.model;
-    m.weights = (fs::path(dir) / "final.safetensors").string();
-    m.tome.r = {r};
-    m.tome.start = p_.tome_start;
-    DataConfig d = in_.data;
-    d.split = "test";
-    EvalConfig e;
-    e.images = p_.probe_images;
-    e.json = out;
-    const train::EvalCounts n = train::run_eval(m, d, e, in_.compute, in_.runtime, mpi_);
-    top1.push_back(n.top1_percent());
-  }
-  return top1;
 }
 
 PlanResult Planner::run() {

@@ -26,7 +26,7 @@ namespace {
 
 constexpr double kTimerTimeoutSeconds = 4 * 3600.0;  // one group of a very large model on a slow machine
 constexpr int kNotInstalled = 3;                     // the timer's exit status for a missing engine
-constexpr double kMinTimedMs = 1000;  // timed milliseconds per model, at least
+constexpr double kMinTimedMs = 1000;                 // timed milliseconds per model, at least
 constexpr int64_t kMaxRounds = 200;
 
 double median(std::vector<double> v) {
@@ -134,7 +134,7 @@ std::vector<double> time_external(const ExternalTimer& timer, const std::vector<
   fs::remove(log);
   const nlohmann::json req = {{"engine", timer.engine}, {"precision", timer.precision}, {"threads", timer.threads},
                               {"batch", s.batch},       {"input_shape", input_shape},   {"warmup", s.warmup},
-                              {"rounds", s.rounds},     {"min_ms", kMinTimedMs},  {"max_rounds", kMaxRounds},
+                              {"rounds", s.rounds},     {"min_ms", kMinTimedMs},        {"max_rounds", kMaxRounds},
                               {"models", onnx_files}};
   write_file_atomic(request, json_text(req) + "\n");
   std::vector<std::string> argv = timer.command;

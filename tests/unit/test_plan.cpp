@@ -27,10 +27,11 @@ Candidate plan_candidate(std::vector<int64_t> blocks, double ms, double te, std:
   return c;
 }
 
-// unpruned; {4} 1.1x; {4,5} 1.25x; {2,4,5} 1.5x; {4} + ToMe slower than {4,5} with more TE (dominated).
+// unpruned; {4} 1.1x; {4,5} 1.25x; {2,4,5} 1.5x; {4} + ToMe r=2 slower than {4,5} with more TE and r
+// (dominated).
 std::vector<Candidate> plan_fixture() {
-  return {plan_candidate({}, 10.0, 0.0, 90.0),        plan_candidate({4}, 10.0 / 1.1, 0.04, 89.9),
-          plan_candidate({4, 5}, 8.0, 0.11, 89.5),    plan_candidate({2, 4, 5}, 10.0 / 1.5, 0.30, 88.0),
+  return {plan_candidate({}, 10.0, 0.0, 90.0), plan_candidate({4}, 10.0 / 1.1, 0.04, 89.9),
+          plan_candidate({4, 5}, 8.0, 0.11, 89.5), plan_candidate({2, 4, 5}, 10.0 / 1.5, 0.30, 88.0),
           plan_candidate({4}, 9.0, 0.2, std::nullopt, 2)};
 }
 
@@ -65,6 +66,22 @@ TEST(Plan, WithoutProbesTheLowestTransferEntropyWins) {
   const Choice c = choose(cs, pareto_front(cs, "rt"), "rt", {1.05, {}, {}}, std::nullopt);
   ASSERT_TRUE(c.chosen);
   EXPECT_EQ(*c.chosen, 1u);  // {4}: 1.1x, the lowest |TE|
+}
+
+TEST(Plan, TokenMergingIsChosenOnlyWithAProbe) {
+  // Unpruned + ToMe: TE 0 (no attention removed) and fast; unprobed it does not qualify.
+  std::vector<Candidate> cs = {plan_candidate({}, 10, 0), plan_candidate({}, 7, 0, std::nullopt, 8),
+                               plan_candidate({3}, 8, 0.2), plan_candidate({3, 5}, 6, 0.5)};
+  const auto front = pareto_front(cs, "rt");
+  EXPECT_EQ(front, (std::vector<size_t>{3, 1, 2, 0}));  // merging never dominates a candidate without it
+  Choice c = choose(cs, front, "rt", {1.2, {}, {}}, std::nullopt);
+  ASSERT_TRUE(c.chosen);
+  EXPECT_EQ(*c.chosen, 2u);  // {3} at 1.25x: the lowest |TE| among those judged
+  cs[1].probe_top1 = 80;
+  cs[3].probe_top1 = 79;
+  cs[0].probe_top1 = 81;
+  c = choose(cs, front, "rt", {1.2, {}, {}}, 81.0);
+  EXPECT_EQ(*c.chosen, 1u);  // probed, it wins on top-1
 }
 
 TEST(Plan, LatencyTarget) {
