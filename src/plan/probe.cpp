@@ -59,9 +59,15 @@ std::vector<double> probe_block_set(const PlanInputs& in, const std::vector<int6
     train::TrainInputs t{in.model, in.data, probe_training(p, blocks, dir), in.compute, in.runtime, ""};
     t.data.split = "train";
     t.config_ini = in.train_ini(t.model, t.data, t.train);
-    const train::TrainResult r = train::run_training(t, mpi);
+    train::TrainResult r;
+    try {
+      r = train::run_training(t, mpi);
+    } catch (const Error& e) {  // the trainer names its own flags; the plan user gave --probe-*
+      throw Error(cat("--probe-steps ", p.probe_steps, " (the probe in ", dir, "): ", e.what()));
+    }
     if (!r.finished) throw Error(cat("plan: the probe in ", dir, " stopped early; rerun the plan to resume it"));
   }
+  mpi.barrier();  // rank 0 writes final.safetensors
   std::vector<double> top1;
   for (int64_t r : rs) {
     const std::string out = (fs::path(dir) / cat("eval-r", r, ".json")).string();
