@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/atomic_file.h"
 #include "core/dir_lock.h"
 #include "core/error.h"
 #include "core/json_text.h"
@@ -79,6 +80,7 @@ class Planner {
  private:
   std::string path(const std::string& name) const { return (fs::path(p_.out_dir) / name).string(); }
   void prepare();
+  void check_inputs(bool write) const;
   Order order_for(const std::string& criterion);
   Order read_order(const std::string& file, const std::string& criterion, const std::string& flag) const;
   void search_here(Criterion criterion, const std::string& json_file);
@@ -144,7 +146,34 @@ void Planner::prepare() {
                        p_.out_dir);
       }
     }
+    check_inputs(false);
     cache_ = std::make_unique<TimingCache>(path("timings.json"));
+  }
+}
+
+// What the search and the probes kept in --out-dir depend on (the target does not; the timings are
+// keyed in their own file). A rerun with other inputs is refused rather than mixed with old results.
+// Compared before anything runs; written once the candidates stand (a failed first try binds nothing).
+void Planner::check_inputs(bool write) const {
+  const DataConfig& d = in_.data;
+  const json inputs = {{"weights", in_.model.weights},
+                       {"model", shape_.describe()},
+                       {"data", {d.dataset, d.path, d.split, d.calib_images, d.batch_size, d.mean, d.std}},
+                       {"seed", in_.runtime.seed},
+                       {"search", {p_.search, p_.beam}},
+                       {"tome",
+                        {p_.tome_start, enum_name(model::kTomeScheduleNames, in_.model.tome.schedule),
+                         in_.model.tome.prop_attn, in_.model.tome.mlp_blocks}},
+                       {"probe", {p_.probe_lr, p_.probe_images, p_.probe_steps}}};
+  const std::string file = path("plan-inputs.json");
+  const std::string text = json_text(inputs) + "\n";
+  if (!fs::exists(file)) {
+    if (write) write_file_atomic(file, text);
+    return;
+  }
+  if (read_text_file(file, "--out-dir") != text) {
+    throw Error(cat("--out-dir ", p_.out_dir, " holds a plan of other weights, data, search, ToMe or probe settings (",
+                    file, "); use another --out-dir, or the same settings (the target may change)"));
   }
 }
 
@@ -383,6 +412,7 @@ void Planner::probe() {
 PlanResult Planner::run() {
   prepare();
   make_candidates();
+  if (mpi_.rank() == 0) check_inputs(true);
   if (mpi_.rank() == 0) {
     for (PlanRuntime r : runtimes_) time_runtime(plan_runtime_info(r));
   }

@@ -62,6 +62,10 @@ grep -q "remove-layers = " plan/plan-train.ini || fail "plan-train.ini names no 
 grep -q "0 candidate(s) to time" <("$BIN" "${PB[@]}" --runtime onnxruntime --max-drop 100 --out-dir plan 2>&1) \
   || fail "a cached plan timed candidates"
 echo "ok   a second target on the same out-dir uses the timing cache"
+if "$BIN" "${P[@]}" --runtime onnxruntime --target-speedup 1.05 --seed 7 --out-dir plan 2> err_seed.txt; then
+  fail "a plan with another seed reused the out-dir's search and probes"
+fi
+grep -q "holds a plan of other weights, data, search, ToMe or probe settings" err_seed.txt || fail "$(cat err_seed.txt)"
 
 # 3. Interrupted timing: the first group is kept, the rerun times the rest
 rm -f calls.txt

@@ -161,6 +161,7 @@ std::vector<std::string> required_args(const std::string& job) {
   if (job == "predict") return {"--out", "p.csv"};
   if (job == "make-shards") return {"--data-set", "folder", "--data-path", "photos", "--out", "s-%06d.tar"};
   if (job == "index") return {"--data-set", "folder", "--data-path", "photos"};
+  if (job == "plan") return {"--max-drop", "1"};
   return {};
 }
 std::vector<std::string> context_args(const std::string& job, const std::string& flag) {
