@@ -1,6 +1,7 @@
 // Implements the plan's outputs (see report.h).
 #include "plan/report.h"
 
+#include <cctype>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -124,7 +125,9 @@ std::string report_md(const ReportContext& ctx, const PlanResult& r) {
              : std::string("No probes (--probe-steps 0): accuracy is ranked by |TE| alone."))
      << "\n\nResult: " << (r.met() ? "the target is met" : "**the target is not met**") << ".\n";
   for (const auto& runtime : r.runtimes) {
-    md << "\n## " << runtime << "\n\n" << r.choices.at(runtime).reason << ".\n\nThe front (speed-up against |TE|):\n\n";
+    std::string reason = r.choices.at(runtime).reason;
+    if (!reason.empty()) reason[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(reason[0])));
+    md << "\n## " << runtime << "\n\n" << reason << ".\n\nThe front (speed-up against |TE|, ToMe r):\n\n";
     front_table(md, r, runtime);
     compare_fixed_half(md, r, runtime);
   }

@@ -136,6 +136,7 @@ class Trainer {
   BackgroundTask writer_;                               // rank 0, GPU runs: checkpoint writes
   std::unique_ptr<TrainTrace> trace_;
   std::unique_ptr<ProgressLine> progress_;
+  std::string progress_status_;  // the last sync point's loss, lr and images/s
   int64_t eval_images_ = 0;
   std::vector<int64_t> entropy_indices_;
   std::vector<PendingStep> pending_;
@@ -212,7 +213,7 @@ void Trainer::setup_optimisation() {
   comm_ = dist::make_communicator(mpi_, device_.is_cuda() ? Device::Cuda : Device::Cpu,
                                   device_.is_cuda() ? device_.index() : 0, dist::CommOptions{t_.collective_timeout});
   model_->to(device_);
-  progress_ = std::make_unique<ProgressLine>(mpi_.rank() == 0 && !c_.runtime.quiet, t_.log_every);
+  progress_ = std::make_unique<ProgressLine>(mpi_.rank() == 0 && !c_.runtime.quiet);
 }
 
 // Sets every diluting block's lambda; at 0 they become Removed (their parameters go away).
@@ -321,6 +322,9 @@ bool Trainer::train_step(int64_t epoch) {
   pending_.push_back(std::move(row));
   ++state_.global_step;
   ++state_.step_in_epoch;
+  // A line at most every 10 s (the loss and images/s of the last sync point; no device sync here).
+  progress_->update(cat("epoch ", epoch + 1, "/", t_.epochs), state_.step_in_epoch, plan_.steps_per_epoch,
+                    progress_status_);
   if (!sync_due()) return true;
   const int64_t stop = settle_steps();
   if (t_.checkpoint_steps > 0 && state_.global_step % t_.checkpoint_steps == 0 &&
@@ -391,8 +395,9 @@ void Trainer::record_steps(const double* values) {
   }
   if (trace_) trace_->flush();
   const PendingStep& last = pending_.back();
+  progress_status_ = cat("loss ", fmt(last_loss_), " lr ", fmt(last.lr, 3), " ", static_cast<int64_t>(rate), " img/s");
   progress_->update(cat("epoch ", last.epoch + 1, "/", t_.epochs), state_.step_in_epoch, plan_.steps_per_epoch,
-                    cat("loss ", fmt(last_loss_), " lr ", fmt(last.lr, 3), " ", static_cast<int64_t>(rate), " img/s"));
+                    progress_status_);
 }
 
 void Trainer::end_epoch(int64_t epoch, double train_loss, double seconds, int64_t images) {
