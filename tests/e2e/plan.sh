@@ -32,8 +32,9 @@ chmod +x fake_timer.sh
 PB=(plan "${M[@]}" --tome-r 0,1 --probe-steps 4 --probe-images 32 --rounds 1 --warmup 0 --timer fake_timer.sh --threads 1)
 P=("${PB[@]}" --quiet)
 
-# 1. A plan on two runtimes (libtorch timed here, onnxruntime by the fake timer)
-"$BIN" "${P[@]}" --runtime libtorch,onnxruntime --target-speedup 1.05 --out-dir plan > out1.txt
+# 1. A plan on two runtimes (libtorch timed here, onnxruntime by the fake timer). --max-drop alone is
+# always met (the unpruned model is within it), so no assertion rests on this machine's timings.
+"$BIN" "${P[@]}" --runtime libtorch,onnxruntime --max-drop 100 --out-dir plan > out1.txt
 "$PY" - <<'PYEOF'
 import json
 p = json.load(open("plan/plan.json"))
@@ -42,23 +43,32 @@ cands = p["candidates"]
 assert cands[0]["label"] == "unpruned" and len(cands) == 6, [c["label"] for c in cands]  # (0, 1, 2 removed) x r
 for c in cands:
     assert set(c["timings"]) == {"libtorch", "onnxruntime"}, c
+for runtime, front in p["fronts"].items():
+    speeds = [cands[i]["timings"][runtime]["speedup"] for i in front]
+    assert speeds == sorted(speeds, reverse=True), (runtime, speeds)
+print("ok   plan on libtorch and the fake onnxruntime")
+PYEOF
+[ "$(wc -l < calls.txt)" = 1 ] || fail "expected one timer run, got $(wc -l < calls.txt)"
+
+# 2. A speed target on the fake runtime (its timings follow the file sizes: the choice is known),
+# on the same out-dir: nothing is timed or probed again
+"$BIN" "${P[@]}" --runtime onnxruntime --target-speedup 1.05 --out-dir plan > out2.txt
+"$PY" - <<'PYEOF'
+import json
+p = json.load(open("plan/plan.json"))
+cands = p["candidates"]
 ort = p["choices"]["onnxruntime"]
 chosen = cands[ort["chosen"]]
 assert chosen["timings"]["onnxruntime"]["speedup"] >= 1.05 and chosen["removed"], chosen
 assert chosen["probe_top1"] is not None and p["unpruned_probe_top1"] is not None
-for runtime, front in p["fronts"].items():
-    speeds = [cands[i]["timings"][runtime]["speedup"] for i in front]
-    assert speeds == sorted(speeds, reverse=True), (runtime, speeds)
-print("ok   plan on libtorch and the fake onnxruntime:", chosen["label"])
+print("ok   a speed target on the fake onnxruntime:", chosen["label"])
 PYEOF
 grep -q "^## onnxruntime" plan/report.md || fail "report.md has no onnxruntime section"
 grep -q "remove-layers = " plan/plan-train.ini || fail "plan-train.ini names no layers"
 "$BIN" train --config plan/plan-train.ini --dump-config > train.ini || fail "plan-train.ini is not a train config"
-[ "$(wc -l < calls.txt)" = 1 ] || fail "expected one timer run, got $(wc -l < calls.txt)"
-
-# 2. Another target on the same out-dir: nothing is timed or probed again
-"$BIN" "${P[@]}" --runtime libtorch,onnxruntime --target-speedup 1.01 --out-dir plan > out2.txt
 [ "$(wc -l < calls.txt)" = 1 ] || fail "the second target timed again"
+"$BIN" "${P[@]}" --runtime libtorch,onnxruntime --max-drop 50 --out-dir plan > out2b.txt
+[ "$(wc -l < calls.txt)" = 1 ] || fail "the third target timed again"
 grep -q "0 candidate(s) to time" <("$BIN" "${PB[@]}" --runtime onnxruntime --max-drop 100 --out-dir plan 2>&1) \
   || fail "a cached plan timed candidates"
 echo "ok   a second target on the same out-dir uses the timing cache"
