@@ -127,7 +127,7 @@ TransformSettings train_settings(const DataConfig& c, const std::vector<double>&
 }
 
 Batch load_train_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<uint64_t>& seeds,
-                       const TransformSettings& s, bool pinned) {
+                       const TransformSettings& s, bool pinned, bool parallel) {
   if (seeds.size() != indices.size()) throw Error("load_train_batch: one seed per image is needed");
   const int64_t B = static_cast<int64_t>(indices.size()), S = s.size, C = s.channels;
   const Normaliser norm(s.mean, s.std, C);
@@ -135,11 +135,18 @@ Batch load_train_batch(const Dataset& dataset, const std::vector<int64_t>& indic
   auto labels = torch::empty({B}, torch::TensorOptions(torch::kLong).pinned_memory(pinned));
   float* out = images.data_ptr<float>();
   int64_t* lab = labels.data_ptr<int64_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    lab[b] = dataset.with_image(indices[static_cast<size_t>(b)], [&](const SourceImage& source) {
-      Rng rng(seeds[static_cast<size_t>(b)]);  // a substitute image gets the same stream
-      train_transform(source, s, norm, rng, out + b * C * S * S);
-    });
+  const auto build = [&](int64_t lo, int64_t hi) {  // images [lo, hi)
+    for (int64_t b = lo; b < hi; ++b) {
+      lab[b] = dataset.with_image(indices[static_cast<size_t>(b)], [&](const SourceImage& source) {
+        Rng rng(seeds[static_cast<size_t>(b)]);  // a substitute image gets the same stream
+        train_transform(source, s, norm, rng, out + b * C * S * S);
+      });
+    }
+  };
+  if (parallel) {
+    at::parallel_for(0, B, 1, build);
+  } else {
+    build(0, B);
   }
   return {images, labels};
 }

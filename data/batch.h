@@ -42,8 +42,10 @@ TransformSettings train_settings(const DataConfig& config, const std::vector<dou
                                  const std::vector<double>& std, const ModelShape& shape);
 
 // Augmented training batch: image i of `indices` gets the train transform with Rng(seeds[i]).
-// Sequential (the loader runs several of these at once); `pinned` asks for page-locked memory.
+// Sequential (the loader threads run several of these at once), or with `parallel` the images
+// spread over the intra-op threads (built in the training thread: no loader threads). The same
+// values either way. `pinned` asks for page-locked memory.
 Batch load_train_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<uint64_t>& seeds,
-                       const TransformSettings& settings, bool pinned = false);
+                       const TransformSettings& settings, bool pinned = false, bool parallel = false);
 
 }  // namespace vitslim::data

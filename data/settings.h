@@ -121,8 +121,8 @@ struct DataConfig {
           "wds: each rank streams its shards through a buffer of this many samples, drawn at random (0: in order)",
           closed(0, kMaxShuffleBuffer));
     o.add("workers", workers,
-          "loader threads per rank (0: load in the training thread; default: with a GPU the rank's cores less one, "
-          "at most 16; on the CPU the cores the compute threads leave, 1 to 4)",
+          "loader threads per rank (0: the training thread builds each batch, over the compute threads; default: "
+          "with a GPU the rank's cores less one, at most 16; on the CPU the cores the compute threads leave, 0 to 4)",
           closed(0, kMaxThreads));
     o.add("prefetch", prefetch, "batches prepared ahead per loader thread", closed(1, kMaxPrefetch));
   }

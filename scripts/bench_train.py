@@ -8,6 +8,8 @@
    on a random uint8 batch converted and normalised each step. Median over the timed steps, best
    of --rounds rounds; memory is the process's peak resident memory above its level when the
    first step starts (VmHWM - VmRSS), the same measure on both sides.
+   vitslim's run also prints its per-phase table (`train --profile`: data, forward, backward,
+   all-reduce wait, optimizer, EMA, record) and the step's ratio to its own forward + backward.
 2. Data-parallel efficiency: 2 ranks x 1 thread against 1 rank x 1 thread at the same per-rank
    batch (step time of 1 rank / step time of 2 ranks), with the gradient all-reduce wait.
 
@@ -97,7 +99,7 @@ def run_vitslim(args, ranks=1, threads=None, batch=None):
         cmd = [args.binary, "train", "--model", args.model, "--data-set", "synthetic",
                "--calib-images", str(max(256, batch * steps * ranks)), "--batch-size", str(batch), "--epochs", "1",
                "--warmup-epochs", "0", "--steps-per-epoch", str(steps), "--eval-images", str(batch),
-               "--entropy-images", "0", "--drop-path", str(DROP_PATH), "--threads", str(threads), "--quiet",
+               "--entropy-images", "0", "--drop-path", str(DROP_PATH), "--threads", str(threads), "--quiet", "--profile",
                "--out-dir", os.path.join(work, "run")]
         if ranks > 1:
             cmd = [args.mpiexec, "-np", str(ranks)] + cmd
@@ -109,7 +111,8 @@ def run_vitslim(args, ranks=1, threads=None, batch=None):
         rate = float(statistics.median(timed[:, 5]))
         wait = (rows[-1, 7] - rows[SKIP_STEPS - 1, 7]) / len(timed)  # cumulative all-reduce wait per step
         return {"images_per_s": rate, "step_s": batch * ranks / rate, "comm_wait_s": wait,
-                "peak_above_start_mib": summary["rss_peak_mib"] - summary["rss_start_mib"]}
+                "peak_above_start_mib": summary["rss_peak_mib"] - summary["rss_start_mib"],
+                "phases": summary.get("phases", {})}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -133,6 +136,22 @@ def step_benchmark(args):
         res = best[kind]
         ratio = best["vitslim"]["images_per_s"] / res["images_per_s"]
         print(f"| {names[kind]} | {res['images_per_s']:.2f} | {res['peak_above_start_mib']:.0f} | {ratio:.3f}x |")
+    print_phases(best["vitslim"]["phases"])
+
+
+def print_phases(phases):
+    """vitslim's per-phase table (train.json "phases", seconds summed over its steps)."""
+    steps = phases.pop("steps", 0)
+    if not steps:
+        return
+    total = sum(phases.values())
+    print(f"\nvitslim train per phase ({steps:.0f} steps after the first)")
+    print("| phase | ms/step | share |")
+    print("|---|---|---|")
+    for name, seconds in phases.items():
+        print(f"| {name} | {1e3 * seconds / steps:.2f} | {100 * seconds / total:.1f}% |")
+    model = phases["forward"] + phases["backward"]
+    print(f"step / (forward + backward): {total / model:.3f}x")
 
 
 def main():

@@ -31,7 +31,7 @@ bash "$ROOT/scripts/setup.sh"
 "$ROOT/build/vitslim" train --model vit_fmnist --data-set fashion-mnist --seed 0 --threads 2 \
   "${LENGTH[@]}" --batch-size 128 --lr 6e-3 --min-lr 1e-5 --weight-decay 0.05 --smoothing 0.1 \
   --mixup 0 --cutmix 0 --aug deit --aa none --scale 0.85,1 --ratio 0.9,1.1 --hflip 0.5 --reprob 0.1 \
-  --drop-path 0.05 --workers 1 --entropy-images 0 --out-dir "$OUT" --resume
+  --drop-path 0.05 --entropy-images 0 --out-dir "$OUT" --resume
 if [[ $INSTALL == 1 ]]; then
   mkdir -p "$ROOT/pretrained"
   cp "$OUT/final.safetensors" "$ROOT/pretrained/vit_fmnist.safetensors.tmp"

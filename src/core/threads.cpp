@@ -77,7 +77,7 @@ int compute_threads() { return at::get_num_threads(); }
 
 int default_loader_threads(int cores, int compute_threads, bool cuda) {
   if (cuda) return std::clamp(cores - 1, 1, kMaxGpuLoaderThreads);
-  return std::clamp(cores - compute_threads, 1, kMaxCpuLoaderThreads);
+  return std::clamp(cores - compute_threads, 0, kMaxCpuLoaderThreads);
 }
 
 void parallel_for(size_t n, int threads, const std::function<void(size_t)>& body) {

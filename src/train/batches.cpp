@@ -21,6 +21,8 @@ TrainBatches::TrainBatches(const data::Dataset& train_set, const BatchSettings& 
     : set_(train_set),
       s_(settings),
       augment_(settings.data.train_augment()),
+      threads_(settings.data.loader_threads(settings.pinned)),
+      inline_(threads_ == 0),
       sampler_(data::make_sampler(train_set, settings.rank, settings.world_size, settings.seed, settings.repeated_aug,
                                   settings.data.shuffle_buffer)) {
   if (augment_) augment_settings_ = data::train_settings(s_.data, s_.norm.mean, s_.norm.std, s_.shape);
@@ -44,7 +46,7 @@ data::Batch TrainBatches::make(const std::vector<int64_t>& order, int64_t epoch,
     chunk.push_back(order.front());
     seeds.push_back(data::mix_seed(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(s_.rank)));
   }
-  if (augment_) return data::load_train_batch(set_, chunk, seeds, augment_settings_, s_.pinned);
+  if (augment_) return data::load_train_batch(set_, chunk, seeds, augment_settings_, s_.pinned, inline_);
   return data::load_batch(set_, chunk, s_.norm.mean, s_.norm.std, s_.shape);
 }
 
@@ -52,7 +54,7 @@ void TrainBatches::start(int64_t epoch, int64_t first, int64_t count) {
   loader_.reset();
   auto order = sampler_->epoch_indices(epoch);
   auto build = [this, order = std::move(order), epoch](int64_t b) { return make(order, epoch, b); };
-  loader_ = std::make_unique<data::Loader>(first, count, build, s_.data.loader_threads(s_.pinned), s_.data.prefetch);
+  loader_ = std::make_unique<data::Loader>(first, count, build, threads_, s_.data.prefetch);
 }
 
 MicroBatch TrainBatches::next(uint64_t stream, c10::Device device, double& seconds) {

@@ -50,6 +50,8 @@ class TrainBatches {
   const data::Dataset& set_;
   BatchSettings s_;
   bool augment_ = false;
+  int64_t threads_ = 0;  // loader threads
+  bool inline_ = false;  // no loader thread: batches built in the training thread, over the intra-op threads
   data::TransformSettings augment_settings_;
   std::unique_ptr<data::Sampler> sampler_;
   std::unique_ptr<data::Loader> loader_;

@@ -67,6 +67,7 @@ struct TrainConfig {
   double first_bucket_mb = 1;       // smaller first bucket: the first all-reduce starts early
   bool bf16 = false;                // bf16 autocast (CPU or CUDA)
   int64_t log_every = 50;           // sync point: losses read back, trace written, stop signals agreed
+  bool profile = false;             // per-phase step times (train/phases.h): printed, and in train.json
 
   double resolved_decay_epochs() const { return decay_epochs ? *decay_epochs : 0.75 * static_cast<double>(epochs); }
 
@@ -124,6 +125,10 @@ struct TrainConfig {
           "every N steps: read losses back from the device, write the trace, agree on stop signals and "
           "non-finite steps, print progress",
           positive());
+    o.add_switch("profile", profile,
+                 "time each phase of the step (data, teacher, forward, backward, all-reduce wait, optimizer, EMA, "
+                 "trace and sync) and print a per-phase table at the end (also with --quiet) and in train.json's "
+                 "\"phases\"; on a GPU each phase waits for the device, which slows the run");
   }
   void validate() const {
     if (warmup_epochs >= static_cast<double>(epochs)) {

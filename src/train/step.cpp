@@ -10,9 +10,15 @@
 
 namespace vitslim::train {
 
+namespace {
+void lap(PhaseClock* clock, Phase phase) {
+  if (clock) clock->lap(phase);
+}
+}  // namespace
+
 StepLoss backward_step(model::VisionTransformer& model, NamedTensors& params, const StepOptions& options,
                        const std::function<MicroBatch(int64_t)>& next, const std::function<uint64_t(int64_t)>& seed_of,
-                       dist::GradientReducer* reducer) {
+                       dist::GradientReducer* reducer, PhaseClock* clock) {
   model->train();
   for (auto& [name, p] : params) p.mutable_grad() = torch::Tensor();  // set to none: fresh accumulation
   StepLoss out;
@@ -28,10 +34,13 @@ StepLoss backward_step(model::VisionTransformer& model, NamedTensors& params, co
     const at::Tensor value = loss.detach().to(torch::kFloat64);
     loss_sum = loss_sum.defined() ? loss_sum + value : value;
     out.images += batch.images.size(0);
+    lap(clock, Phase::Forward);
     if (reducer) reducer->begin(m + 1 == options.accum_steps);
     (loss / static_cast<double>(options.accum_steps)).backward();
+    lap(clock, Phase::Backward);
   }
   if (reducer) reducer->finish();
+  lap(clock, Phase::AllReduce);
   out.loss = loss_sum / static_cast<double>(options.accum_steps);  // []
   return out;
 }
@@ -42,10 +51,12 @@ at::Tensor not_finite(const at::Tensor& loss, const at::Tensor& norm) {
 }
 
 void update_step(NamedTensors& params, AdamW& optimizer, double lr, const at::Tensor& norm, const at::Tensor& found_inf,
-                 const StepOptions& options, std::map<std::string, at::Tensor>& ema) {
+                 const StepOptions& options, std::map<std::string, at::Tensor>& ema, PhaseClock* clock) {
   clip_grad_norm(params, options.clip_grad, norm);
   optimizer.step(params, lr, found_inf);
+  lap(clock, Phase::Optimizer);
   if (options.ema_decay > 0) update_ema(params, ema, options.ema_decay, found_inf);
+  lap(clock, Phase::Ema);
 }
 
 void update_ema(NamedTensors& params, std::map<std::string, at::Tensor>& ema, double decay,

@@ -24,6 +24,7 @@
 #include "model/vit.h"
 #include "train/loss.h"
 #include "train/optimizer.h"
+#include "train/phases.h"
 
 namespace vitslim::train {
 
@@ -49,16 +50,18 @@ struct StepLoss {
 };
 
 // `next(m)` gives micro-batch m; `seed_of(m)` seeds LibTorch's generator (drop-path) before it.
+// `clock` (may be null) gets the forward, backward and all-reduce laps.
 StepLoss backward_step(model::VisionTransformer& model, NamedTensors& params, const StepOptions& options,
                        const std::function<MicroBatch(int64_t)>& next, const std::function<uint64_t(int64_t)>& seed_of,
-                       dist::GradientReducer* reducer);
+                       dist::GradientReducer* reducer, PhaseClock* clock = nullptr);
 
 // float32 [] on the device: 1 when `loss` or `norm` is not finite, else 0.
 at::Tensor not_finite(const at::Tensor& loss, const at::Tensor& norm);
 
 // `norm`: the global gradient norm (grad_norm); where `found_inf` holds 1 nothing is updated.
+// `clock` (may be null) gets the optimizer and EMA laps.
 void update_step(NamedTensors& params, AdamW& optimizer, double lr, const at::Tensor& norm, const at::Tensor& found_inf,
-                 const StepOptions& options, std::map<std::string, at::Tensor>& ema);
+                 const StepOptions& options, std::map<std::string, at::Tensor>& ema, PhaseClock* clock = nullptr);
 // The EMA of the weights, ema <- ema + (1 - decay) (p - ema), left alone where found_inf holds 1
 // (torch's skip: a step that did not update the weights does not move their average either).
 void update_ema(NamedTensors& params, std::map<std::string, at::Tensor>& ema, double decay,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@ struct TrainSummary {
   double seconds = 0, rss_start_mib = -1, rss_peak_mib = -1;
   double step_seconds = 0;  // in optimizer steps: seconds minus set-up, evaluation and checkpoints
   std::string checkpoint;
+  std::map<std::string, double> phases;  // --profile: seconds per phase and "steps" (phases.h); empty: off
 };
 
 void write_train_summary(const std::string& path, const TrainSummary& s);

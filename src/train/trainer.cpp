@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -45,6 +46,7 @@
 #include "train/dilution.h"
 #include "train/distill.h"
 #include "train/evaluate.h"
+#include "train/phases.h"
 #include "train/plan.h"
 #include "train/resume.h"
 #include "train/step.h"
@@ -136,7 +138,8 @@ class Trainer {
   BackgroundTask writer_;                               // rank 0, GPU runs: checkpoint writes
   std::unique_ptr<TrainTrace> trace_;
   std::unique_ptr<ProgressLine> progress_;
-  std::string progress_status_;  // the last sync point's loss, lr and images/s
+  std::unique_ptr<PhaseClock> phases_;  // --profile, else disabled
+  std::string progress_status_;         // the last sync point's loss, lr and images/s
   int64_t eval_images_ = 0;
   std::vector<int64_t> entropy_indices_;
   std::vector<PendingStep> pending_;
@@ -214,6 +217,9 @@ void Trainer::setup_optimisation() {
                                   device_.is_cuda() ? device_.index() : 0, dist::CommOptions{t_.collective_timeout});
   model_->to(device_);
   progress_ = std::make_unique<ProgressLine>(mpi_.rank() == 0 && !c_.runtime.quiet);
+  std::function<void()> fence;
+  if (device_.is_cuda()) fence = [] { torch::cuda::synchronize(); };
+  phases_ = std::make_unique<PhaseClock>(t_.profile, std::move(fence));
 }
 
 // Sets every diluting block's lambda; at 0 they become Removed (their parameters go away).
@@ -287,6 +293,7 @@ void Trainer::broadcast_weights() {
 // One optimizer step (accum_steps micro-batches), queued without waiting for the device. Returns
 // false when the run must stop here (a stop signal, agreed at a sync point).
 bool Trainer::train_step(int64_t epoch) {
+  phases_->begin_step();
   double data_seconds = 0;
   const double lr = plan_.lr.at(state_.global_step);
   if (t_.lambda_per_step) apply_lambda(current_lambda(epoch));
@@ -304,12 +311,14 @@ bool Trainer::train_step(int64_t epoch) {
           first_batch_seen_ = true;
           log_info(cat("train: first batch after ", fmt(process_seconds(), 3), " s (from the process start)"));
         }
+        phases_->lap(Phase::Data);
         if (teacher_) batch.teacher = teacher_->logits(batch.images, t_.bf16);  // [B, K], same mixed images
+        phases_->lap(Phase::Teacher);
         return batch;
       },
-      seed_of, reducer_.get());
+      seed_of, reducer_.get(), phases_.get());
   const at::Tensor norm = grad_norm(params_);  // of the averaged gradients: the same on every rank
-  update_step(params_, *optimizer_, lr, norm, not_finite(step.loss, norm), step_options(), ema_);
+  update_step(params_, *optimizer_, lr, norm, not_finite(step.loss, norm), step_options(), ema_, phases_.get());
   PendingStep row;
   row.step = state_.global_step;
   row.epoch = epoch;
@@ -325,9 +334,10 @@ bool Trainer::train_step(int64_t epoch) {
   // A line at most every 10 s (the loss and images/s of the last sync point; no device sync here).
   progress_->update(cat("epoch ", epoch + 1, "/", t_.epochs), state_.step_in_epoch, plan_.steps_per_epoch,
                     progress_status_);
-  if (!sync_due()) return true;
-  const int64_t stop = settle_steps();
-  if (t_.checkpoint_steps > 0 && state_.global_step % t_.checkpoint_steps == 0 &&
+  const int64_t stop = sync_due() ? settle_steps() : 0;
+  phases_->lap(Phase::Record);
+  phases_->end_step();
+  if (sync_due() && t_.checkpoint_steps > 0 && state_.global_step % t_.checkpoint_steps == 0 &&
       state_.step_in_epoch < plan_.steps_per_epoch) {
     save_checkpoint();
     last_settle_ = Clock::now();  // the checkpoint's time is not training time
@@ -491,6 +501,7 @@ TrainSummary Trainer::summary(bool finished) {
   s.rss_start_mib = rss_start_mib_;
   s.rss_peak_mib = peak_resident_mib();
   s.checkpoint = state_.global_step > 0 ? checkpoint_path(t_.out_dir, state_.global_step) : "";
+  if (phases_->enabled()) s.phases = phases_->to_map();
   return s;
 }
 
@@ -546,6 +557,7 @@ TrainResult Trainer::run_steps() {
     if (t_.ema_decay > 0) export_model("final-ema.safetensors", true);
     trace_->commit();
     write_summary(true);
+    if (phases_->enabled()) std::cout << phases_->table() << std::flush;  // a result: stdout, also with --quiet
     const auto removed = model_->removed_blocks();
     log_info(cat("done: ", (fs::path(t_.out_dir) / "final.safetensors").string(), " (attention removed in blocks ",
                  removed.empty() ? std::string("none") : join_list(removed), ")",

@@ -173,7 +173,8 @@ TEST(Threads, CoresAreDividedOnlyAmongRanksThatShareThem) {
   EXPECT_EQ(vitslim::default_loader_threads(8, 8, true), 7);
   EXPECT_EQ(vitslim::default_loader_threads(64, 1, true), 16);
   EXPECT_EQ(vitslim::default_loader_threads(1, 1, true), 1);
-  EXPECT_EQ(vitslim::default_loader_threads(2, 2, false), 1);
+  EXPECT_EQ(vitslim::default_loader_threads(2, 2, false), 0);
+  EXPECT_EQ(vitslim::default_loader_threads(4, 2, false), 2);
   EXPECT_EQ(vitslim::default_loader_threads(16, 8, false), 4);
 }
 
