@@ -17,7 +17,7 @@
 #include "data/batch.h"
 #include "data/folder.h"
 #include "data/loader.h"
-#include "data/sampler.h"
+#include "data/rng.h"
 #include "data/shards.h"
 
 namespace vitslim::data {

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <random>
 
-#include "data/sampler.h"
+#include "data/rng.h"
 
 namespace vitslim::data {
 

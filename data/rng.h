@@ -1,4 +1,5 @@
-// The per-sample random stream of the augmentations: a counter-based generator seeded from
+// The seed mixers every random stream of vitslim starts from, and the per-sample random stream of
+// the augmentations: a counter-based generator seeded from
 // (seed, epoch, sample position), so every draw is the same on every platform, whatever thread
 // or worker count produces the sample. Uniform, integer and normal draws are written out here
 // (not <random>'s distributions, whose algorithms differ between standard libraries).
@@ -7,9 +8,20 @@
 #include <cmath>
 #include <cstdint>
 
-#include "data/sampler.h"
-
 namespace vitslim::data {
+
+// Seeded randomness that is the same on every platform and standard library: SplitMix64's step.
+inline uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+// Mixes several values into one well-spread 64-bit seed (the seed of a stream named by seed, salt,
+// epoch, rank, position...).
+inline uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0) {
+  return splitmix64(splitmix64(splitmix64(splitmix64(a) ^ b) ^ c) ^ d);
+}
 
 class Rng {
  public:

@@ -10,17 +10,6 @@
 
 namespace vitslim::data {
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
-  return splitmix64(splitmix64(splitmix64(splitmix64(a) ^ b) ^ c) ^ d);
-}
-
 namespace {
 // Uniform integer in [0, bound) without modulo bias: draws above the largest multiple of bound
 // are rejected.

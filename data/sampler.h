@@ -11,6 +11,8 @@
 #include <memory>
 #include <vector>
 
+#include "data/rng.h"
+
 namespace vitslim::data {
 
 class Dataset;
@@ -65,10 +67,6 @@ class ShardSampler : public Sampler {
 std::unique_ptr<Sampler> make_sampler(const Dataset& dataset, int rank, int world_size, uint64_t seed, int64_t repeats,
                                       int64_t shuffle_buffer);
 
-// Seeded randomness that is the same on every platform and standard library.
-uint64_t splitmix64(uint64_t x);
-// Mixes several values into one well-spread 64-bit seed.
-uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0);
 // The first `count` entries of a Fisher-Yates shuffle of [0, n): a uniform random ordered subset
 // (count == n: a full permutation).
 std::vector<int64_t> shuffled_prefix(int64_t n, int64_t count, uint64_t seed);

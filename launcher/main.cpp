@@ -38,8 +38,9 @@ void usage(FILE* out) {
                "Slurm (mode = sbatch: scripts from %s, srun --mpi=pmix, requeue before the time\n"
                "limit, job arrays over [sweep] ratios, job = chain for search -> train -> merge + eval).\n"
                "  --dry-run        print the command or the scripts and sbatch calls; run nothing\n"
-               "  --templates DIR  sbatch templates (default: the source tree's slurm/)\n",
-               VITSLIM_SLURM_DIR);
+               "  --templates DIR  sbatch templates (default: the source tree's slurm/)\n"
+               "jobs: %s, chain\n",
+               VITSLIM_SLURM_DIR, vitslim::launch::launchable_list().c_str());
 }
 
 Args parse(int argc, char** argv) {

@@ -22,13 +22,6 @@ bool launchable(const std::string& name) {
   }
   return false;
 }
-std::string launchable_list() {
-  std::string out;
-  for (const Job& job : jobs()) {
-    if (!job.launch_outputs.empty()) out += (out.empty() ? "" : ", ") + job.name;
-  }
-  return out;
-}
 
 // The keys the launcher owns in a job's section: every option the job declares as something it
 // writes (PathRole::OutputFile/OutputDir: --out, --json, --csv, --sample, --save-logits, ...),
@@ -109,6 +102,14 @@ std::string slurm_value(const std::string& value, const std::string& where) {
 }
 
 }  // namespace
+
+std::string launchable_list() {
+  std::string out;
+  for (const Job& job : jobs()) {
+    if (!job.launch_outputs.empty()) out += (out.empty() ? "" : ", ") + job.name;
+  }
+  return out;
+}
 
 namespace {
 

@@ -19,6 +19,9 @@
 
 namespace vitslim::launch {
 
+// The jobs a run description can launch (their registry entries name their outputs), comma-separated.
+std::string launchable_list();
+
 // CPUs a GPU rank gets when cpus_per_task is not given: its loader decodes ~800 images/s per
 // core, and one H100 trains DeiT-B at ~2,500-3,000 images/s.
 inline constexpr int64_t kCpusPerGpuRank = 8;

@@ -383,11 +383,6 @@ void Search::report(const SearchResult& result, long long forwards, long long it
 void Search::write_json(const SearchResult& result, long long forwards, long long naive, long long items,
                         double seconds) const {
   const ModelShape& shape = (*model_)->shape();
-  nlohmann::json selections = nlohmann::json::array();
-  for (const Selection& s : result.selections) {
-    selections.push_back(
-        {{"ratio", s.ratio}, {"count", s.count}, {"layers", s.layers}, {"te", s.te}, {"entropy", s.entropy}});
-  }
   const nlohmann::json model = {{"img_size", shape.img_size},
                                 {"patch_size", shape.patch_size},
                                 {"in_chans", shape.in_chans},
@@ -396,30 +391,28 @@ void Search::write_json(const SearchResult& result, long long forwards, long lon
                                 {"num_heads", shape.num_heads},
                                 {"num_classes", shape.num_classes},
                                 {"weights", c_.model.weights}};
-  const nlohmann::json j = {
-      {"program", "vitslim"},
-      {"version", kVersion},
-      {"job", "search"},
-      {"schema", kSchema},
-      {"model", model},
-      {"criterion", to_string(c_.search.criterion)},
-      {"method", method()},
-      {"beam", c_.search.beam},
-      {"estimator", to_string(c_.search.estimator)},
-      {"candidate_layers", allowed_},
-      {"calib_images", calib_.size()},
-      {"shards", shards_},
-      {"world_size", mpi_.world_size()},
-      {"full_entropy", full_entropy_},
-      {"layer_scores", layer_scores_.empty() ? nlohmann::json(nullptr) : nlohmann::json(layer_scores_)},
-      {"selections", selections},
-      {"steps", steps_},
-      {"block_forwards", forwards},
-      {"naive_block_forwards", naive},
-      {"items_scored", items},
-      {"items_resumed", ledger_->resumed()},
-      {"seconds", seconds},
-      {"trace", c_.search.out}};
+  nlohmann::json j = {{"program", "vitslim"},
+                      {"version", kVersion},
+                      {"job", "search"},
+                      {"schema", kSchema},
+                      {"model", model},
+                      {"criterion", to_string(c_.search.criterion)},
+                      {"method", method()},
+                      {"beam", c_.search.beam},
+                      {"estimator", to_string(c_.search.estimator)},
+                      {"candidate_layers", allowed_},
+                      {"calib_images", calib_.size()},
+                      {"shards", shards_},
+                      {"world_size", mpi_.world_size()},
+                      {"layer_scores", layer_scores_.empty() ? nlohmann::json(nullptr) : nlohmann::json(layer_scores_)},
+                      {"steps", steps_},
+                      {"block_forwards", forwards},
+                      {"naive_block_forwards", naive},
+                      {"items_scored", items},
+                      {"items_resumed", ledger_->resumed()},
+                      {"seconds", seconds},
+                      {"trace", c_.search.out}};
+  j.update(nlohmann::json(result));  // full_entropy, selections (search/result.h)
   write_file_atomic(c_.search.json, json_text(j) + "\n");
 }
 
@@ -429,10 +422,14 @@ SearchResult Search::run() {
   search_sets();
   const long long forwards = mpi_.allreduce_sum(scorer_->block_forwards());
   const long long items = mpi_.allreduce_sum(computed_items_);
-  if (mpi_.rank() != 0) return {};
-  const SearchResult result = selections();
-  report(result, forwards, items);
-  return result;
+  std::string text;  // rank 0's result for every rank
+  if (mpi_.rank() == 0) {
+    const SearchResult result = selections();
+    report(result, forwards, items);
+    text = nlohmann::json(result).dump();
+  }
+  mpi_.broadcast_bytes(text, 0);
+  return search_result_from_json(nlohmann::json::parse(text), "search result from rank 0");
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "data/settings.h"
 #include "dist/mpi_session.h"
 #include "model/request.h"
+#include "search/result.h"
 #include "search/settings.h"
 
 namespace vitslim::search {
@@ -27,21 +28,8 @@ struct SearchInputs {
   std::string config_ini;
 };
 
-// One requested ratio's answer.
-struct Selection {
-  double ratio = 0;
-  int64_t count = 0;            // round(ratio x depth) layers
-  std::vector<int64_t> layers;  // ascending
-  double te = 0;                // H(G | full) - H(G | layers skipped)
-  double entropy = 0;           // H(G | layers skipped)
-};
-struct SearchResult {
-  double full_entropy = 0;            // H(G | full model)
-  std::vector<Selection> selections;  // per --ratios entry, in its order
-};
-
-// Runs the search and writes its files (rank 0); throws vitslim::Error on bad input. The result
-// is rank 0's (other ranks get an empty one).
+// Runs the search and writes its files (rank 0); throws vitslim::Error on bad input. Every rank
+// returns rank 0's result.
 SearchResult run_search(const SearchInputs& inputs, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::search

@@ -37,7 +37,7 @@ Sums measure(model::VisionTransformer& model, int64_t shards, const std::functio
       auto& block = model->block(b);
       const at::Tensor next = block->forward(x);  // [B, N+1, C]
       s.cos_block[static_cast<size_t>(b)] += torch::cosine_similarity(x, next, -1).sum().item<double>();
-      if (block->mode() != model::AttentionMode::Removed) {
+      if (!model::is_removed(block->mode())) {
         const at::Tensor a = block->attn->forward(block->norm1->forward(x));  // [B, N+1, C]
         s.cos_attn[static_cast<size_t>(b)] += torch::cosine_similarity(x, x + a, -1).sum().item<double>();
         s.attn[static_cast<size_t>(b)].add(a.reshape({-1, dim}));  // rows = images x tokens
@@ -69,7 +69,7 @@ std::vector<double> layer_scores(Criterion criterion, model::VisionTransformer& 
     }
   }
   for (int64_t b = 0; b < depth; ++b) {
-    if (model->block(b)->mode() == model::AttentionMode::Removed) {
+    if (model::is_removed(model->block(b)->mode())) {
       scores[static_cast<size_t>(b)] = std::numeric_limits<double>::infinity();
     }
   }

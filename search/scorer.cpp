@@ -19,7 +19,7 @@ int64_t PrefixScorer::channels() const {
 
 void PrefixScorer::set_modes(const LayerSet& skipped) {
   for (int64_t b = 0; b < model_->depth(); ++b) {
-    if (model_->block(b)->mode() == model::AttentionMode::Removed) continue;  // already gone (x -> 2x)
+    if (model::is_removed(model_->block(b)->mode())) continue;  // already gone (x -> 2x)
     const bool skip = std::binary_search(skipped.begin(), skipped.end(), b);
     model_->set_mode(b, skip ? model::AttentionMode::Skipped : model::AttentionMode::Full);
   }

@@ -47,7 +47,7 @@ std::map<int64_t, double> set_dilution(model::VisionTransformer& vit, const trai
   std::map<int64_t, double> diluting;
   std::string above_zero;
   for (size_t b = 0; b < ck.state.modes.size(); ++b) {
-    if (model::parse_attention_mode(ck.state.modes[b], "checkpoint " + ck.path) != model::AttentionMode::Diluting) {
+    if (!model::is_diluting(model::parse_attention_mode(ck.state.modes[b], "checkpoint " + ck.path))) {
       continue;
     }
     const double at = b < ck.state.lambdas.size() ? ck.state.lambdas[b] : 1.0;

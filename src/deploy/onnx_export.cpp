@@ -326,7 +326,7 @@ Stream block(GraphBuilder& g, model::BlockImpl& blk, const Stream& s, const mode
   switch (blk.mode()) {
     case model::AttentionMode::Full:
     case model::AttentionMode::Diluting: {
-      const bool diluting = blk.mode() == model::AttentionMode::Diluting;
+      const bool diluting = model::is_diluting(blk.mode());
       const double lambda = diluting ? blk.lambda() : 1.0;
       auto h = layer_norm(g, x, blk.norm1, name + ".norm1");
       auto q_in = rows_only ? layer_norm(g, rows, blk.norm1, name + ".norm1_rows") : h;

@@ -19,7 +19,6 @@
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/log.h"
-#include "data/sampler.h"
 #include "dist/gpu_select.h"
 #include "dist/mpi_session.h"
 #include "entropy/measure.h"
@@ -106,17 +105,6 @@ model::BenchRatios read_bench(const std::string& path) {
   }
   return b;
 }
-search::SearchResult read_search(const std::string& path) {
-  const json j = read_json(path);
-  search::SearchResult out;
-  out.full_entropy = j.at("full_entropy").get<double>();
-  for (const json& s : j.at("selections")) {
-    out.selections.push_back({s.at("ratio").get<double>(), s.at("count").get<int64_t>(),
-                              s.at("layers").get<std::vector<int64_t>>(), s.at("te").get<double>(),
-                              s.at("entropy").get<double>()});
-  }
-  return out;
-}
 
 class Pipeline {
  public:
@@ -124,8 +112,9 @@ class Pipeline {
     // The pipeline names the weights it starts from itself (shipped, given, or pretrained here).
     model::use_default_preset(base_.model, model::kDefaultPreset, false);
     const ModelRequest& m = base_.model;
-    shipped_shape_ = m.preset == "vit_fmnist" && !m.img_size && !m.patch_size && !m.in_chans && !m.embed_dim &&
-                     !m.depth && !m.num_heads && !m.num_classes && !m.mlp_ratio;
+    const bool as_preset = !m.img_size && !m.patch_size && !m.in_chans && !m.embed_dim && !m.depth && !m.num_heads &&
+                           !m.num_classes && !m.mlp_ratio;
+    shipped_ = as_preset ? shipped_checkpoint(m.preset) : "";
   }
   void run();
 
@@ -142,14 +131,13 @@ class Pipeline {
   void pretrain();
   // The default model on its dataset, asked for no other start: a shipped checkpoint applies.
   bool wants_shipped() const {
-    return p_.weights.empty() && !p_.pretrain_epochs && shipped_shape_ && base_.data.dataset == "fashion-mnist";
+    return p_.weights.empty() && !p_.pretrain_epochs && !shipped_.empty() && base_.data.dataset == "fashion-mnist";
   }
   bool uses_shipped() const;  // ... and it is there
   void trust(const std::string& weights, bool required);
   void check_pretrained_top1();
   void analyse();
   search::SearchResult search_stage(Criterion criterion, const std::vector<double>& ratios, const std::string& stem);
-  void share(search::SearchResult& result, const std::vector<double>& ratios);
   double largest_ratio() const { return *std::max_element(p_.ratios.begin(), p_.ratios.end()); }
   std::vector<PipelineRun> plan_runs();
   void finetune(const PipelineRun& run, int64_t seed_index);
@@ -178,7 +166,7 @@ class Pipeline {
   const PipelineConfig& p_;
   const dist::MpiSession& mpi_;
   std::string pretrained_;
-  bool shipped_shape_ = false;                   // the vit_fmnist preset as it is (a checkpoint of it is shipped)
+  std::string shipped_;  // the shipped checkpoint of the preset as it is (vit_fmnist, vit_fmnist12), else ""
   std::optional<model::Provenance> provenance_;  // of the starting weights, when they carry one
   PipelineResults results_;
   Clock::time_point started_ = Clock::now();
@@ -230,7 +218,7 @@ void Pipeline::train(const Config& c, const std::string& stage_name) {
 }
 
 // The default model on its dataset, asked for no other start: the shipped checkpoint.
-bool Pipeline::uses_shipped() const { return wants_shipped() && fs::exists(kShippedFmnist); }
+bool Pipeline::uses_shipped() const { return wants_shipped() && fs::exists(shipped_); }
 
 // Weights carrying a provenance record must still be what it describes; the shipped checkpoint
 // must carry one.
@@ -253,16 +241,14 @@ void Pipeline::trust(const std::string& weights, bool required) {
 
 void Pipeline::pretrain() {
   if (!p_.weights.empty() || uses_shipped()) {
-    pretrained_ = p_.weights.empty() ? kShippedFmnist : p_.weights;
+    pretrained_ = p_.weights.empty() ? shipped_ : p_.weights;
     if (!fs::exists(pretrained_)) throw Error(cat("pipeline: the shipped checkpoint ", pretrained_, " is missing"));
     trust(pretrained_, uses_shipped());
     return;
   }
   if (wants_shipped()) {
-    log_warn(cat("pipeline: no shipped checkpoint ", kShippedFmnist,
-                 " (make it with scripts/pretrain_fmnist.sh "
-                 "--install); pretraining from scratch for ",
-                 kScratchPretrainEpochs, " epochs"));
+    log_warn(cat("pipeline: no shipped checkpoint ", shipped_, " (make it with scripts/pretrain_fmnist.sh --model ",
+                 base_.model.preset, " --install); pretraining from scratch for ", kScratchPretrainEpochs, " epochs"));
   }
   const std::string dir = path("pretrain");
   pretrained_ = (fs::path(dir) / "final.safetensors").string();
@@ -286,7 +272,7 @@ void Pipeline::analyse() {
   results_.search = search_stage(Criterion::Nose, p_.ratios, "search");
   for (Criterion criterion : p_.other_criteria()) {
     const std::string name = to_string(criterion);
-    results_.criteria.emplace_back(name, search_stage(criterion, {largest_ratio()}, "search-" + name));
+    results_.criteria.emplace_back(name, search_stage(criterion, {p_.compared_ratio()}, "search-" + name));
   }
 }
 
@@ -296,7 +282,7 @@ search::SearchResult Pipeline::search_stage(Criterion criterion, const std::vect
   const std::string json_file = path(stem + ".json");
   search::SearchResult result;
   const bool done = fs::exists(json_file);
-  if (done) result = read_search(json_file);
+  if (done) result = search::read_search_result(json_file, "pipeline: the finished search");
   stage(criterion == Criterion::Nose ? "search" : cat("search ", to_string(criterion)), done, [&] {
     Config c = stage_config("search");
     c.model.weights = pretrained_;
@@ -307,44 +293,24 @@ search::SearchResult Pipeline::search_stage(Criterion criterion, const std::vect
     c.search.json = json_file;
     find_job("search").validate(c);
     result = search::run_search({c.model, c.data, c.search, c.compute, c.runtime, config_to_ini(c)}, mpi_);
-    share(result, ratios);
   });
   return result;
 }
 
-// Rank 0 holds a search's result; every rank fine-tunes with its layers.
-void Pipeline::share(search::SearchResult& result, const std::vector<double>& ratios) {
-  std::vector<int64_t> packed;  // per ratio: count, then the layers
-  for (const auto& s : result.selections) {
-    packed.push_back(static_cast<int64_t>(s.layers.size()));
-    packed.insert(packed.end(), s.layers.begin(), s.layers.end());
-  }
-  packed = mpi_.broadcast(packed);
-  if (mpi_.rank() == 0) return;
-  result.selections.clear();
-  for (size_t i = 0, r = 0; i < packed.size(); ++r) {
-    const auto n = static_cast<size_t>(packed[i++]);
-    std::vector<int64_t> layers(packed.begin() + static_cast<std::ptrdiff_t>(i),
-                                packed.begin() + static_cast<std::ptrdiff_t>(i + n));
-    result.selections.push_back({ratios.at(r), static_cast<int64_t>(n), layers, 0, 0});
-    i += n;
-  }
-}
-
-// Unpruned, NOSE per ratio, NOSE + distillation and every other criterion at the largest ratio.
+// Unpruned, NOSE per ratio, NOSE + distillation and every other criterion at --compare-ratio.
 std::vector<PipelineRun> Pipeline::plan_runs() {
   std::vector<PipelineRun> runs = {{"unpruned", "none", 0.0, {}, false}};
-  const double largest = largest_ratio();
-  std::vector<int64_t> nose_largest;
+  const double compared = p_.compared_ratio();
+  std::vector<int64_t> nose_compared;
   for (const search::Selection& s : results_.search.selections) {
     runs.push_back({"nose-" + ratio_name(s.ratio), "nose", s.ratio, s.layers, false});
-    if (s.ratio == largest) nose_largest = s.layers;
+    if (std::fabs(s.ratio - compared) < 1e-9) nose_compared = s.layers;
   }
   if (p_.distill.kind != Distill::None) {
-    runs.push_back({"nose-" + ratio_name(largest) + "+kd", "nose", largest, nose_largest, true});
+    runs.push_back({"nose-" + ratio_name(compared) + "+kd", "nose", compared, nose_compared, true});
   }
   for (const auto& [name, result] : results_.criteria) {
-    runs.push_back({name + "-" + ratio_name(largest), name, largest, result.selections.at(0).layers, false});
+    runs.push_back({name + "-" + ratio_name(compared), name, compared, result.selections.at(0).layers, false});
   }
   return runs;
 }

@@ -5,7 +5,7 @@
 #include "jobs/common.h"
 #include "jobs/job.h"
 #include "model/presets.h"
-#include "search/result_file.h"
+#include "search/result.h"
 
 namespace vitslim {
 

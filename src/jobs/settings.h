@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,6 +20,12 @@ namespace vitslim {
 #define VITSLIM_PRETRAINED_DIR "pretrained"
 #endif
 inline constexpr const char* kShippedFmnist = VITSLIM_PRETRAINED_DIR "/vit_fmnist.safetensors";
+// The shipped checkpoint of a Fashion-MNIST preset (vit_fmnist, vit_fmnist12: pretrained/<preset>.
+// safetensors, whether or not it is there yet); "" for other presets.
+inline std::string shipped_checkpoint(const std::string& preset) {
+  if (preset != "vit_fmnist" && preset != "vit_fmnist12") return "";
+  return std::string(VITSLIM_PRETRAINED_DIR) + "/" + preset + ".safetensors";
+}
 inline constexpr int64_t kScratchPretrainEpochs = 3;  // another model or dataset without --pretrained
 
 // The whole method on one dataset (default Fashion-MNIST): pretrained weights (the shipped
@@ -33,7 +40,8 @@ struct PipelineConfig {
   int64_t finetune_epochs = 2;
   double decay_epochs = 0.5;                         // lambda 1 -> 0 per step over this many fine-tuning epochs
   std::vector<double> ratios = {0.25, 0.5};          // NOSE removal ratios, each fine-tuned
-  std::string criteria = "cosine,random,first";      // other criteria at the largest ratio ("none": NOSE alone)
+  std::string criteria = "cosine,random,first";      // other criteria at compare_ratio ("none": NOSE alone)
+  double compare_ratio = 0;                          // the other criteria's and the kd row's ratio (0: the largest)
   int64_t seeds = 1;                                 // fine-tunings per row, seeds --seed, --seed + 1, ...
   DistillSettings distill{Distill::Soft, 0.5, 1.0};  // the NOSE + distillation row (none: no such row)
   double pretrain_lr = 8e-3;                         // per 512 images
@@ -55,7 +63,7 @@ struct PipelineConfig {
     o.add_path("out-dir", out_dir, "all stages' outputs and report.md / report.json", PathRole::OutputDir);
     o.add_path("pretrained", weights,
                "start from these weights (default for vit_fmnist on fashion-mnist: the shipped " +
-                   std::string(kShippedFmnist) + ", whose provenance is checked)",
+                   std::string(kShippedFmnist) + ", whose provenance is checked; likewise vit_fmnist12)",
                PathRole::InputFile);
     o.add("pretrain-epochs", pretrain_epochs,
           "pretrain from scratch for this many epochs instead (default " + std::to_string(kScratchPretrainEpochs) +
@@ -68,6 +76,10 @@ struct PipelineConfig {
     o.add("criteria", criteria,
           "other selection criteria (search --criterion) fine-tuned at the largest ratio, comma-separated, or none",
           {"none", "cosine,bi,entropy,random,first", "random"});
+    o.add("compare-ratio", compare_ratio,
+          "the ratio at which the other --criteria and the NOSE + distillation row are fine-tuned, one of --ratios "
+          "(0: the largest)",
+          half_open(0, 1));
     o.add("seeds", seeds, "repeat every fine-tuning with this many seeds (--seed, --seed + 1, ...); mean and std",
           positive());
     distill.declare(o, "the NOSE + distillation row at the largest ratio, taught by the starting weights");
@@ -98,6 +110,10 @@ struct PipelineConfig {
   }
   // --criteria as enums (nose excluded; it is always run).
   std::vector<Criterion> other_criteria() const { return parse_criteria_list(criteria, "--criteria"); }
+  // --compare-ratio, or the largest of --ratios.
+  double compared_ratio() const {
+    return compare_ratio > 0 ? compare_ratio : *std::max_element(ratios.begin(), ratios.end());
+  }
   void validate() const {
     if (out_dir.empty()) throw Error("--out-dir is required");
     if (!(decay_epochs < static_cast<double>(finetune_epochs))) {
@@ -105,6 +121,10 @@ struct PipelineConfig {
                       "): the removed blocks need training after lambda reaches 0"));
     }
     if (ratios.empty()) throw Error("--ratios: at least one ratio is required");
+    if (compare_ratio > 0 &&
+        std::none_of(ratios.begin(), ratios.end(), [&](double r) { return std::fabs(r - compare_ratio) < 1e-9; })) {
+      throw Error(cat("--compare-ratio ", compare_ratio, " is not one of --ratios ", join_list(ratios)));
+    }
     other_criteria();  // throws naming --criteria
     if (plan_target_speedup > 0 && plan_target_speedup <= 1) {
       throw Error(cat("--plan-target-speedup ", plan_target_speedup, ": a speed-up above 1, or 0 for no plan stage"));

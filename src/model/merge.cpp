@@ -15,12 +15,11 @@ bool fold_residual(VisionTransformer& model) {
   std::vector<int64_t> removed_after(static_cast<size_t>(depth + 1), 0);  // removed blocks with index >= b
   for (int64_t b = depth - 1; b >= 0; --b) {
     const auto mode = model->block(b)->mode();
-    if (mode == AttentionMode::Diluting) {
-      throw Error(cat("block ", b, " is diluting (lambda ", model->block(b)->lambda(),
+    if (!is_full(mode) && !is_removed(mode)) {
+      throw Error(cat("block ", b, " is ", to_string(mode), " (lambda ", model->block(b)->lambda(),
                       "): only full and removed blocks can be folded"));
     }
-    removed_after[static_cast<size_t>(b)] =
-        removed_after[static_cast<size_t>(b + 1)] + (mode == AttentionMode::Removed ? 1 : 0);
+    removed_after[static_cast<size_t>(b)] = removed_after[static_cast<size_t>(b + 1)] + (is_removed(mode) ? 1 : 0);
   }
   const int64_t total = removed_after[0];
   if (total == 0) return false;
@@ -44,7 +43,7 @@ bool fold_residual(VisionTransformer& model) {
     const double s = std::ldexp(1.0, static_cast<int>(removed_after[static_cast<size_t>(b + 1)]));
     if (s == 1.0) continue;
     // LayerScale models scale gamma (C values) instead of the projection (C x C + C).
-    if (block->mode() == AttentionMode::Full) {
+    if (is_full(block->mode())) {
       if (block->ls1) {
         scale(block->ls1->gamma, s);
       } else {

@@ -88,6 +88,8 @@ const std::map<std::string, Preset>& presets() {
       {"vit_base_clip", {"vit_base_patch16_clip_quickgelu_224.openai", clip(), kOpenAiClipNorm}},
       // Fashion-MNIST: 28 px grey images, 7x7 patches of 4 px (the e2e anchor of issue 8).
       {"vit_fmnist", {"", make(28, 4, 1, 64, 6, 4, 10)}},
+      // The same width at the paper's depth (12 blocks, as DeiT): does depth change what can go?
+      {"vit_fmnist12", {"", make(28, 4, 1, 64, 12, 4, 10)}},
       // Tiny shape for unit tests and the golden fixture.
       {"vit_test", {"", make(32, 8, 3, 24, 4, 2, 10)}},
   };

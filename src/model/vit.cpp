@@ -137,10 +137,10 @@ BlockImpl::BlockImpl(const ModelShape& shape, double drop_path) : drop_path_(dro
 
 void BlockImpl::set_mode(AttentionMode mode, double lambda) {
   if (!(lambda >= 0.0 && lambda <= 1.0)) throw Error(cat("dilution lambda must be in [0, 1], got ", lambda));
-  if (mode_ == AttentionMode::Removed && mode != AttentionMode::Removed) {
+  if (is_removed(mode_) && !is_removed(mode)) {
     throw Error(cat("a block whose attention was removed cannot become ", to_string(mode)));
   }
-  if (mode == AttentionMode::Removed && mode_ != AttentionMode::Removed) {
+  if (is_removed(mode) && !is_removed(mode_)) {
     unregister_module("norm1");
     unregister_module("attn");
     norm1 = nullptr;
@@ -151,7 +151,7 @@ void BlockImpl::set_mode(AttentionMode mode, double lambda) {
     }
   }
   mode_ = mode;
-  lambda_ = mode == AttentionMode::Diluting ? lambda : 1.0;
+  lambda_ = is_diluting(mode) ? lambda : 1.0;
 }
 
 void BlockImpl::set_taps(bool on) {
@@ -181,10 +181,10 @@ TokenStream BlockImpl::forward(TokenStream s, const BlockMerge& merge) {
     case AttentionMode::Full:
     case AttentionMode::Diluting: {
       auto bias = merge.prop_attn ? size_bias(s) : torch::Tensor();
-      const bool keys = mode_ == AttentionMode::Full && merge.r > 0;
+      const bool keys = is_full(mode_) && merge.r > 0;
       auto a = attention_branch(s.x, bias, keys ? &metric : nullptr);  // [B, N, C]
       if (taps_) attn_tap_ = a;
-      s.x = mode_ == AttentionMode::Full ? s.x + drop_path(a) : (2.0 - lambda_) * s.x + lambda_ * drop_path(a);
+      s.x = is_full(mode_) ? s.x + drop_path(a) : (2.0 - lambda_) * s.x + lambda_ * drop_path(a);
       break;
     }
     case AttentionMode::Skipped:
@@ -281,7 +281,7 @@ void VisionTransformerImpl::set_residual_folded(bool folded) {
     blk->set_removed_factor(folded ? 1.0 : 2.0);
     const double after = folded ? std::ldexp(1.0, static_cast<int>(ahead)) : 1.0;
     blk->norm2->options.eps(eps * after * after);
-    if (blk->mode() == AttentionMode::Removed) {
+    if (is_removed(blk->mode())) {
       ++ahead;
     } else {
       blk->norm1->options.eps(eps * after * after);
@@ -292,7 +292,7 @@ void VisionTransformerImpl::set_residual_folded(bool folded) {
 std::vector<int64_t> VisionTransformerImpl::removed_blocks() const {
   std::vector<int64_t> removed;
   for (size_t i = 0; i < block_refs_.size(); ++i) {
-    if (block_refs_[i]->mode() == AttentionMode::Removed) removed.push_back(static_cast<int64_t>(i));
+    if (is_removed(block_refs_[i]->mode())) removed.push_back(static_cast<int64_t>(i));
   }
   return removed;
 }
@@ -340,7 +340,7 @@ TokenStream VisionTransformerImpl::run_blocks(TokenStream s, int64_t from, int64
 }
 
 BlockMerge VisionTransformerImpl::merge_of(int64_t b) {
-  return {merging_.r_at(b, block(b)->mode() == AttentionMode::Full), shape_.num_prefix_tokens(), merging_.prop_attn};
+  return {merging_.r_at(b, is_full(block(b)->mode())), shape_.num_prefix_tokens(), merging_.prop_attn};
 }
 
 void VisionTransformerImpl::set_token_merging(const TokenMerging& tm) {
@@ -349,7 +349,7 @@ void VisionTransformerImpl::set_token_merging(const TokenMerging& tm) {
       throw Error(cat("token merging names ", tm.r.size(), " blocks, the model has ", shape_.depth));
     }
     std::vector<bool> attention;
-    for (const auto& blk : block_refs_) attention.push_back(blk->mode() == AttentionMode::Full);
+    for (const auto& blk : block_refs_) attention.push_back(is_full(blk->mode()));
     // throws where a block cannot merge its r
     token_schedule(shape_.num_tokens(), shape_.num_prefix_tokens(), attention, tm);
   }

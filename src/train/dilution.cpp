@@ -11,7 +11,7 @@ bool apply_lambda(model::VisionTransformer& model, const std::vector<int64_t>& l
   bool removed = false;
   for (int64_t b : layers) {
     auto& block = model->block(b);
-    if (block->mode() == model::AttentionMode::Removed) continue;
+    if (model::is_removed(block->mode())) continue;
     if (lambda <= 0.0) {
       block->set_mode(model::AttentionMode::Removed);
       removed = true;
@@ -26,7 +26,7 @@ std::vector<double> block_lambdas(model::VisionTransformer& model) {
   std::vector<double> lambdas;
   for (int64_t b = 0; b < model->depth(); ++b) {
     const auto& block = model->block(b);
-    lambdas.push_back(block->mode() == model::AttentionMode::Removed ? 0.0 : block->lambda());
+    lambdas.push_back(model::is_removed(block->mode()) ? 0.0 : block->lambda());
   }
   return lambdas;
 }
@@ -39,7 +39,7 @@ std::vector<std::string> block_modes(model::VisionTransformer& model) {
 
 bool all_removed(model::VisionTransformer& model, const std::vector<int64_t>& layers) {
   for (int64_t b : layers) {
-    if (model->block(b)->mode() != model::AttentionMode::Removed) return false;
+    if (!model::is_removed(model->block(b)->mode())) return false;
   }
   return true;
 }

@@ -33,7 +33,7 @@ Selection selected_blocks(const Checkpoint& ck) {
   for (size_t b = 0; b < ck.state.modes.size(); ++b) {
     const auto mode = model::parse_attention_mode(ck.state.modes[b], "checkpoint " + ck.path);
     const double lambda = b < ck.state.lambdas.size() ? ck.state.lambdas[b] : 1.0;
-    if (mode == model::AttentionMode::Diluting) {
+    if (model::is_diluting(mode)) {
       if (lambda != 0.0) {
         throw Error(cat("checkpoint ", ck.path, ": block ", b, " is still diluting at lambda ", fmt(lambda),
                         " (global step ", ck.state.global_step,
@@ -41,7 +41,7 @@ Selection selected_blocks(const Checkpoint& ck) {
                         "--decay-epochs and merge a later checkpoint"));
       }
       s.diluting.push_back(static_cast<int64_t>(b));
-    } else if (mode == model::AttentionMode::Removed) {
+    } else if (model::is_removed(mode)) {
       s.removed.push_back(static_cast<int64_t>(b));
     }
   }

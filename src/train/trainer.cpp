@@ -33,7 +33,7 @@
 #include "core/signals.h"
 #include "core/version.h"
 #include "data/dataset.h"
-#include "data/sampler.h"
+#include "data/rng.h"
 #include "dist/communicator.h"
 #include "dist/gpu_select.h"
 #include "dist/mpi_session.h"
@@ -172,7 +172,7 @@ void Trainer::setup_model() {
   const ModelShape& shape = model_->shape();
   for (int64_t b : t_.dilute_layers) {
     if (b >= shape.depth) throw Error(cat("--remove-layers: block ", b, " does not exist (depth ", shape.depth, ")"));
-    if (model_->block(b)->mode() == model::AttentionMode::Removed) {
+    if (model::is_removed(model_->block(b)->mode())) {
       throw Error(cat("--remove-layers: block ", b, "'s attention is already removed in ", c_.model.weights));
     }
   }

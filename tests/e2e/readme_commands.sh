@@ -410,6 +410,12 @@ entry '.venv/bin/python scripts/check_hf_export.py compact-hf compact-hf.sample.
 entry 'mpirun -np 8 build/vitslim train --device cuda --bf16 --model deit_base --weights deit_base.pth ...' \
   'cuda_or_refused "$MPIEXEC" -np 2 build/vitslim train --device cuda --bf16 --model deit_base --weights deit_base.pth \
      --img-size 64 --batch-size 2 $DEITB --out-dir runs/gpu'
+entry 'build/vitslim train --model vit_fmnist --weights pretrained/vit_fmnist.safetensors --data-set fashion-mnist --epochs 1 --warmup-epochs 0 --steps-per-epoch 100 --batch-size 64 --mixup 0 --cutmix 0 --profile --out-dir runs/profile' \
+  'build/vitslim train --model vit_fmnist --weights pretrained/vit_fmnist.safetensors --data-set fashion-mnist --epochs 1 \
+     --warmup-epochs 0 --steps-per-epoch 4 --batch-size 16 --eval-images 32 --mixup 0 --cutmix 0 --profile --quiet \
+     --out-dir runs/profile $T1 >profile.txt
+   grep -q "^| backward | " profile.txt && grep -q "^step / (forward + backward): " profile.txt &&
+   .venv/bin/python -c "import json; p = json.load(open(\"runs/profile/train.json\"))[\"phases\"]; assert p[\"steps\"] == 3 and p[\"forward\"] > 0, p"'
 entry 'build/vitslim eval --device cuda --tf32=false --weights runs/train/final.safetensors' \
   'cuda_or_refused build/vitslim eval --device cuda --tf32=false --weights runs/train/final.safetensors --eval-images 64 $T1'
 entry 'bash scripts/gpu_bundle.sh' 'bash scripts/gpu_bundle.sh --list >"$WORK/bundle.txt" && grep -q "^total " "$WORK/bundle.txt"'

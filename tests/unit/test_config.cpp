@@ -10,6 +10,7 @@
 #include "core/json_text.h"
 #include "data/dataset.h"
 #include "jobs/job.h"
+#include "jobs/settings.h"
 #include "model/presets.h"
 #include "test_util.h"
 
@@ -148,6 +149,37 @@ TEST(ResolveShape, PresetFlagsAndWeights) {
   other_classes.reset_head = true;
   EXPECT_EQ(resolve_shape(other_classes, w).num_classes, 10);
   EXPECT_THROW(vitslim::model::preset("deit_huge"), Error);
+}
+
+// The pipeline's other criteria (and the kd row) run at --compare-ratio, which must be a NOSE ratio.
+TEST(Config, PipelineCompareRatioIsOneOfTheRatios) {
+  vitslim::PipelineConfig p;
+  p.ratios = {0.25, 0.5, 0.75};
+  EXPECT_EQ(p.compared_ratio(), 0.75);  // default: the largest
+  p.compare_ratio = 0.5;
+  EXPECT_EQ(p.compared_ratio(), 0.5);
+  EXPECT_NO_THROW(p.validate());
+  p.compare_ratio = 0.4;
+  try {
+    p.validate();
+    FAIL() << "--compare-ratio 0.4 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--compare-ratio 0.4 is not one of --ratios 0.25,0.5,0.75"), std::string::npos)
+        << e.what();
+  }
+}
+
+// vit_fmnist12 is vit_fmnist at the paper's depth: everything else the same.
+TEST(Config, FmnistTwelveIsFmnistWithTwelveBlocks) {
+  auto deep = vitslim::model::preset("vit_fmnist12");
+  const auto shallow = vitslim::model::preset("vit_fmnist");
+  EXPECT_EQ(deep.depth, 12);
+  EXPECT_EQ(shallow.depth, 6);
+  EXPECT_EQ(deep.img_size, 28);
+  EXPECT_EQ(deep.embed_dim, 64);
+  EXPECT_EQ(deep.num_heads, 4);
+  deep.depth = shallow.depth;
+  EXPECT_EQ(deep.describe(), shallow.describe());
 }
 
 namespace {

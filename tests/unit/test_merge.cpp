@@ -66,6 +66,8 @@ TEST(Merge, RefusesDilutingAndRefolding) {
   auto model = golden({0});
   model->set_mode(1, m::AttentionMode::Diluting, 0.5);
   EXPECT_THROW(m::fold_residual(model), vitslim::Error);
+  model->set_mode(1, m::AttentionMode::Skipped);  // the plan's timing mode: not foldable either
+  EXPECT_THROW(m::fold_residual(model), vitslim::Error);
   model->set_mode(1, m::AttentionMode::Full);
   EXPECT_TRUE(m::fold_residual(model));
   EXPECT_THROW(m::fold_residual(model), vitslim::Error);

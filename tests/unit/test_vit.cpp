@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <set>
+#include <tuple>
 
 #include "core/error.h"
 #include "model/presets.h"
@@ -111,6 +112,28 @@ TEST(VisionTransformer, ModeErrors) {
   EXPECT_EQ(model->removed_blocks(), std::vector<int64_t>{0});
   EXPECT_THROW(model->forward(torch::randn({1, 3, 28, 28})), vitslim::Error);
   EXPECT_THROW(model->forward(torch::randn({1, 1, 32, 32})), vitslim::Error);
+}
+
+// Every mode's answer to each question code asks of it (attention_mode.h).
+TEST(VisionTransformer, ModeQuestions) {
+  using vitslim::model::has_attention;
+  using vitslim::model::is_diluting;
+  using vitslim::model::is_full;
+  using vitslim::model::is_removed;
+  const std::vector<std::tuple<AttentionMode, bool, bool, bool, bool>> want = {
+      // mode, is_full, has_attention, is_diluting, is_removed
+      {AttentionMode::Full, true, true, false, false},
+      {AttentionMode::Diluting, false, true, true, false},
+      {AttentionMode::Skipped, false, false, false, false},
+      {AttentionMode::Removed, false, false, false, true},
+  };
+  for (const auto& [mode, full, attention, diluting, removed] : want) {
+    SCOPED_TRACE(to_string(mode));
+    EXPECT_EQ(is_full(mode), full);
+    EXPECT_EQ(has_attention(mode), attention);
+    EXPECT_EQ(is_diluting(mode), diluting);
+    EXPECT_EQ(is_removed(mode), removed);
+  }
 }
 
 TEST(VisionTransformer, TapsAreOptional) {
