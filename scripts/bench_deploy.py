@@ -34,7 +34,7 @@ from timm_compat import timm  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMM_NAMES = {"deit_tiny": "deit_tiny_patch16_224", "deit_small": "deit_small_patch16_224",
               "deit_base": "deit_base_patch16_224"}
-PRUNED = [0, 1, 3, 4, 6]  # DeiT-B with 5 of 12 attention layers removed (the README's bench)
+PRUNED = [0, 1, 3, 4, 6]  # DeiT-B with 5 of 12 attention layers removed (docs/results.md's bench)
 RUNTIMES = ["vitslim fp32", "vitslim bf16", "timm fp32", "timm bf16", "onnxruntime fp32", "openvino fp32",
             "openvino bf16"]
 

@@ -8,7 +8,9 @@ that they cannot drift:
    every path it names exists, and it names every docs/*.md;
 3. README.md's job table has one row per job of `vitslim --help`, and no other;
 4. launcher/README.md's `job =` comment lists every job the launcher accepts (the launcher's own
-   table, from `vitslim-launch --help`), and no other.
+   table, from `vitslim-launch --help`), and no other;
+5. every relative link of README.md, docs/*.md and the folder READMEs points to a file of the
+   repository, and a #section link to a heading of its file.
 
 Usage: scripts/check_doc_lists.py [--root DIR] [--binary build/vitslim] [--launcher build/vitslim-launch]
 Prints one line per problem and exits 1 when there is any.
@@ -108,6 +110,40 @@ def check_launcher(root, launcher, problems):
             problems.append(f"launcher/README.md lists job {j}, which vitslim-launch does not accept")
 
 
+def slug(heading):
+    """GitHub's anchor of a Markdown heading."""
+    text = heading.lstrip("#").strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def headings(path):
+    out, fence = set(), False
+    for line in open(path, encoding="utf-8"):
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and line.startswith("#"):
+            out.add(slug(line))
+    return out
+
+
+def check_links(root, problems):
+    _, _, files = tracked_dirs(root)
+    docs = [f for f in files if f.endswith(".md") and (f == "README.md" or f.startswith("docs/") or
+                                                       f.count("/") == 1 and f.endswith("/README.md"))]
+    for doc in docs:
+        text = open(os.path.join(root, doc), encoding="utf-8").read()
+        text = re.sub(r"```.*?```", "", text, flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"^[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            full = os.path.normpath(os.path.join(root, os.path.dirname(doc), path)) if path else os.path.join(root, doc)
+            if not os.path.exists(full):
+                problems.append(f"{doc}: link to {target}: no such file")
+            elif anchor and full.endswith(".md") and anchor not in headings(full):
+                problems.append(f"{doc}: link to {target}: no such section")
+
+
 def main():
     root_default = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,6 +156,7 @@ def main():
     check_layout(args.root, problems)
     check_job_table(args.root, args.binary, problems)
     check_launcher(args.root, args.launcher, problems)
+    check_links(args.root, problems)
     for p in problems:
         print(p)
     print(f"doc lists: {len(problems)} problem(s)")

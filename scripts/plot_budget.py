@@ -25,7 +25,7 @@ MODELS = {"fmnist": "vit_fmnist (6 blocks)", "fmnist12": "vit_fmnist12 (12 block
 def load(results):
     stages = {}
     for path in sorted(glob.glob(os.path.join(results, "*.json"))):
-        m = re.fullmatch(r"(fmnist12?)-e(\d+)\.json", os.path.basename(path))
+        m = re.fullmatch(r"(fmnist(?:12)?)-e(\d+)\.json", os.path.basename(path))
         if not m:
             continue
         with open(path) as f:
@@ -90,9 +90,9 @@ def answers(stages):
         beats = [(e, d) for e, d in beats if d is not None]
         if beats:
             every = all(d > 0 for _, d in beats)
-            detail = ", ".join(f"{d:+.2f} at {e}" for e, d in beats)
+            detail = ", ".join(f"{d:+.2f} points at {e} epochs" for e, d in beats)
             out.append(f"- {MODELS[model]}: NOSE 50% {'beats' if every else 'does not beat'} random 50% at every "
-                       f"budget measured (NOSE - random: {detail} points).")
+                       f"budget measured (NOSE - random: {detail}).")
         largest = budgets[-1]
         rows = stages[(model, largest)]
         ratios = [rows[n] for n in rows if n.startswith("nose-")]
@@ -144,7 +144,7 @@ def main():
         print(f"plot_budget: no finished stage in {args.results}", file=sys.stderr)
         return 1
     lines = ["# Fine-tuning budget study (scripts/reproduce_budget.sh)", "",
-             "Top-1 on the 10,000 Fashion-MNIST test images; each row against the unpruned control of the same "
+             "Top-1 on the Fashion-MNIST test split; each row against the unpruned control of the same "
              "budget (paired by seed; ± one standard deviation over 3 seeds at 2 epochs).", ""]
     lines += table(stages) + ratio_table(stages) + ["", "Answers (from the rows above):", ""] + answers(stages)
     out = os.path.join(args.results, "summary.md")

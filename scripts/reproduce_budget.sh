@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/reproduce_budget.sh: how much fine-tuning the removal needs, and whether depth matters
-# (README "Fine-tuning budget"). For vit_fmnist (6 blocks) and vit_fmnist12 (12 blocks), each from
+# (docs/results.md, "Fine-tuning budget"). For vit_fmnist (6 blocks) and vit_fmnist12 (12 blocks), each from
 # its shipped converged checkpoint in pretrained/, `vitslim pipeline` fine-tunes the unpruned model,
 # NOSE 50% and random 50% at budgets of 2, 6 and 18 epochs, the attention diluting over the first
 # half of each budget (3 seeds at 2 epochs, 1 above); at 18 epochs vit_fmnist12 also gets NOSE at

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/reproduce_fmnist.sh: the Fashion-MNIST study of the README's Results, in one command:
+# scripts/reproduce_fmnist.sh: the Fashion-MNIST study of docs/results.md, in one command:
 # `vitslim pipeline --seeds 3` from the shipped converged vit_fmnist (pretrained/), i.e. for each of
 # seeds 0, 1, 2 the unpruned model, NOSE at 25% and 50%, NOSE 50% with distillation from the
 # starting weights, and cosine, random and first-k at 50%; then the figures. It prints the report

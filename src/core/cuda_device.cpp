@@ -29,7 +29,7 @@ at::Tensor to_device(const at::Tensor& t, c10::Device device) {
 std::string cuda_unavailable_reason(bool built, int visible, const char* visible_env) {
   if (!built) {
     return "--device cuda: this vitslim is built against a CPU LibTorch (no CUDA); build it against a CUDA LibTorch "
-           "(README, GPUs) or use --device cpu";
+           "(docs/jobs.md, GPUs) or use --device cpu";
   }
   if (visible > 0) return "";
   if (visible_env != nullptr && *visible_env == '\0') {

@@ -88,7 +88,7 @@ with_stubs() {
   fi
 }
 # A --device cuda command: a CUDA build with a GPU runs it; any other build must refuse it with the
-# documented one-line error (README, Evaluate and benchmark: "they refuse with a clear error").
+# documented one-line error (docs/jobs.md, Evaluate and benchmark: "they refuse with a clear error").
 cuda_or_refused() {
   local rc=0
   "$@" 2>"$WORK/cuda.err" || rc=$?
@@ -174,7 +174,7 @@ DEITB="--epochs 1 --decay-epochs 1 --warmup-epochs 0 --steps-per-epoch 1 --eval-
 entry 'bash scripts/run.sh' \
   ': >"$WORK/cmake.log"
    with_stubs bash scripts/run.sh --pretrain-epochs 1 --finetune-epochs 1 --steps-per-epoch 2 --batch-size 16 \
-     --calib-images 64 --eval-images 200 --bench-iters 1 --ratios 0.5 --criteria random --tome-tune-images 64 \
+     --calib-images 64 --eval-images 200 --bench-iters 1 --ratios 0.5 --tome-tune-images 64 \
      --tome-sweep-r 2 --threads 1 --quiet
    grep -q -- "--build" "$WORK/cmake.log"
    test -s runs/pipeline/report.md && test -s runs/pipeline/report.json && test -s runs/pipeline/plots/training.png'
@@ -182,6 +182,18 @@ entry 'bash scripts/test.sh' 'test_sh_short'
 entry 'bash scripts/pretrain_fmnist.sh' \
   'with_stubs bash scripts/pretrain_fmnist.sh --smoke --out runs/pt
    "$PY" -c "import json; from safetensors import safe_open; f = safe_open(\"runs/pt/final.safetensors\", \"np\"); p = json.loads(f.metadata()[\"vitslim.provenance\"]); assert p[\"job\"] == \"train\" and p[\"seed\"] == 0, p"'
+entry 'bash scripts/reproduce_budget.sh' \
+  'with_stubs bash scripts/reproduce_budget.sh --smoke --stage fmnist-e2 >budget.txt
+   test -s results/budget-smoke/fmnist-e2.json && grep -q "NOSE 50% vs unpruned" results/budget-smoke/summary.md &&
+   test -s results/budget-smoke/budget.png &&
+   with_stubs bash scripts/reproduce_budget.sh --smoke --stage fmnist-e2 | grep -q "fmnist-e2 finished earlier"'
+# docs/results.md (Fine-tuning budget): the 12-block model's pretraining and the study's stage list
+entry 'bash scripts/pretrain_fmnist.sh --model vit_fmnist12 --install' \
+  'with_stubs bash scripts/pretrain_fmnist.sh --model vit_fmnist12 --smoke --out runs/pt12 --install >/dev/null
+   "$PY" -c "import json; from safetensors import safe_open; f = safe_open(\"pretrained/vit_fmnist12.safetensors\", \"np\"); p = json.loads(f.metadata()[\"vitslim.provenance\"]); assert \"vit_fmnist12\" in p[\"settings\"], p"
+   rm -f pretrained/vit_fmnist12.*'
+entry 'bash scripts/reproduce_budget.sh --list' \
+  'bash scripts/reproduce_budget.sh --list | grep -q "^fmnist12-e18 to run$"'
 # pretrained/README.md (--install into this copy of the repository, then the shipped file put back)
 entry 'bash scripts/pretrain_fmnist.sh --install' \
   'cp pretrained/vit_fmnist.safetensors "$WORK/shipped.safetensors"
