@@ -21,17 +21,31 @@
 
 namespace vitslim::dist {
 
-void check_mpi_call(int rc, const char* call, int rank) {
+void check_mpi_call(int rc, const char* call, int rank, const char* file, int line) {
   if (rc == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, text, &len);
   char host[256] = "?";
   gethostname(host, sizeof(host) - 1);
-  throw Error(cat(call, " failed on ", host, " rank ", rank, ": ", std::string(text, static_cast<size_t>(len))));
+  const std::string source = file ? file : "?";
+  const size_t slash = source.find_last_of('/');  // the file's name, not the build machine's path
+  throw Error(cat(call, " failed at ", slash == std::string::npos ? source : source.substr(slash + 1), ":", line,
+                  " on ", host, " rank ", rank, ": ", std::string(text, static_cast<size_t>(len))));
 }
 
-#define VITSLIM_MPI(call) check_mpi_call((call), #call, rank_)
+#define VITSLIM_MPI(call) check_mpi_call((call), #call, rank_, __FILE__, __LINE__)
+
+struct MpiSession::LocalComm {
+  MPI_Comm comm = MPI_COMM_NULL;
+  ~LocalComm() {
+    if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+  }
+};
+
+struct WorkClaims::Window {
+  MPI_Win win = MPI_WIN_NULL;
+};
 
 struct MpiSession::PendingSends {
   std::list<std::pair<std::vector<double>, MPI_Request>> items;
@@ -55,21 +69,16 @@ MpiSession::MpiSession(int* argc, char*** argv) : sends_(std::make_unique<Pendin
   active_ = true;
   VITSLIM_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
   VITSLIM_MPI(MPI_Comm_size(MPI_COMM_WORLD, &world_size_));
-  auto* local = new MPI_Comm;
-  VITSLIM_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, local));
-  local_comm_ = local;
-  VITSLIM_MPI(MPI_Comm_rank(*local, &local_rank_));
-  VITSLIM_MPI(MPI_Comm_size(*local, &local_size_));
+  local_comm_ = std::make_unique<LocalComm>();
+  VITSLIM_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local_comm_->comm));
+  VITSLIM_MPI(MPI_Comm_rank(local_comm_->comm, &local_rank_));
+  VITSLIM_MPI(MPI_Comm_size(local_comm_->comm, &local_size_));
 }
 
 MpiSession::~MpiSession() {
   if (!active_) return;
   for (auto& item : sends_->items) MPI_Wait(&item.second, MPI_STATUS_IGNORE);
-  if (local_comm_) {
-    auto* local = static_cast<MPI_Comm*>(local_comm_);
-    MPI_Comm_free(local);
-    delete local;
-  }
+  local_comm_.reset();  // before MPI_Finalize
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
@@ -284,24 +293,25 @@ WorkClaims::WorkClaims(const MpiSession& mpi, int64_t items) : mpi_(mpi) {
     return;
   }
   const int rank_ = mpi_.rank();
-  auto* win = new MPI_Win;
+  auto window = std::make_unique<Window>();
   const MPI_Aint bytes = rank_ == 0 ? static_cast<MPI_Aint>(std::max<int64_t>(items, 1) * sizeof(int64_t)) : 0;
-  VITSLIM_MPI(MPI_Win_allocate(bytes, sizeof(int64_t), MPI_INFO_NULL, MPI_COMM_WORLD, &base_, win));
-  window_ = win;
+  VITSLIM_MPI(MPI_Win_allocate(bytes, sizeof(int64_t), MPI_INFO_NULL, MPI_COMM_WORLD, &base_, &window->win));
+  window_ = std::move(window);
   if (rank_ == 0) std::fill(base_, base_ + std::max<int64_t>(items, 1), 0);
   mpi_.barrier();
-  VITSLIM_MPI(MPI_Win_lock_all(0, *win));
+  VITSLIM_MPI(MPI_Win_lock_all(0, window_->win));
 }
 
 WorkClaims::~WorkClaims() {
   if (!window_) return;
   // Unwinding from an error: freeing the window is collective and other ranks may never get
   // here; the executable aborts the job instead.
-  if (std::uncaught_exceptions() > 0) return;
-  auto* win = static_cast<MPI_Win*>(window_);
-  MPI_Win_unlock_all(*win);
-  MPI_Win_free(win);  // collective: every rank has finished claiming
-  delete win;
+  if (std::uncaught_exceptions() > 0) {
+    static_cast<void>(window_.release());  // left to MPI_Abort, deliberately not freed
+    return;
+  }
+  MPI_Win_unlock_all(window_->win);
+  MPI_Win_free(&window_->win);  // collective: every rank has finished claiming
 }
 
 bool WorkClaims::claim(int64_t item) {
@@ -311,12 +321,12 @@ bool WorkClaims::claim(int64_t item) {
     return true;
   }
   const int rank_ = mpi_.rank();
-  auto* win = static_cast<MPI_Win*>(window_);
+  const MPI_Win win = window_->win;
   // Fetch-and-add: the first rank sees 0 (Open MPI 4.1's emulated compare-and-swap over shared
   // memory crashes; fetch-and-op is reliable there).
   int64_t one = 1, previous = -1;
-  VITSLIM_MPI(MPI_Fetch_and_op(&one, &previous, MPI_INT64_T, 0, item, MPI_SUM, *win));
-  VITSLIM_MPI(MPI_Win_flush(0, *win));
+  VITSLIM_MPI(MPI_Fetch_and_op(&one, &previous, MPI_INT64_T, 0, item, MPI_SUM, win));
+  VITSLIM_MPI(MPI_Win_flush(0, win));
   return previous == 0;
 }
 

@@ -12,8 +12,10 @@
 
 namespace vitslim::dist {
 
-// Throws Error naming the MPI call, host and rank when rc is not MPI_SUCCESS.
-void check_mpi_call(int rc, const char* call, int rank);
+// Throws Error naming the MPI call, where it was made (file:line of the caller), the host and
+// the rank when rc is not MPI_SUCCESS.
+void check_mpi_call(int rc, const char* call, int rank, const char* file = __builtin_FILE(),
+                    int line = __builtin_LINE());
 
 // True when an MPI launcher started this process (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_SIZE).
 bool launched_by_mpi();
@@ -68,7 +70,8 @@ class MpiSession {
   mutable double deadline_seconds_ = 0;
   bool active_ = false;
   int rank_ = 0, world_size_ = 1, local_rank_ = 0, local_size_ = 1;
-  void* local_comm_ = nullptr;  // MPI_Comm, freed in the destructor
+  struct LocalComm;  // the node's MPI_Comm (shared memory), freed with the session
+  std::unique_ptr<LocalComm> local_comm_;
   struct PendingSends;
   std::unique_ptr<PendingSends> sends_;
 };
@@ -123,7 +126,8 @@ class WorkClaims {
  private:
   const MpiSession& mpi_;
   std::vector<int64_t> local_;  // single process
-  void* window_ = nullptr;      // MPI_Win
+  struct Window;                // the MPI_Win of the claims, freed collectively
+  std::unique_ptr<Window> window_;
   int64_t* base_ = nullptr;
 };
 

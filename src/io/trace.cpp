@@ -1,8 +1,6 @@
 // Implements HDF5 traces (see trace.h) on the HDF5 C API; every hid_t is owned by an H5Handle
-// (RAII) and every call is checked, errors naming the file and object.
+// (io/h5_handle.h) and every call is checked, errors naming the file and object.
 #include "io/trace.h"
-
-#include <hdf5.h>
 
 #include <cmath>
 #include <limits>
@@ -10,48 +8,12 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "io/h5_handle.h"
 
 namespace vitslim::io {
 namespace {
 
 constexpr hsize_t kSeriesChunkRows = 64;
-
-// Owns one HDF5 identifier and closes it with the matching H5?close.
-class H5Handle {
- public:
-  H5Handle() = default;
-  H5Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  ~H5Handle() { reset(); }
-  H5Handle(H5Handle&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = H5I_INVALID_HID; }
-  H5Handle& operator=(H5Handle&& o) noexcept {
-    if (this != &o) {
-      reset();
-      id_ = o.id_;
-      close_ = o.close_;
-      o.id_ = H5I_INVALID_HID;
-    }
-    return *this;
-  }
-  H5Handle(const H5Handle&) = delete;
-  H5Handle& operator=(const H5Handle&) = delete;
-  hid_t get() const { return id_; }
-  void reset() {
-    if (id_ >= 0 && close_) close_(id_);
-    id_ = H5I_INVALID_HID;
-  }
-
- private:
-  hid_t id_ = H5I_INVALID_HID;
-  herr_t (*close_)(hid_t) = nullptr;
-};
-
-hid_t checked(hid_t id, const std::string& what) {
-  if (id < 0) throw Error(what);
-  return id;
-}
-void checked_status(herr_t rc, const std::string& what) {
-  if (rc < 0) throw Error(what);
-}
 
 H5Handle string_type() {
   H5Handle t(checked(H5Tcopy(H5T_C_S1), "H5Tcopy"), H5Tclose);

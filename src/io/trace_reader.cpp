@@ -1,65 +1,72 @@
 // Implements TraceReader (see trace_reader.h) on the HDF5 C API.
 #include "io/trace_reader.h"
 
-#include <hdf5.h>
+#include <algorithm>
 
 #include "core/error.h"
+#include "io/h5_handle.h"
 
 namespace vitslim::io {
 
-TraceReader::TraceReader(const std::string& path) : path_(path) {
+struct TraceReader::File {
+  H5Handle handle;
+};
+
+TraceReader::TraceReader(const std::string& path) : path_(path), file_(std::make_unique<File>()) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
-  file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl);
-  if (file_ < 0) file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  H5Pclose(fapl);
-  if (file_ < 0) throw Error(cat(path, ": not a readable HDF5 file"));
+  H5Handle fapl(checked(H5Pcreate(H5P_FILE_ACCESS), cat(path, ": H5Pcreate")), H5Pclose);
+  checked_status(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST),
+                 cat(path, ": H5Pset_libver_bounds"));
+  hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl.get());
+  if (file < 0) file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file < 0) throw Error(cat(path, ": not a readable HDF5 file"));
+  file_->handle = H5Handle(file, H5Fclose);
 }
 
-TraceReader::~TraceReader() {
-  if (file_ >= 0) H5Fclose(file_);
-}
+TraceReader::~TraceReader() = default;
 
 bool TraceReader::has(const std::string& object) const {
+  const hid_t file = file_->handle.get();
   // Check each path component so that a missing group is not an HDF5 error.
   size_t pos = 0;
   while ((pos = object.find('/', pos + 1)) != std::string::npos) {
-    if (H5Lexists(file_, object.substr(0, pos).c_str(), H5P_DEFAULT) <= 0) return false;
+    if (H5Lexists(file, object.substr(0, pos).c_str(), H5P_DEFAULT) <= 0) return false;
   }
-  return H5Lexists(file_, object.c_str(), H5P_DEFAULT) > 0;
+  return H5Lexists(file, object.c_str(), H5P_DEFAULT) > 0;
 }
 
 std::string TraceReader::attribute(const std::string& object, const std::string& key) const {
-  if (H5Aexists_by_name(file_, object.c_str(), key.c_str(), H5P_DEFAULT) <= 0) return "";
-  hid_t attr = H5Aopen_by_name(file_, object.c_str(), key.c_str(), H5P_DEFAULT, H5P_DEFAULT);
-  hid_t type = H5Aget_type(attr);
-  std::string value;
-  if (H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) > 0) {
-    char* text = nullptr;  // read with the stored type (variable length, its own character set)
-    if (H5Aread(attr, type, &text) >= 0 && text) {
-      value = text;
-      H5free_memory(text);
-    }
-  }
-  H5Tclose(type);
-  H5Aclose(attr);
+  const hid_t file = file_->handle.get();
+  if (H5Aexists_by_name(file, object.c_str(), key.c_str(), H5P_DEFAULT) <= 0) return "";
+  const std::string where = cat(path_, ": attribute ", key, " of ", object);
+  H5Handle attr(checked(H5Aopen_by_name(file, object.c_str(), key.c_str(), H5P_DEFAULT, H5P_DEFAULT), where), H5Aclose);
+  H5Handle type(checked(H5Aget_type(attr.get()), where), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) <= 0) return "";
+  char* text = nullptr;  // read with the stored type (variable length, its own character set)
+  checked_status(H5Aread(attr.get(), type.get(), &text), cat(where, ": cannot read"));
+  std::string value = text ? text : "";
+  if (text) H5free_memory(text);
   return value;
 }
 
 std::vector<double> TraceReader::read(const std::string& dataset, std::vector<int64_t>* dims) const {
   if (!has(dataset)) throw Error(cat(path_, ": dataset ", dataset, " missing"));
-  hid_t ds = H5Dopen2(file_, dataset.c_str(), H5P_DEFAULT);
-  if (ds < 0) throw Error(cat(path_, ": cannot open dataset ", dataset));
-  hid_t space = H5Dget_space(ds);
-  const int rank = H5Sget_simple_extent_ndims(space);
-  std::vector<hsize_t> d(static_cast<size_t>(std::max(rank, 0)));
-  H5Sget_simple_extent_dims(space, d.data(), nullptr);
-  std::vector<double> values(static_cast<size_t>(H5Sget_simple_extent_npoints(space)));
-  herr_t rc = values.empty() ? 0 : H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
-  H5Sclose(space);
-  H5Dclose(ds);
-  if (rc < 0) throw Error(cat(path_, ": cannot read dataset ", dataset));
+  const std::string where = cat(path_, ": dataset ", dataset);
+  H5Handle ds(checked(H5Dopen2(file_->handle.get(), dataset.c_str(), H5P_DEFAULT),
+                      cat(path_, ": cannot open dataset ", dataset)),
+              H5Dclose);
+  H5Handle space(checked(H5Dget_space(ds.get()), cat(where, ": no dataspace")), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0) throw Error(cat(where, ": unreadable shape"));
+  std::vector<hsize_t> d(static_cast<size_t>(rank));
+  checked_status(H5Sget_simple_extent_dims(space.get(), d.data(), nullptr), cat(where, ": unreadable shape"));
+  const hssize_t points = H5Sget_simple_extent_npoints(space.get());
+  if (points < 0) throw Error(cat(where, ": unreadable size"));
+  std::vector<double> values(static_cast<size_t>(points));
+  if (!values.empty()) {
+    checked_status(H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
+                   cat(path_, ": cannot read dataset ", dataset));
+  }
   if (dims) dims->assign(d.begin(), d.end());
   return values;
 }

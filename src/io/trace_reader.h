@@ -1,5 +1,6 @@
 // Reading vitslim HDF5 traces back (resuming a search from its own file). Opens in SWMR-read
-// mode, which also reads a file whose writer was killed (its "open for write" flag is set).
+// mode, which also reads a file whose writer was killed (its "open for write" flag is set). Every
+// HDF5 identifier is owned (io/h5_handle.h) and every call checked; errors name the file and object.
 #pragma once
 
 #include <cstdint>
@@ -23,8 +24,9 @@ class TraceReader {
   std::vector<double> read(const std::string& dataset, std::vector<int64_t>* dims = nullptr) const;
 
  private:
+  struct File;  // the open file's H5Handle (hdf5.h stays out of this header)
   std::string path_;
-  int64_t file_ = -1;  // hid_t
+  std::unique_ptr<File> file_;
 };
 
 }  // namespace vitslim::io

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "core/atomic_file.h"
@@ -35,6 +36,7 @@
 #include "train/merge_checkpoint.h"
 #include "train/tome_sweep.h"
 #include "train/train_checkpoint.h"
+#include "train/train_summary.h"
 #include "train/trainer.h"
 
 namespace vitslim {
@@ -72,7 +74,7 @@ json read_json(const std::string& path) {
 
 bool training_finished(const std::string& dir) {
   const auto path = fs::path(dir) / "train.json";
-  return fs::exists(path) && read_json(path.string()).value("finished", false);
+  return fs::exists(path) && train::read_train_summary(path.string()).finished;
 }
 
 std::string ratio_name(double ratio) {
@@ -127,7 +129,7 @@ class Pipeline {
   // that job's validate before running).
   Config stage_config(const std::string& job) const;
   Config train_config(const std::string& dir, const std::string& weights, int64_t epochs, double lr) const;
-  void train(const Config& c, const std::string& stage_name);
+  train::TrainResult train(const Config& c, const std::string& stage_name);
   void pretrain();
   // The default model on its dataset, asked for no other start: a shipped checkpoint applies.
   bool wants_shipped() const {
@@ -210,11 +212,12 @@ Config Pipeline::train_config(const std::string& dir, const std::string& weights
   return c;
 }
 
-void Pipeline::train(const Config& c, const std::string& stage_name) {
+train::TrainResult Pipeline::train(const Config& c, const std::string& stage_name) {
   find_job("train").validate(c);
-  const train::TrainResult result =
+  train::TrainResult result =
       train::run_training({c.model, c.data, c.train, c.compute, c.runtime, config_to_ini(c)}, mpi_);
   if (!result.finished) throw StoppedBySignal{stage_name};
+  return result;
 }
 
 // The default model on its dataset, asked for no other start: the shipped checkpoint.
@@ -319,6 +322,7 @@ std::vector<PipelineRun> Pipeline::plan_runs() {
 void Pipeline::finetune(const PipelineRun& run, int64_t seed_index) {
   const std::string tag = run.name + "-seed" + std::to_string(seed_index);
   const std::string dir = path("finetune-" + tag);
+  std::optional<train::TrainResult> ran;  // empty: an earlier run finished this stage
   stage("finetune " + tag, training_finished(dir), [&] {
     Config c = train_config(dir, pretrained_, p_.finetune_epochs, p_.finetune_lr);
     c.runtime.seed = base_.runtime.seed + static_cast<uint64_t>(seed_index);
@@ -330,13 +334,18 @@ void Pipeline::finetune(const PipelineRun& run, int64_t seed_index) {
       c.train.teacher = kTeacherStart;  // the pretrained weights, before any attention dilutes
       c.train.distill = p_.distill;
     }
-    train(c, "finetune " + tag);
+    ran = train(c, "finetune " + tag);
   });
-  if (mpi_.rank() == 0) {  // from train.json, so that a stage done earlier counts too
-    const json summary = read_json((fs::path(dir) / "train.json").string());
-    const double steps = std::max<double>(1, summary.at("global_step").get<double>());
-    results_.step_seconds[run.name].push_back(summary.value("step_seconds", 0.0) / steps);
+  double step_seconds = 0, steps = 0;
+  if (ran) {
+    step_seconds = ran->step_seconds;
+    steps = static_cast<double>(ran->global_step);
+  } else if (mpi_.rank() == 0) {  // a stage an earlier run finished: its train.json (the report is rank 0's)
+    const train::TrainSummary done = train::read_train_summary((fs::path(dir) / "train.json").string());
+    step_seconds = done.step_seconds;
+    steps = static_cast<double>(done.global_step);
   }
+  results_.step_seconds[run.name].push_back(step_seconds / std::max(1.0, steps));
   std::string weights = (fs::path(dir) / "final.safetensors").string();
   if (!run.layers.empty()) {
     weights = compact_path(run, seed_index);

@@ -1,5 +1,6 @@
 // train.json: the report of a training run, rewritten atomically at every checkpoint and at the
-// end (`finished` true only then). Scripts and people read it; the pipeline gets TrainResult.
+// end (`finished` true only then). Scripts and people read it; the pipeline gets TrainResult from
+// a run it makes and reads the file only for a run an earlier process finished.
 #pragma once
 
 #include <cstdint>
@@ -25,5 +26,8 @@ struct TrainSummary {
 };
 
 void write_train_summary(const std::string& path, const TrainSummary& s);
+// Reads train.json back (the scalars; `phases` too): a run finished in an earlier process. Throws
+// Error naming the file when it is missing, not JSON or lacks a field.
+TrainSummary read_train_summary(const std::string& path);
 
 }  // namespace vitslim::train

@@ -542,7 +542,7 @@ TrainResult Trainer::run_steps() {
       writer_.finish();
       log_info(cat("signal ", stop_signal_, ": checkpoint ", checkpoint_path(t_.out_dir, state_.global_step),
                    " written; resume with --resume"));
-      return {false, stop_signal_, t_.out_dir, state_.best_top1};
+      return {false, stop_signal_, t_.out_dir, state_.best_top1, state_.step_seconds, state_.global_step};
     }
     batches_->stop();
     // The epoch's sums live in the state, so a resumed epoch reports the whole epoch.
@@ -565,7 +565,7 @@ TrainResult Trainer::run_steps() {
                      ? cat("; best top-1 ", fmt(state_.best_top1), "% at epoch ", state_.best_epoch + 1)
                      : std::string("; no epoch ran with every diluted block removed")));
   }
-  return {true, 0, t_.out_dir, state_.best_top1};
+  return {true, 0, t_.out_dir, state_.best_top1, state_.step_seconds, state_.global_step};
 }
 
 std::map<std::string, std::string> Trainer::provenance() {

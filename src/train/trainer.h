@@ -34,7 +34,9 @@ struct TrainResult {
   bool finished = false;
   int stop_signal = 0;
   std::string out_dir;
-  double best_top1 = -1;  // at lambda 0; -1: no such epoch
+  double best_top1 = -1;    // at lambda 0; -1: no such epoch
+  double step_seconds = 0;  // spent in optimizer steps (train.json's step_seconds)
+  int64_t global_step = 0;  // optimizer steps taken, resumed ones included
 };
 
 TrainResult run_training(const TrainInputs& inputs, const dist::MpiSession& mpi);

@@ -10,6 +10,7 @@
 #include "test_util.h"
 #include "train/resume.h"
 #include "train/train_checkpoint.h"
+#include "train/train_summary.h"
 
 namespace t = vitslim::train;
 
@@ -77,4 +78,40 @@ TEST(TrainCheckpoint, ResumeSetsAsideWhatCannotBeReadAndIgnoresAbsurdNames) {
     EXPECT_NE(std::string(e.what()).find(t::checkpoint_path(dir.path(), 25) + ".unreadable"), std::string::npos)
         << e.what();
   }
+}
+
+// train.json written and read back (the pipeline reads it for a stage an earlier run finished),
+// the per-phase times included; a file that is not one names itself.
+TEST(TrainCheckpoint, TrainSummaryRoundTrips) {
+  vitslim::test::TempDir dir;
+  t::TrainSummary s;
+  s.finished = true;
+  s.epoch = 2;
+  s.global_step = 1874;
+  s.epochs = 2;
+  s.steps_per_epoch = 937;
+  s.global_batch = 64;
+  s.dilute_layers = {2, 4, 5};
+  s.removed_layers = {2, 4, 5};
+  s.modes = {"full", "full", "removed", "full", "removed", "removed"};
+  s.best_top1 = 89.88;
+  s.step_seconds = 91.25;
+  s.phases = {{"forward", 20.5}, {"backward", 41.0}, {"steps", 1873}};
+  t::write_train_summary(dir.file("train.json"), s);
+  const t::TrainSummary back = t::read_train_summary(dir.file("train.json"));
+  EXPECT_TRUE(back.finished);
+  EXPECT_EQ(back.global_step, 1874);
+  EXPECT_EQ(back.removed_layers, s.removed_layers);
+  EXPECT_EQ(back.modes, s.modes);
+  EXPECT_DOUBLE_EQ(back.step_seconds, 91.25);
+  EXPECT_DOUBLE_EQ(back.best_top1, 89.88);
+  EXPECT_EQ(back.phases, s.phases);
+  std::ofstream(dir.file("other.json")) << "{\"job\": \"eval\"}\n";
+  try {
+    t::read_train_summary(dir.file("other.json"));
+    FAIL() << "an eval result read as train.json";
+  } catch (const vitslim::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("other.json: not a train.json"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(t::read_train_summary(dir.file("missing.json")), vitslim::Error);
 }
