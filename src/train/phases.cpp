@@ -44,10 +44,6 @@ void PhaseClock::lap(Phase phase) {
   mark_ = t;
 }
 
-void PhaseClock::skip() {
-  if (enabled_) mark_ = now();
-}
-
 void PhaseClock::end_step() {
   if (!enabled_) return;
   if (seen_++ == 0) return;  // warm-up

@@ -4,7 +4,8 @@
 // progress). The trainer calls lap(phase) as each phase ends; the time since the previous lap is
 // that phase's. On a GPU the work is queued, so a fence (the device's synchronize) runs before each
 // reading; that slows the run, which is why it is asked for. The first step of a run is left out
-// (allocator and cache warm-up). Torch-free; the clock is injectable (tests).
+// (allocator and cache warm-up), and so is the time between end_step and the next begin_step
+// (checkpoints, evaluation). Torch-free; the clock is injectable (tests).
 #pragma once
 
 #include <array>
@@ -30,8 +31,6 @@ class PhaseClock {
   void begin_step();
   // The time since the last lap (or begin_step) goes to `phase`.
   void lap(Phase phase);
-  // The time since the last lap goes to no phase (a checkpoint written between steps).
-  void skip();
   // Ends the step: its laps are added to the totals, except the run's first step.
   void end_step();
 

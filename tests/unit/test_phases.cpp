@@ -1,5 +1,5 @@
 // The per-phase step clock of `train --profile` with an injected clock: laps go to their phases,
-// the first (warm-up) step and skipped spans are left out, the fence runs before every reading,
+// the first (warm-up) step and the time between steps are left out, the fence runs before every reading,
 // a disabled clock records nothing, and the table and train.json map carry the sums.
 #include <gtest/gtest.h>
 
@@ -52,7 +52,7 @@ TEST(Phases, LapsGoToTheirPhasesAfterTheWarmUpStep) {
   EXPECT_NE(table.find("step / (forward + backward): 1.067x"), std::string::npos) << table;
 }
 
-TEST(Phases, SkippedSpansBelongToNoPhase) {
+TEST(Phases, TimeBetweenStepsBelongsToNoPhase) {
   double now = 0;
   PhaseClock clock(true, {}, [&] { return now; });
   run_step(clock, now, 1, 1, 1, 1);
@@ -61,7 +61,6 @@ TEST(Phases, SkippedSpansBelongToNoPhase) {
   clock.lap(Phase::Record);
   clock.end_step();
   now += 30;  // a checkpoint between steps
-  clock.skip();
   clock.begin_step();
   now += 0.25;
   clock.lap(Phase::Record);
