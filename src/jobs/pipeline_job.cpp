@@ -307,7 +307,7 @@ std::vector<PipelineRun> Pipeline::plan_runs() {
   std::vector<int64_t> nose_compared;
   for (const search::Selection& s : results_.search.selections) {
     runs.push_back({"nose-" + ratio_name(s.ratio), "nose", s.ratio, s.layers, false});
-    if (std::fabs(s.ratio - compared) < 1e-9) nose_compared = s.layers;
+    if (same_ratio(s.ratio, compared)) nose_compared = s.layers;
   }
   if (p_.distill.kind != Distill::None) {
     runs.push_back({"nose-" + ratio_name(compared) + "+kd", "nose", compared, nose_compared, true});

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/options.h"
 #include "core/version.h"
+#include "jobs/settings.h"
 
 namespace vitslim {
 
@@ -25,7 +26,6 @@ constexpr double kGoalPoints = 0.5;           // ... within 0.5 top-1 points of 
 constexpr double kGoalDistillPoints = 0.2;    // within 0.2 with distillation,
 constexpr double kGoalStd = 2;                // and better than the other choices by more than 2 std
 constexpr double kGoalBaselineFmnist = 90.5;  // a converged Fashion-MNIST baseline
-constexpr double kSameRatio = 1e-9;
 constexpr double kMillis = 1e3;
 constexpr double kPercent = 100;
 
@@ -127,7 +127,7 @@ json run_row(std::ostringstream& md, const PipelineRun& run, const PipelineResul
 
 const PipelineRun* find_run(const PipelineResults& r, const std::string& choice, double ratio, bool distill) {
   for (const PipelineRun& run : r.runs) {
-    if (run.choice == choice && std::fabs(run.ratio - ratio) < kSameRatio && run.distill == distill) return &run;
+    if (run.choice == choice && same_ratio(run.ratio, ratio) && run.distill == distill) return &run;
   }
   return nullptr;
 }
@@ -169,7 +169,7 @@ json claims(std::ostringstream& md, const ReportContext& ctx, const PipelineResu
     const Spread d = spread(paired(top1s(r, nose->name), base));
     add("NOSE at 50% without distillation vs unpruned", d, d.mean >= -kGoalPoints, "goal: a drop of at most 0.5");
     for (const PipelineRun& other : r.runs) {
-      if (other.choice == "none" || other.choice == "nose" || std::fabs(other.ratio - kGoalRatio) > kSameRatio) {
+      if (other.choice == "none" || other.choice == "nose" || !same_ratio(other.ratio, kGoalRatio)) {
         continue;
       }
       const Spread m = spread(paired(top1s(r, nose->name), top1s(r, other.name)));

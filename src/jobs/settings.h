@@ -28,6 +28,9 @@ inline std::string shipped_checkpoint(const std::string& preset) {
 }
 inline constexpr int64_t kScratchPretrainEpochs = 3;  // another model or dataset without --pretrained
 
+// Two removal ratios name the same row (ratios come from flags and JSON as decimals).
+inline bool same_ratio(double a, double b) { return std::fabs(a - b) < 1e-9; }
+
 // The whole method on one dataset (default Fashion-MNIST): pretrained weights (the shipped
 // converged vit_fmnist, --pretrained, or pretraining from scratch), entropy, the NOSE search and
 // the other criteria, dilution fine-tuning per ratio (NOSE, NOSE with distillation from the
@@ -122,7 +125,7 @@ struct PipelineConfig {
     }
     if (ratios.empty()) throw Error("--ratios: at least one ratio is required");
     if (compare_ratio > 0 &&
-        std::none_of(ratios.begin(), ratios.end(), [&](double r) { return std::fabs(r - compare_ratio) < 1e-9; })) {
+        std::none_of(ratios.begin(), ratios.end(), [&](double r) { return same_ratio(r, compare_ratio); })) {
       throw Error(cat("--compare-ratio ", compare_ratio, " is not one of --ratios ", join_list(ratios)));
     }
     other_criteria();  // throws naming --criteria
