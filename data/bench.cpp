@@ -75,7 +75,7 @@ class Files : public Dataset {
 // The images to time: every image file below --data-path, or the samples of WebDataset shards
 // (--data-set wds), whose images are read from the shard files by offset.
 std::unique_ptr<Dataset> bench_images(const DataConfig& data) {
-  if (data.dataset == "wds") {
+  if (data.kind().index == IndexSource::Shards) {
     return read_shards({data.path, data.split, data.index, 0, data.bad_images == BadImages::Skip});
   }
   std::vector<std::string> files = image_files(data.path);
@@ -141,7 +141,7 @@ void report(const Rates& r, const DataConfig& data, const BenchDataConfig& bench
               r.loader.images_per_s);
   if (bench.json.empty()) return;
   const nlohmann::json j = {{"images", count},
-                            {"source", data.dataset == "wds" ? "wds" : "files"},
+                            {"source", data.kind().index == IndexSource::Shards ? "wds" : "files"},
                             {"img_size", size},
                             {"rounds", bench.rounds},
                             {"decode_per_s", r.decode},
@@ -164,15 +164,16 @@ void run_bench_data(const DataConfig& data, const BenchDataConfig& bench, std::o
   ModelShape shape;
   shape.img_size = img_size.value_or(kDefaultSize);
   shape.in_chans = 3;
-  const std::vector<double> mean = data.mean.empty() ? default_mean("imagenet") : data.mean;
-  const std::vector<double> stdev = data.std.empty() ? default_std("imagenet") : data.std;
+  const std::vector<double> mean = data.mean.empty() ? kImagenetNormalisation.mean : data.mean;
+  const std::vector<double> stdev = data.std.empty() ? kImagenetNormalisation.std : data.std;
   const TransformSettings train = train_settings(data, mean, stdev, shape);
   const TransformSettings& eval = train;
   const Normaliser norm(mean, stdev, shape.in_chans);
   std::vector<float> out(static_cast<size_t>(shape.in_chans * shape.img_size * shape.img_size));
   for (int64_t i = 0; i < count; ++i) images->source(i).decode_all(3);  // every image must decode; warms the cache
-  log_info(cat("bench-data: ", count, " images from ", data.path, data.dataset == "wds" ? " (shards)" : "", ", output ",
-               shape.img_size, "x", shape.img_size, ", ", bench.rounds, " rounds (best reported), one thread"));
+  log_info(cat("bench-data: ", count, " images from ", data.path,
+               data.kind().index == IndexSource::Shards ? " (shards)" : "", ", output ", shape.img_size, "x",
+               shape.img_size, ", ", bench.rounds, " rounds (best reported), one thread"));
   const int64_t rounds = bench.rounds;
   Rates r;
   r.decode = best_rate(rounds, count, [&](int64_t i) { images->source(i).decode_all(3); });

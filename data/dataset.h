@@ -131,9 +131,9 @@ std::unique_ptr<Dataset> read_cifar(const std::string& dir, int classes, const s
 std::unique_ptr<Dataset> make_synthetic(int64_t size, int64_t channels, int64_t image_size, int64_t num_classes,
                                         uint64_t seed);
 
-// Opens config.dataset at config.path (or its default); synthetic takes the model's shape, wds its
-// class count. Image folders and shards are listed by rank 0 and handed to the others by `share`
-// (data/item_index.h; empty: this process lists).
+// Opens config.dataset at config.path (or its default) with the reader of its row in
+// data/kinds.cpp; synthetic takes the model's shape, wds its class count. Image folders and shards are listed by rank 0
+// and handed to the others by `share` (data/item_index.h; empty: this process lists).
 std::unique_ptr<Dataset> open_dataset(const DataConfig& config, const ModelShape& model, uint64_t seed,
                                       const RootShare& share = {});
 // Unlabelled image files (data/folder.h read_image_files) with the config's --bad-images policy and
@@ -141,13 +141,6 @@ std::unique_ptr<Dataset> open_dataset(const DataConfig& config, const ModelShape
 std::unique_ptr<Dataset> open_image_files(const DataConfig& config, const std::string& images,
                                           const std::string& image_list);
 
-// Normalisation defaults per dataset (pixels scaled to [0,1] first).
-std::vector<double> default_mean(const std::string& dataset);
-std::vector<double> default_std(const std::string& dataset);
-
-struct Normalisation {
-  std::vector<double> mean, std;
-};
 // --mean/--std, else for photos (image folders, image files) the model preset's pretrained
 // normalisation where it has one (DataConfig::preset_mean), else the dataset's defaults.
 Normalisation requested_normalisation(const DataConfig& config);

@@ -284,30 +284,17 @@ std::unique_ptr<Dataset> make_synthetic(int64_t size, int64_t channels, int64_t 
 
 std::unique_ptr<Dataset> open_dataset(const DataConfig& c, const ModelShape& model, uint64_t seed,
                                       const RootShare& share) {
-  if (c.dataset == "synthetic") {
-    // A model without a head (a backbone) gets one-class labels: entropy and search ignore them.
-    return make_synthetic(c.calib_images, model.in_chans, model.img_size, std::max<int64_t>(model.num_classes, 1),
-                          seed);
-  }
+  const DataKindInfo& kind = c.kind();
   std::string path = c.path;
-  if (path.empty()) {
-    if (c.dataset != "fashion-mnist") throw Error(cat("--data-path is required for --data-set ", c.dataset));
-    path = kFashionMnistDefaultPath;
+  if (kind.needs_files && path.empty()) {
+    if (kind.default_path == nullptr) throw Error(cat("--data-path is required for --data-set ", kind.name));
+    path = kind.default_path;
   }
-  const bool skip = c.bad_images == BadImages::Skip;
-  std::unique_ptr<Dataset> d;
-  if (c.dataset == "wds") {
-    d = read_shards({path, c.split, c.index, model.num_classes, skip}, share);
-  } else if (!fs::exists(path)) {
+  // Shards name their files by pattern or list: the reader checks them.
+  if (kind.needs_files && kind.index != IndexSource::Shards && !fs::exists(path))
     throw Error(cat("--data-path ", path, ": does not exist"));
-  } else if (c.dataset == "fashion-mnist") {
-    d = read_fashion_mnist(path, c.split);
-  } else if (c.image_folder()) {
-    d = read_image_folder({path, c.dataset == "imagenet", c.split, c.class_index, c.index, skip}, share);
-  } else {
-    d = read_cifar(path, c.dataset == "cifar10" ? 10 : 100, c.split, skip);
-  }
-  d->set_skip_bad_images(skip);
+  std::unique_ptr<Dataset> d = kind.open({c, path, model, seed, share});
+  d->set_skip_bad_images(c.bad_images == BadImages::Skip);
   d->set_eval_options({c.crop_pct, c.interpolation, c.dct_scaling ? kMaxJpegShrink : 1});
   return d;
 }
@@ -320,30 +307,14 @@ std::unique_ptr<Dataset> open_image_files(const DataConfig& c, const std::string
   return d;
 }
 
-std::vector<double> default_mean(const std::string& dataset) {
-  if (dataset == "fashion-mnist") return {0.2860};
-  if (dataset == "cifar10") return {0.4914, 0.4822, 0.4465};
-  if (dataset == "cifar100") return {0.5071, 0.4865, 0.4409};
-  if (dataset == "imagenet" || dataset == "folder" || dataset == "wds") return {0.485, 0.456, 0.406};
-  return {0.5};
-}
-
-std::vector<double> default_std(const std::string& dataset) {
-  if (dataset == "fashion-mnist") return {0.3530};
-  if (dataset == "cifar10") return {0.2470, 0.2435, 0.2616};
-  if (dataset == "cifar100") return {0.2673, 0.2564, 0.2762};
-  if (dataset == "imagenet" || dataset == "folder" || dataset == "wds") return {0.229, 0.224, 0.225};
-  return {0.5};
-}
-
 Normalisation requested_normalisation(const DataConfig& c) {
   const bool preset = c.photos() && !c.preset_mean.empty();
   Normalisation n{!c.mean.empty() ? c.mean
                   : preset        ? c.preset_mean
-                                  : default_mean(c.dataset),
+                                  : c.kind().normalisation.mean,
                   !c.std.empty() ? c.std
                   : preset       ? c.preset_std
-                                 : default_std(c.dataset)};
+                                 : c.kind().normalisation.std};
   if (n.mean.size() != n.std.size()) throw Error("--mean and --std must have the same number of values");
   return n;
 }

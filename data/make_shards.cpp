@@ -113,7 +113,7 @@ ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uin
   shard_name(c.out, 0);  // a bad --out pattern fails before the folder is listed
   const bool skip = data.bad_images == BadImages::Skip;
   std::string dataset_name;
-  ItemIndex x = folder_index({data.path, data.dataset == "imagenet", data.split, data.class_index, data.index, skip},
+  ItemIndex x = folder_index({data.path, data.kind().imagenet_layout, data.split, data.class_index, data.index, skip},
                              &dataset_name);
   report_index_problems(x, skip);
   if (x.entries.empty()) throw Error(cat("--data-path ", x.root, ": no images (.jpg/.jpeg/.png) in its class folders"));

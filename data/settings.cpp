@@ -10,12 +10,6 @@ int64_t DataConfig::loader_threads(bool cuda) const {
   return workers ? *workers : default_loader_threads(available_cores(), compute_threads(), cuda);
 }
 
-const std::vector<std::string>& DataConfig::datasets() {
-  static const std::vector<std::string> kDatasets = {"fashion-mnist", "cifar10", "cifar100", "imagenet",
-                                                     "folder",        "wds",     "synthetic"};
-  return kDatasets;
-}
-
 bool DataConfig::index_inside_data() const { return path_inside(canonical_path(index), canonical_path(path)); }
 
 void DataConfig::validate() const {
@@ -26,7 +20,7 @@ void DataConfig::validate() const {
                     ": writing it changes the folder whose listing it records, so it would be stale at every use; "
                     "put it outside the data"));
   }
-  if (dataset == "wds" && path.empty())
+  if (kind().index == data::IndexSource::Shards && path.empty())
     throw Error("--data-set wds needs --data-path (shards: a pattern, a list or a folder)");
   if (scale.size() != 2 || !(scale[0] <= scale[1]))
     throw Error("--scale must be two values 0 < lo <= hi <= 1 (e.g. 0.08,1)");

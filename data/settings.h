@@ -10,6 +10,7 @@
 
 #include "core/options.h"
 #include "core/runtime.h"
+#include "data/kinds.h"
 #include "data/resample.h"
 
 namespace vitslim {
@@ -24,9 +25,9 @@ inline constexpr double kMaxPrefetch = 64;
 inline constexpr double kMaxShuffleBuffer = 1e8;
 
 struct DataConfig {
-  std::string dataset = "fashion-mnist";  // one of kDatasets
-  std::string path;                       // empty: dataset default (see data/dataset.h)
-  std::string split = "train";            // train | test (imagenet: val)
+  data::DataKind dataset = data::DataKind::FashionMnist;  // its row: data/kinds.h
+  std::string path;                                       // empty: the kind's default folder (data/kinds.cpp)
+  std::string split = "train";                            // train | test (imagenet: val)
   int64_t calib_images = 1024;
   int64_t batch_size = 64;
   std::vector<double> mean;  // per channel, after scaling pixels to [0,1]; empty: dataset default
@@ -51,21 +52,21 @@ struct DataConfig {
   std::optional<int64_t> workers;  // training loader threads per rank (unset: loader_threads' choice)
   int64_t prefetch = 2;            // batches prepared ahead per worker
 
-  static const std::vector<std::string>& datasets();
   // --workers, or when unset the threads this rank's cores allow (core/threads.h).
   int64_t loader_threads(bool cuda) const;
   // Whether --index names a file below --data-path (refused for image folders: see validate).
   bool index_inside_data() const;
-  bool image_folder() const { return dataset == "imagenet" || dataset == "folder"; }
+  const data::DataKindInfo& kind() const { return data::kind_info(dataset); }
+  bool image_folder() const { return kind().image_folder; }
   // Photos of any size, read per image (image folders and WebDataset shards).
-  bool photos() const { return image_folder() || dataset == "wds"; }
+  bool photos() const { return kind().photos; }
   bool train_augment() const { return augment == Augment::Deit || (augment == Augment::Auto && photos()); }
 
   // What makes an image the model's input (export records it): the dataset whose defaults apply,
   // --mean/--std, and the evaluation resize.
   void declare_dataset(Options& o) {
     o.group("data", "Data");
-    o.add_choice("data-set", dataset, "dataset", datasets());
+    o.add_enum("data-set", dataset, "dataset", data::data_kind_names());
   }
   void declare_preprocessing(Options& o) {
     declare_dataset(o);

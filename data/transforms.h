@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/normalisation.h"
 #include "data/augment.h"
 #include "data/codec.h"
 #include "data/resample.h"
@@ -22,7 +23,7 @@ struct TransformSettings {
   int64_t size = 224;    // output side
   int64_t channels = 3;  // output channels (grey sources are replicated)
   Filter filter = Filter::Bicubic;
-  std::vector<double> mean{0.485, 0.456, 0.406}, std{0.229, 0.224, 0.225};  // 1 or `channels` values
+  std::vector<double> mean = kImagenetNormalisation.mean, std = kImagenetNormalisation.std;  // 1 or `channels` values
   // train
   double scale_min = 0.08, scale_max = 1.0;
   double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;

@@ -249,7 +249,7 @@ void Search::open_data() {
   dataset_ = data::open_dataset(c_.data, shape, c_.runtime.seed, dist::root_share(mpi_));
   dist::agree_across_ranks(mpi_, "data", dataset_->size_summary());
   calib_ = data::calibration_indices(dataset_->size(), c_.data.calib_images, c_.runtime.seed);
-  const data::Normalisation norm = data::normalisation(c_.data, *dataset_);
+  const Normalisation norm = data::normalisation(c_.data, *dataset_);
   mean_ = norm.mean;
   std_ = norm.std;
   if (c_.search.exhaustive) {

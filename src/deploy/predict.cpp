@@ -40,8 +40,8 @@ struct Collected {
 
 // This rank's rows of one round: `chunk` (possibly empty) padded to `slots` rows.
 std::vector<double> predict_chunk(model::VisionTransformer& vit, const data::Dataset& dataset,
-                                  const std::vector<int64_t>& chunk, const data::Normalisation& norm,
-                                  const Layout& layout, int64_t slots, bool bf16) {
+                                  const std::vector<int64_t>& chunk, const Normalisation& norm, const Layout& layout,
+                                  int64_t slots, bool bf16) {
   std::vector<double> rows(static_cast<size_t>(slots * layout.width()), 0.0);
   if (chunk.empty()) return rows;
   std::vector<uint8_t> readable;
@@ -143,7 +143,7 @@ void check_outputs(const PredictConfig& p) {
 }
 
 std::unique_ptr<data::Dataset> open_input(const DataConfig& data, const PredictConfig& p, const ModelShape& shape,
-                                          uint64_t seed, data::Normalisation& norm, const dist::MpiSession& mpi) {
+                                          uint64_t seed, Normalisation& norm, const dist::MpiSession& mpi) {
   if (p.images.empty() && p.image_list.empty()) {
     auto dataset = data::open_dataset(data, shape, seed, dist::root_share(mpi));
     norm = data::normalisation(data, *dataset);
@@ -151,7 +151,7 @@ std::unique_ptr<data::Dataset> open_input(const DataConfig& data, const PredictC
   }
   auto dataset = data::open_image_files(data, p.images, p.image_list);
   DataConfig photos = data;  // files are normalised like an image folder unless --mean/--std say otherwise
-  photos.dataset = "folder";
+  photos.dataset = data::DataKind::Folder;
   norm = data::normalisation(photos, *dataset);
   if (norm.mean.size() != 1 && static_cast<int64_t>(norm.mean.size()) != shape.in_chans) {
     throw Error(cat("predict: the model takes ", shape.in_chans, " channel(s) and --mean/--std give ", norm.mean.size(),
@@ -189,7 +189,7 @@ void run_predict(ModelRequest request, const DataConfig& data, const PredictConf
             "--num-classes K --reset-head, or compute features with entropy/search"));
   }
   const auto names = class_names(data, vit);
-  data::Normalisation norm;
+  Normalisation norm;
   auto dataset = open_input(data, p, shape, runtime.seed, norm, mpi);
   dist::agree_across_ranks(mpi, "data", dataset->size_summary());
   if (dataset->num_classes() > 0 && dataset->num_classes() != shape.num_classes) {

@@ -67,7 +67,7 @@ class EntropyRun {
   ModelShape shape_;
   std::unique_ptr<data::Dataset> dataset_;
   std::vector<int64_t> indices_;
-  data::Normalisation norm_;
+  Normalisation norm_;
   std::unique_ptr<io::TraceFile> trace_;
   OutputSet outputs_;  // the trace and the JSON summary, committed together
   BranchStats local_, merged_;
@@ -254,7 +254,11 @@ void EntropyRun::write_summary(double seconds) {
         {"num_classes", s.num_classes},
         {"weights", request_.weights},
         {"removed_layers", model_->removed_blocks()}}},
-      {"data", {{"data_set", data_.dataset}, {"split", data_.split}, {"mean", norm_.mean}, {"std", norm_.std}}},
+      {"data",
+       {{"data_set", data::kind_name(data_.dataset)},
+        {"split", data_.split},
+        {"mean", norm_.mean},
+        {"std", norm_.std}}},
       {"calib_images", indices_.size()},
       {"world_size", mpi_.world_size()},
       {"seed", seed_},

@@ -21,7 +21,7 @@ void validate(const Config& c) {
   if (c.data.path.empty())
     throw Error("bench-data: --data-path (a folder of JPEG/PNG images, or shards with --data-set wds) is required");
   // Image files are listed directly: an index would be ignored.
-  if (!c.data.index.empty() && c.data.dataset != "wds")
+  if (!c.data.index.empty() && c.data.kind().index != data::IndexSource::Shards)
     throw Error(cat("bench-data: --index ", c.data.index,
                     " applies to --data-set wds only (image files are listed "
                     "directly)"));

@@ -24,7 +24,7 @@ void validate(const Config& c) {
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
   deploy::Preprocessing p;
-  const data::Normalisation n = data::requested_normalisation(c.data);
+  const Normalisation n = data::requested_normalisation(c.data);
   p.mean = n.mean;
   p.std = n.std;
   p.crop_pct = c.data.crop_pct;

@@ -28,7 +28,7 @@ void declare(Options& o, Config& c) {
 
 void validate(const Config& c) {
   c.data.validate();
-  if (!c.data.photos()) throw Error("index: --data-set must be imagenet, folder or wds");
+  if (c.data.kind().index == data::IndexSource::None) throw Error("index: --data-set must be imagenet, folder or wds");
   if (c.data.path.empty()) throw Error("index: --data-path is required");
 }
 
@@ -38,9 +38,9 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
   malloc_trim(0);
   const double rss_before = resident_mib();
   const auto start = std::chrono::steady_clock::now();
-  const data::ItemIndex x = c.data.dataset == "wds"
+  const data::ItemIndex x = c.data.kind().index == data::IndexSource::Shards
                                 ? data::shard_index({c.data.path, c.data.split, c.data.index, 0, skip})
-                                : data::folder_index({c.data.path, c.data.dataset == "imagenet", c.data.split,
+                                : data::folder_index({c.data.path, c.data.kind().imagenet_layout, c.data.split,
                                                       c.data.class_index, c.data.index, skip});
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   malloc_trim(0);  // the listing's temporaries go back; what stays is the index

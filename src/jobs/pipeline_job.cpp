@@ -133,7 +133,8 @@ class Pipeline {
   void pretrain();
   // The default model on its dataset, asked for no other start: a shipped checkpoint applies.
   bool wants_shipped() const {
-    return p_.weights.empty() && !p_.pretrain_epochs && !shipped_.empty() && base_.data.dataset == "fashion-mnist";
+    return p_.weights.empty() && !p_.pretrain_epochs && !shipped_.empty() &&
+           base_.data.dataset == data::DataKind::FashionMnist;
   }
   bool uses_shipped() const;  // ... and it is there
   void trust(const std::string& weights, bool required);
@@ -236,7 +237,7 @@ void Pipeline::trust(const std::string& weights, bool required) {
   ModelRequest request = base_.model;
   request.weights = weights;
   auto model = model::build_model(request, base_.runtime.seed);
-  model::check_provenance(*provenance_, weights, model, base_.data.dataset);
+  model::check_provenance(*provenance_, weights, model, data::kind_name(base_.data.dataset));
   log_info(cat("pipeline: ", weights, ": made by vitslim ", provenance_->job, " at ", provenance_->commit, ", ",
                provenance_->epochs, " epochs, seed ", provenance_->seed, ", recorded test top-1 ",
                fmt(provenance_->top1), "%; tensors check out"));

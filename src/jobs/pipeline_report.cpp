@@ -77,9 +77,9 @@ std::string seeds_text(const std::vector<double>& v) {
 
 void header(std::ostringstream& md, const ReportContext& ctx, const PipelineResults& r) {
   md << "# vitslim pipeline report\n\n"
-     << "Model `" << ctx.preset << "` (" << ctx.shape << ") on " << ctx.dataset << ", " << ctx.world_size
-     << " process(es). Produced by `vitslim pipeline` " << kVersion << " (commit " << kSourceCommit << ") on "
-     << utc_timestamp() << ".\n\n";
+     << "Model `" << ctx.preset << "` (" << ctx.shape << ") on " << data::kind_name(ctx.dataset) << ", "
+     << ctx.world_size << " process(es). Produced by `vitslim pipeline` " << kVersion << " (commit " << kSourceCommit
+     << ") on " << utc_timestamp() << ".\n\n";
   if (ctx.pretrained_here) {
     md << "Pretrained from scratch for " << ctx.pretrain_epochs << " epochs: top-1 " << fmt(r.pretrained.top1)
        << "%.\n";
@@ -158,7 +158,7 @@ json claims(std::ostringstream& md, const ReportContext& ctx, const PipelineResu
                    {"goal", goal},
                    {"met", met}});
   };
-  if (ctx.dataset == "fashion-mnist") {
+  if (ctx.dataset == data::DataKind::FashionMnist) {
     const bool met = r.pretrained.top1 >= kGoalBaselineFmnist;
     md << "- Baseline (the starting weights): " << fmt(r.pretrained.top1) << "% top-1 (goal >= " << kGoalBaselineFmnist
        << "%) -> " << (met ? "met" : "not met") << "\n";
@@ -306,7 +306,7 @@ void write_pipeline_report(const ReportContext& ctx, const PipelineResults& r) {
                   {"commit", kSourceCommit},
                   {"job", "pipeline"},
                   {"model", ctx.preset},
-                  {"data_set", ctx.dataset},
+                  {"data_set", data::kind_name(ctx.dataset)},
                   {"pretrained", ctx.pretrained},
                   {"pretrained_top1", r.pretrained.top1},
                   {"seeds", ctx.seeds},

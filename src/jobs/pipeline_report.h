@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "data/kinds.h"
 #include "model/convert_bench.h"
 #include "search/coordinator.h"
 
@@ -65,7 +66,8 @@ struct PipelineResults {
 
 // What the report says about the run as a whole.
 struct ReportContext {
-  std::string out_dir, preset, shape, dataset, pretrained, config_ini;
+  std::string out_dir, preset, shape, pretrained, config_ini;
+  data::DataKind dataset = data::DataKind::FashionMnist;
   std::string provenance;  // of the starting weights, in words (empty: none)
   int world_size = 1;
   bool pretrained_here = true;  // pretrained from scratch by this pipeline

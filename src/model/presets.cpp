@@ -14,12 +14,12 @@ namespace {
 struct Preset {
   std::string timm;  // the timm model (and pretrained tag) it matches; "" for vitslim's own
   ModelShape shape;
-  std::optional<PresetNormalisation> norm = std::nullopt;  // its pretrained cfg's mean/std
+  std::optional<Normalisation> norm = std::nullopt;  // its pretrained cfg's mean/std
 };
 
-const PresetNormalisation kImagenetNorm{{0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};  // timm IMAGENET_DEFAULT
-const PresetNormalisation kInceptionNorm{{0.5, 0.5, 0.5}, {0.5, 0.5, 0.5}};             // AugReg (JAX)
-const PresetNormalisation kOpenAiClipNorm{{0.48145466, 0.4578275, 0.40821073}, {0.26862954, 0.26130258, 0.27577711}};
+const Normalisation& kImagenetNorm = kImagenetNormalisation;           // timm IMAGENET_DEFAULT
+const Normalisation kInceptionNorm{{0.5, 0.5, 0.5}, {0.5, 0.5, 0.5}};  // AugReg (JAX)
+const Normalisation kOpenAiClipNorm{{0.48145466, 0.4578275, 0.40821073}, {0.26862954, 0.26130258, 0.27577711}};
 
 ModelShape make(int64_t img, int64_t patch, int64_t chans, int64_t dim, int64_t depth, int64_t heads, int64_t classes) {
   ModelShape s;
@@ -115,7 +115,7 @@ std::string preset_timm_name(const std::string& name) {
   return key.empty() ? "" : presets().at(key).timm;
 }
 
-std::optional<PresetNormalisation> preset_normalisation(const std::string& name) {
+std::optional<Normalisation> preset_normalisation(const std::string& name) {
   const std::string key = canonical(name);
   return key.empty() ? std::nullopt : presets().at(key).norm;
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/normalisation.h"
 #include "model/request.h"
 
 namespace vitslim::model {
@@ -17,10 +18,7 @@ std::vector<std::string> preset_names();
 std::string preset_timm_name(const std::string& name);
 // The normalisation its pretrained weights expect (timm's pretrained cfg mean/std, after scaling
 // pixels to [0, 1]); nullopt for vitslim's own shapes and unknown names.
-struct PresetNormalisation {
-  std::vector<double> mean, std;
-};
-std::optional<PresetNormalisation> preset_normalisation(const std::string& name);
+std::optional<Normalisation> preset_normalisation(const std::string& name);
 // Throws vitslim::Error for an unknown name.
 ModelShape preset(const std::string& name);
 

@@ -156,15 +156,16 @@ void Planner::prepare() {
 // Compared before anything runs; written once the candidates stand (a failed first try binds nothing).
 void Planner::check_inputs(bool write) const {
   const DataConfig& d = in_.data;
-  const json inputs = {{"weights", in_.model.weights},
-                       {"model", shape_.describe()},
-                       {"data", {d.dataset, d.path, d.split, d.calib_images, d.batch_size, d.mean, d.std}},
-                       {"seed", in_.runtime.seed},
-                       {"search", {p_.search, p_.beam}},
-                       {"tome",
-                        {p_.tome_start, enum_name(model::kTomeScheduleNames, in_.model.tome.schedule),
-                         in_.model.tome.prop_attn, in_.model.tome.mlp_blocks}},
-                       {"probe", {p_.probe_lr, p_.probe_images, p_.probe_steps}}};
+  const json inputs = {
+      {"weights", in_.model.weights},
+      {"model", shape_.describe()},
+      {"data", {data::kind_name(d.dataset), d.path, d.split, d.calib_images, d.batch_size, d.mean, d.std}},
+      {"seed", in_.runtime.seed},
+      {"search", {p_.search, p_.beam}},
+      {"tome",
+       {p_.tome_start, enum_name(model::kTomeScheduleNames, in_.model.tome.schedule), in_.model.tome.prop_attn,
+        in_.model.tome.mlp_blocks}},
+      {"probe", {p_.probe_lr, p_.probe_images, p_.probe_steps}}};
   const std::string file = path("plan-inputs.json");
   const std::string text = json_text(inputs) + "\n";
   if (!fs::exists(file)) {

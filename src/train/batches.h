@@ -24,7 +24,7 @@ namespace vitslim::train {
 
 struct BatchSettings {
   DataConfig data;  // batch size, augmentation, workers, prefetch
-  data::Normalisation norm;
+  Normalisation norm;
   ModelShape shape;
   data::MixupOptions mixup;
   uint64_t seed = 0;

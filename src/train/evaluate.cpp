@@ -147,7 +147,7 @@ EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const Ev
           {"weights", model_request.weights},
           {"removed_layers", model->removed_blocks()},
           {"token_merging", model->token_merging().active() ? model::tome_to_text(model->token_merging()) : ""}}},
-        {"data", {{"data_set", data.dataset}, {"split", data.split}, {"mean", mean}, {"std", stdev}}},
+        {"data", {{"data_set", data::kind_name(data.dataset)}, {"split", data.split}, {"mean", mean}, {"std", stdev}}},
         {"images", all.images},
         {"top1_correct", all.top1},
         {"top5_correct", all.top5},

@@ -125,7 +125,7 @@ class Trainer {
   model::VisionTransformer model_{nullptr};
   std::unique_ptr<Teacher> teacher_;  // --distill soft|hard
   std::unique_ptr<data::Dataset> train_set_, eval_set_;
-  data::Normalisation norm_;
+  Normalisation norm_;
   std::unique_ptr<TrainBatches> batches_;
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<dist::GradientReducer> reducer_;
@@ -573,7 +573,7 @@ std::map<std::string, std::string> Trainer::provenance() {
       {"job", "train"},
       {"version", kVersion},
       {"commit", kSourceCommit},
-      {"dataset", c_.data.dataset},
+      {"dataset", data::kind_name(c_.data.dataset)},
       {"seed", c_.runtime.seed},
       {"epochs", t_.epochs},
       {"world_size", mpi_.world_size()},

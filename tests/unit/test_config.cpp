@@ -346,7 +346,7 @@ TEST(Options, PresetNormalisationForPhotos) {
                               "--std", "0.4,0.5,0.6", "--out", "m.onnx"});
   EXPECT_EQ(given.mean, (std::vector<double>{0.1, 0.2, 0.3}));
   const auto small = norm_of({"export", "--model", "vit_base_clip", "--data-set", "fashion-mnist", "--out", "m.onnx"});
-  EXPECT_EQ(small.mean, vitslim::data::default_mean("fashion-mnist"));
+  EXPECT_EQ(small.mean, vitslim::data::kind_info(vitslim::data::DataKind::FashionMnist).normalisation.mean);
   const auto own = norm_of({"export", "--model", "vit_test", "--data-set", "imagenet", "--out", "m.onnx"});
-  EXPECT_EQ(own.mean, vitslim::data::default_mean("imagenet"));
+  EXPECT_EQ(own.mean, vitslim::kImagenetNormalisation.mean);
 }
