@@ -158,7 +158,10 @@ void report(const Rates& r, const DataConfig& data, const BenchDataConfig& bench
 
 }  // namespace
 
-void run_bench_data(const DataConfig& data, const BenchDataConfig& bench, std::optional<int64_t> img_size) {
+void run_bench_data(const BenchDataInputs& in) {
+  const DataConfig& data = in.data;
+  const BenchDataConfig& bench = in.bench;
+  const std::optional<int64_t> img_size = in.img_size;
   const std::unique_ptr<Dataset> images = bench_images(data);
   const int64_t count = std::min<int64_t>(bench.images, images->size());
   ModelShape shape;

@@ -13,6 +13,14 @@
 namespace vitslim::data {
 
 // `img_size`: output side of the transforms (unset: 224).
-void run_bench_data(const DataConfig& data, const BenchDataConfig& bench, std::optional<int64_t> img_size);
+// What `vitslim bench-data` is given: the images, the rounds, and the output side (--img-size;
+// unset: 224).
+struct BenchDataInputs {
+  const DataConfig& data;
+  const BenchDataConfig& bench;
+  std::optional<int64_t> img_size;
+};
+
+void run_bench_data(const BenchDataInputs& inputs);
 
 }  // namespace vitslim::data

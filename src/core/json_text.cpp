@@ -5,6 +5,8 @@
 #include "core/json_text.h"
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -229,6 +231,16 @@ json parse_json_text(const std::string& text, const std::string& what) {
   } catch (const json::exception& e) {
     throw Error(cat(what, ": malformed JSON (", e.what(), ")"));
   }
+}
+
+nlohmann::json read_job_json(const std::string& path, const std::string& job, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(cat(what, " ", path, ": cannot be read"));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  nlohmann::json j = parse_json_text(text, cat(what, " ", path));
+  if (!j.is_object() || !j.contains("job") || !j.at("job").is_string() || j.at("job").get<std::string>() != job)
+    throw Error(cat(what, " ", path, ": not a `vitslim ", job, " --json` result"));
+  return j;
 }
 
 }  // namespace vitslim

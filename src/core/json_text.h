@@ -13,5 +13,8 @@ namespace vitslim {
 std::string json_text(const nlohmann::json& value, int indent = 2);
 // Parses JSON text, turning \udcXX escapes back into their bytes; Error naming `what` when malformed.
 nlohmann::json parse_json_text(const std::string& text, const std::string& what);
+// A result file a job wrote (its "job" key names `job`): read and parsed. Error naming `what` and
+// the path when it cannot be read, is not JSON, or another job wrote it.
+nlohmann::json read_job_json(const std::string& path, const std::string& job, const std::string& what);
 
 }  // namespace vitslim

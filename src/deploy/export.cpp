@@ -156,9 +156,12 @@ void write_sample(model::VisionTransformer& vit, const ExportConfig& config, uin
 
 }  // namespace
 
-void run_export(const ModelRequest& request, const ExportConfig& config, const Preprocessing& preprocessing,
-                const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
-  const c10::Device device = dist::open_device(compute, mpi);
+void run_export(const ExportInputs& in, const dist::MpiSession& mpi) {
+  const ModelRequest& request = in.model;
+  const ExportConfig& config = in.export_model;
+  const Preprocessing& preprocessing = in.preprocessing;
+  const RuntimeConfig& runtime = in.runtime;
+  const c10::Device device = dist::open_device(in.compute, mpi);
   if (config.format == ExportFormat::Hf) {
     check_new_folder(config.out, config.force, {request.weights, config.checkpoint}, config.sample);
   } else {

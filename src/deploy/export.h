@@ -24,9 +24,17 @@ struct Preprocessing {
   std::string interpolation;      // "bicubic" / "bilinear"
 };
 
+// What `vitslim export` is given.
+struct ExportInputs {
+  const ModelRequest& model;
+  const ExportConfig& export_model;
+  Preprocessing preprocessing;
+  const ComputeConfig& compute;
+  const RuntimeConfig& runtime;
+};
+
 // Writes --out (and --sample, its logits computed on the device of `compute`); nothing is written
 // when an input or the device is bad.
-void run_export(const ModelRequest& request, const ExportConfig& config, const Preprocessing& preprocessing,
-                const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi);
+void run_export(const ExportInputs& inputs, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::deploy

@@ -173,8 +173,12 @@ std::vector<std::string> class_names(const DataConfig& data, const model::Vision
 
 }  // namespace
 
-void run_predict(ModelRequest request, const DataConfig& data, const PredictConfig& p, const ComputeConfig& compute,
-                 const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
+void run_predict(const PredictInputs& in, const dist::MpiSession& mpi) {
+  ModelRequest request = in.model;
+  const DataConfig& data = in.data;
+  const PredictConfig& p = in.predict;
+  const ComputeConfig& compute = in.compute;
+  const RuntimeConfig& runtime = in.runtime;
   const auto started = std::chrono::steady_clock::now();
   check_outputs(p);
   model::use_default_preset(request);

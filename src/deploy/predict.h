@@ -14,8 +14,16 @@
 
 namespace vitslim::deploy {
 
+// What `vitslim predict` is given.
+struct PredictInputs {
+  const ModelRequest& model;
+  const DataConfig& data;
+  const PredictConfig& predict;
+  const ComputeConfig& compute;
+  const RuntimeConfig& runtime;
+};
+
 // The model runs on the device of `compute` (dist::open_device); outputs are written on rank 0.
-void run_predict(ModelRequest request, const DataConfig& data, const PredictConfig& predict,
-                 const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi);
+void run_predict(const PredictInputs& inputs, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::deploy

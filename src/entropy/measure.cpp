@@ -296,10 +296,8 @@ void EntropyRun::run() {
 
 }  // namespace
 
-void run_entropy(ModelRequest model_request, const DataConfig& data, const EntropyConfig& out,
-                 const ComputeConfig& compute, const RuntimeConfig& runtime, const std::string& config_ini,
-                 const dist::MpiSession& mpi) {
-  EntropyRun run(std::move(model_request), data, out, compute, runtime, config_ini, mpi);
+void run_entropy(const EntropyInputs& in, const dist::MpiSession& mpi) {
+  EntropyRun run(in.model, in.data, in.entropy, in.compute, in.runtime, in.config_ini, mpi);
   run.run();
 }
 

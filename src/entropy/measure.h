@@ -13,11 +13,18 @@
 
 namespace vitslim::entropy {
 
-// Measures and writes the trace (and JSON) named by `out`; `config_ini` is recorded in the trace.
-// Runs on the device of `compute` (dist::open_device). Throws vitslim::Error on bad input, before
-// anything is written.
-void run_entropy(ModelRequest model_request, const DataConfig& data, const EntropyConfig& out,
-                 const ComputeConfig& compute, const RuntimeConfig& runtime, const std::string& config_ini,
-                 const dist::MpiSession& mpi);
+// What `vitslim entropy` is given; `config_ini` is recorded in the trace.
+struct EntropyInputs {
+  const ModelRequest& model;
+  const DataConfig& data;
+  const EntropyConfig& entropy;  // the outputs and the estimator
+  const ComputeConfig& compute;
+  const RuntimeConfig& runtime;
+  std::string config_ini;
+};
+
+// Measures and writes the trace (and JSON) named by `inputs.entropy`, on the device of `compute`
+// (dist::open_device). Throws vitslim::Error on bad input, before anything is written.
+void run_entropy(const EntropyInputs& inputs, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::entropy

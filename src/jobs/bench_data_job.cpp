@@ -28,7 +28,7 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession&) {
-  data::run_bench_data(c.data, c.bench_data, c.model.img_size);
+  data::run_bench_data({c.data, c.bench_data, c.model.img_size});
   return {};
 }
 

@@ -9,6 +9,7 @@
 #include "data/settings.h"
 #include "deploy/settings.h"
 #include "entropy/settings.h"
+#include "evaluation/settings.h"
 #include "jobs/settings.h"
 #include "model/request.h"
 #include "model/settings.h"

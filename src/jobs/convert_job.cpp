@@ -1,8 +1,8 @@
 // `vitslim convert`: import a .pth/.safetensors checkpoint, export timm-named .safetensors
-// (model/convert_bench.h does the work).
+// (model/convert.h does the work).
 #include "jobs/common.h"
 #include "jobs/job.h"
-#include "model/convert_bench.h"
+#include "model/convert.h"
 
 namespace vitslim {
 
@@ -21,7 +21,7 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession&) {
-  model::run_convert(c.model, c.convert, c.runtime);
+  model::run_convert({c.model, c.convert, c.runtime});
   return {};
 }
 

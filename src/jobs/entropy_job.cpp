@@ -3,6 +3,7 @@
 #include "dist/mpi_session.h"
 #include "entropy/measure.h"
 #include "jobs/common.h"
+#include "jobs/entries.h"
 #include "jobs/job.h"
 
 namespace vitslim {
@@ -24,11 +25,16 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  entropy::run_entropy(c.model, c.data, c.entropy, c.compute, c.runtime, config_to_ini(c), mpi);
+  run_entropy_job(c, mpi);
   return {};
 }
 
 }  // namespace
+
+void run_entropy_job(const Config& c, const dist::MpiSession& mpi) {
+  validate(c);
+  entropy::run_entropy({c.model, c.data, c.entropy, c.compute, c.runtime, config_to_ini(c)}, mpi);
+}
 
 Job entropy_job() {
   return make_job("entropy", "per-block entropy of attention and MLP branches over calibration images", declare,

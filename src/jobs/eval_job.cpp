@@ -1,9 +1,10 @@
 // `vitslim eval`: top-1/top-5 accuracy and loss on a data split, sharded over MPI ranks
-// (train/evaluate.h does the work).
+// (evaluation/evaluate.h does the work).
 #include "dist/mpi_session.h"
+#include "evaluation/evaluate.h"
 #include "jobs/common.h"
+#include "jobs/entries.h"
 #include "jobs/job.h"
-#include "train/evaluate.h"
 
 namespace vitslim {
 
@@ -25,11 +26,16 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  train::run_eval(c.model, c.data, c.eval, c.compute, c.runtime, mpi);
+  run_eval_job(c, mpi);
   return {};
 }
 
 }  // namespace
+
+evaluation::EvalResult run_eval_job(const Config& c, const dist::MpiSession& mpi) {
+  validate(c);
+  return evaluation::run_eval({c.model, c.data, c.eval, c.compute, c.runtime}, mpi);
+}
 
 Job eval_job() {
   return make_job("eval", "top-1/top-5 accuracy on a data split, sharded over MPI ranks", declare, validate, run,

@@ -29,7 +29,7 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
   p.std = n.std;
   p.crop_pct = c.data.crop_pct;
   p.interpolation = enum_name(data::kFilterNames, c.data.interpolation);
-  deploy::run_export(c.model, c.export_model, p, c.compute, c.runtime, mpi);
+  deploy::run_export({c.model, c.export_model, p, c.compute, c.runtime}, mpi);
   return {};
 }
 

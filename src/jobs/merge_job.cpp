@@ -2,6 +2,7 @@
 // folded (train/merge_checkpoint.h does the work).
 #include "dist/mpi_session.h"
 #include "jobs/common.h"
+#include "jobs/entries.h"
 #include "jobs/job.h"
 #include "train/merge_checkpoint.h"
 
@@ -20,11 +21,16 @@ void declare(Options& o, Config& c) {
 void validate(const Config& c) { c.merge.validate(); }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  train::run_merge(c.merge, c.runtime, mpi);
+  run_merge_job(c, mpi);
   return {};
 }
 
 }  // namespace
+
+void run_merge_job(const Config& c, const dist::MpiSession& mpi) {
+  validate(c);
+  train::run_merge({c.merge, c.runtime}, mpi);
+}
 
 Job merge_job() {
   return make_job("merge", "turn a training checkpoint at lambda 0 into the compact model (checked), optionally folded",

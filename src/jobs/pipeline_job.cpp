@@ -22,19 +22,15 @@
 #include "core/log.h"
 #include "dist/gpu_select.h"
 #include "dist/mpi_session.h"
-#include "entropy/measure.h"
 #include "jobs/common.h"
+#include "jobs/entries.h"
 #include "jobs/job.h"
 #include "jobs/pipeline_report.h"
 #include "model/checkpoint.h"
-#include "model/convert_bench.h"
 #include "model/presets.h"
 #include "model/provenance.h"
 #include "plan/planner.h"
 #include "search/coordinator.h"
-#include "train/evaluate.h"
-#include "train/merge_checkpoint.h"
-#include "train/tome_sweep.h"
 #include "train/train_checkpoint.h"
 #include "train/train_summary.h"
 #include "train/trainer.h"
@@ -65,13 +61,6 @@ struct StoppedBySignal {
   std::string stage;
 };
 
-json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(cat("pipeline: cannot read ", path));
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse_json_text(text, cat("pipeline: ", path));
-}
-
 bool training_finished(const std::string& dir) {
   const auto path = fs::path(dir) / "train.json";
   return fs::exists(path) && train::read_train_summary(path.string()).finished;
@@ -83,30 +72,7 @@ std::string ratio_name(double ratio) {
   return out.str();
 }
 
-// Results of stages an earlier, interrupted run finished, from their files.
-EvalOutcome read_eval(const std::string& path) {
-  const json j = read_json(path);
-  return {j.at("top1").get<double>(), j.at("top5").get<double>(), j.at("loss").get<double>()};
-}
-model::BenchRatios read_bench(const std::string& path) {
-  const json r = read_json(path).at("ratios");
-  model::BenchRatios b;
-  b.compared = true;
-  b.params = r.at("params").get<double>();
-  b.macs = r.at("macs").get<double>();
-  b.inference_speedup = r.at("inference_speedup").get<double>();
-  if (r.contains("merged")) {
-    b.merged = true;
-    b.merged_macs = r.at("merged").at("macs").get<double>();
-    b.merged_inference_speedup = r.at("merged").at("inference_speedup").get<double>();
-  }
-  if (r.contains("full_merged")) {
-    b.full_merged = true;
-    b.full_merged_macs = r.at("full_merged").at("macs").get<double>();
-    b.full_merged_inference_speedup = r.at("full_merged").at("inference_speedup").get<double>();
-  }
-  return b;
-}
+EvalOutcome outcome_of(const evaluation::EvalCounts& n) { return {n.top1_percent(), n.top5_percent(), n.mean_loss()}; }
 
 class Pipeline {
  public:
@@ -214,9 +180,7 @@ Config Pipeline::train_config(const std::string& dir, const std::string& weights
 }
 
 train::TrainResult Pipeline::train(const Config& c, const std::string& stage_name) {
-  find_job("train").validate(c);
-  train::TrainResult result =
-      train::run_training({c.model, c.data, c.train, c.compute, c.runtime, config_to_ini(c)}, mpi_);
+  train::TrainResult result = run_train_job(c, mpi_);
   if (!result.finished) throw StoppedBySignal{stage_name};
   return result;
 }
@@ -270,8 +234,7 @@ void Pipeline::analyse() {
     c.data.calib_images = kCalibImages;
     c.entropy.out = path("entropy.h5");
     c.entropy.json = path("entropy.json");
-    find_job("entropy").validate(c);
-    entropy::run_entropy(c.model, c.data, c.entropy, c.compute, c.runtime, config_to_ini(c), mpi_);
+    run_entropy_job(c, mpi_);
   });
   results_.search = search_stage(Criterion::Nose, p_.ratios, "search");
   for (Criterion criterion : p_.other_criteria()) {
@@ -295,8 +258,7 @@ search::SearchResult Pipeline::search_stage(Criterion criterion, const std::vect
     c.search.ratios = ratios;
     c.search.out = path(stem + ".h5");
     c.search.json = json_file;
-    find_job("search").validate(c);
-    result = search::run_search({c.model, c.data, c.search, c.compute, c.runtime, config_to_ini(c)}, mpi_);
+    result = run_search_job(c, mpi_);
   });
   return result;
 }
@@ -363,8 +325,7 @@ void Pipeline::merge(const std::string& name, const std::string& dir, const std:
     if (steps.empty()) throw Error(cat("pipeline: ", dir, " has no checkpoint to merge"));
     c.merge.checkpoint = train::checkpoint_path(dir, steps.back());
     c.merge.out = compact;
-    find_job("merge").validate(c);
-    train::run_merge(c.merge, c.runtime, mpi_);
+    run_merge_job(c, mpi_);
   });
 }
 
@@ -372,7 +333,7 @@ EvalOutcome Pipeline::evaluate(const std::string& name, const std::string& weigh
                                const model::TomeRequest& tome) {
   const bool done = fs::exists(out);
   EvalOutcome outcome;
-  if (done) outcome = read_eval(out);
+  if (done) outcome = outcome_of(evaluation::read_eval_result(out, "pipeline: the finished evaluation").counts);
   stage(name, done, [&] {
     Config c = stage_config("eval");
     c.model.weights = weights;
@@ -380,9 +341,7 @@ EvalOutcome Pipeline::evaluate(const std::string& name, const std::string& weigh
     c.data.split = "test";
     c.eval.images = p_.eval_images;
     c.eval.json = out;
-    find_job("eval").validate(c);
-    const train::EvalCounts n = train::run_eval(c.model, c.data, c.eval, c.compute, c.runtime, mpi_);
-    outcome = {n.top1_percent(), n.top5_percent(), n.mean_loss()};
+    outcome = outcome_of(run_eval_job(c, mpi_).counts);
   });
   return outcome;
 }
@@ -390,7 +349,8 @@ EvalOutcome Pipeline::evaluate(const std::string& name, const std::string& weigh
 void Pipeline::bench(const PipelineRun& run) {
   const std::string out = path("bench-" + run.name + ".json");
   const bool done = fs::exists(out);
-  if (done && mpi_.rank() == 0) results_.benches[run.name] = read_bench(out);
+  if (done && mpi_.rank() == 0)
+    results_.benches[run.name] = evaluation::read_bench_ratios(out, "pipeline: the finished bench");
   stage("bench " + run.name, done, [&] {
     if (mpi_.rank() != 0) return;
     Config c = stage_config("bench");
@@ -399,8 +359,7 @@ void Pipeline::bench(const PipelineRun& run) {
     c.bench.iters = p_.bench_iters;
     c.bench.train = false;  // inference speed is what the compact model is for
     c.bench.json = out;
-    find_job("bench").validate(c);
-    results_.benches[run.name] = model::run_bench(c.model, c.bench, c.compute, c.runtime);
+    results_.benches[run.name] = run_bench_job(c);
   });
 }
 
@@ -411,9 +370,9 @@ model::TomeRequest Pipeline::tune_merging(const PipelineRun& nose) {
   const std::string out = path("tome-sweep-" + nose.name + ".json");
   const bool done = fs::exists(out);
   if (done) {
-    const json chosen = read_json(out).at("chosen");
-    t.r = chosen.at("r").get<int64_t>();
-    t.start = chosen.at("start").get<int64_t>();
+    const evaluation::TomePoint chosen = evaluation::read_tome_sweep(out, "pipeline: the finished tome-sweep").best();
+    t.r = chosen.r;
+    t.start = chosen.start;
   }
   stage("tome-sweep " + nose.name, done, [&] {
     Config c = stage_config("tome-sweep");
@@ -428,11 +387,9 @@ model::TomeRequest Pipeline::tune_merging(const PipelineRun& nose) {
     c.tome_sweep.bench_iters = p_.bench_iters;
     c.tome_sweep.json = out;
     c.tome_sweep.csv = path("tome-sweep-" + nose.name + ".csv");
-    find_job("tome-sweep").validate(c);
-    const train::TomeSweepResult result =
-        train::run_tome_sweep(c.model, c.data, c.tome_sweep, c.compute, c.runtime, mpi_);
-    t.r = result.best().r;
-    t.start = result.best().start;
+    const evaluation::TomePoint chosen = run_tome_sweep_job(c, mpi_).best();
+    t.r = chosen.r;
+    t.start = chosen.start;
   });
   model::TomeRequest tome;
   tome.r = {t.r};
@@ -475,7 +432,7 @@ void Pipeline::token_merging() {
   }
   const std::string out = path("bench-" + nose->name + "+tome.json");
   const bool done = fs::exists(out);
-  if (done && mpi_.rank() == 0) t.bench = read_bench(out);
+  if (done && mpi_.rank() == 0) t.bench = evaluation::read_bench_ratios(out, "pipeline: the finished bench");
   stage("bench " + nose->name + "+tome", done, [&] {
     if (mpi_.rank() != 0) return;
     Config c = stage_config("bench");
@@ -485,8 +442,7 @@ void Pipeline::token_merging() {
     c.bench.iters = p_.bench_iters;
     c.bench.train = false;
     c.bench.json = out;
-    find_job("bench").validate(c);
-    t.bench = model::run_bench(c.model, c.bench, c.compute, c.runtime);
+    t.bench = run_bench_job(c);
   });
 }
 
@@ -506,18 +462,13 @@ void Pipeline::plan_stage() {
     plan.probe_lr = p_.finetune_lr;
     plan.probe_images = p_.eval_images > 0 ? p_.eval_images : plan.probe_images;
     plan.out_dir = dir;
-    find_job("plan").validate(c);
-    plan::PlanInputs inputs{c.model, c.data, plan, c.compute, c.runtime, config_to_ini(c), {}};
-    inputs.train_ini = [&c](const ModelRequest& m, const DataConfig& d, const TrainConfig& t) {
-      return train_config_ini(c, m, d, t);
-    };
-    plan::run_plan(inputs, mpi_);  // a target not met is part of the report, not a failure
+    run_plan_job(c, mpi_);  // a target not met is part of the report, not a failure
   });
   if (mpi_.rank() == 0) read_plan(file);
 }
 
 void Pipeline::read_plan(const std::string& file) {
-  const json j = read_json(file);
+  const json j = read_job_json(file, "plan", "pipeline: the finished plan");
   PlanSummary s;
   s.runtime = j.at("runtimes").at(0).get<std::string>();
   s.target = j.at("target").at("speedup").get<double>();
@@ -602,7 +553,7 @@ void Pipeline::check_settings() {
 void Pipeline::run() {
   dist::open_device(base_.compute, mpi_);  // a bad --device stops here, before --out-dir exists
   // Read now, not when the ToMe stage comes after hours of fine-tuning.
-  if (!p_.tome_speeds.empty()) train::read_speed_table(p_.tome_speeds, "--tome-speeds");
+  if (!p_.tome_speeds.empty()) evaluation::read_speed_table(p_.tome_speeds, "--tome-speeds");
   if (mpi_.rank() == 0)
     out_lock_ = std::make_unique<DirLock>(p_.out_dir, "--out-dir", std::vector<std::string>{kSettingsFile});
   check_settings();

@@ -111,7 +111,7 @@ json run_row(std::ostringstream& md, const PipelineRun& run, const PipelineResul
   std::string params = "1.000x", macs = "1.000x", speed = "1.000x";
   const bool pruned = !run.layers.empty();
   if (pruned) {
-    const model::BenchRatios& b = r.benches.at(run.name);
+    const evaluation::BenchRatios& b = r.benches.at(run.name);
     row["bench"] = {{"params", b.params}, {"macs", b.macs}, {"inference_speedup", b.inference_speedup}};
     params = fmt(b.params, 3) + "x";
     macs = fmt(b.macs, 3) + "x";
@@ -202,7 +202,7 @@ json tome_section(std::ostringstream& md, const PipelineResults& r) {
      << "the seeds; speed-ups from one bench run against the unpruned model.\n\n"
      << "| run | top-1 (%) | vs the same model without ToMe (points) | MACs/img | inference speed-up |\n"
      << "|---|---|---|---|---|\n";
-  const model::BenchRatios& b = t.bench;
+  const evaluation::BenchRatios& b = t.bench;
   const std::vector<double> plain = top1s(r, t.row);
   md << "| " << t.row << " | " << pm(spread(plain), 4) << " | - | " << fmt(b.macs, 3) << "x | "
      << fmt(b.inference_speedup, 3) << "x |\n";

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "data/kinds.h"
-#include "model/convert_bench.h"
+#include "evaluation/bench.h"
 #include "search/coordinator.h"
 
 namespace vitslim {
@@ -39,7 +39,7 @@ struct TomeRows {
   std::vector<EvalOutcome> pruned;    // per seed: the row's compact model with merging
   std::vector<EvalOutcome> unpruned;  // per seed: the unpruned model with the same merging
   std::string unpruned_note;          // why there is no unpruned + ToMe row ("" if there is)
-  model::BenchRatios bench;           // full, pruned, full + ToMe, pruned + ToMe
+  evaluation::BenchRatios bench;      // full, pruned, full + ToMe, pruned + ToMe
 };
 
 // The plan stage's answer on its first runtime (from its plan.json).
@@ -55,7 +55,7 @@ struct PipelineResults {
   std::vector<PipelineRun> runs;
   EvalOutcome pretrained;                                              // the starting weights
   std::map<std::string, std::vector<EvalOutcome>> evals;               // by run name, per seed (in seed order)
-  std::map<std::string, model::BenchRatios> benches;                   // by run name (pruned runs)
+  std::map<std::string, evaluation::BenchRatios> benches;              // by run name (pruned runs)
   std::map<std::string, std::vector<double>> step_seconds;             // by run name, per seed: fine-tuning s/step
   search::SearchResult search;                                         // NOSE
   std::vector<std::pair<std::string, search::SearchResult>> criteria;  // the other criteria, --criteria order

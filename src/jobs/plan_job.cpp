@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "dist/mpi_session.h"
 #include "jobs/common.h"
+#include "jobs/entries.h"
 #include "jobs/job.h"
 #include "plan/planner.h"
 
@@ -28,11 +29,7 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  plan::PlanInputs inputs{c.model, c.data, c.plan, c.compute, c.runtime, config_to_ini(c), {}};
-  inputs.train_ini = [&c](const ModelRequest& m, const DataConfig& d, const TrainConfig& t) {
-    return train_config_ini(c, m, d, t);
-  };
-  const plan::PlanResult result = plan::run_plan(inputs, mpi);
+  const plan::PlanResult result = run_plan_job(c, mpi);
   if (!result.met()) {
     throw Error(cat("plan: target not met: ", result.unmet_reason(), " (report: ", c.plan.out_dir, "/report.md)"));
   }
@@ -40,6 +37,15 @@ JobResult run(const Config& c, const dist::MpiSession& mpi) {
 }
 
 }  // namespace
+
+plan::PlanResult run_plan_job(const Config& c, const dist::MpiSession& mpi) {
+  validate(c);
+  plan::PlanInputs inputs{c.model, c.data, c.plan, c.compute, c.runtime, config_to_ini(c), {}};
+  inputs.train_ini = [&c](const ModelRequest& m, const DataConfig& d, const TrainConfig& t) {
+    return train_config_ini(c, m, d, t);
+  };
+  return plan::run_plan(inputs, mpi);
+}
 
 Job plan_job() {
   return make_job("plan", "what to remove to reach a measured speed-up, latency or accuracy budget on a runtime",

@@ -28,7 +28,7 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  deploy::run_predict(c.model, c.data, c.predict, c.compute, c.runtime, mpi);
+  deploy::run_predict({c.model, c.data, c.predict, c.compute, c.runtime}, mpi);
   return {};
 }
 

@@ -2,6 +2,7 @@
 // scored over MPI ranks (search/coordinator.h does the work).
 #include "dist/mpi_session.h"
 #include "jobs/common.h"
+#include "jobs/entries.h"
 #include "jobs/job.h"
 #include "search/coordinator.h"
 
@@ -28,11 +29,16 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  search::run_search({c.model, c.data, c.search, c.compute, c.runtime, config_to_ini(c)}, mpi);
+  run_search_job(c, mpi);
   return {};
 }
 
 }  // namespace
+
+search::SearchResult run_search_job(const Config& c, const dist::MpiSession& mpi) {
+  validate(c);
+  return search::run_search({c.model, c.data, c.search, c.compute, c.runtime, config_to_ini(c)}, mpi);
+}
 
 Job search_job() {
   return make_job("search", "NOSE: choose attention layers to remove by transfer entropy, over MPI ranks", declare,

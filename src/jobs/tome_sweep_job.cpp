@@ -1,9 +1,10 @@
 // `vitslim tome-sweep`: token merging tuned for a model over r and the start block, with the
-// Pareto front and the fastest setting within an accuracy budget (train/tome_sweep.h does the work).
+// Pareto front and the fastest setting within an accuracy budget (evaluation/tome_sweep.h does the work).
 #include "dist/mpi_session.h"
+#include "evaluation/tome_sweep.h"
 #include "jobs/common.h"
+#include "jobs/entries.h"
 #include "jobs/job.h"
-#include "train/tome_sweep.h"
 
 namespace vitslim {
 
@@ -25,11 +26,16 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  train::run_tome_sweep(c.model, c.data, c.tome_sweep, c.compute, c.runtime, mpi);
+  run_tome_sweep_job(c, mpi);
   return {};
 }
 
 }  // namespace
+
+evaluation::TomeSweepResult run_tome_sweep_job(const Config& c, const dist::MpiSession& mpi) {
+  validate(c);
+  return evaluation::run_tome_sweep({c.model, c.data, c.tome_sweep, c.compute, c.runtime}, mpi);
+}
 
 Job tome_sweep_job() {
   return make_job("tome-sweep", "token merging tuned for a model: top-1, images/s and MACs over r and start block",

@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "dist/mpi_session.h"
 #include "jobs/common.h"
+#include "jobs/entries.h"
 #include "jobs/job.h"
 #include "train/trainer.h"
 
@@ -28,14 +29,18 @@ void validate(const Config& c) {
 }
 
 JobResult run(const Config& c, const dist::MpiSession& mpi) {
-  const train::TrainResult result =
-      train::run_training({c.model, c.data, c.train, c.compute, c.runtime, config_to_ini(c)}, mpi);
+  const train::TrainResult result = run_train_job(c, mpi);
   JobResult out;
   out.stopped_by_signal = !result.finished;
   return out;
 }
 
 }  // namespace
+
+train::TrainResult run_train_job(const Config& c, const dist::MpiSession& mpi) {
+  validate(c);
+  return train::run_training({c.model, c.data, c.train, c.compute, c.runtime, config_to_ini(c)}, mpi);
+}
 
 Job train_job() {
   Job job = make_job("train", "fine-tune data-parallel while chosen attention layers dilute into identity, then export",

@@ -2,12 +2,9 @@
 #include "plan/probe.h"
 
 #include <filesystem>
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "core/json_text.h"
-#include "core/text_file.h"
-#include "train/evaluate.h"
+#include "evaluation/evaluate.h"
 #include "train/trainer.h"
 
 namespace vitslim::plan {
@@ -72,7 +69,7 @@ std::vector<double> probe_block_set(const PlanInputs& in, const std::vector<int6
   for (int64_t r : rs) {
     const std::string out = (fs::path(dir) / cat("eval-r", r, ".json")).string();
     if (fs::exists(out)) {
-      top1.push_back(parse_json_text(read_text_file(out, "probe evaluation"), out).at("top1").get<double>());
+      top1.push_back(evaluation::read_eval_result(out, "plan: the probe evaluation").counts.top1_percent());
       continue;
     }
     ModelRequest m = in.model;
@@ -84,8 +81,7 @@ std::vector<double> probe_block_set(const PlanInputs& in, const std::vector<int6
     EvalConfig e;
     e.images = p.probe_images;
     e.json = out;
-    const train::EvalCounts n = train::run_eval(m, d, e, in.compute, in.runtime, mpi);
-    top1.push_back(n.top1_percent());
+    top1.push_back(evaluation::run_eval({m, d, e, in.compute, in.runtime}, mpi).counts.top1_percent());
   }
   return top1;
 }

@@ -121,7 +121,9 @@ void report(const MergeConfig& m, const Selection& sel, model::VisionTransformer
 
 }  // namespace
 
-void run_merge(const MergeConfig& m, const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
+void run_merge(const MergeInputs& in, const dist::MpiSession& mpi) {
+  const MergeConfig& m = in.merge;
+  const RuntimeConfig& runtime = in.runtime;
   if (mpi.rank() != 0) return;  // one process does it all
   check_writable_output(m.out, "--out");
   if (!m.json.empty()) check_writable_output(m.json, "--json");

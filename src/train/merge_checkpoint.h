@@ -12,6 +12,12 @@
 
 namespace vitslim::train {
 
-void run_merge(const MergeConfig& merge, const RuntimeConfig& runtime, const dist::MpiSession& mpi);
+// What `vitslim merge` is given.
+struct MergeInputs {
+  const MergeConfig& merge;
+  const RuntimeConfig& runtime;
+};
+
+void run_merge(const MergeInputs& inputs, const dist::MpiSession& mpi);
 
 }  // namespace vitslim::train

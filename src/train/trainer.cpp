@@ -39,13 +39,13 @@
 #include "dist/mpi_session.h"
 #include "dist/reducer.h"
 #include "entropy/branch_stats.h"
+#include "evaluation/evaluate.h"
 #include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/presets.h"
 #include "train/batches.h"
 #include "train/dilution.h"
 #include "train/distill.h"
-#include "train/evaluate.h"
 #include "train/phases.h"
 #include "train/plan.h"
 #include "train/resume.h"
@@ -191,7 +191,7 @@ void Trainer::setup_data() {
   train_set_ = data::open_dataset(train_data, shape, c_.runtime.seed, dist::root_share(mpi_));
   eval_set_ = data::open_dataset(eval_data, shape, c_.runtime.seed, dist::root_share(mpi_));
   dist::agree_across_ranks(mpi_, "data", train_set_->size_summary() + "\n" + eval_set_->size_summary());
-  check_class_count(shape, *train_set_);
+  evaluation::check_class_count(shape, *train_set_);
   norm_ = data::normalisation(c_.data, *train_set_);
   eval_images_ = t_.eval_images > 0 ? t_.eval_images : eval_set_->size();
   if (eval_images_ > eval_set_->size()) {
@@ -412,8 +412,8 @@ void Trainer::record_steps(const double* values) {
 
 void Trainer::end_epoch(int64_t epoch, double train_loss, double seconds, int64_t images) {
   progress_->finish();
-  const auto counts =
-      evaluate_sharded(model_, *eval_set_, eval_images_, norm_.mean, norm_.std, plan_.micro_batch, t_.bf16, mpi_);
+  const auto counts = evaluation::evaluate_sharded(model_, *eval_set_, eval_images_, norm_.mean, norm_.std,
+                                                   plan_.micro_batch, t_.bf16, mpi_);
   const EpochRow row{epoch,   train_loss, counts.top1_percent(), counts.top5_percent(), counts.mean_loss(),
                      seconds, images};
   last_top1_ = row.top1;

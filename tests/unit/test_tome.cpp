@@ -9,10 +9,10 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "evaluation/tome_sweep.h"
 #include "model/checkpoint.h"
 #include "model/flops.h"
 #include "test_util.h"
-#include "train/tome_sweep.h"
 
 namespace m = vitslim::model;
 using m::AttentionMode;
@@ -221,11 +221,11 @@ TEST(Tome, ExportedModelsCarryTheirMerging) {
   }
 }
 
-// tome-sweep's choice (train/tome_sweep.h) with the speeds injected as a table: the choice is
+// tome-sweep's choice (evaluation/tome_sweep.h) with the speeds injected as a table: the choice is
 // checked exactly, whatever this machine's timings would have been.
 namespace {
-vitslim::train::TomePoint point(int64_t r, double top1, double images_per_s) {
-  vitslim::train::TomePoint p;
+vitslim::evaluation::TomePoint point(int64_t r, double top1, double images_per_s) {
+  vitslim::evaluation::TomePoint p;
   p.r = r;
   p.top1 = top1;
   p.images_per_s = images_per_s;
@@ -234,46 +234,46 @@ vitslim::train::TomePoint point(int64_t r, double top1, double images_per_s) {
 }  // namespace
 
 TEST(TomeSweep, ChoosesTheFastestPointWithinTheBudget) {
-  vitslim::train::TomeSweepResult result;
+  vitslim::evaluation::TomeSweepResult result;
   result.points = {point(0, 90.0, 100), point(2, 89.9, 120), point(4, 89.5, 150), point(8, 88.0, 300)};
-  vitslim::train::choose(result, 0.3);
+  vitslim::evaluation::choose(result, 0.3);
   EXPECT_EQ(result.chosen, 1);  // r = 4 is faster but 0.5 points down; r = 8 is 2 down
-  vitslim::train::choose(result, 0.5);
+  vitslim::evaluation::choose(result, 0.5);
   EXPECT_EQ(result.chosen, 2);
-  vitslim::train::choose(result, 100);
+  vitslim::evaluation::choose(result, 100);
   EXPECT_EQ(result.chosen, 3);
   // The Pareto front: nothing beats r = 0 in top-1, nor r = 8 in speed; each between trades one off.
   for (const auto& p : result.points) EXPECT_TRUE(p.pareto) << p.r;
 }
 
 TEST(TomeSweep, KeepsNoMergingWhenNothingIsFasterWithinTheBudget) {
-  vitslim::train::TomeSweepResult result;
+  vitslim::evaluation::TomeSweepResult result;
   // r = 2 is slower than r = 0 (merging overhead on a small model), r = 6 costs too much accuracy.
   result.points = {point(0, 90.0, 100), point(2, 90.0, 95), point(6, 85.0, 200)};
-  vitslim::train::choose(result, 0.3);
+  vitslim::evaluation::choose(result, 0.3);
   EXPECT_EQ(result.chosen, 0);
   EXPECT_TRUE(result.points[0].pareto);
   EXPECT_FALSE(result.points[1].pareto);  // r = 0 beats it in speed at the same top-1
   EXPECT_TRUE(result.points[2].pareto);
   // A tie in speed is no gain: the earlier point stays.
   result.points = {point(0, 90.0, 100), point(2, 90.0, 100)};
-  vitslim::train::choose(result, 0.3);
+  vitslim::evaluation::choose(result, 0.3);
   EXPECT_EQ(result.chosen, 0);
 }
 
 // Issue 33 item 5: a point whose schedule only reaches blocks without attention merges nothing; a
 // noisy timing of it ("1.08x faster") must neither be chosen nor dominate the front.
 TEST(TomeSweep, APointThatMergesNothingIsNeverChosen) {
-  vitslim::train::TomeSweepResult result;
+  vitslim::evaluation::TomeSweepResult result;
   result.points = {point(0, 90.0, 100), point(2, 90.0, 108), point(4, 89.9, 104)};
   result.points[1].merges = false;
-  vitslim::train::choose(result, 0.3);
+  vitslim::evaluation::choose(result, 0.3);
   EXPECT_EQ(result.chosen, 2);
   EXPECT_FALSE(result.points[1].pareto);
   EXPECT_TRUE(result.points[2].pareto);  // the 108 of a point that merges nothing does not dominate it
   result.points = {point(0, 90.0, 100), point(2, 90.0, 108)};
   result.points[1].merges = false;
-  vitslim::train::choose(result, 0.3);
+  vitslim::evaluation::choose(result, 0.3);
   EXPECT_EQ(result.chosen, 0);
 }
 
@@ -283,14 +283,14 @@ TEST(TomeSweep, SpeedTableReadsWhatCsvWritesAndRefusesBadTables) {
     std::ofstream(dir.file(name)) << text;
     return dir.file(name);
   };
-  const auto table = vitslim::train::read_speed_table(
+  const auto table = vitslim::evaluation::read_speed_table(
       write("ok.csv", "r,start,top1,images_per_s,macs,pareto,chosen\n0,0,90,100.5,10,1,0\n2,1,89,250,8,1,1\n"));
   ASSERT_EQ(table.size(), 2u);
   EXPECT_DOUBLE_EQ(table.at({0, 0}), 100.5);
   EXPECT_DOUBLE_EQ(table.at({2, 1}), 250);
   const auto refused = [&](const std::string& text, const std::string& want) {
     try {
-      vitslim::train::read_speed_table(write("bad.csv", text));
+      vitslim::evaluation::read_speed_table(write("bad.csv", text));
       ADD_FAILURE() << "accepted: " << text;
     } catch (const vitslim::Error& e) {
       EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
@@ -304,5 +304,5 @@ TEST(TomeSweep, SpeedTableReadsWhatCsvWritesAndRefusesBadTables) {
   refused("r,start,images_per_s\n0,0\n", ":2: 2 fields, the header has 3");
   refused("r,start,images_per_s\n", "no rows");
   refused("", "empty");
-  EXPECT_THROW(vitslim::train::read_speed_table(dir.path()), vitslim::Error);  // a folder
+  EXPECT_THROW(vitslim::evaluation::read_speed_table(dir.path()), vitslim::Error);  // a folder
 }

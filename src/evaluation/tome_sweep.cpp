@@ -1,5 +1,5 @@
 // Implements the token-merging sweep (see tome_sweep.h).
-#include "train/tome_sweep.h"
+#include "evaluation/tome_sweep.h"
 
 #include <torch/torch.h>
 
@@ -23,12 +23,12 @@
 #include "core/version.h"
 #include "data/batch.h"
 #include "dist/gpu_select.h"
+#include "evaluation/evaluate.h"
 #include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/flops.h"
-#include "train/evaluate.h"
 
-namespace vitslim::train {
+namespace vitslim::evaluation {
 namespace {
 
 constexpr int64_t kWarmup = 1;
@@ -86,6 +86,19 @@ nlohmann::json point_json(const TomePoint& p) {
           {"macs", p.macs},
           {"merges", p.merges},
           {"pareto", p.pareto}};
+}
+
+TomePoint point_from_json(const nlohmann::json& j) {
+  TomePoint p;
+  p.r = j.at("r").get<int64_t>();
+  p.start = j.at("start").get<int64_t>();
+  p.per_block = j.at("r_per_block").get<std::vector<int64_t>>();
+  p.top1 = j.at("top1").get<double>();
+  p.images_per_s = j.at("images_per_s").get<double>();
+  p.macs = j.at("macs").get<int64_t>();
+  p.merges = j.at("merges").get<bool>();
+  p.pareto = j.at("pareto").get<bool>();
+  return p;
 }
 
 // The JSON and CSV outputs, committed together.
@@ -196,14 +209,33 @@ void choose(TomeSweepResult& result, double max_drop) {
   }
 }
 
-TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& data, const TomeSweepConfig& sweep,
-                               const ComputeConfig& compute, const RuntimeConfig& runtime,
-                               const dist::MpiSession& mpi) {
+TomeSweepResult read_tome_sweep(const std::string& path, const std::string& what) {
+  const nlohmann::json j = read_job_json(path, "tome-sweep", what);
+  TomeSweepResult result;
+  try {
+    for (const nlohmann::json& p : j.at("points")) result.points.push_back(point_from_json(p));
+    const TomePoint chosen = point_from_json(j.at("chosen"));
+    const auto it = std::find_if(result.points.begin(), result.points.end(),
+                                 [&](const TomePoint& p) { return p.r == chosen.r && p.start == chosen.start; });
+    if (result.points.empty() || result.points.front().r != 0 || it == result.points.end())
+      throw Error(cat(what, " ", path, ": the chosen point or r = 0 is not among the points"));
+    result.chosen = it - result.points.begin();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat(what, " ", path, ": malformed tome-sweep result (", e.what(), ")"));
+  }
+  return result;
+}
+
+TomeSweepResult run_tome_sweep(const TomeSweepInputs& in, const dist::MpiSession& mpi) {
+  const DataConfig& data = in.data;
+  const TomeSweepConfig& sweep = in.sweep;
+  const RuntimeConfig& runtime = in.runtime;
+  ModelRequest model_request = in.model;
   model::use_default_preset(model_request);
   if (!sweep.json.empty()) check_writable_output(sweep.json, "--json");
   if (!sweep.csv.empty()) check_writable_output(sweep.csv, "--csv");
   model_request.tome.r.clear();  // the sweep sets merging itself; the model file's is ignored
-  const c10::Device device = dist::open_device(compute, mpi);
+  const c10::Device device = dist::open_device(in.compute, mpi);
   model::VisionTransformer model = model::build_model(model_request, runtime.seed);
   model->to(device);
   const ModelShape& shape = model->shape();
@@ -270,4 +302,4 @@ TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& dat
   return result;
 }
 
-}  // namespace vitslim::train
+}  // namespace vitslim::evaluation

@@ -14,10 +14,10 @@
 #include "core/runtime.h"
 #include "data/settings.h"
 #include "dist/mpi_session.h"
+#include "evaluation/settings.h"
 #include "model/request.h"
-#include "train/settings.h"
 
-namespace vitslim::train {
+namespace vitslim::evaluation {
 
 struct TomePoint {
   int64_t r = 0, start = 0;  // r = 0: no merging (the reference)
@@ -49,8 +49,21 @@ SpeedTable read_speed_table(const std::string& path, const std::string& flag = "
 // `max_drop` points of points[0]; points that merge nothing take no part. Pure; exposed for tests.
 void choose(TomeSweepResult& result, double max_drop);
 
-// The sweep on the device of `compute`; accuracy by evaluate_sharded, speed timed there (or --speeds).
-TomeSweepResult run_tome_sweep(ModelRequest model_request, const DataConfig& data, const TomeSweepConfig& sweep,
-                               const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi);
+// The --json file: every point, the front and the choice (with what the sweep ran on), read
+// back here next to its writer (tome_sweep.cpp). Error naming `what` and the path when the file is
+// missing, malformed or another job's.
+TomeSweepResult read_tome_sweep(const std::string& path, const std::string& what);
 
-}  // namespace vitslim::train
+// What `vitslim tome-sweep` is given.
+struct TomeSweepInputs {
+  const ModelRequest& model;
+  const DataConfig& data;
+  const TomeSweepConfig& sweep;
+  const ComputeConfig& compute;
+  const RuntimeConfig& runtime;
+};
+
+// The sweep on the device of `compute`; accuracy by evaluate_sharded, speed timed there (or --speeds).
+TomeSweepResult run_tome_sweep(const TomeSweepInputs& inputs, const dist::MpiSession& mpi);
+
+}  // namespace vitslim::evaluation

@@ -11,22 +11,12 @@
 #include "data/dataset.h"
 #include "data/settings.h"
 #include "dist/mpi_session.h"
+#include "evaluation/eval_result.h"
+#include "evaluation/settings.h"
 #include "model/request.h"
 #include "model/vit.h"
-#include "train/settings.h"
 
-namespace vitslim::train {
-
-struct EvalCounts {
-  int64_t images = 0;
-  int64_t top1 = 0;
-  int64_t top5 = 0;
-  double loss_sum = 0;  // sum of per-image cross-entropy
-
-  double top1_percent() const { return 100.0 * static_cast<double>(top1) / static_cast<double>(images); }
-  double top5_percent() const { return 100.0 * static_cast<double>(top5) / static_cast<double>(images); }
-  double mean_loss() const { return loss_sum / static_cast<double>(images); }
-};
+namespace vitslim::evaluation {
 
 // Evaluates `indices` of `dataset` in batches (eval mode, inference, the model's current modes; in
 // bf16 autocast when `bf16`, with the counts and the loss sum in 64-bit). Loader threads, as many
@@ -43,8 +33,17 @@ EvalCounts evaluate_sharded(model::VisionTransformer& model, const data::Dataset
                             const std::vector<double>& mean, const std::vector<double>& std, int64_t batch_size,
                             bool bf16, const dist::MpiSession& mpi);
 
-// `vitslim eval`: evaluates the requested model on `data` and reports (stdout, eval.json).
-EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const EvalConfig& eval,
-                    const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi);
+// What `vitslim eval` is given.
+struct EvalInputs {
+  const ModelRequest& model;
+  const DataConfig& data;
+  const EvalConfig& eval;
+  const ComputeConfig& compute;
+  const RuntimeConfig& runtime;
+};
 
-}  // namespace vitslim::train
+// `vitslim eval`: evaluates the requested model on `data` and reports (stdout, --json). The
+// counts are summed on every rank; the loss sum is complete on rank 0.
+EvalResult run_eval(const EvalInputs& inputs, const dist::MpiSession& mpi);
+
+}  // namespace vitslim::evaluation

@@ -1,5 +1,5 @@
-// Implements the convert and bench jobs (see convert_bench.h).
-#include "model/convert_bench.h"
+// Implements the bench job (see bench.h).
+#include "evaluation/bench.h"
 
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -23,17 +23,13 @@
 #include "model/checkpoint.h"
 #include "model/flops.h"
 
-namespace vitslim::model {
+namespace vitslim::evaluation {
 
-void run_convert(const ModelRequest& request, const ConvertConfig& convert, const RuntimeConfig& runtime) {
-  check_writable_output(convert.out, "--out");
-  VisionTransformer model = build_model(request, runtime.seed);
-  export_safetensors(model, convert.out);
-  int64_t params = 0;
-  for (const auto& p : model->parameters()) params += p.numel();
-  std::printf("wrote %s: %s, %lld parameters, removed attention: %zu blocks\n", convert.out.c_str(),
-              model->shape().describe().c_str(), static_cast<long long>(params), model->removed_blocks().size());
-}
+using model::AttentionMode;
+using model::Bf16Autocast;
+using model::Cost;
+using model::TokenMerging;
+using model::VisionTransformer;
 
 namespace {
 
@@ -152,15 +148,15 @@ void add_model(BenchRun& run, bool pruned, bool merging) {
   }
   run.names.push_back(cat(pruned ? "pruned" : "full", merging ? " + ToMe" : ""));
   run.models.push_back(m);
-  run.costs.push_back(
-      analytic_cost(run.shape, pruned ? run.removed : std::vector<int64_t>{}, merging ? run.merging : TokenMerging{}));
+  run.costs.push_back(model::analytic_cost(run.shape, pruned ? run.removed : std::vector<int64_t>{},
+                                           merging ? run.merging : TokenMerging{}));
 }
 
 // The shape, removed layers and token merging come from the request; speed does not depend on the
 // values, so every model is freshly initialised.
 BenchRun measure_models(const ModelRequest& request, const BenchConfig& b, const RuntimeConfig& runtime) {
   BenchRun run;
-  VisionTransformer reference = build_model(request, runtime.seed);
+  VisionTransformer reference = model::build_model(request, runtime.seed);
   run.shape = reference->shape();
   run.removed = reference->removed_blocks();
   run.merging = reference->token_merging();
@@ -234,6 +230,7 @@ BenchRatios ratios_of(const BenchRun& run, const BenchConfig& b) {
     std::printf("\npruned/full: params %.3f, MACs %.3f, inference speed-up %.3fx", r.params, r.macs,
                 r.inference_speedup);
     if (b.train) {
+      r.trained = true;
       r.train_speedup = run.training[pruned].images_per_s / run.training[full].images_per_s;
       std::printf(", training-step speed-up %.3fx", r.train_speedup);
     }
@@ -241,6 +238,7 @@ BenchRatios ratios_of(const BenchRun& run, const BenchConfig& b) {
   }
   if (run.merging.active() && run.names[fastest].find("ToMe") != std::string::npos) {
     r.merged = true;
+    r.merged_model = run.names[fastest];
     r.merged_macs = static_cast<double>(run.costs[fastest].macs) / static_cast<double>(run.costs[full].macs);
     r.merged_inference_speedup = run.inference[fastest].images_per_s / run.inference[full].images_per_s;
     std::printf("%s/full: MACs %.3f, inference speed-up %.3fx\n", run.names[fastest].c_str(), r.merged_macs,
@@ -259,25 +257,13 @@ BenchRatios ratios_of(const BenchRun& run, const BenchConfig& b) {
 }
 
 void write_bench_json(const BenchRun& run, const BenchConfig& b, const nlohmann::json& rows, const BenchRatios& r) {
-  nlohmann::json ratios;
-  if (r.compared) {
-    ratios = {{"params", r.params}, {"macs", r.macs}, {"inference_speedup", r.inference_speedup}};
-    if (b.train) ratios["train_speedup"] = r.train_speedup;
-  }
-  if (r.merged) {
-    ratios["merged"] = {
-        {"model", run.names.back()}, {"macs", r.merged_macs}, {"inference_speedup", r.merged_inference_speedup}};
-  }
-  if (r.full_merged) {
-    ratios["full_merged"] = {{"macs", r.full_merged_macs}, {"inference_speedup", r.full_merged_inference_speedup}};
-  }
   const nlohmann::json j = {
       {"program", "vitslim"},
       {"version", kVersion},
       {"job", "bench"},
       {"shape", run.shape.describe()},
       {"removed_layers", run.removed},
-      {"token_merging", run.merging.active() ? tome_to_text(run.merging) : ""},
+      {"token_merging", run.merging.active() ? model::tome_to_text(run.merging) : ""},
       {"batch_size", b.batch_size},
       {"device", to_string(b.device)},
       {"tf32", b.device == Device::Cuda && at::globalContext().allowTF32CuBLAS()},
@@ -286,7 +272,7 @@ void write_bench_json(const BenchRun& run, const BenchConfig& b, const nlohmann:
       {"iters", b.iters},
       {"warmup", b.warmup},
       {"models", rows},
-      {"ratios", ratios},
+      {"ratios", ratios_json(r)},
       {"memory_note", b.device == Device::Cuda ? "CUDA: peak of the caching allocator's allocated bytes above the "
                                                  "resting level"
                                                : "CPU: tensor memory above the resting level through LibTorch's "
@@ -296,20 +282,72 @@ void write_bench_json(const BenchRun& run, const BenchConfig& b, const nlohmann:
 
 }  // namespace
 
-BenchRatios run_bench(ModelRequest request, const BenchConfig& bench, const ComputeConfig& compute,
-                      const RuntimeConfig& runtime) {
-  BenchConfig b = bench;
+nlohmann::json ratios_json(const BenchRatios& r) {
+  nlohmann::json j = nlohmann::json::object();
+  if (r.compared) {
+    j = {{"params", r.params}, {"macs", r.macs}, {"inference_speedup", r.inference_speedup}};
+    if (r.trained) j["train_speedup"] = r.train_speedup;
+  }
+  if (r.merged) {
+    j["merged"] = {
+        {"model", r.merged_model}, {"macs", r.merged_macs}, {"inference_speedup", r.merged_inference_speedup}};
+  }
+  if (r.full_merged) {
+    j["full_merged"] = {{"macs", r.full_merged_macs}, {"inference_speedup", r.full_merged_inference_speedup}};
+  }
+  return j;
+}
+
+BenchRatios ratios_from_json(const nlohmann::json& j) {
+  BenchRatios r;
+  if (j.contains("params")) {
+    r.compared = true;
+    r.params = j.at("params").get<double>();
+    r.macs = j.at("macs").get<double>();
+    r.inference_speedup = j.at("inference_speedup").get<double>();
+  }
+  if (j.contains("train_speedup")) {
+    r.trained = true;
+    r.train_speedup = j.at("train_speedup").get<double>();
+  }
+  if (j.contains("merged")) {
+    r.merged = true;
+    r.merged_model = j.at("merged").at("model").get<std::string>();
+    r.merged_macs = j.at("merged").at("macs").get<double>();
+    r.merged_inference_speedup = j.at("merged").at("inference_speedup").get<double>();
+  }
+  if (j.contains("full_merged")) {
+    r.full_merged = true;
+    r.full_merged_macs = j.at("full_merged").at("macs").get<double>();
+    r.full_merged_inference_speedup = j.at("full_merged").at("inference_speedup").get<double>();
+  }
+  return r;
+}
+
+BenchRatios read_bench_ratios(const std::string& path, const std::string& what) {
+  const nlohmann::json j = read_job_json(path, "bench", what);
+  try {
+    return ratios_from_json(j.at("ratios"));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat(what, " ", path, ": malformed bench result (", e.what(), ")"));
+  }
+}
+
+BenchRatios run_bench(const BenchInputs& in) {
+  ModelRequest request = in.model;
+  const ComputeConfig& compute = in.compute;
+  BenchConfig b = in.bench;
   b.device = cuda::resolve_device(compute.device);  // throws naming --device
   if (b.device == Device::Cuda) cuda::set_tf32(compute.tf32);
-  use_default_preset(request, "deit_tiny");
+  model::use_default_preset(request, "deit_tiny");
   if (!b.json.empty()) check_writable_output(b.json, "--json");
-  warn_if_bf16_emulated(b.device == Device::Cuda ? c10::DeviceType::CUDA : c10::DeviceType::CPU, b.bf16);
+  model::warn_if_bf16_emulated(b.device == Device::Cuda ? c10::DeviceType::CUDA : c10::DeviceType::CPU, b.bf16);
   install_cpu_memory_tracker();
-  const BenchRun run = measure_models(request, b, runtime);
+  const BenchRun run = measure_models(request, b, in.runtime);
   const nlohmann::json rows = print_rows(run, b);
   const BenchRatios ratios = ratios_of(run, b);
   if (!b.json.empty()) write_bench_json(run, b, rows, ratios);
   return ratios;
 }
 
-}  // namespace vitslim::model
+}  // namespace vitslim::evaluation

@@ -1,19 +1,16 @@
 // Implements evaluation and the eval job (see evaluate.h).
-#include "train/evaluate.h"
+#include "evaluation/evaluate.h"
 
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cstdio>
-#include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
 #include "core/cuda_device.h"
 #include "core/error.h"
-#include "core/json_text.h"
 #include "core/log.h"
 #include "core/threads.h"
-#include "core/version.h"
 #include "data/batch.h"
 #include "data/loader.h"
 #include "dist/gpu_select.h"
@@ -22,7 +19,7 @@
 #include "model/checkpoint.h"
 #include "model/presets.h"
 
-namespace vitslim::train {
+namespace vitslim::evaluation {
 namespace {
 constexpr int64_t kTopK = 5;
 constexpr int64_t kEvalPrefetch = 2;  // batches per loader thread decoded ahead
@@ -108,59 +105,51 @@ EvalCounts evaluate_sharded(model::VisionTransformer& model, const data::Dataset
   return all;
 }
 
-EvalCounts run_eval(ModelRequest model_request, const DataConfig& data, const EvalConfig& eval,
-                    const ComputeConfig& compute, const RuntimeConfig& runtime, const dist::MpiSession& mpi) {
+EvalResult run_eval(const EvalInputs& in, const dist::MpiSession& mpi) {
   const auto started = std::chrono::steady_clock::now();
+  const DataConfig& data = in.data;
+  ModelRequest model_request = in.model;
   model::use_default_preset(model_request);
-  const c10::Device device = dist::open_device(compute, mpi);
-  model::VisionTransformer model = model::build_model(model_request, runtime.seed);
+  const c10::Device device = dist::open_device(in.compute, mpi);
+  model::VisionTransformer model = model::build_model(model_request, in.runtime.seed);
   model->to(device);
   const ModelShape& shape = model->shape();
-  auto dataset = data::open_dataset(data, shape, runtime.seed, dist::root_share(mpi));
+  auto dataset = data::open_dataset(data, shape, in.runtime.seed, dist::root_share(mpi));
   dist::agree_across_ranks(mpi, "data", dataset->size_summary());
   check_class_count(shape, *dataset);
-  const int64_t total = eval.images > 0 ? eval.images : dataset->size();
+  const int64_t total = in.eval.images > 0 ? in.eval.images : dataset->size();
   if (total > dataset->size()) {
     throw Error(cat("--eval-images ", total, " is more than the ", dataset->size(), " images of ", dataset->name()));
   }
   const auto [mean, stdev] = data::normalisation(data, *dataset);
-  if (!eval.json.empty()) check_writable_output(eval.json, "--json");
+  if (!in.eval.json.empty()) check_writable_output(in.eval.json, "--json");
   log_info(cat("eval: ", shape.describe(), ", removed attention ", model->removed_blocks().size(),
                " blocks, token merging ", model->token_merging().describe(), "; ", dataset->name(), ", ", total,
-               " images over ", mpi.world_size(), " rank(s)", eval.bf16 ? ", bf16" : ""));
-  model::warn_if_bf16_emulated(model->device().type(), eval.bf16);
-  const EvalCounts all = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, eval.bf16, mpi);
-  if (mpi.rank() != 0) return all;
+               " images over ", mpi.world_size(), " rank(s)", in.eval.bf16 ? ", bf16" : ""));
+  model::warn_if_bf16_emulated(model->device().type(), in.eval.bf16);
+  EvalResult r;
+  r.counts = evaluate_sharded(model, *dataset, total, mean, stdev, data.batch_size, in.eval.bf16, mpi);
+  r.shape = shape.describe();
+  r.weights = model_request.weights;
+  r.removed_layers = model->removed_blocks();
+  r.token_merging = model->token_merging().active() ? model::tome_to_text(model->token_merging()) : "";
+  r.data_set = data::kind_name(data.dataset);
+  r.split = data.split;
+  r.mean = mean;
+  r.std = stdev;
+  r.bf16 = in.eval.bf16;
+  r.device = model->device().is_cuda() ? "cuda" : "cpu";
+  r.world_size = mpi.world_size();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (mpi.rank() != 0) return r;
 
-  const double top1 = all.top1_percent(), top5 = all.top5_percent(), loss = all.mean_loss();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::printf("eval %s: top-1 %.2f%% (%lld/%lld), top-%lld %.2f%%, loss %.4f (%.1f s)\n", dataset->name().c_str(), top1,
-              static_cast<long long>(all.top1), static_cast<long long>(all.images),
-              static_cast<long long>(std::min<int64_t>(kTopK, shape.num_classes)), top5, loss, seconds);
-  if (!eval.json.empty()) {
-    nlohmann::json j = {
-        {"program", "vitslim"},
-        {"version", kVersion},
-        {"job", "eval"},
-        {"model",
-         {{"shape", shape.describe()},
-          {"weights", model_request.weights},
-          {"removed_layers", model->removed_blocks()},
-          {"token_merging", model->token_merging().active() ? model::tome_to_text(model->token_merging()) : ""}}},
-        {"data", {{"data_set", data::kind_name(data.dataset)}, {"split", data.split}, {"mean", mean}, {"std", stdev}}},
-        {"images", all.images},
-        {"top1_correct", all.top1},
-        {"top5_correct", all.top5},
-        {"top1", top1},
-        {"top5", top5},
-        {"loss", loss},
-        {"bf16", eval.bf16},
-        {"device", model->device().is_cuda() ? "cuda" : "cpu"},
-        {"world_size", mpi.world_size()},
-        {"seconds", seconds}};
-    write_file_atomic(eval.json, json_text(j) + "\n");
-  }
-  return all;
+  const EvalCounts& all = r.counts;
+  std::printf("eval %s: top-1 %.2f%% (%lld/%lld), top-%lld %.2f%%, loss %.4f (%.1f s)\n", dataset->name().c_str(),
+              all.top1_percent(), static_cast<long long>(all.top1), static_cast<long long>(all.images),
+              static_cast<long long>(std::min<int64_t>(kTopK, shape.num_classes)), all.top5_percent(), all.mean_loss(),
+              r.seconds);
+  if (!in.eval.json.empty()) write_file_atomic(in.eval.json, eval_json_text(r));
+  return r;
 }
 
-}  // namespace vitslim::train
+}  // namespace vitslim::evaluation
