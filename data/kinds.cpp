@@ -6,9 +6,10 @@
 #include <vector>
 
 #include "core/error.h"
-#include "data/dataset.h"
-#include "data/folder.h"
-#include "data/shards.h"
+#include "data/formats/dataset.h"
+#include "data/formats/folder.h"
+#include "data/formats/shards.h"
+#include "data/settings.h"
 
 namespace vitslim::data {
 namespace {

@@ -11,7 +11,7 @@
 
 #include "core/normalisation.h"
 #include "core/options.h"
-#include "data/item_index.h"
+#include "data/formats/item_index.h"
 
 namespace vitslim {
 struct DataConfig;

@@ -12,10 +12,10 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "data/codec.h"
-#include "data/folder.h"
-#include "data/sampler.h"
-#include "data/tar.h"
+#include "core/rng.h"
+#include "data/formats/folder.h"
+#include "data/formats/tar.h"
+#include "data/image/codec.h"
 
 namespace vitslim::data {
 namespace fs = std::filesystem;
@@ -109,22 +109,15 @@ std::string shard_name(const std::string& pattern, int64_t k) {
   return name;
 }
 
-ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uint64_t seed) {
-  shard_name(c.out, 0);  // a bad --out pattern fails before the folder is listed
-  const bool skip = data.bad_images == BadImages::Skip;
-  std::string dataset_name;
-  ItemIndex x = folder_index({data.path, data.kind().imagenet_layout, data.split, data.class_index, data.index, skip},
-                             &dataset_name);
-  report_index_problems(x, skip);
-  if (x.entries.empty()) throw Error(cat("--data-path ", x.root, ": no images (.jpg/.jpeg/.png) in its class folders"));
-  refuse_key_collisions(x);
+namespace {
 
-  const int64_t n = x.size();
-  const int64_t most_shards = (n + c.shard_size - 1) / c.shard_size;
-  // Shards are compared as the files they will be (DIR/c/%d/../x.tar names one file for every k),
-  // and none may lie inside the input tree: --force must never replace an input of the same run.
+// Every shard the run may write: compared as the files they will be (DIR/c/%d/../x.tar names one
+// file for every k), none inside the input tree (--force must never replace an input of the same
+// run), none an existing file without --force. Their missing folders are made once all pass.
+void check_shard_outputs(const MakeShardsConfig& c, const ItemIndex& x) {
+  const int64_t most_shards = (x.size() + c.shard_size - 1) / c.shard_size;
   std::map<fs::path, int64_t> files;
-  std::set<fs::path> new_dirs;  // made once everything is checked
+  std::set<fs::path> new_dirs;
   std::error_code ec;
   const fs::path input_root = canonical_path(x.root);
   for (int64_t k = 0; k < most_shards; ++k) {
@@ -147,18 +140,23 @@ ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uin
     }
   }
   for (const auto& dir : new_dirs) fs::create_directories(dir);
+}
 
-  const bool shuffle = c.shuffle.value_or(data.split == "train");
+// The order the samples go into the shards: a seeded shuffle, or the folder's own.
+std::vector<int64_t> sample_order(int64_t n, bool shuffle, uint64_t seed) {
+  if (shuffle) return shuffled_prefix(n, n, mix_seed(seed, kSaltShards));
   std::vector<int64_t> order(static_cast<size_t>(n));
-  if (shuffle) {
-    order = shuffled_prefix(n, n, mix_seed(seed, kSaltShards));
-  } else {
-    std::iota(order.begin(), order.end(), 0);
-  }
+  std::iota(order.begin(), order.end(), 0);
+  return order;
+}
+
+// Writes the samples in `order`, `shard_size` to a shard. Finished shards stay partial files until
+// every shard is written: a run that fails (a bad image under --bad-images fail, a full disk)
+// leaves none of its shards behind.
+ShardsWritten write_shards(const ItemIndex& x, const std::vector<int64_t>& order, const MakeShardsConfig& c,
+                           bool skip) {
   ShardsWritten out;
   std::unique_ptr<ShardFile> shard;
-  // Finished shards stay partial files until every shard is written: a run that fails (a bad
-  // image under --bad-images fail, a full disk) leaves none of its shards behind.
   std::vector<std::unique_ptr<ShardFile>> finished;
   int64_t in_shard = 0;
   auto close_shard = [&] {
@@ -191,6 +189,23 @@ ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uin
   }
   if (shard) close_shard();
   for (auto& s : finished) s->commit();
+  return out;
+}
+
+}  // namespace
+
+ShardsWritten make_shards(const DataConfig& data, const MakeShardsConfig& c, uint64_t seed) {
+  shard_name(c.out, 0);  // a bad --out pattern fails before the folder is listed
+  const bool skip = data.bad_images == BadImages::Skip;
+  std::string dataset_name;
+  ItemIndex x = folder_index({data.path, data.kind().imagenet_layout, data.split, data.class_index, data.index, skip},
+                             &dataset_name);
+  report_index_problems(x, skip);
+  if (x.entries.empty()) throw Error(cat("--data-path ", x.root, ": no images (.jpg/.jpeg/.png) in its class folders"));
+  refuse_key_collisions(x);
+  check_shard_outputs(c, x);
+  const ShardsWritten out =
+      write_shards(x, sample_order(x.size(), c.shuffle.value_or(data.split == "train"), seed), c, skip);
   if (out.samples == 0) throw Error(cat("--data-path ", x.root, ": no readable image"));
   if (out.skipped > 0) log_warn(cat(dataset_name, ": skipped ", out.skipped, " unreadable image(s); not written"));
   return out;

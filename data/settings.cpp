@@ -2,7 +2,7 @@
 #include "data/settings.h"
 
 #include "core/threads.h"
-#include "data/augment.h"
+#include "data/image/augment.h"
 
 namespace vitslim {
 

@@ -10,8 +10,8 @@
 
 #include "core/options.h"
 #include "core/runtime.h"
+#include "data/image/resample.h"
 #include "data/kinds.h"
-#include "data/resample.h"
 
 namespace vitslim {
 
@@ -35,7 +35,7 @@ struct DataConfig {
   // The model preset's pretrained normalisation (CLIP's, AugReg's, ImageNet's), the default for
   // photos; set by the jobs layer from --model, not an option. Empty: none.
   std::vector<double> preset_mean, preset_std;
-  // Image folders (imagenet, folder) and the per-image transforms (data/transforms.h).
+  // Image folders (imagenet, folder) and the per-image transforms (data/image/transforms.h).
   std::string class_index;  // optional file naming the classes in label order
   BadImages bad_images = BadImages::Skip;
   Augment augment = Augment::Auto;                    // train transform (auto: deit for image folders)

@@ -34,8 +34,10 @@ def tracked_dirs(root):
 
 def check_folder_readme(root, folder, problems):
     text = open(os.path.join(root, folder, "README.md"), encoding="utf-8").read()
-    named = set(re.findall(r"`([A-Za-z0-9_]+\.h)`", text))
-    present = {f for f in os.listdir(os.path.join(root, folder)) if f.endswith(".h")}
+    named = set(re.findall(r"`([A-Za-z0-9_/]+\.h)`", text))
+    base = os.path.join(root, folder)
+    present = {os.path.relpath(os.path.join(d, f), base) for d, _, names in os.walk(base) for f in names
+               if f.endswith(".h")}
     for h in sorted(present - named):
         problems.append(f"{folder}/README.md does not name {h}")
     for h in sorted(named - present):

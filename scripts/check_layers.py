@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fails when a source file includes a header of a layer its own layer does not depend on.
+"""Fails when a source file includes a header of a layer its own layer does not depend on, or
+when the folders' includes form a loop (data/formats -> data/loading -> data/formats, say).
 
 The layers and their dependencies come from src/CMakeLists.txt (one --layer=NAME:DIR:DEPS per
 layer, DEPS comma-separated); a dependency's dependencies are allowed too. The build runs this
@@ -11,6 +12,31 @@ import re
 import sys
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"/]+)/[^"]+"')
+FOLDER_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)/[^"/]+"')
+
+
+def folder_of(root, path):
+    """The include prefix of the folder holding `path` (src/ and the top level are include roots)."""
+    rel = os.path.relpath(os.path.dirname(path), root)
+    return rel[len("src/"):] if rel.startswith("src/") else rel
+
+
+def folder_loops(edges):
+    """One problem per folder edge that closes a loop, naming the include that makes it."""
+    problems = []
+    for a, targets in sorted(edges.items()):
+        for b, where in sorted(targets.items()):
+            seen, stack = set(), [b]
+            while stack:
+                x = stack.pop()
+                if x == a:
+                    problems.append(f"{where}: folder '{a}' includes '{b}', which includes '{a}' back "
+                                    "(folders must depend one way)")
+                    break
+                if x not in seen:
+                    seen.add(x)
+                    stack.extend(edges.get(x, {}))
+    return problems
 
 
 def main():
@@ -33,19 +59,25 @@ def main():
         return seen
 
     problems = []
+    folder_edges = {}
     for name, folder in dirs.items():
         allowed = closure(name) | {name}
-        for entry in sorted(os.listdir(folder)):
-            if not entry.endswith((".h", ".cpp")):
+        sources = sorted(os.path.join(d, f) for d, _, names in os.walk(folder) for f in names)
+        for path in sources:
+            if not path.endswith((".h", ".cpp")):
                 continue
-            path = os.path.join(folder, entry)
             with open(path, encoding="utf-8") as f:
                 for number, line in enumerate(f, 1):
                     m = INCLUDE.match(line)
+                    target = FOLDER_INCLUDE.match(line)
+                    if target and target.group(1) != folder_of(args.root, path):
+                        folder_edges.setdefault(folder_of(args.root, path), {})[target.group(1)] = (
+                            f"{os.path.relpath(path, args.root)}:{number}")
                     if m and m.group(1) in dirs and m.group(1) not in allowed:
                         problems.append(f"{os.path.relpath(path, args.root)}:{number}: layer '{name}' includes "
                                         f"'{m.group(1)}', which it does not depend on (allowed: "
                                         f"{', '.join(sorted(allowed))})")
+    problems += folder_loops(folder_edges)
     for p in problems:
         print(p, file=sys.stderr)
     return 1 if problems else 0

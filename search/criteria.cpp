@@ -7,7 +7,7 @@
 #include <limits>
 #include <numeric>
 
-#include "data/sampler.h"
+#include "data/loading/sampler.h"
 #include "entropy/channel_stats.h"
 
 namespace vitslim::search {
@@ -57,7 +57,7 @@ std::vector<double> layer_scores(Criterion criterion, model::VisionTransformer& 
   if (criterion == Criterion::First) {
     std::iota(scores.begin(), scores.end(), 0.0);
   } else if (criterion == Criterion::Random) {
-    const auto order = data::shuffled_prefix(depth, depth, data::mix_seed(seed, kRandomSalt));
+    const auto order = shuffled_prefix(depth, depth, mix_seed(seed, kRandomSalt));
     for (int64_t rank = 0; rank < depth; ++rank) scores[static_cast<size_t>(order[static_cast<size_t>(rank)])] = rank;
   } else {
     const Sums s = measure(model, shards, shard);

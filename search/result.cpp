@@ -2,12 +2,12 @@
 #include "search/result.h"
 
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/json_text.h"
 #include "core/options.h"
+#include "core/text_file.h"
 
 namespace vitslim::search {
 
@@ -39,10 +39,7 @@ SearchResult search_result_from_json(const nlohmann::json& j, const std::string&
 namespace {
 
 nlohmann::json read_result(const std::string& path, const std::string& what) {
-  std::ifstream in(path);
-  if (!in) throw Error(cat(what, " ", path, ": cannot open search result"));
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const nlohmann::json j = parse_json_text(text, cat(what, " ", path));
+  const nlohmann::json j = parse_json_text(read_text_file(path, what), cat(what, " ", path));
   if (!j.is_object() || j.value("job", "") != "search" || !j.contains("selections")) {
     throw Error(cat(what, " ", path, ": not a `vitslim search --json` result"));
   }
@@ -53,6 +50,25 @@ nlohmann::json read_result(const std::string& path, const std::string& what) {
 
 SearchResult read_search_result(const std::string& path, const std::string& what) {
   return search_result_from_json(read_result(path, what), cat(what, " ", path));
+}
+
+SearchOrder read_search_order(const std::string& path, const std::string& what) {
+  const nlohmann::json j = read_result(path, what);
+  if (!j.contains("steps") || !j.contains("model"))
+    throw Error(cat(what, " ", path, ": not a `vitslim search --json` result"));
+  SearchOrder order;
+  try {
+    order.criterion = j.value("criterion", "");
+    for (const auto& [key, value] : j.at("model").items()) {
+      if (value.is_number_integer()) order.model[key] = value.get<int64_t>();
+    }
+    for (const nlohmann::json& step : j.at("steps")) {
+      order.steps.push_back({step.at("best").get<std::vector<int64_t>>(), step.at("te").get<double>()});
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat(what, " ", path, ": malformed search result (", e.what(), ")"));
+  }
+  return order;
 }
 
 std::vector<int64_t> layers_from_search(const std::string& spec) {

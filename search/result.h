@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,20 @@ void to_json(nlohmann::json& j, const SearchResult& result);
 SearchResult search_result_from_json(const nlohmann::json& j, const std::string& what);
 // Reads a `vitslim search --json` file; throws Error naming `what` and the path.
 SearchResult read_search_result(const std::string& path, const std::string& what);
+
+// The order a search recorded in its JSON file: the layers chosen at each count ("steps": best, te),
+// the criterion, and the sizes of the model it ran on ("model"), for `vitslim plan`.
+struct SearchStep {
+  std::vector<int64_t> layers;
+  double te = 0;
+};
+struct SearchOrder {
+  std::string criterion;
+  std::map<std::string, int64_t> model;  // img_size, patch_size, in_chans, embed_dim, depth, ...
+  std::vector<SearchStep> steps;
+};
+// Throws Error naming `what` and the path when the file is unreadable or not a search result.
+SearchOrder read_search_order(const std::string& path, const std::string& what);
 
 // "FILE@RATIO": the layers the search result FILE selected for RATIO. Throws Error naming the file.
 std::vector<int64_t> layers_from_search(const std::string& spec);

@@ -5,11 +5,10 @@
 #include "core/json_text.h"
 
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/text_file.h"
 #include "core/utf8.h"
 
 namespace vitslim {
@@ -234,12 +233,9 @@ json parse_json_text(const std::string& text, const std::string& what) {
 }
 
 nlohmann::json read_job_json(const std::string& path, const std::string& job, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(cat(what, " ", path, ": cannot be read"));
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nlohmann::json j = parse_json_text(text, cat(what, " ", path));
+  nlohmann::json j = parse_json_text(read_text_file(path, what), cat(what, " ", path));
   if (!j.is_object() || !j.contains("job") || !j.at("job").is_string() || j.at("job").get<std::string>() != job)
-    throw Error(cat(what, " ", path, ": not a `vitslim ", job, " --json` result"));
+    throw Error(cat(what, " ", path, ": not a result file of `vitslim ", job, "`"));
   return j;
 }
 

@@ -17,7 +17,7 @@
 #include "deploy/onnx_export.h"
 #include "dist/gpu_select.h"
 #include "model/checkpoint.h"
-#include "train/train_checkpoint.h"
+#include "model/weights/train_checkpoint.h"
 
 namespace vitslim::deploy {
 namespace fs = std::filesystem;
@@ -42,7 +42,7 @@ std::string join_numbers(const std::vector<double>& values) {
 
 // The checkpoint's blocks that are diluting, with their lambdas, set to `lambda` when given
 // (0: removed). Refused while any is above 0 and no lambda is given.
-std::map<int64_t, double> set_dilution(model::VisionTransformer& vit, const train::Checkpoint& ck,
+std::map<int64_t, double> set_dilution(model::VisionTransformer& vit, const model::Checkpoint& ck,
                                        const std::optional<double>& lambda) {
   std::map<int64_t, double> diluting;
   std::string above_zero;
@@ -154,6 +154,28 @@ void write_sample(model::VisionTransformer& vit, const ExportConfig& config, uin
                            {{"format", "pt"}, {"vitslim.model", config.out}}, &outputs);
 }
 
+// Writes `vit` in config.format into `outputs` (a transformers folder also into `folder`, removed
+// again unless kept); returns the bytes written where the format counts them (ONNX), else 0. A new
+// format is a compile error here until it is written.
+uint64_t write_model(model::VisionTransformer& vit, const std::map<std::string, std::string>& meta,
+                     const ExportConfig& config, OutputSet& outputs, std::unique_ptr<NewFolder>& folder) {
+  switch (config.format) {
+    case ExportFormat::Onnx:
+      return write_onnx(vit, meta, config.out, &outputs);
+    case ExportFormat::Hf: {
+      folder = std::make_unique<NewFolder>(config.out);
+      const std::string architecture = write_hf_folder(vit, meta, config.out, outputs);
+      log_info(cat("export: ", config.out, " holds a transformers ", architecture,
+                   architecture == "VitslimVisionTransformer" ? " (load with trust_remote_code=True)" : ""));
+      return 0;
+    }
+    case ExportFormat::Safetensors:
+      model::export_safetensors(vit, config.out, meta, &outputs);
+      return 0;
+  }
+  throw Error("export: unknown --format");
+}
+
 }  // namespace
 
 void run_export(const ExportInputs& in, const dist::MpiSession& mpi) {
@@ -173,29 +195,19 @@ void run_export(const ExportInputs& in, const dist::MpiSession& mpi) {
   if (config.checkpoint.empty()) {
     vit = model::build_model(request, runtime.seed);
   } else {
-    const train::Checkpoint ck = train::read_checkpoint(config.checkpoint);
-    vit = model::build_model(request, runtime.seed, train::checkpoint_model_weights(ck));
+    const model::Checkpoint ck = model::read_checkpoint(config.checkpoint);
+    vit = model::build_model(request, runtime.seed, model::checkpoint_model_weights(ck));
     diluting = set_dilution(vit, ck, config.lambda);
   }
   vit->eval();
   auto meta = metadata(vit, preprocessing, diluting);
-  uint64_t bytes = 0;
   OutputSet outputs;                  // the model and its sample appear together
   std::unique_ptr<NewFolder> folder;  // --format hf: removed again when the export fails
   if (config.format != ExportFormat::Onnx && meta.count(kMetaDiluting)) {
     throw Error(cat("export --format ", enum_name(kExportFormatNames, config.format), ": blocks ", meta[kMetaDiluting],
                     " would be diluting, which only ONNX records; use --format onnx or --lambda 0"));
   }
-  if (config.format == ExportFormat::Onnx) {
-    bytes = write_onnx(vit, meta, config.out, &outputs);
-  } else if (config.format == ExportFormat::Hf) {
-    folder = std::make_unique<NewFolder>(config.out);
-    const std::string architecture = write_hf_folder(vit, meta, config.out, outputs);
-    log_info(cat("export: ", config.out, " holds a transformers ", architecture,
-                 architecture == "VitslimVisionTransformer" ? " (load with trust_remote_code=True)" : ""));
-  } else {
-    model::export_safetensors(vit, config.out, meta, &outputs);
-  }
+  const uint64_t bytes = write_model(vit, meta, config, outputs, folder);
   if (!config.sample.empty()) write_sample(vit, config, runtime.seed, device, outputs);
   outputs.commit();
   if (folder) folder->keep();

@@ -1,5 +1,5 @@
 // Implements the transformers folder export (see hf_export.h): the choice of class, the stock
-// classes' key names (the inverse of model/hf_checkpoint.cpp's table), and
+// classes' key names (the inverse of model/weights/hf_checkpoint.cpp's table), and
 // config.json for the stock classes and for the template.
 #include "deploy/hf_export.h"
 
@@ -32,7 +32,7 @@ nlohmann::json labels(model::VisionTransformer& vit) {
 }
 
 // A stock transformers class that computes a vitslim model exactly: its names (the inverse of
-// model/hf_checkpoint.cpp's table) and config.json.
+// model/weights/hf_checkpoint.cpp's table) and config.json.
 struct StockClass {
   std::string architecture, model_type;
   std::string prefix;                       // of every key: "vit.", "deit.", "", "vision_model."
@@ -51,43 +51,47 @@ const std::map<std::string, std::string>& vit_blocks() {
   return kMap;
 }
 
-// The model's features no stock class has, or nullopt when one computes it exactly. Unpruned only.
-std::optional<StockClass> stock_class(model::VisionTransformer& vit) {
-  const ModelShape& s = vit->shape();
-  if (!vit->removed_blocks().empty() || vit->residual_folded() || vit->token_merging().active() || !s.class_token ||
-      s.global_pool == GlobalPool::Avg || s.fc_norm || !s.qkv_bias || s.qk_norm)
-    return std::nullopt;
-  const bool token = s.global_pool == GlobalPool::Token;
-  const std::map<std::string, std::string> embeddings = {
+const std::map<std::string, std::string>& vit_embeddings() {
+  static const std::map<std::string, std::string> kMap = {
       {"cls_token", "embeddings.cls_token"},
       {"pos_embed", "embeddings.position_embeddings"},
       {"patch_embed.proj.weight", "embeddings.patch_embeddings.projection.weight"},
       {"patch_embed.proj.bias", "embeddings.patch_embeddings.projection.bias"},
       {"norm.weight", "layernorm.weight"},
       {"norm.bias", "layernorm.bias"}};
-  const std::array<std::string, 3> attention = {"attention.attention.query", "attention.attention.key",
-                                                "attention.attention.value"};
+  return kMap;
+}
+const std::array<std::string, 3> kVitAttention = {"attention.attention.query", "attention.attention.key",
+                                                  "attention.attention.value"};
+
+// ViT, and DeiT with its teacher head.
+std::optional<StockClass> vit_class(const ModelShape& s) {
   const bool plain = !s.pre_norm && s.act_layer == Activation::Gelu && !s.no_embed_class;
-  if (plain && token && !s.layer_scale && s.reg_tokens == 0) {  // ViT, DeiT with teacher
-    if (s.distilled && s.num_classes == 0) return std::nullopt;
-    StockClass c{s.distilled         ? "DeiTForImageClassificationWithTeacher"
-                 : s.num_classes > 0 ? "ViTForImageClassification"
-                                     : "ViTModel",
-                 s.distilled ? "deit" : "vit",
-                 s.num_classes == 0 ? ""
-                 : s.distilled      ? "deit."
-                                    : "vit.",
-                 "encoder.layer.",
-                 embeddings,
-                 vit_blocks(),
-                 attention};
-    c.stem["dist_token"] = "embeddings.distillation_token";
-    c.stem["head.weight"] = s.distilled ? "/cls_classifier.weight" : "/classifier.weight";
-    c.stem["head.bias"] = s.distilled ? "/cls_classifier.bias" : "/classifier.bias";
-    c.stem["head_dist.weight"] = "/distillation_classifier.weight";
-    c.stem["head_dist.bias"] = "/distillation_classifier.bias";
-    return c;
-  }
+  if (!plain || s.global_pool != GlobalPool::Token || s.layer_scale || s.reg_tokens != 0) return std::nullopt;
+  if (s.distilled && s.num_classes == 0) return std::nullopt;
+  StockClass c{s.distilled         ? "DeiTForImageClassificationWithTeacher"
+               : s.num_classes > 0 ? "ViTForImageClassification"
+                                   : "ViTModel",
+               s.distilled ? "deit" : "vit",
+               s.num_classes == 0 ? ""
+               : s.distilled      ? "deit."
+                                  : "vit.",
+               "encoder.layer.",
+               vit_embeddings(),
+               vit_blocks(),
+               kVitAttention};
+  c.stem["dist_token"] = "embeddings.distillation_token";
+  c.stem["head.weight"] = s.distilled ? "/cls_classifier.weight" : "/classifier.weight";
+  c.stem["head.bias"] = s.distilled ? "/cls_classifier.bias" : "/classifier.bias";
+  c.stem["head_dist.weight"] = "/distillation_classifier.weight";
+  c.stem["head_dist.bias"] = "/distillation_classifier.bias";
+  return c;
+}
+
+// DINOv2, with or without registers.
+std::optional<StockClass> dinov2_class(model::VisionTransformer& vit) {
+  const ModelShape& s = vit->shape();
+  const bool token = s.global_pool == GlobalPool::Token;
   const int64_t hidden = vit->block(0)->mlp->fc1->weight.size(0);
   const bool registers = s.reg_tokens > 0 && s.no_embed_class;
   const bool classifier = s.num_classes > 0;  // Dinov2ForImageClassification reads [CLS, mean of patches]
@@ -98,7 +102,7 @@ std::optional<StockClass> stock_class(model::VisionTransformer& vit) {
                  type,
                  classifier ? type + "." : "",
                  "encoder.layer.",
-                 embeddings,
+                 vit_embeddings(),
                  {{"norm1", "norm1"},
                   {"norm2", "norm2"},
                   {"attn.proj", "attention.output.dense"},
@@ -106,12 +110,19 @@ std::optional<StockClass> stock_class(model::VisionTransformer& vit) {
                   {"mlp.fc2", "mlp.fc2"},
                   {"ls1", "layer_scale1"},
                   {"ls2", "layer_scale2"}},
-                 attention};
+                 kVitAttention};
     c.stem["reg_token"] = "embeddings.register_tokens";
     c.stem["head.weight"] = "/classifier.weight";
     c.stem["head.bias"] = "/classifier.bias";
     return c;
   }
+  return std::nullopt;
+}
+
+// CLIP's vision tower (its projection has no bias: the head's must be zero).
+std::optional<StockClass> clip_class(model::VisionTransformer& vit) {
+  const ModelShape& s = vit->shape();
+  const bool token = s.global_pool == GlobalPool::Token;
   const bool zero_bias = s.num_classes == 0 || vit->head->bias.abs().max().item<double>() == 0.0;
   if (token && s.pre_norm && s.act_layer == Activation::QuickGelu && !s.layer_scale && s.reg_tokens == 0 &&
       !s.distilled && !s.no_embed_class && zero_bias) {  // CLIP's vision tower
@@ -136,6 +147,17 @@ std::optional<StockClass> stock_class(model::VisionTransformer& vit) {
                       {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}};
   }
   return std::nullopt;
+}
+
+// The model's features no stock class has, or nullopt when one computes it exactly. Unpruned only.
+std::optional<StockClass> stock_class(model::VisionTransformer& vit) {
+  const ModelShape& s = vit->shape();
+  if (!vit->removed_blocks().empty() || vit->residual_folded() || vit->token_merging().active() || !s.class_token ||
+      s.global_pool == GlobalPool::Avg || s.fc_norm || !s.qkv_bias || s.qk_norm)
+    return std::nullopt;
+  if (auto c = vit_class(s)) return c;
+  if (auto c = dinov2_class(vit)) return c;
+  return clip_class(vit);
 }
 
 // Layout differences undone: CLIP's flat class embedding and position table; DINOv2 registers,

@@ -9,95 +9,14 @@
 
 #include "core/error.h"
 #include "core/version.h"
+#include "deploy/onnx_graph.h"
 #include "deploy/onnx_proto.h"
 #include "model/checkpoint.h"
 
 namespace vitslim::deploy {
 namespace {
 
-using onnx::Attribute;
-
 constexpr int64_t kOpset = 17;  // LayerNormalization is in the default domain from 17
-
-// Builds the node list with unique value names and keeps every tensor it references alive.
-class GraphBuilder {
- public:
-  explicit GraphBuilder(onnx::Model& model) : model_(model) {}
-
-  // A float32 constant named `name` (contiguous CPU copy kept here).
-  std::string weight(const std::string& name, const torch::Tensor& t) {
-    auto c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
-    keep_.push_back(c);
-    onnx::Initializer init;
-    init.name = name;
-    init.dims = c.sizes().vec();
-    init.data = c.data_ptr();
-    init.bytes = static_cast<size_t>(c.numel()) * sizeof(float);
-    model_.initializers.push_back(std::move(init));
-    return name;
-  }
-  // x @ W^T + b of a Linear (W [out, in]): [..., in] -> [..., out]; `scale` multiplies both.
-  std::string linear(const std::string& x, const torch::Tensor& w, const torch::Tensor& b, const std::string& name,
-                     double scale = 1.0) {
-    auto wt = weight(name + ".weight_t", w.t() * scale);
-    if (!b.defined()) return op("MatMul", {x, wt}, {}, name);  // a Linear without bias
-    auto bias = weight(name + ".bias", b * scale);
-    return op("Add", {op("MatMul", {x, wt}, {}, name + ".matmul"), bias}, {}, name);
-  }
-  // An int64 constant, 1-D unless `dims` says otherwise ({} for a scalar).
-  std::string ints(const std::string& name, const std::vector<int64_t>& values,
-                   std::optional<std::vector<int64_t>> dims = std::nullopt) {
-    return constant(name, onnx::DataType::Int64, values.data(), values.size() * sizeof(int64_t),
-                    dims ? *dims : std::vector<int64_t>{static_cast<int64_t>(values.size())});
-  }
-  // A float constant, 1-D unless `dims` says otherwise.
-  std::string floats(const std::string& name, const std::vector<float>& values,
-                     std::optional<std::vector<int64_t>> dims = std::nullopt) {
-    return constant(name, onnx::DataType::Float, values.data(), values.size() * sizeof(float),
-                    dims ? *dims : std::vector<int64_t>{static_cast<int64_t>(values.size())});
-  }
-  std::string scalar(const std::string& name, float value) { return floats(name, {value}, std::vector<int64_t>{}); }
-  // One node with one output; returns the output's name (`name`, made unique).
-  std::string op(const std::string& type, std::vector<std::string> inputs, std::vector<Attribute> attributes,
-                 const std::string& name) {
-    return ops(type, std::move(inputs), std::move(attributes), name, 1).front();
-  }
-  // One node with `outputs` outputs, named <name>, <name>.1, ...
-  std::vector<std::string> ops(const std::string& type, std::vector<std::string> inputs,
-                               std::vector<Attribute> attributes, const std::string& name, int outputs) {
-    onnx::Node n;
-    n.op_type = type;
-    n.inputs = std::move(inputs);
-    n.attributes = std::move(attributes);
-    n.name = unique(name);
-    n.outputs = {n.name};
-    for (int i = 1; i < outputs; ++i) n.outputs.push_back(cat(n.name, ".", i));
-    model_.nodes.push_back(std::move(n));
-    return model_.nodes.back().outputs;
-  }
-  // The graph's output gets a fixed name: the last node's output is renamed.
-  void rename_last_output(const std::string& name) { model_.nodes.back().outputs = {name}; }
-
- private:
-  std::string unique(const std::string& name) {
-    const int64_t n = used_[name]++;
-    return n == 0 ? name : cat(name, "_", n);
-  }
-  std::string constant(const std::string& name, onnx::DataType type, const void* data, size_t bytes,
-                       std::vector<int64_t> dims) {
-    onnx::Initializer init;
-    init.name = unique(name);
-    init.type = type;
-    init.dims = std::move(dims);
-    init.owned.assign(static_cast<const char*>(data), bytes);
-    model_.initializers.push_back(std::move(init));
-    return model_.initializers.back().name;
-  }
-
-  onnx::Model& model_;
-  std::vector<torch::Tensor> keep_;
-  std::map<std::string, int64_t> used_;
-};
 
 // LayerNorm over the last axis; `scale` multiplies its affine output (weight and bias).
 std::string layer_norm(GraphBuilder& g, const std::string& x, torch::nn::LayerNorm& norm, const std::string& name,
@@ -123,17 +42,6 @@ std::string heads(GraphBuilder& g, const std::string& x, int64_t num_heads, int6
       keys_transposed ? std::vector<int64_t>{0, 2, 3, 1} : std::vector<int64_t>{0, 2, 1, 3};
   return g.op("Transpose", {split}, {{"perm", perm}}, name + ".heads");
 }
-
-// The token stream between blocks: tokens [B, N, C] and, once any merged, their sizes [B, N, 1].
-struct Stream {
-  std::string x, size;  // size "": every token has size 1
-  int64_t tokens = 0;   // N
-};
-
-// Values of the batch every merge needs: the batch size [1] and each image's index [B, 1].
-struct Batch {
-  std::string batch, image;
-};
 
 // The attention branch; queries from `q_in` [B, Nq, C], keys/values from `kv_in` [B, N, C]; the
 // output [B, Nq, C] is multiplied by `out_scale` (lambda of a diluting block) in the projection.
@@ -220,13 +128,13 @@ std::string gather_rows(GraphBuilder& g, const std::string& x, const std::string
   return g.op("Gather", {table, flat}, {{"axis", int64_t{0}}}, name + ".rows");                    // [B, R, K]
 }
 
-// ToMe's bipartite soft matching and size-weighted merge of r tokens, as model/token_merge.cpp
-// does it: A = even positions, B = odd; the class token (A's first) never merges; the r A tokens
-// most similar to their best B partner merge into it; output: the other A tokens in order, then B.
-// The partners' updates are one-hot products: [B, N, C] -> [B, N - r, C].
-Stream merge_tokens(GraphBuilder& g, const Stream& s, const std::string& metric, int64_t r, int64_t C, const Batch& bt,
-                    const std::string& name) {
-  const int64_t n = s.tokens, na = (n + 1) / 2, nb = n / 2, kept = na - r, out_n = n - r;
+// ToMe's bipartite matching on the metric [B, N, D]: the r A tokens that merge (src, positions in
+// A) and the B partner of each (dst, positions in B), both [B, r]. The class token never merges.
+struct Matching {
+  std::string src, dst;
+};
+Matching match_tokens(GraphBuilder& g, const std::string& metric, int64_t n, int64_t r, const std::string& name) {
+  const int64_t na = (n + 1) / 2;
   auto unit = g.op("Div",
                    {metric, g.op("ReduceL2", {metric}, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", int64_t{1}}},
                                  name + ".norm")},
@@ -249,6 +157,14 @@ Stream merge_tokens(GraphBuilder& g, const Stream& s, const std::string& metric,
       g.op("ArgMax", {scores}, {{"axis", int64_t{-1}}, {"keepdims", int64_t{0}}}, name + ".partner");        // [B, NA]
   auto src = g.ops("TopK", {best, g.ints(name + ".r", {r})}, {{"axis", int64_t{-1}}}, name + ".src", 2)[1];  // [B, r]
   auto dst = g.op("GatherElements", {partner, src}, {{"axis", int64_t{1}}}, name + ".dst");                  // [B, r]
+  return {src, dst};
+}
+
+// The rows of the stream that stay, as positions in it: the A tokens that do not merge, in order,
+// then every B token: [B, N - r].
+std::string kept_rows(GraphBuilder& g, const std::string& src, const Batch& bt, int64_t n, int64_t r,
+                      const std::string& name) {
+  const int64_t na = (n + 1) / 2, nb = n / 2, kept = na - r;
   // The kept A tokens in order: the top `kept` of (NA - 1 - i), with merging tokens pushed below.
   auto picked = g.op("ReduceSum",
                      {g.op("OneHot", {src, g.ints(name + ".na", {na}), g.floats(name + ".off_on", {0.0F, 1.0F})}, {},
@@ -274,6 +190,18 @@ Stream merge_tokens(GraphBuilder& g, const Stream& s, const std::string& metric,
       "Concat",
       {g.op("Mul", {unmerged, g.ints(name + ".two", {2}, std::vector<int64_t>{})}, {}, name + ".even_rows"), odd_rows},
       {{"axis", int64_t{1}}}, name + ".keep");  // [B, N - r]
+  return keep;
+}
+
+// ToMe's bipartite soft matching and size-weighted merge of r tokens, as model/token_merge.cpp
+// does it: A = even positions, B = odd; the class token (A's first) never merges; the r A tokens
+// most similar to their best B partner merge into it; output: the other A tokens in order, then B.
+// The partners' updates are one-hot products: [B, N, C] -> [B, N - r, C].
+Stream merge_tokens(GraphBuilder& g, const Stream& s, const std::string& metric, int64_t r, int64_t C, const Batch& bt,
+                    const std::string& name) {
+  const int64_t n = s.tokens, kept = (n + 1) / 2 - r, out_n = n - r;
+  const auto [src, dst] = match_tokens(g, metric, n, r, name);
+  const std::string keep = kept_rows(g, src, bt, n, r, name);
   auto from = g.op("Mul", {src, g.ints(name + ".two_src", {2}, std::vector<int64_t>{})}, {}, name + ".from");  // [B, r]
   auto into =
       g.op("Add", {dst, g.ints(name + ".kept_offset", {kept}, std::vector<int64_t>{})}, {}, name + ".into");  // [B, r]

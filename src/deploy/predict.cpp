@@ -10,14 +10,15 @@
 #include "core/cuda_device.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "data/batch.h"
-#include "data/dataset.h"
-#include "data/folder.h"
+#include "data/formats/dataset.h"
+#include "data/formats/folder.h"
+#include "data/loading/batch.h"
+#include "data/open.h"
 #include "dist/gpu_select.h"
 #include "model/autocast.h"
 #include "model/checkpoint.h"
 #include "model/presets.h"
-#include "model/weights.h"
+#include "model/weights/weights.h"
 
 namespace vitslim::deploy {
 namespace {

@@ -240,6 +240,31 @@ bool cuda_device_available() {
   return count > 0;
 }
 
+namespace {
+
+// The host never waits on NCCL kernels, so a hung peer shows only here. Aborting the NCCL
+// communicator releases the kernels; MPI_Abort then ends every rank of the job (from this thread:
+// Open MPI's abort needs no progress from the thread that may sit in an MPI call), so no rank
+// outlives a dead peer whatever the launcher's policy. `mpi` outlives the communicator.
+std::unique_ptr<Watchdog> abort_watchdog(ncclComm_t comm, int rank, const CommOptions& options, const MpiSession& mpi) {
+  const double timeout = options.timeout_seconds;
+  const MpiSession* session = &mpi;
+  return std::make_unique<Watchdog>(
+      timeout,
+      [comm, rank, timeout, session](const std::string& what, double seconds) {
+        std::fprintf(stderr,
+                     "vitslim: error (rank %d): NCCL watchdog: %s on %s did not complete within "
+                     "--collective-timeout %g s (%.0f s): a peer is stuck or gone; aborting\n",
+                     rank, what.c_str(), host_name().c_str(), timeout, seconds);
+        std::fflush(stderr);
+        ncclCommAbort(comm);
+        session->abort(EXIT_FAILURE);
+      },
+      kWatchdogPollSeconds);
+}
+
+}  // namespace
+
 NcclCommunicator::NcclCommunicator(const MpiSession& mpi, int device, CurrentStream current_stream,
                                    const CommOptions& options)
     : rank_(mpi.rank()), size_(mpi.world_size()), device_(device), state_(std::make_unique<State>()) {
@@ -278,28 +303,7 @@ NcclCommunicator::NcclCommunicator(const MpiSession& mpi, int device, CurrentStr
     std::rethrow_exception(local_failure);
   }
   VITSLIM_NCCL(ncclCommInitRank(state_->comm.out(), size_, id, rank_));
-  if (options.timeout_seconds > 0) {
-    // The host never waits on NCCL kernels, so a hung peer shows only here. Aborting the NCCL
-    // communicator releases the kernels; MPI_Abort then ends every rank of the job (from this
-    // thread: Open MPI's abort needs no progress from the thread that may sit in an MPI call), so
-    // no rank outlives a dead peer whatever the launcher's policy.
-    const double timeout = options.timeout_seconds;
-    ncclComm_t comm = state_->comm.get();
-    const int rank = rank_;
-    const MpiSession* session = &mpi;  // outlives the communicator
-    state_->watchdog = std::make_unique<Watchdog>(
-        timeout,
-        [comm, rank, timeout, session](const std::string& what, double seconds) {
-          std::fprintf(stderr,
-                       "vitslim: error (rank %d): NCCL watchdog: %s on %s did not complete within "
-                       "--collective-timeout %g s (%.0f s): a peer is stuck or gone; aborting\n",
-                       rank, what.c_str(), host_name().c_str(), timeout, seconds);
-          std::fflush(stderr);
-          ncclCommAbort(comm);
-          session->abort(EXIT_FAILURE);
-        },
-        kWatchdogPollSeconds);
-  }
+  if (options.timeout_seconds > 0) state_->watchdog = abort_watchdog(state_->comm.get(), rank_, options, mpi);
 }
 
 NcclCommunicator::~NcclCommunicator() = default;

@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "core/cuda_device.h"
-#include "data/batch.h"
+#include "data/loading/batch.h"
 
 namespace vitslim::entropy {
 

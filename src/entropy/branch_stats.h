@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "data/dataset.h"
+#include "data/formats/dataset.h"
 #include "entropy/channel_stats.h"
 #include "model/vit.h"
 

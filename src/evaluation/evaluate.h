@@ -8,7 +8,7 @@
 
 #include "core/runtime.h"
 #include "core/shape.h"
-#include "data/dataset.h"
+#include "data/formats/dataset.h"
 #include "data/settings.h"
 #include "dist/mpi_session.h"
 #include "evaluation/eval_result.h"

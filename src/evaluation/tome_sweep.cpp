@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -21,7 +22,8 @@
 #include "core/options.h"
 #include "core/text_file.h"
 #include "core/version.h"
-#include "data/batch.h"
+#include "data/loading/batch.h"
+#include "data/open.h"
 #include "dist/gpu_select.h"
 #include "evaluation/evaluate.h"
 #include "model/autocast.h"
@@ -226,6 +228,39 @@ TomeSweepResult read_tome_sweep(const std::string& path, const std::string& what
   return result;
 }
 
+namespace {
+
+// --speeds: every point's images/s from the table (checked to cover the grid), else none.
+std::optional<SpeedTable> given_speeds(const TomeSweepConfig& sweep) {
+  if (sweep.speeds.empty()) return std::nullopt;
+  SpeedTable speeds = read_speed_table(sweep.speeds);
+  check_speed_table(speeds, sweep);
+  log_info(cat("tome-sweep: images/s from ", sweep.speeds, " (--speeds), not timed here"));
+  return speeds;
+}
+
+// Sets each (r, start) of the grid on the model and calls measure(r, start); a point the model
+// cannot merge (a block with fewer tokens left than r) is skipped with a note.
+void sweep_grid(model::VisionTransformer& model, const model::TomeRequest& base, const TomeSweepConfig& sweep,
+                const std::function<void(int64_t, int64_t)>& measure) {
+  for (int64_t start : sweep.start) {
+    for (int64_t r : sweep.r) {
+      model::TomeRequest q = base;
+      q.r = {r};
+      q.start = start;
+      try {
+        model->set_token_merging(model::resolve_tome(q, model->shape().depth));
+      } catch (const Error& e) {
+        log_info(cat("tome-sweep: r ", r, " from block ", start, " skipped: ", e.what()));
+        continue;
+      }
+      measure(r, start);
+    }
+  }
+}
+
+}  // namespace
+
 TomeSweepResult run_tome_sweep(const TomeSweepInputs& in, const dist::MpiSession& mpi) {
   const DataConfig& data = in.data;
   const TomeSweepConfig& sweep = in.sweep;
@@ -249,12 +284,7 @@ TomeSweepResult run_tome_sweep(const TomeSweepInputs& in, const dist::MpiSession
                ", ", total, " images; r in {", join_list(sweep.r), "}, start in {", join_list(sweep.start), "}"));
   model::warn_if_bf16_emulated(model->device().type(), sweep.bf16);
 
-  std::optional<SpeedTable> speeds;
-  if (!sweep.speeds.empty()) {
-    speeds = read_speed_table(sweep.speeds);
-    check_speed_table(*speeds, sweep);
-    log_info(cat("tome-sweep: images/s from ", sweep.speeds, " (--speeds), not timed here"));
-  }
+  const std::optional<SpeedTable> speeds = given_speeds(sweep);
 
   TomeSweepResult result;
   auto measure = [&](int64_t r, int64_t start) {  // the model's current merging
@@ -280,20 +310,7 @@ TomeSweepResult run_tome_sweep(const TomeSweepInputs& in, const dist::MpiSession
     result.points.push_back(p);
   };
   measure(0, 0);
-  for (int64_t start : sweep.start) {
-    for (int64_t r : sweep.r) {
-      model::TomeRequest q = model_request.tome;
-      q.r = {r};
-      q.start = start;
-      try {  // refused where a block cannot merge r of the tokens it has left
-        model->set_token_merging(model::resolve_tome(q, shape.depth));
-      } catch (const Error& e) {
-        log_info(cat("tome-sweep: r ", r, " from block ", start, " skipped: ", e.what()));
-        continue;
-      }
-      measure(r, start);
-    }
-  }
+  sweep_grid(model, model_request.tome, sweep, measure);
   choose(result, sweep.max_drop);
   if (mpi.rank() == 0) {
     print(result, sweep.max_drop);

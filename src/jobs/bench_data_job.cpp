@@ -1,5 +1,5 @@
-// `vitslim bench-data`: input pipeline speed (data/bench.h does the work).
-#include "data/bench.h"
+// `vitslim bench-data`: input pipeline speed (data/loading/bench.h does the work).
+#include "data/loading/bench.h"
 #include "jobs/common.h"
 #include "jobs/job.h"
 

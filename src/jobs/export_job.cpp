@@ -1,6 +1,7 @@
 // `vitslim export`: a model (weights or a training checkpoint) as ONNX or .safetensors, with its
 // preprocessing in the metadata (deploy/export.h does the work).
-#include "data/dataset.h"
+#include "data/formats/dataset.h"
+#include "data/open.h"
 #include "deploy/export.h"
 #include "jobs/common.h"
 #include "jobs/job.h"

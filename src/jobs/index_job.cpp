@@ -1,5 +1,5 @@
 // `vitslim index`: lists an image folder (or reads the headers of WebDataset shards) once into the
-// dataset index file every job and rank can share (data/item_index.h), and reports its size,
+// dataset index file every job and rank can share (data/formats/item_index.h), and reports its size,
 // the time it took and the memory it holds per image.
 #include <malloc.h>
 
@@ -8,8 +8,8 @@
 #include <filesystem>
 
 #include "core/cpu_memory.h"
-#include "data/folder.h"
-#include "data/shards.h"
+#include "data/formats/folder.h"
+#include "data/formats/shards.h"
 #include "dist/mpi_session.h"
 #include "jobs/common.h"
 #include "jobs/job.h"

@@ -90,7 +90,7 @@ ParsedCommand parse_job_options(const std::string& name, const std::vector<std::
   Options options;
   job.declare(options, result.config);
   const OptionRequest request = parse_declared(name, options, args);
-  // Photos default to the normalisation the preset's pretrained weights expect (data/dataset.h).
+  // Photos default to the normalisation the preset's pretrained weights expect (data/formats/dataset.h).
   if (auto norm = model::preset_normalisation(result.config.model.preset)) {
     result.config.data.preset_mean = norm->mean;
     result.config.data.preset_std = norm->std;

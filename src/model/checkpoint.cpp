@@ -31,17 +31,11 @@ std::string join_limited(const std::vector<std::string>& names) {
   return out.str();
 }
 
-std::optional<int64_t> integer_sqrt(int64_t n) {
-  auto r = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
-  if (r * r == n) return r;
-  return std::nullopt;
-}
-
 // [1, P + g0*g0, C] -> [1, P + g1*g1, C] with the P prefix-token rows kept, bicubic and antialiased
 // on the patch grid (timm resample_abs_pos_embed, as its checkpoint filter calls it).
 torch::Tensor resample_pos_embed(const torch::Tensor& pos, int64_t prefix, int64_t grid, const std::string& file) {
   const int64_t C = pos.size(2);
-  auto old_grid = pos.size(1) >= prefix ? integer_sqrt(pos.size(1) - prefix) : std::nullopt;
+  auto old_grid = pos.size(1) >= prefix ? grid_side(pos.size(1) - prefix) : std::nullopt;
   if (!old_grid)
     throw Error(cat("weights ", file, ": pos_embed has ", pos.size(1), " tokens, not ", prefix, " + a square grid"));
   auto head = pos.narrow(1, 0, prefix).to(torch::kFloat);  // [1, P, C]
@@ -67,136 +61,6 @@ void strip_common_prefix(StateDict& w, const std::string& prefix) {
 }
 
 }  // namespace
-
-namespace {
-
-bool has_key_ending(const StateDict& w, const std::string& suffix) {
-  for (const auto& entry : w.tensors) {
-    const std::string& name = entry.first;
-    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-      return true;
-  }
-  return false;
-}
-
-// Image size and whether pos_embed covers the prefix tokens, from its token count: the grid is
-// square, and (for a model with prefix tokens) exactly one of `tokens` and `tokens - prefix` is.
-void infer_grid(const at::Tensor& pos, int64_t prefix, ShapeFromWeights& s) {
-  const int64_t tokens = pos.size(1);
-  s.pos_embed_tokens = tokens;
-  const auto with_prefix = tokens > prefix ? integer_sqrt(tokens - prefix) : std::nullopt;
-  const auto patches_only = integer_sqrt(tokens);
-  if (prefix == 0 && patches_only) {
-    s.img_size = *patches_only * *s.patch_size;
-  } else if (with_prefix && !patches_only) {
-    s.no_embed_class = false;
-    s.img_size = *with_prefix * *s.patch_size;
-  } else if (patches_only && !with_prefix) {
-    s.no_embed_class = true;
-    s.img_size = *patches_only * *s.patch_size;
-  }
-}
-
-// The vitslim.* metadata of features the tensors cannot show; a bad value is an error naming it.
-void read_variant_metadata(const StateDict& w, ShapeFromWeights& s) {
-  auto meta = [&](const char* key) -> const std::string* {
-    auto it = w.metadata.find(key);
-    return it == w.metadata.end() ? nullptr : &it->second;
-  };
-  const std::string where = cat("weights ", w.file, ": metadata ");
-  if (const auto* v = meta(kMetaGlobalPool)) s.global_pool = parse_enum(kGlobalPoolNames, *v, where + kMetaGlobalPool);
-  if (const auto* v = meta(kMetaActLayer)) s.act_layer = parse_enum(kActivationNames, *v, where + kMetaActLayer);
-  if (const auto* v = meta(kMetaNormEps)) s.norm_eps = parse_double(*v, where + kMetaNormEps);
-}
-
-}  // namespace
-
-ShapeFromWeights shape_from_weights(const StateDict& w) {
-  ShapeFromWeights s;
-  s.file = w.file;
-  if (const auto* t = w.find("patch_embed.proj.weight"); t && t->dim() == 4) {
-    s.embed_dim = t->size(0);
-    s.in_chans = t->size(1);
-    s.patch_size = t->size(3);
-    s.pre_norm = w.find("norm_pre.weight") != nullptr;
-    s.class_token = w.find("cls_token") != nullptr;
-    s.distilled = w.find("dist_token") != nullptr;
-    const auto* reg = w.find("reg_token");
-    s.reg_tokens = reg && reg->dim() == 3 ? reg->size(1) : 0;
-    s.fc_norm = w.find("fc_norm.weight") != nullptr;
-    s.layer_scale = has_key_ending(w, ".ls2.gamma");
-    s.num_classes = 0;  // no head.weight: a backbone
-  }
-  if (const auto* t = w.find("head.weight"); t && t->dim() == 2) s.num_classes = t->size(0);
-  if (const auto* t = w.find("pos_embed"); t && t->dim() == 3 && s.patch_size) {
-    infer_grid(*t, (*s.class_token ? 1 : 0) + (*s.distilled ? 1 : 0) + *s.reg_tokens, s);
-  }
-  if (has_key_ending(w, ".attn.qkv.weight")) {  // blocks with attention show its biases and norms
-    s.qkv_bias = has_key_ending(w, ".attn.qkv.bias");
-    s.qk_norm = has_key_ending(w, ".attn.q_norm.weight");
-  }
-  std::regex block_key(R"(blocks\.(\d+)\..*)");
-  int64_t depth = -1;
-  for (const auto& [name, t] : w.tensors) {
-    std::smatch m;
-    if (std::regex_match(name, m, block_key)) {
-      constexpr std::ptrdiff_t kMaxDigits = 6;  // block indices beyond 999999 are not a ViT
-      if (m[1].length() > kMaxDigits)
-        throw Error(cat("weights ", w.file, ": key '", name, "' has an absurd block index"));
-      depth = std::max<int64_t>(depth, std::stoll(m[1]) + 1);
-    }
-  }
-  if (depth > 0) s.depth = depth;
-  if (const auto* t = w.find("blocks.0.mlp.fc1.weight"); t && t->dim() == 2 && s.embed_dim) {
-    s.mlp_ratio = static_cast<double>(t->size(0)) / static_cast<double>(*s.embed_dim);
-  }
-  read_variant_metadata(w, s);
-  auto meta_int = [&](const char* key) -> std::optional<int64_t> {
-    auto it = w.metadata.find(key);
-    if (it == w.metadata.end()) return std::nullopt;
-    try {
-      size_t used = 0;
-      const int64_t value = std::stoll(it->second, &used);
-      if (used == it->second.size()) return value;
-    } catch (const std::exception&) {
-    }
-    throw Error(cat("weights ", w.file, ": metadata ", key, " = '", it->second, "' is not an integer"));
-  };
-  // Metadata only says what the tensors cannot (the heads, an image size that is not a multiple of
-  // the patch); where they disagree the file is refused, naming the key.
-  auto disagree = [&](const char* key, int64_t value, const std::string& why) {
-    return Error(cat("weights ", w.file, ": metadata ", key, " = ", value, " disagrees with the tensors (", why, ")"));
-  };
-  if (auto heads = meta_int(kMetaNumHeads)) {
-    if (*heads <= 0 || (s.embed_dim && *s.embed_dim % *heads != 0))
-      throw disagree(kMetaNumHeads, *heads, cat("embed dim ", s.embed_dim.value_or(0), " is not a multiple"));
-    s.num_heads = heads;
-  }
-  if (auto img = meta_int(kMetaImgSize)) {
-    if (!s.patch_size || !s.pos_embed_tokens)
-      throw disagree(kMetaImgSize, *img, "no patch_embed.proj.weight and pos_embed to compare with");
-    if (!s.img_size && *img > 0) {  // pos_embed's count fits a grid with and without the prefix tokens
-      const int64_t grid = *img / *s.patch_size, prefix = *s.pos_embed_tokens - grid * grid;
-      if (prefix == 0 || prefix == (*s.class_token ? 1 : 0) + (*s.distilled ? 1 : 0) + *s.reg_tokens) {
-        s.no_embed_class = prefix == 0;
-        s.img_size = grid * *s.patch_size;
-      }
-    }
-    if (!s.img_size) throw disagree(kMetaImgSize, *img, "pos_embed's token count fits no grid of this size");
-    if (*img <= 0 || *img / *s.patch_size != *s.img_size / *s.patch_size)
-      throw disagree(kMetaImgSize, *img,
-                     cat("pos_embed holds a ", *s.img_size / *s.patch_size, "x", *s.img_size / *s.patch_size,
-                         " grid of ", *s.patch_size, "-pixel patches"));
-    s.img_size = img;
-  }
-  return s;
-}
-
-std::vector<int64_t> removed_layers_from_metadata(const StateDict& w) {
-  auto it = w.metadata.find(kMetaRemovedLayers);
-  if (it == w.metadata.end()) return {};
-  return parse_int_list(it->second, cat("weights ", w.file, ": metadata ", kMetaRemovedLayers));
-}
 
 namespace {
 
@@ -353,73 +217,96 @@ void refuse_unknown_keys(const StateDict& w) {
                   kSupportedFamilies));
 }
 
+// What a weights file's metadata says about the model beyond its tensors.
+struct RecordedModel {
+  bool folded = false;
+  std::vector<int64_t> removed;  // removed layers the metadata names
+  std::optional<TokenMerging> merging;
+  std::vector<std::string> class_names;  // a transformers id2label
+};
+
+// The first check of a weights file: a ViT state dict (patch_embed present, no unknown key).
+void check_vit_keys(StateDict& weights) {
+  strip_common_prefix(weights, "module.");  // saved from a DistributedDataParallel wrapper
+  if (!weights.find("patch_embed.proj.weight")) {
+    std::vector<std::string> first;
+    for (const auto& entry : weights.tensors) {
+      if (first.size() < kMaxListed) first.push_back(entry.first);
+    }
+    throw Error(cat("weights ", weights.file, ": no 'patch_embed.proj.weight'; not a timm/DeiT ViT state dict? ",
+                    "first keys: ", join_limited(first)));
+  }
+  refuse_unknown_keys(weights);
+}
+
+RecordedModel read_recorded_model(const StateDict& weights) {
+  RecordedModel m;
+  m.removed = removed_layers_from_metadata(weights);
+  auto f = weights.metadata.find(kMetaResidualFolded);
+  m.folded = f != weights.metadata.end() && f->second == "1";
+  if (auto n = weights.metadata.find(kMetaClassNames); n != weights.metadata.end()) {
+    const std::string what = cat("weights ", weights.file, ": metadata ", kMetaClassNames);
+    const auto j = parse_json_text(n->second, what);
+    if (!j.is_array()) throw Error(what + ": not a list of names");
+    for (const auto& name : j) {
+      if (!name.is_string()) throw Error(what + ": not a list of names");
+      m.class_names.push_back(name.get<std::string>());
+    }
+  }
+  auto t = weights.metadata.find(kMetaTokenMerging);
+  if (t != weights.metadata.end()) {
+    m.merging = tome_from_text(t->second, cat("weights ", weights.file, ": metadata ", kMetaTokenMerging));
+  }
+  return m;
+}
+
+// --remove-layers and the recorded removed layers together, each a block of `shape`.
+void check_removed_layers(const ModelRequest& r, const RecordedModel& recorded, const std::string& file,
+                          const ModelShape& shape) {
+  for (int64_t b : r.removed_layers) {
+    if (b < 0 || b >= shape.depth) {
+      const bool from_file = std::find(recorded.removed.begin(), recorded.removed.end(), b) != recorded.removed.end();
+      throw Error(cat(from_file ? cat("weights ", file, ": metadata ", kMetaRemovedLayers) : "--remove-layers",
+                      ": block ", b, " does not exist (depth ", shape.depth, ")"));
+    }
+  }
+}
+
 VisionTransformer build(const ModelRequest& request, uint64_t seed, std::optional<StateDict> weights) {
   const std::string file = weights ? weights->file : std::string();
   std::optional<ShapeFromWeights> from_weights;
   ModelRequest r = request;
-  bool folded = false;
-  std::vector<int64_t> recorded;  // removed layers the weights' metadata names
-  std::optional<TokenMerging> recorded_merging;
-  std::vector<std::string> class_names;  // a transformers id2label
+  RecordedModel recorded;
   if (weights) {
-    strip_common_prefix(*weights, "module.");  // saved from a DistributedDataParallel wrapper
-    if (!weights->find("patch_embed.proj.weight")) {
-      std::vector<std::string> first;
-      for (const auto& entry : weights->tensors) {
-        if (first.size() < kMaxListed) first.push_back(entry.first);
-      }
-      throw Error(cat("weights ", weights->file, ": no 'patch_embed.proj.weight'; not a timm/DeiT ViT state dict? ",
-                      "first keys: ", join_limited(first)));
-    }
-    refuse_unknown_keys(*weights);
+    check_vit_keys(*weights);
     from_weights = shape_from_weights(*weights);
-    recorded = removed_layers_from_metadata(*weights);
-    auto f = weights->metadata.find(kMetaResidualFolded);
-    folded = f != weights->metadata.end() && f->second == "1";
-    if (auto n = weights->metadata.find(kMetaClassNames); n != weights->metadata.end()) {
-      const std::string what = cat("weights ", file, ": metadata ", kMetaClassNames);
-      const auto j = parse_json_text(n->second, what);
-      if (!j.is_array()) throw Error(what + ": not a list of names");
-      for (const auto& name : j) {
-        if (!name.is_string()) throw Error(what + ": not a list of names");
-        class_names.push_back(name.get<std::string>());
-      }
-    }
-    auto t = weights->metadata.find(kMetaTokenMerging);
-    if (t != weights->metadata.end()) {
-      recorded_merging = tome_from_text(t->second, cat("weights ", weights->file, ": metadata ", kMetaTokenMerging));
-    }
+    recorded = read_recorded_model(*weights);
     std::set<int64_t> all(r.removed_layers.begin(), r.removed_layers.end());
-    all.insert(recorded.begin(), recorded.end());
-    if (folded && all.size() != recorded.size()) {
-      throw Error(cat("weights ", weights->file, ": the residual factors are folded into the weights; ",
+    all.insert(recorded.removed.begin(), recorded.removed.end());
+    if (recorded.folded && all.size() != recorded.removed.size()) {
+      throw Error(cat("weights ", file, ": the residual factors are folded into the weights; ",
                       "--remove-layers cannot remove more attention layers from this model"));
     }
     r.removed_layers.assign(all.begin(), all.end());
   }
   ModelShape shape = resolve_shape(r, from_weights);
-  for (int64_t b : r.removed_layers) {
-    if (b < 0 || b >= shape.depth) {
-      const bool from_file = std::find(recorded.begin(), recorded.end(), b) != recorded.end();
-      throw Error(cat(from_file ? cat("weights ", weights->file, ": metadata ", kMetaRemovedLayers) : "--remove-layers",
-                      ": block ", b, " does not exist (depth ", shape.depth, ")"));
-    }
-  }
+  check_removed_layers(r, recorded, file, shape);
   torch::manual_seed(seed);
   VisionTransformer model(shape, r.drop_path);
   for (int64_t b : r.removed_layers) model->set_mode(b, AttentionMode::Removed);
-  model->set_residual_folded(folded);
-  if (static_cast<int64_t>(class_names.size()) == shape.num_classes) model->set_class_names(std::move(class_names));
+  model->set_residual_folded(recorded.folded);
+  if (static_cast<int64_t>(recorded.class_names.size()) == shape.num_classes)
+    model->set_class_names(std::move(recorded.class_names));
   if (weights) {
     LoadOptions options;
     options.reset_head = r.reset_head;
     load_weights(model, std::move(*weights), options);  // *weights is moved from now: name it by `file`
   }
-  if (r.tome.given() || !recorded_merging) {
+  if (r.tome.given() || !recorded.merging) {
     model->set_token_merging(resolve_tome(r.tome, shape.depth));
   } else {
     try {
-      model->set_token_merging(*recorded_merging);
+      model->set_token_merging(*recorded.merging);
     } catch (const Error& e) {
       throw Error(cat("weights ", file, ": metadata ", kMetaTokenMerging, ": ", e.what()));
     }

@@ -6,30 +6,18 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "model/presets.h"
 #include "model/vit.h"
-#include "model/weights.h"
+#include "model/weights/weights.h"
 
 namespace vitslim::model {
 
-// Metadata keys vitslim writes into .safetensors files.
-inline constexpr const char* kMetaRemovedLayers = "vitslim.removed_layers";  // "0,1,3"
-inline constexpr const char* kMetaNumHeads = "vitslim.num_heads";
-inline constexpr const char* kMetaImgSize = "vitslim.img_size";
-inline constexpr const char* kMetaResidualFolded = "vitslim.residual_folded";  // "1": removed blocks are x -> x
-// Token merging the model runs with (model/tome.h tome_to_text), written when it merges.
-inline constexpr const char* kMetaTokenMerging = "vitslim.token_merging";
-// Variant features the tensors cannot show (core/shape.h), written by every export.
-inline constexpr const char* kMetaGlobalPool = "vitslim.global_pool";  // token | avg
-inline constexpr const char* kMetaActLayer = "vitslim.act_layer";      // gelu | quick_gelu
-inline constexpr const char* kMetaNormEps = "vitslim.norm_eps";
-inline constexpr const char* kMetaClassNames = "vitslim.class_names";  // JSON array in label order (id2label)
-// JSON: how the weights were made (job, settings, source commit, test top-1, weights_hash).
-inline constexpr const char* kMetaProvenance = "vitslim.provenance";
-
+// The side of a square grid of `tokens` patches; nullopt when `tokens` is not a square.
+std::optional<int64_t> grid_side(int64_t tokens);
 ShapeFromWeights shape_from_weights(const StateDict& weights);
 // Removed layers recorded in the file's metadata (empty if none).
 std::vector<int64_t> removed_layers_from_metadata(const StateDict& weights);

@@ -8,7 +8,7 @@
 #include "core/json_text.h"
 #include "core/log.h"
 #include "model/checkpoint.h"
-#include "model/weights.h"
+#include "model/weights/weights.h"
 
 namespace vitslim::model {
 

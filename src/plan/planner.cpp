@@ -31,30 +31,10 @@
 #include "search/coordinator.h"
 #include "search/nose.h"
 
-#ifndef VITSLIM_SOURCE_DIR
-#define VITSLIM_SOURCE_DIR "."
-#endif
-
 namespace vitslim::plan {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-bool PlanResult::met() const {
-  for (const auto& name : runtimes) {
-    const auto it = choices.find(name);
-    if (it == choices.end() || !it->second.chosen) return false;
-  }
-  return !runtimes.empty();
-}
-
-std::string PlanResult::unmet_reason() const {
-  for (const auto& name : runtimes) {
-    const auto it = choices.find(name);
-    if (it != choices.end() && !it->second.chosen) return it->second.reason;
-  }
-  return "";
-}
 
 namespace {
 
@@ -107,14 +87,6 @@ class Planner {
   std::set<std::string> warmed_;  // in-process runtimes whose first group ran
   PlanResult result_;
 };
-
-// The timer program: --timer, else scripts/time_onnx.py with the project's .venv (or python3).
-std::vector<std::string> timer_command(const std::string& timer) {
-  if (!timer.empty()) return {fs::absolute(timer).string()};
-  const fs::path root = VITSLIM_SOURCE_DIR;
-  const fs::path venv = root / ".venv" / "bin" / "python";
-  return {fs::exists(venv) ? venv.string() : "python3", (root / "scripts" / "time_onnx.py").string()};
-}
 
 void Planner::prepare() {
   runtimes_ = p_.runtime_list();
@@ -179,32 +151,29 @@ void Planner::check_inputs(bool write) const {
 }
 
 Order Planner::read_order(const std::string& file, const std::string& criterion, const std::string& flag) const {
-  const json j = parse_json_text(read_text_file(file, flag), file);
+  const search::SearchOrder recorded = search::read_search_order(file, flag);
   const auto fail = [&](const std::string& why) { return Error(cat(flag, " ", file, ": ", why)); };
-  if (!j.is_object() || j.value("job", "") != "search" || !j.contains("steps") || !j.contains("model")) {
-    throw fail("not a `vitslim search --json` result");
-  }
-  const json& m = j.at("model");
   const std::vector<std::pair<const char*, int64_t>> fields = {
       {"img_size", shape_.img_size},      {"patch_size", shape_.patch_size}, {"in_chans", shape_.in_chans},
       {"embed_dim", shape_.embed_dim},    {"depth", shape_.depth},           {"num_heads", shape_.num_heads},
       {"num_classes", shape_.num_classes}};
   for (const auto& [name, mine] : fields) {
-    if (!m.contains(name) || m.at(name).get<int64_t>() != mine) {
-      throw fail(
-          cat("a search of another model (", name, " ", m.value(name, json()).dump(), "; this model: ", mine, ")"));
+    const auto it = recorded.model.find(name);
+    if (it == recorded.model.end() || it->second != mine) {
+      throw fail(cat("a search of another model (", name, " ", it == recorded.model.end() ? "null" : cat(it->second),
+                     "; this model: ", mine, ")"));
     }
   }
-  if (j.value("criterion", "") != criterion) {
-    throw fail(cat("a search by criterion ", j.value("criterion", std::string("?")), ", not ", criterion));
+  if (recorded.criterion != criterion) {
+    throw fail(
+        cat("a search by criterion ", recorded.criterion.empty() ? "?" : recorded.criterion, ", not ", criterion));
   }
   Order order;
-  for (const json& step : j.at("steps")) {
-    Pick pick{step.at("best").get<std::vector<int64_t>>(), step.at("te").get<double>()};
-    for (int64_t b : pick.blocks) {
+  for (const search::SearchStep& step : recorded.steps) {
+    for (int64_t b : step.layers) {
       if (b < 0 || b >= shape_.depth) throw fail(cat("block ", b, " does not exist"));
     }
-    order[static_cast<int64_t>(pick.blocks.size())] = pick;
+    order[static_cast<int64_t>(step.layers.size())] = Pick{step.layers, step.te};
   }
   if (order.empty()) throw fail("it selects no layers");
   return order;

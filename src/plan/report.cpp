@@ -14,6 +14,22 @@
 
 namespace vitslim::plan {
 
+bool PlanResult::met() const {
+  for (const auto& name : runtimes) {
+    const auto it = choices.find(name);
+    if (it == choices.end() || !it->second.chosen) return false;
+  }
+  return !runtimes.empty();
+}
+
+std::string PlanResult::unmet_reason() const {
+  for (const auto& name : runtimes) {
+    const auto it = choices.find(name);
+    if (it != choices.end() && !it->second.chosen) return it->second.reason;
+  }
+  return "";
+}
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -156,6 +172,62 @@ void write_plan_report(const ReportContext& ctx, const PlanResult& result) {
   if (!ctx.train_ini.empty()) outputs.write(ini, ctx.train_ini);
   outputs.commit();
   if (ctx.train_ini.empty()) fs::remove(ini);  // an earlier plan's choice is not this one's
+}
+
+namespace {
+
+std::optional<double> optional_double(const json& j) {
+  return j.is_null() ? std::nullopt : std::optional<double>(j.get<double>());
+}
+std::optional<size_t> optional_index(const json& j) {
+  return j.is_null() ? std::nullopt : std::optional<size_t>(j.get<size_t>());
+}
+
+Candidate candidate_from_json(const json& j) {
+  Candidate c;
+  c.criterion = j.at("criterion").get<std::string>();
+  c.blocks = j.at("removed").get<std::vector<int64_t>>();
+  c.tome_r = j.at("tome_r").get<int64_t>();
+  c.te = j.at("te").get<double>();
+  c.params = j.at("params").get<int64_t>();
+  c.macs = j.at("macs").get<int64_t>();
+  for (const auto& [runtime, t] : j.at("timings").items()) {
+    c.timings[runtime] = {t.at("ms").get<double>(), t.at("unpruned_ms").get<double>()};
+  }
+  c.probe_top1 = optional_double(j.at("probe_top1"));
+  c.on_front = j.at("on_front").get<bool>();
+  return c;
+}
+
+}  // namespace
+
+PlanResult read_plan_result(const std::string& path, const std::string& what) {
+  const json j = read_job_json(path, "plan", what);
+  PlanResult r;
+  try {
+    for (const json& c : j.at("candidates")) r.candidates.push_back(candidate_from_json(c));
+    r.runtimes = j.at("runtimes").get<std::vector<std::string>>();
+    for (const auto& name : r.runtimes) {
+      r.fronts[name] = j.at("fronts").at(name).get<std::vector<size_t>>();
+      const json& c = j.at("choices").at(name);
+      r.choices[name] = {optional_index(c.at("chosen")), optional_index(c.at("closest")),
+                         c.at("reason").get<std::string>()};
+    }
+    r.unpruned_top1 = optional_double(j.at("unpruned_probe_top1"));
+    r.fixed_half = optional_index(j.at("fixed_half"));
+    r.skipped = j.at("skipped").get<std::vector<std::string>>();
+  } catch (const json::exception& e) {
+    throw Error(cat(what, " ", path, ": malformed plan result (", e.what(), ")"));
+  }
+  for (const auto& [name, choice] : r.choices) {
+    for (const auto& index : {choice.chosen, choice.closest}) {
+      if (index && *index >= r.candidates.size())
+        throw Error(
+            cat(what, " ", path, ": runtime ", name, " chooses candidate ", *index, " of ", r.candidates.size()));
+    }
+  }
+  if (r.candidates.empty()) throw Error(cat(what, " ", path, ": no candidates (the unpruned model is the first)"));
+  return r;
 }
 
 }  // namespace vitslim::plan

@@ -22,5 +22,8 @@ struct ReportContext {
 };
 
 void write_plan_report(const ReportContext& ctx, const PlanResult& result);
+// plan.json read back as the PlanResult that wrote it; Error naming `what` and the path when it is
+// missing, malformed or another job's.
+PlanResult read_plan_result(const std::string& path, const std::string& what);
 
 }  // namespace vitslim::plan

@@ -18,6 +18,10 @@
 #include "model/attention_mode.h"
 #include "model/autocast.h"
 
+#ifndef VITSLIM_SOURCE_DIR
+#define VITSLIM_SOURCE_DIR "."
+#endif
+
 namespace vitslim::plan {
 
 namespace fs = std::filesystem;
@@ -158,6 +162,13 @@ std::vector<double> time_external(const ExternalTimer& timer, const std::vector<
   fs::remove(result);
   fs::remove(log);
   return ms;
+}
+
+std::vector<std::string> timer_command(const std::string& timer) {
+  if (!timer.empty()) return {std::filesystem::absolute(timer).string()};
+  const std::filesystem::path root = VITSLIM_SOURCE_DIR;
+  const std::filesystem::path venv = root / ".venv" / "bin" / "python";
+  return {std::filesystem::exists(venv) ? venv.string() : "python3", (root / "scripts" / "time_onnx.py").string()};
 }
 
 }  // namespace vitslim::plan

@@ -41,6 +41,9 @@ struct ExternalTimer {
 std::vector<double> time_external(const ExternalTimer& timer, const std::vector<std::string>& onnx_files,
                                   const std::vector<int64_t>& input_shape, const TimingSettings& settings,
                                   const std::string& work_dir);
+// The timer program: `timer` (--timer), else scripts/time_onnx.py with the project's .venv (or
+// python3).
+std::vector<std::string> timer_command(const std::string& timer);
 // Whether the timer can run `engine` here: runs it with --check; Error naming --runtime and the
 // program's message when not.
 void check_external(const ExternalTimer& timer, const std::string& runtime_name, const std::string& work_dir);

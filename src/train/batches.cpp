@@ -39,12 +39,11 @@ data::Batch TrainBatches::make(const std::vector<int64_t>& order, int64_t epoch,
   std::vector<uint64_t> seeds;
   for (int64_t i = lo; i < hi; ++i) {
     chunk.push_back(order[static_cast<size_t>(i % n)]);
-    seeds.push_back(
-        data::mix_seed(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(i * s_.world_size + s_.rank)));
+    seeds.push_back(mix_seed(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(i * s_.world_size + s_.rank)));
   }
   if (chunk.empty()) {
     chunk.push_back(order.front());
-    seeds.push_back(data::mix_seed(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(s_.rank)));
+    seeds.push_back(mix_seed(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(s_.rank)));
   }
   if (augment_) return data::load_train_batch(set_, chunk, seeds, augment_settings_, s_.pinned, inline_);
   return data::load_batch(set_, chunk, s_.norm.mean, s_.norm.std, s_.shape);
@@ -61,7 +60,7 @@ MicroBatch TrainBatches::next(uint64_t stream, c10::Device device, double& secon
   const auto start = std::chrono::steady_clock::now();
   auto batch = loader_->next();
   const auto mix = data::draw_mix(s_.mixup, batch.images.size(2), batch.images.size(3),
-                                  data::mix_seed(s_.seed ^ kSaltMix, static_cast<uint64_t>(s_.rank), stream));
+                                  mix_seed(s_.seed ^ kSaltMix, static_cast<uint64_t>(s_.rank), stream));
   // Copied on a side stream (a GPU), then mixed where the model is.
   MicroBatch out{cuda::to_device(batch.images, device), at::Tensor(), at::Tensor()};                // [B, C, H, W]
   out.targets = data::apply_mix(out.images, cuda::to_device(batch.labels, device), mix, s_.mixup);  // [B, K]

@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "core/shape.h"
-#include "data/batch.h"
-#include "data/dataset.h"
-#include "data/loader.h"
-#include "data/mixup.h"
-#include "data/sampler.h"
+#include "data/formats/dataset.h"
+#include "data/loading/batch.h"
+#include "data/loading/loader.h"
+#include "data/loading/mixup.h"
+#include "data/loading/sampler.h"
 #include "data/settings.h"
 #include "train/step.h"
 

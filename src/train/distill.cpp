@@ -6,7 +6,7 @@
 #include "core/error.h"
 #include "model/autocast.h"
 #include "model/checkpoint.h"
-#include "model/weights.h"
+#include "model/weights/weights.h"
 #include "train/settings.h"
 
 namespace vitslim::train {

@@ -14,7 +14,7 @@
 #include "core/version.h"
 #include "model/checkpoint.h"
 #include "model/merge.h"
-#include "train/train_checkpoint.h"
+#include "model/weights/train_checkpoint.h"
 
 namespace vitslim::train {
 
@@ -28,7 +28,7 @@ struct Selection {
   std::vector<int64_t> removed;   // already removed during training
 };
 
-Selection selected_blocks(const Checkpoint& ck) {
+Selection selected_blocks(const model::Checkpoint& ck) {
   Selection s;
   for (size_t b = 0; b < ck.state.modes.size(); ++b) {
     const auto mode = model::parse_attention_mode(ck.state.modes[b], "checkpoint " + ck.path);
@@ -127,11 +127,11 @@ void run_merge(const MergeInputs& in, const dist::MpiSession& mpi) {
   if (mpi.rank() != 0) return;  // one process does it all
   check_writable_output(m.out, "--out");
   if (!m.json.empty()) check_writable_output(m.json, "--json");
-  const Checkpoint ck = read_checkpoint(m.checkpoint);
+  const model::Checkpoint ck = model::read_checkpoint(m.checkpoint);
   const Selection sel = selected_blocks(ck);
   ModelRequest request;  // the shape comes from the checkpoint's tensors and metadata
-  auto reference = model::build_model(request, runtime.seed, checkpoint_model_weights(ck));
-  auto compact = model::build_model(request, runtime.seed, checkpoint_model_weights(ck));
+  auto reference = model::build_model(request, runtime.seed, model::checkpoint_model_weights(ck));
+  auto compact = model::build_model(request, runtime.seed, model::checkpoint_model_weights(ck));
   for (int64_t b : sel.diluting) {
     reference->set_mode(b, model::AttentionMode::Diluting, 0.0);
     compact->set_mode(b, model::AttentionMode::Removed);

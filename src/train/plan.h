@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "data/mixup.h"
+#include "data/loading/mixup.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
 #include "train/settings.h"

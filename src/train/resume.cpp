@@ -13,17 +13,18 @@ namespace vitslim::train {
 
 namespace fs = std::filesystem;
 
-std::optional<Checkpoint> newest_checkpoint(const std::string& out_dir, bool resume) {
-  const auto steps = list_checkpoints(out_dir);
+std::optional<model::Checkpoint> newest_checkpoint(const std::string& out_dir, bool resume) {
+  const auto steps = model::list_checkpoints(out_dir);
   if (!resume && !steps.empty()) {
-    throw Error(cat("--out-dir ", out_dir, " already holds checkpoints (", checkpoint_path(out_dir, steps.back()),
+    throw Error(cat("--out-dir ", out_dir, " already holds checkpoints (",
+                    model::checkpoint_path(out_dir, steps.back()),
                     "); pass --resume to continue that run or choose another --out-dir"));
   }
   std::string first_problem;
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-    const std::string path = checkpoint_path(out_dir, *it);
+    const std::string path = model::checkpoint_path(out_dir, *it);
     try {
-      return read_checkpoint(path);
+      return model::read_checkpoint(path);
     } catch (const std::exception& e) {  // ours, or anything LibTorch refuses in the file
       if (first_problem.empty()) first_problem = first_line(e.what());
       log_warn(cat("setting aside unreadable checkpoint (", first_line(e.what()), ") as ", path, ".unreadable"));
@@ -32,14 +33,14 @@ std::optional<Checkpoint> newest_checkpoint(const std::string& out_dir, bool res
     }
   }
   if (!steps.empty()) {
-    throw Error(cat("--resume: none of the ", steps.size(), " checkpoints in ", checkpoint_dir(out_dir),
+    throw Error(cat("--resume: none of the ", steps.size(), " checkpoints in ", model::checkpoint_dir(out_dir),
                     " reads back (", first_problem, "); they were renamed *.unreadable"));
   }
   return std::nullopt;
 }
 
-void check_resume_settings(const Checkpoint& ckpt, const RunIdentity& run) {
-  const TrainState& s = ckpt.state;
+void check_resume_settings(const model::Checkpoint& ckpt, const RunIdentity& run) {
+  const model::TrainState& s = ckpt.state;
   if (s.dilute_layers != run.dilute_layers) {
     throw Error(cat("checkpoint ", ckpt.path, " dilutes blocks ", join_list(s.dilute_layers), ", not --remove-layers ",
                     join_list(run.dilute_layers), "; resume with the same selection"));
@@ -63,8 +64,8 @@ void check_resume_settings(const Checkpoint& ckpt, const RunIdentity& run) {
   if (s.config != run.config) log_warn(cat("resuming with settings that differ from ", ckpt.path, "'s"));
 }
 
-void restore_modes(const Checkpoint& ckpt, model::VisionTransformer& model) {
-  const TrainState& s = ckpt.state;
+void restore_modes(const model::Checkpoint& ckpt, model::VisionTransformer& model) {
+  const model::TrainState& s = ckpt.state;
   const int64_t depth = model->depth();
   if (static_cast<int64_t>(s.modes.size()) != depth) {
     throw Error(cat("checkpoint ", ckpt.path, ": ", s.modes.size(), " blocks, the model has ", depth));
@@ -75,7 +76,7 @@ void restore_modes(const Checkpoint& ckpt, model::VisionTransformer& model) {
   }
 }
 
-void restore_progress(const TrainState& from, TrainState& to) {
+void restore_progress(const model::TrainState& from, model::TrainState& to) {
   to.epoch = from.epoch;
   to.step_in_epoch = from.step_in_epoch;
   to.global_step = from.global_step;
@@ -87,23 +88,24 @@ void restore_progress(const TrainState& from, TrainState& to) {
   to.step_seconds = from.step_seconds;
 }
 
-void restore_tensors(const Checkpoint& ckpt, NamedTensors& params, bool ema_on, c10::Device device, AdamW& optimizer,
-                     std::map<std::string, at::Tensor>& ema) {
+void restore_tensors(const model::Checkpoint& ckpt, NamedTensors& params, bool ema_on, c10::Device device,
+                     AdamW& optimizer, std::map<std::string, at::Tensor>& ema) {
   torch::NoGradGuard no_grad;
   for (auto& [name, p] : params) {
-    auto it = ckpt.tensors.find(kModelPrefix + name);
-    if (it == ckpt.tensors.end()) throw Error(cat("checkpoint ", ckpt.path, ": no tensor ", kModelPrefix, name));
+    auto it = ckpt.tensors.find(model::kModelPrefix + name);
+    if (it == ckpt.tensors.end()) throw Error(cat("checkpoint ", ckpt.path, ": no tensor ", model::kModelPrefix, name));
     if (!it->second.sizes().equals(p.sizes())) {
       throw Error(
           cat("checkpoint ", ckpt.path, ": ", name, " has shape ", it->second.sizes(), ", the model ", p.sizes()));
     }
     p.copy_(it->second);
-    auto saved = ckpt.tensors.find(kEmaPrefix + name);
+    auto saved = ckpt.tensors.find(model::kEmaPrefix + name);
     if (ema_on && saved != ckpt.tensors.end()) ema[name] = saved->second.to(device);
   }
   std::map<std::string, torch::Tensor> optim;
   for (auto& [key, tensor] : ckpt.tensors) {
-    if (key.rfind(kOptimPrefix, 0) == 0) optim.emplace(key.substr(std::string(kOptimPrefix).size()), tensor.to(device));
+    if (key.rfind(model::kOptimPrefix, 0) == 0)
+      optim.emplace(key.substr(std::string(model::kOptimPrefix).size()), tensor.to(device));
   }
   optimizer.load_state(optim, ckpt.state.global_step);
 }

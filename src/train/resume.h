@@ -14,16 +14,16 @@
 
 #include "dist/communicator.h"
 #include "model/vit.h"
+#include "model/weights/train_checkpoint.h"
 #include "train/optimizer.h"
 #include "train/step.h"
-#include "train/train_checkpoint.h"
 
 namespace vitslim::train {
 
 // The newest checkpoint in out_dir that reads back; newer unreadable ones are renamed
 // <file>.unreadable so that pruning never mistakes them for the newest. nullopt: none. Throws
 // when checkpoints exist but `resume` is off, or when none of them reads back.
-std::optional<Checkpoint> newest_checkpoint(const std::string& out_dir, bool resume);
+std::optional<model::Checkpoint> newest_checkpoint(const std::string& out_dir, bool resume);
 
 // What a resumed run must share with the run that wrote the checkpoint.
 struct RunIdentity {
@@ -36,15 +36,15 @@ struct RunIdentity {
 };
 // Another selection, seed, global batch or teacher would silently train something else: an error. Another
 // rank count or other settings are named in a warning.
-void check_resume_settings(const Checkpoint& ckpt, const RunIdentity& run);
+void check_resume_settings(const model::Checkpoint& ckpt, const RunIdentity& run);
 
 // The checkpoint's per-block modes and lambdas onto `model` (same depth, else an error).
-void restore_modes(const Checkpoint& ckpt, model::VisionTransformer& model);
+void restore_modes(const model::Checkpoint& ckpt, model::VisionTransformer& model);
 // Epoch, steps, best accuracy and the running epoch sums.
-void restore_progress(const TrainState& from, TrainState& to);
+void restore_progress(const model::TrainState& from, model::TrainState& to);
 // Parameters (shapes checked), EMA (when `ema_on`) and AdamW moments, moved to `device`.
-void restore_tensors(const Checkpoint& ckpt, NamedTensors& params, bool ema_on, c10::Device device, AdamW& optimizer,
-                     std::map<std::string, at::Tensor>& ema);
+void restore_tensors(const model::Checkpoint& ckpt, NamedTensors& params, bool ema_on, c10::Device device,
+                     AdamW& optimizer, std::map<std::string, at::Tensor>& ema);
 
 // Every rank gets rank 0's parameter values (in place).
 void broadcast_parameters(dist::Communicator& comm, NamedTensors& params);

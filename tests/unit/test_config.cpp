@@ -8,7 +8,8 @@
 
 #include "core/error.h"
 #include "core/json_text.h"
-#include "data/dataset.h"
+#include "data/formats/dataset.h"
+#include "data/open.h"
 #include "jobs/job.h"
 #include "jobs/settings.h"
 #include "model/presets.h"

@@ -8,8 +8,8 @@
 #include <set>
 
 #include "core/error.h"
-#include "data/batch.h"
-#include "data/dataset.h"
+#include "data/formats/dataset.h"
+#include "data/loading/batch.h"
 #include "test_util.h"
 
 namespace data = vitslim::data;

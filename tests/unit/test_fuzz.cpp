@@ -17,15 +17,15 @@
 #include <random>
 
 #include "core/error.h"
-#include "data/codec.h"
-#include "data/dataset.h"
-#include "data/item_index.h"
-#include "data/shards.h"
-#include "data/tar.h"
+#include "data/formats/dataset.h"
+#include "data/formats/item_index.h"
+#include "data/formats/shards.h"
+#include "data/formats/tar.h"
+#include "data/image/codec.h"
 #include "jobs/job.h"
-#include "model/pickle.h"
-#include "model/weights.h"
-#include "model/zip_reader.h"
+#include "model/weights/pickle.h"
+#include "model/weights/weights.h"
+#include "model/weights/zip_reader.h"
 #include "test_util.h"
 
 namespace m = vitslim::model;

@@ -1,4 +1,4 @@
-// Hugging Face transformers checkpoints (model/hf_checkpoint.h) against transformers itself: every
+// Hugging Face transformers checkpoints (model/weights/hf_checkpoint.h) against transformers itself: every
 // class of scripts/make_hf_golden.py (ViT, DeiT with and without teacher, DINOv2 with and without
 // registers and with its [CLS, mean of patches] classifier, CLIP vision with and without projection; safetensors,
 // pytorch_model.bin and sharded) read by vitslim gives transformers' outputs in every attention mode; class names come
@@ -12,7 +12,7 @@
 
 #include "golden_modes.h"
 #include "model/checkpoint.h"
-#include "model/hf_checkpoint.h"
+#include "model/weights/hf_checkpoint.h"
 #include "test_util.h"
 
 namespace m = vitslim::model;

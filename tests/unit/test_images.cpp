@@ -11,12 +11,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "data/augment.h"
-#include "data/batch.h"
-#include "data/codec.h"
-#include "data/loader.h"
-#include "data/resample.h"
-#include "data/transforms.h"
+#include "data/image/augment.h"
+#include "data/image/codec.h"
+#include "data/image/resample.h"
+#include "data/image/transforms.h"
+#include "data/loading/batch.h"
+#include "data/loading/loader.h"
 #include "test_util.h"
 
 namespace data = vitslim::data;
@@ -221,7 +221,7 @@ TEST(Images, RandomResizedCropFollowsTimmStatistics) {
   const int64_t W = st["width"], H = st["height"], n = 20000;
   double area = 0, area2 = 0, lr = 0, lr2 = 0;
   for (int64_t i = 0; i < n; ++i) {
-    data::Rng rng(data::mix_seed(11, static_cast<uint64_t>(i)));
+    vitslim::Rng rng(vitslim::mix_seed(11, static_cast<uint64_t>(i)));
     const data::Region r = data::random_resized_crop(W, H, s, rng);
     ASSERT_TRUE(r.x >= 0 && r.y >= 0 && r.x + r.w <= W && r.y + r.h <= H && r.w > 0 && r.h > 0);
     const double a = static_cast<double>(r.w * r.h) / static_cast<double>(W * H),
@@ -258,7 +258,7 @@ TEST(Images, TrainTransformIsAFunctionOfTheSeed) {
   s.rand_augment = data::parse_rand_augment("rand-m9-mstd0.5-inc1");
   const data::Normaliser norm(s.mean, s.std, 3);
   std::vector<float> a(3 * 224 * 224), b(a.size()), c(a.size());
-  data::Rng r1(5), r2(5), r3(6);
+  vitslim::Rng r1(5), r2(5), r3(6);
   data::train_transform(src, s, norm, r1, a.data());
   data::train_transform(src, s, norm, r2, b.data());
   data::train_transform(src, s, norm, r3, c.data());

@@ -1,8 +1,8 @@
-// Tests mixup and cutmix (data/mixup.h): targets, images, and draws that follow the options.
+// Tests mixup and cutmix (data/loading/mixup.h): targets, images, and draws that follow the options.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "data/mixup.h"
+#include "data/loading/mixup.h"
 
 namespace d = vitslim::data;
 

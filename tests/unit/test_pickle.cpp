@@ -7,7 +7,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "model/pickle.h"
+#include "model/weights/pickle.h"
 
 namespace m = vitslim::model;
 using Kind = m::PickleNode::Kind;

@@ -11,6 +11,7 @@
 #include "evaluation/bench.h"
 #include "evaluation/eval_result.h"
 #include "evaluation/tome_sweep.h"
+#include "plan/report.h"
 #include "test_util.h"
 
 namespace vitslim::evaluation {
@@ -65,7 +66,7 @@ TEST(Results, EvalResultReadsBackWhatWasWritten) {
 TEST(Results, EvalResultRefusesOtherJobsAndBadCounts) {
   vitslim::test::TempDir dir;
   const std::string other = write(dir, "bench.json", R"({"job": "bench", "ratios": {}})");
-  EXPECT_NE(error_of([&] { read_eval_result(other, "pipeline"); }).find("not a `vitslim eval --json` result"),
+  EXPECT_NE(error_of([&] { read_eval_result(other, "pipeline"); }).find("not a result file of `vitslim eval`"),
             std::string::npos);
   nlohmann::json j = nlohmann::json::parse(eval_json_text(sample_eval()));
   j["top1_correct"] = 10001;
@@ -76,8 +77,9 @@ TEST(Results, EvalResultRefusesOtherJobsAndBadCounts) {
   const std::string e = error_of([&] { read_eval_result(missing, "pipeline"); });
   EXPECT_NE(e.find("malformed eval result"), std::string::npos);
   EXPECT_NE(e.find("missing.json"), std::string::npos);
-  EXPECT_NE(error_of([&] { read_eval_result(dir.path() + "/none.json", "pipeline"); }).find("cannot be read"),
+  EXPECT_NE(error_of([&] { read_eval_result(dir.path() + "/none.json", "pipeline"); }).find("none.json: "),
             std::string::npos);
+  EXPECT_NE(error_of([&] { read_eval_result(dir.path(), "pipeline"); }).find("is a directory"), std::string::npos);
 }
 
 TEST(Results, BenchRatiosReadBackWhatWasWritten) {
@@ -121,6 +123,51 @@ TEST(Results, TomeSweepChoiceReadsBackAsAPointOfTheSweep) {
   EXPECT_EQ(result.best().per_block, (std::vector<int64_t>{2, 2}));
   j["chosen"] = point(6, 88);
   EXPECT_NE(error_of([&] { read_tome_sweep(write(dir, "u.json", j.dump()), "test"); }).find("not among the points"),
+            std::string::npos);
+}
+
+TEST(Results, PlanResultReadsBackWhatWasWritten) {
+  vitslim::test::TempDir dir;
+  plan::PlanResult r;
+  plan::Candidate unpruned;
+  unpruned.criterion = "none";
+  unpruned.params = 300000;
+  unpruned.macs = 7000000;
+  unpruned.timings["torch"] = {10.0, 10.0};
+  unpruned.probe_top1 = 90.5;
+  plan::Candidate half = unpruned;
+  half.criterion = "nose";
+  half.blocks = {2, 4, 5};
+  half.tome_r = 2;
+  half.te = 0.25;
+  half.timings["torch"] = {7.5, 10.0};
+  half.probe_top1 = std::nullopt;
+  half.on_front = true;
+  r.candidates = {unpruned, half};
+  r.runtimes = {"torch"};
+  r.fronts["torch"] = {0, 1};
+  r.choices["torch"] = {1, std::nullopt, "the fastest within the budget"};
+  r.fixed_half = 1;
+  r.skipped = {"remove {0}: refused"};
+  plan::ReportContext ctx;
+  ctx.out_dir = dir.path();
+  ctx.target.speedup = 1.2;
+  plan::write_plan_report(ctx, r);
+  const plan::PlanResult back = plan::read_plan_result(dir.file("plan.json"), "test");
+  ASSERT_EQ(back.candidates.size(), 2U);
+  EXPECT_EQ(back.candidates[1].label(), "remove {2,4,5}, ToMe r=2");
+  EXPECT_DOUBLE_EQ(back.candidates[1].timings.at("torch").speedup(), 10.0 / 7.5);
+  EXPECT_FALSE(back.candidates[1].probe_top1.has_value());
+  EXPECT_EQ(back.candidates[0].probe_top1, 90.5);
+  EXPECT_TRUE(back.met());
+  EXPECT_EQ(back.choices.at("torch").chosen, 1U);
+  EXPECT_EQ(back.choices.at("torch").reason, "the fastest within the budget");
+  EXPECT_EQ(back.fixed_half, 1U);
+  EXPECT_EQ(back.fronts.at("torch"), (std::vector<size_t>{0, 1}));
+  EXPECT_EQ(back.skipped, r.skipped);
+  EXPECT_NE(error_of([&] {
+              plan::read_plan_result(write(dir, "x.json", R"({"job": "eval"})"), "test");
+            }).find("not a result file of `vitslim plan`"),
             std::string::npos);
 }
 

@@ -1,10 +1,11 @@
-// Tests the distributed / repeated-augmentation sampler (data/sampler.h).
+// Tests the distributed / repeated-augmentation sampler (data/loading/sampler.h).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <set>
 
-#include "data/sampler.h"
+#include "core/rng.h"
+#include "data/loading/sampler.h"
 
 namespace d = vitslim::data;
 
@@ -40,9 +41,9 @@ TEST(Sampler, RepeatedAugmentationPutsCopiesOnDifferentRanks) {
 }
 
 TEST(Sampler, ShuffledPrefixIsAPermutation) {
-  auto p = d::shuffled_prefix(1000, 1000, 5);
+  auto p = vitslim::shuffled_prefix(1000, 1000, 5);
   std::vector<int64_t> sorted = p;
   std::sort(sorted.begin(), sorted.end());
   for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(sorted[static_cast<size_t>(i)], i);
-  EXPECT_EQ(d::shuffled_prefix(1000, 10, 5), std::vector<int64_t>(p.begin(), p.begin() + 10));
+  EXPECT_EQ(vitslim::shuffled_prefix(1000, 10, 5), std::vector<int64_t>(p.begin(), p.begin() + 10));
 }

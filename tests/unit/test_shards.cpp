@@ -12,11 +12,11 @@
 #include <set>
 
 #include "core/error.h"
-#include "data/item_index.h"
+#include "data/formats/item_index.h"
+#include "data/formats/shards.h"
+#include "data/formats/tar.h"
+#include "data/loading/sampler.h"
 #include "data/make_shards.h"
-#include "data/sampler.h"
-#include "data/shards.h"
-#include "data/tar.h"
 #include "test_util.h"
 
 namespace d = vitslim::data;

@@ -10,7 +10,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "data/mixup.h"
+#include "data/loading/mixup.h"
 #include "dist/mpi_session.h"
 #include "model/checkpoint.h"
 #include "test_util.h"

@@ -1,4 +1,4 @@
-// Tests training checkpoint files (train/train_checkpoint.h): round trip, listing, pruning, refusals,
+// Tests training checkpoint files (model/weights/train_checkpoint.h): round trip, listing, pruning, refusals,
 // and what resume sets aside.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -7,16 +7,17 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "model/weights/train_checkpoint.h"
 #include "test_util.h"
 #include "train/resume.h"
-#include "train/train_checkpoint.h"
 #include "train/train_summary.h"
 
 namespace t = vitslim::train;
+namespace m = vitslim::model;
 
 TEST(TrainCheckpoint, RoundTripListAndPrune) {
   vitslim::test::TempDir dir;
-  t::TrainState s;
+  m::TrainState s;
   s.epoch = 2;
   s.step_in_epoch = 5;
   s.global_step = 25;
@@ -28,15 +29,15 @@ TEST(TrainCheckpoint, RoundTripListAndPrune) {
   s.seed = 42;
   s.config = "[train]\nepochs = 3\n";
   s.teacher = "soft distillation (alpha 0.5, tau 1) from teacher 0123456789abcdef";
-  std::filesystem::create_directories(t::checkpoint_dir(dir.path()));
+  std::filesystem::create_directories(m::checkpoint_dir(dir.path()));
   auto w = torch::randn({3, 4});
   for (int64_t step : {5, 15, 25}) {
-    t::write_checkpoint(t::checkpoint_path(dir.path(), step), s, {{"model/w", w}, {"optim/exp_avg/w", w * 2}});
+    m::write_checkpoint(m::checkpoint_path(dir.path(), step), s, {{"model/w", w}, {"optim/exp_avg/w", w * 2}});
   }
-  EXPECT_EQ(t::list_checkpoints(dir.path()), (std::vector<int64_t>{5, 15, 25}));
-  t::prune_checkpoints(dir.path(), 2);
-  EXPECT_EQ(t::list_checkpoints(dir.path()), (std::vector<int64_t>{15, 25}));
-  auto ck = t::read_checkpoint(t::checkpoint_path(dir.path(), 25));
+  EXPECT_EQ(m::list_checkpoints(dir.path()), (std::vector<int64_t>{5, 15, 25}));
+  m::prune_checkpoints(dir.path(), 2);
+  EXPECT_EQ(m::list_checkpoints(dir.path()), (std::vector<int64_t>{15, 25}));
+  auto ck = m::read_checkpoint(m::checkpoint_path(dir.path(), 25));
   EXPECT_EQ(ck.state.global_step, 25);
   EXPECT_EQ(ck.state.modes, s.modes);
   EXPECT_EQ(ck.state.lambdas, s.lambdas);
@@ -44,7 +45,7 @@ TEST(TrainCheckpoint, RoundTripListAndPrune) {
   EXPECT_EQ(ck.state.teacher, s.teacher);
   EXPECT_TRUE(torch::equal(ck.tensors.at("model/w"), w));
   // A file that is not a checkpoint is refused by name.
-  EXPECT_THROW(t::read_checkpoint(vitslim::test::fixture("golden_vit_test.safetensors")), vitslim::Error);
+  EXPECT_THROW(m::read_checkpoint(vitslim::test::fixture("golden_vit_test.safetensors")), vitslim::Error);
 }
 
 // A stray file with a step number beyond int64 is ignored; a newest checkpoint that LibTorch
@@ -52,30 +53,30 @@ TEST(TrainCheckpoint, RoundTripListAndPrune) {
 // before it resumes.
 TEST(TrainCheckpoint, ResumeSetsAsideWhatCannotBeReadAndIgnoresAbsurdNames) {
   vitslim::test::TempDir dir;
-  t::TrainState s;
+  m::TrainState s;
   s.modes = {"full"};
   s.lambdas = {1.0};
   s.global_step = 5;
-  std::filesystem::create_directories(t::checkpoint_dir(dir.path()));
-  t::write_checkpoint(t::checkpoint_path(dir.path(), 5), s, {{"model/w", torch::ones({2})}});
-  std::ofstream(t::checkpoint_dir(dir.path()) + "/step-99999999999999999999.safetensors") << "x";
+  std::filesystem::create_directories(m::checkpoint_dir(dir.path()));
+  m::write_checkpoint(m::checkpoint_path(dir.path(), 5), s, {{"model/w", torch::ones({2})}});
+  std::ofstream(m::checkpoint_dir(dir.path()) + "/step-99999999999999999999.safetensors") << "x";
   const std::string header =
       R"({"model/w":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904,4],"data_offsets":[0,0]}})";
   const uint64_t size = header.size();
-  std::ofstream bad(t::checkpoint_path(dir.path(), 25), std::ios::binary);
+  std::ofstream bad(m::checkpoint_path(dir.path(), 25), std::ios::binary);
   bad.write(reinterpret_cast<const char*>(&size), sizeof(size));
   bad << header;
   bad.close();
-  EXPECT_EQ(t::list_checkpoints(dir.path()), (std::vector<int64_t>{5, 25}));
+  EXPECT_EQ(m::list_checkpoints(dir.path()), (std::vector<int64_t>{5, 25}));
   const auto ck = t::newest_checkpoint(dir.path(), true);
   ASSERT_TRUE(ck.has_value());
   EXPECT_EQ(ck->state.global_step, 5);
-  EXPECT_TRUE(std::filesystem::exists(t::checkpoint_path(dir.path(), 25) + ".unreadable"));
+  EXPECT_TRUE(std::filesystem::exists(m::checkpoint_path(dir.path(), 25) + ".unreadable"));
   try {
-    t::read_checkpoint(t::checkpoint_path(dir.path(), 25) + ".unreadable");
+    m::read_checkpoint(m::checkpoint_path(dir.path(), 25) + ".unreadable");
     ADD_FAILURE() << "read";
   } catch (const vitslim::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(t::checkpoint_path(dir.path(), 25) + ".unreadable"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find(m::checkpoint_path(dir.path(), 25) + ".unreadable"), std::string::npos)
         << e.what();
   }
 }
