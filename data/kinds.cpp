@@ -42,46 +42,27 @@ std::unique_ptr<Dataset> open_synthetic(const OpenRequest& r) {
 
 const Normalisation kNoStatistics{{0.5}, {0.5}};
 
-// name, photos, image folder, ImageNet layout, index, needs files, default path, normalisation, reader
+// One row per kind. Columns: the kind, its --data-set name; photos (any size, read per image),
+// image folder (class-per-folder tree), ImageNet layout (train/ and val/); what the index records;
+// needs files (false: generated), the default --data-path; the default normalisation; the reader.
+// clang-format off
 const std::vector<DataKindInfo> kKinds = {
-    {DataKind::FashionMnist,
-     "fashion-mnist",
-     false,
-     false,
-     false,
-     IndexSource::None,
-     true,
-     kFashionMnistDefaultPath,
-     {{0.2860}, {0.3530}},
-     open_fashion_mnist},
-    {DataKind::Cifar10,
-     "cifar10",
-     false,
-     false,
-     false,
-     IndexSource::None,
-     true,
-     nullptr,
-     {{0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}},
-     open_cifar10},
-    {DataKind::Cifar100,
-     "cifar100",
-     false,
-     false,
-     false,
-     IndexSource::None,
-     true,
-     nullptr,
-     {{0.5071, 0.4865, 0.4409}, {0.2673, 0.2564, 0.2762}},
-     open_cifar100},
-    {DataKind::Imagenet, "imagenet", true, true, true, IndexSource::Folder, true, nullptr, kImagenetNormalisation,
-     open_folder},
-    {DataKind::Folder, "folder", true, true, false, IndexSource::Folder, true, nullptr, kImagenetNormalisation,
-     open_folder},
-    {DataKind::Wds, "wds", true, false, false, IndexSource::Shards, true, nullptr, kImagenetNormalisation, open_shards},
-    {DataKind::Synthetic, "synthetic", false, false, false, IndexSource::None, false, nullptr, kNoStatistics,
-     open_synthetic},
+    {DataKind::FashionMnist, "fashion-mnist", false, false, false, IndexSource::None,   true,  kFashionMnistDefaultPath,
+     {{0.2860}, {0.3530}}, open_fashion_mnist},
+    {DataKind::Cifar10,      "cifar10",       false, false, false, IndexSource::None,   true,  nullptr,
+     {{0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}}, open_cifar10},
+    {DataKind::Cifar100,     "cifar100",      false, false, false, IndexSource::None,   true,  nullptr,
+     {{0.5071, 0.4865, 0.4409}, {0.2673, 0.2564, 0.2762}}, open_cifar100},
+    {DataKind::Imagenet,     "imagenet",      true,  true,  true,  IndexSource::Folder, true,  nullptr,
+     kImagenetNormalisation, open_folder},
+    {DataKind::Folder,       "folder",        true,  true,  false, IndexSource::Folder, true,  nullptr,
+     kImagenetNormalisation, open_folder},
+    {DataKind::Wds,          "wds",           true,  false, false, IndexSource::Shards, true,  nullptr,
+     kImagenetNormalisation, open_shards},
+    {DataKind::Synthetic,    "synthetic",     false, false, false, IndexSource::None,   false, nullptr,
+     kNoStatistics, open_synthetic},
 };
+// clang-format on
 
 }  // namespace
 

@@ -50,14 +50,7 @@ void write_fmnist(const vitslim::test::TempDir& dir, bool gz) {
   }
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using vitslim::test::error_of;
 
 }  // namespace
 

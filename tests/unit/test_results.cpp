@@ -23,14 +23,7 @@ std::string write(const vitslim::test::TempDir& dir, const std::string& name, co
   return path;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using vitslim::test::error_of;
 
 EvalResult sample_eval() {
   EvalResult r;

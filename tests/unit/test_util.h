@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
+
+#include "core/error.h"
 
 namespace vitslim::test {
 
@@ -31,5 +34,15 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The message of the vitslim::Error that `f` throws; "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 }  // namespace vitslim::test
