@@ -28,8 +28,12 @@ ProgressLine::ProgressLine(bool enabled, double interval_seconds, Clock clock, i
       clock_(clock ? std::move(clock) : Clock(steady_seconds)) {}
 
 std::string ProgressLine::duration_text(double seconds) {
-  const auto s = static_cast<int64_t>(std::llround(std::max(0.0, seconds)));
   char text[32];
+  if (seconds < 9.95) {  // a short span keeps its tenths ("4.2s"); never "0s" for a real span
+    std::snprintf(text, sizeof text, "%.1fs", std::max(0.0, seconds));
+    return text;
+  }
+  const auto s = static_cast<int64_t>(std::llround(seconds));
   if (s >= 3600) {
     std::snprintf(text, sizeof text, "%lldh%02lldm", static_cast<long long>(s / 3600),
                   static_cast<long long>(s % 3600 / 60));

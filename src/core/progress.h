@@ -21,7 +21,7 @@ class ProgressLine {
   // Ends the in-place line (before other output).
   void finish();
 
-  // "1h02m", "3m05s", "42s": a duration for people.
+  // "1h02m", "3m05s", "42s", "4.2s": a duration for people.
   static std::string duration_text(double seconds);
 
  private:

@@ -118,7 +118,7 @@ void Trainer::record_epoch(const EpochRow& row, const std::vector<double>& lambd
   }
   log_info(cat("epoch ", row.epoch + 1, "/", t_.epochs, ": train loss ", fmt(row.train_loss), ", top-1 ", fmt(row.top1),
                "%, top-5 ", fmt(row.top5), "%, eval loss ", fmt(row.eval_loss), ", lambda ", fmt(min_lambda, 3),
-               best ? " (best)" : (eligible ? "" : " (not final)"), ", ", fmt(row.seconds, 3), " s"));
+               best ? " (best)" : (eligible ? "" : " (not final)"), ", ", ProgressLine::duration_text(row.seconds)));
 }
 
 // Errors on one rank end every rank here, before the communicator and reducer unwind: their

@@ -42,7 +42,9 @@ TEST(Progress, DurationText) {
   EXPECT_EQ(ProgressLine::duration_text(42.4), "42s");
   EXPECT_EQ(ProgressLine::duration_text(185), "3m05s");
   EXPECT_EQ(ProgressLine::duration_text(3720), "1h02m");
-  EXPECT_EQ(ProgressLine::duration_text(-3), "0s");
+  EXPECT_EQ(ProgressLine::duration_text(-3), "0.0s");
+  EXPECT_EQ(ProgressLine::duration_text(4.24), "4.2s");
+  EXPECT_EQ(ProgressLine::duration_text(9.96), "10s");
 }
 
 }  // namespace
