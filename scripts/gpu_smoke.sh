@@ -18,6 +18,8 @@
 #   export_sample  export --sample on CUDA vs CPU (TF32 off): sample logits within 1e-3
 #   train_cuda     3 steps + evaluation on CUDA fp32 (TF32 off) vs CPU: last loss within 2e-3
 #   train_bf16     the same in bf16 autocast, within 3e-2
+#   train_planes   --aug deit (uint8 batches normalised on the GPU) vs CPU, no erasing: within 2e-3
+#   train_erase    the same with erasing at 0.5 (the noise is drawn on the GPU): within 1e-1
 #   pipeline       the whole pipeline in a short mode with --device cuda: finished, report.json
 # Numbers: DeiT-B bf16 batch 256 training images/s and MFU from `vitslim train` on synthetic data,
 # full and with blocks 0,1,3,4,6 removed; the same step in timm eager and torch.compile
@@ -167,19 +169,24 @@ check_bench() {  # name, extra flags
   result "$name" $? "${rate:+deit_tiny batch $batch training $rate img/s}$([[ -z $rate ]] && last_line "$log")"
 }
 
-check_train() {  # name, tolerance, flags
-  local name=$1 tolerance=$2 line
-  shift 2
-  if [[ ! -f "$OUT/train_cpu/train.json" ]] &&
-    ! timeout 300 "$BIN" train "${TRAIN[@]}" --device cpu --out-dir "$OUT/train_cpu" >"$OUT/train_cpu.log" 2>&1; then
-    result "$name" 1 "the CPU reference run failed: $(last_line "$OUT/train_cpu.log")"
+# name, tolerance, the CPU reference's name and the data flags both runs get (one word), then the
+# device run's own flags.
+check_train() {
+  local name=$1 tolerance=$2 reference=$3 line
+  local -a data_flags
+  read -r -a data_flags <<<"$4"
+  shift 4
+  if [[ ! -f "$OUT/$reference/train.json" ]] && ! timeout 300 "$BIN" train "${TRAIN[@]}" "${data_flags[@]}" \
+    --device cpu --out-dir "$OUT/$reference" >"$OUT/$reference.log" 2>&1; then
+    result "$name" 1 "the CPU reference run failed: $(last_line "$OUT/$reference.log")"
     return
   fi
-  if ! timeout 300 "$BIN" train "${TRAIN[@]}" --device "$DEVICE" "$@" --out-dir "$OUT/$name" >"$OUT/$name.log" 2>&1; then
+  if ! timeout 300 "$BIN" train "${TRAIN[@]}" "${data_flags[@]}" --device "$DEVICE" "$@" --out-dir "$OUT/$name" \
+    >"$OUT/$name.log" 2>&1; then
     result "$name" 1 "$(last_line "$OUT/$name.log")"
     return
   fi
-  line=$("${COMPARE[@]}" train "$OUT/train_cpu/train.json" "$OUT/$name/train.json" "$tolerance")
+  line=$("${COMPARE[@]}" train "$OUT/$reference/train.json" "$OUT/$name/train.json" "$tolerance")
   [[ $line == ok* ]]
   result "$name" $? "${line#* }"
 }
@@ -274,8 +281,12 @@ check_compare tome tome-sweep "${FM[@]}" --sweep-r 1,2 --eval-images 256 --bench
 check_compare export_sample export "${MODEL[@]}" --format safetensors --out "$OUT/export-@.safetensors" \
   --sample "$OUT/sample-@.safetensors" --force -- \
   tensors "$OUT/sample-ref.safetensors" "$OUT/sample-dev.safetensors" logits 1e-3
-check_train train_cuda 2e-3
-check_train train_bf16 3e-2 --bf16
+check_train train_cuda 2e-3 train_cpu ""
+check_train train_bf16 3e-2 train_cpu "" --bf16
+# Augmented: the batches cross as uint8 planes and are normalised on the device (the same floats);
+# with erasing its values are drawn there, so only a loose bound holds.
+check_train train_planes 2e-3 train_cpu_aug "--aug deit --aa none --reprob 0"
+check_train train_erase 1e-1 train_cpu_erase "--aug deit --aa none --reprob 0.5"
 check_pipeline
 echo "gpu_smoke: $failed check(s) failed ($((SECONDS - started)) s)"
 [[ "${VITSLIM_SMOKE_NUMBERS:-1}" == 0 ]] || numbers

@@ -89,8 +89,8 @@ void Normaliser::operator()(const Image& image, float* out) const {
   }
 }
 
-void random_erase(float* image, int64_t channels, int64_t height, int64_t width, double probability, Rng& rng) {
-  if (rng.uniform() > probability) return;
+Region draw_erase(int64_t height, int64_t width, double probability, Rng& rng) {
+  if (rng.uniform() > probability) return {};
   const double area = static_cast<double>(height * width);
   const double log_lo = std::log(kEraseMinAspect), log_hi = std::log(1.0 / kEraseMinAspect);
   for (int attempt = 0; attempt < kEraseAttempts; ++attempt) {
@@ -100,29 +100,38 @@ void random_erase(float* image, int64_t channels, int64_t height, int64_t width,
     const int64_t w = round_half_even(std::sqrt(target_area / aspect));
     if (w < width && h < height) {
       const int64_t top = rng.randint(0, height - h), left = rng.randint(0, width - w);
-      // N(0, 1) values, two per Box-Muller draw (in float: they are noise, not a reproduced stream).
-      float spare = 0;
-      bool have_spare = false;
-      for (int64_t c = 0; c < channels; ++c) {
-        for (int64_t y = top; y < top + h; ++y) {
-          float* row = image + (c * height + y) * width;
-          for (int64_t x = left; x < left + w; ++x) {
-            if (have_spare) {
-              row[x] = spare;
-              have_spare = false;
-              continue;
-            }
-            const float radius = std::sqrt(-2.0f * std::log(static_cast<float>(1.0 - rng.uniform())));
-            const float angle = static_cast<float>(2.0 * M_PI * rng.uniform());
-            row[x] = radius * std::cos(angle);
-            spare = radius * std::sin(angle);
-            have_spare = true;
-          }
-        }
-      }
-      return;
+      return {left, top, w, h};
     }
   }
+  return {};
+}
+
+void fill_normal(float* image, int64_t channels, int64_t height, int64_t width, const Region& box, Rng& rng) {
+  // N(0, 1) values, two per Box-Muller draw (in float: they are noise, not a reproduced stream).
+  float spare = 0;
+  bool have_spare = false;
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t y = box.y; y < box.y + box.h; ++y) {
+      float* row = image + (c * height + y) * width;
+      for (int64_t x = box.x; x < box.x + box.w; ++x) {
+        if (have_spare) {
+          row[x] = spare;
+          have_spare = false;
+          continue;
+        }
+        const float radius = std::sqrt(-2.0f * std::log(static_cast<float>(1.0 - rng.uniform())));
+        const float angle = static_cast<float>(2.0 * M_PI * rng.uniform());
+        row[x] = radius * std::cos(angle);
+        spare = radius * std::sin(angle);
+        have_spare = true;
+      }
+    }
+  }
+}
+
+void random_erase(float* image, int64_t channels, int64_t height, int64_t width, double probability, Rng& rng) {
+  const Region box = draw_erase(height, width, probability, rng);
+  if (box.w > 0) fill_normal(image, channels, height, width, box, rng);
 }
 
 std::array<uint8_t, 3> augment_fill(const std::vector<double>& mean) {
@@ -158,6 +167,28 @@ void train_transform(const SourceImage& source, const TransformSettings& s, cons
   Image image = train_image(source, s, rng);
   norm(image, out);
   if (s.erase_prob > 0) random_erase(out, s.channels, s.size, s.size, s.erase_prob, rng);
+}
+
+namespace {
+// uint8 HWC -> uint8 CHW, `channels` of them.
+void write_planes(const Image& image, int64_t channels, uint8_t* out) {
+  if (image.channels != channels) throw Error(cat("transform: ", image.channels, " channels, expected ", channels));
+  const int64_t plane = image.width * image.height;
+  for (int64_t c = 0; c < channels; ++c) {
+    const uint8_t* p = image.pixels.data() + c;
+    uint8_t* o = out + c * plane;
+    for (int64_t i = 0; i < plane; ++i) o[i] = p[i * channels];
+  }
+}
+}  // namespace
+
+Region train_transform_planes(const SourceImage& source, const TransformSettings& s, Rng& rng, uint8_t* out) {
+  write_planes(train_image(source, s, rng), s.channels, out);
+  return s.erase_prob > 0 ? draw_erase(s.size, s.size, s.erase_prob, rng) : Region{};
+}
+
+void eval_transform_planes(const SourceImage& source, const TransformSettings& s, uint8_t* out) {
+  write_planes(eval_image(source, s), s.channels, out);
 }
 
 void eval_transform(const SourceImage& source, const TransformSettings& s, const Normaliser& norm, float* out) {

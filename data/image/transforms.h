@@ -53,13 +53,19 @@ class Normaliser {
  public:
   Normaliser(const std::vector<double>& mean, const std::vector<double>& std, int64_t channels);
   void operator()(const Image& image, float* out) const;
+  // Its table: table()[c][v] is the float of value v in channel c (what a device normalises by).
+  const std::vector<std::array<float, 256>>& table() const { return lut_; }
 
  private:
   int64_t channels_;
   std::vector<std::array<float, 256>> lut_;  // per channel
 };
 
-// timm RandomErasing(probability, mode="pixel") on one normalised image [C, H, W].
+// timm RandomErasing(probability, mode="pixel") on one normalised image [C, H, W]: draw_erase
+// picks the rectangle (empty, w == 0, when the image is kept or no attempt fits), fill_normal
+// writes its N(0, 1) values from the same stream; random_erase does both.
+Region draw_erase(int64_t height, int64_t width, double probability, Rng& rng);
+void fill_normal(float* image, int64_t channels, int64_t height, int64_t width, const Region& box, Rng& rng);
 void random_erase(float* image, int64_t channels, int64_t height, int64_t width, double probability, Rng& rng);
 
 // The uint8 image the train transform produces before normalisation (what the golden tests see).
@@ -70,6 +76,12 @@ Image eval_image(const SourceImage& source, const TransformSettings& s);
 void train_transform(const SourceImage& source, const TransformSettings& s, const Normaliser& norm, Rng& rng,
                      float* out);
 void eval_transform(const SourceImage& source, const TransformSettings& s, const Normaliser& norm, float* out);
+// The train transform stopped before normalisation, for a device that normalises and erases:
+// the uint8 image as planes into out[C, size, size] and the rectangle to erase (the same draws
+// as train_transform, which also draws the erased values).
+Region train_transform_planes(const SourceImage& source, const TransformSettings& s, Rng& rng, uint8_t* out);
+// The eval transform before normalisation: the uint8 image as planes into out[C, size, size].
+void eval_transform_planes(const SourceImage& source, const TransformSettings& s, uint8_t* out);
 
 // The timm fill colour of RandAugment's geometric ops: round(255 * mean), per channel.
 std::array<uint8_t, 3> augment_fill(const std::vector<double>& mean);

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include "core/cuda_device.h"
 #include "core/error.h"
 
 namespace vitslim::data {
@@ -37,7 +38,7 @@ Batch folder_batch(const Dataset& dataset, const std::vector<int64_t>& indices, 
   at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t b = lo; b < hi; ++b) lab[b] = load(b, s, norm, out + b * C * S * S);
   });
-  return {images, labels};
+  return {images, labels, at::Tensor()};
 }
 
 }  // namespace
@@ -84,7 +85,26 @@ Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, co
                               .mode(torch::kBicubic)
                               .align_corners(false));
   }
-  return {x.contiguous(), labels};
+  return {x.contiguous(), labels, at::Tensor()};
+}
+
+Batch load_batch_planes(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
+                        const std::vector<double>& std, const ModelShape& shape, bool pinned) {
+  if (dataset.fixed_size()) throw Error(cat("load_batch_planes: ", dataset.name(), " is a fixed-size dataset"));
+  const int64_t B = static_cast<int64_t>(indices.size()), S = shape.img_size, C = shape.in_chans;
+  const TransformSettings s = eval_settings(dataset, mean, std, shape);
+  auto images = torch::zeros({B, C, S, S}, torch::TensorOptions(torch::kUInt8).pinned_memory(pinned));
+  auto labels = torch::empty({B}, torch::TensorOptions(torch::kLong).pinned_memory(pinned));
+  uint8_t* out = images.data_ptr<uint8_t>();
+  int64_t* lab = labels.data_ptr<int64_t>();
+  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      lab[b] = dataset.with_image(indices[static_cast<size_t>(b)], [&](const SourceImage& source) {
+        eval_transform_planes(source, s, out + b * C * S * S);
+      });
+    }
+  });
+  return {images, labels, at::Tensor()};
 }
 
 Batch load_batch_in_order(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
@@ -127,28 +147,71 @@ TransformSettings train_settings(const DataConfig& c, const std::vector<double>&
 }
 
 Batch load_train_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<uint64_t>& seeds,
-                       const TransformSettings& s, bool pinned, bool parallel) {
+                       const TransformSettings& s, const TrainBatchOptions& options) {
   if (seeds.size() != indices.size()) throw Error("load_train_batch: one seed per image is needed");
   const int64_t B = static_cast<int64_t>(indices.size()), S = s.size, C = s.channels;
+  const bool planes = options.pixels == TrainPixels::Planes;
   const Normaliser norm(s.mean, s.std, C);
-  auto images = torch::empty({B, C, S, S}, torch::TensorOptions(torch::kFloat).pinned_memory(pinned));
-  auto labels = torch::empty({B}, torch::TensorOptions(torch::kLong).pinned_memory(pinned));
-  float* out = images.data_ptr<float>();
-  int64_t* lab = labels.data_ptr<int64_t>();
+  const auto pinned = [&](at::ScalarType type) { return torch::TensorOptions(type).pinned_memory(options.pinned); };
+  Batch batch{torch::empty({B, C, S, S}, pinned(planes ? torch::kUInt8 : torch::kFloat)),
+              torch::empty({B}, pinned(torch::kLong)),
+              planes ? torch::zeros({B, 4}, pinned(torch::kLong)) : at::Tensor()};
+  int64_t* lab = batch.labels.data_ptr<int64_t>();
   const auto build = [&](int64_t lo, int64_t hi) {  // images [lo, hi)
     for (int64_t b = lo; b < hi; ++b) {
       lab[b] = dataset.with_image(indices[static_cast<size_t>(b)], [&](const SourceImage& source) {
         Rng rng(seeds[static_cast<size_t>(b)]);  // a substitute image gets the same stream
-        train_transform(source, s, norm, rng, out + b * C * S * S);
+        if (!planes) {
+          train_transform(source, s, norm, rng, batch.images.data_ptr<float>() + b * C * S * S);
+          return;
+        }
+        const Region box = train_transform_planes(source, s, rng, batch.images.data_ptr<uint8_t>() + b * C * S * S);
+        int64_t* e = batch.erase.data_ptr<int64_t>() + b * 4;
+        e[0] = box.x, e[1] = box.y, e[2] = box.w, e[3] = box.h;
       });
     }
   };
-  if (parallel) {
+  if (options.parallel) {
     at::parallel_for(0, B, 1, build);
   } else {
     build(0, B);
   }
-  return {images, labels};
+  return batch;
+}
+
+PlaneNormaliser::PlaneNormaliser(const Normaliser& norm, int64_t channels, c10::Device device) {
+  const auto& table = norm.table();
+  if (static_cast<int64_t>(table.size()) != channels) {
+    throw Error(cat("normalise: ", channels, " channels, the table has ", table.size()));
+  }
+  auto lut = torch::empty({channels * 256}, torch::kFloat);
+  for (int64_t c = 0; c < channels; ++c) {
+    const auto& row = table[static_cast<size_t>(c)];
+    std::copy(row.begin(), row.end(), lut.data_ptr<float>() + c * 256);
+  }
+  lut_ = lut.to(device);
+  offsets_ =
+      torch::arange(channels, torch::TensorOptions(torch::kInt).device(device)).mul_(256).view({1, channels, 1, 1});
+}
+
+at::Tensor PlaneNormaliser::operator()(const at::Tensor& planes) const {
+  const int64_t C = planes.size(1);
+  if (C != offsets_.size(1)) throw Error(cat("normalise: ", C, " channels, expected ", offsets_.size(1)));
+  return lut_.index_select(0, (planes.to(torch::kInt) + offsets_).reshape(-1)).view(planes.sizes());
+}
+
+at::Tensor PlaneNormaliser::operator()(const at::Tensor& planes, const at::Tensor& erase,
+                                       at::Generator& generator) const {
+  const int64_t B = planes.size(0), C = planes.size(1), H = planes.size(2), W = planes.size(3);
+  auto x = (*this)(planes);                                    // [B, C, H, W]
+  if (!erase.select(1, 2).gt(0).any().item<bool>()) return x;  // nothing erased (erase is on the host)
+  const auto box = cuda::to_device(erase, planes.device());    // [B, 4]
+  const auto column = [&](int64_t k) { return box.select(1, k).view({B, 1, 1}); };
+  const auto ys = torch::arange(H, box.options()).view({1, H, 1}), xs = torch::arange(W, box.options()).view({1, 1, W});
+  const auto inside =
+      (xs >= column(0)) & (xs < column(0) + column(2)) & (ys >= column(1)) & (ys < column(1) + column(3));
+  const auto noise = torch::randn({B, C, H, W}, generator, x.options());
+  return torch::where(inside.unsqueeze(1), noise, x);  // [B, C, H, W]
 }
 
 }  // namespace vitslim::data

@@ -9,7 +9,9 @@
 //   its own random stream (seeded from seed, epoch and sample position by the caller).
 #pragma once
 
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <cstdint>
 #include <vector>
@@ -22,13 +24,19 @@
 namespace vitslim::data {
 
 struct Batch {
-  at::Tensor images;  // float [B, Cm, S, S]
+  at::Tensor images;  // float [B, Cm, S, S]; uint8 [B, Cm, S, S] planes when built for a device (TrainPixels::Planes)
   at::Tensor labels;  // int64 [B]
+  at::Tensor erase;   // int64 [B, 4]: each image's rectangle to erase (x, y, w, h; w == 0: none), planes only
 };
 
 // Reads `indices` from `dataset` and prepares them for a model of `shape` (evaluation input).
 Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
                  const std::vector<double>& std, const ModelShape& shape);
+
+// As load_batch for image folders and shards (not fixed-size datasets), but the uint8 planes
+// (uint8 [B, C, S, S]) for a PlaneNormaliser where the model is: a quarter of the bytes across PCIe.
+Batch load_batch_planes(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<double>& mean,
+                        const std::vector<double>& std, const ModelShape& shape, bool pinned);
 
 // As load_batch, but an unreadable image is never replaced by the next one: under --bad-images
 // skip its row stays zero and readable[b] is 0 (counted in the dataset's BadImageLog); under
@@ -41,11 +49,38 @@ Batch load_batch_in_order(const Dataset& dataset, const std::vector<int64_t>& in
 TransformSettings train_settings(const DataConfig& config, const std::vector<double>& mean,
                                  const std::vector<double>& std, const ModelShape& shape);
 
+// What an augmented training batch holds: normalised and erased float images (the CPU), or the
+// uint8 planes and each image's erase rectangle, a quarter of the bytes across PCIe, for
+// PlaneNormaliser on the GPU.
+enum class TrainPixels { Normalised, Planes };
+struct TrainBatchOptions {
+  TrainPixels pixels = TrainPixels::Normalised;
+  bool pinned = false;    // page-locked memory
+  bool parallel = false;  // the images spread over the intra-op threads
+};
+
 // Augmented training batch: image i of `indices` gets the train transform with Rng(seeds[i]).
 // Sequential (the loader threads run several of these at once), or with `parallel` the images
 // spread over the intra-op threads (built in the training thread: no loader threads). The same
-// values either way. `pinned` asks for page-locked memory.
+// values either way.
 Batch load_train_batch(const Dataset& dataset, const std::vector<int64_t>& indices, const std::vector<uint64_t>& seeds,
-                       const TransformSettings& settings, bool pinned = false, bool parallel = false);
+                       const TransformSettings& settings, const TrainBatchOptions& options = {});
+
+// The device half of a TrainPixels::Planes batch, on the device the model is on: the
+// normalisation through the Normaliser's own table (the CPU's floats, bit for bit), then each
+// image's erase rectangle filled with N(0, 1) values drawn from `generator`. Only the erased
+// values differ from the CPU's batch of the same seeds.
+class PlaneNormaliser {
+ public:
+  PlaneNormaliser(const Normaliser& norm, int64_t channels, c10::Device device);
+  // planes: uint8 [B, C, S, S] on the device -> float [B, C, S, S]
+  at::Tensor operator()(const at::Tensor& planes) const;
+  // The same, then erase's rectangles (int64 [B, 4] on the host) filled from `generator`.
+  at::Tensor operator()(const at::Tensor& planes, const at::Tensor& erase, at::Generator& generator) const;
+
+ private:
+  at::Tensor lut_;      // float [C * 256] on the device: channel c's value v at c * 256 + v
+  at::Tensor offsets_;  // int32 [1, C, 1, 1] on the device: c * 256
+};
 
 }  // namespace vitslim::data

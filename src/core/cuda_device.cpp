@@ -2,6 +2,7 @@
 // CUDA build of LibTorch (VITSLIM_TORCH_CUDA); the CPU half reports no device.
 #include "core/cuda_device.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 
 #include <cstdlib>
@@ -9,6 +10,7 @@
 #include "core/error.h"
 
 #if defined(VITSLIM_TORCH_CUDA)
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -120,6 +122,13 @@ at::Tensor copy_to_device(const at::Tensor& host, int device) {
   return out;
 }
 
+at::Generator make_generator(c10::Device device, uint64_t seed) {
+  if (!device.is_cuda()) return at::detail::createCPUGenerator(seed);
+  at::Generator generator = at::cuda::detail::createCUDAGenerator(checked(device.index() < 0 ? 0 : device.index()));
+  generator.set_current_seed(seed);
+  return generator;
+}
+
 #else
 
 namespace {
@@ -136,6 +145,10 @@ int64_t allocated_memory_bytes(int) { no_cuda("CUDA memory statistics"); }
 int64_t peak_memory_bytes(int) { no_cuda("CUDA memory statistics"); }
 void synchronize(int) { no_cuda("CUDA synchronize"); }
 at::Tensor copy_to_device(const at::Tensor&, int) { no_cuda("copying to a CUDA device"); }
+at::Generator make_generator(c10::Device device, uint64_t seed) {
+  if (device.is_cuda()) no_cuda("a random generator on a CUDA device");
+  return at::detail::createCPUGenerator(seed);
+}
 
 #endif
 

@@ -4,6 +4,7 @@
 // or throws; the header needs no CUDA or LibTorch headers beyond the tensor type.
 #pragma once
 
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
@@ -44,5 +45,7 @@ void synchronize(int index);
 at::Tensor copy_to_device(const at::Tensor& host, int device);
 // `t` on `device`: itself on the CPU, copy_to_device on a GPU.
 at::Tensor to_device(const at::Tensor& t, c10::Device device);
+// A random generator of its own on `device` (not torch's global one), seeded with `seed`.
+at::Generator make_generator(c10::Device device, uint64_t seed);
 
 }  // namespace vitslim::cuda

@@ -24,6 +24,18 @@ namespace vitslim::evaluation {
 namespace {
 constexpr int64_t kTopK = 5;
 constexpr int64_t kEvalPrefetch = 2;  // batches per loader thread decoded ahead
+
+// One evaluation batch for a model on `device`: pinned for the copy to a GPU, and photos as uint8
+// planes there (a quarter of the bytes; normalised on the GPU to the same floats).
+data::Batch eval_batch(const data::Dataset& dataset, const std::vector<int64_t>& chunk, const std::vector<double>& mean,
+                       const std::vector<double>& std, const ModelShape& shape, c10::Device device) {
+  if (device.is_cuda() && !dataset.fixed_size()) {
+    return data::load_batch_planes(dataset, chunk, mean, std, shape, /*pinned=*/true);
+  }
+  data::Batch batch = data::load_batch(dataset, chunk, mean, std, shape);
+  if (device.is_cuda()) batch.images = batch.images.pin_memory();
+  return batch;
+}
 }  // namespace
 
 EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& dataset, const std::vector<int64_t>& indices,
@@ -37,27 +49,31 @@ EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& datase
   torch::Tensor loss_sum = torch::zeros({}, counter.dtype(torch::kFloat64));
   const int64_t k = std::min<int64_t>(kTopK, model->shape().num_classes);
   EvalCounts counts;
-  model::Bf16Autocast pass(device.type(), bf16);  // the weights cast to bf16 once (model/autocast.h)
-  // Batches decoded ahead by loader threads (pinned for the copy to a GPU), while the model runs.
+  model::Bf16Autocast pass(device.type(), bf16);                  // the weights cast to bf16 once (model/autocast.h)
+  const bool planes = device.is_cuda() && !dataset.fixed_size();  // see eval_batch
+  const auto to_model = planes
+                            ? std::make_unique<data::PlaneNormaliser>(
+                                  data::Normaliser(mean, std, model->shape().in_chans), model->shape().in_chans, device)
+                            : nullptr;
   const auto batches =
       static_cast<int64_t>((indices.size() + static_cast<size_t>(batch_size) - 1) / static_cast<size_t>(batch_size));
-  const ModelShape shape = model->shape();
+  // Batches decoded ahead by loader threads while the model runs.
   data::Loader loader(
       0, batches,
-      [&](int64_t b) {
+      [&, shape = model->shape()](int64_t b) {
         const size_t lo = static_cast<size_t>(b * batch_size);
         const size_t hi = std::min(indices.size(), lo + static_cast<size_t>(batch_size));
-        const std::vector<int64_t> chunk(indices.begin() + static_cast<std::ptrdiff_t>(lo),
-                                         indices.begin() + static_cast<std::ptrdiff_t>(hi));
-        data::Batch batch = data::load_batch(dataset, chunk, mean, std, shape);
-        if (device.is_cuda()) batch.images = batch.images.pin_memory();
-        return batch;
+        return eval_batch(
+            dataset,
+            {indices.begin() + static_cast<std::ptrdiff_t>(lo), indices.begin() + static_cast<std::ptrdiff_t>(hi)},
+            mean, std, shape, device);
       },
       default_loader_threads(available_cores(), compute_threads(), device.is_cuda()), kEvalPrefetch);
   for (int64_t b = 0; b < batches; ++b) {
     const data::Batch batch = loader.next();
     const int64_t n = batch.labels.size(0);
-    const auto images = cuda::to_device(batch.images, device);  // [B, C, H, W]
+    auto images = cuda::to_device(batch.images, device);        // [B, C, H, W]
+    if (to_model) images = (*to_model)(images);                 // uint8 planes -> float [B, C, H, W]
     const auto labels = cuda::to_device(batch.labels, device);  // [B]
     torch::Tensor logits;                                       // [B, K], float32
     {

@@ -12,8 +12,9 @@ namespace vitslim::train {
 
 namespace {
 
-constexpr uint64_t kSaltMix = 0x6d69787570ULL;  // mixup / cutmix decisions
-constexpr uint64_t kSaltAugment = 0x617567ULL;  // per-image augmentation streams
+constexpr uint64_t kSaltMix = 0x6d69787570ULL;    // mixup / cutmix decisions
+constexpr uint64_t kSaltAugment = 0x617567ULL;    // per-image augmentation streams
+constexpr uint64_t kSaltErase = 0x6572617365ULL;  // the erased values drawn on a device (planes)
 
 }  // namespace
 
@@ -23,6 +24,7 @@ TrainBatches::TrainBatches(const data::Dataset& train_set, const BatchSettings& 
       augment_(settings.data.train_augment()),
       threads_(settings.data.loader_threads(settings.pinned)),
       inline_(threads_ == 0),
+      planes_(settings.planes && augment_),
       sampler_(data::make_sampler(train_set, settings.rank, settings.world_size, settings.seed, settings.repeated_aug,
                                   settings.data.shuffle_buffer)) {
   if (augment_) augment_settings_ = data::train_settings(s_.data, s_.norm.mean, s_.norm.std, s_.shape);
@@ -45,7 +47,10 @@ data::Batch TrainBatches::make(const std::vector<int64_t>& order, int64_t epoch,
     chunk.push_back(order.front());
     seeds.push_back(mix_seed(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(s_.rank)));
   }
-  if (augment_) return data::load_train_batch(set_, chunk, seeds, augment_settings_, s_.pinned, inline_);
+  if (augment_) {
+    const auto pixels = planes_ ? data::TrainPixels::Planes : data::TrainPixels::Normalised;
+    return data::load_train_batch(set_, chunk, seeds, augment_settings_, {pixels, s_.pinned, inline_});
+  }
   return data::load_batch(set_, chunk, s_.norm.mean, s_.norm.std, s_.shape);
 }
 
@@ -62,7 +67,17 @@ MicroBatch TrainBatches::next(uint64_t stream, c10::Device device, double& secon
   const auto mix = data::draw_mix(s_.mixup, batch.images.size(2), batch.images.size(3),
                                   mix_seed(s_.seed ^ kSaltMix, static_cast<uint64_t>(s_.rank), stream));
   // Copied on a side stream (a GPU), then mixed where the model is.
-  MicroBatch out{cuda::to_device(batch.images, device), at::Tensor(), at::Tensor()};                // [B, C, H, W]
+  MicroBatch out{cuda::to_device(batch.images, device), at::Tensor(), at::Tensor()};  // [B, C, H, W]
+  if (batch.erase.defined()) {  // uint8 planes: normalised and erased here
+    if (!plane_normaliser_) {
+      const auto& a = augment_settings_;
+      plane_normaliser_ =
+          std::make_unique<data::PlaneNormaliser>(data::Normaliser(a.mean, a.std, a.channels), a.channels, device);
+    }
+    auto generator =
+        cuda::make_generator(device, mix_seed(s_.seed ^ kSaltErase, static_cast<uint64_t>(s_.rank), stream));
+    out.images = (*plane_normaliser_)(out.images, batch.erase, generator);  // float [B, C, H, W]
+  }
   out.targets = data::apply_mix(out.images, cuda::to_device(batch.labels, device), mix, s_.mixup);  // [B, K]
   seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;

@@ -2,7 +2,8 @@
 // augmentation; ShardSampler's shard streams for WebDataset shards), the threaded loader that builds the epoch's
 // micro-batches ahead (per-image DeiT augmentation or plain resizing), and mixup/cutmix per micro-batch. Every random
 // draw is a function of (seed, epoch, sample position) or (seed, rank, micro-batch stream), so any number of loader
-// threads and any resume give the same batches.
+// threads and any resume give the same batches. On a GPU, batches cross PCIe as uint8 planes
+// and are normalised, erased (their own seeded generator) and mixed there.
 #pragma once
 
 #include <c10/core/Device.h>
@@ -31,6 +32,9 @@ struct BatchSettings {
   int rank = 0, world_size = 1;
   int64_t repeated_aug = 1;
   bool pinned = false;  // pinned host memory (CUDA training)
+  // Augmented batches cross as uint8 planes, normalised and erased where the model is (CUDA
+  // training: a quarter of the bytes). The CPU keeps building float batches.
+  bool planes = false;
 };
 
 class TrainBatches {
@@ -52,7 +56,9 @@ class TrainBatches {
   bool augment_ = false;
   int64_t threads_ = 0;  // loader threads
   bool inline_ = false;  // no loader thread: batches built in the training thread, over the intra-op threads
+  bool planes_ = false;  // augmented batches as uint8 planes (BatchSettings::planes)
   data::TransformSettings augment_settings_;
+  std::unique_ptr<data::PlaneNormaliser> plane_normaliser_;  // made on the first batch's device
   std::unique_ptr<data::Sampler> sampler_;
   std::unique_ptr<data::Loader> loader_;
 };

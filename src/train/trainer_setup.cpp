@@ -59,7 +59,8 @@ void Trainer::setup_data() {
       data::calibration_indices(train_set_->size(), t_.entropy_images, mix_seed(c_.runtime.seed, kEntropySeedSalt));
   batches_ = std::make_unique<TrainBatches>(
       *train_set_, BatchSettings{c_.data, norm_, shape, mixup_options(t_, shape.num_classes), c_.runtime.seed,
-                                 mpi_.rank(), mpi_.world_size(), t_.repeated_aug, device_.is_cuda()});
+                                 mpi_.rank(), mpi_.world_size(), t_.repeated_aug, device_.is_cuda(),
+                                 /*planes=*/device_.is_cuda()});
 }
 
 void Trainer::setup_optimisation() {

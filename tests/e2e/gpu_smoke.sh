@@ -33,7 +33,7 @@ rc=0
 VITSLIM_SMOKE_NUMBERS=tiny VITSLIM_SMOKE_OUT=$PWD/ok bash "$SMOKE" >ok.txt 2>&1 || rc=$?
 cat ok.txt
 checks=(nccl_check shared_gpu reducer bench_fp32 bench_bf16 entropy search eval predict tome export_sample train_cuda
-  train_bf16 pipeline)
+  train_bf16 train_planes train_erase pipeline)
 for c in "${checks[@]}"; do grep -q "^PASS $c: " ok.txt || { echo "FAIL: no PASS line for $c"; exit 1; }; done
 [[ $rc -eq 0 && $(grep -c "^PASS" ok.txt) -eq ${#checks[@]} ]] || { echo "FAIL: expected ${#checks[@]} PASS lines and exit 0 (exit $rc)"; exit 1; }
 grep -q "^PASS search: NOSE picks 0.25: \[" ok.txt || { echo "FAIL: search detail"; exit 1; }

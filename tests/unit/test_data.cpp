@@ -1,5 +1,6 @@
 // Tests the dataset readers on files written here in their exact formats: IDX plain and gzipped,
-// bad magic, truncation; CIFAR record sizes; calibration subsets; batch preparation.
+// bad magic, truncation; CIFAR record sizes; calibration subsets; batch preparation (also the
+// uint8 planes a GPU normalises).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <zlib.h>
@@ -7,6 +8,7 @@
 #include <fstream>
 #include <set>
 
+#include "core/cuda_device.h"
 #include "core/error.h"
 #include "data/formats/dataset.h"
 #include "data/loading/batch.h"
@@ -162,4 +164,62 @@ TEST(Batch, NormalisesReplicatesAndResizes) {
   shape.img_size = 8;
   auto native = data::load_batch(*ds, {3}, {0.5}, {0.25}, shape);
   EXPECT_NEAR(native.images[0][0][0][0].item<float>(), (p1[0] / 255.0 - 0.5) / 0.25, 1e-5);
+}
+
+// A GPU's batch (uint8 planes, normalised and erased where the model is) against the CPU's float
+// batch of the same seeds, both on the CPU here: bit for bit outside the erased rectangles, the
+// same rectangles (the CPU's erased values are no normalised pixel), and noise drawn only from
+// the given generator.
+TEST(Batch, PlanesNormalisedWhereTheModelIsEqualTheCpuBatchOutsideTheErasing) {
+  auto ds = data::make_synthetic(6, 3, 40, 10, 7);
+  data::TransformSettings s;
+  s.size = 24;
+  s.mean = {0.5, 0.4, 0.3};
+  s.std = {0.2, 0.25, 0.3};
+  s.erase_prob = 1.0;
+  const std::vector<int64_t> idx = {0, 1, 2, 3, 4, 5};
+  const std::vector<uint64_t> seeds = {11, 12, 13, 14, 15, 16};
+  const auto cpu = data::load_train_batch(*ds, idx, seeds, s);
+  const auto planes = data::load_train_batch(*ds, idx, seeds, s, {data::TrainPixels::Planes, false, true});
+  EXPECT_FALSE(cpu.erase.defined());
+  ASSERT_EQ(planes.images.scalar_type(), torch::kUInt8);
+  ASSERT_EQ(planes.erase.sizes(), (std::vector<int64_t>{6, 4}));
+  EXPECT_TRUE(torch::equal(planes.labels, cpu.labels));
+  EXPECT_TRUE(planes.erase.select(1, 2).gt(0).all().item<bool>()) << "probability 1 erases every image";
+
+  const data::Normaliser norm(s.mean, s.std, 3);
+  const data::PlaneNormaliser device_half(norm, 3, torch::kCPU);
+  auto gen = vitslim::cuda::make_generator(torch::kCPU, 99);
+  const auto x = device_half(planes.images, planes.erase, gen);
+  ASSERT_EQ(x.sizes(), cpu.images.sizes());
+  ASSERT_EQ(x.scalar_type(), torch::kFloat);
+  auto inside = torch::zeros({6, 1, 24, 24}, torch::kBool);
+  for (int64_t b = 0; b < 6; ++b) {
+    const auto e = planes.erase[b];
+    const int64_t x0 = e[0].item<int64_t>(), y0 = e[1].item<int64_t>(), w = e[2].item<int64_t>(),
+                  h = e[3].item<int64_t>();
+    inside[b].narrow(1, y0, h).narrow(2, x0, w).fill_(true);
+  }
+  inside = inside.expand({6, 3, 24, 24});
+  EXPECT_TRUE(torch::equal(x.masked_select(~inside), cpu.images.masked_select(~inside)));
+  // Inside, the CPU's values are its noise: none equals a normalised pixel of its channel.
+  for (int64_t c = 0; c < 3; ++c) {
+    const auto table = torch::from_blob(const_cast<float*>(norm.table()[c].data()), {256}, torch::kFloat);
+    const auto erased = cpu.images.select(1, c).masked_select(inside.select(1, c));
+    EXPECT_FALSE(torch::isin(erased, table).any().item<bool>()) << "channel " << c;
+  }
+  const auto noise = x.masked_select(inside);
+  EXPECT_GT(noise.numel(), 100);
+  EXPECT_LT(noise.mean().abs().item<double>(), 0.25);
+  EXPECT_NEAR(noise.std().item<double>(), 1.0, 0.25);
+  EXPECT_FALSE(torch::equal(noise, cpu.images.masked_select(inside)));
+  auto same = vitslim::cuda::make_generator(torch::kCPU, 99), other = vitslim::cuda::make_generator(torch::kCPU, 100);
+  EXPECT_TRUE(torch::equal(device_half(planes.images, planes.erase, same), x));
+  EXPECT_FALSE(torch::equal(device_half(planes.images, planes.erase, other), x));
+
+  s.erase_prob = 0;  // nothing erased: the two batches are equal
+  const auto kept = data::load_train_batch(*ds, idx, seeds, s, {data::TrainPixels::Planes});
+  EXPECT_TRUE(kept.erase.eq(0).all().item<bool>());
+  EXPECT_TRUE(
+      torch::equal(device_half(kept.images, kept.erase, gen), data::load_train_batch(*ds, idx, seeds, s).images));
 }

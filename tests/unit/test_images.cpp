@@ -1,7 +1,8 @@
 // Tests the image code against PIL/timm golden fixtures (scripts/make_image_fixtures.py, the
 // ctest fixture that writes test-data/images): JPEG/PNG decoding of every kind, region decoding,
 // PIL-exact resizing of crops and boxes, the eval transform, every RandAugment op, normalisation,
-// RandomResizedCrop statistics; plus the loader's determinism and error handling, and bad files.
+// RandomResizedCrop statistics, the uint8 eval planes a GPU normalises; plus the loader's determinism and error
+// handling, and bad files.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "data/formats/folder.h"
 #include "data/image/augment.h"
 #include "data/image/codec.h"
 #include "data/image/resample.h"
@@ -370,4 +372,24 @@ TEST(Loader, SameBatchesForAnyWorkerCountAndErrorsReachTheConsumer) {
     pending.next();
   }
   EXPECT_LE(built.load(), 1 + 3 * 2 + 3);
+}
+
+// Evaluation on a GPU: photos cross as uint8 planes and the device's table gives the CPU's floats.
+TEST(Images, EvalPlanesNormalisedWhereTheModelIsAreTheCpuBatch) {
+  const auto files = data::read_image_files(dir(), "");
+  vitslim::ModelShape shape;
+  shape.in_chans = 3;
+  shape.img_size = 40;
+  const std::vector<double> mean = {0.5, 0.45, 0.4}, std = {0.2, 0.25, 0.3};
+  std::vector<int64_t> idx;
+  for (int64_t i = 0; i < std::min<int64_t>(files->size(), 5); ++i) idx.push_back(i);
+  ASSERT_GE(idx.size(), 2u);
+  const auto cpu = data::load_batch(*files, idx, mean, std, shape);
+  const auto planes = data::load_batch_planes(*files, idx, mean, std, shape, /*pinned=*/false);
+  ASSERT_EQ(planes.images.scalar_type(), torch::kUInt8);
+  const data::PlaneNormaliser device_half(data::Normaliser(mean, std, 3), 3, torch::kCPU);
+  EXPECT_TRUE(torch::equal(device_half(planes.images), cpu.images));
+  EXPECT_TRUE(torch::equal(planes.labels, cpu.labels));
+  EXPECT_THROW(data::load_batch_planes(*data::make_synthetic(4, 3, 8, 2, 1), {0}, mean, std, shape, false),
+               vitslim::Error);
 }
