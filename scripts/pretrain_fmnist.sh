@@ -8,7 +8,7 @@
 # final.safetensors carries its provenance (settings, source commit, test top-1, tensor hash) in
 # its metadata.
 #   bash scripts/pretrain_fmnist.sh [--model vit_fmnist|vit_fmnist12] [--epochs N] [--out DIR]
-#                                   [--install] [--smoke]
+#                                   [--install] [--check-convergence] [--smoke]
 #     --model M   the preset (default vit_fmnist)
 #     --epochs N  training epochs (default 30 for vit_fmnist, 60 for vit_fmnist12)
 #     --out DIR   run directory, relative to the repository root (default runs/pretrain-fmnist for
@@ -16,6 +16,9 @@
 #     --install   copy final.safetensors and train.json (its paths made relative to the repository)
 #                 into pretrained/<model>.* when the run finishes, with the per-epoch curve from
 #                 train.h5 as pretrained/<model>.epochs.csv
+#     --check-convergence  then 2 more epochs of the same recipe at its final learning rate
+#                 (1e-5, seed 1) from final.safetensors into DIR/converged, and the top-1 gain: the
+#                 model counts as converged when it is under 0.15 points
 #     --smoke     2 short epochs (a test of the script, not a usable model)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +29,7 @@ MODEL=vit_fmnist
 OUT=""
 EPOCHS=""
 INSTALL=0
+CHECK=0
 SMOKE=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -33,6 +37,7 @@ while [[ $# -gt 0 ]]; do
     --epochs) EPOCHS="${2:-}"; shift 2 || { echo "pretrain_fmnist.sh: --epochs needs a value" >&2; exit 2; } ;;
     --out) OUT="${2:-}"; shift 2 || { echo "pretrain_fmnist.sh: --out needs a value" >&2; exit 2; } ;;
     --install) INSTALL=1; shift ;;
+    --check-convergence) CHECK=1; shift ;;
     --smoke) SMOKE=1; shift ;;
     *) echo "pretrain_fmnist.sh: unknown argument $1 (see the header of this script)" >&2; exit 2 ;;
   esac
@@ -49,11 +54,12 @@ if ! [[ "$EPOCHS" =~ ^[1-9][0-9]*$ ]]; then
 fi
 LENGTH=(--epochs "$EPOCHS" --warmup-epochs 1)
 [[ $SMOKE == 1 ]] && LENGTH=(--epochs 2 --warmup-epochs 1 --steps-per-epoch 5 --eval-images 200)
+# The recipe; --lr is per 512 images (timm's scaling): 6e-3 is 1.5e-3 at batch 128.
+RECIPE=(--model "$MODEL" --data-set fashion-mnist --threads 2 --batch-size 128 --weight-decay 0.05 --smoothing 0.1
+  --mixup 0 --cutmix 0 --aug deit --aa none --scale 0.85,1 --ratio 0.9,1.1 --hflip 0.5 --reprob 0.1 --drop-path 0.05
+  --entropy-images 0)
 bash "$ROOT/scripts/setup.sh"
-"$ROOT/build/vitslim" train --model "$MODEL" --data-set fashion-mnist --seed 0 --threads 2 \
-  "${LENGTH[@]}" --batch-size 128 --lr 6e-3 --min-lr 1e-5 --weight-decay 0.05 --smoothing 0.1 \
-  --mixup 0 --cutmix 0 --aug deit --aa none --scale 0.85,1 --ratio 0.9,1.1 --hflip 0.5 --reprob 0.1 \
-  --drop-path 0.05 --entropy-images 0 --out-dir "$OUT" --resume
+"$ROOT/build/vitslim" train "${RECIPE[@]}" --seed 0 "${LENGTH[@]}" --lr 6e-3 --min-lr 1e-5 --out-dir "$OUT" --resume
 if [[ $INSTALL == 1 ]]; then
   mkdir -p "$ROOT/pretrained"
   cp "$OUT/final.safetensors" "$ROOT/pretrained/$MODEL.safetensors.tmp"
@@ -91,4 +97,18 @@ with open(sys.argv[2] + ".tmp", "w") as out:
 os.replace(sys.argv[2] + ".tmp", sys.argv[2])
 PYEOF
   echo "installed pretrained/$MODEL.safetensors"
+fi
+if [[ $CHECK == 1 ]]; then
+  # Two more epochs at the final learning rate (4e-5 per 512 images is 1e-5 at batch 128).
+  MORE=(--epochs 2 --warmup-epochs 0)
+  [[ $SMOKE == 1 ]] && MORE=(--epochs 2 --warmup-epochs 0 --steps-per-epoch 5 --eval-images 200)
+  "$ROOT/build/vitslim" train "${RECIPE[@]}" --seed 1 "${MORE[@]}" --lr 4e-5 --min-lr 1e-5 \
+    --weights "$OUT/final.safetensors" --out-dir "$OUT/converged" --resume
+  "$ROOT/.venv/bin/python" - "$OUT/train.json" "$OUT/converged/train.json" <<'PYEOF'
+import json, sys
+before, after = (json.load(open(p))["last_top1"] for p in sys.argv[1:3])
+gain = after - before
+print(f"convergence: top-1 {before:.2f}% -> {after:.2f}% after 2 more epochs at the final learning rate "
+      f"(gain {gain:+.2f} points; converged: {'yes' if gain < 0.15 else 'no'}, the rule is under 0.15)")
+PYEOF
 fi

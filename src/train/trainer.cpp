@@ -144,6 +144,11 @@ TrainResult Trainer::run_steps() {
   }
   mpi_.barrier();
   resume_or_start();
+  if (finished_earlier_) {
+    log_warn(cat("train: ", (fs::path(t_.out_dir) / "final.safetensors").string(),
+                 ": this run finished earlier; its outputs are kept (a new --out-dir trains again)"));
+    return {true, 0, t_.out_dir, state_.best_top1, state_.step_seconds, state_.global_step};
+  }
   sync_ = std::make_unique<SyncPoint>(SyncPoint::Run{mpi_, state_, t_.out_dir, t_.epochs, plan_.steps_per_epoch});
   rss_start_mib_ = resident_mib();
   while (state_.epoch < t_.epochs) {

@@ -127,6 +127,9 @@ class Trainer {
   double last_top1_ = -1;
   int stop_signal_ = 0;
   bool first_batch_seen_ = false;
+  // --resume found the last checkpoint of a run whose final.safetensors and finished train.json
+  // are there: its outputs are kept as they are and nothing runs.
+  bool finished_earlier_ = false;
   double rss_start_mib_ = -1;  // resident memory when the first step starts
   Clock::time_point started_ = Clock::now();
 };

@@ -101,6 +101,19 @@ void Trainer::rebuild_parameters() {
 }
 
 // Rank 0 chooses the checkpoint (the newest that reads back) and says which; every rank reads it.
+namespace {
+// Whether out_dir holds a finished run: final.safetensors and a train.json that says so.
+bool finished_run(const std::string& out_dir) {
+  const fs::path summary = fs::path(out_dir) / "train.json";
+  if (!fs::is_regular_file(fs::path(out_dir) / "final.safetensors") || !fs::is_regular_file(summary)) return false;
+  try {
+    return read_train_summary(summary.string()).finished;
+  } catch (const Error&) {
+    return false;  // unreadable: the run is finished again and the file rewritten
+  }
+}
+}  // namespace
+
 void Trainer::resume_or_start() {
   std::optional<model::Checkpoint> ckpt;
   if (mpi_.rank() == 0) ckpt = newest_checkpoint(t_.out_dir, t_.resume);
@@ -127,6 +140,9 @@ void Trainer::resume_or_start() {
                  plan_.steps_per_epoch, ", global step ", state_.global_step));
     apply_lambda(current_lambda(state_.epoch));
   }
+  finished_earlier_ =
+      mpi_.broadcast({ckpt && state_.epoch >= t_.epochs && mpi_.rank() == 0 && finished_run(t_.out_dir)}).at(0) != 0;
+  if (finished_earlier_) return;
   broadcast_weights();
   if (mpi_.rank() == 0) {
     trace_ = std::make_unique<TrainTrace>(

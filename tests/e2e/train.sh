@@ -2,7 +2,8 @@
 # vitslim train end to end on Debian's Fashion-MNIST: a run dilutes the chosen blocks to
 # Removed and exports them; killed with -9 at a random step and resumed, or stopped by SIGTERM
 # (Slurm preemption) and resumed, it ends bit-identical to an uninterrupted run; a non-finite
-# loss stops with the step named and the last checkpoint kept; bad input is refused cleanly.
+# loss stops with the step named and the last checkpoint kept; --resume on a finished run keeps its
+# outputs; bad input is refused cleanly.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 CMP="$VITSLIM_SCRIPTS/compare_weights.py"
 # Mixup, cutmix, drop-path and EMA on: resuming must reproduce every random draw and the EMA too.
@@ -76,6 +77,14 @@ wait "$pid"  # must be 0
 "$PY" "$CMP" full/final.safetensors term/final.safetensors
 passed=$((passed + 1))
 
+# --resume on a finished run keeps its outputs: nothing is trained, rewritten or traced again.
+sums=$(cd term && md5sum final.safetensors final-ema.safetensors train.json train.h5 best.safetensors)
+out=$("$BIN" "${T[@]}" --out-dir term --resume 2>&1) || fail "resume of a finished run: $out"
+grep -q "this run finished earlier; its outputs are kept" <<<"$out" || fail "finished run: $out"
+[[ "$(cd term && md5sum final.safetensors final-ema.safetensors train.json train.h5 best.safetensors)" == "$sums" ]] &&
+  test ! -e term/train.h5.partial || fail "resume of a finished run changed its outputs"
+passed=$((passed + 1))
+
 # Reusing an out-dir without --resume is refused: nothing of the earlier run is touched.
 before=$(ls full/checkpoints)
 out=$("$BIN" "${T[@]}" --out-dir full 2>&1) && { echo "FAIL: reused out-dir accepted"; exit 1; }
@@ -125,5 +134,5 @@ bad "--steps-per-epoch 5000 is more than the 1875 steps" --steps-per-epoch 5000 
 bad "--device cuda" --device cuda
 bad "--mixup-prob must be in" --mixup-prob 2
 bad "weights nowhere.pth" --weights nowhere.pth
-[[ $passed -eq 16 ]] || fail "$passed of 16 checks ran"
+[[ $passed -eq 17 ]] || fail "$passed of 17 checks ran"
 echo "train e2e: $passed checks passed"
