@@ -196,6 +196,10 @@ entry 'bash scripts/pretrain_fmnist.sh --model vit_fmnist12 --install' \
      "$PY" -c "import json; from safetensors import safe_open; f = safe_open(\"pretrained/vit_fmnist12.safetensors\", \"np\"); p = json.loads(f.metadata()[\"vitslim.provenance\"]); assert \"vit_fmnist12\" in p[\"settings\"], p"
    then ok=0; fi
    cp "$WORK/shipped12.safetensors" pretrained/vit_fmnist12.safetensors; exit $ok'
+entry 'bash scripts/pretrain_fmnist.sh --model vit_fmnist12 --check-convergence' \
+  'with_stubs bash scripts/pretrain_fmnist.sh --model vit_fmnist12 --smoke --out runs/pt12c --check-convergence >out.txt
+   grep -q "^convergence: top-1 .* after 2 more epochs at the final learning rate (gain [-+]" out.txt &&
+   test -s runs/pt12c/converged/final.safetensors'
 entry 'bash scripts/reproduce_budget.sh --list' \
   'bash scripts/reproduce_budget.sh --list | grep -qE "^fmnist12-e18 (to run|finished)"'
 # pretrained/README.md (--install into this copy of the repository, then the shipped file put back)
