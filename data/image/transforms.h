@@ -55,6 +55,7 @@ class Normaliser {
   void operator()(const Image& image, float* out) const;
   // Its table: table()[c][v] is the float of value v in channel c (what a device normalises by).
   const std::vector<std::array<float, 256>>& table() const { return lut_; }
+  int64_t channels() const { return channels_; }
 
  private:
   int64_t channels_;

@@ -179,11 +179,9 @@ Batch load_train_batch(const Dataset& dataset, const std::vector<int64_t>& indic
   return batch;
 }
 
-PlaneNormaliser::PlaneNormaliser(const Normaliser& norm, int64_t channels, c10::Device device) {
+PlaneNormaliser::PlaneNormaliser(const Normaliser& norm, c10::Device device) {
   const auto& table = norm.table();
-  if (static_cast<int64_t>(table.size()) != channels) {
-    throw Error(cat("normalise: ", channels, " channels, the table has ", table.size()));
-  }
+  const int64_t channels = norm.channels();
   auto lut = torch::empty({channels * 256}, torch::kFloat);
   for (int64_t c = 0; c < channels; ++c) {
     const auto& row = table[static_cast<size_t>(c)];

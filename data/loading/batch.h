@@ -72,7 +72,7 @@ Batch load_train_batch(const Dataset& dataset, const std::vector<int64_t>& indic
 // values differ from the CPU's batch of the same seeds.
 class PlaneNormaliser {
  public:
-  PlaneNormaliser(const Normaliser& norm, int64_t channels, c10::Device device);
+  PlaneNormaliser(const Normaliser& norm, c10::Device device);
   // planes: uint8 [B, C, S, S] on the device -> float [B, C, S, S]
   at::Tensor operator()(const at::Tensor& planes) const;
   // The same, then erase's rectangles (int64 [B, 4] on the host) filled from `generator`.

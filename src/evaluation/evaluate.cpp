@@ -25,11 +25,11 @@ namespace {
 constexpr int64_t kTopK = 5;
 constexpr int64_t kEvalPrefetch = 2;  // batches per loader thread decoded ahead
 
-// One evaluation batch for a model on `device`: pinned for the copy to a GPU, and photos as uint8
-// planes there (a quarter of the bytes; normalised on the GPU to the same floats).
+// One evaluation batch for a model on `device`: pinned for the copy to a GPU; with `planes`
+// (photos to a GPU) the uint8 planes, a quarter of the bytes, normalised there to the same floats.
 data::Batch eval_batch(const data::Dataset& dataset, const std::vector<int64_t>& chunk, const std::vector<double>& mean,
-                       const std::vector<double>& std, const ModelShape& shape, c10::Device device) {
-  if (device.is_cuda() && !dataset.fixed_size()) {
+                       const std::vector<double>& std, const ModelShape& shape, c10::Device device, bool planes) {
+  if (planes) {
     return data::load_batch_planes(dataset, chunk, mean, std, shape, /*pinned=*/true);
   }
   data::Batch batch = data::load_batch(dataset, chunk, mean, std, shape);
@@ -51,10 +51,9 @@ EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& datase
   EvalCounts counts;
   model::Bf16Autocast pass(device.type(), bf16);                  // the weights cast to bf16 once (model/autocast.h)
   const bool planes = device.is_cuda() && !dataset.fixed_size();  // see eval_batch
-  const auto to_model = planes
-                            ? std::make_unique<data::PlaneNormaliser>(
-                                  data::Normaliser(mean, std, model->shape().in_chans), model->shape().in_chans, device)
-                            : nullptr;
+  const auto to_model =
+      planes ? std::make_unique<data::PlaneNormaliser>(data::Normaliser(mean, std, model->shape().in_chans), device)
+             : nullptr;
   const auto batches =
       static_cast<int64_t>((indices.size() + static_cast<size_t>(batch_size) - 1) / static_cast<size_t>(batch_size));
   // Batches decoded ahead by loader threads while the model runs.
@@ -66,7 +65,7 @@ EvalCounts evaluate(model::VisionTransformer& model, const data::Dataset& datase
         return eval_batch(
             dataset,
             {indices.begin() + static_cast<std::ptrdiff_t>(lo), indices.begin() + static_cast<std::ptrdiff_t>(hi)},
-            mean, std, shape, device);
+            mean, std, shape, device, planes);
       },
       default_loader_threads(available_cores(), compute_threads(), device.is_cuda()), kEvalPrefetch);
   for (int64_t b = 0; b < batches; ++b) {

@@ -71,8 +71,7 @@ MicroBatch TrainBatches::next(uint64_t stream, c10::Device device, double& secon
   if (batch.erase.defined()) {  // uint8 planes: normalised and erased here
     if (!plane_normaliser_) {
       const auto& a = augment_settings_;
-      plane_normaliser_ =
-          std::make_unique<data::PlaneNormaliser>(data::Normaliser(a.mean, a.std, a.channels), a.channels, device);
+      plane_normaliser_ = std::make_unique<data::PlaneNormaliser>(data::Normaliser(a.mean, a.std, a.channels), device);
     }
     auto generator =
         cuda::make_generator(device, mix_seed(s_.seed ^ kSaltErase, static_cast<uint64_t>(s_.rank), stream));

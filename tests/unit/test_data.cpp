@@ -188,7 +188,7 @@ TEST(Batch, PlanesNormalisedWhereTheModelIsEqualTheCpuBatchOutsideTheErasing) {
   EXPECT_TRUE(planes.erase.select(1, 2).gt(0).all().item<bool>()) << "probability 1 erases every image";
 
   const data::Normaliser norm(s.mean, s.std, 3);
-  const data::PlaneNormaliser device_half(norm, 3, torch::kCPU);
+  const data::PlaneNormaliser device_half(norm, torch::kCPU);
   auto gen = vitslim::cuda::make_generator(torch::kCPU, 99);
   const auto x = device_half(planes.images, planes.erase, gen);
   ASSERT_EQ(x.sizes(), cpu.images.sizes());

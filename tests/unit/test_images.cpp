@@ -387,7 +387,7 @@ TEST(Images, EvalPlanesNormalisedWhereTheModelIsAreTheCpuBatch) {
   const auto cpu = data::load_batch(*files, idx, mean, std, shape);
   const auto planes = data::load_batch_planes(*files, idx, mean, std, shape, /*pinned=*/false);
   ASSERT_EQ(planes.images.scalar_type(), torch::kUInt8);
-  const data::PlaneNormaliser device_half(data::Normaliser(mean, std, 3), 3, torch::kCPU);
+  const data::PlaneNormaliser device_half(data::Normaliser(mean, std, 3), torch::kCPU);
   EXPECT_TRUE(torch::equal(device_half(planes.images), cpu.images));
   EXPECT_TRUE(torch::equal(planes.labels, cpu.labels));
   EXPECT_THROW(data::load_batch_planes(*data::make_synthetic(4, 3, 8, 2, 1), {0}, mean, std, shape, false),
