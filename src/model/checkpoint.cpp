@@ -167,13 +167,26 @@ std::map<std::string, std::string> model_metadata(VisionTransformer& model) {
   return meta;
 }
 
+ModelFile model_file(VisionTransformer& model, const std::map<std::string, std::string>& extra,
+                     const std::map<std::string, at::Tensor>* replace) {
+  ModelFile file;
+  for (const auto& p : model->named_parameters()) {
+    const auto it = replace ? replace->find(p.key()) : std::map<std::string, at::Tensor>::const_iterator{};
+    const at::Tensor& t = replace && it != replace->end() ? it->second : p.value();
+    file.tensors.emplace_back(p.key(), t.detach().to(torch::kCPU, torch::kFloat));
+  }
+  file.metadata = model_metadata(model);
+  for (const auto& [key, value] : extra) file.metadata[key] = value;
+  return file;
+}
+
+void write_model_file(const ModelFile& file, const std::string& path, OutputSet* outputs) {
+  write_safetensors(path, file.tensors, file.metadata, outputs);
+}
+
 void export_safetensors(VisionTransformer& model, const std::string& path,
                         const std::map<std::string, std::string>& extra, OutputSet* outputs) {
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (const auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().to(torch::kFloat));
-  auto metadata = model_metadata(model);
-  for (const auto& [key, value] : extra) metadata[key] = value;
-  write_safetensors(path, tensors, metadata, outputs);
+  write_model_file(model_file(model, extra), path, outputs);
 }
 
 namespace {

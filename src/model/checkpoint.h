@@ -32,8 +32,19 @@ void load_weights(VisionTransformer& model, StateDict weights, const LoadOptions
 // The metadata that makes a weights file self-describing: removed layers, heads, image size,
 // whether the residual factors are folded, token merging.
 std::map<std::string, std::string> model_metadata(VisionTransformer& model);
-// All parameters with timm names (float32, contiguous) + model_metadata + `extra`, written
-// atomically (into `outputs` when given, as write_safetensors).
+// What export_safetensors writes, taken now: every parameter with its timm name as float32 in
+// host memory (from a GPU a copy: a snapshot that can be written later, e.g. on a background
+// thread while training goes on; on the CPU the live tensors) + model_metadata + `extra`.
+// `replace`: tensors used in place of the parameters of the same name (an EMA of them).
+struct ModelFile {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  std::map<std::string, std::string> metadata;
+};
+ModelFile model_file(VisionTransformer& model, const std::map<std::string, std::string>& extra = {},
+                     const std::map<std::string, at::Tensor>* replace = nullptr);
+// Writes `file` atomically (into `outputs` when given, as write_safetensors).
+void write_model_file(const ModelFile& file, const std::string& path, OutputSet* outputs = nullptr);
+// write_model_file(model_file(model, extra), path, outputs).
 void export_safetensors(VisionTransformer& model, const std::string& path,
                         const std::map<std::string, std::string>& extra = {}, OutputSet* outputs = nullptr);
 // FNV-1a over every parameter's name, shape and float32 bytes, as 16 hex digits: which weights

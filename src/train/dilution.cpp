@@ -1,9 +1,5 @@
-// Implements dilution control and exports (see dilution.h).
+// Implements dilution control (see dilution.h).
 #include "train/dilution.h"
-
-#include <torch/torch.h>
-
-#include "model/checkpoint.h"
 
 namespace vitslim::train {
 
@@ -42,22 +38,6 @@ bool all_removed(model::VisionTransformer& model, const std::vector<int64_t>& la
     if (!model::is_removed(model->block(b)->mode())) return false;
   }
   return true;
-}
-
-void export_model(model::VisionTransformer& model, NamedTensors& params, const std::map<std::string, at::Tensor>* ema,
-                  const std::string& path, const std::map<std::string, std::string>& metadata) {
-  if (!ema) {
-    model::export_safetensors(model, path, metadata);
-    return;
-  }
-  torch::NoGradGuard no_grad;
-  std::map<std::string, torch::Tensor> saved;
-  for (auto& [n, p] : params) {
-    saved[n] = p.detach().clone();
-    p.copy_(ema->at(n));
-  }
-  model::export_safetensors(model, path, metadata);
-  for (auto& [n, p] : params) p.copy_(saved[n]);
 }
 
 }  // namespace vitslim::train

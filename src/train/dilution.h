@@ -1,17 +1,13 @@
 // Dilution of the chosen blocks during training (docs/method.md section 4): every diluting block
 // gets the schedule's lambda, and at lambda 0 it switches to Removed (no attention parameters or
-// compute) for the rest of the run. Also: exporting the model with its EMA weights swapped in.
+// compute) for the rest of the run.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "model/vit.h"
-#include "train/step.h"
 
 namespace vitslim::train {
 
@@ -23,10 +19,5 @@ std::vector<double> block_lambdas(model::VisionTransformer& model);
 // Per block: the attention mode's name (checkpoints and train.json store them).
 std::vector<std::string> block_modes(model::VisionTransformer& model);
 bool all_removed(model::VisionTransformer& model, const std::vector<int64_t>& layers);
-
-// Writes `model` to `path` (.safetensors), with the EMA weights in place of `params` when `ema` is
-// given; the parameters are put back afterwards.
-void export_model(model::VisionTransformer& model, NamedTensors& params, const std::map<std::string, at::Tensor>* ema,
-                  const std::string& path, const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace vitslim::train

@@ -1,5 +1,5 @@
-// What the trainer writes besides the trace (see trainer_impl.h): checkpoints (on a background
-// thread on a GPU), train.json, and the provenance recorded in final.safetensors.
+// What the trainer writes besides the trace (see trainer_impl.h): checkpoints and exported models
+// (on a background thread on a GPU), train.json, and the provenance recorded in final.safetensors.
 #include "train/trainer_impl.h"
 
 namespace vitslim::train {
@@ -20,6 +20,16 @@ void Trainer::save_checkpoint() {
     model::prune_checkpoints(out_dir, keep);
     write_train_summary((fs::path(out_dir) / "train.json").string(), record);
   };
+  if (device_.is_cuda()) {
+    writer_.run(std::move(write));
+  } else {
+    write();
+  }
+}
+
+void Trainer::export_model(const std::string& name, bool ema, const std::map<std::string, std::string>& metadata) {
+  auto write = [file = model::model_file(model_, metadata, ema ? &ema_ : nullptr),
+                path = (fs::path(t_.out_dir) / name).string()] { model::write_model_file(file, path); };
   if (device_.is_cuda()) {
     writer_.run(std::move(write));
   } else {

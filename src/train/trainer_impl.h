@@ -83,9 +83,8 @@ class Trainer {
   void record_epoch(const EpochRow& row, const std::vector<double>& lambdas);
   void save_checkpoint();
   // A deployable model file in --out-dir: parameters (or their EMA), removed layers in the metadata.
-  void export_model(const std::string& name, bool ema, const std::map<std::string, std::string>& metadata = {}) {
-    train::export_model(model_, params_, ema ? &ema_ : nullptr, (fs::path(t_.out_dir) / name).string(), metadata);
-  }
+  // On a GPU written by rank 0's background writer from a host snapshot, on the CPU now.
+  void export_model(const std::string& name, bool ema, const std::map<std::string, std::string>& metadata = {});
   // final.safetensors' provenance (model::kMetaProvenance): what made it and its last evaluation.
   std::map<std::string, std::string> provenance();
   void write_summary(bool finished);
@@ -117,7 +116,7 @@ class Trainer {
   model::TrainState state_;
   std::unique_ptr<DirLock> out_lock_;                   // rank 0: --out-dir is this run's alone
   std::unique_ptr<dist::CollectiveDeadline> deadline_;  // MPI collectives end after --collective-timeout
-  BackgroundTask writer_;                               // rank 0, GPU runs: checkpoint writes
+  BackgroundTask writer_;                               // rank 0, GPU runs: checkpoints, exports
   std::unique_ptr<TrainTrace> trace_;
   std::unique_ptr<ProgressLine> progress_;
   std::unique_ptr<PhaseClock> phases_;  // --profile, else disabled

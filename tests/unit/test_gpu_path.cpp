@@ -8,9 +8,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/background.h"
 #include "core/cuda_device.h"
@@ -183,15 +185,56 @@ TEST(BackgroundTask, RunsInOrderAndRethrows) {
   vitslim::BackgroundTask task;
   std::vector<int> order;
   task.run([&] { order.push_back(1); });
-  task.run([&] { order.push_back(2); });  // waits for the first
+  task.run([&] { order.push_back(2); });
   task.finish();
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
   task.run([] { throw vitslim::Error("disk full"); });
+  while (task.pending() > 0) std::this_thread::yield();
   EXPECT_THROW(task.run([&] { order.push_back(3); }), vitslim::Error);  // the error, not the next task
-  task.finish();
+  task.finish();                                                        // rethrown once only
   EXPECT_EQ(order.size(), 2u);
   task.run([&] { order.push_back(4); });
   task.finish();
   EXPECT_EQ(order.back(), 4);
-  EXPECT_FALSE(task.busy());
+  EXPECT_EQ(task.pending(), 0u);
+}
+
+// An epoch's end queues its export and its checkpoint without waiting for the file system; a third
+// write waits for room; the writes queued after a failed one are dropped.
+TEST(BackgroundTask, QueuesUpToItsCapacityAndDropsWritesAfterAnError) {
+  std::promise<void> open_gate;
+  std::shared_future<void> gate = open_gate.get_future().share();
+  std::vector<int> order;
+  std::atomic<bool> third_queued{false};
+  {
+    vitslim::BackgroundTask task(2);
+    task.run([&, gate] {
+      gate.wait();
+      order.push_back(1);
+    });
+    task.run([&] { order.push_back(2); });  // returns while the first still runs
+    EXPECT_EQ(task.pending(), 2u);
+    std::thread third([&] {
+      task.run([&] { order.push_back(3); });
+      third_queued = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_FALSE(third_queued.load());  // no room until the first finishes
+    open_gate.set_value();
+    third.join();
+    task.finish();
+    EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+  }
+  std::promise<void> open_second;
+  std::shared_future<void> second = open_second.get_future().share();
+  vitslim::BackgroundTask task(2);
+  task.run([second] {
+    second.wait();
+    throw vitslim::Error("disk full");
+  });
+  task.run([&] { order.push_back(4); });
+  open_second.set_value();
+  EXPECT_THROW(task.finish(), vitslim::Error);
+  EXPECT_EQ(order.back(), 3);  // the write after the failure never ran
+  EXPECT_EQ(task.pending(), 0u);
 }
