@@ -38,6 +38,21 @@
 
 namespace vitslim {
 namespace pipeline {
+namespace {
+
+// The report records the starting weights relative to the working directory when they lie inside
+// it: the shipped checkpoint's compiled-in path is this machine's absolute one, and reports get
+// committed (results/budget/).
+std::string recorded_path(const std::string& path) {
+  std::error_code ec;
+  const fs::path cwd = fs::current_path(ec);
+  if (ec) return path;
+  const fs::path rel = fs::proximate(path, cwd, ec);
+  if (ec || rel.empty() || *rel.begin() == "..") return path;
+  return rel.string();
+}
+
+}  // namespace
 
 Config Pipeline::stage_config(const std::string& job) const {
   Config c = base_;
@@ -126,7 +141,7 @@ void Pipeline::report() {
   ctx.preset = base_.model.preset;
   ctx.shape = model::preset(base_.model.preset).describe();
   ctx.dataset = base_.data.dataset;
-  ctx.pretrained = pretrained_;
+  ctx.pretrained = recorded_path(pretrained_);
   ctx.config_ini = config_to_ini(base_);
   ctx.world_size = mpi_.world_size();
   ctx.pretrained_here = p_.weights.empty() && !uses_shipped();

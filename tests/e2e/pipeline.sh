@@ -126,4 +126,12 @@ one_error "--criteria must be" "$BIN" "${Q[@]}" --criteria cosine,loudest --out-
 one_error "exclude each other" "$BIN" "${Q[@]}" --pretrained "$W" --pretrain-epochs 2 --out-dir p5
 one_error "--tome-r: the pipeline chooses r and the start block itself" "$BIN" "${Q[@]}" --tome-r 2 --out-dir p6
 echo "ok   provenance checked; bad --seeds, --criteria refused"
+
+# The report records the starting weights relative to the working directory (reports get
+# committed; an absolute path is this machine's).
+"$BIN" "${Q[@]}" --pretrained "$PWD/$W" --criteria random --distill none --tome-rows=false --plan-target-speedup 0 \
+  --calib-images 128 --bench-iters 1 --out-dir abs >/dev/null
+"$PY" -c 'import json, sys; p = json.load(open("abs/report.json"))["pretrained"]; assert p == sys.argv[1], p' "$W"
+grep -q "^Started from \`$W\`" abs/report.md || fail "report.md does not name $W relative to the working directory"
+echo "ok   the report records the weights relative to the working directory"
 echo "pipeline e2e: ok"
